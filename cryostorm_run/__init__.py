@@ -1,0 +1,111 @@
+"""cryostorm-run: zero-code OpenTelemetry for Python programs, plus a small facade for manual spans.
+
+Example:
+    >>> from cryostorm_run import TelemetrySettings
+    >>> TelemetrySettings().exporter_type.value
+    'console'
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# Names are imported on first use (PEP 562): the hook imports cryostorm_run._bootstrap in every
+# instrumented process, and must not pay for pydantic or typer through this package's __init__.
+_WHERE = {
+    "ChildPropagation": "cryostorm_run._enums",
+    "Compression": "cryostorm_run._enums",
+    "EnvironmentType": "cryostorm_run._enums",
+    "ExporterType": "cryostorm_run._enums",
+    "LogLevel": "cryostorm_run._enums",
+    "OtlpProtocol": "cryostorm_run._enums",
+    "ProcessorType": "cryostorm_run._enums",
+    "PropagatorType": "cryostorm_run._enums",
+    "SamplingStrategy": "cryostorm_run._enums",
+    "ConfigError": "cryostorm_run._loading",
+    "load_settings": "cryostorm_run._loading",
+    "__version__": "cryostorm_run._version",
+    "LaunchError": "cryostorm_run.launch",
+    "LaunchPlan": "cryostorm_run.launch",
+    "exec_plan": "cryostorm_run.launch",
+    "plan_launch": "cryostorm_run.launch",
+    "CollectorEndpoint": "cryostorm_run.settings",
+    "ExportConfig": "cryostorm_run.settings",
+    "LoggingConfig": "cryostorm_run.settings",
+    "MetricsConfig": "cryostorm_run.settings",
+    "OtlpConfig": "cryostorm_run.settings",
+    "PropagationConfig": "cryostorm_run.settings",
+    "ServiceInfo": "cryostorm_run.settings",
+    "TelemetrySettings": "cryostorm_run.settings",
+    "TracingConfig": "cryostorm_run.settings",
+}
+
+if TYPE_CHECKING:
+    from cryostorm_run._enums import (
+        ChildPropagation,
+        Compression,
+        EnvironmentType,
+        ExporterType,
+        LogLevel,
+        OtlpProtocol,
+        ProcessorType,
+        PropagatorType,
+        SamplingStrategy,
+    )
+    from cryostorm_run._loading import ConfigError, load_settings
+    from cryostorm_run._version import __version__
+    from cryostorm_run.launch import LaunchError, LaunchPlan, exec_plan, plan_launch
+    from cryostorm_run.settings import (
+        CollectorEndpoint,
+        ExportConfig,
+        LoggingConfig,
+        MetricsConfig,
+        OtlpConfig,
+        PropagationConfig,
+        ServiceInfo,
+        TelemetrySettings,
+        TracingConfig,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'cryostorm_run' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+__all__ = [
+    "ChildPropagation",
+    "CollectorEndpoint",
+    "Compression",
+    "ConfigError",
+    "EnvironmentType",
+    "ExportConfig",
+    "ExporterType",
+    "LaunchError",
+    "LaunchPlan",
+    "LogLevel",
+    "LoggingConfig",
+    "MetricsConfig",
+    "OtlpConfig",
+    "OtlpProtocol",
+    "ProcessorType",
+    "PropagationConfig",
+    "PropagatorType",
+    "SamplingStrategy",
+    "ServiceInfo",
+    "TelemetrySettings",
+    "TracingConfig",
+    "__version__",
+    "exec_plan",
+    "load_settings",
+    "plan_launch",
+]

@@ -1,0 +1,3 @@
+from cryostorm_run.cli import main
+
+main()

@@ -1,0 +1,139 @@
+"""What the hook does inside the program's process: configure the SDK, instrument, report.
+
+Imported by ``sitecustomize`` only. It must never break the program: every failure becomes
+one clear line on stderr and the program runs on.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import signal
+import sys
+import time
+from typing import Any
+
+_DONE = False
+HOOK_DIR_VAR = "_CRYOSTORM_HOOK_DIR"
+REPORT_VAR = "_CRYOSTORM_REPORT"
+
+
+def warn(message: str) -> None:
+    try:
+        sys.stderr.write(f"cryostorm: {message}\n")
+        sys.stderr.flush()
+    except (OSError, ValueError, AttributeError):
+        pass  # no usable stderr (closed, or pythonw): nothing better to do
+
+
+def _without(path_list: str, entry: str) -> str:
+    return os.pathsep.join(p for p in path_list.split(os.pathsep) if p and os.path.abspath(p) != entry)
+
+
+def _entry_points() -> dict[str, list[Any]]:
+    from importlib.metadata import entry_points
+
+    groups: dict[str, list[Any]] = {"opentelemetry_distro": [], "opentelemetry_configurator": [],
+                                    "opentelemetry_instrumentor": []}
+    for group in groups:
+        groups[group] = list(entry_points(group=group))
+    return groups
+
+
+def _named(eps: list[Any], name: str, group: str) -> Any:
+    for ep in eps:
+        if ep.name == name:
+            return ep.load()
+    raise RuntimeError(f"entry point {group}:{name} not found; is cryostorm-run installed in this environment?")
+
+
+def initialize() -> None:
+    """Configure telemetry for this process once. Never raises."""
+    global _DONE
+    if _DONE:
+        return
+    _DONE = True
+    started = time.perf_counter()
+    hook_dir = os.environ.get(HOOK_DIR_VAR, "")
+    pythonpath = os.environ.get("PYTHONPATH")
+    # While initialising, children must not run the hook again (no recursion).
+    if pythonpath is not None and hook_dir:
+        os.environ["PYTHONPATH"] = _without(pythonpath, hook_dir)
+    try:
+        _initialize(started)
+    except Exception as exc:
+        warn(f"telemetry disabled in this process: {type(exc).__name__}: {exc}")
+    finally:
+        if pythonpath is not None and os.environ.get("_CRYOSTORM_CHILDREN", "all") == "all":
+            os.environ["PYTHONPATH"] = pythonpath
+
+
+def _initialize(started: float) -> None:
+    from cryostorm_run import _instrument
+
+    groups = _entry_points()
+    distro = _named(groups["opentelemetry_distro"], "cryostorm", "opentelemetry_distro")()
+    distro.configure()
+    configurator_cls = _named(groups["opentelemetry_configurator"], "cryostorm", "opentelemetry_configurator")
+    configurator_cls().configure()
+    providers = configurator_cls.providers
+    _instrument.instrument(distro, groups["opentelemetry_instrumentor"], warn)
+    _register_exit(providers)
+    _report(providers, (time.perf_counter() - started) * 1000)
+
+
+def _register_exit(providers: Any) -> None:
+    from cryostorm_run._sdk import shutdown
+
+    def flush_at_exit() -> None:
+        timeout = providers.runtime.shutdown_timeout_ms / 1000
+        if not shutdown(providers):
+            targets = ", ".join(f"{k}: {v}" for k, v in providers.exporters.items() if v.startswith("otlp"))
+            warn(f"telemetry not fully flushed within {timeout:g} s (shutdown_timeout); "
+                 f"exporters still busy ({targets or 'none'}); exiting anyway")
+
+    atexit.register(flush_at_exit)
+    # A program killed by SIGTERM with the default action never runs atexit. When the program
+    # has no handler of its own, flush first, then die by the same signal (exit status 128+15).
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL and _in_main_thread():
+        def on_sigterm(signum: int, frame: Any) -> None:
+            atexit.unregister(flush_at_exit)
+            flush_at_exit()
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+
+        signal.signal(signal.SIGTERM, on_sigterm)
+
+
+def _in_main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _report(providers: Any, elapsed_ms: float) -> None:
+    from cryostorm_run._instrument import STATUS
+
+    mode = os.environ.get(REPORT_VAR, "line")
+    if mode == "quiet":
+        return
+    rt = providers.runtime
+    exporters = " ".join(f"{k}={v}" for k, v in providers.exporters.items()) or "no signals"
+    line = (
+        f"service={rt.service_name} env={rt.environment or '-'} pid={os.getpid()} {exporters} "
+        f"sampler={rt.sampler} instrumentations={len(STATUS.instrumented)} active/"
+        f"{len(STATUS.watching)} on import hook={elapsed_ms:.0f}ms"
+    )
+    warn(line)
+    if mode == "verbose":
+        for name in STATUS.instrumented:
+            warn(f"  instrumented: {name}")
+        for name, module in STATUS.watching.items():
+            if name not in STATUS.instrumented:
+                warn(f"  on import of {module}: {name}")
+        for name, reason in STATUS.skipped.items():
+            warn(f"  skipped: {name} ({reason})")
+        for name, reason in STATUS.failed.items():
+            warn(f"  failed: {name} ({reason})")
+        for name in STATUS.disabled:
+            warn(f"  disabled: {name} (OTEL_PYTHON_DISABLED_INSTRUMENTATIONS)")

@@ -1,0 +1,189 @@
+"""Settings → the child's environment: standard ``OTEL_*`` variables plus a few ``_CRYOSTORM_*`` ones.
+
+`env_rows` is pure: the same settings always give the same rows. Each row names the
+setting it comes from, so `print-env` can explain itself and mask secrets.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+from dataclasses import dataclass
+
+from cryostorm_run._enums import ExporterType, OtlpProtocol, SamplingStrategy
+from cryostorm_run.settings import CollectorEndpoint, TelemetrySettings, _SignalConfig
+
+# Python name of each signal → its OTEL_* spelling and OTLP/HTTP path.
+SIGNALS: dict[str, tuple[str, str]] = {
+    "tracing": ("TRACES", "/v1/traces"),
+    "metrics": ("METRICS", "/v1/metrics"),
+    "logging": ("LOGS", "/v1/logs"),
+}
+_RATIO = (SamplingStrategy.TRACE_ID_RATIO, SamplingStrategy.PARENT_BASED_TRACE_ID_RATIO)
+
+
+@dataclass(frozen=True)
+class EnvRow:
+    name: str
+    value: str
+    setting: str  # dotted settings path(s) it comes from
+    secret: bool = False
+
+
+def effective_exporter(settings: TelemetrySettings, signal: str) -> ExporterType:
+    config: _SignalConfig = getattr(settings, signal)
+    if not config.enabled:
+        return ExporterType.NONE
+    chosen = config.exporter_type or settings.exporter_type
+    if chosen is ExporterType.PROMETHEUS and signal != "metrics":
+        return ExporterType.CONSOLE if settings.exporter_type is ExporterType.PROMETHEUS else chosen
+    return chosen
+
+
+def effective_protocol(settings: TelemetrySettings, signal: str) -> OtlpProtocol:
+    config: _SignalConfig = getattr(settings, signal)
+    return config.protocol or settings.otlp.protocol
+
+
+def effective_collector(settings: TelemetrySettings, signal: str) -> CollectorEndpoint:
+    config: _SignalConfig = getattr(settings, signal)
+    return config.collector or settings.collector
+
+
+def signal_endpoint(settings: TelemetrySettings, signal: str) -> str:
+    """The exact URL the exporter uses: gRPC takes scheme://host:port, HTTP the full /v1/<signal> URL."""
+    protocol = effective_protocol(settings, signal)
+    base = effective_collector(settings, signal).base_url(protocol)
+    if protocol is OtlpProtocol.GRPC:
+        return base.split("/", 3)[0] + "//" + base.split("/", 3)[2]
+    return base + SIGNALS[signal][1]
+
+
+def encode_pairs(pairs: dict[str, str]) -> str:
+    """`k=v,k2=v2` with the OTel percent-encoding of separators."""
+    return ",".join(f"{urllib.parse.quote(k, safe='')}={urllib.parse.quote(v, safe='')}" for k, v in pairs.items())
+
+
+def _seconds(millis: int) -> str:
+    # OTEL_EXPORTER_OTLP_*_TIMEOUT is read in seconds by the Python SDK.
+    return f"{millis / 1000:g}"
+
+
+def env_rows(settings: TelemetrySettings) -> list[EnvRow]:
+    """Every variable the child gets for these settings, in a stable order."""
+    s = settings
+    rows = [EnvRow("OTEL_SERVICE_NAME", s.service.name, "service.name")]
+    attrs = {
+        "service.version": s.service.version,
+        "deployment.environment.name": s.service.environment.value,
+        "deployment.environment": s.service.environment.value,
+        **{k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in s.service.additional_attributes.items()},
+    }
+    rows.append(
+        EnvRow("OTEL_RESOURCE_ATTRIBUTES", encode_pairs(attrs), "service.version, service.environment, "
+               "service.additional_attributes")
+    )
+    sampler = s.tracing.sampling_strategy
+    rows.append(EnvRow("OTEL_TRACES_SAMPLER", sampler.value, "tracing.sampling_strategy"))
+    if sampler in _RATIO:
+        rows.append(EnvRow("OTEL_TRACES_SAMPLER_ARG", f"{s.tracing.sample_rate:g}", "tracing.sample_rate"))
+    propagators = ",".join(p.value for p in s.propagation.propagator_types) if s.propagation.enabled else "none"
+    rows.append(EnvRow("OTEL_PROPAGATORS", propagators, "propagation.propagator_types"))
+    for signal, (upper, _) in SIGNALS.items():
+        exporter = effective_exporter(s, signal)
+        rows.append(EnvRow(f"OTEL_{upper}_EXPORTER", exporter.value, f"{signal}.exporter_type, exporter_type"))
+        if exporter is ExporterType.OTLP:
+            rows += _otlp_rows(s, signal, upper)
+    for prefix, signal in (("OTEL_BSP", "tracing"), ("OTEL_BLRP", "logging")):
+        rows += _batch_rows(s, prefix, signal)
+    rows.append(EnvRow("OTEL_METRIC_EXPORT_INTERVAL", str(s.metrics.export_interval_millis),
+                       "metrics.export_interval_millis"))
+    rows.append(EnvRow("OTEL_METRIC_EXPORT_TIMEOUT", str(s.metrics.export_timeout_millis),
+                       "metrics.export_timeout_millis"))
+    if effective_exporter(s, "metrics") is ExporterType.PROMETHEUS:
+        rows.append(EnvRow("OTEL_EXPORTER_PROMETHEUS_HOST", s.metrics.prometheus_host, "metrics.prometheus_host"))
+        rows.append(EnvRow("OTEL_EXPORTER_PROMETHEUS_PORT", str(s.metrics.prometheus_port), "metrics.prometheus_port"))
+    rows.append(EnvRow("OTEL_PYTHON_EXCLUDED_URLS", ",".join(s.excluded_paths), "excluded_paths"))
+    rows += _cryostorm_rows(s)
+    return rows
+
+
+def _otlp_rows(s: TelemetrySettings, signal: str, upper: str) -> list[EnvRow]:
+    protocol = effective_protocol(s, signal)
+    var = f"OTEL_EXPORTER_OTLP_{upper}_"
+    rows = [
+        EnvRow(var + "ENDPOINT", signal_endpoint(s, signal), f"{signal}.collector, collector"),
+        EnvRow(var + "PROTOCOL", protocol.value, f"{signal}.protocol, otlp.protocol"),
+        EnvRow(var + "COMPRESSION", s.otlp.compression.value, "otlp.compression"),
+        EnvRow(var + "TIMEOUT", _seconds(s.otlp.timeout_millis), "otlp.timeout_millis"),
+    ]
+    if s.otlp.headers:
+        headers = {k: v.get_secret_value() for k, v in s.otlp.headers.items()}
+        rows.append(EnvRow(var + "HEADERS", encode_pairs(headers), "otlp.headers", secret=True))
+    if s.otlp.insecure is not None and protocol is OtlpProtocol.GRPC:
+        rows.append(EnvRow(var + "INSECURE", str(s.otlp.insecure).lower(), "otlp.insecure"))
+    for field, suffix in (
+        ("certificate_file", "CERTIFICATE"),
+        ("client_certificate_file", "CLIENT_CERTIFICATE"),
+        ("client_key_file", "CLIENT_KEY"),
+    ):
+        path = getattr(s.otlp, field)
+        if path is not None:
+            rows.append(EnvRow(var + suffix, str(path), f"otlp.{field}"))
+    return rows
+
+
+def _batch_rows(s: TelemetrySettings, prefix: str, signal: str) -> list[EnvRow]:
+    cfg = s.tracing.export_config if signal == "tracing" else s.logging.export_config
+    lg = s.logging
+    values = {
+        "SCHEDULE_DELAY": (cfg.schedule_delay_millis, "schedule_delay_millis"),
+        "EXPORT_TIMEOUT": (cfg.timeout_millis, "timeout_millis"),
+        "MAX_EXPORT_BATCH_SIZE": (cfg.batch_size, "batch_size"),
+        "MAX_QUEUE_SIZE": (cfg.max_queue_size, "max_queue_size"),
+    }
+    if signal == "logging":  # the seed's per-field overrides win over logging.export_config
+        overrides = {
+            "SCHEDULE_DELAY": (lg.schedule_delay_millis, "schedule_delay_millis"),
+            "EXPORT_TIMEOUT": (lg.export_timeout_millis, "export_timeout_millis"),
+            "MAX_EXPORT_BATCH_SIZE": (lg.max_export_batch_size, "max_export_batch_size"),
+            "MAX_QUEUE_SIZE": (lg.max_queue_size, "max_queue_size"),
+        }
+        rows = []
+        for key, (value, field) in values.items():
+            override, ofield = overrides[key]
+            if override is not None:
+                rows.append(EnvRow(f"{prefix}_{key}", str(override), f"logging.{ofield}"))
+            else:
+                rows.append(EnvRow(f"{prefix}_{key}", str(value), f"logging.export_config.{field}"))
+        return rows
+    return [EnvRow(f"{prefix}_{key}", str(v), f"{signal}.export_config.{f}") for key, (v, f) in values.items()]
+
+
+def _cryostorm_rows(s: TelemetrySettings) -> list[EnvRow]:
+    """What OTel has no variable for; read only by cryostorm's hook in the child."""
+    rows = [
+        EnvRow("_CRYOSTORM_TRACES_PROCESSOR", s.tracing.processor_type.value, "tracing.processor_type"),
+        EnvRow("_CRYOSTORM_LOGS_PROCESSOR", s.logging.processor_type.value, "logging.processor_type"),
+        EnvRow("_CRYOSTORM_LOG_LEVEL", s.logging.level.value, "logging.level"),
+        EnvRow("_CRYOSTORM_SHUTDOWN_TIMEOUT", str(s.shutdown_timeout_millis), "shutdown_timeout_millis"),
+        EnvRow("_CRYOSTORM_CHILDREN", s.child_processes.value, "child_processes"),
+    ]
+    if s.schema_url:
+        rows.append(EnvRow("_CRYOSTORM_SCHEMA_URL", s.schema_url, "schema_url"))
+    extra_args = {
+        "_CRYOSTORM_TRACES_EXPORTER_ARGS": (s.tracing.additional_exporter_args, "tracing.additional_exporter_args"),
+        "_CRYOSTORM_TRACES_PROCESSOR_ARGS": (s.tracing.additional_processor_args, "tracing.additional_processor_args"),
+        "_CRYOSTORM_METRICS_EXPORTER_ARGS": (s.metrics.additional_exporter_args, "metrics.additional_exporter_args"),
+        "_CRYOSTORM_LOGS_EXPORTER_ARGS": (s.logging.additional_exporter_args, "logging.additional_exporter_args"),
+        "_CRYOSTORM_LOGS_PROCESSOR_ARGS": (s.logging.additional_processor_args, "logging.additional_processor_args"),
+    }
+    for name, (value, setting) in extra_args.items():
+        if value:
+            rows.append(EnvRow(name, json.dumps(value, sort_keys=True, default=str), setting))
+    return rows
+
+
+def settings_env(settings: TelemetrySettings) -> dict[str, str]:
+    """The environment variables (values in clear) that configure telemetry for these settings."""
+    return {row.name: row.value for row in env_rows(settings)}

@@ -1,0 +1,208 @@
+"""Auto-instrumentation that costs nothing until a library is imported.
+
+`opentelemetry-instrument` imports every installed instrumentation (and so every instrumented
+library) at start-up. Here each `opentelemetry_instrumentor` entry point is activated when the
+library it instruments is first imported (a post-import hook on `sys.meta_path`), or at once if
+it is already imported. Dependency checks are those of opentelemetry-instrumentation.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from importlib.machinery import ModuleSpec
+from types import ModuleType
+from typing import Any
+
+# Entry-point names that differ from the module they instrument. None: activate at start-up.
+MODULE_OF: dict[str, str | None] = {
+    "aiohttp-client": "aiohttp",
+    "aiohttp-server": "aiohttp",
+    "aio-pika": "aio_pika",
+    "grpc_client": "grpc",
+    "grpc_server": "grpc",
+    "grpc_aio_client": "grpc",
+    "grpc_aio_server": "grpc",
+    "mysqlclient": "MySQLdb",
+    "mysql": "mysql.connector",
+    "tortoiseorm": "tortoise",
+    "urllib": "urllib.request",
+    "boto3sqs": "boto3",
+    "system_metrics": None,
+    "openai": "openai",
+    "httpx2": "httpx2",
+}
+
+# Defaults that differ from upstream, chosen for users (documented in the README): one SERVER span
+# per request instead of three (no per-message ASGI `receive`/`send` internal spans).
+INSTRUMENT_KWARGS: dict[str, dict[str, Any]] = {
+    "fastapi": {"exclude_spans": ["receive", "send"]},
+    "starlette": {"exclude_spans": ["receive", "send"]},
+    # cryostorm's own bridge exports log records (keeping lastResort and basicConfig working);
+    # the instrumentation only adds otelTraceID/otelSpanID to records, for formatters.
+    "logging": {"enable_log_auto_instrumentation": False, "inject_trace_context": True},
+}
+
+
+@dataclass
+class Status:
+    """What happened to each instrumentation in this process (read by the startup report)."""
+
+    watching: dict[str, str] = field(default_factory=dict)  # entry point → module awaited
+    instrumented: list[str] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)  # entry point → reason
+    failed: dict[str, str] = field(default_factory=dict)
+    disabled: list[str] = field(default_factory=list)
+
+
+STATUS = Status()
+_LOCK = threading.RLock()
+_STATE = threading.local()  # .depth: activations in progress; .pending: imports seen meanwhile
+
+
+class _NotifyingLoader:
+    """Runs the real loader, then the callbacks; the module keeps its real loader."""
+
+    def __init__(self, loader: Any, on_loaded: Callable[[ModuleType], None]) -> None:
+        self._loader = loader
+        self._on_loaded = on_loaded
+
+    def create_module(self, spec: ModuleSpec) -> ModuleType | None:
+        module: ModuleType | None = self._loader.create_module(spec)
+        return module
+
+    def exec_module(self, module: ModuleType) -> None:
+        module.__loader__ = self._loader
+        if module.__spec__ is not None:
+            module.__spec__.loader = self._loader
+        self._loader.exec_module(module)
+        self._on_loaded(module)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._loader, name)
+
+
+class PostImportFinder:
+    """A meta-path finder that calls back once a watched module has finished executing."""
+
+    def __init__(self) -> None:
+        self.callbacks: dict[str, list[Callable[[ModuleType], None]]] = {}
+        self._busy: set[str] = set()
+
+    def find_spec(self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None) -> Any:
+        if fullname not in self.callbacks or fullname in self._busy:
+            return None
+        self._busy.add(fullname)
+        try:
+            for finder in sys.meta_path:
+                if finder is self or not hasattr(finder, "find_spec"):
+                    continue
+                spec = finder.find_spec(fullname, path, target)
+                if spec is not None:
+                    break
+            else:
+                return None
+        finally:
+            self._busy.discard(fullname)
+        if spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        spec.loader = _NotifyingLoader(spec.loader, self._fire)  # type: ignore[assignment]
+        return spec
+
+    def _fire(self, module: ModuleType) -> None:
+        for callback in self.callbacks.pop(module.__name__, []):
+            callback(module)
+
+    def when_imported(self, name: str, callback: Callable[[ModuleType], None]) -> None:
+        module = sys.modules.get(name)
+        if module is not None and getattr(module, "__spec__", None) is not None and name not in self.callbacks:
+            callback(module)
+            return
+        self.callbacks.setdefault(name, []).append(callback)
+
+
+FINDER = PostImportFinder()
+
+
+def _installed(module: str) -> bool:
+    if module in sys.modules:
+        return True
+    top = module.split(".", 1)[0]
+    try:
+        return importlib.util.find_spec(top) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _conflict(ep: Any) -> str | None:
+    from opentelemetry.instrumentation.dependencies import get_dist_dependency_conflicts
+
+    conflict = get_dist_dependency_conflicts(ep.dist) if ep.dist is not None else None
+    return None if conflict is None else str(conflict)
+
+
+def _activate(distro: Any, ep: Any, warn: Callable[[str], None]) -> None:
+    """Instrument `ep` now, or right after the instrumentation being loaded on this thread.
+
+    Loading one instrumentation imports libraries that may trigger another; activating that
+    one in the middle would see a half-initialised module, so it waits for the outer one.
+    """
+    depth = getattr(_STATE, "depth", 0)
+    if depth:
+        _STATE.pending.append(ep)
+        return
+    _STATE.depth, _STATE.pending = 1, [ep]
+    try:
+        while _STATE.pending:
+            _activate_now(distro, _STATE.pending.pop(0), warn)
+    finally:
+        _STATE.depth = 0
+
+
+def _activate_now(distro: Any, ep: Any, warn: Callable[[str], None]) -> None:
+    with _LOCK:
+        if ep.name in STATUS.instrumented or ep.name in STATUS.failed or ep.name in STATUS.skipped:
+            return
+        try:
+            conflict = _conflict(ep)
+            if conflict is not None:
+                STATUS.skipped[ep.name] = conflict
+                return
+            distro.load_instrumentor(ep, skip_dep_check=True, **INSTRUMENT_KWARGS.get(ep.name, {}))
+            STATUS.instrumented.append(ep.name)
+        except ImportError as exc:  # its library is not importable here: nothing to instrument
+            STATUS.skipped[ep.name] = f"{type(exc).__name__}: {exc}"
+        except Exception as exc:  # a broken instrumentation must never break the program
+            STATUS.failed[ep.name] = f"{type(exc).__name__}: {exc}"
+            warn(f"instrumentation {ep.name!r} failed: {type(exc).__name__}: {exc}")
+
+
+def instrument(distro: Any, entry_points: Sequence[Any], warn: Callable[[str], None]) -> None:
+    """Activate each instrumentor now or when its library is imported."""
+    disabled = {n.strip() for n in os.environ.get("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", "").split(",") if n.strip()}
+    if FINDER not in sys.meta_path:
+        sys.meta_path.insert(0, FINDER)  # type: ignore[arg-type]
+    for ep in entry_points:
+        if ep.name in disabled:
+            STATUS.disabled.append(ep.name)
+            continue
+        module = MODULE_OF.get(ep.name, ep.name.replace("-", "_"))
+        if module is None:
+            _activate(distro, ep, warn)
+        elif _installed(module):
+            STATUS.watching[ep.name] = module
+            FINDER.when_imported(module, lambda _m, ep=ep: _activate(distro, ep, warn))
+        elif ep.name in MODULE_OF:
+            STATUS.skipped[ep.name] = f"library {module!r} is not installed"
+        else:
+            # No module of that name: either the library is absent (the dependency check says
+            # so, cheaply, from metadata) or it has another module name: load it the classic way.
+            conflict = _conflict(ep)
+            if conflict is not None:
+                STATUS.skipped[ep.name] = conflict
+            else:
+                _activate(distro, ep, warn)

@@ -1,0 +1,177 @@
+"""Build `TelemetrySettings` from every source at once and explain failures by the names the user typed."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from cryostorm_run._sources import (
+    DEFAULT,
+    DELIMITER,
+    PREFIX,
+    Entry,
+    Origin,
+    Path_,
+    Problem,
+    SourceError,
+    environ_entries,
+    is_secret_name,
+    is_secret_path,
+    iter_leaf_names,
+    mask,
+    merge,
+    origin_of,
+    read_env_file,
+)
+from cryostorm_run.settings import TelemetrySettings
+
+
+class ConfigError(Exception):
+    """Invalid configuration: every problem at once, each naming the input as the user wrote it."""
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        super().__init__("\n".join(f"{p.name}={p.value!r}: {p.message}" for p in problems))
+        self.problems = list(problems)
+
+
+@dataclass(frozen=True)
+class Override:
+    """A value given on the command line: `flag` as typed, the settings `path`, the value."""
+
+    flag: str
+    path: Path_
+    value: Any
+
+
+@dataclass(frozen=True)
+class Loaded:
+    settings: TelemetrySettings
+    origins: Mapping[Path_, Origin] = field(default_factory=dict)
+
+    def origin(self, path: Path_) -> Origin:
+        return origin_of(path, self.origins)
+
+
+def parse_dotted(flag: str, assignment: str) -> Override:
+    """`tracing.sample_rate=0.5` → Override; raises ConfigError when malformed."""
+    key, sep, value = assignment.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError([Problem(flag, assignment, "expected KEY=VALUE, e.g. tracing.sample_rate=0.5")])
+    return Override(f"{flag} {key.strip()}", tuple(p.strip().lower() for p in key.split(".")), value)
+
+
+def load_settings(
+    environ: Mapping[str, str],
+    *,
+    env_file: Path | None = None,
+    overrides: Sequence[Override] = (),
+) -> Loaded:
+    """Validate settings from flags > CRYOSTORM_* > OTEL_* > env file > defaults.
+
+    Raises `ConfigError` listing every problem.
+    """
+    problems: list[Problem] = []
+    entries: list[Entry] = []
+    if env_file is not None:
+        try:
+            entries += read_env_file(env_file)
+        except SourceError as exc:
+            problems += exc.problems
+    try:
+        entries += environ_entries(environ)
+    except SourceError as exc:
+        problems += exc.problems
+    entries += [Entry(o.path, o.value, Origin("flag", o.flag)) for o in overrides]
+    data, origins = merge(entries)
+    try:
+        settings = TelemetrySettings.model_validate(data)
+    except ValidationError as exc:
+        problems += [_explain(err, data, origins) for err in exc.errors(include_url=False)]
+    if problems:
+        raise ConfigError(_dedupe(problems))
+    return Loaded(settings, origins)
+
+
+def _dedupe(problems: list[Problem]) -> list[Problem]:
+    seen: set[tuple[str, str]] = set()
+    unique = []
+    for p in problems:
+        if (p.name, p.message) not in seen:
+            seen.add((p.name, p.message))
+            unique.append(p)
+    return unique
+
+
+def _explain(err: Mapping[str, Any], data: Mapping[str, Any], origins: Mapping[Path_, Origin]) -> Problem:
+    loc = tuple(str(p) for p in err["loc"] if not isinstance(p, int))
+    # pydantic reports union/tagged branches in loc (e.g. 'int', 'function-after[...]'): drop them.
+    path = tuple(p for p in loc if p.isidentifier() or ("-" in p and not p.startswith("function")))
+    origin = origin_of(path, origins)
+    raw = _lookup(data, path)
+    if origin is DEFAULT:
+        # A whole-model check (e.g. batch_size > max_queue_size): name the inputs beneath it.
+        below = sorted({o.describe() for p, o in origins.items() if p[: len(path)] == path})
+        name = ", ".join(below) or PREFIX + DELIMITER.join(p.upper() for p in path)
+    else:
+        name = origin.describe()
+    secret = is_secret_path(path) or is_secret_name(origin.name)
+    if isinstance(raw, Mapping):
+        shown = None  # a group of values; each is named above and may hold a secret
+    else:
+        shown = None if raw is _MISSING else (mask(raw) if secret else _short(raw))
+    kind = err["type"]
+    ctx = err.get("ctx") or {}
+    if kind == "extra_forbidden":
+        return _unknown(name, origin, shown)
+    if kind == "enum":
+        return Problem(name, shown, "not an allowed value", f"allowed: {ctx.get('expected', '')}".replace("'", ""))
+    message = str(err["msg"])
+    if secret:
+        message = message.split(", input_value=", maxsplit=1)[0]
+    message = message.removeprefix("Value error, ")
+    hint = ""
+    if kind in ("greater_than", "greater_than_equal", "less_than_equal", "less_than"):
+        hint = _bounds_hint(kind, ctx)
+    elif kind in ("bool_parsing", "bool_type"):
+        hint = "allowed: true, false"
+    elif kind in ("int_parsing", "float_parsing", "int_from_float"):
+        hint = "use a plain number, e.g. 5000"
+    return Problem(name, shown, message, hint)
+
+
+def _bounds_hint(kind: str, ctx: Mapping[str, Any]) -> str:
+    words = {"greater_than": "> ", "greater_than_equal": ">= ", "less_than": "< ", "less_than_equal": "<= "}
+    bound = ctx.get("gt", ctx.get("ge", ctx.get("lt", ctx.get("le"))))
+    return f"allowed: {words[kind]}{bound}"
+
+
+def _unknown(name: str, origin: Origin, shown: str | None) -> Problem:
+    hint = "remove it, or check the spelling"
+    if origin.name.upper().startswith(PREFIX):
+        close = difflib.get_close_matches(origin.name.upper(), list(iter_leaf_names()), n=1, cutoff=0.75)
+        if close:
+            hint = f"did you mean {close[0]}?"
+    return Problem(name, shown, "unknown setting", hint)
+
+
+_MISSING = object()
+
+
+def _lookup(data: Any, path: Path_) -> Any:
+    node = data
+    for part in path:
+        if not isinstance(node, Mapping) or part not in node:
+            return _MISSING
+        node = node[part]
+    return node
+
+
+def _short(value: Any, limit: int = 120) -> str:
+    text = value if isinstance(value, str) else repr(value)
+    text = text.encode("unicode_escape", "backslashreplace").decode("ascii") if not text.isprintable() else text
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,162 @@
+"""The child's view of its configuration, parsed from the environment without pydantic.
+
+The launcher has already validated everything, so this module stays cheap to import
+(it runs in every instrumented process). `runtime_from_env(settings_env(s))` is also how
+the `Telemetry` facade configures itself: one path from settings to providers.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+SIGNAL_NAMES = {"traces": "TRACES", "metrics": "METRICS", "logs": "LOGS"}
+
+
+@dataclass(frozen=True)
+class Batch:
+    schedule_delay_ms: int = 5000
+    export_timeout_ms: int = 30000
+    max_export_batch_size: int = 512
+    max_queue_size: int = 2048
+
+
+@dataclass(frozen=True)
+class SignalRuntime:
+    exporter: str = "none"  # otlp | console | in_memory | prometheus | none
+    endpoint: str = ""
+    protocol: str = "grpc"
+    headers: Mapping[str, str] = field(default_factory=dict)
+    compression: str = "none"
+    timeout_s: float = 10.0
+    insecure: bool | None = None
+    certificate: str | None = None
+    client_certificate: str | None = None
+    client_key: str | None = None
+    exporter_args: Mapping[str, Any] = field(default_factory=dict)
+    processor: str = "batch"
+    processor_args: Mapping[str, Any] = field(default_factory=dict)
+    batch: Batch = field(default_factory=Batch)
+
+    @property
+    def enabled(self) -> bool:
+        return self.exporter != "none"
+
+
+@dataclass(frozen=True)
+class Runtime:
+    service_name: str = "unknown_service"
+    resource_attributes: Mapping[str, str] = field(default_factory=dict)
+    traces: SignalRuntime = field(default_factory=SignalRuntime)
+    metrics: SignalRuntime = field(default_factory=SignalRuntime)
+    logs: SignalRuntime = field(default_factory=SignalRuntime)
+    sampler: str = "parentbased_always_on"
+    sampler_arg: float | None = None
+    propagators: tuple[str, ...] = ("tracecontext", "baggage")
+    metric_interval_ms: int = 60000
+    metric_timeout_ms: int = 30000
+    prometheus_host: str = "localhost"
+    prometheus_port: int = 9464
+    log_level: str = "INFO"
+    shutdown_timeout_ms: int = 3000
+    schema_url: str | None = None
+    excluded_urls: str = ""
+    children: str = "all"
+
+    @property
+    def environment(self) -> str:
+        return self.resource_attributes.get("deployment.environment.name", "")
+
+    def signal(self, name: str) -> SignalRuntime:
+        sig: SignalRuntime = getattr(self, name)
+        return sig
+
+
+def parse_pairs(text: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in text.split(","):
+        key, sep, value = item.partition("=")
+        if sep and key.strip():
+            out[urllib.parse.unquote(key.strip())] = urllib.parse.unquote(value.strip())
+    return out
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    return int(float(raw)) if raw else default
+
+
+def _json(env: Mapping[str, str], name: str) -> dict[str, Any]:
+    raw = env.get(name)
+    return dict(json.loads(raw)) if raw else {}
+
+
+def _signal(env: Mapping[str, str], name: str) -> SignalRuntime:
+    upper = SIGNAL_NAMES[name]
+    var = f"OTEL_EXPORTER_OTLP_{upper}_"
+
+    def get(suffix: str) -> str | None:
+        return env.get(var + suffix) or env.get("OTEL_EXPORTER_OTLP_" + suffix)
+
+    exporter = (env.get(f"OTEL_{upper}_EXPORTER") or "none").strip().lower()
+    protocol = get("PROTOCOL") or "grpc"
+    endpoint = env.get(var + "ENDPOINT") or ""
+    if not endpoint:
+        base = env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").rstrip("/")
+        default = "http://localhost:4317" if protocol == "grpc" else "http://localhost:4318"
+        endpoint = (base or default) + ("" if protocol == "grpc" else f"/v1/{name}")
+    insecure = get("INSECURE")
+    batch_prefix = {"traces": "OTEL_BSP_", "logs": "OTEL_BLRP_"}.get(name)
+    batch = Batch()
+    if batch_prefix:
+        batch = Batch(
+            _int(env, batch_prefix + "SCHEDULE_DELAY", 5000),
+            _int(env, batch_prefix + "EXPORT_TIMEOUT", 30000),
+            _int(env, batch_prefix + "MAX_EXPORT_BATCH_SIZE", 512),
+            _int(env, batch_prefix + "MAX_QUEUE_SIZE", 2048),
+        )
+    return SignalRuntime(
+        exporter=exporter,
+        endpoint=endpoint,
+        protocol=protocol,
+        headers=parse_pairs(get("HEADERS") or ""),
+        compression=(get("COMPRESSION") or "none").lower(),
+        timeout_s=float(get("TIMEOUT") or 10),
+        insecure=None if insecure is None else insecure.strip().lower() == "true",
+        certificate=get("CERTIFICATE"),
+        client_certificate=get("CLIENT_CERTIFICATE"),
+        client_key=get("CLIENT_KEY"),
+        exporter_args=_json(env, f"_CRYOSTORM_{upper}_EXPORTER_ARGS"),
+        processor=(env.get(f"_CRYOSTORM_{upper}_PROCESSOR") or "batch").lower(),
+        processor_args=_json(env, f"_CRYOSTORM_{upper}_PROCESSOR_ARGS"),
+        batch=batch,
+    )
+
+
+def runtime_from_env(env: Mapping[str, str]) -> Runtime:
+    """Parse the variables written by `cryostorm_run._envmap.env_rows` (standard OTel defaults otherwise)."""
+    attrs = parse_pairs(env.get("OTEL_RESOURCE_ATTRIBUTES", ""))
+    arg = env.get("OTEL_TRACES_SAMPLER_ARG")
+    propagators = tuple(p.strip() for p in env.get("OTEL_PROPAGATORS", "tracecontext,baggage").split(",") if p.strip())
+    return Runtime(
+        service_name=env.get("OTEL_SERVICE_NAME") or attrs.get("service.name") or "unknown_service",
+        resource_attributes=attrs,
+        traces=_signal(env, "traces"),
+        metrics=_signal(env, "metrics"),
+        logs=_signal(env, "logs"),
+        sampler=(env.get("OTEL_TRACES_SAMPLER") or "parentbased_always_on").strip().lower(),
+        sampler_arg=float(arg) if arg else None,
+        propagators=() if propagators == ("none",) else propagators,
+        metric_interval_ms=_int(env, "OTEL_METRIC_EXPORT_INTERVAL", 60000),
+        metric_timeout_ms=_int(env, "OTEL_METRIC_EXPORT_TIMEOUT", 30000),
+        prometheus_host=env.get("OTEL_EXPORTER_PROMETHEUS_HOST", "localhost"),
+        prometheus_port=_int(env, "OTEL_EXPORTER_PROMETHEUS_PORT", 9464),
+        log_level=(env.get("_CRYOSTORM_LOG_LEVEL") or "INFO").upper(),
+        shutdown_timeout_ms=_int(env, "_CRYOSTORM_SHUTDOWN_TIMEOUT", 3000),
+        schema_url=env.get("_CRYOSTORM_SCHEMA_URL") or None,
+        excluded_urls=env.get("OTEL_PYTHON_EXCLUDED_URLS", ""),
+        children=(env.get("_CRYOSTORM_CHILDREN") or "all").lower(),
+    )

@@ -1,0 +1,310 @@
+"""Runtime → OpenTelemetry SDK providers. The only place providers are built (hook and facade alike).
+
+`build_providers` touches no global state; `install` sets the globals in one step;
+`shutdown` is bounded by the configured timeout so an unreachable collector never
+holds the program's exit hostage.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+import uuid
+import weakref
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from opentelemetry.propagators.textmap import TextMapPropagator
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import sampling as _sampling
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from cryostorm_run._runtime import Runtime, SignalRuntime
+from cryostorm_run._version import __version__
+
+
+class TelemetrySetupError(RuntimeError):
+    """A provider could not be built; the message says what and how to fix it."""
+
+
+def _ratio(arg: float | None) -> float:
+    return 1.0 if arg is None else arg
+
+
+SAMPLERS: dict[str, Callable[[float | None], _sampling.Sampler]] = {
+    "always_on": lambda _: _sampling.ALWAYS_ON,
+    "always_off": lambda _: _sampling.ALWAYS_OFF,
+    "traceidratio": lambda arg: _sampling.TraceIdRatioBased(_ratio(arg)),
+    "parentbased_always_on": lambda _: _sampling.ParentBased(_sampling.ALWAYS_ON),
+    "parentbased_always_off": lambda _: _sampling.ParentBased(_sampling.ALWAYS_OFF),
+    "parentbased_traceidratio": lambda arg: _sampling.ParentBased(_sampling.TraceIdRatioBased(_ratio(arg))),
+}
+
+
+def _optional(module: str, attr: str, package: str) -> Callable[[], TextMapPropagator]:
+    def make() -> TextMapPropagator:
+        import importlib
+
+        try:
+            cls = getattr(importlib.import_module(module), attr)
+        except ImportError:
+            raise TelemetrySetupError(
+                f"propagator needs the package {package}: pip install {package}"
+            ) from None
+        propagator: TextMapPropagator = cls()
+        return propagator
+
+    return make
+
+
+def _tracecontext() -> TextMapPropagator:
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    return TraceContextTextMapPropagator()
+
+
+def _baggage() -> TextMapPropagator:
+    from opentelemetry.baggage.propagation import W3CBaggagePropagator
+
+    return W3CBaggagePropagator()
+
+
+PROPAGATORS: dict[str, Callable[[], TextMapPropagator]] = {
+    "tracecontext": _tracecontext,
+    "baggage": _baggage,
+    "b3": _optional("opentelemetry.propagators.b3", "B3SingleFormat", "opentelemetry-propagator-b3"),
+    "b3multi": _optional("opentelemetry.propagators.b3", "B3MultiFormat", "opentelemetry-propagator-b3"),
+    "jaeger": _optional("opentelemetry.propagators.jaeger", "JaegerPropagator", "opentelemetry-propagator-jaeger"),
+}
+
+
+def build_propagator(names: Sequence[str]) -> TextMapPropagator:
+    from opentelemetry.propagators.composite import CompositePropagator
+
+    unknown = [n for n in names if n not in PROPAGATORS]
+    if unknown:
+        raise TelemetrySetupError(f"unknown propagator {unknown[0]!r}; allowed: {', '.join(PROPAGATORS)}")
+    return CompositePropagator([PROPAGATORS[n]() for n in names])
+
+
+# -- lazy OTLP exporters ------------------------------------------------------------------------
+# The OTLP exporters import grpc/protobuf (~100 ms). They are built on the first export, in the
+# processor's worker thread, so a process that exports nothing never pays for them, and a fork
+# child builds its own channel instead of sharing the parent's (gRPC channels do not survive fork).
+
+_LAZY: weakref.WeakSet[_Lazy] = weakref.WeakSet()
+
+
+class _Lazy:
+    def __init__(self, factory: Callable[[], Any]) -> None:
+        self._factory = factory
+        self._real: Any = None
+        self._lock = threading.Lock()
+        _LAZY.add(self)
+
+    def _get(self) -> Any:
+        with self._lock:
+            if self._real is None:
+                self._real = self._factory()
+            return self._real
+
+    def _reset_after_fork(self) -> None:
+        self._lock = threading.Lock()
+        self._real = None  # the parent's channel is not ours: drop it without closing it
+
+    def shutdown(self, *args: Any, **kwargs: Any) -> None:
+        if self._real is not None:
+            self._real.shutdown(*args, **kwargs)
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return bool(self._real.force_flush(timeout_millis)) if self._real is not None else True
+
+
+def _reset_lazy_after_fork() -> None:
+    for lazy in list(_LAZY):
+        lazy._reset_after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_lazy_after_fork)
+
+
+class LazySpanExporter(_Lazy, SpanExporter):
+    def export(self, spans: Sequence[Any]) -> SpanExportResult:
+        result: SpanExportResult = self._get().export(spans)
+        return result
+
+
+def _grpc_kwargs(sig: SignalRuntime) -> dict[str, Any]:
+    import grpc
+
+    kwargs: dict[str, Any] = {
+        "endpoint": sig.endpoint,
+        "headers": dict(sig.headers) or None,
+        "timeout": sig.timeout_s,
+        "compression": grpc.Compression.Gzip if sig.compression == "gzip" else grpc.Compression.NoCompression,
+        "insecure": sig.insecure,
+    }
+    if sig.certificate or sig.client_certificate:
+        def read(path: str | None) -> bytes | None:
+            if path is None:
+                return None
+            with open(path, "rb") as fh:
+                return fh.read()
+
+        kwargs["credentials"] = grpc.ssl_channel_credentials(
+            read(sig.certificate), read(sig.client_key), read(sig.client_certificate)
+        )
+    return {**kwargs, **sig.exporter_args}
+
+
+def _http_kwargs(sig: SignalRuntime) -> dict[str, Any]:
+    from opentelemetry.exporter.otlp.proto.http import Compression
+
+    kwargs: dict[str, Any] = {
+        "endpoint": sig.endpoint,
+        "headers": dict(sig.headers) or None,
+        "timeout": sig.timeout_s,
+        "compression": Compression.Gzip if sig.compression == "gzip" else Compression.NoCompression,
+        "certificate_file": sig.certificate,
+        "client_certificate_file": sig.client_certificate,
+        "client_key_file": sig.client_key,
+    }
+    return {**kwargs, **sig.exporter_args}
+
+
+def otlp_factory(signal: str, sig: SignalRuntime) -> Callable[[], Any]:
+    """A function building the real OTLP exporter of `signal` for the configured transport."""
+    modules = {
+        ("traces", "grpc"): ("opentelemetry.exporter.otlp.proto.grpc.trace_exporter", "OTLPSpanExporter"),
+        ("metrics", "grpc"): ("opentelemetry.exporter.otlp.proto.grpc.metric_exporter", "OTLPMetricExporter"),
+        ("logs", "grpc"): ("opentelemetry.exporter.otlp.proto.grpc._log_exporter", "OTLPLogExporter"),
+        ("traces", "http/protobuf"): ("opentelemetry.exporter.otlp.proto.http.trace_exporter", "OTLPSpanExporter"),
+        ("metrics", "http/protobuf"): ("opentelemetry.exporter.otlp.proto.http.metric_exporter", "OTLPMetricExporter"),
+        ("logs", "http/protobuf"): ("opentelemetry.exporter.otlp.proto.http._log_exporter", "OTLPLogExporter"),
+    }
+    key = (signal, sig.protocol)
+    if key not in modules:
+        raise TelemetrySetupError(f"unknown OTLP protocol {sig.protocol!r}; allowed: grpc, http/protobuf")
+
+    def make() -> Any:
+        import importlib
+
+        module, attr = modules[key]
+        kwargs = _grpc_kwargs(sig) if sig.protocol == "grpc" else _http_kwargs(sig)
+        return getattr(importlib.import_module(module), attr)(**kwargs)
+
+    return make
+
+
+# -- providers -------------------------------------------------------------------------------
+
+
+@dataclass
+class Providers:
+    """Everything `build_providers` made; nothing global until `install`."""
+
+    runtime: Runtime
+    resource: Resource
+    propagator: TextMapPropagator
+    tracer_provider: TracerProvider | None = None
+    meter_provider: Any = None
+    logger_provider: Any = None
+    log_handler: logging.Handler | None = None
+    exporters: dict[str, str] = field(default_factory=dict)  # signal → "otlp grpc http://..." (no secrets)
+
+
+def build_resource(rt: Runtime) -> Resource:
+    attrs: dict[str, Any] = {
+        "telemetry.sdk.language": "python",
+        "telemetry.sdk.name": "opentelemetry",
+        "telemetry.distro.name": "cryostorm-run",
+        "telemetry.distro.version": __version__,
+        **rt.resource_attributes,
+        "service.name": rt.service_name,
+        "service.instance.id": str(uuid.uuid4()),
+        "process.pid": os.getpid(),
+    }
+    return Resource(attrs, rt.schema_url)
+
+
+def _describe(sig: SignalRuntime) -> str:
+    return f"otlp {sig.protocol} {sig.endpoint}" if sig.exporter == "otlp" else sig.exporter
+
+
+def build_providers(rt: Runtime) -> Providers:
+    """Build tracer, meter and logger providers for `rt` without installing them."""
+    if rt.sampler not in SAMPLERS:
+        raise TelemetrySetupError(f"unknown sampler {rt.sampler!r}; allowed: {', '.join(SAMPLERS)}")
+    resource = build_resource(rt)
+    providers = Providers(rt, resource, build_propagator(rt.propagators))
+    if rt.traces.enabled:
+        from cryostorm_run._signals import build_tracer_provider
+
+        providers.tracer_provider = build_tracer_provider(rt, resource, SAMPLERS[rt.sampler](rt.sampler_arg))
+        providers.exporters["traces"] = _describe(rt.traces)
+    if rt.metrics.enabled:
+        from cryostorm_run._signals import build_meter_provider
+
+        providers.meter_provider = build_meter_provider(rt, resource)
+        providers.exporters["metrics"] = _describe(rt.metrics)
+    if rt.logs.enabled:
+        from cryostorm_run._signals import build_logger_provider
+
+        providers.logger_provider = build_logger_provider(rt, resource)
+        providers.exporters["logs"] = _describe(rt.logs)
+    return providers
+
+
+def install(p: Providers) -> None:
+    """Make `p` the process-wide OpenTelemetry providers (set-once globals)."""
+    from opentelemetry import propagate, trace
+
+    propagate.set_global_textmap(p.propagator)
+    if p.tracer_provider is not None:
+        trace.set_tracer_provider(p.tracer_provider)
+    if p.meter_provider is not None:
+        from opentelemetry import metrics
+
+        metrics.set_meter_provider(p.meter_provider)
+    if p.logger_provider is not None:
+        from opentelemetry._logs import set_logger_provider
+
+        from cryostorm_run._logbridge import attach
+
+        set_logger_provider(p.logger_provider)
+        p.log_handler = attach(p.logger_provider, rt_level(p.runtime))
+
+
+def rt_level(rt: Runtime) -> int:
+    level = logging.getLevelName(rt.log_level)
+    return level if isinstance(level, int) else logging.INFO
+
+
+def shutdown(p: Providers, timeout_s: float | None = None) -> bool:
+    """Flush and shut every provider down within `timeout_s` (default: the configured timeout).
+
+    Returns False when the deadline passed; the rest is abandoned so the program can exit.
+    """
+    timeout = p.runtime.shutdown_timeout_ms / 1000 if timeout_s is None else timeout_s
+
+    def work() -> None:
+        if p.log_handler is not None:
+            from cryostorm_run._logbridge import detach
+
+            detach(p.log_handler)
+        for provider in (p.tracer_provider, p.logger_provider, p.meter_provider):
+            if provider is not None:
+                try:
+                    provider.shutdown()
+                except Exception as exc:  # one broken exporter must not stop the others
+                    print(f"cryostorm: telemetry shutdown error: {exc}", file=sys.stderr)
+
+    worker = threading.Thread(target=work, name="cryostorm-shutdown", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    return not worker.is_alive()

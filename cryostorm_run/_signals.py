@@ -1,0 +1,219 @@
+"""One builder per signal, each choosing its exporter from a registry keyed by the exporter name."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.sampling import Sampler
+
+from cryostorm_run._runtime import Runtime, SignalRuntime
+from cryostorm_run._sdk import LazySpanExporter, TelemetrySetupError, _Lazy, otlp_factory
+
+
+class _Stderr:
+    """Console exporters write here: stdout belongs to the program, and `sys.stderr` is looked up
+    at write time so a later redirection (pytest capture, a supervisor) is respected."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+STDERR = _Stderr()
+
+
+def _unknown(signal: str, name: str, registry: dict[str, Any]) -> TelemetrySetupError:
+    return TelemetrySetupError(f"unknown {signal} exporter {name!r}; allowed: {', '.join(sorted(registry))}, none")
+
+
+# -- traces --------------------------------------------------------------------------------------
+
+
+def _console_spans(_: SignalRuntime) -> Any:
+    from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
+    return ConsoleSpanExporter(out=STDERR)  # type: ignore[arg-type]
+
+
+def _memory_spans(_: SignalRuntime) -> Any:
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    return InMemorySpanExporter()
+
+
+SPAN_EXPORTERS: dict[str, Callable[[SignalRuntime], Any]] = {
+    "console": _console_spans,
+    "otlp": lambda sig: LazySpanExporter(otlp_factory("traces", sig)),
+    "in_memory": _memory_spans,
+}
+
+
+def span_processor(sig: SignalRuntime, exporter: Any) -> SpanProcessor:
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+
+    if sig.processor == "simple":
+        return SimpleSpanProcessor(exporter)
+    b = sig.batch
+    return BatchSpanProcessor(
+        exporter,
+        max_queue_size=b.max_queue_size,
+        schedule_delay_millis=b.schedule_delay_ms,
+        max_export_batch_size=b.max_export_batch_size,
+        export_timeout_millis=b.export_timeout_ms,
+        **sig.processor_args,
+    )
+
+
+def build_tracer_provider(rt: Runtime, resource: Resource, sampler: Sampler) -> TracerProvider:
+    sig = rt.traces
+    if sig.exporter not in SPAN_EXPORTERS:
+        raise _unknown("traces", sig.exporter, SPAN_EXPORTERS)
+    provider = TracerProvider(resource=resource, sampler=sampler, shutdown_on_exit=False)
+    provider.add_span_processor(span_processor(sig, SPAN_EXPORTERS[sig.exporter](sig)))
+    return provider
+
+
+# -- metrics -------------------------------------------------------------------------------------
+
+
+def _lazy_metric_exporter(sig: SignalRuntime) -> Any:
+    from opentelemetry.sdk.metrics.export import MetricExporter
+
+    class LazyMetricExporter(_Lazy, MetricExporter):
+        # Cumulative temporality and default aggregation: what the OTLP exporter prefers by default.
+        def __init__(self) -> None:
+            _Lazy.__init__(self, otlp_factory("metrics", sig))
+            MetricExporter.__init__(self)
+
+        def export(self, metrics_data: Any, timeout_millis: float = 10_000, **kwargs: Any) -> Any:
+            return self._get().export(metrics_data, timeout_millis=timeout_millis, **kwargs)
+
+    return LazyMetricExporter()
+
+
+def _periodic(rt: Runtime, exporter: Any) -> Any:
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+
+    return PeriodicExportingMetricReader(
+        exporter, export_interval_millis=rt.metric_interval_ms, export_timeout_millis=rt.metric_timeout_ms
+    )
+
+
+def _console_metrics(rt: Runtime) -> Any:
+    from opentelemetry.sdk.metrics.export import ConsoleMetricExporter
+
+    return _periodic(rt, ConsoleMetricExporter(out=STDERR))  # type: ignore[arg-type]
+
+
+def _otlp_metrics(rt: Runtime) -> Any:
+    import os
+
+    if os.environ.get("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "cumulative").lower() != "cumulative":
+        return _periodic(rt, otlp_factory("metrics", rt.metrics)())  # the real exporter knows the preference
+    return _periodic(rt, _lazy_metric_exporter(rt.metrics))
+
+
+def _memory_metrics(_: Runtime) -> Any:
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    return InMemoryMetricReader()
+
+
+def _prometheus_metrics(rt: Runtime) -> Any:
+    try:
+        from opentelemetry.exporter.prometheus import PrometheusMetricReader
+        from prometheus_client import start_http_server
+    except ImportError:
+        raise TelemetrySetupError(
+            "metrics exporter 'prometheus' needs opentelemetry-exporter-prometheus: "
+            "pip install opentelemetry-exporter-prometheus==0.66b2"
+        ) from None
+    start_http_server(port=rt.prometheus_port, addr=rt.prometheus_host)
+    return PrometheusMetricReader()
+
+
+METRIC_READERS: dict[str, Callable[[Runtime], Any]] = {
+    "console": _console_metrics,
+    "otlp": _otlp_metrics,
+    "in_memory": _memory_metrics,
+    "prometheus": _prometheus_metrics,
+}
+
+
+def build_meter_provider(rt: Runtime, resource: Resource) -> Any:
+    from opentelemetry.sdk.metrics import MeterProvider
+
+    if rt.metrics.exporter not in METRIC_READERS:
+        raise _unknown("metrics", rt.metrics.exporter, METRIC_READERS)
+    reader = METRIC_READERS[rt.metrics.exporter](rt)
+    return MeterProvider(resource=resource, metric_readers=[reader], shutdown_on_exit=False)
+
+
+# -- logs ----------------------------------------------------------------------------------------
+
+
+def _console_logs(_: SignalRuntime) -> Any:
+    from opentelemetry.sdk._logs.export import ConsoleLogRecordExporter
+
+    return ConsoleLogRecordExporter(out=STDERR)  # type: ignore[arg-type]
+
+
+def _lazy_log_exporter(sig: SignalRuntime) -> Any:
+    from opentelemetry.sdk._logs.export import LogRecordExporter
+
+    class LazyLogExporter(_Lazy, LogRecordExporter):
+        def export(self, batch: Sequence[Any]) -> Any:
+            return self._get().export(batch)
+
+    return LazyLogExporter(otlp_factory("logs", sig))
+
+
+def _memory_logs(_: SignalRuntime) -> Any:
+    from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter
+
+    return InMemoryLogRecordExporter()
+
+
+LOG_EXPORTERS: dict[str, Callable[[SignalRuntime], Any]] = {
+    "console": _console_logs,
+    "otlp": _lazy_log_exporter,
+    "in_memory": _memory_logs,
+}
+
+
+def log_processor(sig: SignalRuntime, exporter: Any) -> Any:
+    from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, SimpleLogRecordProcessor
+
+    if sig.processor == "simple":
+        return SimpleLogRecordProcessor(exporter)
+    b = sig.batch
+    return BatchLogRecordProcessor(
+        exporter,
+        schedule_delay_millis=b.schedule_delay_ms,
+        max_export_batch_size=b.max_export_batch_size,
+        export_timeout_millis=b.export_timeout_ms,
+        max_queue_size=b.max_queue_size,
+        **sig.processor_args,
+    )
+
+
+def build_logger_provider(rt: Runtime, resource: Resource) -> Any:
+    from opentelemetry.sdk._logs import LoggerProvider
+
+    sig = rt.logs
+    if sig.exporter not in LOG_EXPORTERS:
+        raise _unknown("logs", sig.exporter, LOG_EXPORTERS)
+    provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
+    provider.add_log_record_processor(log_processor(sig, LOG_EXPORTERS[sig.exporter](sig)))
+    if rt.environment == "development" and sig.exporter != "console":
+        # Seed 3.10: in development, log records are also echoed to the console.
+        from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
+
+        provider.add_log_record_processor(SimpleLogRecordProcessor(_console_logs(sig)))
+    return provider

@@ -1,0 +1,348 @@
+"""Reading settings from the environment, env files and flags, remembering where each value came from.
+
+Every reader yields `Entry` objects: a path into the settings model, the raw value and its
+`Origin` (the variable or flag exactly as the user wrote it), so an error can name it.
+"""
+
+from __future__ import annotations
+
+import os
+import urllib.parse
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic.fields import FieldInfo
+from pydantic_settings import PydanticBaseSettingsSource
+
+PREFIX = "CRYOSTORM_"
+DELIMITER = "__"
+SIGNAL_OTEL = {"tracing": "TRACES", "metrics": "METRICS", "logging": "LOGS"}
+_SIGNAL_PATH = {"traces": "/v1/traces", "metrics": "/v1/metrics", "logs": "/v1/logs"}
+
+Path_ = tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a value came from: ``kind`` is flag, cryostorm_env, otel_env, env_file or default."""
+
+    kind: str
+    name: str
+    file: str | None = None
+
+    def describe(self) -> str:
+        if self.kind == "env_file":
+            return f"{self.name} in {self.file}"
+        if self.kind == "default":
+            return "default"
+        return self.name
+
+
+DEFAULT = Origin("default", "default")
+
+
+@dataclass(frozen=True)
+class Entry:
+    path: Path_
+    value: Any
+    origin: Origin
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One invalid input: the name as written, the value (already masked if secret), what is wrong."""
+
+    name: str
+    value: str | None
+    message: str
+    hint: str = ""
+
+
+class SourceError(ValueError):
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__("; ".join(f"{p.name}: {p.message}" for p in problems))
+        self.problems = problems
+
+
+def is_secret_path(path: Path_) -> bool:
+    return path[:2] == ("otlp", "headers")
+
+
+def is_secret_name(name: str) -> bool:
+    upper = name.upper()
+    return upper.endswith("HEADERS") or "HEADERS__" in upper or "TOKEN" in upper or "SECRET" in upper
+
+
+def mask(value: object) -> str:
+    return "****" if value not in (None, "") else ""
+
+
+# -- CRYOSTORM_* -------------------------------------------------------------------------------
+
+
+def read_cryostorm(
+    environ: Mapping[str, str], origin_kind: str = "cryostorm_env", file: str | None = None
+) -> list[Entry]:
+    entries = []
+    for key, value in environ.items():
+        if key.upper().startswith(PREFIX) and len(key) > len(PREFIX):
+            path = tuple(part.lower() for part in key[len(PREFIX) :].split(DELIMITER))
+            entries.append(Entry(path, value, Origin(origin_kind, key, file)))
+    return entries
+
+
+# -- OTEL_* ------------------------------------------------------------------------------------
+
+Converter = Callable[[str], Iterable[tuple[Path_, Any]]]
+
+
+def _to(path: Path_) -> Converter:
+    return lambda raw: [(path, raw)]
+
+
+def _seconds_to_millis(path: Path_) -> Converter:
+    # The Python SDK reads OTEL_EXPORTER_OTLP_TIMEOUT in seconds (the spec says milliseconds).
+    def convert(raw: str) -> list[tuple[Path_, Any]]:
+        try:
+            seconds = float(raw)
+        except ValueError:
+            raise ValueError(f"expected a number of seconds, got {raw!r}") from None
+        return [(path, round(seconds * 1000))]
+
+    return convert
+
+
+def _exporter(signal: str) -> Converter:
+    def convert(raw: str) -> list[tuple[Path_, Any]]:
+        names = [n.strip().lower() for n in raw.split(",") if n.strip()]
+        if len(names) != 1:
+            raise ValueError(f"exactly one exporter per signal is supported, got {raw!r}")
+        if names[0] == "none":
+            return [((signal, "enabled"), False)]
+        return [((signal, "exporter_type"), names[0])]
+
+    return convert
+
+
+def _endpoint(path: Path_, signal_path: str | None) -> Converter:
+    def convert(raw: str) -> list[tuple[Path_, Any]]:
+        text = raw.strip().rstrip("/")
+        if signal_path and text.endswith(signal_path):
+            text = text[: -len(signal_path)]
+        return [(path, text)]
+
+    return convert
+
+
+def _sdk_disabled(raw: str) -> list[tuple[Path_, Any]]:
+    value = raw.strip().lower()
+    if value not in ("true", "false", ""):
+        raise ValueError(f"expected true or false, got {raw!r}")
+    return [(("enabled",), False)] if value == "true" else []
+
+
+def _propagators(raw: str) -> list[tuple[Path_, Any]]:
+    names = [n.strip().lower() for n in raw.split(",") if n.strip()]
+    if names == ["none"]:
+        return [(("propagation", "enabled"), False)]
+    return [(("propagation", "propagator_types"), names)]
+
+
+_RESOURCE_KEYS: dict[str, Path_] = {
+    "service.name": ("service", "name"),
+    "service.version": ("service", "version"),
+    "deployment.environment.name": ("service", "environment"),
+    "deployment.environment": ("service", "environment"),
+}
+
+
+def _resource_attributes(raw: str) -> list[tuple[Path_, Any]]:
+    out: list[tuple[Path_, Any]] = []
+    extra: dict[str, str] = {}
+    for item in raw.split(","):
+        if not item.strip():
+            continue
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"expected key=value pairs separated by commas, got {item.strip()!r}")
+        key, value = urllib.parse.unquote(key.strip()), urllib.parse.unquote(value.strip())
+        if key in _RESOURCE_KEYS:
+            out.append((_RESOURCE_KEYS[key], value))
+        else:
+            extra[key] = value
+    if extra:
+        out.append((("service", "additional_attributes"), extra))
+    return out
+
+
+def _otel_table() -> dict[str, Converter]:
+    table: dict[str, Converter] = {
+        "OTEL_SDK_DISABLED": _sdk_disabled,
+        "OTEL_RESOURCE_ATTRIBUTES": _resource_attributes,
+        "OTEL_SERVICE_NAME": _to(("service", "name")),
+        "OTEL_TRACES_SAMPLER": _to(("tracing", "sampling_strategy")),
+        "OTEL_TRACES_SAMPLER_ARG": _to(("tracing", "sample_rate")),
+        "OTEL_PROPAGATORS": _propagators,
+        "OTEL_EXPORTER_OTLP_ENDPOINT": _endpoint(("collector",), None),
+        "OTEL_EXPORTER_OTLP_PROTOCOL": _to(("otlp", "protocol")),
+        "OTEL_EXPORTER_OTLP_HEADERS": _to(("otlp", "headers")),
+        "OTEL_EXPORTER_OTLP_COMPRESSION": _to(("otlp", "compression")),
+        "OTEL_EXPORTER_OTLP_TIMEOUT": _seconds_to_millis(("otlp", "timeout_millis")),
+        "OTEL_EXPORTER_OTLP_INSECURE": _to(("otlp", "insecure")),
+        "OTEL_EXPORTER_OTLP_CERTIFICATE": _to(("otlp", "certificate_file")),
+        "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE": _to(("otlp", "client_certificate_file")),
+        "OTEL_EXPORTER_OTLP_CLIENT_KEY": _to(("otlp", "client_key_file")),
+        "OTEL_BSP_SCHEDULE_DELAY": _to(("tracing", "export_config", "schedule_delay_millis")),
+        "OTEL_BSP_EXPORT_TIMEOUT": _to(("tracing", "export_config", "timeout_millis")),
+        "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": _to(("tracing", "export_config", "batch_size")),
+        "OTEL_BSP_MAX_QUEUE_SIZE": _to(("tracing", "export_config", "max_queue_size")),
+        "OTEL_BLRP_SCHEDULE_DELAY": _to(("logging", "export_config", "schedule_delay_millis")),
+        "OTEL_BLRP_EXPORT_TIMEOUT": _to(("logging", "export_config", "timeout_millis")),
+        "OTEL_BLRP_MAX_EXPORT_BATCH_SIZE": _to(("logging", "export_config", "batch_size")),
+        "OTEL_BLRP_MAX_QUEUE_SIZE": _to(("logging", "export_config", "max_queue_size")),
+        "OTEL_METRIC_EXPORT_INTERVAL": _to(("metrics", "export_interval_millis")),
+        "OTEL_METRIC_EXPORT_TIMEOUT": _to(("metrics", "export_timeout_millis")),
+        "OTEL_EXPORTER_PROMETHEUS_HOST": _to(("metrics", "prometheus_host")),
+        "OTEL_EXPORTER_PROMETHEUS_PORT": _to(("metrics", "prometheus_port")),
+        "OTEL_PYTHON_EXCLUDED_URLS": _to(("excluded_paths",)),
+    }
+    for signal, upper in SIGNAL_OTEL.items():
+        table[f"OTEL_{upper}_EXPORTER"] = _exporter(signal)
+        table[f"OTEL_EXPORTER_OTLP_{upper}_ENDPOINT"] = _endpoint((signal, "collector"), _SIGNAL_PATH[upper.lower()])
+        table[f"OTEL_EXPORTER_OTLP_{upper}_PROTOCOL"] = _to((signal, "protocol"))
+    return table
+
+
+OTEL_TABLE = _otel_table()
+
+
+def read_otel(environ: Mapping[str, str], origin_kind: str = "otel_env", file: str | None = None) -> list[Entry]:
+    entries: list[Entry] = []
+    problems: list[Problem] = []
+    # OTEL_SERVICE_NAME outranks service.name inside OTEL_RESOURCE_ATTRIBUTES (spec), so the
+    # resource attributes are read first and anything more specific overwrites them.
+    keys = sorted(environ, key=lambda k: k != "OTEL_RESOURCE_ATTRIBUTES")
+    for key in keys:
+        raw = environ[key]
+        convert = OTEL_TABLE.get(key)
+        if convert is None:
+            continue
+        origin = Origin(origin_kind, key, file)
+        try:
+            for path, value in convert(raw):
+                entries.append(Entry(path, value, origin))
+        except ValueError as exc:
+            shown = mask(raw) if is_secret_name(key) else raw
+            problems.append(Problem(origin.describe(), shown, str(exc)))
+    if problems:
+        raise SourceError(problems)
+    return entries
+
+
+def read_env_file(path: Path) -> list[Entry]:
+    """Entries from a dotenv file: its CRYOSTORM_* lines outrank its OTEL_* lines."""
+    from dotenv import dotenv_values
+
+    if not path.is_file():
+        raise SourceError([Problem("--env-file", str(path), "no such file", "check the path")])
+    try:
+        values = {k: v or "" for k, v in dotenv_values(path).items()}
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SourceError([Problem("--env-file", str(path), f"cannot read: {exc}")]) from None
+    return read_otel(values, "env_file", str(path)) + read_cryostorm(values, "env_file", str(path))
+
+
+# -- merging -----------------------------------------------------------------------------------
+
+
+def merge(entries: Iterable[Entry]) -> tuple[dict[str, Any], dict[Path_, Origin]]:
+    """Nested dict and provenance from entries given lowest precedence first."""
+    data: dict[str, Any] = {}
+    origins: dict[Path_, Origin] = {}
+    for entry in entries:
+        node = data
+        for part in entry.path[:-1]:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = _as_dict(child)
+                node[part] = child
+            node = child
+        leaf = entry.path[-1]
+        if isinstance(entry.value, dict) and isinstance(node.get(leaf), dict):
+            node[leaf] = {**node[leaf], **entry.value}
+        else:
+            node[leaf] = entry.value
+        for known in [p for p in origins if p[: len(entry.path)] == entry.path]:
+            del origins[known]
+        origins[entry.path] = entry.origin
+    return data, origins
+
+
+def _as_dict(value: Any) -> dict[str, Any]:
+    """A URL or `k=v` string set at a lower precedence, exploded so a nested override can merge."""
+    if isinstance(value, str):
+        from cryostorm_run.settings import CollectorEndpoint, _split_mapping
+
+        try:
+            if "://" in value:
+                return dict(CollectorEndpoint._from_url(value))
+            parsed = _split_mapping(value)
+            return dict(parsed) if isinstance(parsed, dict) else {}
+        except ValueError:
+            return {}
+    return {}
+
+
+def origin_of(path: Path_, origins: Mapping[Path_, Origin]) -> Origin:
+    """The origin of `path` or of its nearest ancestor that was set as a whole."""
+    for length in range(len(path), 0, -1):
+        found = origins.get(path[:length])
+        if found is not None:
+            return found
+    return DEFAULT
+
+
+def environ_entries(environ: Mapping[str, str]) -> list[Entry]:
+    """Environment entries, lowest precedence first: OTEL_* then CRYOSTORM_*."""
+    return read_otel(environ) + read_cryostorm(environ)
+
+
+class EnvironSource(PydanticBaseSettingsSource):
+    """`TelemetrySettings()` reads `os.environ` through the same readers as the CLI."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ returns everything at once
+
+    def __call__(self) -> dict[str, Any]:
+        data, _ = merge(environ_entries(os.environ))
+        return data
+
+
+def iter_leaf_names() -> Iterator[str]:
+    """Every CRYOSTORM_* variable name the model accepts (for did-you-mean suggestions)."""
+    from pydantic import BaseModel
+
+    from cryostorm_run.settings import TelemetrySettings
+
+    def walk(model: type[BaseModel], prefix: str) -> Iterator[str]:
+        for name, field in model.model_fields.items():
+            env = f"{prefix}{name.upper()}"
+            yield env
+            for arg in _model_types(field.annotation):
+                yield from walk(arg, env + DELIMITER)
+
+    yield from walk(TelemetrySettings, PREFIX)
+
+
+def _model_types(annotation: Any) -> list[type[Any]]:
+    import typing
+
+    from pydantic import BaseModel
+
+    found = []
+    for candidate in (annotation, *typing.get_args(annotation)):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            found.append(candidate)
+    return found

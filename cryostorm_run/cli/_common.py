@@ -1,0 +1,97 @@
+"""Shared by the fast `--` path and the typer commands: flags, loading, the error boundary."""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from cryostorm_run._sources import Path_, Problem
+
+EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+# Shortcut flags: each is only another spelling of one settings path (see --set for all of them).
+FLAGS: dict[str, tuple[Path_, str]] = {
+    "--service-name": (("service", "name"), "service.name"),
+    "--exporter": (("exporter_type",), "exporter_type: console, otlp, none (all signals)"),
+    "--endpoint": (("collector",), "collector URL for all signals, e.g. http://collector:4317"),
+}
+
+
+class UsageError(Exception):
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        super().__init__("; ".join(p.message for p in problems))
+        self.problems = list(problems)
+
+
+def overrides_from(flag_values: Mapping[str, str | None], assignments: Sequence[str]) -> list[Any]:
+    from cryostorm_run._loading import Override, parse_dotted
+
+    result = [Override(flag, FLAGS[flag][0], value) for flag, value in flag_values.items() if value is not None]
+    result += [parse_dotted("--set", item) for item in assignments]
+    return result
+
+
+def load(env_file: Path | None, overrides: Sequence[Any], environ: Mapping[str, str] | None = None) -> Any:
+    from cryostorm_run._loading import load_settings
+
+    return load_settings(os.environ if environ is None else environ, env_file=env_file, overrides=overrides)
+
+
+def render_problems(problems: Sequence[Problem], title: str = "invalid configuration") -> str:
+    count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
+    lines = [f"cryostorm-run: {title} ({count}); nothing was started."]
+    for p in problems:
+        shown = "" if p.value is None else f" = {p.value!r}"
+        lines.append(f"  {p.name}{shown}")
+        lines.append(f"    {p.message}" + (f" ({p.hint})" if p.hint else ""))
+    lines.append("Fix the values above; `cryostorm-run check-config` shows every setting and where it came from.")
+    return "\n".join(lines)
+
+
+def fail(message: str, code: int) -> NoReturn:
+    sys.stderr.write(message.rstrip("\n") + "\n")
+    sys.stderr.flush()
+    raise SystemExit(code)
+
+
+def boundary(func: Callable[[], int | None], debug: bool) -> NoReturn:
+    """The one place exceptions become exit codes (0 ok, 1 runtime, 2 config, 126/127, 130)."""
+    from cryostorm_run._loading import ConfigError
+    from cryostorm_run.launch import LaunchError
+
+    try:
+        code = func()
+    except ConfigError as exc:
+        fail(render_problems(exc.problems), EXIT_USAGE)
+    except UsageError as exc:
+        fail(render_problems(exc.problems, "usage error"), EXIT_USAGE)
+    except LaunchError as exc:
+        fail(f"cryostorm-run: {exc}", exc.exit_code)
+    except KeyboardInterrupt:
+        fail("cryostorm-run: interrupted", EXIT_INTERRUPTED)
+    except SystemExit:
+        raise
+    except Exception as exc:
+        if debug:
+            traceback.print_exc()
+        else:
+            exc_text = _mask_text(f"{type(exc).__name__}: {exc}")
+            fail(f"cryostorm-run: internal error: {exc_text} (run with --debug for the traceback)", EXIT_RUNTIME)
+        raise SystemExit(EXIT_RUNTIME) from None
+    raise SystemExit(code or EXIT_OK)
+
+
+def _mask_text(text: str) -> str:
+    """Remove any configured header value from a message (secrets never printed in clear)."""
+    from cryostorm_run._runtime import parse_pairs
+
+    for name, value in os.environ.items():
+        if "HEADERS" in name.upper():
+            for secret in parse_pairs(value).values():
+                if secret:
+                    text = text.replace(secret, "****")
+    return text
