@@ -88,10 +88,10 @@ def env_rows(settings: TelemetrySettings) -> list[EnvRow]:
     if sampler in _RATIO:
         rows.append(EnvRow("OTEL_TRACES_SAMPLER_ARG", f"{s.tracing.sample_rate:g}", "tracing.sample_rate"))
     propagators = ",".join(p.value for p in s.propagation.propagator_types) if s.propagation.enabled else "none"
-    rows.append(EnvRow("OTEL_PROPAGATORS", propagators, "propagation.propagator_types"))
+    rows.append(EnvRow("OTEL_PROPAGATORS", propagators, "propagation.enabled, propagation.propagator_types"))
     for signal, (upper, _) in SIGNALS.items():
         exporter = effective_exporter(s, signal)
-        rows.append(EnvRow(f"OTEL_{upper}_EXPORTER", exporter.value, f"{signal}.exporter_type, exporter_type"))
+        rows.append(EnvRow(f"OTEL_{upper}_EXPORTER", exporter.value, f"{signal}.enabled, {signal}.exporter_type, exporter_type"))
         if exporter is ExporterType.OTLP:
             rows += _otlp_rows(s, signal, upper)
     for prefix, signal in (("OTEL_BSP", "tracing"), ("OTEL_BLRP", "logging")):
@@ -153,7 +153,7 @@ def _batch_rows(s: TelemetrySettings, prefix: str, signal: str) -> list[EnvRow]:
         for key, (value, field) in values.items():
             override, ofield = overrides[key]
             if override is not None:
-                rows.append(EnvRow(f"{prefix}_{key}", str(override), f"logging.{ofield}"))
+                rows.append(EnvRow(f"{prefix}_{key}", str(override), f"logging.{ofield}, logging.export_config.{field}"))
             else:
                 rows.append(EnvRow(f"{prefix}_{key}", str(value), f"logging.export_config.{field}"))
         return rows

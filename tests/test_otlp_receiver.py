@@ -40,66 +40,57 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, Status, StatusCode, set_span_in_context
-
 from otlp_receiver import Fault, Receiver, make_self_signed_cert, otlp_receiver_fixture  # noqa: F401
 
 TRANSPORTS = ["grpc", "http"]
 RESOURCE = Resource({"service.name": "receiver-test", "deployment.environment": "ci"})
 OK, FAILED = SpanExportResult.SUCCESS, SpanExportResult.FAILURE
-EXPORTERS = {
-    ("traces", "grpc"): GrpcSpanExporter,
-    ("traces", "http"): HttpSpanExporter,
-    ("metrics", "grpc"): GrpcMetricExporter,
-    ("metrics", "http"): HttpMetricExporter,
-    ("logs", "grpc"): GrpcLogExporter,
-    ("logs", "http"): HttpLogExporter,
+SIGNALS = ("traces", "metrics", "logs")
+EXPORTERS = {  # transport -> signal -> exporter class
+    "grpc": dict(zip(SIGNALS, (GrpcSpanExporter, GrpcMetricExporter, GrpcLogExporter), strict=True)),
+    "http": dict(zip(SIGNALS, (HttpSpanExporter, HttpMetricExporter, HttpLogExporter), strict=True)),
 }
-SERVICES = {  # signal -> (stub, request, response)
-    "traces": (
-        trace_service_pb2_grpc.TraceServiceStub,
-        trace_service_pb2.ExportTraceServiceRequest,
-        trace_service_pb2.ExportTraceServiceResponse,
-    ),
-    "metrics": (
-        metrics_service_pb2_grpc.MetricsServiceStub,
-        metrics_service_pb2.ExportMetricsServiceRequest,
-        metrics_service_pb2.ExportMetricsServiceResponse,
-    ),
-    "logs": (
-        logs_service_pb2_grpc.LogsServiceStub,
-        logs_service_pb2.ExportLogsServiceRequest,
-        logs_service_pb2.ExportLogsServiceResponse,
-    ),
+SERVICES = {  # signal -> (stub class, pb2 module, message name prefix)
+    "traces": (trace_service_pb2_grpc.TraceServiceStub, trace_service_pb2, "ExportTraceService"),
+    "metrics": (metrics_service_pb2_grpc.MetricsServiceStub, metrics_service_pb2, "ExportMetricsService"),
+    "logs": (logs_service_pb2_grpc.LogsServiceStub, logs_service_pb2, "ExportLogsService"),
 }
+
+
+def message(signal_name, kind):  # kind: "Request" | "Response"
+    _, module, prefix = SERVICES[signal_name]
+    return getattr(module, prefix + kind)
 
 
 def exporter(signal_name, transport, rcv, **kw):
     if transport == "grpc":
-        return EXPORTERS[signal_name, "grpc"](endpoint=rcv.grpc_endpoint, insecure=True, **kw)
-    return EXPORTERS[signal_name, "http"](endpoint=f"{rcv.http_endpoint}/v1/{signal_name}", **kw)
+        return EXPORTERS["grpc"][signal_name](endpoint=rcv.grpc_endpoint, insecure=True, **kw)
+    return EXPORTERS["http"][signal_name](endpoint=f"{rcv.http_endpoint}/v1/{signal_name}", **kw)
 
 
-def export_spans(span_exporter, names=("op",)):
-    """Finish spans in a private provider, then export them directly to observe the exporter's result."""
+def finished_spans(*names):
+    """Real SDK spans, finished in a private provider (to hand to an exporter directly)."""
     memory = InMemorySpanExporter()
     provider = TracerProvider(resource=RESOURCE, shutdown_on_exit=False)
     provider.add_span_processor(SimpleSpanProcessor(memory))
     for name in names:
         provider.get_tracer("t").start_span(name).end()
     provider.shutdown()
+    return memory.get_finished_spans()
+
+
+def export_spans(span_exporter, names=("op",)):
+    """Export spans once through `span_exporter` (then shut it down) and return the exporter's result."""
     try:
-        return span_exporter.export(memory.get_finished_spans())
+        return span_exporter.export(finished_spans(*names))
     finally:
         span_exporter.shutdown()
 
 
 def post(port, path, body=b"", headers=None, *, context=None, method="POST"):
     """Raw HTTP request -> (status, lower-case headers, body)."""
-    conn = (
-        http.client.HTTPSConnection("127.0.0.1", port, timeout=5, context=context)
-        if context
-        else http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    )
+    tls = {"context": context} if context else {}
+    conn = (http.client.HTTPSConnection if context else http.client.HTTPConnection)("127.0.0.1", port, timeout=5, **tls)
     try:
         conn.request(method, path, body, {"Content-Type": "application/x-protobuf", **(headers or {})})
         resp = conn.getresponse()
@@ -110,7 +101,7 @@ def post(port, path, body=b"", headers=None, *, context=None, method="POST"):
 
 def grpc_export(port, signal_name="traces", request=None, metadata=(), credentials=None):
     """Raw gRPC Export call -> response; raises grpc.RpcError on failure."""
-    stub_cls, req_cls, _ = SERVICES[signal_name]
+    stub_cls, req_cls = SERVICES[signal_name][0], message(signal_name, "Request")
     target = f"127.0.0.1:{port}"
     with grpc.secure_channel(target, credentials) if credentials else grpc.insecure_channel(target) as channel:
         return stub_cls(channel).Export(request or req_cls(), metadata=metadata, timeout=5)
@@ -162,9 +153,8 @@ def test_sdk_spans_arrive_with_structure(otlp_receiver, transport):
     assert root_s.resource == {**RESOURCE.attributes}
     assert {(s.scope, s.transport) for s in spans.values()} == {("my.scope", transport)}
     reqs = otlp_receiver.requests()
-    assert [(r.transport, r.signal, r.accepted, r.headers["x-tenant"]) for r in reqs] == [
-        (transport, "traces", True, "t1")
-    ] * 2
+    seen = [(r.transport, r.signal, r.accepted, r.headers["x-tenant"]) for r in reqs]
+    assert seen == [(transport, "traces", True, "t1")] * 2
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
@@ -182,19 +172,16 @@ def test_sdk_metrics_arrive(otlp_receiver, transport):
     provider.shutdown()
 
     metrics = {m.name: m for m in otlp_receiver.wait_for_metrics("temp")}
-    assert [(m.kind, m.is_monotonic) for m in (metrics["requests"], metrics["inflight"])] == [
-        ("sum", True),
-        ("sum", False),
-    ]
+    monotonic = [(m.kind, m.is_monotonic) for m in (metrics["requests"], metrics["inflight"])]
+    assert monotonic == [("sum", True), ("sum", False)]
     assert metrics["requests"].points == ({"attributes": {"route": "/a"}, "value": 3},)
     assert metrics["inflight"].points == ({"attributes": {}, "value": -2},)
     assert (metrics["latency"].kind, metrics["latency"].unit) == ("histogram", "ms")
     assert metrics["latency"].points == ({"attributes": {"route": "/a"}, "count": 3, "sum": 15.0},)
     assert metrics["temp"].kind == "gauge"
     assert metrics["temp"].points == ({"attributes": {"room": "x"}, "value": 21.5},)
-    assert {(m.scope, m.transport, m.resource["service.name"]) for m in metrics.values()} == {
-        ("my.meter", transport, "receiver-test")
-    }
+    where = {(m.scope, m.transport, m.resource["service.name"]) for m in metrics.values()}
+    assert where == {("my.meter", transport, "receiver-test")}
     assert otlp_receiver.counts()["metrics_points"] >= 4
 
 
@@ -214,18 +201,13 @@ def test_sdk_logs_arrive(otlp_receiver, transport):
 
     logs = otlp_receiver.wait_for_logs(2)
     first, second = sorted(logs, key=lambda r: r.body != body)
-    assert (first.body, first.attributes, first.severity_text, first.severity_number) == (
-        body,
-        {"user": "bob"},
-        "WARN",
-        SeverityNumber.WARN.value,
-    )
+    assert (first.body, first.attributes, first.severity_text) == (body, {"user": "bob"}, "WARN")
+    assert first.severity_number == SeverityNumber.WARN.value
     ctx = span.get_span_context()
     assert (first.trace_id, first.span_id) == (format(ctx.trace_id, "032x"), format(ctx.span_id, "016x"))
     assert (second.body, second.trace_id, second.span_id) == ("plain", None, None)
-    assert {(r.transport, r.scope, r.resource["service.name"]) for r in logs} == {
-        (transport, "my.logger", "receiver-test")
-    }
+    where = {(r.transport, r.scope, r.resource["service.name"]) for r in logs}
+    assert where == {(transport, "my.logger", "receiver-test")}
     assert otlp_receiver.wait_for_logs("plain") == logs
 
 
@@ -239,12 +221,8 @@ def test_any_value_conversion_on_both_transports_and_gzip(otlp_receiver):
     assert [s.transport for s in spans] == ["grpc", "http"]
     for span in spans:
         assert span.attributes == ANY_VALUE_ATTRS
-        assert (span.kind, span.trace_id, span.span_id, span.scope) == (
-            "PRODUCER",
-            bytes(range(16)).hex(),
-            bytes(range(8)).hex(),
-            "raw-scope",
-        )
+        ids = (bytes(range(16)).hex(), bytes(range(8)).hex())
+        assert (span.kind, span.trace_id, span.span_id, span.scope) == ("PRODUCER", *ids, "raw-scope")
     assert otlp_receiver.requests()[1].headers["content-encoding"] == "gzip"
 
 
@@ -267,25 +245,22 @@ def test_http_json_and_rejections(otlp_receiver):
     assert status == 400
     assert "cannot decode" in status_pb2.Status.FromString(body).message
     assert otlp_receiver.spans() == []
-    assert [(r.signal, r.http_status, r.accepted) for r in otlp_receiver.requests()] == [
-        ("", 404, False),
-        ("", 404, False),
-        ("traces", 415, False),
-        ("traces", 400, False),
-    ]
+    seen = [(r.signal, r.http_status, r.accepted) for r in otlp_receiver.requests()]
+    assert seen == [("", 404, False)] * 2 + [("traces", 415, False), ("traces", 400, False)]
 
 
 @pytest.mark.parametrize(
-    ("fault", "grpc_code", "http_status"),
+    ("fault", "http_status"),
     [
-        (Fault.UNAVAILABLE, grpc.StatusCode.UNAVAILABLE, 503),
-        (Fault.RESOURCE_EXHAUSTED, grpc.StatusCode.RESOURCE_EXHAUSTED, 429),
-        (Fault.UNAUTHENTICATED, grpc.StatusCode.UNAUTHENTICATED, 401),
-        (Fault.PERMISSION_DENIED, grpc.StatusCode.PERMISSION_DENIED, 403),
+        (Fault.UNAVAILABLE, 503),
+        (Fault.RESOURCE_EXHAUSTED, 429),
+        (Fault.UNAUTHENTICATED, 401),
+        (Fault.PERMISSION_DENIED, 403),
     ],
     ids=lambda v: getattr(v, "name", v),
 )
-def test_error_faults(otlp_receiver, fault, grpc_code, http_status):
+def test_error_faults(otlp_receiver, fault, http_status):
+    grpc_code = grpc.StatusCode[fault.name]
     otlp_receiver.set_fault(fault, retry_after=7)
     with pytest.raises(grpc.RpcError) as err:
         grpc_export(otlp_receiver.grpc_port, request=any_value_request())
@@ -299,10 +274,8 @@ def test_error_faults(otlp_receiver, fault, grpc_code, http_status):
     else:
         assert ("retry-after" in headers, retry_info) == (False, None)
     assert otlp_receiver.spans() == []
-    assert [(r.transport, r.accepted, r.fault) for r in otlp_receiver.requests()] == [
-        ("grpc", False, fault.name),
-        ("http", False, fault.name),
-    ]
+    seen = [(r.transport, r.accepted, r.fault) for r in otlp_receiver.requests()]
+    assert seen == [("grpc", False, fault.name), ("http", False, fault.name)]
 
 
 def test_drop_connection_and_slow_faults(otlp_receiver):
@@ -324,14 +297,14 @@ def test_drop_connection_and_slow_faults(otlp_receiver):
 
 @pytest.mark.parametrize(
     ("signal_name", "field"),
-    [("traces", "rejected_spans"), ("metrics", "rejected_data_points"), ("logs", "rejected_log_records")],
+    list(zip(SIGNALS, ("rejected_spans", "rejected_data_points", "rejected_log_records"), strict=True)),
 )
 def test_partial_success_fault(otlp_receiver, signal_name, field):
     otlp_receiver.set_fault(Fault.PARTIAL_SUCCESS, rejected=5)
     grpc_resp = grpc_export(otlp_receiver.grpc_port, signal_name)
     status, _, body = post(otlp_receiver.http_port, f"/v1/{signal_name}")
     assert status == 200
-    for resp in (grpc_resp, SERVICES[signal_name][2].FromString(body)):
+    for resp in (grpc_resp, message(signal_name, "Response").FromString(body)):
         assert (getattr(resp.partial_success, field), resp.partial_success.error_message) == (5, "test rejection")
     assert [(r.signal, r.accepted) for r in otlp_receiver.requests()] == [(signal_name, True)] * 2
 
@@ -395,22 +368,28 @@ def _refused(port):
 
 
 def test_down_and_up_keep_ports_and_data(otlp_receiver):
-    provider = TracerProvider(shutdown_on_exit=False)  # one gRPC exporter lives through the outage
-    provider.add_span_processor(SimpleSpanProcessor(exporter("traces", "grpc", otlp_receiver, timeout=5)))
-    provider.get_tracer("t").start_span("before").end()
-    ports = (otlp_receiver.grpc_port, otlp_receiver.http_port)
+    # Exporters (with their gRPC channel / pooled keep-alive HTTP connection) live through the outage.
+    grpc_exp = exporter("traces", "grpc", otlp_receiver, timeout=5)
+    http_exp = exporter("traces", "http", otlp_receiver, timeout=0.5)
+    try:
+        assert [grpc_exp.export(finished_spans("b-grpc")), http_exp.export(finished_spans("b-http"))] == [OK, OK]
+        ports = (otlp_receiver.grpc_port, otlp_receiver.http_port)
 
-    otlp_receiver.down()
-    assert [_refused(port) for port in ports] == [True, True]
-    assert [s.name for s in otlp_receiver.spans()] == ["before"]
-    assert export_spans(exporter("traces", "http", otlp_receiver, timeout=0.5)) is FAILED
+        otlp_receiver.down()
+        assert [_refused(port) for port in ports] == [True, True]
+        assert http_exp.export(finished_spans("lost")) is FAILED
+        with pytest.raises(grpc.RpcError) as err:
+            grpc_export(ports[0])
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert [s.name for s in otlp_receiver.spans()] == ["b-grpc", "b-http"]
 
-    otlp_receiver.up()
-    assert (otlp_receiver.grpc_port, otlp_receiver.http_port) == ports
-    provider.get_tracer("t").start_span("after-grpc").end()
-    provider.shutdown()
-    assert export_spans(exporter("traces", "http", otlp_receiver), ["after-http"]) is OK
-    assert [s.name for s in otlp_receiver.spans()] == ["before", "after-grpc", "after-http"]
+        otlp_receiver.up()
+        assert (otlp_receiver.grpc_port, otlp_receiver.http_port) == ports
+        assert [grpc_exp.export(finished_spans("a-grpc")), http_exp.export(finished_spans("a-http"))] == [OK, OK]
+    finally:
+        grpc_exp.shutdown()
+        http_exp.shutdown()
+    assert [s.name for s in otlp_receiver.spans()] == ["b-grpc", "b-http", "a-grpc", "a-http"]
 
 
 def test_tls(tmp_path, monkeypatch):

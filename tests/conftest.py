@@ -1,0 +1,58 @@
+"""Shared fixtures: a clean environment, the real OTLP receiver, and running the real launcher."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+
+import pytest
+
+from otlp_receiver import otlp_receiver  # noqa: F401  (re-exported fixture)
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+BIN = Path(sys.executable).parent
+CRYOSTORM_RUN = str(BIN / "cryostorm-run")
+
+
+@pytest.fixture(autouse=True)
+def clean_environ(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No CRYOSTORM_*/OTEL_* variable of the developer's shell leaks into a test."""
+    for name in list(os.environ):
+        if name.upper().startswith(("CRYOSTORM_", "OTEL_", "_CRYOSTORM_")) or name == "PYTHONPATH":
+            monkeypatch.delenv(name, raising=False)
+    yield
+
+
+def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The test process's (cleaned) environment plus `extra`, with the venv's bin first on PATH."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.upper().startswith(("CRYOSTORM_", "OTEL_", "_CRYOSTORM_")) and k != "PYTHONPATH"}
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    env.setdefault("CRYOSTORM_SHUTDOWN_TIMEOUT_MILLIS", "5000")
+    env.update(extra or {})
+    return env
+
+
+def run_launcher(
+    args: Sequence[str],
+    env: Mapping[str, str] | None = None,
+    *,
+    cwd: Path | str | None = None,
+    timeout: float = 60,
+    input: str | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run the installed `cryostorm-run` console script for real."""
+    return subprocess.run(
+        [CRYOSTORM_RUN, *args],
+        env=child_env(env),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        input=input,
+        check=False,
+    )

@@ -1,0 +1,183 @@
+"""Settings → OTEL_* environment: every field lands in its variable with the SDK's units,
+and the child's parser reads back exactly what the launcher meant."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from cryostorm_run import TelemetrySettings, load_settings
+from cryostorm_run._envmap import env_rows, settings_env
+from cryostorm_run._runtime import runtime_from_env
+
+
+def env_for(environ: dict[str, str]) -> dict[str, str]:
+    return settings_env(load_settings(environ).settings)
+
+
+def test_defaults() -> None:
+    env = settings_env(TelemetrySettings())
+    assert env["OTEL_SERVICE_NAME"] == "unknown-service"
+    assert env["OTEL_TRACES_EXPORTER"] == env["OTEL_METRICS_EXPORTER"] == env["OTEL_LOGS_EXPORTER"] == "console"
+    assert env["OTEL_TRACES_SAMPLER"] == "parentbased_always_on"
+    assert "OTEL_TRACES_SAMPLER_ARG" not in env
+    assert env["OTEL_PROPAGATORS"] == "tracecontext,baggage"
+    assert env["OTEL_PYTHON_EXCLUDED_URLS"] == "/health,/metrics,/favicon.ico"
+    assert not any(k.startswith("OTEL_EXPORTER_OTLP") for k in env)
+
+
+def test_resource_attributes_are_encoded() -> None:
+    env = env_for({"CRYOSTORM_SERVICE__VERSION": "1.2", "CRYOSTORM_SERVICE__ENVIRONMENT": "production",
+                   "CRYOSTORM_SERVICE__ADDITIONAL_ATTRIBUTES": '{"team": "a,b=c", "shard": 3}'})
+    attrs = runtime_from_env(env).resource_attributes
+    assert attrs["service.version"] == "1.2"
+    assert attrs["deployment.environment.name"] == attrs["deployment.environment"] == "production"
+    assert attrs["team"] == "a,b=c"
+    assert attrs["shard"] == "3"
+
+
+def test_grpc_endpoint_has_scheme_and_no_path() -> None:
+    env = env_for({"CRYOSTORM_EXPORTER_TYPE": "otlp", "CRYOSTORM_COLLECTOR": "http://collector:4317"})
+    for signal in ("TRACES", "METRICS", "LOGS"):
+        assert env[f"OTEL_EXPORTER_OTLP_{signal}_ENDPOINT"] == "http://collector:4317"
+        assert env[f"OTEL_EXPORTER_OTLP_{signal}_PROTOCOL"] == "grpc"
+
+
+def test_http_endpoints_carry_the_signal_path_after_the_base_path() -> None:
+    env = env_for({"CRYOSTORM_EXPORTER_TYPE": "otlp", "CRYOSTORM_OTLP__PROTOCOL": "http/protobuf",
+                   "CRYOSTORM_COLLECTOR": "https://vendor.example/otlp"})
+    assert env["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] == "https://vendor.example:4318/otlp/v1/traces"
+    assert env["OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"] == "https://vendor.example:4318/otlp/v1/metrics"
+    assert env["OTEL_EXPORTER_OTLP_LOGS_ENDPOINT"] == "https://vendor.example:4318/otlp/v1/logs"
+
+
+def test_per_signal_overrides() -> None:
+    env = env_for({
+        "CRYOSTORM_EXPORTER_TYPE": "otlp",
+        "CRYOSTORM_COLLECTOR": "http://agent:4317",
+        "CRYOSTORM_METRICS__COLLECTOR": "http://metrics-gw:4318",
+        "CRYOSTORM_METRICS__PROTOCOL": "http/protobuf",
+        "CRYOSTORM_LOGGING__EXPORTER_TYPE": "console",
+        "CRYOSTORM_TRACING__ENABLED": "false",
+    })
+    assert env["OTEL_TRACES_EXPORTER"] == "none"
+    assert "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT" not in env
+    assert env["OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"] == "http://metrics-gw:4318/v1/metrics"
+    assert env["OTEL_LOGS_EXPORTER"] == "console"
+
+
+def test_timeouts_are_seconds_and_batch_values_milliseconds() -> None:
+    env = env_for({"CRYOSTORM_EXPORTER_TYPE": "otlp", "CRYOSTORM_OTLP__TIMEOUT_MILLIS": "2500",
+                   "CRYOSTORM_TRACING__EXPORT_CONFIG__SCHEDULE_DELAY_MILLIS": "200",
+                   "CRYOSTORM_TRACING__EXPORT_CONFIG__TIMEOUT_MILLIS": "7000",
+                   "CRYOSTORM_TRACING__EXPORT_CONFIG__BATCH_SIZE": "256",
+                   "CRYOSTORM_TRACING__EXPORT_CONFIG__MAX_QUEUE_SIZE": "1024",
+                   "CRYOSTORM_METRICS__EXPORT_INTERVAL_MILLIS": "1500",
+                   "CRYOSTORM_METRICS__EXPORT_TIMEOUT_MILLIS": "900"})
+    assert env["OTEL_EXPORTER_OTLP_TRACES_TIMEOUT"] == "2.5"
+    assert (env["OTEL_BSP_SCHEDULE_DELAY"], env["OTEL_BSP_EXPORT_TIMEOUT"]) == ("200", "7000")
+    assert (env["OTEL_BSP_MAX_EXPORT_BATCH_SIZE"], env["OTEL_BSP_MAX_QUEUE_SIZE"]) == ("256", "1024")
+    assert (env["OTEL_METRIC_EXPORT_INTERVAL"], env["OTEL_METRIC_EXPORT_TIMEOUT"]) == ("1500", "900")
+    rt = runtime_from_env(env)
+    assert rt.traces.timeout_s == 2.5
+    assert (rt.traces.batch.schedule_delay_ms, rt.traces.batch.max_queue_size) == (200, 1024)
+
+
+def test_logging_overrides_win_over_its_export_config() -> None:
+    env = env_for({"CRYOSTORM_LOGGING__EXPORT_CONFIG__BATCH_SIZE": "100",
+                   "CRYOSTORM_LOGGING__MAX_EXPORT_BATCH_SIZE": "50",
+                   "CRYOSTORM_LOGGING__SCHEDULE_DELAY_MILLIS": "300",
+                   "CRYOSTORM_LOGGING__MAX_QUEUE_SIZE": "4000",
+                   "CRYOSTORM_LOGGING__EXPORT_TIMEOUT_MILLIS": "800"})
+    assert env["OTEL_BLRP_MAX_EXPORT_BATCH_SIZE"] == "50"
+    assert env["OTEL_BLRP_SCHEDULE_DELAY"] == "300"
+    assert env["OTEL_BLRP_MAX_QUEUE_SIZE"] == "4000"
+    assert env["OTEL_BLRP_EXPORT_TIMEOUT"] == "800"
+
+
+def test_sampler_argument_only_for_ratio_samplers() -> None:
+    env = env_for({"CRYOSTORM_TRACING__SAMPLING_STRATEGY": "parentbased_traceidratio",
+                   "CRYOSTORM_TRACING__SAMPLE_RATE": "0.125"})
+    assert (env["OTEL_TRACES_SAMPLER"], env["OTEL_TRACES_SAMPLER_ARG"]) == ("parentbased_traceidratio", "0.125")
+    assert runtime_from_env(env).sampler_arg == 0.125
+
+
+def test_headers_tls_and_compression(tmp_path: Path) -> None:
+    ca, cert, key = (tmp_path / n for n in ("ca.pem", "client.pem", "client.key"))
+    for f in (ca, cert, key):
+        f.write_text("x")
+    rows = env_rows(load_settings({
+        "CRYOSTORM_EXPORTER_TYPE": "otlp",
+        "CRYOSTORM_OTLP__HEADERS": "authorization=Bearer abc,x-tenant=t 1",
+        "CRYOSTORM_OTLP__COMPRESSION": "gzip",
+        "CRYOSTORM_OTLP__INSECURE": "true",
+        "CRYOSTORM_OTLP__CERTIFICATE_FILE": str(ca),
+        "CRYOSTORM_OTLP__CLIENT_CERTIFICATE_FILE": str(cert),
+        "CRYOSTORM_OTLP__CLIENT_KEY_FILE": str(key),
+    }).settings)
+    by_name = {r.name: r for r in rows}
+    header = by_name["OTEL_EXPORTER_OTLP_TRACES_HEADERS"]
+    assert header.secret and header.value == "authorization=Bearer%20abc,x-tenant=t%201"
+    assert [r.name for r in rows if r.secret] == [f"OTEL_EXPORTER_OTLP_{s}_HEADERS" for s in ("TRACES", "METRICS", "LOGS")]
+    assert by_name["OTEL_EXPORTER_OTLP_LOGS_COMPRESSION"].value == "gzip"
+    assert by_name["OTEL_EXPORTER_OTLP_TRACES_INSECURE"].value == "true"
+    assert by_name["OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE"].value == str(ca)
+    rt = runtime_from_env({r.name: r.value for r in rows})
+    assert dict(rt.traces.headers) == {"authorization": "Bearer abc", "x-tenant": "t 1"}
+    assert (rt.metrics.compression, rt.logs.insecure, rt.traces.client_key) == ("gzip", True, str(key))
+
+
+def test_cryostorm_only_values_travel_in_private_variables() -> None:
+    env = env_for({"CRYOSTORM_TRACING__PROCESSOR_TYPE": "simple", "CRYOSTORM_SHUTDOWN_TIMEOUT_MILLIS": "1500",
+                   "CRYOSTORM_LOGGING__LEVEL": "warning", "CRYOSTORM_SCHEMA_URL": "https://opentelemetry.io/schemas/1.26.0",
+                   "CRYOSTORM_TRACING__ADDITIONAL_EXPORTER_ARGS": '{"timeout": 3}',
+                   "CRYOSTORM_CHILD_PROCESSES": "none"})
+    rt = runtime_from_env(env)
+    assert (rt.traces.processor, rt.shutdown_timeout_ms, rt.log_level) == ("simple", 1500, "WARNING")
+    assert rt.schema_url == "https://opentelemetry.io/schemas/1.26.0"
+    assert dict(rt.traces.exporter_args) == {"timeout": 3}
+    assert json.loads(env["_CRYOSTORM_TRACES_EXPORTER_ARGS"]) == {"timeout": 3}
+    assert rt.children == "none"
+
+
+def test_prometheus_metrics_exporter() -> None:
+    env = env_for({"CRYOSTORM_METRICS__EXPORTER_TYPE": "prometheus", "CRYOSTORM_METRICS__PROMETHEUS_PORT": "9500"})
+    assert env["OTEL_METRICS_EXPORTER"] == "prometheus"
+    assert env["OTEL_EXPORTER_PROMETHEUS_PORT"] == "9500"
+
+
+@pytest.mark.parametrize("field", ["tracing", "metrics", "logging"])
+def test_every_signal_round_trips_through_the_child_parser(field: str) -> None:
+    env = env_for({"CRYOSTORM_EXPORTER_TYPE": "otlp", f"CRYOSTORM_{field.upper()}__PROTOCOL": "http/protobuf"})
+    signal = {"tracing": "traces", "metrics": "metrics", "logging": "logs"}[field]
+    sig = runtime_from_env(env).signal(signal)
+    assert (sig.exporter, sig.protocol) == ("otlp", "http/protobuf")
+    assert sig.endpoint == f"http://localhost:4318/v1/{signal}"
+
+
+def test_mapping_covers_every_setting() -> None:
+    """Each leaf setting is named by at least one row (or is documented as launcher-only)."""
+    from cli_helpers import leaf_settings
+
+    everything = {
+        "CRYOSTORM_EXPORTER_TYPE": "otlp", "CRYOSTORM_OTLP__HEADERS": "a=b", "CRYOSTORM_OTLP__INSECURE": "true",
+        "CRYOSTORM_SCHEMA_URL": "x", "CRYOSTORM_LOGGING__SCHEDULE_DELAY_MILLIS": "1",
+        "CRYOSTORM_LOGGING__MAX_EXPORT_BATCH_SIZE": "1", "CRYOSTORM_LOGGING__EXPORT_TIMEOUT_MILLIS": "1",
+        "CRYOSTORM_LOGGING__MAX_QUEUE_SIZE": "1",
+        "CRYOSTORM_TRACING__ADDITIONAL_EXPORTER_ARGS": "a=1", "CRYOSTORM_TRACING__ADDITIONAL_PROCESSOR_ARGS": "a=1",
+        "CRYOSTORM_METRICS__ADDITIONAL_EXPORTER_ARGS": "a=1", "CRYOSTORM_LOGGING__ADDITIONAL_EXPORTER_ARGS": "a=1",
+        "CRYOSTORM_LOGGING__ADDITIONAL_PROCESSOR_ARGS": "a=1", "CRYOSTORM_TRACING__SAMPLING_STRATEGY": "traceidratio",
+    }
+    rows = env_rows(load_settings(everything).settings)
+    rows += env_rows(load_settings({**everything, "CRYOSTORM_METRICS__EXPORTER_TYPE": "prometheus"}).settings)
+    named = {name for r in rows for name in r.setting.split(", ")}
+    # `enabled` is consumed by the launcher itself (false: plain exec); TLS files are only set when given.
+    launcher_only = {"enabled", "otlp.certificate_file", "otlp.client_certificate_file", "otlp.client_key_file"}
+    missing = [
+        leaf for leaf in leaf_settings()
+        if leaf not in launcher_only
+        and not any(".".join(leaf.split(".")[:n]) in named for n in range(1, leaf.count(".") + 2))
+    ]
+    assert missing == []

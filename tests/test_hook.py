@@ -1,0 +1,274 @@
+"""The real hook in a real interpreter: `cryostorm-run -- python ...` end to end, no mocks."""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+from conftest import CRYOSTORM_RUN, PYTHON, ROOT, child_env, run_launcher
+from otlp_receiver import Receiver
+
+APPS = ROOT / "tests" / "apps"
+FOREIGN = Path("/root/.pyenv/versions/3.12.1/bin/python3.12")
+HOOK_DIR = str(ROOT / "sitecustomize")
+CANARY = "canary-s3cr3t-123"
+PROTOCOLS = ["grpc", "http/protobuf"]
+
+
+def otlp_env(rcv: Receiver, protocol: str = "grpc", **extra: str) -> dict[str, str]:
+    port = rcv.grpc_port if protocol == "grpc" else rcv.http_port
+    return {
+        "CRYOSTORM_EXPORTER_TYPE": "otlp",
+        "CRYOSTORM_COLLECTOR": f"http://127.0.0.1:{port}",
+        "CRYOSTORM_OTLP__PROTOCOL": protocol,
+        "CRYOSTORM_SERVICE__NAME": "hook-test",
+        **extra,
+    }
+
+
+def popen_launcher(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [CRYOSTORM_RUN, *args], env=child_env(env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def line_reader(stream) -> queue.Queue[str]:
+    """Lines of `stream`, read by a daemon thread, so a test can wait for one with a timeout."""
+    lines: queue.Queue[str] = queue.Queue()
+
+    def pump() -> None:
+        for line in stream:
+            lines.put(line)
+
+    threading.Thread(target=pump, daemon=True).start()
+    return lines
+
+
+def wait_ready(proc: subprocess.Popen[str], lines: queue.Queue[str]) -> None:
+    try:
+        line = lines.get(timeout=60)
+    except queue.Empty:
+        proc.kill()
+        pytest.fail(f"program never printed 'ready'; stderr: {proc.communicate(timeout=30)[1]}")
+    assert line == "ready\n", line
+
+
+def require_foreign() -> None:
+    if not FOREIGN.is_file():
+        pytest.fail(f"foreign interpreter {FOREIGN} does not exist: this test needs it (install it with pyenv)")
+
+
+# -- 1. spans, resource and PID --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_traced_script_sends_nested_spans_from_the_launchers_pid(otlp_receiver: Receiver, protocol: str) -> None:
+    env = otlp_env(otlp_receiver, protocol, CRYOSTORM_TRACING__PROCESSOR_TYPE="simple")
+    proc = popen_launcher(["--", PYTHON, str(APPS / "traced.py")], env)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    printed_pid = int(out.strip())
+    assert printed_pid == proc.pid, "exec must keep the launcher's PID"
+    spans = {s.name: s for s in otlp_receiver.wait_for_spans(lambda s: {"outer", "inner"} <= {x.name for x in s})}
+    outer, inner = spans["outer"], spans["inner"]
+    assert outer.parent_span_id is None
+    assert inner.parent_span_id == outer.span_id
+    assert inner.trace_id == outer.trace_id
+    for span in (outer, inner):
+        assert span.resource["service.name"] == "hook-test"
+        assert span.resource["process.pid"] == printed_pid
+        assert span.transport == ("grpc" if protocol == "grpc" else "http")
+
+
+# -- 2. the user's own sitecustomize ---------------------------------------------------------------
+
+
+def test_users_sitecustomize_still_runs_and_program_is_instrumented(otlp_receiver: Receiver, tmp_path: Path) -> None:
+    site = tmp_path / "usersite"
+    site.mkdir()
+    marker = tmp_path / "user-sitecustomize-ran"
+    # It records which program it ran in (the launcher, a Python program too, also imports it).
+    (site / "sitecustomize.py").write_text(
+        f"import sys\nwith open({str(marker)!r}, 'a') as f:\n    f.write(sys.argv[0] + '\\n')\n"
+    )
+    script = str(APPS / "traced.py")
+    env = otlp_env(otlp_receiver, PYTHONPATH=str(site))
+    result = run_launcher(["--quiet", "--", PYTHON, script], env)
+    assert result.returncode == 0, result.stderr
+    assert marker.exists(), "the user's sitecustomize never ran"
+    assert script in marker.read_text().splitlines(), "the user's sitecustomize did not run in the program"
+    assert result.stderr == ""
+    otlp_receiver.wait_for_spans(lambda s: {"outer", "inner"} <= {x.name for x in s})
+
+
+# -- 3. exit status and stdout ---------------------------------------------------------------------
+
+
+def test_sys_exit_status_is_the_programs() -> None:
+    result = run_launcher(["--", PYTHON, str(APPS / "exits.py"), "code"])
+    assert result.returncode == 7, result.stderr
+    assert result.stdout == "before exit\n"
+    assert "cryostorm: service=" in result.stderr  # the report goes to stderr, never stdout
+
+
+def test_uncaught_exception_exits_1_with_traceback_on_stderr() -> None:
+    result = run_launcher(["--", PYTHON, str(APPS / "exits.py"), "raise"])
+    assert result.returncode == 1, result.stderr
+    assert result.stdout == "before exit\n"
+    assert "Traceback (most recent call last)" in result.stderr
+    assert "RuntimeError: boom from the program" in result.stderr
+
+
+# -- 4. SIGTERM ------------------------------------------------------------------------------------
+
+
+def test_sigterm_runs_the_programs_own_handler() -> None:
+    proc = popen_launcher(["--quiet", "--", PYTHON, str(APPS / "sigterm.py"), "handler"], {})
+    lines = line_reader(proc.stdout)
+    wait_ready(proc, lines)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 0, proc.stderr.read()
+    assert lines.get(timeout=10) == "handled\n"
+
+
+def test_sigterm_without_handler_dies_by_the_signal_and_flushes_buffered_span(otlp_receiver: Receiver) -> None:
+    # A long schedule delay: the span can only reach the receiver through the SIGTERM flush.
+    env = otlp_env(otlp_receiver, CRYOSTORM_TRACING__EXPORT_CONFIG__SCHEDULE_DELAY_MILLIS="600000")
+    proc = popen_launcher(["--quiet", "--", PYTHON, str(APPS / "sigterm.py"), "none"], env)
+    lines = line_reader(proc.stdout)
+    wait_ready(proc, lines)
+    assert otlp_receiver.spans() == [], "the span was exported before SIGTERM: the test proves nothing"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == -signal.SIGTERM, proc.stderr.read()
+    otlp_receiver.wait_for_spans("buffered-before-sigterm", timeout=10)
+
+
+# -- 5. commands that cannot run -------------------------------------------------------------------
+
+
+def test_missing_command_exits_127_with_one_line() -> None:
+    result = run_launcher(["--", "nosuchcmd-cryostorm-test", "arg"])
+    assert result.returncode == 127
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("cryostorm-run: nosuchcmd-cryostorm-test")
+    assert "command not found" in lines[0]
+
+
+def test_non_executable_file_exits_126(tmp_path: Path) -> None:
+    script = tmp_path / "not-executable.sh"
+    script.write_text("#!/bin/sh\necho should-not-run\n")
+    script.chmod(0o644)
+    result = run_launcher(["--", str(script)])
+    assert result.returncode == 126, result.stderr
+    assert result.stdout == ""
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert result.stderr.startswith(f"cryostorm-run: {script}")
+    assert "Traceback" not in result.stderr
+
+
+# -- 6. disabled -----------------------------------------------------------------------------------
+
+
+def test_disabled_runs_the_program_untouched() -> None:
+    enabled = run_launcher(["--quiet", "--", PYTHON, str(APPS / "show_env.py")])
+    assert enabled.returncode == 0, enabled.stderr
+    assert HOOK_DIR in enabled.stdout and "OTEL_TRACES_EXPORTER=console" in enabled.stdout  # control
+
+    result = run_launcher(["--", PYTHON, str(APPS / "show_env.py")], {"CRYOSTORM_ENABLED": "false"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "PYTHONPATH=<unset>\nOTEL_TRACES_EXPORTER=<unset>\n"
+    assert result.stderr == ""
+
+
+# -- 7. foreign interpreters -----------------------------------------------------------------------
+
+
+def test_foreign_interpreter_child_steps_aside_quietly() -> None:
+    require_foreign()
+    result = run_launcher(["--quiet", "--", PYTHON, str(APPS / "foreign_child.py"), str(FOREIGN)],
+                          {"CRYOSTORM_EXPORTER_TYPE": "none"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "foreign ok\n"
+    assert result.stderr == ""
+
+
+def test_foreign_interpreter_as_target_warns_not_instrumented() -> None:
+    require_foreign()
+    result = run_launcher(["--", str(FOREIGN), "-c", "print(1)"])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "1\n"
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("cryostorm: NOT instrumented")]
+    assert len(warnings) == 1, result.stderr
+    assert str(FOREIGN) in warnings[0]
+
+
+# -- 8. invalid configuration ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("CRYOSTORM_TRACING__SAMPLE_RATE", "2", ["'2'", "<= 1"]),
+        ("OTEL_TRACES_SAMPLER", "bogus", ["'bogus'", "allowed", "always_on", "parentbased_traceidratio"]),
+    ],
+)
+def test_invalid_config_is_refused_before_anything_runs(
+    tmp_path: Path, name: str, value: str, expected: list[str]
+) -> None:
+    marker = tmp_path / "program-ran"
+    result = run_launcher(["--", PYTHON, str(APPS / "touch_marker.py"), str(marker)], {name: value})
+    assert result.returncode == 2, result.stderr
+    assert not marker.exists(), "the program ran despite the invalid configuration"
+    assert name in result.stderr
+    for text in expected:
+        assert text in result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
+
+
+# -- 9. secrets ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize("report", ["--quiet", "--verbose", None])
+def test_otlp_header_secret_is_sent_but_never_printed(protocol: str, report: str | None) -> None:
+    with Receiver(required_headers={"authorization": f"Bearer {CANARY}"}) as rcv:
+        env = otlp_env(rcv, protocol, CRYOSTORM_OTLP__HEADERS=f"authorization=Bearer {CANARY}")
+        args = [report] if report else []
+        result = run_launcher([*args, "--", PYTHON, str(APPS / "traced.py")], env)
+        assert result.returncode == 0, result.stderr
+        assert CANARY not in result.stdout
+        assert CANARY not in result.stderr
+        rcv.wait_for_spans(lambda s: {"outer", "inner"} <= {x.name for x in s})
+        traces = [r for r in rcv.requests() if r.signal == "traces"]
+        assert traces and all(r.accepted for r in traces)
+        assert all(r.headers.get("authorization") == f"Bearer {CANARY}" for r in traces)
+
+
+# -- 10. logging as the app sees it ----------------------------------------------------------------
+
+
+def test_unconfigured_logging_warning_printed_once_as_without_cryostorm(otlp_receiver: Receiver) -> None:
+    script = str(APPS / "log_plain.py")
+    plain = subprocess.run([PYTHON, script], env=child_env(), capture_output=True, text=True, timeout=60,
+                           check=False)
+    assert plain.returncode == 0 and plain.stderr == "careful\n", plain.stderr
+    result = run_launcher(["--quiet", "--", PYTHON, script], otlp_env(otlp_receiver))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == plain.stderr
+    otlp_receiver.wait_for_logs("careful")  # and the record was exported too
+
+
+def test_basic_config_still_works_under_the_hook(otlp_receiver: Receiver) -> None:
+    result = run_launcher(["--quiet", "--", PYTHON, str(APPS / "log_basic.py")], otlp_env(otlp_receiver))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines().count("APP hello") == 1, result.stderr
+    assert result.stderr == "APP hello\n"
+    otlp_receiver.wait_for_logs("hello")

@@ -1,0 +1,89 @@
+"""plan_launch is pure: the same settings, argv and environment always give the same plan."""
+
+from __future__ import annotations
+
+import os
+import stat
+import sys
+from pathlib import Path
+
+import pytest
+
+from cryostorm_run import LaunchError, TelemetrySettings, load_settings, plan_launch
+from cryostorm_run.launch import hook_dir, resolve_command
+
+BIN = str(Path(sys.executable).parent)
+
+
+def test_plan_sets_otel_env_and_puts_the_hook_first() -> None:
+    plan = plan_launch(TelemetrySettings(), ["python", "-c", "pass"],
+                       {"PATH": BIN, "PYTHONPATH": "/user/a:/user/b", "KEEP": "1"})
+    assert plan.executable == os.path.join(BIN, "python")
+    assert plan.argv == ("python", "-c", "pass")
+    assert plan.instrumented
+    assert plan.env["PYTHONPATH"] == f"{hook_dir()}:/user/a:/user/b"
+    assert (hook_dir() / "sitecustomize.py").is_file()
+    assert plan.env["KEEP"] == "1"
+    assert plan.env["OTEL_TRACES_EXPORTER"] == "console"
+    assert plan.env["_CRYOSTORM_PREFIX"] == sys.prefix
+
+
+def test_hook_is_not_added_twice_when_nested() -> None:
+    env = {"PATH": BIN, "PYTHONPATH": f"/user/a:{hook_dir()}"}
+    plan = plan_launch(TelemetrySettings(), ["python"], env)
+    assert plan.env["PYTHONPATH"] == f"{hook_dir()}:/user/a"
+
+
+def test_absorbed_otel_variables_do_not_leak_to_the_child() -> None:
+    environ = {"PATH": BIN, "OTEL_EXPORTER_OTLP_HEADERS": "a=b", "OTEL_PYTHON_DJANGO_INSTRUMENT": "false"}
+    settings = load_settings({**environ, "CRYOSTORM_OTLP__HEADERS": ""}).settings
+    plan = plan_launch(settings, ["python"], environ)
+    assert "OTEL_EXPORTER_OTLP_HEADERS" not in plan.env  # the settings say: no headers
+    assert plan.env["OTEL_PYTHON_DJANGO_INSTRUMENT"] == "false"  # not ours: passed through
+
+
+def test_disabled_is_a_plain_exec() -> None:
+    environ = {"PATH": BIN, "PYTHONPATH": "/user/a"}
+    plan = plan_launch(load_settings({"CRYOSTORM_ENABLED": "false"}).settings, ["python"], environ)
+    assert not plan.instrumented
+    assert plan.env == environ
+
+
+def test_report_mode_is_passed_to_the_hook() -> None:
+    plan = plan_launch(TelemetrySettings(), ["python"], {"PATH": BIN}, report="quiet")
+    assert plan.env["_CRYOSTORM_REPORT"] == "quiet"
+
+
+def test_command_not_found_is_127() -> None:
+    with pytest.raises(LaunchError) as info:
+        plan_launch(TelemetrySettings(), ["no-such-command-xyz"], {"PATH": BIN})
+    assert info.value.exit_code == 127
+    assert str(info.value) == "no-such-command-xyz: command not found (searched PATH)"
+
+
+def test_not_executable_is_126(tmp_path: Path) -> None:
+    script = tmp_path / "tool"
+    script.write_text("#!/bin/sh\necho hi\n")
+    with pytest.raises(LaunchError) as info:
+        resolve_command(str(script), None)
+    assert info.value.exit_code == 126
+    with pytest.raises(LaunchError) as info:
+        resolve_command("tool", str(tmp_path))
+    assert info.value.exit_code == 126
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    assert resolve_command("tool", str(tmp_path)) == str(script)
+
+
+def test_directory_and_missing_path() -> None:
+    with pytest.raises(LaunchError) as info:
+        resolve_command("/", None)
+    assert info.value.exit_code == 126
+    with pytest.raises(LaunchError) as info:
+        resolve_command("/no/such/file", None)
+    assert info.value.exit_code == 127
+
+
+def test_empty_command_is_a_usage_error() -> None:
+    with pytest.raises(LaunchError) as info:
+        plan_launch(TelemetrySettings(), [], {"PATH": BIN})
+    assert info.value.exit_code == 2
