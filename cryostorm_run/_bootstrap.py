@@ -30,21 +30,28 @@ def _without(path_list: str, entry: str) -> str:
     return os.pathsep.join(p for p in path_list.split(os.pathsep) if p and os.path.abspath(p) != entry)
 
 
-def _entry_points() -> dict[str, list[Any]]:
-    from importlib.metadata import entry_points
-
-    groups: dict[str, list[Any]] = {"opentelemetry_distro": [], "opentelemetry_configurator": [],
-                                    "opentelemetry_instrumentor": []}
-    for group in groups:
-        groups[group] = list(entry_points(group=group))
-    return groups
+GROUPS = ("opentelemetry_distro", "opentelemetry_configurator", "opentelemetry_instrumentor")
 
 
 def _named(eps: list[Any], name: str, group: str) -> Any:
     for ep in eps:
         if ep.name == name:
-            return ep.load()
+            return ep
     raise RuntimeError(f"entry point {group}:{name} not found; is cryostorm-run installed in this environment?")
+
+
+class _LazyDistro:
+    """Loads and configures the `cryostorm` distro when the first instrumentation needs it."""
+
+    def __init__(self, ep: Any) -> None:
+        self._ep = ep
+        self._distro: Any = None
+
+    def load_instrumentor(self, entry_point: Any, **kwargs: Any) -> None:
+        if self._distro is None:
+            self._distro = self._ep.load()()
+            self._distro.configure()
+        self._distro.load_instrumentor(entry_point, **kwargs)
 
 
 def initialize() -> None:
@@ -70,13 +77,16 @@ def initialize() -> None:
 
 def _initialize(started: float) -> None:
     from cryostorm_run import _instrument
+    from cryostorm_run._entrypoints import entry_points
+    from cryostorm_run._logbridge import inject_trace_context
 
-    groups = _entry_points()
-    distro = _named(groups["opentelemetry_distro"], "cryostorm", "opentelemetry_distro")()
-    distro.configure()
-    configurator_cls = _named(groups["opentelemetry_configurator"], "cryostorm", "opentelemetry_configurator")
+    groups = entry_points(GROUPS)
+    # By name, so cryostorm's win over any other installed distro or configurator.
+    distro = _LazyDistro(_named(groups["opentelemetry_distro"], "cryostorm", "opentelemetry_distro"))
+    configurator_cls = _named(groups["opentelemetry_configurator"], "cryostorm", "opentelemetry_configurator").load()
     configurator_cls().configure()
     providers = configurator_cls.providers
+    inject_trace_context(providers.runtime.service_name)
     _instrument.instrument(distro, groups["opentelemetry_instrumentor"], warn)
     _register_exit(providers)
     _report(providers, (time.perf_counter() - started) * 1000)

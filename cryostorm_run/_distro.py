@@ -2,6 +2,13 @@
 
 The hook loads both by the name ``cryostorm`` so they win over any other installed distro
 (opentelemetry-distro's own, a vendor's). They only delegate to functions.
+
+`CryostormConfigurator` follows the `opentelemetry.sdk._configuration._BaseConfigurator`
+protocol (`configure(**kwargs)`) without inheriting from it: that module imports
+`importlib.metadata` and every exporter base class (~20 ms in every instrumented process), and
+entry-point loaders call `configure()` without a type check. The distro must be a real
+`BaseDistro` (auto-instrumentation checks), so it lives in `_base_distro` and is imported only
+when the first instrumentation is activated.
 """
 
 from __future__ import annotations
@@ -9,21 +16,14 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from opentelemetry.instrumentation.distro import BaseDistro
-from opentelemetry.sdk._configuration import _BaseConfigurator
 
-
-class CryostormDistro(BaseDistro):  # type: ignore[misc]
-    """Sets no defaults of its own: the launcher wrote the complete environment already."""
-
-    def _configure(self, **kwargs: Any) -> None:
-        return None
-
-
-class CryostormConfigurator(_BaseConfigurator):  # type: ignore[misc]
+class CryostormConfigurator:
     """Builds and installs providers from the environment the launcher prepared."""
 
-    providers: Any = None
+    providers: Any = None  # the Providers installed in this process, for the facade to reuse
+
+    def configure(self, **kwargs: Any) -> None:
+        self._configure(**kwargs)
 
     def _configure(self, **kwargs: Any) -> None:
         from cryostorm_run._runtime import runtime_from_env
@@ -32,3 +32,12 @@ class CryostormConfigurator(_BaseConfigurator):  # type: ignore[misc]
         providers = build_providers(runtime_from_env(os.environ))
         install(providers)
         CryostormConfigurator.providers = providers
+
+
+def __getattr__(name: str) -> Any:
+    # `cryostorm_run._distro:CryostormDistro` resolves here on first use (PEP 562).
+    if name == "CryostormDistro":
+        from cryostorm_run._base_distro import CryostormDistro
+
+        return CryostormDistro
+    raise AttributeError(name)

@@ -91,7 +91,8 @@ def env_rows(settings: TelemetrySettings) -> list[EnvRow]:
     rows.append(EnvRow("OTEL_PROPAGATORS", propagators, "propagation.enabled, propagation.propagator_types"))
     for signal, (upper, _) in SIGNALS.items():
         exporter = effective_exporter(s, signal)
-        rows.append(EnvRow(f"OTEL_{upper}_EXPORTER", exporter.value, f"{signal}.enabled, {signal}.exporter_type, exporter_type"))
+        setting = f"{signal}.enabled, {signal}.exporter_type, exporter_type"
+        rows.append(EnvRow(f"OTEL_{upper}_EXPORTER", exporter.value, setting))
         if exporter is ExporterType.OTLP:
             rows += _otlp_rows(s, signal, upper)
     for prefix, signal in (("OTEL_BSP", "tracing"), ("OTEL_BLRP", "logging")):
@@ -153,7 +154,8 @@ def _batch_rows(s: TelemetrySettings, prefix: str, signal: str) -> list[EnvRow]:
         for key, (value, field) in values.items():
             override, ofield = overrides[key]
             if override is not None:
-                rows.append(EnvRow(f"{prefix}_{key}", str(override), f"logging.{ofield}, logging.export_config.{field}"))
+                setting = f"logging.{ofield}, logging.export_config.{field}"
+                rows.append(EnvRow(f"{prefix}_{key}", str(override), setting))
             else:
                 rows.append(EnvRow(f"{prefix}_{key}", str(value), f"logging.export_config.{field}"))
         return rows

@@ -8,6 +8,8 @@ it is already imported. Dependency checks are those of opentelemetry-instrumenta
 
 from __future__ import annotations
 
+import functools
+import importlib.abc
 import importlib.util
 import os
 import sys
@@ -42,10 +44,12 @@ MODULE_OF: dict[str, str | None] = {
 INSTRUMENT_KWARGS: dict[str, dict[str, Any]] = {
     "fastapi": {"exclude_spans": ["receive", "send"]},
     "starlette": {"exclude_spans": ["receive", "send"]},
-    # cryostorm's own bridge exports log records (keeping lastResort and basicConfig working);
-    # the instrumentation only adds otelTraceID/otelSpanID to records, for formatters.
-    "logging": {"enable_log_auto_instrumentation": False, "inject_trace_context": True},
 }
+
+# Handled by cryostorm itself: the log bridge exports records (keeping lastResort and basicConfig
+# working) and a record factory adds otelTraceID/otelSpanID, as opentelemetry-instrumentation-logging
+# would, without importing it at start-up (`logging` is always imported already).
+BUILT_IN = {"logging": "handled by cryostorm's log bridge"}
 
 
 @dataclass
@@ -86,7 +90,7 @@ class _NotifyingLoader:
         return getattr(self._loader, name)
 
 
-class PostImportFinder:
+class PostImportFinder(importlib.abc.MetaPathFinder):
     """A meta-path finder that calls back once a watched module has finished executing."""
 
     def __init__(self) -> None:
@@ -116,6 +120,10 @@ class PostImportFinder:
     def _fire(self, module: ModuleType) -> None:
         for callback in self.callbacks.pop(module.__name__, []):
             callback(module)
+
+    def install(self) -> None:
+        if self not in sys.meta_path:
+            sys.meta_path.insert(0, self)
 
     def when_imported(self, name: str, callback: Callable[[ModuleType], None]) -> None:
         module = sys.modules.get(name)
@@ -181,21 +189,27 @@ def _activate_now(distro: Any, ep: Any, warn: Callable[[str], None]) -> None:
             warn(f"instrumentation {ep.name!r} failed: {type(exc).__name__}: {exc}")
 
 
+def _on_import(distro: Any, ep: Any, warn: Callable[[str], None], module: ModuleType) -> None:
+    _activate(distro, ep, warn)
+
+
 def instrument(distro: Any, entry_points: Sequence[Any], warn: Callable[[str], None]) -> None:
     """Activate each instrumentor now or when its library is imported."""
     disabled = {n.strip() for n in os.environ.get("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", "").split(",") if n.strip()}
-    if FINDER not in sys.meta_path:
-        sys.meta_path.insert(0, FINDER)  # type: ignore[arg-type]
+    FINDER.install()
     for ep in entry_points:
         if ep.name in disabled:
             STATUS.disabled.append(ep.name)
+            continue
+        if ep.name in BUILT_IN:
+            STATUS.skipped[ep.name] = BUILT_IN[ep.name]
             continue
         module = MODULE_OF.get(ep.name, ep.name.replace("-", "_"))
         if module is None:
             _activate(distro, ep, warn)
         elif _installed(module):
             STATUS.watching[ep.name] = module
-            FINDER.when_imported(module, lambda _m, ep=ep: _activate(distro, ep, warn))
+            FINDER.when_imported(module, functools.partial(_on_import, distro, ep, warn))
         elif ep.name in MODULE_OF:
             STATUS.skipped[ep.name] = f"library {module!r} is not installed"
         else:

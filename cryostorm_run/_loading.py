@@ -92,9 +92,49 @@ def load_settings(
         settings = TelemetrySettings.model_validate(data)
     except ValidationError as exc:
         problems += [_explain(err, data, origins) for err in exc.errors(include_url=False)]
+    else:
+        problems += _missing_packages(settings, origins)
     if problems:
         raise ConfigError(_dedupe(problems))
     return Loaded(settings, origins)
+
+
+# Settings values that need an optional package: (module to find, pip requirement).
+_OPTIONAL = {
+    "b3": ("opentelemetry.propagators.b3", "opentelemetry-propagator-b3==1.45.2"),
+    "b3multi": ("opentelemetry.propagators.b3", "opentelemetry-propagator-b3==1.45.2"),
+    "jaeger": ("opentelemetry.propagators.jaeger", "opentelemetry-propagator-jaeger==1.45.2"),
+    "prometheus": ("opentelemetry.exporter.prometheus", "opentelemetry-exporter-prometheus==0.66b2"),
+}
+
+
+def _missing_packages(settings: TelemetrySettings, origins: Mapping[Path_, Origin]) -> list[Problem]:
+    """A setting that names a component whose package is not installed is refused before exec."""
+    import importlib.util
+
+    wanted: list[tuple[Path_, str]] = []
+    if settings.propagation.enabled:
+        wanted += [(("propagation", "propagator_types"), p.value) for p in settings.propagation.propagator_types]
+    from cryostorm_run._envmap import effective_exporter
+
+    if effective_exporter(settings, "metrics").value == "prometheus":
+        path = ("metrics", "exporter_type") if settings.metrics.exporter_type else ("exporter_type",)
+        wanted.append((path, "prometheus"))
+    problems = []
+    for path, value in wanted:
+        if value not in _OPTIONAL:
+            continue
+        module, requirement = _OPTIONAL[value]
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            origin = origin_of(path, origins)
+            name = origin.describe() if origin is not DEFAULT else PREFIX + DELIMITER.join(p.upper() for p in path)
+            problems.append(Problem(name, value, f"{value!r} needs a package that is not installed",
+                                    f"pip install {requirement}"))
+    return problems
 
 
 def _dedupe(problems: list[Problem]) -> list[Problem]:

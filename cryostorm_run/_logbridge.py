@@ -19,6 +19,8 @@ _EMITTING: ContextVar[bool] = ContextVar("cryostorm_log_emitting", default=False
 # LogRecord attributes that are not user data ("extra=").
 _RESERVED = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}
 _SEVERITY_TEXT = {"WARNING": "WARN", "CRITICAL": "FATAL"}
+# Added by `inject_trace_context`; exported as the record's context, not as attributes.
+_CONTEXT_FIELDS = frozenset({"otelTraceID", "otelSpanID", "otelTraceSampled", "otelServiceName", "trace_id", "span_id"})
 
 
 def _severity(levelno: int) -> Any:
@@ -63,7 +65,7 @@ class OtelLogHandler(logging.Handler):
         attributes = {
             k: v if isinstance(v, (str, bool, int, float)) else repr(v)
             for k, v in vars(record).items()
-            if k not in _RESERVED and not k.startswith(("_", "otel"))  # otel*: trace ids, in the context
+            if k not in _RESERVED and k not in _CONTEXT_FIELDS and not k.startswith("_")
         }
         attributes["code.function.name"] = record.funcName
         attributes["code.line.number"] = record.lineno
@@ -137,3 +139,31 @@ def detach(handler: logging.Handler) -> None:
     logging.root.removeHandler(handler)
     if not any(isinstance(h, OtelLogHandler) for h in logging.root.handlers):
         logging.basicConfig = _ORIGINAL_BASIC_CONFIG
+
+
+def inject_trace_context(service_name: str) -> None:
+    """Give every LogRecord the active trace ids, under opentelemetry-instrumentation-logging's
+    attribute names (otelTraceID, otelSpanID, otelTraceSampled, otelServiceName) so existing
+    formats keep working, plus `trace_id`/`span_id`."""
+    from opentelemetry.trace import INVALID_SPAN_CONTEXT, get_current_span
+
+    previous = logging.getLogRecordFactory()
+    if getattr(previous, "_cryostorm", False):
+        return
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        ctx = get_current_span().get_span_context()
+        if ctx is INVALID_SPAN_CONTEXT or not ctx.is_valid:
+            record.otelTraceID = record.trace_id = "0"
+            record.otelSpanID = record.span_id = "0"
+            record.otelTraceSampled = False
+        else:
+            record.otelTraceID = record.trace_id = format(ctx.trace_id, "032x")
+            record.otelSpanID = record.span_id = format(ctx.span_id, "016x")
+            record.otelTraceSampled = ctx.trace_flags.sampled
+        record.otelServiceName = service_name
+        return record
+
+    factory._cryostorm = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(factory)

@@ -120,7 +120,7 @@ class _Lazy:
         if self._real is not None:
             self._real.shutdown(*args, **kwargs)
 
-    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+    def force_flush(self, timeout_millis: float = 30_000) -> bool:
         return bool(self._real.force_flush(timeout_millis)) if self._real is not None else True
 
 
@@ -262,9 +262,9 @@ def build_providers(rt: Runtime) -> Providers:
 
 def install(p: Providers) -> None:
     """Make `p` the process-wide OpenTelemetry providers (set-once globals)."""
-    from opentelemetry import propagate, trace
+    from opentelemetry import trace
 
-    propagate.set_global_textmap(p.propagator)
+    _install_propagator(p.propagator)
     if p.tracer_provider is not None:
         trace.set_tracer_provider(p.tracer_provider)
     if p.meter_provider is not None:
@@ -278,6 +278,23 @@ def install(p: Providers) -> None:
 
         set_logger_provider(p.logger_provider)
         p.log_handler = attach(p.logger_provider, rt_level(p.runtime))
+
+
+def _install_propagator(propagator: TextMapPropagator) -> None:
+    """Set the global propagator now if `opentelemetry.propagate` is loaded, else right after its
+    import: importing it scans every distribution's entry points (~15 ms), which a process that
+    never propagates context should not pay."""
+
+    def set_textmap(module: Any) -> None:
+        module.set_global_textmap(propagator)
+
+    if "opentelemetry.propagate" in sys.modules:
+        set_textmap(sys.modules["opentelemetry.propagate"])
+    else:
+        from cryostorm_run._instrument import FINDER
+
+        FINDER.install()
+        FINDER.when_imported("opentelemetry.propagate", set_textmap)
 
 
 def rt_level(rt: Runtime) -> int:

@@ -177,7 +177,7 @@ def _lazy_log_exporter(sig: SignalRuntime) -> Any:
 def _memory_logs(_: SignalRuntime) -> Any:
     from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter
 
-    return InMemoryLogRecordExporter()
+    return InMemoryLogRecordExporter()  # type: ignore[no-untyped-call]
 
 
 LOG_EXPORTERS: dict[str, Callable[[SignalRuntime], Any]] = {

@@ -283,11 +283,11 @@ def merge(entries: Iterable[Entry]) -> tuple[dict[str, Any], dict[Path_, Origin]
 def _as_dict(value: Any) -> dict[str, Any]:
     """A URL or `k=v` string set at a lower precedence, exploded so a nested override can merge."""
     if isinstance(value, str):
-        from cryostorm_run.settings import CollectorEndpoint, _split_mapping
+        from cryostorm_run.settings import _split_mapping, parse_collector_url
 
         try:
             if "://" in value:
-                return dict(CollectorEndpoint._from_url(value))
+                return parse_collector_url(value)
             parsed = _split_mapping(value)
             return dict(parsed) if isinstance(parsed, dict) else {}
         except ValueError:

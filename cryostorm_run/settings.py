@@ -122,6 +122,26 @@ class ServiceInfo(BaseConfig):
     )
 
 
+def parse_collector_url(value: str) -> dict[str, Any]:
+    """`https://collector:4318/otlp` → the CollectorEndpoint fields; ValueError says what is wrong."""
+    text = value.strip()
+    if "://" not in text:
+        raise ValueError(f"expected a URL such as http://collector:4317, got {text!r} (no scheme)")
+    parsed = urllib.parse.urlsplit(text)
+    if parsed.scheme not in ("http", "https"):
+        raise ValueError(f"URL scheme must be http or https, got {parsed.scheme!r}")
+    try:
+        port = parsed.port
+    except ValueError as exc:
+        raise ValueError(f"invalid port in {text!r}") from exc
+    if parsed.query or parsed.fragment:
+        raise ValueError(f"a collector URL takes no query or fragment: {text!r}")
+    host = parsed.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    return {"host": host, "port": port, "protocol": parsed.scheme, "path": parsed.path.rstrip("/")}
+
+
 class CollectorEndpoint(BaseConfig):
     """Where an OpenTelemetry Collector listens. Also accepts a URL: ``http://collector:4317``."""
 
@@ -133,24 +153,7 @@ class CollectorEndpoint(BaseConfig):
     @model_validator(mode="before")
     @classmethod
     def _from_url(cls, value: Any) -> Any:
-        if not isinstance(value, str):
-            return value
-        text = value.strip()
-        if "://" not in text:
-            raise ValueError(f"expected a URL such as http://collector:4317, got {text!r} (no scheme)")
-        parsed = urllib.parse.urlsplit(text)
-        if parsed.scheme not in ("http", "https"):
-            raise ValueError(f"URL scheme must be http or https, got {parsed.scheme!r}")
-        try:
-            port = parsed.port
-        except ValueError as exc:
-            raise ValueError(f"invalid port in {text!r}") from exc
-        if parsed.query or parsed.fragment:
-            raise ValueError(f"a collector URL takes no query or fragment: {text!r}")
-        host = parsed.hostname or ""
-        if ":" in host:
-            host = f"[{host}]"
-        return {"host": host, "port": port, "protocol": parsed.scheme, "path": parsed.path.rstrip("/")}
+        return parse_collector_url(value) if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _check(self) -> CollectorEndpoint:

@@ -5,11 +5,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytest
-
 from otlp_receiver import otlp_receiver  # noqa: F401  (re-exported fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -19,12 +18,11 @@ CRYOSTORM_RUN = str(BIN / "cryostorm-run")
 
 
 @pytest.fixture(autouse=True)
-def clean_environ(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
     """No CRYOSTORM_*/OTEL_* variable of the developer's shell leaks into a test."""
     for name in list(os.environ):
         if name.upper().startswith(("CRYOSTORM_", "OTEL_", "_CRYOSTORM_")) or name == "PYTHONPATH":
             monkeypatch.delenv(name, raising=False)
-    yield
 
 
 def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -18,6 +18,19 @@ prints ``READY grpc=<port> http=<port>``, serves until SIGTERM/SIGINT, then prin
 ``spans=<n> metrics_points=<n> logs=<n>``.
 
 Everything listens on 127.0.0.1 only.
+
+Semantics worth knowing:
+
+* ``required_headers`` is checked first; a request failing it gets UNAUTHENTICATED / 401 and
+  does not consume a ``set_fault(..., times=N)`` budget.
+* Faulted requests are recorded in :meth:`Receiver.requests` (``accepted=False``) but their
+  payload is not stored. PARTIAL_SUCCESS stores the whole payload (the rejection is only
+  reported back). SLOW stores the payload after the delay, unless the client has given up
+  meanwhile (gRPC deadline / HTTP connection closed): then it is recorded as not accepted
+  with ``grpc_code="CANCELLED"`` / ``http_status=None``.
+* HTTP error replies carry a serialized ``google.rpc.Status``; gRPC RESOURCE_EXHAUSTED carries
+  ``google.rpc.retryinfo-bin`` (what the Python SDK reads) and ``grpc-status-details-bin``.
+* An unknown HTTP path is answered 404 and recorded with ``signal=""``.
 """
 
 from __future__ import annotations
@@ -39,11 +52,11 @@ import sys
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from google.protobuf import any_pb2, duration_pb2, json_format
@@ -68,6 +81,7 @@ __all__ = [
 ]
 
 HOST = "127.0.0.1"
+_T = TypeVar("_T")
 
 
 class Fault(enum.Enum):
@@ -97,11 +111,11 @@ class ReceivedSpan:
     resource: dict[str, Any]
     status_code: str  # UNSET, OK, ERROR
     status_message: str
-    events: tuple[tuple[str, dict], ...]
+    events: tuple[tuple[str, dict[str, Any]], ...]
     scope: str
     transport: str  # "grpc" | "http"
     # extras (defaults keep the documented positional layout intact)
-    links: tuple[tuple[str, str, dict], ...] = ()  # (trace_id, span_id, attributes)
+    links: tuple[tuple[str, str, dict[str, Any]], ...] = ()  # (trace_id, span_id, attributes)
     start_time_unix_nano: int = 0
     end_time_unix_nano: int = 0
     raw: Any = field(default=None, compare=False, repr=False)  # the opentelemetry.proto Span
@@ -112,7 +126,7 @@ class ReceivedMetric:
     name: str
     kind: str  # sum, gauge, histogram, exponential_histogram, summary
     resource: dict[str, Any]
-    points: tuple[dict, ...]
+    points: tuple[dict[str, Any], ...]
     scope: str
     transport: str
     # extras
@@ -177,7 +191,7 @@ def _hex_or_none(raw: bytes) -> str | None:
 
 def _enum_name(enum_type: Any, number: int, prefix: str) -> str:
     try:
-        return enum_type.Name(number).removeprefix(prefix)
+        return str(enum_type.Name(number)).removeprefix(prefix)
     except ValueError:
         return str(number)
 
@@ -202,9 +216,7 @@ def _spans_from(req: trace_service_pb2.ExportTraceServiceRequest, transport: str
                         events=tuple((e.name, _kv_dict(e.attributes)) for e in s.events),
                         scope=ss.scope.name,
                         transport=transport,
-                        links=tuple(
-                            (ln.trace_id.hex(), ln.span_id.hex(), _kv_dict(ln.attributes)) for ln in s.links
-                        ),
+                        links=tuple((ln.trace_id.hex(), ln.span_id.hex(), _kv_dict(ln.attributes)) for ln in s.links),
                         start_time_unix_nano=s.start_time_unix_nano,
                         end_time_unix_nano=s.end_time_unix_nano,
                         raw=s,
@@ -218,7 +230,7 @@ def _number(p: Any) -> int | float | None:
     return getattr(p, which) if which else None
 
 
-def _points(metric: Any, kind: str) -> tuple[dict, ...]:
+def _points(metric: Any, kind: str) -> tuple[dict[str, Any], ...]:
     data = getattr(metric, kind)
     pts = []
     for p in data.data_points:
@@ -249,9 +261,7 @@ def _points(metric: Any, kind: str) -> tuple[dict, ...]:
     return tuple(pts)
 
 
-def _metrics_from(
-    req: metrics_service_pb2.ExportMetricsServiceRequest, transport: str
-) -> list[ReceivedMetric]:
+def _metrics_from(req: metrics_service_pb2.ExportMetricsServiceRequest, transport: str) -> list[ReceivedMetric]:
     out = []
     for rm in req.resource_metrics:
         resource = _kv_dict(rm.resource.attributes)
@@ -340,7 +350,7 @@ class _Signal:
     grpc_method: str
     rejected_field: str
     count: Callable[[Any], int]
-    convert: Callable[[Any, str], list]
+    convert: Callable[[Any, str], list[Any]]
 
 
 _SIGNALS = {
@@ -394,10 +404,7 @@ def _hex_id(value: Any) -> Any:
 def _hex_ids_to_base64(node: Any) -> Any:
     """OTLP/JSON encodes trace/span ids as hex; protobuf's json_format expects base64."""
     if isinstance(node, dict):
-        return {
-            key: _hex_id(value) if key in _ID_KEYS else _hex_ids_to_base64(value)
-            for key, value in node.items()
-        }
+        return {key: _hex_id(value) if key in _ID_KEYS else _hex_ids_to_base64(value) for key, value in node.items()}
     if isinstance(node, list):
         return [_hex_ids_to_base64(v) for v in node]
     return node
@@ -461,9 +468,7 @@ class _GrpcHandler:
             info = error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=outcome.retry_after))
             detail = any_pb2.Any()
             detail.Pack(info)
-            status = status_pb2.Status(
-                code=outcome.grpc_code.value[0], message=outcome.message, details=[detail]
-            )
+            status = status_pb2.Status(code=outcome.grpc_code.value[0], message=outcome.message, details=[detail])
             context.set_trailing_metadata(
                 (
                     ("google.rpc.retryinfo-bin", info.SerializeToString()),
@@ -592,7 +597,7 @@ class _HttpHandler(http.server.BaseHTTPRequestHandler):
 
     def _read_body(self) -> bytes:
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            chunks = []
+            chunks: list[bytes] = []
             while True:
                 size = int(self.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
                 if size == 0:
@@ -605,7 +610,11 @@ class _HttpHandler(http.server.BaseHTTPRequestHandler):
         return self.rfile.read(length) if length else b""
 
     def _reply(
-        self, status: int, body: bytes = b"", content_type: str = "application/x-protobuf", extra=()
+        self,
+        status: int,
+        body: bytes = b"",
+        content_type: str = "application/x-protobuf",
+        extra: Iterable[tuple[str, str]] = (),
     ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
@@ -615,7 +624,7 @@ class _HttpHandler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def _error(self, status: int, code: int, message: str, extra=()) -> None:
+    def _error(self, status: int, code: int, message: str, extra: Iterable[tuple[str, str]] = ()) -> None:
         body = status_pb2.Status(code=code, message=message).SerializeToString()
         self._reply(status, body, extra=extra)
 
@@ -780,24 +789,23 @@ class Receiver:
             options=[
                 ("grpc.max_receive_message_length", 64 * 1024 * 1024),
                 ("grpc.max_send_message_length", 64 * 1024 * 1024),
+                ("grpc.so_reuseport", 0),  # a busy port must fail loudly, not be shared
             ],
         )
         self._grpc_server = server
-        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(
+        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(  # type: ignore[no-untyped-call]
             _servicer(trace_service_pb2_grpc.TraceServiceServicer, self, _SIGNALS["traces"]), server
         )
-        metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(
+        metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(  # type: ignore[no-untyped-call]
             _servicer(metrics_service_pb2_grpc.MetricsServiceServicer, self, _SIGNALS["metrics"]), server
         )
-        logs_service_pb2_grpc.add_LogsServiceServicer_to_server(
+        logs_service_pb2_grpc.add_LogsServiceServicer_to_server(  # type: ignore[no-untyped-call]
             _servicer(logs_service_pb2_grpc.LogsServiceServicer, self, _SIGNALS["logs"]), server
         )
         address = f"{HOST}:{self.grpc_port}"
         try:
             if cert_key:
-                port = server.add_secure_port(
-                    address, grpc.ssl_server_credentials([(cert_key[1], cert_key[0])])
-                )
+                port = server.add_secure_port(address, grpc.ssl_server_credentials([(cert_key[1], cert_key[0])]))
             else:
                 port = server.add_insecure_port(address)
         except RuntimeError as exc:
@@ -924,9 +932,7 @@ class Receiver:
                 accepted=outcome.ok,
                 path=path,
                 fault=outcome.fault.name,
-                http_status=(outcome.http_status or None)
-                if transport == "http" and not outcome.drop
-                else None,
+                http_status=(outcome.http_status or None) if transport == "http" and not outcome.drop else None,
                 grpc_code=outcome.grpc_code.name if transport == "grpc" else None,
                 items=items,
             )
@@ -948,8 +954,11 @@ class Receiver:
         converted = sig.convert(request, transport) if self._keep_data else []
         with self._cond:
             self._counts[_COUNT_KEYS[sig.name]] += items
-            {"traces": self._spans, "metrics": self._metrics, "logs": self._logs}[sig.name].extend(converted)
+            self._stores()[sig.name].extend(converted)
             self._cond.notify_all()
+
+    def _stores(self) -> dict[str, list[Any]]:
+        return {"traces": self._spans, "metrics": self._metrics, "logs": self._logs}
 
     def _record(self, req: ReceivedRequest) -> None:
         with self._cond:
@@ -988,8 +997,13 @@ class Receiver:
 
     # ----------------------------------------------------------------- waiting
     def _wait(
-        self, get: Callable[[], list], check: Callable[[list], bool], timeout: float, what: str, describe
-    ) -> list:
+        self,
+        get: Callable[[], list[_T]],
+        check: Callable[[list[_T]], bool],
+        timeout: float,
+        what: str,
+        describe: Callable[[list[_T]], Any],
+    ) -> list[_T]:
         deadline = time.monotonic() + timeout
         with self._cond:
             while True:
@@ -1002,9 +1016,7 @@ class Receiver:
                 self._cond.wait(remaining)
             requests = list(self._requests)
         rejected = [
-            f"{r.transport}:{r.signal}:{r.fault}:{r.http_status or r.grpc_code}"
-            for r in requests
-            if not r.accepted
+            f"{r.transport}:{r.signal}:{r.fault}:{r.http_status or r.grpc_code}" for r in requests if not r.accepted
         ]
         raise AssertionError(
             f"timed out after {timeout:.1f}s waiting for {what}; received {len(items)}: {describe(items)}; "
@@ -1012,7 +1024,7 @@ class Receiver:
         )
 
     @staticmethod
-    def _check(predicate: Any, attr: str) -> tuple[Callable[[list], bool], str]:
+    def _check(predicate: Any, attr: str) -> tuple[Callable[[list[Any]], bool], str]:
         if isinstance(predicate, bool):
             raise TypeError("predicate must be a callable, an int or a str")
         if isinstance(predicate, int):
@@ -1026,9 +1038,7 @@ class Receiver:
     ) -> list[ReceivedSpan]:
         """int: at least that many spans; str: a span with that name; callable: predicate(spans)."""
         check, what = self._check(predicate, "name")
-        return self._wait(
-            lambda: self._spans, check, timeout, f"spans ({what})", lambda s: [x.name for x in s]
-        )
+        return self._wait(lambda: self._spans, check, timeout, f"spans ({what})", lambda s: [x.name for x in s])
 
     def wait_for_metrics(
         self, predicate_or_name: Callable[[list[ReceivedMetric]], bool] | int | str, timeout: float = 15.0
@@ -1044,9 +1054,7 @@ class Receiver:
     ) -> list[ReceivedLog]:
         """int: at least that many records; str: a record with that body; callable: predicate(logs)."""
         check, what = self._check(predicate_or_count, "body")
-        return self._wait(
-            lambda: self._logs, check, timeout, f"logs ({what})", lambda r: [x.body for x in r][:50]
-        )
+        return self._wait(lambda: self._logs, check, timeout, f"logs ({what})", lambda r: [x.body for x in r][:50])
 
     def wait_for_requests(
         self, predicate_or_count: Callable[[list[ReceivedRequest]], bool] | int, timeout: float = 15.0
@@ -1100,9 +1108,7 @@ def _cert_with_cryptography(cert_path: Path, key_path: Path) -> None:
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=2))
         .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address(HOST))]
-            ),
+            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address(HOST))]),
             critical=False,
         )
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
@@ -1111,9 +1117,7 @@ def _cert_with_cryptography(cert_path: Path, key_path: Path) -> None:
         .sign(key, hashes.SHA256())
     )
     key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
@@ -1199,9 +1203,7 @@ def main(argv: list[str] | None = None) -> int:
         while not stop.wait(0.5):
             pass
     counts = rcv.counts()
-    print(
-        f"spans={counts['spans']} metrics_points={counts['metrics_points']} logs={counts['logs']}", flush=True
-    )
+    print(f"spans={counts['spans']} metrics_points={counts['metrics_points']} logs={counts['logs']}", flush=True)
     return 0
 
 

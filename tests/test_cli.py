@@ -8,12 +8,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import run_launcher
 from typer.testing import CliRunner
 
 from cryostorm_run.cli._app import app
 from cryostorm_run.cli._common import UsageError
 from cryostorm_run.cli._run import parse
-from conftest import run_launcher
 
 CANARY = "canary-s3cr3t-9f8e7d"
 

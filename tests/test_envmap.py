@@ -120,7 +120,8 @@ def test_headers_tls_and_compression(tmp_path: Path) -> None:
     by_name = {r.name: r for r in rows}
     header = by_name["OTEL_EXPORTER_OTLP_TRACES_HEADERS"]
     assert header.secret and header.value == "authorization=Bearer%20abc,x-tenant=t%201"
-    assert [r.name for r in rows if r.secret] == [f"OTEL_EXPORTER_OTLP_{s}_HEADERS" for s in ("TRACES", "METRICS", "LOGS")]
+    secret_rows = [r.name for r in rows if r.secret]
+    assert secret_rows == [f"OTEL_EXPORTER_OTLP_{s}_HEADERS" for s in ("TRACES", "METRICS", "LOGS")]
     assert by_name["OTEL_EXPORTER_OTLP_LOGS_COMPRESSION"].value == "gzip"
     assert by_name["OTEL_EXPORTER_OTLP_TRACES_INSECURE"].value == "true"
     assert by_name["OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE"].value == str(ca)

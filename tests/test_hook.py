@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import queue
 import signal
 import subprocess
@@ -13,49 +12,71 @@ import pytest
 from conftest import CRYOSTORM_RUN, PYTHON, ROOT, child_env, run_launcher
 from otlp_receiver import Receiver
 
+from cryostorm_run.launch import hook_dir
+
 APPS = ROOT / "tests" / "apps"
 FOREIGN = Path("/root/.pyenv/versions/3.12.1/bin/python3.12")
-HOOK_DIR = str(ROOT / "sitecustomize")
+HOOK_DIR = str(hook_dir())
 CANARY = "canary-s3cr3t-123"
 PROTOCOLS = ["grpc", "http/protobuf"]
 
 
 def otlp_env(rcv: Receiver, protocol: str = "grpc", **extra: str) -> dict[str, str]:
     port = rcv.grpc_port if protocol == "grpc" else rcv.http_port
-    return {
-        "CRYOSTORM_EXPORTER_TYPE": "otlp",
-        "CRYOSTORM_COLLECTOR": f"http://127.0.0.1:{port}",
-        "CRYOSTORM_OTLP__PROTOCOL": protocol,
-        "CRYOSTORM_SERVICE__NAME": "hook-test",
-        **extra,
-    }
+    collector = f"http://127.0.0.1:{port}"
+    env = {"CRYOSTORM_EXPORTER_TYPE": "otlp", "CRYOSTORM_COLLECTOR": collector, "CRYOSTORM_OTLP__PROTOCOL": protocol}
+    return {**env, "CRYOSTORM_SERVICE__NAME": "hook-test", **extra}
 
 
-def popen_launcher(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [CRYOSTORM_RUN, *args], env=child_env(env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+class Launched:
+    """`cryostorm-run ARGS` started with Popen; both pipes drained by threads, cleaned up on exit."""
 
+    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+        self.proc = subprocess.Popen(
+            [CRYOSTORM_RUN, *args], env=child_env(env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        self._err: list[str] = []
+        pumps = ((self.proc.stdout, self.lines.put), (self.proc.stderr, self._err.append))
+        self._threads = [threading.Thread(target=self._pump, args=pump, daemon=True) for pump in pumps]
+        for t in self._threads:
+            t.start()
 
-def line_reader(stream) -> queue.Queue[str]:
-    """Lines of `stream`, read by a daemon thread, so a test can wait for one with a timeout."""
-    lines: queue.Queue[str] = queue.Queue()
-
-    def pump() -> None:
+    @staticmethod
+    def _pump(stream, put) -> None:
         for line in stream:
-            lines.put(line)
+            put(line)
 
-    threading.Thread(target=pump, daemon=True).start()
-    return lines
+    def __enter__(self) -> Launched:
+        return self
 
+    def __exit__(self, *exc: object) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.finish()
 
-def wait_ready(proc: subprocess.Popen[str], lines: queue.Queue[str]) -> None:
-    try:
-        line = lines.get(timeout=60)
-    except queue.Empty:
-        proc.kill()
-        pytest.fail(f"program never printed 'ready'; stderr: {proc.communicate(timeout=30)[1]}")
-    assert line == "ready\n", line
+    def finish(self, timeout: float = 60) -> int:
+        """Wait for the exit (and the pipes' end); the exit status."""
+        code = self.proc.wait(timeout=timeout)
+        for t in self._threads:
+            t.join(timeout)
+        self.proc.stdout.close()
+        self.proc.stderr.close()
+        return code
+
+    @property
+    def stderr(self) -> str:
+        return "".join(self._err)
+
+    def stdout(self) -> str:
+        """The stdout lines not yet taken by `next_line`."""
+        return "".join(self.lines.queue)
+
+    def next_line(self, timeout: float = 60) -> str:
+        try:
+            return self.lines.get(timeout=timeout)
+        except queue.Empty:
+            pytest.fail(f"no line on stdout within {timeout} s; stderr so far: {self.stderr!r}")
 
 
 def require_foreign() -> None:
@@ -69,11 +90,10 @@ def require_foreign() -> None:
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_traced_script_sends_nested_spans_from_the_launchers_pid(otlp_receiver: Receiver, protocol: str) -> None:
     env = otlp_env(otlp_receiver, protocol, CRYOSTORM_TRACING__PROCESSOR_TYPE="simple")
-    proc = popen_launcher(["--", PYTHON, str(APPS / "traced.py")], env)
-    out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 0, err
-    printed_pid = int(out.strip())
-    assert printed_pid == proc.pid, "exec must keep the launcher's PID"
+    with Launched(["--", PYTHON, str(APPS / "traced.py")], env) as run:
+        assert run.finish() == 0, run.stderr
+        printed_pid = int(run.stdout())
+    assert printed_pid == run.proc.pid, "exec must keep the launcher's PID"
     spans = {s.name: s for s in otlp_receiver.wait_for_spans(lambda s: {"outer", "inner"} <= {x.name for x in s})}
     outer, inner = spans["outer"], spans["inner"]
     assert outer.parent_span_id is None
@@ -128,23 +148,21 @@ def test_uncaught_exception_exits_1_with_traceback_on_stderr() -> None:
 
 
 def test_sigterm_runs_the_programs_own_handler() -> None:
-    proc = popen_launcher(["--quiet", "--", PYTHON, str(APPS / "sigterm.py"), "handler"], {})
-    lines = line_reader(proc.stdout)
-    wait_ready(proc, lines)
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=30) == 0, proc.stderr.read()
-    assert lines.get(timeout=10) == "handled\n"
+    with Launched(["--quiet", "--", PYTHON, str(APPS / "sigterm.py"), "handler"], {}) as run:
+        assert run.next_line() == "ready\n", run.stderr
+        run.proc.send_signal(signal.SIGTERM)
+        assert run.finish() == 0, run.stderr
+        assert run.stdout() == "handled\n"
 
 
 def test_sigterm_without_handler_dies_by_the_signal_and_flushes_buffered_span(otlp_receiver: Receiver) -> None:
     # A long schedule delay: the span can only reach the receiver through the SIGTERM flush.
     env = otlp_env(otlp_receiver, CRYOSTORM_TRACING__EXPORT_CONFIG__SCHEDULE_DELAY_MILLIS="600000")
-    proc = popen_launcher(["--quiet", "--", PYTHON, str(APPS / "sigterm.py"), "none"], env)
-    lines = line_reader(proc.stdout)
-    wait_ready(proc, lines)
-    assert otlp_receiver.spans() == [], "the span was exported before SIGTERM: the test proves nothing"
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=30) == -signal.SIGTERM, proc.stderr.read()
+    with Launched(["--quiet", "--", PYTHON, str(APPS / "sigterm.py"), "none"], env) as run:
+        assert run.next_line() == "ready\n", run.stderr
+        assert otlp_receiver.spans() == [], "the span was exported before SIGTERM: the test proves nothing"
+        run.proc.send_signal(signal.SIGTERM)
+        assert run.finish() == -signal.SIGTERM, run.stderr
     otlp_receiver.wait_for_spans("buffered-before-sigterm", timeout=10)
 
 
@@ -179,7 +197,8 @@ def test_non_executable_file_exits_126(tmp_path: Path) -> None:
 def test_disabled_runs_the_program_untouched() -> None:
     enabled = run_launcher(["--quiet", "--", PYTHON, str(APPS / "show_env.py")])
     assert enabled.returncode == 0, enabled.stderr
-    assert HOOK_DIR in enabled.stdout and "OTEL_TRACES_EXPORTER=console" in enabled.stdout  # control
+    assert HOOK_DIR in enabled.stdout  # control: enabled, the hook is on PYTHONPATH
+    assert "OTEL_TRACES_EXPORTER=console" in enabled.stdout
 
     result = run_launcher(["--", PYTHON, str(APPS / "show_env.py")], {"CRYOSTORM_ENABLED": "false"})
     assert result.returncode == 0, result.stderr
@@ -192,8 +211,9 @@ def test_disabled_runs_the_program_untouched() -> None:
 
 def test_foreign_interpreter_child_steps_aside_quietly() -> None:
     require_foreign()
-    result = run_launcher(["--quiet", "--", PYTHON, str(APPS / "foreign_child.py"), str(FOREIGN)],
-                          {"CRYOSTORM_EXPORTER_TYPE": "none"})
+    result = run_launcher(
+        ["--quiet", "--", PYTHON, str(APPS / "foreign_child.py"), str(FOREIGN)], {"CRYOSTORM_EXPORTER_TYPE": "none"}
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout == "foreign ok\n"
     assert result.stderr == ""
@@ -248,27 +268,38 @@ def test_otlp_header_secret_is_sent_but_never_printed(protocol: str, report: str
         assert CANARY not in result.stderr
         rcv.wait_for_spans(lambda s: {"outer", "inner"} <= {x.name for x in s})
         traces = [r for r in rcv.requests() if r.signal == "traces"]
-        assert traces and all(r.accepted for r in traces)
+        assert traces
+        assert all(r.accepted for r in traces)
         assert all(r.headers.get("authorization") == f"Bearer {CANARY}" for r in traces)
 
 
 # -- 10. logging as the app sees it ----------------------------------------------------------------
 
 
-def test_unconfigured_logging_warning_printed_once_as_without_cryostorm(otlp_receiver: Receiver) -> None:
+@pytest.mark.parametrize("environment", ["production", "development"])
+def test_unconfigured_logging_warning_printed_once_as_without_cryostorm(
+    otlp_receiver: Receiver, environment: str
+) -> None:
     script = str(APPS / "log_plain.py")
-    plain = subprocess.run([PYTHON, script], env=child_env(), capture_output=True, text=True, timeout=60,
-                           check=False)
-    assert plain.returncode == 0 and plain.stderr == "careful\n", plain.stderr
-    result = run_launcher(["--quiet", "--", PYTHON, script], otlp_env(otlp_receiver))
+    plain = subprocess.run([PYTHON, script], env=child_env(), capture_output=True, text=True, timeout=60, check=False)
+    assert plain.returncode == 0, plain.stderr
+    assert plain.stderr == "careful\n"
+    env = otlp_env(otlp_receiver, CRYOSTORM_SERVICE__ENVIRONMENT=environment)
+    result = run_launcher(["--quiet", "--", PYTHON, script], env)
     assert result.returncode == 0, result.stderr
-    assert result.stderr == plain.stderr
+    if environment == "production":
+        assert result.stderr == plain.stderr
+    else:  # development also echoes each record as console JSON; the app's own line is still there once
+        assert result.stderr.splitlines().count("careful") == 1, result.stderr
+        assert '"body": "careful"' in result.stderr
     otlp_receiver.wait_for_logs("careful")  # and the record was exported too
 
 
 def test_basic_config_still_works_under_the_hook(otlp_receiver: Receiver) -> None:
-    result = run_launcher(["--quiet", "--", PYTHON, str(APPS / "log_basic.py")], otlp_env(otlp_receiver))
+    script = str(APPS / "log_basic.py")
+    # production: log records are not also echoed to the console as JSON (development's aid, seed 3.10)
+    env = otlp_env(otlp_receiver, CRYOSTORM_SERVICE__ENVIRONMENT="production")
+    result = run_launcher(["--quiet", "--", PYTHON, script], env)
     assert result.returncode == 0, result.stderr
-    assert result.stderr.splitlines().count("APP hello") == 1, result.stderr
     assert result.stderr == "APP hello\n"
     otlp_receiver.wait_for_logs("hello")

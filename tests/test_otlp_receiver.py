@@ -99,12 +99,12 @@ def post(port, path, body=b"", headers=None, *, context=None, method="POST"):
         conn.close()
 
 
-def grpc_export(port, signal_name="traces", request=None, metadata=(), credentials=None):
+def grpc_export(port, signal_name="traces", request=None, credentials=None, timeout=5):
     """Raw gRPC Export call -> response; raises grpc.RpcError on failure."""
     stub_cls, req_cls = SERVICES[signal_name][0], message(signal_name, "Request")
     target = f"127.0.0.1:{port}"
     with grpc.secure_channel(target, credentials) if credentials else grpc.insecure_channel(target) as channel:
-        return stub_cls(channel).Export(request or req_cls(), metadata=metadata, timeout=5)
+        return stub_cls(channel).Export(request or req_cls(), timeout=timeout)
 
 
 def _kv(key, **value):
@@ -249,18 +249,13 @@ def test_http_json_and_rejections(otlp_receiver):
     assert seen == [("", 404, False)] * 2 + [("traces", 415, False), ("traces", 400, False)]
 
 
-@pytest.mark.parametrize(
-    ("fault", "http_status"),
-    [
-        (Fault.UNAVAILABLE, 503),
-        (Fault.RESOURCE_EXHAUSTED, 429),
-        (Fault.UNAUTHENTICATED, 401),
-        (Fault.PERMISSION_DENIED, 403),
-    ],
-    ids=lambda v: getattr(v, "name", v),
-)
-def test_error_faults(otlp_receiver, fault, http_status):
-    grpc_code = grpc.StatusCode[fault.name]
+ERROR_FAULTS = {Fault.UNAVAILABLE: 503, Fault.RESOURCE_EXHAUSTED: 429, Fault.UNAUTHENTICATED: 401}
+ERROR_FAULTS[Fault.PERMISSION_DENIED] = 403
+
+
+@pytest.mark.parametrize("fault", ERROR_FAULTS, ids=lambda f: f.name)
+def test_error_faults(otlp_receiver, fault):
+    grpc_code, http_status = grpc.StatusCode[fault.name], ERROR_FAULTS[fault]
     otlp_receiver.set_fault(fault, retry_after=7)
     with pytest.raises(grpc.RpcError) as err:
         grpc_export(otlp_receiver.grpc_port, request=any_value_request())
@@ -293,6 +288,12 @@ def test_drop_connection_and_slow_faults(otlp_receiver):
     assert post(otlp_receiver.http_port, "/v1/traces", any_value_request().SerializeToString())[0] == 200
     assert time.monotonic() - started >= 0.8
     assert [s.transport for s in otlp_receiver.spans()] == ["grpc", "http"]
+    # A client that gives up while the receiver sleeps: nothing is stored, the request is not accepted.
+    with pytest.raises(grpc.RpcError) as err:
+        grpc_export(otlp_receiver.grpc_port, request=any_value_request(), timeout=0.1)
+    assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    last = otlp_receiver.wait_for_requests(5)[-1]
+    assert (last.accepted, last.grpc_code, len(otlp_receiver.spans())) == (False, "CANCELLED", 2)
 
 
 @pytest.mark.parametrize(

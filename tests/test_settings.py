@@ -224,7 +224,18 @@ def test_env_file_errors_name_the_file(tmp_path: Path) -> None:
 def test_dotted_assignments() -> None:
     assert parse_dotted("--set", "tracing.sample_rate=0.5") == Override(
         "--set tracing.sample_rate", ("tracing", "sample_rate"), "0.5")
-    [(name, _, message, _)] = problems({}, overrides=[parse_dotted("--set", "tracing.sample_rate=9")])
+    [(name, _, _, _)] = problems({}, overrides=[parse_dotted("--set", "tracing.sample_rate=9")])
     assert name == "--set tracing.sample_rate"
     with pytest.raises(ConfigError, match="expected KEY=VALUE"):
         parse_dotted("--set", "no-equals-sign")
+
+
+def test_component_without_its_package_is_refused_with_the_pip_line() -> None:
+    # opentelemetry-propagator-jaeger is deliberately not a test dependency.
+    [(name, value, message, hint)] = problems({"OTEL_PROPAGATORS": "tracecontext,jaeger"})
+    assert (name, value) == ("OTEL_PROPAGATORS", "jaeger")
+    assert "not installed" in message
+    assert hint == "pip install opentelemetry-propagator-jaeger==1.45.2"
+    # b3 is installed for the tests: accepted
+    s = load_settings({"OTEL_PROPAGATORS": "b3"}).settings
+    assert [p.value for p in s.propagation.propagator_types] == ["b3"]

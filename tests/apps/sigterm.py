@@ -3,12 +3,12 @@
 Without a handler, a span is started and ended first so it sits in the batch processor's queue.
 """
 
-import os
 import signal
 import sys
 import time
 
 if sys.argv[1] == "handler":
+
     def on_term(signum, frame):
         print("handled", flush=True)
         sys.exit(0)

@@ -1,0 +1,49 @@
+"""Static checks and the start-up budget of the hook, run as part of the suite (CI runs the suite).
+
+The budget is about what the hook imports, never wall-clock time (that is bench/'s job).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from conftest import ROOT, run_launcher
+
+# Modules the hook must never import in a process that exports nothing yet: the launcher's
+# validation stack, the CLI, the OTLP transports (built on first export) and importlib.metadata.
+FORBIDDEN = ("pydantic", "pydantic_settings", "typer", "rich", "click", "grpc", "google.protobuf",
+             "importlib.metadata", "requests", "opentelemetry.exporter", "opentelemetry.sdk._configuration",
+             "opentelemetry.instrumentation.instrumentor")
+# Recorded on 2026-11-24 (SDK 1.45.2): the hook imported 194 modules beyond bare `python -c pass`.
+# The budget leaves room for SDK patch releases; a jump past it means something heavy crept in.
+MODULE_BUDGET = 240
+
+
+def _imported_by_hook(extra_env: dict[str, str]) -> tuple[set[str], int]:
+    probe = ("import sys, json; print(json.dumps(sorted(sys.modules)))")
+    result = run_launcher(["--quiet", "--", sys.executable, "-c", probe], env=extra_env)
+    assert result.returncode == 0, result.stderr
+    with_hook = set(json.loads(result.stdout))
+    bare = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    return with_hook, len(with_hook - set(json.loads(bare.stdout)))
+
+
+def test_hook_imports_stay_lean_with_otlp_configured() -> None:
+    modules, added = _imported_by_hook({"CRYOSTORM_EXPORTER_TYPE": "otlp", "CRYOSTORM_COLLECTOR": "http://127.0.0.1:9"})
+    assert "opentelemetry.sdk.trace" in modules  # the hook did run
+    heavy = sorted(m for m in modules for f in FORBIDDEN if m == f or m.startswith(f + "."))
+    assert heavy == []
+    assert added <= MODULE_BUDGET, f"the hook now imports {added} modules (budget {MODULE_BUDGET})"
+
+
+def test_ruff() -> None:
+    result = subprocess.run([sys.executable, "-m", "ruff", "check", "cryostorm_run", "sitecustomize", "tests",
+                             "examples"], cwd=ROOT, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_mypy_strict() -> None:
+    result = subprocess.run([sys.executable, "-m", "mypy"], cwd=ROOT, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
