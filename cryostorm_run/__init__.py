@@ -25,6 +25,7 @@ _WHERE = {
     "SamplingStrategy": "cryostorm_run._enums",
     "ConfigError": "cryostorm_run._loading",
     "load_settings": "cryostorm_run._loading",
+    "TelemetrySetupError": "cryostorm_run._sdk",
     "__version__": "cryostorm_run._version",
     "LaunchError": "cryostorm_run.launch",
     "LaunchPlan": "cryostorm_run.launch",
@@ -39,6 +40,7 @@ _WHERE = {
     "ServiceInfo": "cryostorm_run.settings",
     "TelemetrySettings": "cryostorm_run.settings",
     "TracingConfig": "cryostorm_run.settings",
+    "Telemetry": "cryostorm_run.telemetry",
 }
 
 if TYPE_CHECKING:
@@ -54,6 +56,7 @@ if TYPE_CHECKING:
         SamplingStrategy,
     )
     from cryostorm_run._loading import ConfigError, load_settings
+    from cryostorm_run._sdk import TelemetrySetupError
     from cryostorm_run._version import __version__
     from cryostorm_run.launch import LaunchError, LaunchPlan, exec_plan, plan_launch
     from cryostorm_run.settings import (
@@ -67,6 +70,7 @@ if TYPE_CHECKING:
         TelemetrySettings,
         TracingConfig,
     )
+    from cryostorm_run.telemetry import Telemetry
 
 
 def __getattr__(name: str) -> Any:
@@ -102,7 +106,9 @@ __all__ = [
     "PropagatorType",
     "SamplingStrategy",
     "ServiceInfo",
+    "Telemetry",
     "TelemetrySettings",
+    "TelemetrySetupError",
     "TracingConfig",
     "__version__",
     "exec_plan",

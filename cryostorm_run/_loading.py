@@ -101,9 +101,9 @@ def load_settings(
 
 # Settings values that need an optional package: (module to find, pip requirement).
 _OPTIONAL = {
-    "b3": ("opentelemetry.propagators.b3", "opentelemetry-propagator-b3==1.45.2"),
-    "b3multi": ("opentelemetry.propagators.b3", "opentelemetry-propagator-b3==1.45.2"),
-    "jaeger": ("opentelemetry.propagators.jaeger", "opentelemetry-propagator-jaeger==1.45.2"),
+    "b3": ("opentelemetry.propagators.b3", "opentelemetry-propagator-b3"),
+    "b3multi": ("opentelemetry.propagators.b3", "opentelemetry-propagator-b3"),
+    "jaeger": ("opentelemetry.propagators.jaeger", "opentelemetry-propagator-jaeger"),
     "prometheus": ("opentelemetry.exporter.prometheus", "opentelemetry-exporter-prometheus==0.66b2"),
 }
 
@@ -118,7 +118,7 @@ def _missing_packages(settings: TelemetrySettings, origins: Mapping[Path_, Origi
     from cryostorm_run._envmap import effective_exporter
 
     if effective_exporter(settings, "metrics").value == "prometheus":
-        path = ("metrics", "exporter_type") if settings.metrics.exporter_type else ("exporter_type",)
+        path: Path_ = ("metrics", "exporter_type") if settings.metrics.exporter_type else ("exporter_type",)
         wanted.append((path, "prometheus"))
     problems = []
     for path, value in wanted:

@@ -21,6 +21,7 @@ from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace import sampling as _sampling
+from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from cryostorm_run._runtime import Runtime, SignalRuntime
@@ -216,6 +217,9 @@ class Providers:
     logger_provider: Any = None
     log_handler: logging.Handler | None = None
     exporters: dict[str, str] = field(default_factory=dict)  # signal → "otlp grpc http://..." (no secrets)
+    # signal → the exporter (traces, logs) or metric reader (metrics) the provider got. The SDK has
+    # no public way back to a MeterProvider's readers; cryostorm_run.testing reads in-memory ones here.
+    outputs: dict[str, Any] = field(default_factory=dict)
 
 
 def build_resource(rt: Runtime) -> Resource:
@@ -236,8 +240,11 @@ def _describe(sig: SignalRuntime) -> str:
     return f"otlp {sig.protocol} {sig.endpoint}" if sig.exporter == "otlp" else sig.exporter
 
 
-def build_providers(rt: Runtime) -> Providers:
-    """Build tracer, meter and logger providers for `rt` without installing them."""
+def build_providers(rt: Runtime, *, id_generator: IdGenerator | None = None) -> Providers:
+    """Build tracer, meter and logger providers for `rt` without installing them.
+
+    `id_generator` replaces the SDK's random trace and span ids (deterministic ids in tests).
+    """
     if rt.sampler not in SAMPLERS:
         raise TelemetrySetupError(f"unknown sampler {rt.sampler!r}; allowed: {', '.join(SAMPLERS)}")
     resource = build_resource(rt)
@@ -245,17 +252,18 @@ def build_providers(rt: Runtime) -> Providers:
     if rt.traces.enabled:
         from cryostorm_run._signals import build_tracer_provider
 
-        providers.tracer_provider = build_tracer_provider(rt, resource, SAMPLERS[rt.sampler](rt.sampler_arg))
+        sampler = SAMPLERS[rt.sampler](rt.sampler_arg)
+        providers.tracer_provider = build_tracer_provider(rt, resource, sampler, id_generator, providers.outputs)
         providers.exporters["traces"] = _describe(rt.traces)
     if rt.metrics.enabled:
         from cryostorm_run._signals import build_meter_provider
 
-        providers.meter_provider = build_meter_provider(rt, resource)
+        providers.meter_provider = build_meter_provider(rt, resource, providers.outputs)
         providers.exporters["metrics"] = _describe(rt.metrics)
     if rt.logs.enabled:
         from cryostorm_run._signals import build_logger_provider
 
-        providers.logger_provider = build_logger_provider(rt, resource)
+        providers.logger_provider = build_logger_provider(rt, resource, providers.outputs)
         providers.exporters["logs"] = _describe(rt.logs)
     return providers
 

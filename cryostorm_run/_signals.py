@@ -8,6 +8,7 @@ from typing import Any
 
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.sdk.trace.sampling import Sampler
 
 from cryostorm_run._runtime import Runtime, SignalRuntime
@@ -70,12 +71,22 @@ def span_processor(sig: SignalRuntime, exporter: Any) -> SpanProcessor:
     )
 
 
-def build_tracer_provider(rt: Runtime, resource: Resource, sampler: Sampler) -> TracerProvider:
+def build_tracer_provider(
+    rt: Runtime,
+    resource: Resource,
+    sampler: Sampler,
+    id_generator: IdGenerator | None = None,
+    outputs: dict[str, Any] | None = None,
+) -> TracerProvider:
+    """`id_generator`: the SDK's random one when None. `outputs`: receives the exporter under "traces"."""
     sig = rt.traces
     if sig.exporter not in SPAN_EXPORTERS:
         raise _unknown("traces", sig.exporter, SPAN_EXPORTERS)
-    provider = TracerProvider(resource=resource, sampler=sampler, shutdown_on_exit=False)
-    provider.add_span_processor(span_processor(sig, SPAN_EXPORTERS[sig.exporter](sig)))
+    provider = TracerProvider(resource=resource, sampler=sampler, id_generator=id_generator, shutdown_on_exit=False)
+    exporter = SPAN_EXPORTERS[sig.exporter](sig)
+    provider.add_span_processor(span_processor(sig, exporter))
+    if outputs is not None:
+        outputs["traces"] = exporter
     return provider
 
 
@@ -146,12 +157,15 @@ METRIC_READERS: dict[str, Callable[[Runtime], Any]] = {
 }
 
 
-def build_meter_provider(rt: Runtime, resource: Resource) -> Any:
+def build_meter_provider(rt: Runtime, resource: Resource, outputs: dict[str, Any] | None = None) -> Any:
+    """`outputs`: receives the metric reader under "metrics"."""
     from opentelemetry.sdk.metrics import MeterProvider
 
     if rt.metrics.exporter not in METRIC_READERS:
         raise _unknown("metrics", rt.metrics.exporter, METRIC_READERS)
     reader = METRIC_READERS[rt.metrics.exporter](rt)
+    if outputs is not None:
+        outputs["metrics"] = reader
     return MeterProvider(resource=resource, metric_readers=[reader], shutdown_on_exit=False)
 
 
@@ -203,14 +217,18 @@ def log_processor(sig: SignalRuntime, exporter: Any) -> Any:
     )
 
 
-def build_logger_provider(rt: Runtime, resource: Resource) -> Any:
+def build_logger_provider(rt: Runtime, resource: Resource, outputs: dict[str, Any] | None = None) -> Any:
+    """`outputs`: receives the exporter under "logs" (not the development console echo)."""
     from opentelemetry.sdk._logs import LoggerProvider
 
     sig = rt.logs
     if sig.exporter not in LOG_EXPORTERS:
         raise _unknown("logs", sig.exporter, LOG_EXPORTERS)
     provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
-    provider.add_log_record_processor(log_processor(sig, LOG_EXPORTERS[sig.exporter](sig)))
+    exporter = LOG_EXPORTERS[sig.exporter](sig)
+    provider.add_log_record_processor(log_processor(sig, exporter))
+    if outputs is not None:
+        outputs["logs"] = exporter
     if rt.environment == "development" and sig.exporter != "console":
         # Seed 3.10: in development, log records are also echoed to the console.
         from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor

@@ -235,7 +235,7 @@ def test_component_without_its_package_is_refused_with_the_pip_line() -> None:
     [(name, value, message, hint)] = problems({"OTEL_PROPAGATORS": "tracecontext,jaeger"})
     assert (name, value) == ("OTEL_PROPAGATORS", "jaeger")
     assert "not installed" in message
-    assert hint == "pip install opentelemetry-propagator-jaeger==1.45.2"
+    assert hint == "pip install opentelemetry-propagator-jaeger"
     # b3 is installed for the tests: accepted
     s = load_settings({"OTEL_PROPAGATORS": "b3"}).settings
     assert [p.value for p in s.propagation.propagator_types] == ["b3"]

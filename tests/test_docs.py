@@ -1,0 +1,30 @@
+"""The README tells the truth: its tables are generated from the code, and its commands run."""
+
+from __future__ import annotations
+
+import re
+
+from conftest import PYTHON, ROOT, run_launcher
+from docs_tables import README, render
+
+
+def test_readme_tables_match_the_code() -> None:
+    current = README.read_text()
+    assert current == render(current), "README tables are stale: run `python tests/docs_tables.py --write`"
+
+
+def test_readme_commands_are_the_ones_ci_runs() -> None:
+    text = README.read_text()
+    commands = re.findall(r"^# \d\. .*\n(.+)$", text, flags=re.MULTILINE)
+    assert commands[0].endswith(".venv/bin/cryostorm-run -- .venv/bin/python examples/hello.py")
+    assert commands[1] == ".venv/bin/pytest"
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert ci.rstrip().splitlines()[-1] == commands[1]
+
+
+def test_readme_main_command_runs() -> None:
+    # The install step is CI's own (.ci/run); the run step, as the README writes it:
+    result = run_launcher(["--", PYTHON, "examples/hello.py"], cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "hello, world\n"
+    assert "hello from a program that knows nothing about telemetry" in result.stderr
