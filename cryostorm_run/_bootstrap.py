@@ -76,8 +76,10 @@ def initialize() -> None:
 
 
 def _initialize(started: float) -> None:
-    from cryostorm_run import _instrument
+    from cryostorm_run import _diagnostics, _instrument
     from cryostorm_run._entrypoints import entry_points
+
+    _diagnostics.install()
     from cryostorm_run._logbridge import inject_trace_context
 
     groups = entry_points(GROUPS)
@@ -96,11 +98,21 @@ def _register_exit(providers: Any) -> None:
     from cryostorm_run._sdk import shutdown
 
     def flush_at_exit() -> None:
+        from cryostorm_run._sdk import loss_report
+
         timeout = providers.runtime.shutdown_timeout_ms / 1000
-        if not shutdown(providers):
+        flushed = shutdown(providers)
+        report = loss_report()
+        for kind, counts in sorted(report.items()):
+            if counts["dropped"]:
+                warn(f"{counts['dropped']} {kind} dropped because the export queue was full "
+                     "(raise export_config.max_queue_size, or reduce volume)")
+        if not flushed:
             targets = ", ".join(f"{k}: {v}" for k, v in providers.exporters.items() if v.startswith("otlp"))
-            warn(f"telemetry not fully flushed within {timeout:g} s (shutdown_timeout); "
-                 f"exporters still busy ({targets or 'none'}); exiting anyway")
+            lost = ", ".join(f"{c['queued'] + c['in_flight']} {kind}" for kind, c in sorted(report.items())
+                             if c["queued"] + c["in_flight"]) or "the current export"
+            warn(f"telemetry not fully flushed within {timeout:g} s (shutdown_timeout_millis): {lost} not "
+                 f"delivered; exporters still busy ({targets or 'none'}); exiting anyway")
 
     atexit.register(flush_at_exit)
     # A program killed by SIGTERM with the default action never runs atexit. When the program

@@ -89,7 +89,10 @@ class OtelLogHandler(logging.Handler):
         )
 
     def handle(self, record: logging.LogRecord) -> bool:
-        handled = super().handle(record) if record.levelno >= self.export_level else False
+        # The SDK's own diagnostics (an unreachable collector...) are printed, never exported:
+        # exporting them through the failing exporter would feed the failure with its own errors.
+        exported = record.levelno >= self.export_level and not record.name.startswith("opentelemetry.")
+        handled = super().handle(record) if exported else False
         _last_resort(record, self)
         return bool(handled)
 

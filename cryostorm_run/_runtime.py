@@ -61,7 +61,7 @@ class Runtime:
     prometheus_host: str = "localhost"
     prometheus_port: int = 9464
     log_level: str = "INFO"
-    shutdown_timeout_ms: int = 3000
+    shutdown_timeout_ms: int = 2000
     schema_url: str | None = None
     excluded_urls: str = ""
     children: str = "all"
@@ -155,7 +155,7 @@ def runtime_from_env(env: Mapping[str, str]) -> Runtime:
         prometheus_host=env.get("OTEL_EXPORTER_PROMETHEUS_HOST", "localhost"),
         prometheus_port=_int(env, "OTEL_EXPORTER_PROMETHEUS_PORT", 9464),
         log_level=(env.get("_CRYOSTORM_LOG_LEVEL") or "INFO").upper(),
-        shutdown_timeout_ms=_int(env, "_CRYOSTORM_SHUTDOWN_TIMEOUT", 3000),
+        shutdown_timeout_ms=_int(env, "_CRYOSTORM_SHUTDOWN_TIMEOUT", 2000),
         schema_url=env.get("_CRYOSTORM_SCHEMA_URL") or None,
         excluded_urls=env.get("OTEL_PYTHON_EXCLUDED_URLS", ""),
         children=(env.get("_CRYOSTORM_CHILDREN") or "all").lower(),

@@ -101,6 +101,8 @@ _LAZY: weakref.WeakSet[_Lazy] = weakref.WeakSet()
 
 
 class _Lazy:
+    in_flight = 0  # items handed to export() and not yet answered (for the exit report)
+
     def __init__(self, factory: Callable[[], Any]) -> None:
         self._factory = factory
         self._real: Any = None
@@ -136,7 +138,9 @@ if hasattr(os, "register_at_fork"):
 
 class LazySpanExporter(_Lazy, SpanExporter):
     def export(self, spans: Sequence[Any]) -> SpanExportResult:
+        self.in_flight = len(spans)
         result: SpanExportResult = self._get().export(spans)
+        self.in_flight = 0
         return result
 
 
@@ -308,6 +312,20 @@ def _install_propagator(propagator: TextMapPropagator) -> None:
 def rt_level(rt: Runtime) -> int:
     level = logging.getLevelName(rt.log_level)
     return level if isinstance(level, int) else logging.INFO
+
+
+def loss_report() -> dict[str, dict[str, int]]:
+    """Per kind of item: dropped (queue full), still queued, and being exported right now."""
+    from cryostorm_run._signals import BATCH_PROCESSORS, queued
+
+    report: dict[str, dict[str, int]] = {}
+    for processor in list(BATCH_PROCESSORS):
+        entry = report.setdefault(processor.kind, {"dropped": 0, "queued": 0, "in_flight": 0})
+        entry["dropped"] += processor.dropped
+        entry["queued"] += queued(processor)
+        exporter = getattr(getattr(processor, "_batch_processor", None), "_exporter", None)
+        entry["in_flight"] += getattr(exporter, "in_flight", 0)
+    return report
 
 
 def shutdown(p: Providers, timeout_s: float | None = None) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -55,13 +56,44 @@ SPAN_EXPORTERS: dict[str, Callable[[SignalRuntime], Any]] = {
 }
 
 
+# Batch processors of this process, for the exit report (what was dropped, what is still queued).
+BATCH_PROCESSORS: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def _queue_full(processor: Any) -> bool:
+    queue = getattr(getattr(processor, "_batch_processor", None), "_queue", None)
+    return queue is not None and queue.maxlen is not None and len(queue) >= queue.maxlen
+
+
+def queued(processor: Any) -> int:
+    queue = getattr(getattr(processor, "_batch_processor", None), "_queue", None)
+    return len(queue) if queue is not None else 0
+
+
+def _counting_span_processor() -> type:
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    class CountingBatchSpanProcessor(BatchSpanProcessor):
+        """Counts the spans the SDK drops when its queue is full (it only logs the first one)."""
+
+        kind = "spans"
+        dropped = 0
+
+        def on_end(self, span: Any) -> None:
+            if span.context and span.context.trace_flags.sampled and _queue_full(self):
+                self.dropped += 1
+            super().on_end(span)
+
+    return CountingBatchSpanProcessor
+
+
 def span_processor(sig: SignalRuntime, exporter: Any) -> SpanProcessor:
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
     if sig.processor == "simple":
         return SimpleSpanProcessor(exporter)
     b = sig.batch
-    return BatchSpanProcessor(
+    processor: SpanProcessor = _counting_span_processor()(
         exporter,
         max_queue_size=b.max_queue_size,
         schedule_delay_millis=b.schedule_delay_ms,
@@ -69,6 +101,8 @@ def span_processor(sig: SignalRuntime, exporter: Any) -> SpanProcessor:
         export_timeout_millis=b.export_timeout_ms,
         **sig.processor_args,
     )
+    BATCH_PROCESSORS.add(processor)
+    return processor
 
 
 def build_tracer_provider(
@@ -183,7 +217,10 @@ def _lazy_log_exporter(sig: SignalRuntime) -> Any:
 
     class LazyLogExporter(_Lazy, LogRecordExporter):
         def export(self, batch: Sequence[Any]) -> Any:
-            return self._get().export(batch)
+            self.in_flight = len(batch)
+            result = self._get().export(batch)
+            self.in_flight = 0
+            return result
 
     return LazyLogExporter(otlp_factory("logs", sig))
 
@@ -201,13 +238,28 @@ LOG_EXPORTERS: dict[str, Callable[[SignalRuntime], Any]] = {
 }
 
 
+def _counting_log_processor() -> type:
+    from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+
+    class CountingBatchLogRecordProcessor(BatchLogRecordProcessor):
+        kind = "log records"
+        dropped = 0
+
+        def on_emit(self, log_record: Any) -> None:
+            if _queue_full(self):
+                self.dropped += 1
+            super().on_emit(log_record)
+
+    return CountingBatchLogRecordProcessor
+
+
 def log_processor(sig: SignalRuntime, exporter: Any) -> Any:
-    from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, SimpleLogRecordProcessor
+    from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
 
     if sig.processor == "simple":
         return SimpleLogRecordProcessor(exporter)
     b = sig.batch
-    return BatchLogRecordProcessor(
+    processor = _counting_log_processor()(
         exporter,
         schedule_delay_millis=b.schedule_delay_ms,
         max_export_batch_size=b.max_export_batch_size,
@@ -215,6 +267,8 @@ def log_processor(sig: SignalRuntime, exporter: Any) -> Any:
         max_queue_size=b.max_queue_size,
         **sig.processor_args,
     )
+    BATCH_PROCESSORS.add(processor)
+    return processor
 
 
 def build_logger_provider(rt: Runtime, resource: Resource, outputs: dict[str, Any] | None = None) -> Any:

@@ -42,6 +42,7 @@ def trace_callable(
     is traced once it is.
     """
     name = span_name or default_span_name(func)
+    wrapper: Callable[..., Any]
     if inspect.isasyncgenfunction(func):
         wrapper = _async_generator_wrapper(func, get_tracer, name, kind, attributes)
     elif inspect.iscoroutinefunction(func):

@@ -297,7 +297,9 @@ class TelemetrySettings(BaseSettings):
     tracing: TracingConfig = Field(default_factory=TracingConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
-    shutdown_timeout_millis: Positive = Field(3000, description="Longest wait to flush telemetry at exit")
+    shutdown_timeout_millis: Positive = Field(
+        2000, description="Longest wait to flush telemetry at exit (the program exits within ~this)"
+    )
     child_processes: Annotated[ChildPropagation, BeforeValidator(_lower)] = Field(
         ChildPropagation.ALL, description="Instrument Python children of the program: all or none"
     )

@@ -1,0 +1,54 @@
+"""The SDK's own warnings (collector unreachable, queue full, rejected data) on stderr, whatever the
+program's logging setup, rate-limited, and counted so the exit report can say what was lost."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+from collections import Counter
+
+WINDOW_S = 10.0
+
+
+class DiagnosticsHandler(logging.Handler):
+    """Prints each kind of SDK message at most once per window and counts the rest."""
+
+    def __init__(self, window_s: float = WINDOW_S) -> None:
+        super().__init__(logging.WARNING)
+        self.window_s = window_s
+        self._last: dict[tuple[str, object], float] = {}
+        self._suppressed: Counter[tuple[str, object]] = Counter()
+        self._lock_ = threading.Lock()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            key = (record.name, record.msg)
+            now = time.monotonic()
+            with self._lock_:
+                last = self._last.get(key)
+                if last is not None and now - last < self.window_s:
+                    self._suppressed[key] += 1
+                    return
+                self._last[key] = now
+                more = self._suppressed.pop(key, 0)
+            suffix = f" (+{more} similar in the last {self.window_s:g} s)" if more else ""
+            sys.stderr.write(f"cryostorm: {record.levelname.lower()}: {record.getMessage()}{suffix}\n")
+        except Exception:
+            self.handleError(record)
+
+
+HANDLER: DiagnosticsHandler | None = None
+
+
+def install() -> DiagnosticsHandler:
+    """Route the `opentelemetry` loggers to cryostorm's stderr reporter (once per process)."""
+    global HANDLER
+    if HANDLER is None:
+        HANDLER = DiagnosticsHandler()
+        sdk_logger = logging.getLogger("opentelemetry")
+        sdk_logger.addHandler(HANDLER)
+        # Not through the program's handlers: these are cryostorm's lines, printed exactly once.
+        sdk_logger.propagate = False
+    return HANDLER
