@@ -143,6 +143,8 @@ def _batch_rows(s: TelemetrySettings, prefix: str, signal: str) -> list[EnvRow]:
         "MAX_EXPORT_BATCH_SIZE": (cfg.batch_size, "batch_size"),
         "MAX_QUEUE_SIZE": (cfg.max_queue_size, "max_queue_size"),
     }
+    rows = [EnvRow(f"_CRYOSTORM_{'TRACES' if signal == 'tracing' else 'LOGS'}_MAX_BLOCK", str(cfg.max_block_millis),
+                   f"{signal}.export_config.max_block_millis")]
     if signal == "logging":  # the seed's per-field overrides win over logging.export_config
         overrides = {
             "SCHEDULE_DELAY": (lg.schedule_delay_millis, "schedule_delay_millis"),
@@ -150,7 +152,6 @@ def _batch_rows(s: TelemetrySettings, prefix: str, signal: str) -> list[EnvRow]:
             "MAX_EXPORT_BATCH_SIZE": (lg.max_export_batch_size, "max_export_batch_size"),
             "MAX_QUEUE_SIZE": (lg.max_queue_size, "max_queue_size"),
         }
-        rows = []
         for key, (value, field) in values.items():
             override, ofield = overrides[key]
             if override is not None:
@@ -159,7 +160,7 @@ def _batch_rows(s: TelemetrySettings, prefix: str, signal: str) -> list[EnvRow]:
             else:
                 rows.append(EnvRow(f"{prefix}_{key}", str(value), f"logging.export_config.{field}"))
         return rows
-    return [EnvRow(f"{prefix}_{key}", str(v), f"{signal}.export_config.{f}") for key, (v, f) in values.items()]
+    return rows + [EnvRow(f"{prefix}_{key}", str(v), f"{signal}.export_config.{f}") for key, (v, f) in values.items()]
 
 
 def _cryostorm_rows(s: TelemetrySettings) -> list[EnvRow]:

@@ -22,6 +22,7 @@ class Batch:
     export_timeout_ms: int = 30000
     max_export_batch_size: int = 512
     max_queue_size: int = 2048
+    max_block_ms: int = 0
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,7 @@ def _signal(env: Mapping[str, str], name: str) -> SignalRuntime:
             _int(env, batch_prefix + "EXPORT_TIMEOUT", 30000),
             _int(env, batch_prefix + "MAX_EXPORT_BATCH_SIZE", 512),
             _int(env, batch_prefix + "MAX_QUEUE_SIZE", 2048),
+            _int(env, f"_CRYOSTORM_{upper}_MAX_BLOCK", 0),
         )
     return SignalRuntime(
         exporter=exporter,

@@ -65,6 +65,28 @@ def _queue_full(processor: Any) -> bool:
     return queue is not None and queue.maxlen is not None and len(queue) >= queue.maxlen
 
 
+# A collector that answers a batch within this is "keeping up": a full queue is a burst, worth a
+# short wait. A slow or failing one never makes the program wait (its latency comes first).
+FAST_EXPORT_S = 0.25
+
+
+def wait_for_room(processor: Any, max_block_s: float) -> bool:
+    """Backpressure for bursts: True once the queue has room, False if it stays full."""
+    if max_block_s <= 0:
+        return False
+    exporter = getattr(getattr(processor, "_batch_processor", None), "_exporter", None)
+    if not getattr(exporter, "last_ok", True) or getattr(exporter, "last_duration_s", 0.0) > FAST_EXPORT_S:
+        return False
+    import time
+
+    deadline = time.monotonic() + max_block_s
+    while _queue_full(processor):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.0005)  # releases the GIL: the exporter thread drains the queue meanwhile
+    return True
+
+
 def queued(processor: Any) -> int:
     queue = getattr(getattr(processor, "_batch_processor", None), "_queue", None)
     return len(queue) if queue is not None else 0
@@ -78,9 +100,11 @@ def _counting_span_processor() -> type:
 
         kind = "spans"
         dropped = 0
+        max_block_s = 0.0
 
         def on_end(self, span: Any) -> None:
-            if span.context and span.context.trace_flags.sampled and _queue_full(self):
+            if (span.context and span.context.trace_flags.sampled and _queue_full(self)
+                    and not wait_for_room(self, self.max_block_s)):
                 self.dropped += 1
             super().on_end(span)
 
@@ -101,6 +125,7 @@ def span_processor(sig: SignalRuntime, exporter: Any) -> SpanProcessor:
         export_timeout_millis=b.export_timeout_ms,
         **sig.processor_args,
     )
+    processor.max_block_s = b.max_block_ms / 1000  # type: ignore[attr-defined]
     BATCH_PROCESSORS.add(processor)
     return processor
 
@@ -217,10 +242,7 @@ def _lazy_log_exporter(sig: SignalRuntime) -> Any:
 
     class LazyLogExporter(_Lazy, LogRecordExporter):
         def export(self, batch: Sequence[Any]) -> Any:
-            self.in_flight = len(batch)
-            result = self._get().export(batch)
-            self.in_flight = 0
-            return result
+            return self._timed(batch)
 
     return LazyLogExporter(otlp_factory("logs", sig))
 
@@ -244,9 +266,10 @@ def _counting_log_processor() -> type:
     class CountingBatchLogRecordProcessor(BatchLogRecordProcessor):
         kind = "log records"
         dropped = 0
+        max_block_s = 0.0
 
         def on_emit(self, log_record: Any) -> None:
-            if _queue_full(self):
+            if _queue_full(self) and not wait_for_room(self, self.max_block_s):
                 self.dropped += 1
             super().on_emit(log_record)
 
@@ -267,6 +290,7 @@ def log_processor(sig: SignalRuntime, exporter: Any) -> Any:
         max_queue_size=b.max_queue_size,
         **sig.processor_args,
     )
+    processor.max_block_s = b.max_block_ms / 1000
     BATCH_PROCESSORS.add(processor)
     return processor
 

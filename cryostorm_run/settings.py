@@ -212,6 +212,11 @@ class ExportConfig(BaseConfig):
     schedule_delay_millis: Positive = Field(5000, description="Longest wait before a partial batch is sent")
     timeout_millis: Positive = Field(30_000, description="Longest time one batch export may take")
     max_queue_size: Positive = Field(16_384, description="Items buffered before new ones are dropped")
+    max_block_millis: Annotated[int, Field(ge=0, le=10_000)] = Field(
+        500,
+        description="Queue full and the collector answering fast: wait up to this for room instead of "
+        "dropping (0: never wait)",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> ExportConfig:

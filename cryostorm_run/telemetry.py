@@ -121,7 +121,7 @@ class _State:
     tracer: Tracer = field(default_factory=trace.NoOpTracer)
     meter: Meter = field(default_factory=lambda: metrics.NoOpMeter(_FALLBACK_LOGGER))
     logger: logging.Logger = field(default_factory=lambda: _trace_aware_logger(_FALLBACK_LOGGER))
-    logger_level: int | None = None  # the logger's level before the facade set it; restored by reset
+    logger_level: int | None = None  # the logger's level before the facade set it; restored by shutdown
 
 
 def _launcher_providers() -> Providers | None:
@@ -283,7 +283,8 @@ class Telemetry:
         """Export everything still buffered, within ``shutdown_timeout_millis``, and stop.
 
         Providers the facade built are shut down; the hook's are only flushed (the hook shuts
-        them down at exit). Afterwards the instance is uninitialised and its methods are no-ops.
+        them down at exit). Afterwards the instance is uninitialised, its methods are no-ops and
+        its logger has its level from before.
         Returns False when the timeout passed first. Calling it again does nothing.
 
         Example:
@@ -295,8 +296,10 @@ class Telemetry:
         """
         with self._lock:
             state = self._state
-            self._state = _State(logger=state.logger, logger_level=state.logger_level)
+            self._state = _State(logger=state.logger)
             atexit.unregister(self._shutdown_at_exit)
+        if state.logger_level is not None:
+            state.logger.setLevel(state.logger_level)
         providers = state.providers
         if not state.initialized or providers is None:
             return True
@@ -308,27 +311,27 @@ class Telemetry:
         state = self._state
         if state.providers is not None and not self.shutdown():
             timeout = state.providers.runtime.shutdown_timeout_ms / 1000
-            print(f"cryostorm: telemetry not fully flushed within {timeout:g} s (shutdown_timeout_millis); "
-                  "exiting anyway", file=sys.stderr)
+            print(
+                f"cryostorm: telemetry not fully flushed within {timeout:g} s (shutdown_timeout_millis); "
+                "exiting anyway",
+                file=sys.stderr,
+            )
 
     @classmethod
     def reset(cls) -> None:
         """Shut the instance down and forget it, for tests: the next call builds a new one.
 
         The facade's own state is fully reset (including the level it gave its logger).
-        OpenTelemetry's global providers are not: they are set-once by design. Tests that
-        configure the facade more than once call `cryostorm_run.testing.reset_telemetry()`,
-        which resets both.
+        OpenTelemetry's global providers are not: they are set-once by design, and keep pointing
+        at the shut-down providers, which export nothing more. Tests that configure the facade
+        more than once call `cryostorm_run.testing.reset_telemetry()`, which resets both.
         """
         with cls._lock:
             instance, cls._instance = cls._instance, None
         if instance is None:
             return
-        state = instance._state
         instance.shutdown()
         instance._state = _State()
-        if state.logger_level is not None:
-            state.logger.setLevel(state.logger_level)
 
     # -- state -----------------------------------------------------------------------------------
 

@@ -55,7 +55,7 @@ __all__ = [
     "SequentialIdGenerator",
     "TelemetryCapture",
     "capture_settings",
-    "capture_telemetry",
+    "capture_telemetry_fixture",
     "captured_telemetry",
     "reset_opentelemetry_globals",
     "reset_telemetry",
@@ -212,8 +212,11 @@ def captured_telemetry(settings: TelemetrySettings | None = None) -> Iterator[Te
         reset_telemetry()
 
 
-@pytest.fixture
-def capture_telemetry() -> Iterator[TelemetryCapture]:
-    """In-memory spans, metrics and logs with sequential ids; everything reset afterwards."""
+@pytest.fixture(name="capture_telemetry")
+def capture_telemetry_fixture() -> Iterator[TelemetryCapture]:
+    """Fixture ``capture_telemetry``: in-memory spans, metrics and logs with sequential ids; reset afterwards.
+
+    Import it under this name into a conftest if you prefer that to ``pytest_plugins``.
+    """
     with captured_telemetry() as capture:
         yield capture

@@ -25,9 +25,9 @@ from opentelemetry.trace import SpanKind, StatusCode
 import cryostorm_run.telemetry as telemetry_module
 import cryostorm_run.testing as testing_module
 from cryostorm_run import Telemetry, TelemetrySettings, TelemetrySetupError
+from cryostorm_run._envmap import settings_env
 from cryostorm_run._runtime import runtime_from_env
 from cryostorm_run._sdk import build_providers
-from cryostorm_run._envmap import settings_env
 from cryostorm_run.testing import TelemetryCapture, capture_settings, captured_telemetry, reset_telemetry
 
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
@@ -492,7 +492,7 @@ def test_traced_async_generator_span_covers_the_whole_iteration(capture: Telemet
     assert len(streams) == 2
     assert all(s.kind is SpanKind.PRODUCER and s.status.status_code is StatusCode.UNSET for s in streams)
     for i in range(3):
-        item = [s for s in spans if s.name == f"item-{i}"][0]
+        item = next(s for s in spans if s.name == f"item-{i}")
         assert item.parent is not None and item.parent.span_id == streams[0].context.span_id
 
 
