@@ -97,9 +97,14 @@ def _initialize(started: float) -> None:
 def _register_exit(providers: Any) -> None:
     from cryostorm_run._sdk import shutdown
 
+    flushed_pid: list[int] = []
+
     def flush_at_exit() -> None:
         from cryostorm_run._sdk import loss_report
 
+        if os.getpid() in flushed_pid:  # atexit and a multiprocessing finalizer may both call it
+            return
+        flushed_pid.append(os.getpid())
         timeout = providers.runtime.shutdown_timeout_ms / 1000
         flushed = shutdown(providers)
         report = loss_report()
@@ -115,6 +120,21 @@ def _register_exit(providers: Any) -> None:
                  f"delivered; exporters still busy ({targets or 'none'}); exiting anyway")
 
     atexit.register(flush_at_exit)
+
+    def after_fork_in_child() -> None:
+        # gunicorn/celery/multiprocessing workers: the SDK restarts its worker threads and cryostorm's
+        # lazy exporters open their own connections; the resource gets this worker's identity.
+        try:
+            providers.resource.reidentify()
+            if "multiprocessing" in sys.modules:
+                # multiprocessing children leave through os._exit (no atexit): flush in its finalizers.
+                from multiprocessing.util import Finalize
+
+                Finalize(providers, flush_at_exit, exitpriority=100)
+        except Exception as exc:
+            warn(f"after fork: {type(exc).__name__}: {exc}")
+
+    os.register_at_fork(after_in_child=after_fork_in_child)
     # A program killed by SIGTERM with the default action never runs atexit. When the program
     # has no handler of its own, flush first, then die by the same signal (exit status 128+15).
     if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL and _in_main_thread():
@@ -142,7 +162,7 @@ def _report(providers: Any, elapsed_ms: float) -> None:
     rt = providers.runtime
     exporters = " ".join(f"{k}={v}" for k, v in providers.exporters.items()) or "no signals"
     line = (
-        f"service={rt.service_name} env={rt.environment or '-'} pid={os.getpid()} {exporters} "
+        f"service={rt.service_name} env={rt.environment or '-'} pid={os.getpid()} ppid={os.getppid()} {exporters} "
         f"sampler={rt.sampler} instrumentations={len(STATUS.instrumented)} active/"
         f"{len(STATUS.watching)} on import hook={elapsed_ms:.0f}ms"
     )

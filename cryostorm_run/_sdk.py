@@ -259,6 +259,23 @@ class _Resource(Resource):
     def __eq__(self, other: object) -> bool:
         return super().__eq__(other)
 
+    def reidentify(self) -> None:
+        """After fork: this process is a new instance with its own pid.
+
+        Every tracer, meter and logger of the parent holds this very object, so it is updated in
+        place rather than replaced (the SDK copies the resource reference into each of them).
+        """
+        from opentelemetry.attributes import BoundedAttributes
+
+        attrs = dict(self._attributes)
+        attrs.update(_process_identity())
+        self._attributes = BoundedAttributes(attributes=attrs, immutable=True)
+        self._cached_hash = None
+
+
+def _process_identity() -> dict[str, Any]:
+    return {"service.instance.id": str(uuid.uuid4()), "process.pid": os.getpid()}
+
 
 def build_resource(rt: Runtime) -> Resource:
     attrs: dict[str, Any] = {
@@ -268,8 +285,7 @@ def build_resource(rt: Runtime) -> Resource:
         "telemetry.distro.version": __version__,
         **rt.resource_attributes,
         "service.name": rt.service_name,
-        "service.instance.id": str(uuid.uuid4()),
-        "process.pid": os.getpid(),
+        **_process_identity(),
     }
     return _Resource(attrs, rt.schema_url)
 
