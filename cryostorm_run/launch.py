@@ -41,6 +41,25 @@ class LaunchPlan:
     argv: tuple[str, ...]
     env: Mapping[str, str]
     instrumented: bool
+    warnings: tuple[str, ...] = ()
+
+
+# PYTHONPATH entries that belong to other agents' bootstraps (their own sitecustomize).
+OTHER_AGENTS = {
+    "opentelemetry-instrument": ("opentelemetry/instrumentation/auto_instrumentation",),
+    "ddtrace-run": ("ddtrace/bootstrap",),
+    "newrelic-admin": ("newrelic/bootstrap",),
+}
+
+
+def other_agent(pythonpath: str | None) -> tuple[str, str] | None:
+    """(agent, entry) when another agent's bootstrap is on PYTHONPATH."""
+    for entry in (pythonpath or "").split(os.pathsep):
+        normalized = entry.replace(os.sep, "/").rstrip("/")
+        for agent, markers in OTHER_AGENTS.items():
+            if any(normalized.endswith(m) for m in markers):
+                return agent, entry
+    return None
 
 
 def hook_dir() -> Path:
@@ -88,6 +107,15 @@ def plan_launch(
     env = dict(environ)
     if not settings.enabled:
         return LaunchPlan(executable, tuple(argv), env, instrumented=False)
+    agent = other_agent(environ.get("PYTHONPATH"))
+    if agent is not None:
+        warning = (f"{agent[0]}'s bootstrap is already on PYTHONPATH ({agent[1]}); running the program "
+                   "without cryostorm's hook so nothing is instrumented twice")
+        return LaunchPlan(executable, tuple(argv), env, instrumented=False, warnings=(warning,))
+    warnings: tuple[str, ...] = ()
+    if environ.get("_CRYOSTORM_LAUNCHER_PID"):
+        warnings = ("already running under cryostorm-run: the program is instrumented once, "
+                    "with this (inner) invocation's settings",)
     for name in OTEL_TABLE:  # absorbed into the settings; the child sees exactly the settings
         env.pop(name, None)
     env.update(settings_env(settings))
@@ -97,7 +125,7 @@ def plan_launch(
     env["_CRYOSTORM_PREFIX"] = sys.prefix
     env["_CRYOSTORM_LAUNCHER_PID"] = str(os.getpid())  # exec keeps the PID: the hook knows the target
     env["_CRYOSTORM_REPORT"] = report if report in REPORT_MODES else "line"
-    return LaunchPlan(executable, tuple(argv), env, instrumented=True)
+    return LaunchPlan(executable, tuple(argv), env, instrumented=True, warnings=warnings)
 
 
 def exec_plan(plan: LaunchPlan) -> NoReturn:

@@ -87,3 +87,27 @@ def test_empty_command_is_a_usage_error() -> None:
     with pytest.raises(LaunchError) as info:
         plan_launch(TelemetrySettings(), [], {"PATH": BIN})
     assert info.value.exit_code == 2
+
+
+@pytest.mark.parametrize(
+    ("entry", "agent"),
+    [
+        ("/venv/site-packages/opentelemetry/instrumentation/auto_instrumentation", "opentelemetry-instrument"),
+        ("/venv/lib/python3.11/site-packages/ddtrace/bootstrap", "ddtrace-run"),
+        ("/venv/lib/python3.11/site-packages/newrelic/bootstrap/", "newrelic-admin"),
+    ],
+)
+def test_another_agents_bootstrap_means_no_second_instrumentation(entry: str, agent: str) -> None:
+    plan = plan_launch(TelemetrySettings(), ["python"], {"PATH": BIN, "PYTHONPATH": f"/user:{entry}"})
+    assert not plan.instrumented
+    assert plan.env["PYTHONPATH"] == f"/user:{entry}"  # untouched: the other agent stays in charge
+    assert "OTEL_TRACES_EXPORTER" not in plan.env
+    [warning] = plan.warnings
+    assert warning.startswith(f"{agent}'s bootstrap is already on PYTHONPATH")
+
+
+def test_nested_launcher_warns_and_instruments_once() -> None:
+    outer = plan_launch(TelemetrySettings(), ["python"], {"PATH": BIN})
+    inner = plan_launch(TelemetrySettings(), ["python"], dict(outer.env))
+    assert inner.env["PYTHONPATH"] == str(hook_dir())
+    assert inner.warnings and "already running under cryostorm-run" in inner.warnings[0]
