@@ -16,9 +16,8 @@ from typing import Any
 
 import httpx
 import pytest
-
 from conftest import CRYOSTORM_RUN, PYTHON, ROOT, child_env
-from otlp_receiver import Receiver, ReceivedSpan
+from otlp_receiver import ReceivedSpan, Receiver
 
 REQUESTS = 7
 

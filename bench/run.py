@@ -1,0 +1,884 @@
+"""Side-by-side benchmark of cryostorm-run against opentelemetry-instrument (the anchor).
+
+    .venv/bin/python bench/run.py            # full run (~10 min on 2 cores), writes bench/results/
+    .venv/bin/python bench/run.py --quick    # short run (~2 min), results get a "-quick" suffix
+    .venv/bin/python bench/run.py --explore  # also the burst exploration of cryostorm's batch settings
+
+Stdlib only. See bench/README.md for what each measure means and how the ratios are computed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import http.client
+import json
+import os
+import platform
+import re
+import shlex
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+APPS = BENCH / "apps"
+WORK = BENCH / ".work"
+RESULTS = BENCH / "results"
+ANCHOR_VENV = WORK / "anchor-venv"
+PROJECT_VENV = ROOT / ".venv"
+
+SDK_VERSION = "1.45.2"
+CONTRIB_VERSION = "0.66b2"
+INSTRUMENTATIONS = [f"opentelemetry-instrumentation-{name}=={CONTRIB_VERSION}"
+                    for name in ("fastapi", "requests", "httpx", "logging")]
+APP_PACKAGES = ["fastapi", "uvicorn", "requests", "httpx"]
+ANCHOR_REQUIREMENTS = [f"opentelemetry-distro=={CONTRIB_VERSION}", f"opentelemetry-exporter-otlp=={SDK_VERSION}",
+                       *INSTRUMENTATIONS, *APP_PACKAGES]
+PROJECT_REQUIREMENTS = [*INSTRUMENTATIONS, *APP_PACKAGES]
+FREEZE_PATTERN = re.compile(r"opentelemetry|fastapi|uvicorn", re.IGNORECASE)
+
+BURST_SPANS = 100_000
+SERVICE = "bench"
+LOCAL = "127.0.0.1"
+DROP_LINE = re.compile(r"cryostorm: (\d+) spans? dropped")
+EXPLORE_BATCH_SIZES = (512, 1024, 2048)
+EXPLORE_QUEUE_SIZES = (16384, 32768)
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How much of everything a run does."""
+
+    name: str
+    startup_warmup: int
+    startup_runs: int
+    rss_runs: int
+    wrk_warmup_s: int
+    wrk_duration_s: int
+    rounds: int
+    burst_runs: int
+    explore_runs: int
+
+
+FULL = Profile("full", startup_warmup=3, startup_runs=20, rss_runs=10, wrk_warmup_s=3, wrk_duration_s=15,
+               rounds=3, burst_runs=3, explore_runs=3)
+QUICK = Profile("quick", startup_warmup=2, startup_runs=5, rss_runs=3, wrk_warmup_s=2, wrk_duration_s=5,
+                rounds=1, burst_runs=1, explore_runs=1)
+
+
+def log(message: str) -> None:
+    print(message, flush=True)
+
+
+# --------------------------------------------------------------------------- parsing helpers (tested)
+
+_UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
+
+
+def duration_ms(text: str) -> float:
+    """wrk's duration notation ('812.00us', '1.23ms', '2.01s', '1.00m') in milliseconds."""
+    match = re.fullmatch(r"\s*([0-9.]+)\s*(us|ms|s|m|h)\s*", text)
+    if not match:
+        raise ValueError(f"not a wrk duration: {text!r}")
+    return float(match.group(1)) * _UNITS_MS[match.group(2)]
+
+
+def parse_wrk(output: str) -> dict[str, Any]:
+    """req/s, total requests, latency percentiles (ms, with --latency), and errors from wrk's report."""
+    result: dict[str, Any] = {"errors": 0, "non_2xx": 0, "percentiles_ms": {}}
+    match = re.search(r"Requests/sec:\s*([0-9.]+)", output)
+    if not match:
+        raise ValueError(f"no Requests/sec in wrk output:\n{output}")
+    result["rps"] = float(match.group(1))
+    match = re.search(r"(\d+) requests in ([0-9.]+\w+)", output)
+    if match:
+        result["requests"] = int(match.group(1))
+        result["duration_ms"] = duration_ms(match.group(2))
+    distribution = output.split("Latency Distribution", 1)
+    if len(distribution) == 2:
+        for pct, value in re.findall(r"^\s*(\d+(?:\.\d+)?)%\s+([0-9.]+\w+)\s*$", distribution[1], re.MULTILINE):
+            result["percentiles_ms"][pct] = duration_ms(value)
+    result["p99_ms"] = result["percentiles_ms"].get("99")
+    match = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
+    if match:
+        result["errors"] = sum(int(g) for g in match.groups())
+    match = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    if match:
+        result["non_2xx"] = int(match.group(1))
+    return result
+
+
+def parse_ready(line: str) -> tuple[int, int]:
+    """The sink's 'READY grpc=<port> http=<port>' line."""
+    match = re.fullmatch(r"READY grpc=(\d+) http=(\d+)\s*", line)
+    if not match:
+        raise ValueError(f"unexpected sink greeting: {line!r}")
+    return int(match.group(1)), int(match.group(2))
+
+
+def reported_drops(stderr: str) -> int | None:
+    """Spans cryostorm reported as dropped on stderr at exit (None: no report line)."""
+    found = [int(n) for n in DROP_LINE.findall(stderr)]
+    return sum(found) if found else None
+
+
+def median(values: Sequence[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
+
+
+def ratio(ours: float | None, anchor: float | None) -> float | None:
+    if ours is None or anchor is None or anchor == 0:
+        return None
+    return ours / anchor
+
+
+@dataclass(frozen=True)
+class Goal:
+    name: str
+    value: float | None
+    op: str  # "<=" or ">="
+    target: float
+    detail: str = ""
+
+    @property
+    def passed(self) -> bool:
+        if self.value is None:
+            return False
+        return self.value <= self.target if self.op == "<=" else self.value >= self.target
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"goal": self.name, "value": self.value, "op": self.op, "target": self.target,
+                "pass": self.passed, "detail": self.detail}
+
+
+def fmt(value: float | None, digits: int = 2) -> str:
+    return "n/a" if value is None else f"{value:,.{digits}f}"
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], markdown: bool = False) -> str:
+    cells = [[str(c) for c in headers], *[[str(c) for c in row] for row in rows]]
+    if markdown:
+        lines = ["| " + " | ".join(cells[0]) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+        lines += ["| " + " | ".join(row) + " |" for row in cells[1:]]
+        return "\n".join(lines)
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- environment & setup
+
+
+def clean_env() -> dict[str, str]:
+    """This process's environment without anything that would configure either launcher."""
+    return {k: v for k, v in os.environ.items()
+            if not k.upper().startswith(("OTEL_", "CRYOSTORM_", "_CRYOSTORM_"))
+            and k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONSTARTUP")}
+
+
+def run(cmd: Sequence[str], *, env: dict[str, str] | None = None, timeout: float = 600,
+        check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(list(cmd), env=env, capture_output=True, text=True, timeout=timeout, check=False)
+    if check and result.returncode != 0:
+        raise RuntimeError(f"command failed ({result.returncode}): {shlex.join(cmd)}\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def missing_requirements(python: Path, requirements: Sequence[str]) -> list[str]:
+    """Requirements (name or name==version) not satisfied by `python -m pip freeze`."""
+    frozen: dict[str, str] = {}
+    for line in run([str(python), "-m", "pip", "freeze", "--all"]).stdout.splitlines():
+        if "==" in line:
+            name, version = line.split("==", 1)
+            frozen[_norm(name)] = version.strip()
+    missing = []
+    for req in requirements:
+        name, _, version = req.partition("==")
+        have = frozen.get(_norm(name))
+        if have is None or (version and have != version):
+            missing.append(req)
+    return missing
+
+
+def ensure_venvs() -> None:
+    base_python = getattr(sys, "_base_executable", None) or sys.executable
+    project_python = PROJECT_VENV / "bin" / "python"
+    if not project_python.exists():
+        raise SystemExit(f"project venv not found at {PROJECT_VENV} (see README.md: python3 -m venv .venv ...)")
+    if not (ANCHOR_VENV / "bin" / "python").exists():
+        log(f"creating the anchor venv {ANCHOR_VENV} with {base_python}")
+        WORK.mkdir(parents=True, exist_ok=True)
+        run([base_python, "-m", "venv", str(ANCHOR_VENV)])
+    for python, reqs, label in ((ANCHOR_VENV / "bin" / "python", ANCHOR_REQUIREMENTS, "anchor"),
+                                (project_python, PROJECT_REQUIREMENTS, "project")):
+        missing = missing_requirements(python, reqs)
+        if missing:
+            log(f"installing into the {label} venv: {' '.join(missing)}")
+            run([str(python), "-m", "pip", "install", "-q", *missing], timeout=1800)
+        missing = missing_requirements(python, reqs)
+        if missing:
+            raise SystemExit(f"{label} venv still misses {missing}")
+    for tool in ("hyperfine", "wrk"):
+        if shutil.which(tool) is None:
+            raise SystemExit(f"{tool} not found on PATH (Debian: apt-get install {tool})")
+    if not Path("/usr/bin/time").exists():
+        raise SystemExit("/usr/bin/time not found (Debian: apt-get install time)")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((LOCAL, 0))
+        return int(sock.getsockname()[1])
+
+
+# --------------------------------------------------------------------------- the sink
+
+
+class Sink:
+    """bench/sink.py in a subprocess: count/reset over its stdin/stdout."""
+
+    def __init__(self, python: Path, log_path: Path) -> None:
+        self._stderr = log_path.open("w")
+        self.proc = subprocess.Popen([str(python), str(BENCH / "sink.py")], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=self._stderr, text=True, bufsize=1,
+                                     env=clean_env())
+        assert self.proc.stdout is not None
+        self.grpc_port, self.http_port = parse_ready(self.proc.stdout.readline())
+
+    @property
+    def grpc(self) -> str:
+        return f"http://{LOCAL}:{self.grpc_port}"
+
+    @property
+    def http(self) -> str:
+        return f"http://{LOCAL}:{self.http_port}"
+
+    def _ask(self, command: str) -> dict[str, Any]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the sink died (exit {self.proc.poll()})")
+        answer: dict[str, Any] = json.loads(line)
+        return answer
+
+    def reset(self) -> None:
+        self._ask("reset")
+
+    def count(self, settle_s: float = 0.3, timeout_s: float = 10.0) -> dict[str, Any]:
+        """Counters once they stop moving (an exporter may still be mid-request)."""
+        deadline = time.monotonic() + timeout_s
+        last = self._ask("count")
+        while time.monotonic() < deadline:
+            time.sleep(settle_s)
+            now = self._ask("count")
+            if now == last:
+                return now
+            last = now
+        return last
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._ask("quit")
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.terminate()
+            self.proc.wait(10)
+        self._stderr.close()
+
+
+# --------------------------------------------------------------------------- variants
+
+
+@dataclass
+class Variant:
+    """One way of running a command: bare, under the anchor, or under cryostorm-run."""
+
+    key: str  # bare-anchor, bare, anchor, cryostorm
+    label: str
+    venv: Path
+    prefix: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+
+    def bin(self, tool: str) -> str:
+        return str(self.venv / "bin" / tool)
+
+    def argv(self, program: str, *args: str) -> list[str]:
+        return [*self.prefix, self.bin(program), *args]
+
+    def full_env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        env = clean_env()
+        env["PATH"] = f"{self.venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+        env.update(self.env)
+        env.update(extra or {})
+        return env
+
+    def shown(self, program: str, *args: str, extra: dict[str, str] | None = None) -> str:
+        """The command as a shell line (the variables this harness sets, then the argv)."""
+        settings = {**self.env, **(extra or {})}
+        return shlex.join([*(f"{k}={v}" for k, v in sorted(settings.items())), *self.argv(program, *args)])
+
+    def env_argv(self, program: str, *args: str, extra: dict[str, str] | None = None) -> list[str]:
+        """argv that sets its own environment through /usr/bin/env (hyperfine has no per-command env)."""
+        env = self.full_env(extra)
+        return ["/usr/bin/env", "-i", *(f"{k}={v}" for k, v in sorted(env.items())), *self.argv(program, *args)]
+
+
+def bare(venv: Path, key: str, label: str) -> Variant:
+    return Variant(key, label, venv, [])
+
+
+def anchor(endpoint: str, *, protocol: str = "grpc", metrics: bool = True, logs: bool = True) -> Variant:
+    env = {
+        "OTEL_SERVICE_NAME": SERVICE,
+        "OTEL_TRACES_EXPORTER": "otlp",
+        "OTEL_METRICS_EXPORTER": "otlp" if metrics else "none",
+        "OTEL_LOGS_EXPORTER": "otlp" if logs else "none",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+    }
+    if protocol != "grpc":
+        env["OTEL_EXPORTER_OTLP_PROTOCOL"] = protocol
+    return Variant("anchor", "opentelemetry-instrument", ANCHOR_VENV,
+                   [str(ANCHOR_VENV / "bin" / "opentelemetry-instrument")], env)
+
+
+def cryostorm(endpoint: str, *, protocol: str = "grpc", metrics: bool = True, logs: bool = True,
+              extra: dict[str, str] | None = None) -> Variant:
+    env = {
+        "CRYOSTORM_SERVICE__NAME": SERVICE,
+        "CRYOSTORM_EXPORTER_TYPE": "otlp",
+        "CRYOSTORM_COLLECTOR": endpoint,
+    }
+    if protocol != "grpc":
+        env["CRYOSTORM_OTLP__PROTOCOL"] = protocol
+    if not metrics:
+        env["CRYOSTORM_METRICS__ENABLED"] = "false"
+    if not logs:
+        env["CRYOSTORM_LOGGING__ENABLED"] = "false"
+    env.update(extra or {})
+    return Variant("cryostorm", "cryostorm-run", PROJECT_VENV,
+                   [str(PROJECT_VENV / "bin" / "cryostorm-run"), "--quiet", "--"], env)
+
+
+# --------------------------------------------------------------------------- measures
+
+
+def peak_rss_kb(argv: list[str], env: dict[str, str], timeout: float = 300) -> tuple[int, subprocess.CompletedProcess[str]]:
+    """Peak RSS (KiB) of a command and its exec'd successors, from GNU time's %M."""
+    with tempfile.NamedTemporaryFile("r", suffix=".rss", dir=WORK) as out:
+        result = subprocess.run(["/usr/bin/time", "-o", out.name, "-f", "%M", *argv], env=env, capture_output=True,
+                                text=True, timeout=timeout, check=False)
+        text = Path(out.name).read_text().strip().splitlines()
+    if result.returncode != 0:
+        raise RuntimeError(f"failed ({result.returncode}): {shlex.join(argv)}\n{result.stderr[-2000:]}")
+    return int(text[-1]), result
+
+
+def measure_startup(sink: Sink, profile: Profile, record: dict[str, Any]) -> dict[str, Any]:
+    log("\n== startup: python -c pass ==")
+    variants = [
+        bare(ANCHOR_VENV, "bare-anchor", "python (anchor venv)"),
+        anchor(sink.grpc),
+        bare(PROJECT_VENV, "bare", "python (project venv)"),
+        cryostorm(sink.grpc),
+    ]
+    args = ("-c", "pass")
+    for v in variants:  # one checked run each: a broken variant must not be timed
+        result = run(v.argv("python", *args), env=v.full_env())
+        if result.stderr.strip():
+            log(f"  note: {v.label} wrote to stderr: {result.stderr.strip()[:300]}")
+    export = WORK / "startup-hyperfine.json"
+    cmd = ["hyperfine", "-N", "--style", "basic", "--warmup", str(profile.startup_warmup),
+           "--runs", str(profile.startup_runs), "--export-json", str(export)]
+    for v in variants:
+        cmd += ["-n", v.key, shlex.join(v.env_argv("python", *args))]
+    log(f"  hyperfine: {len(variants)} commands, warmup {profile.startup_warmup}, runs {profile.startup_runs}")
+    subprocess.run(cmd, check=True, timeout=1800, stdout=subprocess.DEVNULL)
+    data = json.loads(export.read_text())
+    times = {r["command"]: r for r in data["results"]}
+    out: dict[str, Any] = {"hyperfine": {}, "rss_kb": {}}
+    for key, r in times.items():
+        out["hyperfine"][key] = {k: r[k] * 1000 for k in ("median", "mean", "stddev", "min", "max")}
+        out["hyperfine"][key]["runs"] = len(r["times"])
+    log(f"  peak RSS: {profile.rss_runs} runs each under /usr/bin/time -f %M")
+    samples: dict[str, list[int]] = {v.key: [] for v in variants}
+    for _ in range(profile.rss_runs):
+        for v in variants:
+            samples[v.key].append(peak_rss_kb(v.argv("python", *args), v.full_env())[0])
+    for key, values in samples.items():
+        out["rss_kb"][key] = {"median": statistics.median(values), "samples": values}
+    ms = {k: v["median"] for k, v in out["hyperfine"].items()}
+    rss = {k: v["median"] for k, v in out["rss_kb"].items()}
+    out["overhead_ms"] = {"anchor": ms["anchor"] - ms["bare-anchor"], "cryostorm": ms["cryostorm"] - ms["bare"]}
+    out["extra_rss_kb"] = {"anchor": rss["anchor"] - rss["bare-anchor"], "cryostorm": rss["cryostorm"] - rss["bare"]}
+    out["overhead_ratio"] = ratio(out["overhead_ms"]["cryostorm"], out["overhead_ms"]["anchor"])
+    out["extra_rss_ratio"] = ratio(out["extra_rss_kb"]["cryostorm"], out["extra_rss_kb"]["anchor"])
+    record["startup"] = [v.shown("python", *args) for v in variants]
+    record["startup_hyperfine"] = shlex.join(cmd[:9] + ["-n", "<name>", "'/usr/bin/env -i <env> <command>'", "..."])
+    log(f"  overhead: anchor {fmt(out['overhead_ms']['anchor'], 1)} ms, cryostorm "
+        f"{fmt(out['overhead_ms']['cryostorm'], 1)} ms, ratio {fmt(out['overhead_ratio'])}; extra RSS: anchor "
+        f"{out['extra_rss_kb']['anchor'] / 1024:.1f} MiB, cryostorm {out['extra_rss_kb']['cryostorm'] / 1024:.1f} "
+        f"MiB, ratio {fmt(out['extra_rss_ratio'])}")
+    return out
+
+
+def wait_ready(proc: subprocess.Popen[str], port: int, timeout_s: float = 60) -> int:
+    """Poll GET /hello until it answers 200; returns the number of requests that reached the app."""
+    deadline = time.monotonic() + timeout_s
+    sent = 0
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode} before it was ready")
+        try:
+            conn = http.client.HTTPConnection(LOCAL, port, timeout=5)
+            conn.request("GET", "/hello")
+            status = conn.getresponse().status
+            conn.close()
+        except OSError:
+            time.sleep(0.1)
+            continue
+        sent += 1
+        if status == 200:
+            return sent
+        time.sleep(0.1)
+    raise RuntimeError(f"server on port {port} not ready within {timeout_s} s")
+
+
+def wrk(url: str, seconds: int, latency: bool) -> dict[str, Any]:
+    cmd = ["wrk", "-t2", "-c32", f"-d{seconds}s", *(["--latency"] if latency else []), url]
+    result = run(cmd, timeout=seconds + 60)
+    parsed = parse_wrk(result.stdout)
+    parsed["command"] = shlex.join(cmd)
+    return parsed
+
+
+def vm_hwm_kb(pid: int) -> int | None:
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return None
+
+
+def one_throughput_run(v: Variant, sink: Sink, profile: Profile) -> dict[str, Any]:
+    port = free_port()
+    args = ("--app-dir", str(APPS), "--host", LOCAL, "--port", str(port), "--no-access-log",
+            "--log-level", "warning", "hello_app:app")
+    sink.reset()
+    stderr_path = WORK / f"server-{v.key}.stderr"
+    with stderr_path.open("w") as err:
+        proc = subprocess.Popen(v.argv("uvicorn", *args), env=v.full_env(), stdout=subprocess.DEVNULL,
+                                stderr=err, text=True)
+        try:
+            probes = wait_ready(proc, port)
+            url = f"http://{LOCAL}:{port}/hello"
+            warm = wrk(url, profile.wrk_warmup_s, latency=False)
+            main = wrk(url, profile.wrk_duration_s, latency=True)
+            server_rss = vm_hwm_kb(proc.pid)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    counts = sink.count()
+    requests = probes + warm.get("requests", 0) + main.get("requests", 0)
+    stderr = stderr_path.read_text()
+    return {
+        "rps": main["rps"], "p99_ms": main["p99_ms"], "percentiles_ms": main["percentiles_ms"],
+        "requests_measured": main.get("requests"), "requests_total": requests,
+        "errors": main["errors"] + warm["errors"], "non_2xx": main["non_2xx"] + warm["non_2xx"],
+        "spans_at_sink": counts["spans"], "spans_per_request": counts["spans"] / requests if requests else None,
+        "logs_at_sink": counts["logs"], "metric_points_at_sink": counts["metrics_points"],
+        "server_peak_rss_kb": server_rss, "exit_code": proc.returncode, "wrk": main["command"],
+        "server_stderr_tail": stderr[-1500:],
+    }
+
+
+def measure_throughput(sink: Sink, profile: Profile, record: dict[str, Any]) -> dict[str, Any]:
+    log(f"\n== throughput: FastAPI GET /hello, wrk -t2 -c32 -d{profile.wrk_duration_s}s, {profile.rounds} round(s) ==")
+    variants = [bare(PROJECT_VENV, "bare", "uvicorn (bare)"), anchor(sink.grpc), cryostorm(sink.grpc)]
+    runs: dict[str, list[dict[str, Any]]] = {v.key: [] for v in variants}
+    for round_no in range(profile.rounds):
+        order = variants[round_no % len(variants):] + variants[:round_no % len(variants)]
+        for v in order:
+            r = one_throughput_run(v, sink, profile)
+            runs[v.key].append(r)
+            log(f"  round {round_no + 1} {v.key:<9} {r['rps']:>9,.0f} req/s  p99 {fmt(r['p99_ms'])} ms  "
+                f"spans/req {fmt(r['spans_per_request'])}  errors {r['errors']}  non-2xx {r['non_2xx']}")
+    out: dict[str, Any] = {"runs": runs, "median": {}}
+    for key, rs in runs.items():
+        out["median"][key] = {m: median([r[m] for r in rs]) for m in
+                              ("rps", "p99_ms", "spans_per_request", "server_peak_rss_kb")}
+    med = out["median"]
+    out["rps_ratio"] = ratio(med["cryostorm"]["rps"], med["anchor"]["rps"])
+    out["p99_ratio"] = ratio(med["cryostorm"]["p99_ms"], med["anchor"]["p99_ms"])
+    out["anchor_vs_bare"] = ratio(med["anchor"]["rps"], med["bare"]["rps"])
+    out["cryostorm_vs_bare"] = ratio(med["cryostorm"]["rps"], med["bare"]["rps"])
+    record["throughput"] = [v.shown("uvicorn", "--app-dir", "bench/apps", "--host", LOCAL, "--port", "<free port>",
+                                    "--no-access-log", "--log-level", "warning", "hello_app:app") for v in variants]
+    record["throughput_load"] = (f"wrk -t2 -c32 -d{profile.wrk_warmup_s}s <url> (warmup, discarded); "
+                                 f"wrk -t2 -c32 -d{profile.wrk_duration_s}s --latency http://127.0.0.1:<port>/hello")
+    return out
+
+
+def one_burst(v: Variant, sink: Sink) -> dict[str, Any]:
+    sink.reset()
+    rss, result = peak_rss_kb(v.argv("python", str(APPS / "burst.py"), str(BURST_SPANS)), v.full_env())
+    counts = sink.count()
+    stats = json.loads(result.stdout.strip().splitlines()[-1])
+    delivered = counts["spans"]
+    return {
+        "creation_s": stats["seconds"], "rate": stats["rate"], "delivered": delivered,
+        "delivered_pct": 100.0 * delivered / BURST_SPANS, "peak_rss_kb": rss,
+        "reported_dropped": reported_drops(result.stderr) if v.key == "cryostorm" else None,
+        "export_requests": counts["requests"], "rejected_requests": counts["rejected"],
+        "stderr_tail": result.stderr[-800:],
+    }
+
+
+def burst_variants(sink: Sink, protocol: str, extra: dict[str, str] | None = None) -> tuple[Variant, Variant]:
+    endpoint = sink.grpc if protocol == "grpc" else sink.http
+    ours_extra = {"CRYOSTORM_SHUTDOWN_TIMEOUT_MILLIS": "60000", **(extra or {})}
+    return (anchor(endpoint, protocol=protocol, metrics=False, logs=False),
+            cryostorm(endpoint, protocol=protocol, metrics=False, logs=False, extra=ours_extra))
+
+
+def summarize_bursts(rs: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "rate": median([r["rate"] for r in rs]),
+        "delivered_pct": median([r["delivered_pct"] for r in rs]),
+        "delivered_pct_min": min(r["delivered_pct"] for r in rs),
+        "peak_rss_kb": median([r["peak_rss_kb"] for r in rs]),
+        "reported_dropped": [r["reported_dropped"] for r in rs],
+    }
+
+
+def measure_burst(sink: Sink, profile: Profile, record: dict[str, Any]) -> dict[str, Any]:
+    log(f"\n== burst: {BURST_SPANS:,} spans, default batch settings, {profile.burst_runs} run(s) ==")
+    out: dict[str, Any] = {}
+    record["burst"] = []
+    for protocol in ("grpc", "http/protobuf"):
+        variants = burst_variants(sink, protocol)
+        record["burst"] += [v.shown("python", "bench/apps/burst.py", str(BURST_SPANS)) for v in variants]
+        runs: dict[str, list[dict[str, Any]]] = {v.key: [] for v in variants}
+        for i in range(profile.burst_runs):
+            for v in variants:
+                r = one_burst(v, sink)
+                runs[v.key].append(r)
+                log(f"  {protocol:<13} run {i + 1} {v.key:<9} {r['rate']:>9,.0f} spans/s  delivered "
+                    f"{r['delivered_pct']:6.2f} %  peak RSS {r['peak_rss_kb'] / 1024:.0f} MiB"
+                    + (f"  reported dropped {r['reported_dropped']}" if r["reported_dropped"] is not None else ""))
+        summary = {key: summarize_bursts(rs) for key, rs in runs.items()}
+        out[protocol] = {"runs": runs, "median": summary,
+                         "rate_ratio": ratio(summary["cryostorm"]["rate"], summary["anchor"]["rate"])}
+    return out
+
+
+def measure_forced_drops(sink: Sink, record: dict[str, Any]) -> dict[str, Any]:
+    """Limits that force drops: cryostorm must report the number dropped on stderr at exit."""
+    extra = {"CRYOSTORM_TRACING__EXPORT_CONFIG__MAX_QUEUE_SIZE": "2048",
+             "CRYOSTORM_TRACING__EXPORT_CONFIG__MAX_BLOCK_MILLIS": "0"}
+    log("\n== forced drops: cryostorm with max_queue_size=2048, max_block_millis=0 (gRPC) ==")
+    v = burst_variants(sink, "grpc", extra)[1]
+    record["forced_drops"] = v.shown("python", "bench/apps/burst.py", str(BURST_SPANS))
+    r = one_burst(v, sink)
+    lost = BURST_SPANS - r["delivered"]
+    r["lost"] = lost
+    r["report_matches"] = lost == 0 or r["reported_dropped"] == lost
+    r["stderr_lines"] = [line for line in r["stderr_tail"].splitlines() if line.startswith("cryostorm:")]
+    log(f"  delivered {r['delivered']:,}, lost {lost:,}, reported dropped {r['reported_dropped']}; "
+        f"stderr: {r['stderr_lines']}")
+    return r
+
+
+def measure_explore(sink: Sink, profile: Profile, record: dict[str, Any]) -> dict[str, Any]:
+    log(f"\n== burst exploration: cryostorm batch_size x max_queue_size, {profile.explore_runs} run(s) each ==")
+    configs = [(b, q) for b in EXPLORE_BATCH_SIZES for q in EXPLORE_QUEUE_SIZES]
+    out: dict[str, Any] = {}
+    for protocol in ("grpc", "http/protobuf"):
+        runs: dict[str, list[dict[str, Any]]] = {"anchor": [], **{f"{b}/{q}": [] for b, q in configs}}
+        for i in range(profile.explore_runs):
+            a = burst_variants(sink, protocol)[0]
+            r = one_burst(a, sink)
+            runs["anchor"].append(r)
+            log(f"  {protocol:<13} run {i + 1} anchor      {r['rate']:>9,.0f} spans/s  {r['delivered_pct']:6.2f} %")
+            for b, q in configs:
+                extra = {"CRYOSTORM_TRACING__EXPORT_CONFIG__BATCH_SIZE": str(b),
+                         "CRYOSTORM_TRACING__EXPORT_CONFIG__MAX_QUEUE_SIZE": str(q)}
+                r = one_burst(burst_variants(sink, protocol, extra)[1], sink)
+                runs[f"{b}/{q}"].append(r)
+                log(f"  {protocol:<13} run {i + 1} {b:>4}/{q:<6} {r['rate']:>9,.0f} spans/s  "
+                    f"{r['delivered_pct']:6.2f} %  RSS {r['peak_rss_kb'] / 1024:.0f} MiB  dropped {r['reported_dropped']}")
+        out[protocol] = {"runs": runs, "median": {k: summarize_bursts(rs) for k, rs in runs.items()}}
+    record["explore"] = ("as burst, cryostorm with CRYOSTORM_TRACING__EXPORT_CONFIG__BATCH_SIZE in "
+                         f"{EXPLORE_BATCH_SIZES} x CRYOSTORM_TRACING__EXPORT_CONFIG__MAX_QUEUE_SIZE in "
+                         f"{EXPLORE_QUEUE_SIZES}")
+    return out
+
+
+# --------------------------------------------------------------------------- goals & report
+
+
+def evaluate(results: dict[str, Any]) -> list[Goal]:
+    goals: list[Goal] = []
+    s = results.get("startup")
+    if s:
+        goals.append(Goal("startup overhead, cryostorm / anchor", s["overhead_ratio"], "<=", 0.5,
+                          f"{fmt(s['overhead_ms']['cryostorm'], 1)} ms vs {fmt(s['overhead_ms']['anchor'], 1)} ms"))
+        goals.append(Goal("extra peak RSS at startup, cryostorm / anchor", s["extra_rss_ratio"], "<=", 0.6,
+                          f"{s['extra_rss_kb']['cryostorm'] / 1024:.1f} MiB vs "
+                          f"{s['extra_rss_kb']['anchor'] / 1024:.1f} MiB"))
+    t = results.get("throughput")
+    if t:
+        m = t["median"]
+        goals.append(Goal("FastAPI /hello req/s, cryostorm / anchor", t["rps_ratio"], ">=", 1.5,
+                          f"{fmt(m['cryostorm']['rps'], 0)} vs {fmt(m['anchor']['rps'], 0)} req/s"))
+        goals.append(Goal("FastAPI /hello p99 latency, cryostorm / anchor", t["p99_ratio"], "<=", 1.0,
+                          f"{fmt(m['cryostorm']['p99_ms'])} vs {fmt(m['anchor']['p99_ms'])} ms"))
+    b = results.get("burst")
+    if b:
+        for protocol, label in (("grpc", "gRPC"), ("http/protobuf", "HTTP")):
+            m = b[protocol]["median"]
+            goals.append(Goal(f"burst {label}: % delivered by cryostorm (worst run)", m["cryostorm"]["delivered_pct_min"],
+                              ">=", 100.0, f"median {fmt(m['cryostorm']['delivered_pct'])} %, anchor median "
+                              f"{fmt(m['anchor']['delivered_pct'])} %"))
+            goals.append(Goal(f"burst {label}: creation rate, cryostorm / anchor", b[protocol]["rate_ratio"], ">=", 1.0,
+                              f"{fmt(m['cryostorm']['rate'], 0)} vs {fmt(m['anchor']['rate'], 0)} spans/s"))
+    f = results.get("forced_drops")
+    if f:
+        ok = f["lost"] > 0 and f["report_matches"]
+        goals.append(Goal("forced drops reported on stderr (reported == lost)", 1.0 if ok else 0.0, ">=", 1.0,
+                          f"lost {f['lost']:,}, reported {f['reported_dropped']}"))
+    return goals
+
+
+def machine_info() -> dict[str, Any]:
+    cpu = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem_kb = None
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem_kb = int(line.split()[1])
+    return {"hostname": socket.gethostname(), "nproc": os.cpu_count(), "cpu_model": cpu,
+            "memory_mib": mem_kb // 1024 if mem_kb else None, "kernel": platform.release(),
+            "machine": platform.machine()}
+
+
+def environment_info() -> dict[str, Any]:
+    def freeze(python: Path) -> list[str]:
+        out = run([str(python), "-m", "pip", "freeze"]).stdout.splitlines()
+        return [line for line in out if FREEZE_PATTERN.search(line)]
+
+    def first_line(cmd: list[str]) -> str:
+        r = run(cmd, check=False)
+        return (r.stdout or r.stderr).strip().splitlines()[0] if (r.stdout or r.stderr).strip() else "?"
+
+    anchor_py, project_py = ANCHOR_VENV / "bin" / "python", PROJECT_VENV / "bin" / "python"
+    return {
+        "python": {"anchor": first_line([str(anchor_py), "-VV"]), "cryostorm": first_line([str(project_py), "-VV"])},
+        "packages": {"anchor": freeze(anchor_py), "cryostorm": freeze(project_py)},
+        "cryostorm_version": first_line([str(PROJECT_VENV / "bin" / "cryostorm-run"), "--version"]),
+        "tools": {"hyperfine": first_line(["hyperfine", "--version"]), "wrk": first_line(["wrk", "-v"])},
+    }
+
+
+def render(results: dict[str, Any], goals: list[Goal], markdown: bool) -> str:
+    parts: list[str] = []
+
+    def section(title: str, body: str) -> None:
+        parts.append(f"\n### {title}\n\n{body}" if markdown else f"\n{title}\n{body}")
+
+    s = results.get("startup")
+    if s:
+        h, rss = s["hyperfine"], s["rss_kb"]
+        rows = [[k, fmt(h[k]["median"], 1), fmt(h[k]["stddev"], 1), h[k]["runs"], fmt(rss[k]["median"] / 1024, 1)]
+                for k in ("bare-anchor", "anchor", "bare", "cryostorm")]
+        body = table(["variant", "median ms", "stddev ms", "runs", "peak RSS MiB"], rows, markdown)
+        body += (f"\n\noverhead: anchor {fmt(s['overhead_ms']['anchor'], 1)} ms, cryostorm "
+                 f"{fmt(s['overhead_ms']['cryostorm'], 1)} ms -> ratio {fmt(s['overhead_ratio'])}; extra peak RSS: "
+                 f"anchor {s['extra_rss_kb']['anchor'] / 1024:.1f} MiB, cryostorm "
+                 f"{s['extra_rss_kb']['cryostorm'] / 1024:.1f} MiB -> ratio {fmt(s['extra_rss_ratio'])}")
+        section("Startup (`python -c pass`, OTLP gRPC configured)", body)
+    t = results.get("throughput")
+    if t:
+        rows = []
+        for key, m in t["median"].items():
+            rs = t["runs"][key]
+            rows.append([key, fmt(m["rps"], 0), " / ".join(fmt(r["rps"], 0) for r in rs), fmt(m["p99_ms"]),
+                         fmt(m["spans_per_request"]), fmt((m["server_peak_rss_kb"] or 0) / 1024, 0),
+                         sum(r["errors"] + r["non_2xx"] for r in rs)])
+        body = table(["variant", "req/s (median)", "req/s per round", "p99 ms", "spans/req at sink",
+                      "server peak RSS MiB", "errors"], rows, markdown)
+        body += (f"\n\nreq/s vs bare: anchor {fmt(t['anchor_vs_bare'])}x, cryostorm {fmt(t['cryostorm_vs_bare'])}x; "
+                 f"cryostorm / anchor: req/s {fmt(t['rps_ratio'])}, p99 {fmt(t['p99_ratio'])}")
+        section("Throughput (FastAPI `GET /hello`, uvicorn 1 worker, OTLP gRPC to the sink)", body)
+    b = results.get("burst")
+    if b:
+        rows = []
+        for protocol in ("grpc", "http/protobuf"):
+            for key in ("anchor", "cryostorm"):
+                m = b[protocol]["median"][key]
+                rows.append([protocol, key, fmt(m["rate"], 0), fmt(m["delivered_pct"]), fmt(m["delivered_pct_min"]),
+                             fmt(m["peak_rss_kb"] / 1024, 0), m["reported_dropped"] if key == "cryostorm" else "-"])
+        body = table(["protocol", "launcher", "spans/s (median)", "delivered % (median)", "delivered % (worst)",
+                      "peak RSS MiB", "reported dropped"], rows, markdown)
+        section(f"Burst ({BURST_SPANS:,} spans, default batch settings)", body)
+    f = results.get("forced_drops")
+    if f:
+        section("Forced drops (cryostorm, max_queue_size=2048, max_block_millis=0, gRPC)",
+                f"delivered {f['delivered']:,}, lost {f['lost']:,}, reported on stderr: {f['reported_dropped']}; "
+                f"stderr lines: {f['stderr_lines']}")
+    e = results.get("explore")
+    if e:
+        rows = []
+        for protocol, data in e.items():
+            for key, m in data["median"].items():
+                dropped = [d for d in m["reported_dropped"] if d is not None]
+                rows.append([protocol, key, fmt(m["rate"], 0), fmt(m["delivered_pct"]), fmt(m["delivered_pct_min"]),
+                             fmt(m["peak_rss_kb"] / 1024, 0), dropped or "-"])
+        section("Burst exploration (cryostorm batch_size/max_queue_size; anchor = opentelemetry-instrument defaults)",
+                table(["protocol", "config", "spans/s (median)", "delivered % (median)", "delivered % (worst)",
+                       "peak RSS MiB", "reported dropped"], rows, markdown))
+    if goals:
+        rows = [[g.name, fmt(g.value, 3), f"{g.op} {g.target:g}", "PASS" if g.passed else "FAIL", g.detail]
+                for g in goals]
+        section("Goals", table(["goal", "value", "target", "result", "detail"], rows, markdown))
+    return "\n".join(parts)
+
+
+def write_results(results: dict[str, Any], goals: list[Goal], suffix: str) -> tuple[Path, Path]:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    host = re.sub(r"[^A-Za-z0-9_.-]+", "-", results["machine"]["hostname"] or "") or "machine"
+    stem = f"{results['date'][:10]}-{host}{suffix}"
+    json_path, md_path = RESULTS / f"{stem}.json", RESULTS / f"{stem}.md"
+    json_path.write_text(json.dumps({**results, "goals": [g.as_dict() for g in goals]}, indent=2) + "\n")
+    m, env = results["machine"], results["environment"]
+    lines = [
+        f"# cryostorm-run vs opentelemetry-instrument — {results['date']}",
+        "",
+        f"Mode: **{results['profile']['name']}** (`{results['invocation']}`), run time "
+        f"{results['elapsed_s'] / 60:.1f} min. Raw numbers: [`{json_path.name}`]({json_path.name}).",
+        "",
+        "## Machine and versions",
+        "",
+        f"- machine: {m['nproc']} CPUs ({m['cpu_model']}), {m['memory_mib']} MiB RAM, Linux {m['kernel']} "
+        f"{m['machine']}, hostname `{m['hostname']}`",
+        f"- Python: anchor venv `{env['python']['anchor']}`; project venv `{env['python']['cryostorm']}`",
+        f"- {env['cryostorm_version']}; {env['tools']['hyperfine']}; {env['tools']['wrk']}",
+        f"- anchor venv (`bench/.work/anchor-venv`): {', '.join(env['packages']['anchor'])}",
+        f"- project venv (`.venv`): {', '.join(env['packages']['cryostorm'])}",
+        "",
+        "## Results",
+        render(results, goals, markdown=True),
+        "",
+        "## Commands",
+        "",
+        "Each variant runs with a clean environment (no `OTEL_*`/`CRYOSTORM_*`/`PYTHONPATH` inherited) plus the "
+        "variables shown; `<sink grpc>`/`<sink http>` are the local sink's loopback ports.",
+        "",
+        "```",
+        *[f"{name}: {cmd}" if isinstance(cmd, str) else f"{name}:\n  " + "\n  ".join(cmd)
+          for name, cmd in results["commands"].items()],
+        "```",
+        "",
+    ]
+    md_path.write_text("\n".join(lines))
+    return md_path, json_path
+
+
+@contextlib.contextmanager
+def started_sink() -> Iterator[Sink]:
+    sink = Sink(PROJECT_VENV / "bin" / "python", WORK / "sink.stderr")
+    try:
+        yield sink
+    finally:
+        sink.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="cryostorm-run vs opentelemetry-instrument, side by side")
+    parser.add_argument("--quick", action="store_true", help="short run: fewer runs, shorter wrk")
+    parser.add_argument("--explore", action="store_true",
+                        help="also explore cryostorm's burst batch settings (batch_size x max_queue_size)")
+    parser.add_argument("--only", default="", help="comma-separated subset of: startup,throughput,burst,explore")
+    parser.add_argument("--rounds", type=int, help="throughput rounds (default: 3 full, 1 quick)")
+    parser.add_argument("--no-write", action="store_true", help="print only; do not write bench/results/")
+    args = parser.parse_args(argv)
+
+    profile = QUICK if args.quick else FULL
+    if args.rounds:
+        profile = Profile(**{**profile.__dict__, "rounds": args.rounds})
+    sections = [s for s in args.only.split(",") if s] or ["startup", "throughput", "burst"]
+    if args.explore and "explore" not in sections:
+        sections.append("explore")
+    unknown = set(sections) - {"startup", "throughput", "burst", "explore"}
+    if unknown:
+        parser.error(f"unknown section(s): {', '.join(sorted(unknown))}")
+
+    started = time.monotonic()
+    WORK.mkdir(parents=True, exist_ok=True)
+    ensure_venvs()
+    results: dict[str, Any] = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "invocation": shlex.join(["python", "bench/run.py", *(argv if argv is not None else sys.argv[1:])]),
+        "profile": profile.__dict__,
+        "sections": sections,
+        "machine": machine_info(),
+        "environment": environment_info(),
+        "commands": {},
+    }
+    log(f"machine: {results['machine']}")
+    record: dict[str, Any] = results["commands"]
+    steps: dict[str, Callable[[Sink], Any]] = {
+        "startup": lambda sink: measure_startup(sink, profile, record),
+        "throughput": lambda sink: measure_throughput(sink, profile, record),
+        "burst": lambda sink: measure_burst(sink, profile, record),
+        "explore": lambda sink: measure_explore(sink, profile, record),
+    }
+    with started_sink() as sink:
+        log(f"sink: gRPC {sink.grpc}, HTTP {sink.http}")
+        for name in sections:
+            results[name] = steps[name](sink)
+            if name == "burst":
+                results["forced_drops"] = measure_forced_drops(sink, record)
+    results["elapsed_s"] = time.monotonic() - started
+    goals = evaluate(results)
+    log("\n==================== results ====================")
+    log(render(results, goals, markdown=False))
+    if not args.no_write:
+        suffix = ("-quick" if args.quick else "") + (
+            "" if sections == ["startup", "throughput", "burst"] else "-" + "+".join(sections))
+        md_path, json_path = write_results(results, goals, suffix)
+        log(f"\nwrote {md_path.relative_to(ROOT)} and {json_path.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
