@@ -89,9 +89,20 @@ def _initialize(started: float) -> None:
     configurator_cls().configure()
     providers = configurator_cls.providers
     inject_trace_context(providers.runtime.service_name)
+    _check_versions()
     _instrument.instrument(distro, groups["opentelemetry_instrumentor"], warn)
     _register_exit(providers)
     _report(providers, (time.perf_counter() - started) * 1000)
+
+
+def _check_versions() -> None:
+    """api and sdk must be one release: a mismatch works until it does not, so say it now."""
+    from opentelemetry.sdk.version import __version__ as sdk
+    from opentelemetry.version import __version__ as api
+
+    if api != sdk:
+        warn(f"OpenTelemetry packages disagree: opentelemetry-api {api}, opentelemetry-sdk {sdk}; install one "
+             f"release of both (pip install 'opentelemetry-api=={sdk}' 'opentelemetry-sdk=={sdk}')")
 
 
 def _register_exit(providers: Any) -> None:
@@ -112,6 +123,12 @@ def _register_exit(providers: Any) -> None:
             if counts["dropped"]:
                 warn(f"{counts['dropped']} {kind} dropped because the export queue was full "
                      "(raise export_config.max_queue_size, or reduce volume)")
+            if counts["failed"]:
+                warn(f"{counts['failed']} {kind} not delivered: the exporter gave up on them (see the errors above)")
+        from cryostorm_run._sdk import REJECTED
+
+        for kind, count in sorted(REJECTED.items()):
+            warn(f"the collector rejected {count} {kind} items in total (partial success; see above)")
         if not flushed:
             targets = ", ".join(f"{k}: {v}" for k, v in providers.exporters.items() if v.startswith("otlp"))
             lost = ", ".join(f"{c['queued'] + c['in_flight']} {kind}" for kind, c in sorted(report.items())
@@ -120,6 +137,7 @@ def _register_exit(providers: Any) -> None:
                  f"delivered; exporters still busy ({targets or 'none'}); exiting anyway")
 
     atexit.register(flush_at_exit)
+    _before_interpreter_shutdown(providers)
 
     def after_fork_in_child() -> None:
         # gunicorn/celery/multiprocessing workers: the SDK restarts its worker threads and cryostorm's
@@ -145,6 +163,17 @@ def _register_exit(providers: Any) -> None:
             os.kill(os.getpid(), signum)
 
         signal.signal(signal.SIGTERM, on_sigterm)
+
+
+def _before_interpreter_shutdown(providers: Any) -> None:
+    import concurrent.futures.thread  # noqa: F401  (its exit hook must be registered before ours)
+    import threading
+
+    from cryostorm_run._sdk import build_exporters_before_exit
+
+    register = getattr(threading, "_register_atexit", None)  # CPython >= 3.9, used by concurrent.futures
+    if register is not None:
+        register(lambda: build_exporters_before_exit(providers))
 
 
 def _in_main_thread() -> bool:

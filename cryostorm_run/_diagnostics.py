@@ -34,7 +34,10 @@ class DiagnosticsHandler(logging.Handler):
                 self._last[key] = now
                 more = self._suppressed.pop(key, 0)
             suffix = f" (+{more} similar in the last {self.window_s:g} s)" if more else ""
-            sys.stderr.write(f"cryostorm: {record.levelname.lower()}: {record.getMessage()}{suffix}\n")
+            cause = ""
+            if record.exc_info and record.exc_info[1] is not None:
+                cause = f": {type(record.exc_info[1]).__name__}: {record.exc_info[1]}"
+            sys.stderr.write(f"cryostorm: {record.levelname.lower()}: {record.getMessage()}{cause}{suffix}\n")
         except Exception:
             self.handleError(record)
 

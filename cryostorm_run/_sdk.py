@@ -102,6 +102,7 @@ _LAZY: weakref.WeakSet[_Lazy] = weakref.WeakSet()
 
 class _Lazy:
     in_flight = 0  # items handed to export() and not yet answered (for the exit report)
+    failed = 0  # items whose export failed for good (the exporter gave up retrying)
     last_ok = True  # the last export succeeded ...
     last_duration_s = 0.0  # ... and took this long: together, "is the collector keeping up?"
 
@@ -141,6 +142,8 @@ class _Lazy:
         finally:
             self.last_duration_s = time.monotonic() - started
             self.last_ok = getattr(result, "name", "") == "SUCCESS"
+            if not self.last_ok:
+                self.failed += len(batch)
             self.in_flight = 0
 
 
@@ -215,10 +218,83 @@ def otlp_factory(signal: str, sig: SignalRuntime) -> Callable[[], Any]:
         import importlib
 
         module, attr = modules[key]
-        kwargs = _grpc_kwargs(sig) if sig.protocol == "grpc" else _http_kwargs(sig)
-        return getattr(importlib.import_module(module), attr)(**kwargs)
+        if sig.protocol == "grpc":
+            exporter = getattr(importlib.import_module(module), attr)(**_grpc_kwargs(sig))
+            _check_grpc_responses(exporter, signal)
+            return exporter
+        return getattr(importlib.import_module(module), attr)(session=_checked_session(signal), **_http_kwargs(sig))
 
     return make
+
+
+# -- partial success ------------------------------------------------------------------------------
+# A collector may accept a request yet reject part of it (OTLP partial success). The SDK exporters
+# never read the response, so cryostorm does: each rejection is reported on stderr (rate-limited)
+# and counted for the exit report.
+
+REJECTED: dict[str, int] = {}
+_REJECTED_FIELD = {"traces": "rejected_spans", "metrics": "rejected_data_points", "logs": "rejected_log_records"}
+_RESPONSES = {
+    "traces": ("opentelemetry.proto.collector.trace.v1.trace_service_pb2", "ExportTraceServiceResponse"),
+    "metrics": ("opentelemetry.proto.collector.metrics.v1.metrics_service_pb2", "ExportMetricsServiceResponse"),
+    "logs": ("opentelemetry.proto.collector.logs.v1.logs_service_pb2", "ExportLogsServiceResponse"),
+}
+
+
+def report_partial_success(signal: str, response: Any) -> None:
+    partial = getattr(response, "partial_success", None)
+    if partial is None:
+        return
+    rejected = int(getattr(partial, _REJECTED_FIELD[signal], 0))
+    if rejected or partial.error_message:
+        REJECTED[signal] = REJECTED.get(signal, 0) + rejected
+        logging.getLogger("opentelemetry.cryostorm.export").warning(
+            "the collector rejected %d %s of a batch (partial success): %s",
+            rejected, _REJECTED_FIELD[signal].removeprefix("rejected_").replace("_", " "),
+            partial.error_message or "no reason given",
+        )
+
+
+class _CheckedStub:
+    def __init__(self, stub: Any, signal: str) -> None:
+        self._stub = stub
+        self._signal = signal
+
+    def Export(self, *args: Any, **kwargs: Any) -> Any:
+        response = self._stub.Export(*args, **kwargs)
+        report_partial_success(self._signal, response)
+        return response
+
+
+def _check_grpc_responses(exporter: Any, signal: str) -> None:
+    # The exporter rebuilds its stub after UNAVAILABLE, from `_stub`: wrap both (private, guarded).
+    stub_factory = getattr(exporter, "_stub", None)
+    if stub_factory is None or getattr(exporter, "_client", None) is None:
+        return
+    exporter._stub = lambda channel: _CheckedStub(stub_factory(channel), signal)
+    exporter._client = _CheckedStub(exporter._client, signal)
+
+
+def _checked_session(signal: str) -> Any:
+    import importlib
+
+    import requests
+
+    module, name = _RESPONSES[signal]
+    response_cls = getattr(importlib.import_module(module), name)
+
+    def on_response(response: Any, *args: Any, **kwargs: Any) -> None:
+        if 200 <= response.status_code < 300 and response.content:
+            parsed = response_cls()
+            try:
+                parsed.ParseFromString(response.content)
+            except Exception:  # not protobuf (a proxy's page): nothing to report
+                return
+            report_partial_success(signal, parsed)
+
+    session = requests.Session()
+    session.hooks["response"].append(on_response)
+    return session
 
 
 # -- providers -------------------------------------------------------------------------------
@@ -364,17 +440,42 @@ def rt_level(rt: Runtime) -> int:
     return level if isinstance(level, int) else logging.INFO
 
 
+def build_exporters_before_exit(p: Providers) -> None:
+    """Build the lazy OTLP exporters now if this process has telemetry to send.
+
+    Called from `threading`'s exit hook, which runs when the main thread ends but before the
+    interpreter refuses new thread pools and imports that register exit hooks: building an
+    exporter later, from `atexit`, fails ("cannot schedule new futures after interpreter
+    shutdown"). Nothing is built for a process that produced nothing (`python -c pass` stays cheap).
+    """
+    import threading
+
+    from cryostorm_run._signals import BATCH_PROCESSORS
+
+    produced = any(getattr(proc, "seen", 0) for proc in list(BATCH_PROCESSORS))
+    produced = produced or bool(getattr(p.meter_provider, "_meters", None))
+    others_running = any(t.is_alive() and not t.daemon for t in threading.enumerate()
+                         if t is not threading.main_thread())
+    if produced or others_running:
+        for lazy in list(_LAZY):
+            try:
+                lazy._get()
+            except Exception as exc:  # reported once; the exit flush will then report what was lost
+                print(f"cryostorm: cannot build the OTLP exporter: {type(exc).__name__}: {exc}", file=sys.stderr)
+
+
 def loss_report() -> dict[str, dict[str, int]]:
     """Per kind of item: dropped (queue full), still queued, and being exported right now."""
     from cryostorm_run._signals import BATCH_PROCESSORS, queued
 
     report: dict[str, dict[str, int]] = {}
     for processor in list(BATCH_PROCESSORS):
-        entry = report.setdefault(processor.kind, {"dropped": 0, "queued": 0, "in_flight": 0})
+        entry = report.setdefault(processor.kind, {"dropped": 0, "failed": 0, "queued": 0, "in_flight": 0})
         entry["dropped"] += processor.dropped
         entry["queued"] += queued(processor)
         exporter = getattr(getattr(processor, "_batch_processor", None), "_exporter", None)
         entry["in_flight"] += getattr(exporter, "in_flight", 0)
+        entry["failed"] += getattr(exporter, "failed", 0)
     return report
 
 

@@ -100,9 +100,11 @@ def _counting_span_processor() -> type:
 
         kind = "spans"
         dropped = 0
+        seen = 0
         max_block_s = 0.0
 
         def on_end(self, span: Any) -> None:
+            self.seen += 1
             if (span.context and span.context.trace_flags.sampled and _queue_full(self)
                     and not wait_for_room(self, self.max_block_s)):
                 self.dropped += 1
@@ -266,9 +268,11 @@ def _counting_log_processor() -> type:
     class CountingBatchLogRecordProcessor(BatchLogRecordProcessor):
         kind = "log records"
         dropped = 0
+        seen = 0
         max_block_s = 0.0
 
         def on_emit(self, log_record: Any) -> None:
+            self.seen += 1
             if _queue_full(self) and not wait_for_room(self, self.max_block_s):
                 self.dropped += 1
             super().on_emit(log_record)

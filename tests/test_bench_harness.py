@@ -1,0 +1,120 @@
+"""The benchmark harness's own pieces (bench/run.py parsers, bench/sink.py control channel); no benchmark runs."""
+
+from __future__ import annotations
+
+import http.client
+import importlib.util
+import json
+import subprocess
+import sys
+from types import ModuleType
+
+import pytest
+from conftest import ROOT
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+
+
+def _load_harness() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bench_run", ROOT / "bench" / "run.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_run"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+harness = _load_harness()
+
+WRK_OUTPUT = """\
+Running 15s test @ http://127.0.0.1:8000/hello
+  2 threads and 32 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency    15.66ms    3.10ms  60.12ms   90.00%
+    Req/Sec     1.03k   100.00     1.20k    70.00%
+  Latency Distribution
+     50%   15.10ms
+     75%   16.20ms
+     90%  812.00us
+     99%    1.02s
+  30810 requests in 15.01s, 4.20MB read
+  Socket errors: connect 0, read 2, write 0, timeout 1
+  Non-2xx or 3xx responses: 4
+Requests/sec:   2052.63
+Transfer/sec:    286.62KB
+"""
+
+
+def test_parse_wrk_reads_rate_percentiles_and_errors() -> None:
+    parsed = harness.parse_wrk(WRK_OUTPUT)
+    assert parsed["rps"] == pytest.approx(2052.63)
+    assert parsed["requests"] == 30810
+    assert parsed["duration_ms"] == pytest.approx(15010)
+    assert parsed["p99_ms"] == pytest.approx(1020)
+    assert parsed["percentiles_ms"]["90"] == pytest.approx(0.812)
+    assert parsed["errors"] == 3
+    assert parsed["non_2xx"] == 4
+
+
+def test_parse_wrk_without_latency_distribution() -> None:
+    parsed = harness.parse_wrk("  100 requests in 3.00s, 1KB read\nRequests/sec:     33.30\n")
+    assert parsed["p99_ms"] is None
+    assert parsed["requests"] == 100
+    with pytest.raises(ValueError, match="Requests/sec"):
+        harness.parse_wrk("garbage")
+
+
+def test_small_helpers() -> None:
+    assert harness.duration_ms("1.50m") == pytest.approx(90_000)
+    assert harness.parse_ready("READY grpc=1234 http=5678\n") == (1234, 5678)
+    assert harness.reported_drops("x\ncryostorm: 9547 spans dropped because the export queue was full\n") == 9547
+    assert harness.reported_drops("cryostorm: telemetry not fully flushed") is None
+    assert harness.median([3, None, 1, 2]) == 2
+    assert harness.ratio(1.0, 0) is None
+    assert harness.Goal("g", 0.4, "<=", 0.5).passed
+    assert not harness.Goal("g", None, ">=", 1.0).passed
+    assert not harness.Goal("g", 0.9, ">=", 1.0).passed
+    assert "| a | b |" in harness.table(["a", "b"], [[1, 2]], markdown=True)
+
+
+def _post_spans(port: int, count: int) -> int:
+    request = trace_service_pb2.ExportTraceServiceRequest()
+    spans = request.resource_spans.add().scope_spans.add().spans
+    for i in range(count):
+        spans.add(trace_id=b"\x01" * 16, span_id=(i + 1).to_bytes(8, "big"), name=f"s{i}")
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request("POST", "/v1/traces", request.SerializeToString(), {"Content-Type": "application/x-protobuf"})
+    status = conn.getresponse().status
+    conn.close()
+    return status
+
+
+def test_sink_counts_and_resets_over_stdin() -> None:
+    proc = subprocess.Popen([sys.executable, str(ROOT / "bench" / "sink.py")], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, bufsize=1)
+    assert proc.stdin is not None
+    assert proc.stdout is not None
+
+    def ask(command: str) -> dict[str, int]:
+        proc.stdin.write(command + "\n")
+        proc.stdin.flush()
+        answer: dict[str, int] = json.loads(proc.stdout.readline())
+        return answer
+
+    try:
+        _, http_port = harness.parse_ready(proc.stdout.readline())
+        assert _post_spans(http_port, 3) == 200
+        counts = ask("count")
+        assert counts["spans"] == 3
+        assert counts["requests"] == 1
+        assert ask("reset") == {"ok": True}
+        assert ask("count")["spans"] == 0
+        assert "error" in ask("bogus")
+        assert ask("quit")["spans"] == 0
+        assert proc.wait(10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdin.close()
+        proc.stdout.close()

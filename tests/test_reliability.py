@@ -1,0 +1,187 @@
+"""Faults survived: a launcher in every ENTRYPOINT must never be why a service misbehaves."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import CRYOSTORM_RUN, PYTHON, ROOT, child_env, run_launcher
+from otlp_receiver import Fault, Receiver
+
+APPS = ROOT / "tests" / "apps"
+TRANSPORTS = ["grpc", "http/protobuf"]
+
+
+def otlp_env(rcv: Receiver, transport: str, **extra: str) -> dict[str, str]:
+    endpoint = rcv.grpc_endpoint if transport == "grpc" else rcv.http_endpoint
+    return {"CRYOSTORM_EXPORTER_TYPE": "otlp", "CRYOSTORM_COLLECTOR": endpoint, "CRYOSTORM_OTLP__PROTOCOL": transport,
+            "CRYOSTORM_SERVICE__ENVIRONMENT": "production", "CRYOSTORM_SHUTDOWN_TIMEOUT_MILLIS": "2000", **extra}
+
+
+def unreachable_env(transport: str) -> dict[str, str]:
+    import socket
+
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return {"CRYOSTORM_EXPORTER_TYPE": "otlp", "CRYOSTORM_COLLECTOR": f"http://127.0.0.1:{port}",
+            "CRYOSTORM_OTLP__PROTOCOL": transport, "CRYOSTORM_SERVICE__ENVIRONMENT": "production"}
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_exit_is_bounded_when_the_collector_is_down(transport: str) -> None:
+    # Default shutdown_timeout (2 s): opentelemetry-instrument takes ~12 s here.
+    env = child_env(unreachable_env(transport))
+    env.pop("CRYOSTORM_SHUTDOWN_TIMEOUT_MILLIS")
+    proc = subprocess.run([CRYOSTORM_RUN, "--quiet", "--", PYTHON, str(APPS / "rel_emit.py"), "200"], env=env,
+                          capture_output=True, text=True, timeout=60, check=False)
+    ended = time.time()
+    last = float(proc.stdout.split()[-1])
+    assert proc.returncode == 0, proc.stderr
+    assert ended - last < 3.0, f"exited {ended - last:.1f} s after its last statement"
+    assert "telemetry not fully flushed within 2 s (shutdown_timeout_millis)" in proc.stderr
+    assert "200 spans" in proc.stderr  # what was lost is said, not hidden
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_everything_buffered_is_delivered_at_exit(otlp_receiver: Receiver, transport: str) -> None:
+    env = otlp_env(otlp_receiver, transport, CRYOSTORM_TRACING__EXPORT_CONFIG__SCHEDULE_DELAY_MILLIS="60000",
+                   CRYOSTORM_METRICS__EXPORT_INTERVAL_MILLIS="60000")
+    result = run_launcher(["--quiet", "--", PYTHON, str(APPS / "rel_emit.py"), "300"], env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip() == "done emitting"  # nothing from cryostorm: all was delivered
+    assert len({s.name for s in otlp_receiver.spans()}) == 300  # already there when the program has exited
+    assert [log.body for log in otlp_receiver.logs()] == ["done emitting"]
+    assert otlp_receiver.wait_for_metrics("rel.count", timeout=1)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_nothing_lost_in_a_short_outage(otlp_receiver: Receiver, transport: str) -> None:
+    env = child_env(otlp_env(otlp_receiver, transport, CRYOSTORM_TRACING__EXPORT_CONFIG__SCHEDULE_DELAY_MILLIS="300",
+                             CRYOSTORM_SHUTDOWN_TIMEOUT_MILLIS="15000"))
+    proc = subprocess.Popen([CRYOSTORM_RUN, "--quiet", "--", PYTHON, str(APPS / "rel_steady.py"), "50", "9"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        otlp_receiver.wait_for_spans(10, timeout=20)  # flowing
+        otlp_receiver.down()
+        time.sleep(5)
+        otlp_receiver.up()
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    created = int(out.split()[-1])
+    names = {s.name for s in otlp_receiver.wait_for_spans(lambda got: len({s.name for s in got}) >= created,
+                                                          timeout=20)}
+    assert names == {f"steady-{i}" for i in range(created)}, err
+    assert "dropped" not in err
+
+
+def test_retry_after_is_honoured(otlp_receiver: Receiver) -> None:
+    otlp_receiver.set_fault(Fault.RESOURCE_EXHAUSTED, retry_after=1, times=1)
+    env = otlp_env(otlp_receiver, "http/protobuf", CRYOSTORM_METRICS__ENABLED="false",
+                   CRYOSTORM_LOGGING__ENABLED="false", CRYOSTORM_SHUTDOWN_TIMEOUT_MILLIS="10000")
+    result = run_launcher(["--quiet", "--", PYTHON, str(APPS / "rel_emit.py"), "5"], env=env)
+    assert result.returncode == 0, result.stderr
+    assert len(otlp_receiver.spans()) == 5
+    refused, accepted = [r for r in otlp_receiver.requests() if r.signal == "traces"]
+    assert (refused.accepted, refused.http_status, accepted.accepted) == (False, 429, True)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_partial_success_is_reported(otlp_receiver: Receiver, transport: str) -> None:
+    otlp_receiver.set_fault(Fault.PARTIAL_SUCCESS, rejected=3, times=1)
+    env = otlp_env(otlp_receiver, transport, CRYOSTORM_METRICS__ENABLED="false", CRYOSTORM_LOGGING__ENABLED="false")
+    result = run_launcher(["--quiet", "--", PYTHON, str(APPS / "rel_emit.py"), "5"], env=env)
+    assert result.returncode == 0, result.stderr
+    assert "cryostorm: warning: the collector rejected 3 spans of a batch (partial success): test rejection" \
+        in result.stderr
+    assert "cryostorm: the collector rejected 3 traces items in total" in result.stderr
+
+
+def test_queue_limits_that_force_drops_are_reported() -> None:
+    env = unreachable_env("grpc") | {"CRYOSTORM_TRACING__EXPORT_CONFIG__MAX_QUEUE_SIZE": "512",
+                                     "CRYOSTORM_SHUTDOWN_TIMEOUT_MILLIS": "500"}
+    result = run_launcher(["--quiet", "--", PYTHON, str(APPS / "rel_emit.py"), "3000"], env=env)
+    assert result.returncode == 0
+    def count(after: str) -> int:  # "cryostorm: N spans <after>" (0 when absent)
+        for line in result.stderr.splitlines():
+            if line.startswith("cryostorm: ") and after in line:
+                return int(line.split(after)[0].split()[-1])
+        return 0
+
+    dropped = count(" spans dropped because the export queue was full")
+    failed = count(" spans not delivered: the exporter gave up")
+    pending = count(" spans not delivered; exporters still busy")
+    assert dropped > 0
+    assert dropped + failed + pending == 3000, result.stderr
+
+
+# -- hook isolation: the program always runs, with one clear line --------------------------------
+
+
+def test_broken_instrumentation_package(tmp_path: Path) -> None:
+    (tmp_path / "brokenlib.py").write_text("VALUE = 42\n")
+    (tmp_path / "broken_instr.py").write_text(
+        "class Instrumentor:\n    def instrument(self, **kwargs):\n        raise RuntimeError('boom')\n")
+    dist = tmp_path / "broken_instr-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-instr\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[opentelemetry_instrumentor]\nbrokenlib = broken_instr:Instrumentor\n")
+    result = run_launcher(["--quiet", "--", PYTHON, "-c", "import brokenlib; print(brokenlib.VALUE)"],
+                          env={"PYTHONPATH": str(tmp_path)})
+    assert (result.returncode, result.stdout) == (0, "42\n")
+    assert result.stderr.splitlines() == ["cryostorm: instrumentation 'brokenlib' failed: RuntimeError: boom"]
+
+
+def test_exporter_that_is_not_installed_leaves_the_program_running(tmp_path: Path) -> None:
+    # The launcher refuses unknown exporters; an environment written by hand can still name one.
+    from cryostorm_run.launch import hook_dir
+
+    env = child_env({"PYTHONPATH": str(hook_dir()), "OTEL_TRACES_EXPORTER": "zipkin", "_CRYOSTORM_REPORT": "quiet"})
+    result = subprocess.run([PYTHON, "-c", "print('still here')"], env=env, capture_output=True, text=True,
+                            check=False, timeout=60)
+    assert (result.returncode, result.stdout) == (0, "still here\n")
+    assert result.stderr.splitlines() == [
+        "cryostorm: telemetry disabled in this process: TelemetrySetupError: unknown traces exporter 'zipkin'; "
+        "allowed: console, in_memory, otlp, none"]
+
+
+def test_users_sitecustomize_that_raises(tmp_path: Path) -> None:
+    (tmp_path / "sitecustomize.py").write_text("raise ValueError('user bug')\n")
+    result = run_launcher(["--", PYTHON, "-c", "print('ran')"], env={"PYTHONPATH": str(tmp_path)})
+    assert (result.returncode, result.stdout) == (0, "ran\n")
+    assert "Error in sitecustomize (chained by cryostorm-run): ValueError: user bug" in result.stderr
+    assert "cryostorm: service=" in result.stderr  # and telemetry still came up
+
+
+def test_opentelemetry_version_mismatch_is_one_line(tmp_path: Path) -> None:
+    fake = tmp_path / "opentelemetry" / "version"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text('__version__ = "1.44.0"\n')
+    result = run_launcher(["--quiet", "--", PYTHON, "-c", "print('ran')"], env={"PYTHONPATH": str(tmp_path)})
+    assert (result.returncode, result.stdout) == (0, "ran\n")
+    assert result.stderr.splitlines() == [
+        "cryostorm: OpenTelemetry packages disagree: opentelemetry-api 1.44.0, opentelemetry-sdk 1.45.2; install one "
+        "release of both (pip install 'opentelemetry-api==1.45.2' 'opentelemetry-sdk==1.45.2')"]
+
+
+def test_memory_stays_bounded_when_the_collector_is_down() -> None:
+    # 20 s at 1,000 spans/s with nobody listening: the queue (16,384) fills, then spans are dropped
+    # and counted; the process does not grow past the queue's worth.
+    probe = ("import resource, runpy, sys; sys.argv = ['x', '1000', '20']; "
+             f"runpy.run_path({str(APPS / 'rel_steady.py')!r}, run_name='__main__'); "
+             "print('rss_kb', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, flush=True)")
+    env = unreachable_env("grpc") | {"CRYOSTORM_SHUTDOWN_TIMEOUT_MILLIS": "500"}
+    result = run_launcher(["--quiet", "--", PYTHON, "-c", probe], env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    rss_mb = int(result.stdout.split("rss_kb")[1]) / 1024
+    assert rss_mb < 150, f"peak RSS {rss_mb:.0f} MB"
+    assert "spans dropped because the export queue was full" in result.stderr
+    print(f"peak RSS with the collector down for 20 s at 1000 spans/s: {rss_mb:.0f} MB", file=sys.stderr)

@@ -1,0 +1,310 @@
+"""Pre-fork and multi-process servers under `cryostorm-run`: every worker process exports its own telemetry.
+
+Each case runs a real server (uvicorn, gunicorn), a multiprocessing pool or a Python child under
+the real launcher against the real OTLP receiver, and checks that spans and metrics arrive from
+every worker pid, each with `service.name=workers` and its own `service.instance.id`. The cases
+with a 60 s schedule delay can only receive spans through the exit flush of the worker.
+Run with `-s` to see the `PIDS <case>: [...]` lines.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import CRYOSTORM_RUN, PYTHON, ROOT, child_env, run_launcher
+from otlp_receiver import Receiver, ReceivedSpan
+
+APPS = ROOT / "tests" / "apps"
+DURATION_METRICS = {"http.server.request.duration", "http.server.duration"}
+LONG_DELAY = 60_000  # ms: a span can then only reach the receiver through the exit flush
+
+
+def otlp_env(rcv: Receiver, protocol: str = "grpc", delay_ms: int = 200) -> dict[str, str]:
+    return {
+        "CRYOSTORM_EXPORTER_TYPE": "otlp",
+        "CRYOSTORM_COLLECTOR": rcv.grpc_endpoint if protocol == "grpc" else rcv.http_endpoint,
+        "CRYOSTORM_OTLP__PROTOCOL": protocol,
+        "CRYOSTORM_SERVICE__NAME": "workers",
+        "CRYOSTORM_TRACING__EXPORT_CONFIG__SCHEDULE_DELAY_MILLIS": str(delay_ms),
+        "CRYOSTORM_METRICS__EXPORT_INTERVAL_MILLIS": "500",
+        "CRYOSTORM_SERVICE__ENVIRONMENT": "production",
+    }
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+class Server:
+    """`cryostorm-run --quiet -- CMD` in its own session, output to a file, always stopped."""
+
+    def __init__(self, cmd: list[str], env: dict[str, str], tmp_path: Path, cwd: Path | None = None) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.log = tmp_path / "server.log"
+        argv = [a.replace("{port}", str(self.port)) for a in cmd]
+        with self.log.open("wb") as out:  # a file, not a pipe: the server can never block on it
+            self.proc = subprocess.Popen(
+                [CRYOSTORM_RUN, "--quiet", "--", *argv], env=child_env(env), cwd=cwd,
+                stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        self.client = httpx.Client(timeout=20, limits=httpx.Limits(max_keepalive_connections=0))
+        self.served: Counter[int] = Counter()  # worker pid -> requests it answered (all paths)
+
+    def __enter__(self) -> Server:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.client.close()
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=30)
+        try:  # workers orphaned by a failed test: the session is ours alone
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def get_pid(self, path: str = "/work") -> int:
+        response = self.client.get(self.base + path, headers={"Connection": "close"})
+        assert response.status_code == 200, response.text
+        pid = int(response.json()["pid"])
+        self.served[pid] += 1
+        return pid
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                pytest.fail(f"server exited early with {self.proc.returncode}: {self.output()}")
+            try:
+                self.get_pid("/health")
+                return
+            except httpx.TransportError:
+                time.sleep(0.2)
+        pytest.fail(f"server did not answer on {self.base} within {timeout} s: {self.output()}")
+
+    def spread(self, workers: int = 2, max_requests: int = 200, clients: int = 4) -> set[int]:
+        """Send /work requests over several connections until `workers` pids have answered."""
+        pids: set[int] = set()
+        with ThreadPoolExecutor(clients) as pool:
+            for _ in range(0, max_requests, 20):
+                pids.update(pool.map(lambda _: self.get_pid(), range(20)))
+                if len(pids) >= workers:
+                    return pids
+        pytest.fail(f"only worker pid(s) {pids} answered {max_requests} requests: {self.output()}")
+
+    def stop(self, timeout: float = 40) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=timeout)
+
+
+def server_spans(rcv: Receiver) -> dict[int, list[ReceivedSpan]]:
+    by_pid: dict[int, list[ReceivedSpan]] = defaultdict(list)
+    for span in rcv.spans():
+        if span.kind == "SERVER":
+            by_pid[span.resource["process.pid"]].append(span)
+    return by_pid
+
+
+def identities(spans: list[ReceivedSpan]) -> dict[int, str]:
+    """pid -> service.instance.id; every span says service.name=workers, one instance id per pid, distinct."""
+    ids: dict[int, set[str]] = defaultdict(set)
+    for span in spans:
+        assert span.resource["service.name"] == "workers", span.resource
+        ids[span.resource["process.pid"]].add(span.resource["service.instance.id"])
+    assert all(len(v) == 1 for v in ids.values()), f"several instance ids for one pid: {dict(ids)}"
+    one = {pid: next(iter(v)) for pid, v in ids.items()}
+    assert len(set(one.values())) == len(one), f"pids share a service.instance.id: {one}"
+    return one
+
+
+def check_metrics(rcv: Receiver, names: set[str], ids: dict[int, str], case: str) -> dict[str, list]:
+    """Metrics `names` arrive from every instance in `ids`, each under the same pid as its spans."""
+    wanted = set(ids.values())
+
+    def from_all(ms: list) -> bool:
+        return wanted <= {m.resource["service.instance.id"] for m in ms if m.name in names}
+
+    metrics = [m for m in rcv.wait_for_metrics(from_all, timeout=30) if m.name in names]
+    pid_of = {iid: pid for pid, iid in ids.items()}
+    by_iid: dict[str, list] = defaultdict(list)
+    for m in metrics:
+        iid = m.resource["service.instance.id"]
+        assert m.resource["service.name"] == "workers"
+        if iid in pid_of:
+            assert m.resource["process.pid"] == pid_of[iid], m.resource
+        by_iid[iid].append(m)
+    print(f"METRIC PIDS {case}: {sorted({m.resource['process.pid'] for m in metrics})}")
+    return by_iid
+
+
+def prove_every_worker_exports(rcv: Receiver, srv: Server, case: str) -> set[int]:
+    """Load the server until 2 workers answered; their spans and duration metrics arrive."""
+    srv.wait_ready()
+    pids = srv.spread()
+    rcv.wait_for_spans(lambda _: pids <= set(server_spans(rcv)), timeout=30)
+    spans = [s for ss in server_spans(rcv).values() for s in ss]
+    ids = identities(spans)
+    print(f"PIDS {case}: {sorted(ids)}")
+    assert set(ids) == pids, f"spans came from pids {set(ids)}, requests were served by {pids}"
+    check_metrics(rcv, DURATION_METRICS, ids, case)
+    return pids
+
+
+# -- servers ---------------------------------------------------------------------------------------
+
+UVICORN = [PYTHON, "-m", "uvicorn", "workers_fastapi:app", "--host", "127.0.0.1", "--port", "{port}",
+           "--app-dir", str(APPS)]
+GUNICORN = [PYTHON, "-m", "gunicorn", "--bind", "127.0.0.1:{port}", "--chdir", str(APPS), "-w", "2"]
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+def test_uvicorn_workers(otlp_receiver: Receiver, tmp_path: Path, protocol: str) -> None:
+    with Server([*UVICORN, "--workers", "2"], otlp_env(otlp_receiver, protocol), tmp_path) as srv:
+        pids = prove_every_worker_exports(otlp_receiver, srv, f"uvicorn --workers 2 ({protocol})")
+        assert srv.proc.pid not in pids
+
+
+def test_gunicorn_uvicorn_worker(otlp_receiver: Receiver, tmp_path: Path) -> None:
+    cmd = [*GUNICORN, "-k", "uvicorn.workers.UvicornWorker", "workers_fastapi:app"]
+    with Server(cmd, otlp_env(otlp_receiver), tmp_path) as srv:
+        prove_every_worker_exports(otlp_receiver, srv, "gunicorn -k uvicorn.workers.UvicornWorker")
+        assert srv.stop() == 0, srv.output()
+
+
+@pytest.mark.parametrize("preload", [False, True], ids=["no-preload", "preload"])
+def test_gunicorn_sync_flask(otlp_receiver: Receiver, tmp_path: Path, preload: bool) -> None:
+    cmd = [*GUNICORN, *(["--preload"] if preload else []), "workers_flask:app"]
+    with Server(cmd, otlp_env(otlp_receiver), tmp_path) as srv:
+        prove_every_worker_exports(otlp_receiver, srv, f"gunicorn sync{' --preload' if preload else ''}")
+        assert srv.stop() == 0, srv.output()
+
+
+def test_uvicorn_reload_child_is_instrumented(otlp_receiver: Receiver, tmp_path: Path) -> None:
+    app = tmp_path / "workers_fastapi.py"
+    shutil.copy(APPS / "workers_fastapi.py", app)
+    cmd = [*UVICORN[:-1], str(tmp_path), "--reload", "--reload-dir", str(tmp_path)]
+    with Server(cmd, otlp_env(otlp_receiver), tmp_path, cwd=tmp_path) as srv:
+        srv.wait_ready()
+        first = srv.get_pid()
+        otlp_receiver.wait_for_spans(lambda _: first in server_spans(otlp_receiver), timeout=30)
+        deadline, second, bump = time.monotonic() + 60, first, 0
+        while second == first:  # StatReload polls mtimes: touch until the child is replaced
+            assert time.monotonic() < deadline, f"no reload within 60 s: {srv.output()}"
+            bump += 1
+            os.utime(app, (time.time() + bump, time.time() + bump))
+            time.sleep(1)
+            try:
+                second = srv.get_pid()
+            except httpx.TransportError:
+                pass
+        otlp_receiver.wait_for_spans(lambda _: second in server_spans(otlp_receiver), timeout=30)
+        ids = identities([s for ss in server_spans(otlp_receiver).values() for s in ss])
+        print(f"PIDS uvicorn --reload: {sorted(ids)} (before reload {first}, after {second})")
+        assert {first, second} <= set(ids) and srv.proc.pid not in ids
+        assert "Reloading" in srv.output() or "reload" in srv.output().lower()
+
+
+# -- exit flush: recycled workers, SIGTERM ---------------------------------------------------------
+
+
+def test_gunicorn_max_requests_recycled_worker_flushes(otlp_receiver: Receiver, tmp_path: Path) -> None:
+    cmd = [*GUNICORN, "--max-requests", "5", "--max-requests-jitter", "0", "workers_flask:app"]
+    with Server(cmd, otlp_env(otlp_receiver, delay_ms=LONG_DELAY), tmp_path) as srv:
+        srv.wait_ready()
+        for _ in range(12):  # one at a time: 13 requests over 2 workers recycle at least one
+            srv.get_pid()
+        deadline = time.monotonic() + 30
+        while not (gone := {p for p in srv.served if not alive(p)}) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert gone, f"no worker was recycled; served: {dict(srv.served)}: {srv.output()}"
+        want = {p: srv.served[p] for p in gone}
+        otlp_receiver.wait_for_spans(
+            lambda _: {p: len(server_spans(otlp_receiver).get(p, [])) for p in gone} == want, timeout=30
+        )
+        by_pid = server_spans(otlp_receiver)
+        print(f"PIDS gunicorn --max-requests 5: served {dict(srv.served)}, exited {sorted(gone)}, "
+              f"received from {sorted(by_pid)}")
+        identities([s for ss in by_pid.values() for s in ss])
+        assert set(by_pid) <= gone, "a live worker exported before its 60 s schedule delay"
+
+
+def test_sigterm_to_gunicorn_flushes_every_worker(otlp_receiver: Receiver, tmp_path: Path) -> None:
+    cmd = [*GUNICORN, "workers_flask:app"]
+    with Server(cmd, otlp_env(otlp_receiver, delay_ms=LONG_DELAY), tmp_path) as srv:
+        srv.wait_ready()
+        pids = srv.spread()
+        assert otlp_receiver.spans() == [], "spans exported before SIGTERM: the test proves nothing"
+        assert srv.stop() == 0, srv.output()
+        want = dict(srv.served)
+        otlp_receiver.wait_for_spans(
+            lambda _: {p: len(s) for p, s in server_spans(otlp_receiver).items()} == want, timeout=30
+        )
+        ids = identities([s for ss in server_spans(otlp_receiver).values() for s in ss])
+        print(f"PIDS gunicorn SIGTERM: {sorted(ids)} served {want}")
+        assert set(ids) == pids
+        assert not [p for p in pids if alive(p)], "a worker outlived gunicorn"
+
+
+# -- multiprocessing pool, subprocess --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["spawn", "fork"])
+def test_multiprocessing_pool_workers_flush_at_exit(otlp_receiver: Receiver, method: str) -> None:
+    env = otlp_env(otlp_receiver, delay_ms=LONG_DELAY)  # batch processor: only the exit flush delivers
+    result = run_launcher(["--quiet", "--", PYTHON, str(APPS / "workers_pool.py"), method], env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == "", result.stderr
+    out = json.loads(result.stdout)
+    served = Counter(out["pids"])
+    assert len(served) == 2, f"tasks were not spread: {served}"
+    spans = otlp_receiver.wait_for_spans(lambda s: len([x for x in s if x.name == "task"]) >= 20, timeout=30)
+    tasks = [s for s in spans if s.name == "task"]
+    ids = identities(tasks)
+    print(f"PIDS multiprocessing pool ({method}): {sorted(ids)} (main {out['main']})")
+    assert Counter(s.resource["process.pid"] for s in tasks) == served
+    assert sorted(s.attributes["task.index"] for s in tasks) == list(range(20))
+    by_iid = check_metrics(otlp_receiver, {"workers.tasks"}, ids, f"pool ({method})")
+    totals = {iid: max(p["value"] for m in ms for p in m.points) for iid, ms in by_iid.items()}
+    assert {pid: totals[iid] for pid, iid in ids.items()} == served
+
+
+def test_subprocess_child_exports_its_own_spans(otlp_receiver: Receiver) -> None:
+    result = run_launcher(["--quiet", "--", PYTHON, str(APPS / "workers_subprocess.py")], otlp_env(otlp_receiver))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == "", result.stderr
+    out = json.loads(result.stdout)
+    spans = otlp_receiver.wait_for_spans(lambda s: {"parent", "child"} <= {x.name for x in s}, timeout=30)
+    ids = identities(spans)
+    print(f"PIDS subprocess: {sorted(ids)}")
+    pid_of = {s.name: s.resource["process.pid"] for s in spans}
+    assert pid_of == {"parent": out["main"], "child": out["child"]}
+    assert out["main"] != out["child"]
