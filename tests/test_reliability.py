@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import CRYOSTORM_RUN, PYTHON, ROOT, child_env, run_launcher
 from otlp_receiver import Fault, Receiver
 
