@@ -1,0 +1,177 @@
+"""Bad input is refused cleanly: exit 2, the variable named as written, never a traceback, nothing run.
+
+A property test generates invalid environments and env files across every setting.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import subprocess
+import typing
+from pathlib import Path
+from typing import Any
+
+from cli_helpers import leaf_settings
+from conftest import CRYOSTORM_RUN, PYTHON, child_env
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydantic import BaseModel
+
+from cryostorm_run import ConfigError, TelemetrySettings, load_settings
+from cryostorm_run._sources import OTEL_TABLE
+
+
+def _field(path: str) -> Any:
+    model: type[BaseModel] = TelemetrySettings
+    parts = path.split(".")
+    for part in parts[:-1]:
+        annotation = model.model_fields[part].annotation
+        model = next(a for a in (annotation, *typing.get_args(annotation))
+                     if isinstance(a, type) and issubclass(a, BaseModel))
+    return model.model_fields[parts[-1]]
+
+
+def _core(annotation: Any) -> Any:
+    for arg in (annotation, *typing.get_args(annotation)):
+        if typing.get_origin(arg) is typing.Annotated:
+            return _core(typing.get_args(arg)[0])
+        if arg is not type(None) and not typing.get_args(arg):
+            return arg
+    return annotation
+
+
+GARBAGE = st.sampled_from(["", "abc", "1e999x", "\udcff\udcfe", "0x10", "--", "nan", "🙂", "1,2", "{]"])
+HUGE = st.just("9" * 5000)
+
+
+def invalid_values(path: str) -> st.SearchStrategy[str] | None:
+    """Values that must be refused for this setting (None: every string is valid there)."""
+    field = _field(path)
+    core = _core(field.annotation)
+    bounds = {k: getattr(m, k) for m in field.metadata for k in ("gt", "ge", "lt", "le") if hasattr(m, k)
+              and getattr(m, k) is not None}
+    if isinstance(core, type) and issubclass(core, enum.Enum):
+        allowed = {str(m.value).lower() for m in core}
+        return st.text(min_size=1, max_size=30).filter(lambda t: t.strip().lower() not in allowed
+                                                       and "," not in t) | GARBAGE.filter(lambda t: t != "")
+    if core is bool:
+        return st.sampled_from(["maybe", "2", "yes please", "truee", "\udcff", "on-ish"])
+    if core in (int, float):
+        below = [str(bounds["gt"]), str(bounds["gt"] - 1)] if "gt" in bounds else []
+        below += [str(bounds["ge"] - 1)] if "ge" in bounds else []
+        above = [str(bounds["le"] + 1), "1e308"] if "le" in bounds else []
+        return st.sampled_from([*below, *above, "abc", "1.5.2", "\udcff", "", "12abc"]) | HUGE.filter(
+            lambda _: core is int and "le" in bounds)
+    if path.endswith("collector.host"):
+        return st.sampled_from(["collector:4317", "bad host", "http://x", "-x-", "\udcff"])
+    if path.endswith(("_file",)):
+        return st.sampled_from(["/no/such/ca.pem", "/", "\udcff"])
+    if path.endswith(("headers", "additional_attributes", "_args")):
+        return st.sampled_from(["novalue", "=v", ",=,", "bad header=x" if "headers" in path else "k"])
+    if path in ("service.name", "service.version"):
+        return st.sampled_from(["", "x" * 300])
+    return None
+
+
+def env_name(path: str) -> str:
+    return "CRYOSTORM_" + path.upper().replace(".", "__")
+
+
+URLS = st.sampled_from(["collector:4317", "ftp://x:1", "http://bad host:4317", "http://x:99999",
+                        "http://x:4317/?q=1", "\udcff://x", "http://:4317"])
+REFUSABLE = {p: s for p in leaf_settings() if (s := invalid_values(p)) is not None}
+REFUSABLE.update({p: URLS for p in ("collector", "tracing.collector", "metrics.collector", "logging.collector")})
+OTEL_BAD = {
+    "OTEL_TRACES_SAMPLER": st.sampled_from(["bogus", "always", "\udcff"]),
+    "OTEL_TRACES_SAMPLER_ARG": st.sampled_from(["2", "-0.1", "half"]),
+    "OTEL_EXPORTER_OTLP_ENDPOINT": st.sampled_from(["collector:4317", "grpc://x"]),
+    "OTEL_EXPORTER_OTLP_TIMEOUT": st.sampled_from(["soon", "-1", "0"]),
+    "OTEL_TRACES_EXPORTER": st.sampled_from(["zipkin", "otlp,console"]),
+    "OTEL_METRIC_EXPORT_INTERVAL": st.sampled_from(["0", "fast"]),
+    "OTEL_PROPAGATORS": st.sampled_from(["tracecontext,xray", "jaeger"]),
+    "OTEL_SDK_DISABLED": st.sampled_from(["maybe"]),
+    "OTEL_BSP_MAX_QUEUE_SIZE": st.sampled_from(["-5", "many"]),
+    "OTEL_RESOURCE_ATTRIBUTES": st.sampled_from(["novalue", "=x"]),
+}
+assert set(OTEL_BAD) <= set(OTEL_TABLE)
+
+
+@st.composite
+def invalid_environments(draw: st.DrawFn) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for _ in range(draw(st.integers(1, 3))):
+        if draw(st.booleans()):
+            path = draw(st.sampled_from(sorted(REFUSABLE)))
+            env[env_name(path)] = draw(REFUSABLE[path])
+        else:
+            name = draw(st.sampled_from(sorted(OTEL_BAD)))
+            env[name] = draw(OTEL_BAD[name])
+    if draw(st.booleans()):  # valid company: must not hide the bad ones
+        env.setdefault("CRYOSTORM_SERVICE__VERSION", "1.2.3")
+    return env
+
+
+@settings(max_examples=1200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(invalid_environments())
+def test_every_invalid_environment_is_refused_naming_its_variable(env: dict[str, str]) -> None:
+    try:
+        load_settings(env)
+    except ConfigError as exc:
+        named = {p.name.split(" in ")[0] for p in exc.problems}
+        assert named, exc
+        for problem in exc.problems:
+            assert any(var in problem.name for var in env), (problem, env)
+            assert problem.message
+    else:
+        raise AssertionError(f"accepted invalid settings: {env!r}")
+
+
+def test_coverage_of_the_generator() -> None:
+    # Every setting that has invalid inputs at all is exercised (sanity check of the table above).
+    assert len(REFUSABLE) >= 45
+    assert {"tracing.sample_rate", "otlp.headers", "collector", "metrics.prometheus_port",
+            "service.environment", "otlp.certificate_file"} <= set(REFUSABLE)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(invalid_environments())
+def test_the_real_launcher_refuses_before_running_anything(tmp_path_factory: Any, env: dict[str, str]) -> None:
+    marker = tmp_path_factory.mktemp("m") / "started"
+    environb = {k.encode(): v.encode() for k, v in child_env().items()}
+    environb.update({k.encode(): v.encode("utf-8", "surrogateescape") for k, v in env.items()})
+    result = subprocess.run([CRYOSTORM_RUN, "--", PYTHON, "-c", f"open({str(marker)!r}, 'w')"],
+                            env=environb, capture_output=True, timeout=60, check=False)
+    stderr = result.stderr.decode("utf-8", "replace")
+    assert result.returncode == 2, stderr
+    assert "Traceback" not in stderr
+    assert "nothing was started" in stderr
+    assert any(name in stderr for name in env)
+    assert not marker.exists()
+
+
+def test_env_file_with_invalid_bytes_and_values(tmp_path: Path) -> None:
+    path = tmp_path / "bad.env"
+    path.write_bytes(b"CRYOSTORM_TRACING__SAMPLE_RATE=\xff\xfe\nOTEL_TRACES_SAMPLER=nope\n")
+    result = subprocess.run([CRYOSTORM_RUN, "--env-file", str(path), "--", "true"], env=child_env(),
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert str(path) in result.stderr
+
+
+def test_huge_value_is_refused_and_shortened_in_the_message() -> None:
+    result = subprocess.run([CRYOSTORM_RUN, "--", "true"], env=child_env({"CRYOSTORM_SERVICE__NAME": "x" * 100_000}),
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 2
+    assert "CRYOSTORM_SERVICE__NAME" in result.stderr
+    assert len(result.stderr) < 2000
+
+
+def test_os_environ_is_untouched_by_loading() -> None:
+    before = dict(os.environ)
+    try:
+        load_settings({"CRYOSTORM_TRACING__SAMPLE_RATE": "5"})
+    except ConfigError:
+        pass
+    assert dict(os.environ) == before
