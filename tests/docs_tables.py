@@ -87,7 +87,8 @@ def settings_rows(model: type[BaseModel] = TelemetrySettings, prefix: str = "") 
         bounds = _bounds(field)
         desc = (field.description or "").replace("|", "\\|")
         default = _default(field) if not nested else ("`http://localhost:4317`" if not prefix else "(inherit)")
-        rows.append(f"| `{prefix}{name}` | `{env}` | {kind}{' (' + bounds + ')' if bounds else ''} | {default} | {desc} |")
+        values = f"{kind} ({bounds})" if bounds else kind
+        rows.append(f"| `{prefix}{name}` | `{env}` | {values} | {default} | {desc} |")
     return rows
 
 
