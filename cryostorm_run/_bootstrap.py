@@ -192,8 +192,8 @@ def _report(providers: Any, elapsed_ms: float) -> None:
     exporters = " ".join(f"{k}={v}" for k, v in providers.exporters.items()) or "no signals"
     line = (
         f"service={rt.service_name} env={rt.environment or '-'} pid={os.getpid()} ppid={os.getppid()} {exporters} "
-        f"sampler={rt.sampler} instrumentations={len(STATUS.instrumented)} active/"
-        f"{len(STATUS.watching)} on import hook={elapsed_ms:.0f}ms"
+        f"sampler={rt.sampler} instrumented={len(STATUS.instrumented)} on-import={len(STATUS.watching)} "
+        f"hook={elapsed_ms:.0f}ms"
     )
     warn(line)
     if mode == "verbose":

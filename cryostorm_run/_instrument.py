@@ -182,6 +182,8 @@ def _activate_now(distro: Any, ep: Any, warn: Callable[[str], None]) -> None:
                 return
             distro.load_instrumentor(ep, skip_dep_check=True, **INSTRUMENT_KWARGS.get(ep.name, {}))
             STATUS.instrumented.append(ep.name)
+            if os.environ.get("_CRYOSTORM_REPORT") == "verbose":
+                warn(f"pid={os.getpid()} instrumented {ep.name}")
         except ImportError as exc:  # its library is not importable here: nothing to instrument
             STATUS.skipped[ep.name] = f"{type(exc).__name__}: {exc}"
         except Exception as exc:  # a broken instrumentation must never break the program

@@ -1,0 +1,302 @@
+"""Warnings for configurations that are valid but almost certainly not what was meant.
+
+Pure Python over (settings, origins, environment): `check-config` prints these, and so does the
+`--` run path before exec, which must stay free of typer and rich. A warning names the input as
+the user wrote it (`OTEL_EXPORTER_OTLP_ENDPOINT`, `--set otlp.headers`, ...) and says what to do;
+it never shows a header value or the value of an unknown variable (either may be a secret).
+
+Example:
+    >>> from cryostorm_run import TelemetrySettings
+    >>> [str(a) for a in advise(TelemetrySettings(), {}, {"OTEL_EXPORTER_OTLP_ENDPIONT": "x"})]  # doctest: +ELLIPSIS
+    ['OTEL_EXPORTER_OTLP_ENDPIONT is not an OpenTelemetry variable ... (did you mean OTEL_EXPORTER_OTLP_ENDPOINT?)']
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+
+from cryostorm_run._enums import ExporterType, OtlpProtocol, SamplingStrategy
+from cryostorm_run._envmap import (
+    SIGNALS,
+    effective_collector,
+    effective_exporter,
+    effective_protocol,
+    signal_endpoint,
+)
+from cryostorm_run._sources import DEFAULT, DELIMITER, OTEL_TABLE, PREFIX, Origin, Path_, origin_of
+from cryostorm_run.settings import TelemetrySettings
+
+__all__ = ["Advice", "advise", "is_known_otel_name"]
+
+
+@dataclass(frozen=True)
+class Advice:
+    """One warning: a stable `code` for machines and the `message` for people."""
+
+    code: str
+    message: str
+
+    def __str__(self) -> str:
+        return self.message
+
+
+# -- the OTEL_* names OpenTelemetry Python (SDK, exporters, contrib) reads --------------------------
+
+_SIGNAL_UPPER = ("TRACES", "METRICS", "LOGS")
+_OTLP_FIELDS = ("ENDPOINT", "HEADERS", "PROTOCOL", "COMPRESSION", "TIMEOUT", "INSECURE", "CERTIFICATE",
+                "CLIENT_CERTIFICATE", "CLIENT_KEY")
+_OTHER_NAMES = """
+OTEL_SDK_DISABLED OTEL_LOG_LEVEL OTEL_CONFIG_FILE OTEL_EXPERIMENTAL_RESOURCE_DETECTORS OTEL_EXPERIMENTAL_CONFIG_FILE
+OTEL_ATTRIBUTE_COUNT_LIMIT OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT
+OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT OTEL_SPAN_EVENT_COUNT_LIMIT OTEL_SPAN_LINK_COUNT_LIMIT
+OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT OTEL_LINK_ATTRIBUTE_COUNT_LIMIT OTEL_LOGRECORD_ATTRIBUTE_COUNT_LIMIT
+OTEL_LOGRECORD_ATTRIBUTE_VALUE_LENGTH_LIMIT OTEL_METRICS_EXEMPLAR_FILTER
+OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION
+OTEL_EXPORTER_ZIPKIN_ENDPOINT OTEL_EXPORTER_ZIPKIN_TIMEOUT OTEL_EXPORTER_JAEGER_AGENT_HOST
+OTEL_EXPORTER_JAEGER_AGENT_PORT OTEL_EXPORTER_JAEGER_ENDPOINT OTEL_EXPORTER_JAEGER_USER OTEL_EXPORTER_JAEGER_PASSWORD
+OTEL_EXPORTER_JAEGER_TIMEOUT OTEL_EXPORTER_PROMETHEUS_HOST OTEL_EXPORTER_PROMETHEUS_PORT
+OTEL_PYTHON_DISABLED_INSTRUMENTATIONS OTEL_PYTHON_EXCLUDED_URLS OTEL_SEMCONV_STABILITY_OPT_IN
+OTEL_PYTHON_CONTEXT OTEL_PYTHON_ID_GENERATOR OTEL_PYTHON_DISTRO OTEL_PYTHON_CONFIGURATOR
+OTEL_PYTHON_TRACER_PROVIDER OTEL_PYTHON_METER_PROVIDER OTEL_PYTHON_LOGGER_PROVIDER
+OTEL_PYTHON_TRACER_CONFIGURATOR OTEL_PYTHON_METER_CONFIGURATOR OTEL_PYTHON_LOGGER_CONFIGURATOR
+OTEL_PYTHON_LOG_CORRELATION OTEL_PYTHON_LOG_FORMAT OTEL_PYTHON_LOG_LEVEL OTEL_PYTHON_LOG_CODE_ATTRIBUTES
+OTEL_PYTHON_LOG_AUTO_INSTRUMENTATION OTEL_PYTHON_LOG_HANDLER_LEVEL OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED
+OTEL_PYTHON_AUTO_INSTRUMENTATION_EXPERIMENTAL_GEVENT_PATCH OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED
+OTEL_PYTHON_EXPORTER_OTLP_GRPC_RETRYABLE_ERROR_CODES OTEL_PYTHON_INSTRUMENTATION_HTTP_CAPTURE_ALL_METHODS
+OTEL_PYTHON_DJANGO_INSTRUMENT OTEL_PYTHON_DJANGO_MIDDLEWARE_POSITION OTEL_PYTHON_ELASTICSEARCH_NAME_PREFIX
+OTEL_PYTHON_GRPC_EXCLUDED_SERVICES OTEL_PYTHON_INSTRUMENTATION_SANITIZE_REDIS
+OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_RESPONSE
+OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_REQUEST OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_RESPONSE
+OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT
+"""
+# Per-library variables of the contrib instrumentations: OTEL_PYTHON_FLASK_EXCLUDED_URLS, ...
+_PATTERNS = re.compile(
+    r"OTEL_PYTHON_[A-Z0-9_]+_(EXCLUDED_URLS|TRACED_REQUEST_ATTRS|EXCLUDED_SPANS)"
+    r"|OTEL_PYTHON_EXPORTER_OTLP_(GRPC|HTTP)(_(TRACES|METRICS|LOGS))?_CREDENTIAL_PROVIDER"
+    r"|OTEL_INSTRUMENTATION_GENAI_[A-Z0-9_]+"
+)
+# Concrete spellings of the patterns, so a typo in one still gets a suggestion.
+_PATTERN_EXAMPLES = [f"OTEL_PYTHON_{lib}_EXCLUDED_URLS" for lib in (
+    "DJANGO", "FALCON", "FASTAPI", "FLASK", "PYRAMID", "STARLETTE", "TORNADO", "REQUESTS", "URLLIB", "URLLIB3",
+    "HTTPX", "AIOHTTP_CLIENT", "AIOHTTP_SERVER", "ASGI", "WSGI")]
+
+
+def _known_names() -> frozenset[str]:
+    names = set(OTEL_TABLE) | set(_OTHER_NAMES.split()) | set(_PATTERN_EXAMPLES)
+    for signal in ("", *(s + "_" for s in _SIGNAL_UPPER)):
+        names.update(f"OTEL_EXPORTER_OTLP_{signal}{field}" for field in _OTLP_FIELDS)
+    names.update(f"OTEL_{s}_EXPORTER" for s in _SIGNAL_UPPER)
+    return frozenset(names)
+
+
+KNOWN_OTEL = _known_names()
+
+
+def is_known_otel_name(name: str) -> bool:
+    """True for an `OTEL_*` variable OpenTelemetry Python reads (exact names and per-library patterns)."""
+    return name in KNOWN_OTEL or _PATTERNS.fullmatch(name) is not None
+
+
+# -- the checks ----------------------------------------------------------------------------------
+
+Sources = Sequence[tuple[str | None, Mapping[str, str]]]
+
+
+@dataclass(frozen=True)
+class _Context:
+    settings: TelemetrySettings
+    origins: Mapping[Path_, Origin]
+    environ: Mapping[str, str]
+    sources: Sources  # (file name or None for the environment, its variables)
+
+    def origin(self, path: Path_) -> Origin:
+        return origin_of(path, self.origins)
+
+    def otlp_signals(self) -> list[str]:
+        return [s for s in SIGNALS if effective_exporter(self.settings, s) is ExporterType.OTLP]
+
+
+def _env_name(path: Path_) -> str:
+    return PREFIX + DELIMITER.join(p.upper() for p in path)
+
+
+def _signal_word(signal: str) -> str:
+    return SIGNALS[signal][0].lower()
+
+
+def _words(signals: Sequence[str]) -> str:
+    return ", ".join(_signal_word(s) for s in signals)
+
+
+def _collector_path(settings: TelemetrySettings, signal: str) -> Path_:
+    return (signal, "collector") if getattr(settings, signal).collector is not None else ("collector",)
+
+
+def _unknown_otel(ctx: _Context) -> Iterator[Advice]:
+    for file, variables in ctx.sources:
+        for name in sorted(variables):
+            if not name.startswith("OTEL_") or is_known_otel_name(name):
+                continue
+            where = f"{name} in {file}" if file else name
+            close = difflib.get_close_matches(name, sorted(KNOWN_OTEL), n=1, cutoff=0.8)
+            hint = f"did you mean {close[0]}?" if close else "check the spelling"
+            yield Advice("unknown-otel-variable", f"{where} is not an OpenTelemetry variable and is ignored ({hint})")
+
+
+def _port_mismatch(ctx: _Context) -> Iterator[Advice]:
+    wrong = {OtlpProtocol.GRPC: (4318, "gRPC", "the OTLP/HTTP port", 4317, "http/protobuf"),
+             OtlpProtocol.HTTP_PROTOBUF: (4317, "http/protobuf", "the OTLP/gRPC port", 4318, "grpc")}
+    groups: dict[tuple[Path_, OtlpProtocol], list[str]] = {}
+    for signal in ctx.otlp_signals():
+        protocol = effective_protocol(ctx.settings, signal)
+        if effective_collector(ctx.settings, signal).port == wrong[protocol][0]:
+            groups.setdefault((_collector_path(ctx.settings, signal), protocol), []).append(signal)
+    for (path, protocol), signals in groups.items():
+        port, label, what, right, other = wrong[protocol]
+        source = ctx.origin((*path, "port")).describe()
+        yield Advice("port-protocol-mismatch",
+                     f"{_words(signals)} export with {label} to port {port}, {what} (port from {source}): "
+                     f"use port {right}, or set otlp.protocol={other}")
+
+
+def _path_problems(ctx: _Context) -> Iterator[Advice]:
+    grpc: dict[Path_, list[str]] = {}
+    doubled: dict[Path_, list[str]] = {}
+    for signal in ctx.otlp_signals():
+        path = _collector_path(ctx.settings, signal)
+        collector = effective_collector(ctx.settings, signal)
+        if not collector.path:
+            continue
+        if effective_protocol(ctx.settings, signal) is OtlpProtocol.GRPC:
+            grpc.setdefault(path, []).append(signal)
+        elif any(collector.path.endswith(p) for _, p in SIGNALS.values()):
+            doubled.setdefault(path, []).append(signal)
+    for path, signals in grpc.items():
+        collector = effective_collector(ctx.settings, signals[0])
+        yield Advice("grpc-path-ignored",
+                     f"collector path {collector.path} is ignored by gRPC ({_words(signals)}; from "
+                     f"{ctx.origin((*path, 'path')).describe()}): gRPC exports go to "
+                     f"{signal_endpoint(ctx.settings, signals[0])}; remove the path, or set "
+                     "otlp.protocol=http/protobuf")
+    for path, signals in doubled.items():
+        collector = effective_collector(ctx.settings, signals[0])
+        suffix = collector.path[collector.path.rfind("/v1/"):]
+        base = collector.base_url(OtlpProtocol.HTTP_PROTOBUF)
+        yield Advice("http-path-has-signal",
+                     f"HTTP collector URL {base} already ends in {suffix} (from "
+                     f"{ctx.origin((*path, 'path')).describe()}): cryostorm adds /v1/<signal>, so "
+                     f"{_signal_word(signals[0])} go to {signal_endpoint(ctx.settings, signals[0])}; "
+                     f"use the base URL {base[: -len(suffix)]}")
+
+
+def _duration(seconds: float) -> str:
+    for unit, size in (("days", 86400), ("hours", 3600), ("minutes", 60)):
+        if seconds >= size:
+            return f"about {seconds / size:.1f} {unit}"
+    return f"{seconds:g} seconds"
+
+
+def _timeout_in_millis(ctx: _Context) -> Iterator[Advice]:
+    origin = ctx.origin(("otlp", "timeout_millis"))
+    seconds = ctx.settings.otlp.timeout_millis / 1000
+    if origin.name == "OTEL_EXPORTER_OTLP_TIMEOUT" and seconds >= 1000:
+        where = f" (in {origin.file})" if origin.file else ""
+        yield Advice("timeout-looks-like-millis",
+                     f"OTEL_EXPORTER_OTLP_TIMEOUT={seconds:g}{where} is read as {seconds:g} seconds "
+                     f"({_duration(seconds)}) by the Python SDK; if you meant milliseconds, use "
+                     f"OTEL_EXPORTER_OTLP_TIMEOUT={seconds / 1000:g} or CRYOSTORM_OTLP__TIMEOUT_MILLIS={seconds:g}")
+
+
+def _endpoint_unused(ctx: _Context) -> Iterator[Advice]:
+    s = ctx.settings
+    for path in [("collector",), *((sig, "collector") for sig in SIGNALS)]:
+        origin = ctx.origin(path)
+        if origin is DEFAULT:
+            continue
+        users = [sig for sig in SIGNALS if _collector_path(s, sig) == path
+                 and effective_exporter(s, sig) is not ExporterType.NONE]
+        if not users or any(effective_exporter(s, sig) is ExporterType.OTLP for sig in users):
+            continue
+        kinds = ", ".join(f"{_signal_word(sig)}: {effective_exporter(s, sig).value}" for sig in users)
+        target = path[:-1] + ("exporter_type",)
+        fix = f"{_env_name(target)}=otlp" + (" (or --exporter otlp)" if target == ("exporter_type",) else "")
+        yield Advice("endpoint-without-otlp",
+                     f"{'.'.join(path)} is set (from {origin.describe()}) but no signal using it exports with "
+                     f"OTLP ({kinds}): set {fix} to send telemetry there")
+
+
+def _headers_on_command_line(ctx: _Context) -> Iterator[Advice]:
+    flags = sorted({o.describe() for p, o in ctx.origins.items() if p[:2] == ("otlp", "headers") and o.kind == "flag"})
+    if flags:
+        yield Advice("headers-on-command-line",
+                     f"OTLP headers given on the command line ({', '.join(flags)}) are visible to other users "
+                     "(ps, /proc) and kept in shell history: put them in CRYOSTORM_OTLP__HEADERS or an "
+                     "--env-file instead")
+
+
+def _ca_bundle_overrides(ctx: _Context) -> Iterator[Advice]:
+    certificate = ctx.settings.otlp.certificate_file
+    http = [s for s in ctx.otlp_signals() if effective_protocol(ctx.settings, s) is OtlpProtocol.HTTP_PROTOBUF]
+    if certificate is None or not http:
+        return
+    names = [n for n in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE") if ctx.environ.get(n)
+             and ctx.environ[n] != str(certificate)]
+    if names:
+        origin = ctx.origin(("otlp", "certificate_file")).describe()
+        yield Advice("ca-bundle-overrides-certificate",
+                     f"{' and '.join(names)} {'is' if len(names) == 1 else 'are'} set: the OTLP/HTTP exporter "
+                     f"(requests) verifies the collector with it instead of otlp.certificate_file (from {origin}); "
+                     f"unset {names[0]} for the program, or point it at the same CA bundle")
+
+
+_RATIO = (SamplingStrategy.TRACE_ID_RATIO, SamplingStrategy.PARENT_BASED_TRACE_ID_RATIO)
+
+
+def _sample_rate_unused(ctx: _Context) -> Iterator[Advice]:
+    tracing = ctx.settings.tracing
+    origin = ctx.origin(("tracing", "sample_rate"))
+    if origin is DEFAULT or tracing.sampling_strategy in _RATIO or not tracing.enabled:
+        return
+    yield Advice("sample-rate-unused",
+                 f"tracing.sample_rate={tracing.sample_rate:g} (from {origin.describe()}) has no effect with "
+                 f"sampling strategy {tracing.sampling_strategy.value}: set tracing.sampling_strategy to "
+                 "parentbased_traceidratio or traceidratio")
+
+
+def _default_service_name(ctx: _Context) -> Iterator[Advice]:
+    if ctx.otlp_signals() and ctx.origin(("service", "name")) is DEFAULT:
+        yield Advice("default-service-name",
+                     f'service.name is not set: telemetry is exported as "{ctx.settings.service.name}"; set '
+                     "CRYOSTORM_SERVICE__NAME, OTEL_SERVICE_NAME or --service-name")
+
+
+CHECKS: dict[str, Callable[[_Context], Iterator[Advice]]] = {
+    "unknown-otel-variable": _unknown_otel,
+    "port-protocol-mismatch": _port_mismatch,
+    "path": _path_problems,
+    "timeout-looks-like-millis": _timeout_in_millis,
+    "endpoint-without-otlp": _endpoint_unused,
+    "headers-on-command-line": _headers_on_command_line,
+    "ca-bundle-overrides-certificate": _ca_bundle_overrides,
+    "sample-rate-unused": _sample_rate_unused,
+    "default-service-name": _default_service_name,
+}
+
+
+def advise(
+    settings: TelemetrySettings,
+    origins: Mapping[Path_, Origin],
+    environ: Mapping[str, str],
+    *,
+    files: Sequence[tuple[str, Mapping[str, str]]] = (),
+) -> list[Advice]:
+    """Every warning for these (valid) settings, in a stable order.
+
+    `environ` is the environment the settings were read from; `files` are the dotenv files read
+    too, as (name, variables), so their misspelt `OTEL_*` names are caught as well.
+    """
+    ctx = _Context(settings, origins, environ, [(None, environ), *files])
+    return [advice for check in CHECKS.values() for advice in check(ctx)]
