@@ -140,3 +140,14 @@ def test_secret_on_the_command_line_is_never_echoed() -> None:
                            "true"])
     assert result.returncode == 2
     assert CANARY not in result.stderr + result.stdout
+
+
+def test_python_dash_m_works_like_the_console_script() -> None:
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "cryostorm_run", "--quiet", "--", sys.executable, "-c",
+                             "import os; print(os.environ['OTEL_TRACES_EXPORTER'])"],
+                            capture_output=True, text=True, timeout=60, check=False,
+                            env={**os.environ, "CRYOSTORM_EXPORTER_TYPE": "otlp"})
+    assert (result.returncode, result.stdout) == (0, "otlp\n"), result.stderr

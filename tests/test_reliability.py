@@ -181,6 +181,8 @@ def test_memory_stays_bounded_when_the_collector_is_down() -> None:
     result = run_launcher(["--quiet", "--", PYTHON, "-c", probe], env=env, timeout=120)
     assert result.returncode == 0, result.stderr
     rss_mb = int(result.stdout.split("rss_kb")[1]) / 1024
+    created = int(result.stdout.split("created")[1].split()[0])
     assert rss_mb < 150, f"peak RSS {rss_mb:.0f} MB"
-    assert "spans dropped because the export queue was full" in result.stderr
+    if created > 16_384:  # on a loaded machine the loop may not reach the queue's size
+        assert "spans dropped because the export queue was full" in result.stderr
     print(f"peak RSS with the collector down for 20 s at 1000 spans/s: {rss_mb:.0f} MB", file=sys.stderr)
