@@ -17,6 +17,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shlex
 import shutil
 import signal
@@ -308,6 +309,89 @@ class Sink:
         self._stderr.close()
 
 
+# --------------------------------------------------------------------------- other work on the machine
+
+
+def _cpu_ticks() -> tuple[int, int]:
+    """(busy, total) clock ticks of all CPUs since boot, from /proc/stat."""
+    values = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    idle = values[3] + values[4]  # idle + iowait
+    return sum(values) - idle, sum(values)
+
+
+def _pid_cpu_s(pid: int | None) -> float:
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+class CpuMonitor:
+    """How much CPU *other* programs used: before a measurement (gate) and during it (watch).
+
+    Busy time of all CPUs (/proc/stat) minus the CPU time of this harness, its waited-for children
+    (servers, launchers, wrk, hyperfine and their descendants) and the sink. Loopback networking
+    done in interrupt context counts as "foreign" too, so a few % is the floor.
+    """
+
+    def __init__(self, threshold_pct: float = 15.0, max_wait_s: float = 60.0) -> None:
+        self.threshold_pct = threshold_pct
+        self.max_wait_s = max_wait_s
+        self.sink_pid: int | None = None
+        self.gates: list[dict[str, Any]] = []
+
+    def _own_cpu_s(self, pids: Sequence[int]) -> float:
+        me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        running = sum(_pid_cpu_s(pid) for pid in (self.sink_pid, *pids))  # not waited for yet
+        return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime + running
+
+    def _snapshot(self, pids: Sequence[int] = ()) -> tuple[int, int, float]:
+        busy, total = _cpu_ticks()
+        return busy, total, self._own_cpu_s(pids)
+
+    def _foreign_pct(self, start: tuple[int, int, float], pids: Sequence[int] = ()) -> float:
+        busy, total, own = self._snapshot(pids)
+        tick = os.sysconf("SC_CLK_TCK")
+        if total <= start[1]:
+            return 0.0
+        foreign_s = (busy - start[0]) / tick - (own - start[2])
+        return max(0.0, 100.0 * foreign_s / ((total - start[1]) / tick))
+
+    def gate(self, label: str) -> None:
+        """Wait (up to max_wait_s) until other programs use less than threshold_pct of the CPUs."""
+        waited = 0.0
+        while True:
+            start = self._snapshot()
+            time.sleep(1.0)
+            busy = self._foreign_pct(start)
+            if busy <= self.threshold_pct or waited >= self.max_wait_s:
+                break
+            if waited == 0:
+                log(f"  (machine busy: {busy:.0f} % CPU used by other programs; waiting up to "
+                    f"{self.max_wait_s:.0f} s before {label})")
+            time.sleep(4.0)
+            waited += 5.0
+        self.gates.append({"before": label, "foreign_cpu_pct": round(busy, 1), "waited_s": waited})
+
+    @contextlib.contextmanager
+    def watch(self, into: dict[str, Any], pids: Sequence[int] = ()) -> Iterator[None]:
+        """Stores foreign_cpu_pct (other programs' share of all CPUs during the block) into `into`.
+
+        `pids`: own processes that run through the whole block and are not waited for inside it.
+        """
+        start = self._snapshot(pids)
+        try:
+            yield
+        finally:
+            into["foreign_cpu_pct"] = round(self._foreign_pct(start, pids), 1)
+
+
+MONITOR = CpuMonitor()
+
+
 # --------------------------------------------------------------------------- variants
 
 
@@ -415,18 +499,22 @@ def measure_startup(sink: Sink, profile: Profile, record: dict[str, Any]) -> dic
     for v in variants:
         cmd += ["-n", v.key, shlex.join(v.env_argv("python", *args))]
     log(f"  hyperfine: {len(variants)} commands, warmup {profile.startup_warmup}, runs {profile.startup_runs}")
-    subprocess.run(cmd, check=True, timeout=1800, stdout=subprocess.DEVNULL)
+    out: dict[str, Any] = {"hyperfine": {}, "rss_kb": {}}
+    MONITOR.gate("startup hyperfine")
+    with MONITOR.watch(out.setdefault("hyperfine_cpu", {})):
+        subprocess.run(cmd, check=True, timeout=1800, stdout=subprocess.DEVNULL)
     data = json.loads(export.read_text())
     times = {r["command"]: r for r in data["results"]}
-    out: dict[str, Any] = {"hyperfine": {}, "rss_kb": {}}
     for key, r in times.items():
         out["hyperfine"][key] = {k: r[k] * 1000 for k in ("median", "mean", "stddev", "min", "max")}
         out["hyperfine"][key]["runs"] = len(r["times"])
     log(f"  peak RSS: {profile.rss_runs} runs each under /usr/bin/time -f %M")
     samples: dict[str, list[int]] = {v.key: [] for v in variants}
-    for _ in range(profile.rss_runs):
-        for v in variants:
-            samples[v.key].append(peak_rss_kb(v.argv("python", *args), v.full_env())[0])
+    MONITOR.gate("startup RSS")
+    with MONITOR.watch(out.setdefault("rss_cpu", {})):
+        for _ in range(profile.rss_runs):
+            for v in variants:
+                samples[v.key].append(peak_rss_kb(v.argv("python", *args), v.full_env())[0])
     for key, values in samples.items():
         out["rss_kb"][key] = {"median": statistics.median(values), "samples": values}
     ms = {k: v["median"] for k, v in out["hyperfine"].items()}
@@ -486,7 +574,9 @@ def one_throughput_run(v: Variant, sink: Sink, profile: Profile) -> dict[str, An
     port = free_port()
     args = ("--app-dir", str(APPS), "--host", LOCAL, "--port", str(port), "--no-access-log",
             "--log-level", "warning", "hello_app:app")
+    MONITOR.gate(f"throughput {v.key}")
     sink.reset()
+    cpu: dict[str, Any] = {}
     stderr_path = WORK / f"server-{v.key}.stderr"
     with stderr_path.open("w") as err:
         proc = subprocess.Popen(v.argv("uvicorn", *args), env=v.full_env(), stdout=subprocess.DEVNULL,
@@ -495,7 +585,8 @@ def one_throughput_run(v: Variant, sink: Sink, profile: Profile) -> dict[str, An
             probes = wait_ready(proc, port)
             url = f"http://{LOCAL}:{port}/hello"
             warm = wrk(url, profile.wrk_warmup_s, latency=False)
-            main = wrk(url, profile.wrk_duration_s, latency=True)
+            with MONITOR.watch(cpu, pids=(proc.pid,)):
+                main = wrk(url, profile.wrk_duration_s, latency=True)
             server_rss = vm_hwm_kb(proc.pid)
         finally:
             proc.send_signal(signal.SIGTERM)
@@ -514,7 +605,7 @@ def one_throughput_run(v: Variant, sink: Sink, profile: Profile) -> dict[str, An
         "spans_at_sink": counts["spans"], "spans_per_request": counts["spans"] / requests if requests else None,
         "logs_at_sink": counts["logs"], "metric_points_at_sink": counts["metrics_points"],
         "server_peak_rss_kb": server_rss, "exit_code": proc.returncode, "wrk": main["command"],
-        "server_stderr_tail": stderr[-1500:],
+        "server_stderr_tail": stderr[-1500:], "foreign_cpu_pct": cpu.get("foreign_cpu_pct"),
     }
 
 
@@ -528,11 +619,13 @@ def measure_throughput(sink: Sink, profile: Profile, record: dict[str, Any]) -> 
             r = one_throughput_run(v, sink, profile)
             runs[v.key].append(r)
             log(f"  round {round_no + 1} {v.key:<9} {r['rps']:>9,.0f} req/s  p99 {fmt(r['p99_ms'])} ms  "
-                f"spans/req {fmt(r['spans_per_request'])}  errors {r['errors']}  non-2xx {r['non_2xx']}")
+                f"spans/req {fmt(r['spans_per_request'])}  errors {r['errors']}  non-2xx {r['non_2xx']}  "
+                f"other programs' CPU {r['foreign_cpu_pct']} %")
     out: dict[str, Any] = {"runs": runs, "median": {}}
     for key, rs in runs.items():
         out["median"][key] = {m: median([r[m] for r in rs]) for m in
                               ("rps", "p99_ms", "spans_per_request", "server_peak_rss_kb")}
+        out["median"][key]["foreign_cpu_pct_max"] = max((r["foreign_cpu_pct"] or 0.0) for r in rs)
     med = out["median"]
     out["rps_ratio"] = ratio(med["cryostorm"]["rps"], med["anchor"]["rps"])
     out["p99_ratio"] = ratio(med["cryostorm"]["p99_ms"], med["anchor"]["p99_ms"])
@@ -546,8 +639,11 @@ def measure_throughput(sink: Sink, profile: Profile, record: dict[str, Any]) -> 
 
 
 def one_burst(v: Variant, sink: Sink) -> dict[str, Any]:
+    MONITOR.gate(f"burst {v.key}")
     sink.reset()
-    rss, result = peak_rss_kb(v.argv("python", str(APPS / "burst.py"), str(BURST_SPANS)), v.full_env())
+    cpu: dict[str, Any] = {}
+    with MONITOR.watch(cpu):
+        rss, result = peak_rss_kb(v.argv("python", str(APPS / "burst.py"), str(BURST_SPANS)), v.full_env())
     counts = sink.count()
     stats = json.loads(result.stdout.strip().splitlines()[-1])
     delivered = counts["spans"]
@@ -556,7 +652,7 @@ def one_burst(v: Variant, sink: Sink) -> dict[str, Any]:
         "delivered_pct": 100.0 * delivered / BURST_SPANS, "peak_rss_kb": rss,
         "reported_dropped": reported_drops(result.stderr) if v.key == "cryostorm" else None,
         "export_requests": counts["requests"], "rejected_requests": counts["rejected"],
-        "stderr_tail": result.stderr[-800:],
+        "stderr_tail": result.stderr[-800:], "foreign_cpu_pct": cpu["foreign_cpu_pct"],
     }
 
 
@@ -574,6 +670,7 @@ def summarize_bursts(rs: list[dict[str, Any]]) -> dict[str, Any]:
         "delivered_pct_min": min(r["delivered_pct"] for r in rs),
         "peak_rss_kb": median([r["peak_rss_kb"] for r in rs]),
         "reported_dropped": [r["reported_dropped"] for r in rs],
+        "foreign_cpu_pct_max": max(r["foreign_cpu_pct"] for r in rs),
     }
 
 
@@ -590,7 +687,8 @@ def measure_burst(sink: Sink, profile: Profile, record: dict[str, Any]) -> dict[
                 r = one_burst(v, sink)
                 runs[v.key].append(r)
                 log(f"  {protocol:<13} run {i + 1} {v.key:<9} {r['rate']:>9,.0f} spans/s  delivered "
-                    f"{r['delivered_pct']:6.2f} %  peak RSS {r['peak_rss_kb'] / 1024:.0f} MiB"
+                    f"{r['delivered_pct']:6.2f} %  peak RSS {r['peak_rss_kb'] / 1024:.0f} MiB  "
+                    f"other CPU {r['foreign_cpu_pct']} %"
                     + (f"  reported dropped {r['reported_dropped']}" if r["reported_dropped"] is not None else ""))
         summary = {key: summarize_bursts(rs) for key, rs in runs.items()}
         out[protocol] = {"runs": runs, "median": summary,
@@ -633,7 +731,8 @@ def measure_explore(sink: Sink, profile: Profile, record: dict[str, Any]) -> dic
             a = burst_variants(sink, protocol)[0]
             r = one_burst(a, sink)
             runs["anchor"].append(r)
-            log(f"  {protocol:<13} run {i + 1} anchor      {r['rate']:>9,.0f} spans/s  {r['delivered_pct']:6.2f} %")
+            log(f"  {protocol:<13} run {i + 1} anchor      {r['rate']:>9,.0f} spans/s  {r['delivered_pct']:6.2f} %  "
+                f"RSS {r['peak_rss_kb'] / 1024:.0f} MiB  other CPU {r['foreign_cpu_pct']} %")
             for b, q in configs:
                 extra = {"CRYOSTORM_TRACING__EXPORT_CONFIG__BATCH_SIZE": str(b),
                          "CRYOSTORM_TRACING__EXPORT_CONFIG__MAX_QUEUE_SIZE": str(q)}
@@ -641,7 +740,7 @@ def measure_explore(sink: Sink, profile: Profile, record: dict[str, Any]) -> dic
                 runs[f"{b}/{q}"].append(r)
                 log(f"  {protocol:<13} run {i + 1} {b:>4}/{q:<6} {r['rate']:>9,.0f} spans/s  "
                     f"{r['delivered_pct']:6.2f} %  RSS {r['peak_rss_kb'] / 1024:.0f} MiB  "
-                    f"dropped {r['reported_dropped']}")
+                    f"dropped {r['reported_dropped']}  other CPU {r['foreign_cpu_pct']} %")
         out[protocol] = {"runs": runs, "median": {k: summarize_bursts(rs) for k, rs in runs.items()}}
     record["explore"] = ("as burst, cryostorm with CRYOSTORM_TRACING__EXPORT_CONFIG__BATCH_SIZE in "
                          f"{EXPLORE_BATCH_SIZES} x CRYOSTORM_TRACING__EXPORT_CONFIG__MAX_QUEUE_SIZE in "
@@ -723,11 +822,21 @@ def environment_info() -> dict[str, Any]:
     }
 
 
-def render(results: dict[str, Any], goals: list[Goal], markdown: bool) -> str:
+def render(results: dict[str, Any], goals: list[Goal], markdown: bool) -> str:  # noqa: PLR0912
+    """All measures as tables; the goals come first in Markdown (the verdict), last on the console."""
     parts: list[str] = []
 
     def section(title: str, body: str) -> None:
         parts.append(f"\n### {title}\n\n{body}" if markdown else f"\n{title}\n{body}")
+
+    def goals_section() -> None:
+        rows = [[g.name, fmt(g.value, 3), f"{g.op} {g.target:g}", "PASS" if g.passed else "FAIL", g.detail]
+                for g in goals]
+        section("Goals (ratios: cryostorm-run / opentelemetry-instrument, same run)",
+                table(["goal", "value", "target", "result", "detail"], rows, markdown))
+
+    if goals and markdown:
+        goals_section()
 
     s = results.get("startup")
     if s:
@@ -739,6 +848,9 @@ def render(results: dict[str, Any], goals: list[Goal], markdown: bool) -> str:
                  f"{fmt(s['overhead_ms']['cryostorm'], 1)} ms -> ratio {fmt(s['overhead_ratio'])}; extra peak RSS: "
                  f"anchor {s['extra_rss_kb']['anchor'] / 1024:.1f} MiB, cryostorm "
                  f"{s['extra_rss_kb']['cryostorm'] / 1024:.1f} MiB -> ratio {fmt(s['extra_rss_ratio'])}")
+        if "hyperfine_cpu" in s:
+            body += (f"\n\nother programs' share of the CPUs: {s['hyperfine_cpu']['foreign_cpu_pct']} % during "
+                     f"hyperfine, {s['rss_cpu']['foreign_cpu_pct']} % during the RSS runs")
         section("Startup (`python -c pass`, OTLP gRPC configured)", body)
     t = results.get("throughput")
     if t:
@@ -746,10 +858,11 @@ def render(results: dict[str, Any], goals: list[Goal], markdown: bool) -> str:
         for key, m in t["median"].items():
             rs = t["runs"][key]
             rows.append([key, fmt(m["rps"], 0), " / ".join(fmt(r["rps"], 0) for r in rs), fmt(m["p99_ms"]),
-                         fmt(m["spans_per_request"]), fmt((m["server_peak_rss_kb"] or 0) / 1024, 0),
-                         sum(r["errors"] + r["non_2xx"] for r in rs)])
-        body = table(["variant", "req/s (median)", "req/s per round", "p99 ms", "spans/req at sink",
-                      "server peak RSS MiB", "errors"], rows, markdown)
+                         " / ".join(fmt(r["p99_ms"]) for r in rs), fmt(m["spans_per_request"]),
+                         fmt((m["server_peak_rss_kb"] or 0) / 1024, 0), sum(r["errors"] + r["non_2xx"] for r in rs),
+                         " / ".join(str(r.get("foreign_cpu_pct")) for r in rs)])
+        body = table(["variant", "req/s (median)", "req/s per round", "p99 ms (median)", "p99 ms per round",
+                      "spans/req at sink", "server peak RSS MiB", "errors", "other CPU % per round"], rows, markdown)
         body += (f"\n\nreq/s vs bare: anchor {fmt(t['anchor_vs_bare'])}x, cryostorm {fmt(t['cryostorm_vs_bare'])}x; "
                  f"cryostorm / anchor: req/s {fmt(t['rps_ratio'])}, p99 {fmt(t['p99_ratio'])}")
         section("Throughput (FastAPI `GET /hello`, uvicorn 1 worker, OTLP gRPC to the sink)", body)
@@ -759,10 +872,13 @@ def render(results: dict[str, Any], goals: list[Goal], markdown: bool) -> str:
         for protocol in ("grpc", "http/protobuf"):
             for key in ("anchor", "cryostorm"):
                 m = b[protocol]["median"][key]
-                rows.append([protocol, key, fmt(m["rate"], 0), fmt(m["delivered_pct"]), fmt(m["delivered_pct_min"]),
-                             fmt(m["peak_rss_kb"] / 1024, 0), m["reported_dropped"] if key == "cryostorm" else "-"])
-        body = table(["protocol", "launcher", "spans/s (median)", "delivered % (median)", "delivered % (worst)",
-                      "peak RSS MiB", "reported dropped"], rows, markdown)
+                rs = b[protocol]["runs"][key]
+                dropped = [d for d in m["reported_dropped"] if d is not None] if key == "cryostorm" else "-"
+                rows.append([protocol, key, fmt(m["rate"], 0), " / ".join(fmt(r["rate"], 0) for r in rs),
+                             fmt(m["delivered_pct"]), " / ".join(fmt(r["delivered_pct"]) for r in rs),
+                             fmt(m["peak_rss_kb"] / 1024, 0), dropped or "none", m["foreign_cpu_pct_max"]])
+        body = table(["protocol", "launcher", "spans/s (median)", "spans/s per run", "delivered % (median)",
+                      "delivered % per run", "peak RSS MiB", "reported dropped", "other CPU % (max)"], rows, markdown)
         section(f"Burst ({BURST_SPANS:,} spans, default batch settings)", body)
     f = results.get("forced_drops")
     if f:
@@ -777,19 +893,76 @@ def render(results: dict[str, Any], goals: list[Goal], markdown: bool) -> str:
             for key, m in data["median"].items():
                 dropped = [d for d in m["reported_dropped"] if d is not None]
                 rows.append([protocol, key, fmt(m["rate"], 0), fmt(m["delivered_pct"]), fmt(m["delivered_pct_min"]),
-                             fmt(m["peak_rss_kb"] / 1024, 0), dropped or "-"])
+                             fmt(m["peak_rss_kb"] / 1024, 0), dropped or "none", m["foreign_cpu_pct_max"]])
         section("Burst exploration (cryostorm batch_size/max_queue_size; anchor = opentelemetry-instrument defaults)",
                 table(["protocol", "config", "spans/s (median)", "delivered % (median)", "delivered % (worst)",
-                       "peak RSS MiB", "reported dropped"], rows, markdown))
-    if goals:
-        rows = [[g.name, fmt(g.value, 3), f"{g.op} {g.target:g}", "PASS" if g.passed else "FAIL", g.detail]
-                for g in goals]
-        section("Goals", table(["goal", "value", "target", "result", "detail"], rows, markdown))
+                       "peak RSS MiB", "reported dropped", "other CPU % (max)"], rows, markdown))
+    if goals and not markdown:
+        goals_section()
     return "\n".join(parts)
+
+
+def loadavg_text(loads: dict[str, Any]) -> str:
+    def one(triple: Sequence[float]) -> str:
+        return "/".join(f"{x:.2f}" for x in triple)
+
+    parts = []
+    for name, value in loads.items():
+        if isinstance(value, dict):
+            parts.append(f"{name} {one(value['before'])} -> {one(value['after'])}")
+        else:
+            parts.append(f"{name} {one(value)}")
+    return "; ".join(parts) or "n/a"
+
+
+def foreign_values(node: Any) -> list[float]:
+    """Every foreign_cpu_pct recorded anywhere in the results (one per measurement)."""
+    if isinstance(node, dict):
+        own = [float(node["foreign_cpu_pct"])] if node.get("foreign_cpu_pct") is not None else []
+        return own + [v for key, child in node.items() if key != "quiet_gates" for v in foreign_values(child)]
+    if isinstance(node, list):
+        return [v for child in node for v in foreign_values(child)]
+    return []
+
+
+def during_text(results: dict[str, Any]) -> str:
+    values = foreign_values({k: v for k, v in results.items() if k != "quiet_gates"})
+    if not values:
+        return "other programs' CPU during the measurements: not recorded"
+    busy = [v for v in values if v > MONITOR.threshold_pct]
+    return (f"other programs' CPU *during* the {len(values)} measurements: median {statistics.median(values):.1f} %, "
+            f"max {max(values):.1f} %; {len(busy)} of them above {MONITOR.threshold_pct:g} % (see the per-run "
+            "columns)")
+
+
+def gates_text(gates: list[dict[str, Any]]) -> str:
+    if not gates:
+        return "no quiet gate recorded"
+    busy = [g for g in gates if g["foreign_cpu_pct"] > MONITOR.threshold_pct]
+    waited = sum(g["waited_s"] for g in gates)
+    return (f"other programs' CPU before each of {len(gates)} measurements: median "
+            f"{statistics.median(g['foreign_cpu_pct'] for g in gates):.1f} %, max "
+            f"{max(g['foreign_cpu_pct'] for g in gates):.1f} %; waited {waited:.0f} s in total for the machine to "
+            f"calm down; {len(busy)} measurement(s) started with other programs above {MONITOR.threshold_pct:g} %")
+
+
+def scrub(value: Any, ports: dict[str, int]) -> Any:
+    """Commands as anyone would type them: paths relative to the repository, the sink's ports named."""
+    if isinstance(value, str):
+        value = value.replace(f"{ROOT}/", "")
+        for name, port in ports.items():
+            value = value.replace(f"{LOCAL}:{port}", f"{LOCAL}:<sink {name}>")
+        return value
+    if isinstance(value, list):
+        return [scrub(v, ports) for v in value]
+    if isinstance(value, dict):
+        return {k: scrub(v, ports) for k, v in value.items()}
+    return value
 
 
 def write_results(results: dict[str, Any], goals: list[Goal], suffix: str) -> tuple[Path, Path]:
     RESULTS.mkdir(parents=True, exist_ok=True)
+    results = {**results, "commands": scrub(results["commands"], results.get("sink_ports", {}))}
     host = re.sub(r"[^A-Za-z0-9_.-]+", "-", results["machine"]["hostname"] or "") or "machine"
     stem = f"{results['date'][:10]}-{host}{suffix}"
     json_path, md_path = RESULTS / f"{stem}.json", RESULTS / f"{stem}.md"
@@ -807,6 +980,10 @@ def write_results(results: dict[str, Any], goals: list[Goal], suffix: str) -> tu
         f"{m['machine']}, hostname `{m['hostname']}`",
         f"- Python: anchor venv `{env['python']['anchor']}`; project venv `{env['python']['cryostorm']}`",
         f"- {env['cryostorm_version']}; {env['tools']['hyperfine']}; {env['tools']['wrk']}",
+        "- load average (1/5/15 min) at start and around each section (other work on the machine shows up "
+        "here): " + loadavg_text(results.get("loadavg", {})),
+        f"- {gates_text(results.get('quiet_gates', []))}",
+        f"- {during_text(results)}",
         f"- anchor venv (`bench/.work/anchor-venv`): {', '.join(env['packages']['anchor'])}",
         f"- project venv (`.venv`): {', '.join(env['packages']['cryostorm'])}",
         "",
@@ -837,6 +1014,24 @@ def started_sink() -> Iterator[Sink]:
         sink.close()
 
 
+def rerender(json_path: Path) -> int:
+    results = json.loads(json_path.read_text())
+    results.pop("goals", None)
+    if "sink_ports" not in results:  # older files: recover the sink's ports from the recorded commands
+        ports: dict[str, int] = {}
+        for cmd in json.dumps(results["commands"]).split('"'):
+            match = re.search(r"(?:COLLECTOR|ENDPOINT)=http://127\.0\.0\.1:(\d+)", cmd)
+            if match:
+                ports.setdefault("http" if "http/protobuf" in cmd else "grpc", int(match.group(1)))
+        results["sink_ports"] = ports
+    stem = json_path.name.removesuffix(".json")
+    host = re.sub(r"[^A-Za-z0-9_.-]+", "-", results["machine"]["hostname"] or "") or "machine"
+    suffix = stem.removeprefix(f"{results['date'][:10]}-{host}")
+    md_path, json_out = write_results(results, evaluate(results), suffix)
+    log(f"rewrote {md_path} and {json_out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="cryostorm-run vs opentelemetry-instrument, side by side")
     parser.add_argument("--quick", action="store_true", help="short run: fewer runs, shorter wrk")
@@ -845,8 +1040,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default="", help="comma-separated subset of: startup,throughput,burst,explore")
     parser.add_argument("--rounds", type=int, help="throughput rounds (default: 3 full, 1 quick)")
     parser.add_argument("--no-write", action="store_true", help="print only; do not write bench/results/")
+    parser.add_argument("--busy-threshold", type=float, default=15.0,
+                        help="before each measurement wait while other programs use more than this %% of the CPUs")
+    parser.add_argument("--render", metavar="JSON", type=Path,
+                        help="rewrite the .md (and tidy the .json) of an earlier run from its .json; measures nothing")
+    parser.add_argument("--max-wait", type=float, default=60.0,
+                        help="longest wait (s) for the machine to calm down before each measurement (0: never)")
     args = parser.parse_args(argv)
 
+    if args.render:
+        return rerender(args.render)
     profile = QUICK if args.quick else FULL
     if args.rounds:
         profile = Profile(**{**profile.__dict__, "rounds": args.rounds})
@@ -858,6 +1061,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown section(s): {', '.join(sorted(unknown))}")
 
     started = time.monotonic()
+    MONITOR.threshold_pct, MONITOR.max_wait_s = args.busy_threshold, args.max_wait
     WORK.mkdir(parents=True, exist_ok=True)
     ensure_venvs()
     results: dict[str, Any] = {
@@ -868,6 +1072,8 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine_info(),
         "environment": environment_info(),
         "commands": {},
+        # 1/5/15-min load averages around each section: a busy neighbour shows up here
+        "loadavg": {"start": os.getloadavg()},
     }
     log(f"machine: {results['machine']}")
     record: dict[str, Any] = results["commands"]
@@ -878,18 +1084,24 @@ def main(argv: list[str] | None = None) -> int:
         "explore": lambda sink: measure_explore(sink, profile, record),
     }
     with started_sink() as sink:
+        MONITOR.sink_pid = sink.proc.pid
+        results["sink_ports"] = {"grpc": sink.grpc_port, "http": sink.http_port}
         log(f"sink: gRPC {sink.grpc}, HTTP {sink.http}")
         for name in sections:
+            before = os.getloadavg()
             results[name] = steps[name](sink)
             if name == "burst":
                 results["forced_drops"] = measure_forced_drops(sink, profile, record)
+            results["loadavg"][name] = {"before": before, "after": os.getloadavg()}
     results["elapsed_s"] = time.monotonic() - started
+    results["quiet_gates"] = MONITOR.gates
     goals = evaluate(results)
     log("\n==================== results ====================")
     log(render(results, goals, markdown=False))
+    log(f"\n{gates_text(MONITOR.gates)}\n{during_text(results)}")
     if not args.no_write:
-        suffix = ("-quick" if args.quick else "") + (
-            "" if sections == ["startup", "throughput", "burst"] else "-" + "+".join(sections))
+        main_sections = {"startup", "throughput", "burst"}
+        suffix = ("-quick" if args.quick else "") + ("" if main_sections <= set(sections) else "-" + "+".join(sections))
         md_path, json_path = write_results(results, goals, suffix)
         log(f"\nwrote {md_path.relative_to(ROOT)} and {json_path.relative_to(ROOT)}")
     return 0

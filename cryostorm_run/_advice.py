@@ -73,7 +73,8 @@ OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_REQUEST OTEL_INSTRUMENTATION_HT
 OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT
 """
 # Per-library variables of the contrib instrumentations: OTEL_PYTHON_FLASK_EXCLUDED_URLS, ...
-_PATTERNS = re.compile(
+# (Compiled on first use, by `re`'s own cache: the run path rarely meets a name that is not in the set.)
+_PATTERNS = (
     r"OTEL_PYTHON_[A-Z0-9_]+_(EXCLUDED_URLS|TRACED_REQUEST_ATTRS|EXCLUDED_SPANS)"
     r"|OTEL_PYTHON_EXPORTER_OTLP_(GRPC|HTTP)(_(TRACES|METRICS|LOGS))?_CREDENTIAL_PROVIDER"
     r"|OTEL_INSTRUMENTATION_GENAI_[A-Z0-9_]+"
@@ -97,7 +98,7 @@ KNOWN_OTEL = _known_names()
 
 def is_known_otel_name(name: str) -> bool:
     """True for an `OTEL_*` variable OpenTelemetry Python reads (exact names and per-library patterns)."""
-    return name in KNOWN_OTEL or _PATTERNS.fullmatch(name) is not None
+    return name in KNOWN_OTEL or re.fullmatch(_PATTERNS, name) is not None
 
 
 # -- the checks ----------------------------------------------------------------------------------
@@ -221,7 +222,7 @@ def _endpoint_unused(ctx: _Context) -> Iterator[Advice]:
         if not users or any(effective_exporter(s, sig) is ExporterType.OTLP for sig in users):
             continue
         kinds = ", ".join(f"{_signal_word(sig)}: {effective_exporter(s, sig).value}" for sig in users)
-        target = path[:-1] + ("exporter_type",)
+        target = (*path[:-1], "exporter_type")
         fix = f"{_env_name(target)}=otlp" + (" (or --exporter otlp)" if target == ("exporter_type",) else "")
         yield Advice("endpoint-without-otlp",
                      f"{'.'.join(path)} is set (from {origin.describe()}) but no signal using it exports with "
@@ -299,4 +300,7 @@ def advise(
     too, as (name, variables), so their misspelt `OTEL_*` names are caught as well.
     """
     ctx = _Context(settings, origins, environ, [(None, environ), *files])
-    return [advice for check in CHECKS.values() for advice in check(ctx)]
+    # Disabled (`cryostorm-run -- CMD` is a plain exec): only what is wrong whatever the settings.
+    always = ("unknown-otel-variable", "headers-on-command-line")
+    checks = CHECKS if settings.enabled else {name: CHECKS[name] for name in always}
+    return [advice for check in checks.values() for advice in check(ctx)]

@@ -29,6 +29,7 @@ class EnvironmentType(_StrEnum):
 
 class ExporterType(_StrEnum):
     CONSOLE = "console"
+    CONSOLE_PRETTY = "pretty"  # traces as a readable tree on stderr; metrics and logs as `console`
     OTLP = "otlp"
     IN_MEMORY = "in_memory"
     PROMETHEUS = "prometheus"  # metrics only: a pull endpoint scraped by Prometheus

@@ -10,6 +10,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from cryostorm_run._advice import Advice, advise
+from cryostorm_run._configfile import read_config_file
 from cryostorm_run._sources import (
     DEFAULT,
     DELIMITER,
@@ -50,8 +52,11 @@ class Override:
 
 @dataclass(frozen=True)
 class Loaded:
+    """Valid settings, where each value came from, and warnings about likely mistakes (see `_advice`)."""
+
     settings: TelemetrySettings
     origins: Mapping[Path_, Origin] = field(default_factory=dict)
+    warnings: tuple[Advice, ...] = ()
 
     def origin(self, path: Path_) -> Origin:
         return origin_of(path, self.origins)
@@ -65,18 +70,29 @@ def parse_dotted(flag: str, assignment: str) -> Override:
     return Override(f"{flag} {key.strip()}", tuple(p.strip().lower() for p in key.split(".")), value)
 
 
+_CWD = Path()
+
+
 def load_settings(
     environ: Mapping[str, str],
     *,
     env_file: Path | None = None,
     overrides: Sequence[Override] = (),
+    config_dir: Path | None = _CWD,
 ) -> Loaded:
-    """Validate settings from flags > CRYOSTORM_* > OTEL_* > env file > defaults.
+    """Validate settings from flags > CRYOSTORM_* > OTEL_* > env file > config file > defaults.
 
-    Raises `ConfigError` listing every problem.
+    The config file is `cryostorm.toml` or `pyproject.toml [tool.cryostorm]` in `config_dir`
+    (the current directory by default; None: no config file). Raises `ConfigError` listing
+    every problem; `Loaded.warnings` lists valid but likely mistaken settings.
     """
     problems: list[Problem] = []
     entries: list[Entry] = []
+    if config_dir is not None:
+        try:
+            entries += read_config_file(config_dir)
+        except SourceError as exc:
+            problems += exc.problems
     if env_file is not None:
         try:
             entries += read_env_file(env_file)
@@ -96,7 +112,16 @@ def load_settings(
         problems += _missing_packages(settings, origins)
     if problems:
         raise ConfigError(_dedupe(problems))
-    return Loaded(settings, origins)
+    return Loaded(settings, origins, tuple(advise(settings, origins, environ, files=_env_file_values(env_file))))
+
+
+def _env_file_values(env_file: Path | None) -> list[tuple[str, Mapping[str, str]]]:
+    """The env file's variables (it was read successfully already), for the misspelt-name warning."""
+    if env_file is None:
+        return []
+    from dotenv import dotenv_values
+
+    return [(str(env_file), {k: v or "" for k, v in dotenv_values(env_file).items()})]
 
 
 # Settings values that need an optional package: (module to find, pip requirement).
@@ -172,7 +197,7 @@ def _explain(err: Mapping[str, Any], data: Mapping[str, Any], origins: Mapping[P
         return Problem(name, shown, "not an allowed value", f"allowed: {ctx.get('expected', '')}".replace("'", ""))
     message = str(err["msg"])
     if secret:
-        message = message.split(", input_value=", maxsplit=1)[0]
+        message = _scrub(message.split(", input_value=", maxsplit=1)[0], raw)
     message = message.removeprefix("Value error, ")
     hint = ""
     if kind in ("greater_than", "greater_than_equal", "less_than_equal", "less_than"):
@@ -184,6 +209,24 @@ def _explain(err: Mapping[str, Any], data: Mapping[str, Any], origins: Mapping[P
     return Problem(name, shown, message, hint)
 
 
+def _scrub(message: str, raw: Any) -> str:
+    """A validator's message may quote a piece of a secret input (`got 'Bearer ...'`): mask every piece
+    that could be a value; header names stay readable."""
+    if not isinstance(raw, str):
+        return message
+    import urllib.parse
+
+    pieces = {raw.strip()}
+    for item in raw.split(","):
+        _, sep, value = item.partition("=")
+        piece = (value if sep else item).strip()
+        pieces |= {piece, urllib.parse.unquote(piece)}
+    for piece in sorted(pieces, key=len, reverse=True):
+        if piece:
+            message = message.replace(piece, "****")
+    return message
+
+
 def _bounds_hint(kind: str, ctx: Mapping[str, Any]) -> str:
     words = {"greater_than": "> ", "greater_than_equal": ">= ", "less_than": "< ", "less_than_equal": "<= "}
     bound = ctx.get("gt", ctx.get("ge", ctx.get("lt", ctx.get("le"))))
@@ -192,11 +235,23 @@ def _bounds_hint(kind: str, ctx: Mapping[str, Any]) -> str:
 
 def _unknown(name: str, origin: Origin, shown: str | None) -> Problem:
     hint = "remove it, or check the spelling"
-    if origin.name.upper().startswith(PREFIX):
+    close: list[str] = []
+    if origin.kind == "config_file":  # dotted keys: compare with the model's dotted names
+        dotted = [n[len(PREFIX):].lower().replace(DELIMITER, ".") for n in iter_leaf_names()]
+        close = difflib.get_close_matches(origin.name.lower(), dotted, n=1, cutoff=0.75)
+    elif origin.name.upper().startswith(PREFIX):
         close = difflib.get_close_matches(origin.name.upper(), list(iter_leaf_names()), n=1, cutoff=0.75)
-        if close:
-            hint = f"did you mean {close[0]}?"
+    if close:
+        hint = f"did you mean {close[0]}?"
+    # A misspelt secret is still a secret: CRYOSTORM_OTLP__HEADERZ=authorization=... must stay masked.
+    if any(_looks_secret(n) for n in (origin.name, *close)):
+        shown = mask(shown)
     return Problem(name, shown, "unknown setting", hint)
+
+
+def _looks_secret(name: str) -> bool:
+    upper = name.upper()
+    return is_secret_name(name) or any(word in upper for word in ("HEADER", "AUTH", "PASSW", "CREDENTIAL"))
 
 
 _MISSING = object()

@@ -49,8 +49,15 @@ def _memory_spans(_: SignalRuntime) -> Any:
     return InMemorySpanExporter()
 
 
+def _pretty_spans(_: SignalRuntime) -> Any:
+    from cryostorm_run._pretty import PrettySpanExporter
+
+    return PrettySpanExporter()  # writes to sys.stderr, looked up at write time like STDERR
+
+
 SPAN_EXPORTERS: dict[str, Callable[[SignalRuntime], Any]] = {
     "console": _console_spans,
+    "pretty": _pretty_spans,
     "otlp": lambda sig: LazySpanExporter(otlp_factory("traces", sig)),
     "in_memory": _memory_spans,
 }
@@ -212,6 +219,7 @@ def _prometheus_metrics(rt: Runtime) -> Any:
 
 METRIC_READERS: dict[str, Callable[[Runtime], Any]] = {
     "console": _console_metrics,
+    "pretty": _console_metrics,  # no tree to draw for metrics: the JSON console exporter
     "otlp": _otlp_metrics,
     "in_memory": _memory_metrics,
     "prometheus": _prometheus_metrics,
@@ -257,6 +265,7 @@ def _memory_logs(_: SignalRuntime) -> Any:
 
 LOG_EXPORTERS: dict[str, Callable[[SignalRuntime], Any]] = {
     "console": _console_logs,
+    "pretty": _console_logs,  # log records stay the JSON console exporter's
     "otlp": _lazy_log_exporter,
     "in_memory": _memory_logs,
 }
@@ -311,7 +320,7 @@ def build_logger_provider(rt: Runtime, resource: Resource, outputs: dict[str, An
     provider.add_log_record_processor(log_processor(sig, exporter))
     if outputs is not None:
         outputs["logs"] = exporter
-    if rt.environment == "development" and sig.exporter != "console":
+    if rt.environment == "development" and sig.exporter not in ("console", "pretty"):
         # Seed 3.10: in development, log records are also echoed to the console.
         from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
 

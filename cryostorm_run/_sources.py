@@ -26,7 +26,7 @@ Path_ = tuple[str, ...]
 
 @dataclass(frozen=True)
 class Origin:
-    """Where a value came from: ``kind`` is flag, cryostorm_env, otel_env, env_file or default."""
+    """Where a value came from: ``kind`` is flag, cryostorm_env, otel_env, env_file, config_file or default."""
 
     kind: str
     name: str
@@ -35,6 +35,8 @@ class Origin:
     def describe(self) -> str:
         if self.kind == "env_file":
             return f"{self.name} in {self.file}"
+        if self.kind == "config_file":  # name is the dotted key: "pyproject.toml [tool.cryostorm] tracing.sample_rate"
+            return f"{self.file} {self.name}"
         if self.kind == "default":
             return "default"
         return self.name
@@ -316,7 +318,12 @@ class EnvironSource(PydanticBaseSettingsSource):
         return None, field_name, False  # unused: __call__ returns everything at once
 
     def __call__(self) -> dict[str, Any]:
-        data, _ = merge(environ_entries(os.environ))
+        from pathlib import Path
+
+        from cryostorm_run._configfile import read_config_file
+
+        # Same order as `load_settings` without flags or env file: config file < OTEL_* < CRYOSTORM_*.
+        data, _ = merge(read_config_file(Path.cwd()) + environ_entries(os.environ))
         return data
 
 

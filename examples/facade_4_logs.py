@@ -42,8 +42,7 @@ def main() -> None:
     # The trace ids are ordinary record attributes, usable in any formatter.
     handler = logging.StreamHandler()  # stderr
     handler.setFormatter(logging.Formatter("%(levelname)s [trace=%(trace_id)s span=%(span_id)s] %(message)s"))
-    telemetry.logger.addHandler(handler)
-    telemetry.logger.propagate = True  # records still reach the root logger, where they are exported
+    telemetry.logger.addHandler(handler)  # records still go on to the root logger, where they are exported
 
     process_user_data("user_123")
     process_user_data("user_456")

@@ -118,3 +118,17 @@ def test_sink_counts_and_resets_over_stdin() -> None:
             proc.wait()
         proc.stdin.close()
         proc.stdout.close()
+
+
+def test_scrub_names_paths_and_ports() -> None:
+    cmd = f"X=http://127.0.0.1:4317 {ROOT}/.venv/bin/python Y=http://127.0.0.1:4318"
+    assert harness.scrub({"a": [cmd]}, {"grpc": 4317, "http": 4318}) == {
+        "a": ["X=http://127.0.0.1:<sink grpc> .venv/bin/python Y=http://127.0.0.1:<sink http>"]
+    }
+
+
+def test_foreign_cpu_values_are_collected_from_every_run() -> None:
+    results = {"burst": {"grpc": {"runs": {"anchor": [{"foreign_cpu_pct": 2.0}, {"foreign_cpu_pct": 30.0}]}}},
+               "startup": {"hyperfine_cpu": {"foreign_cpu_pct": 4.0}}, "quiet_gates": [{"foreign_cpu_pct": 99.0}]}
+    assert sorted(harness.foreign_values({k: v for k, v in results.items() if k != "quiet_gates"})) == [2.0, 4.0, 30.0]
+    assert "1 of them above 15 %" in harness.during_text(results)

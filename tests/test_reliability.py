@@ -18,7 +18,8 @@ TRANSPORTS = ["grpc", "http/protobuf"]
 def otlp_env(rcv: Receiver, transport: str, **extra: str) -> dict[str, str]:
     endpoint = rcv.grpc_endpoint if transport == "grpc" else rcv.http_endpoint
     return {"CRYOSTORM_EXPORTER_TYPE": "otlp", "CRYOSTORM_COLLECTOR": endpoint, "CRYOSTORM_OTLP__PROTOCOL": transport,
-            "CRYOSTORM_SERVICE__ENVIRONMENT": "production", "CRYOSTORM_SHUTDOWN_TIMEOUT_MILLIS": "2000", **extra}
+            "CRYOSTORM_SERVICE__ENVIRONMENT": "production", "CRYOSTORM_SHUTDOWN_TIMEOUT_MILLIS": "2000",
+            "CRYOSTORM_SERVICE__NAME": "reliability", **extra}
 
 
 def unreachable_env(transport: str) -> dict[str, str]:
@@ -149,7 +150,7 @@ def test_exporter_that_is_not_installed_leaves_the_program_running(tmp_path: Pat
     assert (result.returncode, result.stdout) == (0, "still here\n")
     assert result.stderr.splitlines() == [
         "cryostorm: telemetry disabled in this process: TelemetrySetupError: unknown traces exporter 'zipkin'; "
-        "allowed: console, in_memory, otlp, none"]
+        "allowed: console, in_memory, otlp, pretty, none"]
 
 
 def test_users_sitecustomize_that_raises(tmp_path: Path) -> None:

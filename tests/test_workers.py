@@ -9,6 +9,7 @@ Run with `-s` to see the `PIDS <case>: [...]` lines.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -23,7 +24,7 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import CRYOSTORM_RUN, PYTHON, ROOT, child_env, run_launcher
-from otlp_receiver import Receiver, ReceivedSpan
+from otlp_receiver import ReceivedSpan, Receiver
 
 APPS = ROOT / "tests" / "apps"
 DURATION_METRICS = {"http.server.request.duration", "http.server.duration"}
@@ -84,10 +85,8 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=30)
-        try:  # workers orphaned by a failed test: the session is ours alone
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+        with contextlib.suppress(ProcessLookupError, PermissionError):  # workers a failed test orphaned
+            os.killpg(self.proc.pid, signal.SIGKILL)  # (the session is this server's alone)
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
@@ -126,9 +125,27 @@ class Server:
         return self.proc.wait(timeout=timeout)
 
 
-def server_spans(rcv: Receiver) -> dict[int, list[ReceivedSpan]]:
+def run_group(args: list[str], env: dict[str, str], timeout: float = 90) -> tuple[int, str, str]:
+    """`cryostorm-run ARGS` to completion in its own session; on timeout the whole session is killed
+    (children hung in a deadlock would otherwise outlive the test)."""
+    proc = subprocess.Popen(
+        [CRYOSTORM_RUN, *args], env=child_env(env), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        pytest.fail(f"{args} did not finish within {timeout} s; stdout {out!r}, stderr {err!r}")
+    return proc.returncode, out, err
+
+
+def server_spans(spans: list[ReceivedSpan]) -> dict[int, list[ReceivedSpan]]:
+    """SERVER spans by process.pid. (Predicates get the span list: the receiver's lock is held.)"""
     by_pid: dict[int, list[ReceivedSpan]] = defaultdict(list)
-    for span in rcv.spans():
+    for span in spans:
         if span.kind == "SERVER":
             by_pid[span.resource["process.pid"]].append(span)
     return by_pid
@@ -170,8 +187,8 @@ def prove_every_worker_exports(rcv: Receiver, srv: Server, case: str) -> set[int
     """Load the server until 2 workers answered; their spans and duration metrics arrive."""
     srv.wait_ready()
     pids = srv.spread()
-    rcv.wait_for_spans(lambda _: pids <= set(server_spans(rcv)), timeout=30)
-    spans = [s for ss in server_spans(rcv).values() for s in ss]
+    rcv.wait_for_spans(lambda s: pids <= set(server_spans(s)), timeout=30)
+    spans = [s for ss in server_spans(rcv.spans()).values() for s in ss]
     ids = identities(spans)
     print(f"PIDS {case}: {sorted(ids)}")
     assert set(ids) == pids, f"spans came from pids {set(ids)}, requests were served by {pids}"
@@ -215,19 +232,17 @@ def test_uvicorn_reload_child_is_instrumented(otlp_receiver: Receiver, tmp_path:
     with Server(cmd, otlp_env(otlp_receiver), tmp_path, cwd=tmp_path) as srv:
         srv.wait_ready()
         first = srv.get_pid()
-        otlp_receiver.wait_for_spans(lambda _: first in server_spans(otlp_receiver), timeout=30)
+        otlp_receiver.wait_for_spans(lambda s: first in server_spans(s), timeout=30)
         deadline, second, bump = time.monotonic() + 60, first, 0
         while second == first:  # StatReload polls mtimes: touch until the child is replaced
             assert time.monotonic() < deadline, f"no reload within 60 s: {srv.output()}"
             bump += 1
             os.utime(app, (time.time() + bump, time.time() + bump))
             time.sleep(1)
-            try:
+            with contextlib.suppress(httpx.TransportError):
                 second = srv.get_pid()
-            except httpx.TransportError:
-                pass
-        otlp_receiver.wait_for_spans(lambda _: second in server_spans(otlp_receiver), timeout=30)
-        ids = identities([s for ss in server_spans(otlp_receiver).values() for s in ss])
+        otlp_receiver.wait_for_spans(lambda s: second in server_spans(s), timeout=30)
+        ids = identities([s for ss in server_spans(otlp_receiver.spans()).values() for s in ss])
         print(f"PIDS uvicorn --reload: {sorted(ids)} (before reload {first}, after {second})")
         assert {first, second} <= set(ids) and srv.proc.pid not in ids
         assert "Reloading" in srv.output() or "reload" in srv.output().lower()
@@ -248,9 +263,9 @@ def test_gunicorn_max_requests_recycled_worker_flushes(otlp_receiver: Receiver, 
         assert gone, f"no worker was recycled; served: {dict(srv.served)}: {srv.output()}"
         want = {p: srv.served[p] for p in gone}
         otlp_receiver.wait_for_spans(
-            lambda _: {p: len(server_spans(otlp_receiver).get(p, [])) for p in gone} == want, timeout=30
+            lambda s: {p: len(server_spans(s).get(p, [])) for p in gone} == want, timeout=30
         )
-        by_pid = server_spans(otlp_receiver)
+        by_pid = server_spans(otlp_receiver.spans())
         print(f"PIDS gunicorn --max-requests 5: served {dict(srv.served)}, exited {sorted(gone)}, "
               f"received from {sorted(by_pid)}")
         identities([s for ss in by_pid.values() for s in ss])
@@ -266,9 +281,9 @@ def test_sigterm_to_gunicorn_flushes_every_worker(otlp_receiver: Receiver, tmp_p
         assert srv.stop() == 0, srv.output()
         want = dict(srv.served)
         otlp_receiver.wait_for_spans(
-            lambda _: {p: len(s) for p, s in server_spans(otlp_receiver).items()} == want, timeout=30
+            lambda s: {p: len(v) for p, v in server_spans(s).items()} == want, timeout=30
         )
-        ids = identities([s for ss in server_spans(otlp_receiver).values() for s in ss])
+        ids = identities([s for ss in server_spans(otlp_receiver.spans()).values() for s in ss])
         print(f"PIDS gunicorn SIGTERM: {sorted(ids)} served {want}")
         assert set(ids) == pids
         assert not [p for p in pids if alive(p)], "a worker outlived gunicorn"
@@ -280,10 +295,10 @@ def test_sigterm_to_gunicorn_flushes_every_worker(otlp_receiver: Receiver, tmp_p
 @pytest.mark.parametrize("method", ["spawn", "fork"])
 def test_multiprocessing_pool_workers_flush_at_exit(otlp_receiver: Receiver, method: str) -> None:
     env = otlp_env(otlp_receiver, delay_ms=LONG_DELAY)  # batch processor: only the exit flush delivers
-    result = run_launcher(["--quiet", "--", PYTHON, str(APPS / "workers_pool.py"), method], env, timeout=120)
-    assert result.returncode == 0, result.stderr
-    assert result.stderr == "", result.stderr
-    out = json.loads(result.stdout)
+    code, stdout, stderr = run_group(["--quiet", "--", PYTHON, str(APPS / "workers_pool.py"), method], env)
+    assert code == 0, stderr
+    assert stderr == "", stderr
+    out = json.loads(stdout)
     served = Counter(out["pids"])
     assert len(served) == 2, f"tasks were not spread: {served}"
     spans = otlp_receiver.wait_for_spans(lambda s: len([x for x in s if x.name == "task"]) >= 20, timeout=30)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-TYPER_COMMANDS = ("check-config", "print-env", "--version")
+TYPER_COMMANDS = ("check-config", "print-env", "doctor", "schema", "--version")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -21,7 +21,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     elif args[0] in ("-h", "--help"):
         from cryostorm_run.cli._run import usage
 
-        sys.stdout.write(usage() + "\nCommands: check-config, print-env (cryostorm-run COMMAND --help)\n")
+        commands = "check-config, print-env, doctor, schema"
+        sys.stdout.write(usage() + f"\nCommands: {commands} (cryostorm-run COMMAND --help)\n")
         raise SystemExit(0)
     from cryostorm_run.cli._run import main as run_main
 

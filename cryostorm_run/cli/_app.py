@@ -1,10 +1,9 @@
-"""The typer commands: check-config and print-env (reports on stderr, data on stdout)."""
+"""The typer commands: check-config, print-env, doctor and schema (reports on stderr, data on stdout)."""
 
 from __future__ import annotations
 
 import json
 import os
-import shlex
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -12,7 +11,9 @@ from typing import Annotated, Any, Optional
 import typer
 
 from cryostorm_run._version import __version__
-from cryostorm_run.cli._common import FLAGS, boundary, load, overrides_from
+from cryostorm_run.cli._common import EXIT_USAGE, FLAGS, boundary, load, overrides_from
+
+EXIT_PROBE_FAILED = 3  # check-config --probe: an endpoint cannot be reached or refused the export
 
 app = typer.Typer(
     name="cryostorm-run",
@@ -75,27 +76,59 @@ def check_config(
     exporter: Exporter = None,
     endpoint: Endpoint = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")] = False,
+    strict: Annotated[bool, typer.Option("--strict", help="Treat warnings as errors (exit 2).")] = False,
+    probe: Annotated[bool, typer.Option("--probe", help="Connect to each OTLP endpoint; exit 3 if one fails.")] = False,
+    probe_timeout: Annotated[float, typer.Option("--probe-timeout", min=0.1, help="Seconds per endpoint.")] = 3.0,
+    probe_span: Annotated[bool, typer.Option("--probe-span", help="With --probe: send one test span.")] = False,
     debug: Debug = False,
 ) -> None:
-    """Validate the settings and show every effective value and where it came from. Exit 2 if invalid."""
+    """Validate the settings and show every effective value and where it came from. Exit 2 if invalid
+    (or, with --strict, if there are warnings), 3 if a --probe fails."""
 
     def run() -> int:
         loaded = _load(env_file, assignments, service_name, exporter, endpoint)
         rows = effective_rows(loaded)
-        if as_json:
-            sys.stdout.write(json.dumps({"valid": True, "settings": rows}, indent=2) + "\n")
-            return 0
-        from rich.table import Table
+        results = None
+        if probe or probe_span:
+            from cryostorm_run._probe import probe as probe_endpoints
 
-        table = Table(title="cryostorm settings (valid)", title_justify="left")
-        for column in ("setting", "value", "source"):
-            table.add_column(column)
-        for row in rows:
-            table.add_row(row["setting"], str(row["value"]), row["source"])
-        _stderr_console().print(table)
+            results = probe_endpoints(loaded.settings, os.environ, timeout=probe_timeout, send_span=probe_span)
+        if as_json:
+            data: dict[str, Any] = {"valid": True, "settings": rows,
+                                    "warnings": [{"code": w.code, "message": w.message} for w in loaded.warnings]}
+            if results is not None:
+                data["probe"] = [{"signals": list(r.signals), "protocol": r.target.protocol.value, "url": r.url,
+                                  "ok": r.ok, "kind": r.kind, "message": r.message, "hint": r.hint} for r in results]
+            sys.stdout.write(json.dumps(data, indent=2) + "\n")
+        else:
+            _print_table(rows)
+        for warning in loaded.warnings:
+            sys.stderr.write(f"cryostorm-run: warning: {warning}\n")
+        if results is not None and not as_json:
+            from cryostorm_run._probe import render_results
+
+            sys.stderr.write(render_results(results, probe_timeout))
+        if strict and loaded.warnings:
+            count = len(loaded.warnings)
+            sys.stderr.write(f"cryostorm-run: --strict: {count} warning{'s' if count != 1 else ''} "
+                             "treated as errors\n")
+            return EXIT_USAGE
+        if results is not None and not all(r.ok for r in results):
+            return EXIT_PROBE_FAILED
         return 0
 
     boundary(run, debug)
+
+
+def _print_table(rows: list[dict[str, Any]]) -> None:
+    from rich.table import Table
+
+    table = Table(title="cryostorm settings (valid)", title_justify="left")
+    for column in ("setting", "value", "source"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(row["setting"], str(row["value"]), row["source"])
+    _stderr_console().print(table)
 
 
 @app.command("print-env")
@@ -105,29 +138,69 @@ def print_env(
     service_name: ServiceName = None,
     exporter: Exporter = None,
     endpoint: Endpoint = None,
-    fmt: Annotated[str, typer.Option("--format", help="shell (safe to eval), dotenv or json")] = "shell",
+    fmt: Annotated[str, typer.Option("--format", help="shell (safe to eval), dotenv, json, docker (-e flags) or "
+                                     "k8s (a container's env: list); docker and k8s leave out PYTHONPATH")] = "shell",
     show_secrets: Annotated[bool, typer.Option("--show-secrets", help="Print header values in clear.")] = False,
     debug: Debug = False,
 ) -> None:
-    """Print the OTEL_* (and PYTHONPATH) environment the program would get."""
+    """Print the OTEL_* (and PYTHONPATH) environment the program would get, and where each value came from."""
 
     def run() -> int:
+        from cryostorm_run._envformat import FORMATS, EnvLine, render_env, row_source
         from cryostorm_run._envmap import env_rows
         from cryostorm_run._loading import ConfigError
         from cryostorm_run._sources import Problem
         from cryostorm_run.launch import _pythonpath, hook_dir
 
-        if fmt not in ("shell", "dotenv", "json"):
-            raise ConfigError([Problem("--format", fmt, "unknown format", "allowed: shell, dotenv, json")])
+        if fmt not in FORMATS:
+            raise ConfigError([Problem("--format", fmt, "unknown format", f"allowed: {', '.join(FORMATS)}")])
         loaded = _load(env_file, assignments, service_name, exporter, endpoint)
-        pairs = [(r.name, "****" if r.secret and not show_secrets else r.value) for r in env_rows(loaded.settings)]
-        pairs.append(("PYTHONPATH", _pythonpath(str(hook_dir()), os.environ.get("PYTHONPATH"))))
-        if fmt == "json":
-            sys.stdout.write(json.dumps(dict(pairs), indent=2) + "\n")
-        elif fmt == "dotenv":
-            sys.stdout.write("".join(f"{k}={json.dumps(v)}\n" for k, v in pairs))
+        lines = [EnvLine(r.name, "****" if r.secret and not show_secrets else r.value,
+                         row_source(r.setting, loaded.origins)) for r in env_rows(loaded.settings)]
+        pythonpath = _pythonpath(str(hook_dir()), os.environ.get("PYTHONPATH"))
+        lines.append(EnvLine("PYTHONPATH", pythonpath, "cryostorm's hook directory, then your PYTHONPATH"))
+        sys.stdout.write(render_env(lines, fmt))
+        return 0
+
+    boundary(run, debug)
+
+
+@app.command("doctor", context_settings={"allow_interspersed_args": False})
+def doctor(
+    command: Annotated[Optional[list[str]], typer.Argument(  # noqa: UP045
+        help="-- COMMAND [ARGS...]: also check that the interpreter running COMMAND can run the hook.")] = None,
+    paths: Annotated[list[Path], typer.Option("--path", help="Also look for packages in this directory "
+                                              "(e.g. another site-packages), before sys.path.")] = [],  # noqa: B006
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")] = False,
+    debug: Debug = False,
+) -> None:
+    """Check installed instrumentations, OpenTelemetry package versions and the command's interpreter.
+    Exit 0 when healthy, 1 when there are problems."""
+
+    def run() -> int:
+        from cryostorm_run._doctor import diagnose, render_report
+
+        search = [*map(str, paths), *sys.path] if paths else None
+        report = diagnose(command or None, environ=os.environ, paths=search)
+        if as_json:
+            findings = [{"section": f.section, "status": f.status, "message": f.message, "fix": f.fix}
+                        for f in report.findings]
+            sys.stdout.write(json.dumps({"healthy": not report.problems, "findings": findings}, indent=2) + "\n")
         else:
-            sys.stdout.write("".join(f"export {k}={shlex.quote(v)}\n" for k, v in pairs))
+            sys.stderr.write(render_report(report))
+        return 1 if report.problems else 0
+
+    boundary(run, debug)
+
+
+@app.command("schema")
+def schema(debug: Debug = False) -> None:
+    """Print the JSON Schema of the settings (for cryostorm.toml / [tool.cryostorm] in pyproject.toml)."""
+
+    def run() -> int:
+        from cryostorm_run._configfile import settings_schema
+
+        sys.stdout.write(json.dumps(settings_schema(), indent=2) + "\n")
         return 0
 
     boundary(run, debug)

@@ -16,7 +16,7 @@ EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 # Shortcut flags: each is only another spelling of one settings path (see --set for all of them).
 FLAGS: dict[str, tuple[Path_, str]] = {
     "--service-name": (("service", "name"), "service.name"),
-    "--exporter": (("exporter_type",), "exporter_type: console, otlp, none (all signals)"),
+    "--exporter": (("exporter_type",), "exporter_type: console, pretty, otlp, none (all signals)"),
     "--endpoint": (("collector",), "collector URL for all signals, e.g. http://collector:4317"),
 }
 
@@ -77,7 +77,7 @@ def boundary(func: Callable[[], int | None], debug: bool) -> NoReturn:
         raise
     except Exception as exc:
         if debug:
-            traceback.print_exc()
+            sys.stderr.write(_mask_text(traceback.format_exc()))
         else:
             exc_text = _mask_text(f"{type(exc).__name__}: {exc}")
             fail(f"cryostorm-run: internal error: {exc_text} (run with --debug for the traceback)", EXIT_RUNTIME)

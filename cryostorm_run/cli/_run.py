@@ -86,7 +86,7 @@ def main(args: Sequence[str]) -> NoReturn:
         if not command:
             raise UsageError([Problem("COMMAND", None, "no command given", "cryostorm-run [OPTIONS] -- COMMAND")])
         plan = plan_launch(loaded.settings, command, os.environ, report=str(options["report"]))
-        for warning in plan.warnings:
+        for warning in (*loaded.warnings, *plan.warnings):
             sys.stderr.write(f"cryostorm-run: warning: {warning}\n")
         exec_plan(plan)
 

@@ -1,0 +1,299 @@
+"""`cryostorm-run doctor`: is this environment able to instrument the program?
+
+Three questions, each answered with the fix:
+
+* which installed libraries have their instrumentation package installed, missing or at a
+  version that does not match (with the exact `pip install` line);
+* do the OpenTelemetry packages agree (api/sdk/exporters on one 1.x release, contrib packages
+  on the 0.xb line of opentelemetry-instrumentation, every declared requirement met);
+* will the command's interpreter run the hook (`doctor -- python app.py`): the "wrong python on
+  PATH" trap, where a program silently runs uninstrumented.
+
+Example:
+    >>> report = diagnose(command=None)
+    >>> isinstance(report.problems, int)
+    True
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+__all__ = ["Dist", "DoctorReport", "Finding", "diagnose", "installed", "render_report"]
+
+
+@dataclass(frozen=True)
+class Dist:
+    name: str  # normalized: opentelemetry-instrumentation-flask
+    version: str
+    requires: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Finding:
+    """`status`: ok, problem, or info (a suggestion that does not make the environment unhealthy)."""
+
+    section: str  # packages, instrumentations, command
+    status: str
+    message: str
+    fix: str = ""
+
+
+@dataclass
+class DoctorReport:
+    findings: list[Finding] = field(default_factory=list)
+    contrib_version: str | None = None  # the installed opentelemetry-instrumentation
+
+    @property
+    def problems(self) -> int:
+        return sum(f.status == "problem" for f in self.findings)
+
+    def add(self, section: str, status: str, message: str, fix: str = "") -> None:
+        self.findings.append(Finding(section, status, message, fix))
+
+
+def normalize(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def installed(paths: Sequence[str] | None = None) -> dict[str, Dist]:
+    """Installed distributions by normalized name; the first one on the path wins, as for imports."""
+    import importlib.metadata
+
+    found: dict[str, Dist] = {}
+    for dist in importlib.metadata.distributions(path=list(paths) if paths is not None else sys.path):
+        name = dist.metadata["Name"]
+        if not name or normalize(name) in found:
+            continue
+        found[normalize(name)] = Dist(normalize(name), dist.version, tuple(dist.requires or ()))
+    return found
+
+
+# -- OpenTelemetry package versions ----------------------------------------------------------------
+
+_STABLE_CORE = ("opentelemetry-api", "opentelemetry-sdk", "opentelemetry-proto")
+_CONTRIB_VERSION = re.compile(r"^0\.\d+b\d+$")
+CONTRIB_ANCHOR = "opentelemetry-instrumentation"
+
+
+def _stable(dists: Mapping[str, Dist]) -> list[Dist]:
+    return [d for d in dists.values() if d.name in _STABLE_CORE
+            or (d.name.startswith("opentelemetry-exporter-") and d.version.startswith("1."))]
+
+
+def _contrib(dists: Mapping[str, Dist]) -> list[Dist]:
+    return [d for d in dists.values() if d.name.startswith("opentelemetry-") and _CONTRIB_VERSION.match(d.version)]
+
+
+def _line_check(report: DoctorReport, group: list[Dist], anchor: str, what: str) -> None:
+    if not group:
+        return
+    reference = next((d.version for d in group if d.name == anchor), None)
+    if reference is None:
+        reference = max({d.version for d in group}, key=[d.version for d in group].count)
+    offenders = sorted((d for d in group if d.version != reference), key=lambda d: d.name)
+    if not offenders:
+        report.add("packages", "ok", f"{what} share {reference} ({len(group)} packages)")
+        return
+    listed = ", ".join(f"{d.name} {d.version}" for d in offenders)
+    pins = " ".join(f"'{d.name}=={reference}'" for d in offenders)
+    report.add("packages", "problem", f"{what} must share one version ({anchor} {reference}); these differ: {listed}",
+               f"pip install {pins}")
+
+
+def _requirement_check(report: DoctorReport, dists: Mapping[str, Dist]) -> None:
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    for dist in sorted(dists.values(), key=lambda d: d.name):
+        if not dist.name.startswith("opentelemetry-"):
+            continue
+        for text in dist.requires:
+            try:
+                req = Requirement(text)
+            except InvalidRequirement:
+                continue
+            if req.marker is not None and not req.marker.evaluate({"extra": ""}):
+                continue  # an optional extra, or not for this platform / Python
+            name = normalize(req.name)
+            if not name.startswith("opentelemetry-"):
+                continue
+            have = dists.get(name)
+            if have is None:
+                report.add("packages", "problem", f"{dist.name} {dist.version} requires {req}, which is not installed",
+                           f"pip install '{req}'")
+            elif not req.specifier.contains(have.version, prereleases=True):
+                same_line = bool(_CONTRIB_VERSION.match(dist.version)) == bool(_CONTRIB_VERSION.match(have.version))
+                fix = (f"pip install '{dist.name}=={have.version}'" if same_line
+                       else f"install the {dist.name} release made for {name} {have.version}")
+                report.add("packages", "problem",
+                           f"{dist.name} {dist.version} requires {req}, but {name} {have.version} is installed", fix)
+
+
+# -- instrumentations -------------------------------------------------------------------------------
+
+# bootstrap_gen lists pydantic for the tortoiseorm instrumentation (it can trace pydantic models of
+# tortoise-orm); pydantic alone is not something to instrument.
+_NOT_TARGETS = {("pydantic", "opentelemetry-instrumentation-tortoiseorm")}
+
+
+def _libraries() -> list[dict[str, str]]:
+    from opentelemetry.instrumentation.bootstrap_gen import libraries
+
+    return list(libraries)
+
+
+def _instrumentation_check(report: DoctorReport, dists: Mapping[str, Dist],
+                           libraries: Iterable[Mapping[str, str]]) -> None:
+    from packaging.requirements import Requirement
+
+    anchor = dists.get(CONTRIB_ANCHOR)
+    if anchor is None:
+        report.add("instrumentations", "problem", f"{CONTRIB_ANCHOR} is not installed: nothing can be instrumented",
+                   "pip install cryostorm-run (it depends on it)")
+        return
+    seen: set[tuple[str, str]] = set()
+    for entry in libraries:
+        lib, inst = Requirement(entry["library"]), Requirement(entry["instrumentation"])
+        key = (normalize(lib.name), normalize(inst.name))
+        have_lib = dists.get(key[0])
+        if have_lib is None or key in seen or key in _NOT_TARGETS:
+            continue
+        seen.add(key)
+        pinned = any(spec.operator == "==" for spec in inst.specifier)
+        # Contrib packages move together: pin the one matching the installed opentelemetry-instrumentation.
+        wanted = f"{key[1]}=={anchor.version}" if pinned else str(inst)
+        lib_ok = lib.specifier.contains(have_lib.version, prereleases=True)
+        have_inst = dists.get(key[1])
+        label = f"{lib.name} {have_lib.version}"
+        if have_inst is None:
+            if lib_ok:
+                report.add("instrumentations", "info", f"{label}: not instrumented ({key[1]} is not installed)",
+                           f"pip install '{wanted}'")
+            continue
+        matches = (have_inst.version == anchor.version if pinned
+                   else inst.specifier.contains(have_inst.version, prereleases=True))
+        if not matches:
+            report.add("instrumentations", "problem",
+                       f"{label}: {key[1]} {have_inst.version} does not match {CONTRIB_ANCHOR} {anchor.version}",
+                       f"pip install '{wanted}'")
+        elif not lib_ok:
+            report.add("instrumentations", "problem",
+                       f"{label}: outside what {key[1]} {have_inst.version} supports ({lib.specifier}), so it is "
+                       "not instrumented", f"use {lib.name} {lib.specifier}")
+        else:
+            report.add("instrumentations", "ok", f"{label}: instrumented by {key[1]} {have_inst.version}")
+
+
+# -- the command's interpreter ----------------------------------------------------------------------
+
+_PYTHON_NAME = re.compile(r"^(python|pypy)[0-9.]*$")
+_PROBE_CODE = ("import importlib.util, json, sys; print(json.dumps({'prefix': sys.prefix, 'executable': "
+               "sys.executable, 'version': '%d.%d.%d' % sys.version_info[:3], "
+               "'importable': importlib.util.find_spec('cryostorm_run') is not None}))")
+
+
+def python_of(path: str, search_path: str | None) -> tuple[list[str], str] | None:
+    """The interpreter command that runs `path` (itself, or its `#!` line), and how it was found."""
+    from cryostorm_run.launch import resolve_command
+
+    if _PYTHON_NAME.match(os.path.basename(path)):
+        return [path], "a Python interpreter"
+    try:
+        with open(path, "rb") as fh:
+            first = fh.readline(512)
+    except OSError:
+        return None
+    if not first.startswith(b"#!") or (b"python" not in first and b"pypy" not in first):
+        return None
+    words = first[2:].decode(errors="replace").split()
+    if words and os.path.basename(words[0]) == "env":
+        words = [w for w in words[1:] if not w.startswith("-")]  # `env -S python3 -u`
+        if not words:
+            return None
+        words[0] = resolve_command(words[0], search_path)
+    return words[:1], f"a script whose #! line runs {words[0]}"
+
+
+def _command_check(report: DoctorReport, command: Sequence[str], environ: Mapping[str, str]) -> None:
+    from cryostorm_run.launch import LaunchError, resolve_command
+
+    try:
+        path = resolve_command(command[0], environ.get("PATH"))
+        found = python_of(path, environ.get("PATH"))
+    except LaunchError as exc:
+        report.add("command", "problem", str(exc), "check the command and PATH")
+        return
+    if found is None:
+        report.add("command", "info", f"{command[0]} ({path}) is not a Python program; the hook serves the Python "
+                   "programs it starts", "check the python it runs: cryostorm-run doctor -- PYTHON")
+        return
+    interpreter, how = found
+    env = {k: v for k, v in environ.items() if k != "PYTHONPATH" or v}
+    try:
+        done = subprocess.run([*interpreter, "-c", _PROBE_CODE], capture_output=True, text=True, timeout=20, env=env,
+                              check=False)
+        facts = json.loads(done.stdout.strip().splitlines()[-1])
+    except (OSError, subprocess.TimeoutExpired, ValueError, IndexError):
+        report.add("command", "problem", f"{command[0]} resolves to {path} ({how}), which could not be run to check it")
+        return
+    where = f"{command[0]} resolves to {path} ({how}), Python {facts['version']} in {facts['prefix']}"
+    if facts["prefix"] != sys.prefix:
+        report.add("command", "problem",
+                   f"{where}: not the environment cryostorm-run is installed in ({sys.prefix}), so the program "
+                   "would run NOT instrumented",
+                   f"run {sys.executable} instead, activate that environment, or install cryostorm-run into "
+                   f"{facts['prefix']}")
+    elif not facts["importable"]:
+        report.add("command", "problem", f"{where}: cannot import cryostorm_run", "reinstall cryostorm-run")
+    else:
+        report.add("command", "ok", f"{where}: the hook will instrument it")
+
+
+def diagnose(
+    command: Sequence[str] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    paths: Sequence[str] | None = None,
+    libraries: Iterable[Mapping[str, str]] | None = None,
+) -> DoctorReport:
+    """Check the packages on `paths` (default: sys.path) and, with a `command`, its interpreter."""
+    dists = installed(paths)
+    report = DoctorReport(contrib_version=dists[CONTRIB_ANCHOR].version if CONTRIB_ANCHOR in dists else None)
+    _line_check(report, _stable(dists), "opentelemetry-api", "api/sdk/exporters")
+    _line_check(report, _contrib(dists), CONTRIB_ANCHOR, "contrib packages")
+    _requirement_check(report, dists)
+    _instrumentation_check(report, dists, _libraries() if libraries is None else libraries)
+    if command:
+        _command_check(report, command, os.environ if environ is None else environ)
+    return report
+
+
+_TITLES = {"packages": "OpenTelemetry packages", "instrumentations": "Instrumentations", "command": "Command"}
+_MARKS = {"ok": "ok     ", "problem": "PROBLEM", "info": "-      "}
+
+
+def render_report(report: DoctorReport) -> str:
+    """Plain text, one finding a line with its fix under it."""
+    lines = [f"cryostorm-run doctor: Python {sys.version.split()[0]} in {sys.prefix}"]
+    for section, title in _TITLES.items():
+        findings = [f for f in report.findings if f.section == section]
+        if not findings:
+            continue
+        lines += ["", title]
+        for f in sorted(findings, key=lambda f: ("problem", "info", "ok").index(f.status)):
+            lines.append(f"  {_MARKS[f.status]} {f.message}")
+            if f.fix:
+                lines.append(f"          {f.fix}")
+        if section == "instrumentations" and report.contrib_version and any(f.fix for f in findings):
+            lines.append(f"  (contrib packages share the 0.xb line of {CONTRIB_ANCHOR} {report.contrib_version}; "
+                         "if pip finds no such version of one, upgrade them all together)")
+    total = report.problems
+    lines += ["", f"cryostorm-run doctor: {total} problem{'s' if total != 1 else ''}" if total
+              else "cryostorm-run doctor: healthy"]
+    return "\n".join(lines) + "\n"

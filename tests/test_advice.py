@@ -1,0 +1,216 @@
+"""Warnings for valid but likely mistaken settings: the exact text of each, and where they are printed."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from conftest import run_launcher
+from typer.testing import CliRunner
+
+from cryostorm_run._advice import KNOWN_OTEL, is_known_otel_name
+from cryostorm_run._loading import Override, load_settings
+from cryostorm_run.cli._app import app
+
+OTLP = {"CRYOSTORM_EXPORTER_TYPE": "otlp", "CRYOSTORM_SERVICE__NAME": "checkout"}
+
+
+def warnings_for(environ: dict[str, str], overrides: tuple[Override, ...] = (), env_file: Path | None = None,
+                 ) -> list[str]:
+    loaded = load_settings(environ, overrides=overrides, env_file=env_file, config_dir=None)
+    return [str(w) for w in loaded.warnings]
+
+
+def test_clean_configurations_have_no_warnings() -> None:
+    assert warnings_for({}) == []
+    assert warnings_for({**OTLP, "CRYOSTORM_COLLECTOR": "http://collector:4317"}) == []
+    assert warnings_for({**OTLP, "OTEL_EXPORTER_OTLP_ENDPOINT": "https://collector:4318/otlp",
+                         "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf", "OTEL_EXPORTER_OTLP_TIMEOUT": "10",
+                         "OTEL_PYTHON_FLASK_EXCLUDED_URLS": "/health", "OTEL_SEMCONV_STABILITY_OPT_IN": "http"}) == []
+
+
+def test_unknown_otel_variable_with_did_you_mean() -> None:
+    assert warnings_for({"OTEL_EXPORTER_OTLP_ENDPIONT": "http://collector:4317"}) == [
+        "OTEL_EXPORTER_OTLP_ENDPIONT is not an OpenTelemetry variable and is ignored "
+        "(did you mean OTEL_EXPORTER_OTLP_ENDPOINT?)"
+    ]
+    assert warnings_for({"OTEL_NOTHING_LIKE_IT": "1"}) == [
+        "OTEL_NOTHING_LIKE_IT is not an OpenTelemetry variable and is ignored (check the spelling)"
+    ]
+
+
+def test_unknown_otel_variable_in_env_file(tmp_path: Path) -> None:
+    env_file = tmp_path / "prod.env"
+    env_file.write_text("OTEL_SERVICE_NAEM=checkout\n")
+    assert warnings_for({}, env_file=env_file) == [
+        f"OTEL_SERVICE_NAEM in {env_file} is not an OpenTelemetry variable and is ignored "
+        "(did you mean OTEL_SERVICE_NAME?)"
+    ]
+
+
+def test_unknown_otel_variable_never_shows_its_value() -> None:
+    messages = warnings_for({"OTEL_EXPORTER_OTLP_HEADRES": "authorization=Bearer s3cret-value"})
+    assert messages == ["OTEL_EXPORTER_OTLP_HEADRES is not an OpenTelemetry variable and is ignored "
+                        "(did you mean OTEL_EXPORTER_OTLP_HEADERS?)"]
+
+
+def test_every_variable_installed_opentelemetry_code_names_is_known() -> None:
+    import re
+
+    import opentelemetry
+
+    names: set[str] = set()
+    for root in opentelemetry.__path__:
+        for source in Path(root).rglob("*.py"):
+            names.update(re.findall(r"[\"'](OTEL_[A-Z0-9_]+)[\"']", source.read_text(errors="replace")))
+    assert len(names) > 50, "the SDK, exporters and instrumentations name their variables"
+    assert sorted(n for n in names if not is_known_otel_name(n)) == []
+    assert "OTEL_PYTHON_SANIC_EXCLUDED_URLS" not in KNOWN_OTEL and is_known_otel_name("OTEL_PYTHON_SANIC_EXCLUDED_URLS")
+    assert is_known_otel_name("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE")
+    assert is_known_otel_name("OTEL_EXPORTER_OTLP_LOGS_CLIENT_KEY")
+
+
+def test_grpc_to_the_http_port() -> None:
+    assert warnings_for({**OTLP, "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"}) == [
+        "traces, metrics, logs export with gRPC to port 4318, the OTLP/HTTP port "
+        "(port from OTEL_EXPORTER_OTLP_ENDPOINT): use port 4317, or set otlp.protocol=http/protobuf"
+    ]
+
+
+def test_http_to_the_grpc_port_for_one_signal() -> None:
+    env = {**OTLP, "CRYOSTORM_COLLECTOR": "http://collector:4317", "CRYOSTORM_TRACING__PROTOCOL": "http/protobuf"}
+    assert warnings_for(env) == [
+        "traces export with http/protobuf to port 4317, the OTLP/gRPC port (port from CRYOSTORM_COLLECTOR): "
+        "use port 4318, or set otlp.protocol=grpc"
+    ]
+
+
+def test_http_base_endpoint_already_ending_in_the_signal_path() -> None:
+    env = {**OTLP, "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+           "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318/v1/traces"}
+    assert warnings_for(env) == [
+        "HTTP collector URL http://collector:4318/v1/traces already ends in /v1/traces (from "
+        "OTEL_EXPORTER_OTLP_ENDPOINT): cryostorm adds /v1/<signal>, so traces go to "
+        "http://collector:4318/v1/traces/v1/traces; use the base URL http://collector:4318"
+    ]
+    # The per-signal variable takes the full URL, as the spec says: nothing to warn about.
+    assert warnings_for({**OTLP, "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+                         "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://collector:4318/v1/traces"}) == []
+
+
+def test_scheme_less_grpc_endpoint_stays_an_error() -> None:
+    result = CliRunner().invoke(app, ["check-config"], env={**OTLP, "OTEL_EXPORTER_OTLP_ENDPOINT": "collector:4317"})
+    assert result.exit_code == 2
+    assert "(no scheme)" in result.stderr
+
+
+def test_timeout_that_looks_like_milliseconds() -> None:
+    assert warnings_for({**OTLP, "OTEL_EXPORTER_OTLP_TIMEOUT": "10000"}) == [
+        "OTEL_EXPORTER_OTLP_TIMEOUT=10000 is read as 10000 seconds (about 2.8 hours) by the Python SDK; "
+        "if you meant milliseconds, use OTEL_EXPORTER_OTLP_TIMEOUT=10 or CRYOSTORM_OTLP__TIMEOUT_MILLIS=10000"
+    ]
+    assert warnings_for({**OTLP, "OTEL_EXPORTER_OTLP_TIMEOUT": "999"}) == []
+    # Overridden by the CRYOSTORM_* setting: the OTEL value is not what will be used.
+    assert warnings_for({**OTLP, "OTEL_EXPORTER_OTLP_TIMEOUT": "10000", "CRYOSTORM_OTLP__TIMEOUT_MILLIS": "5000"}) == []
+
+
+def test_endpoint_set_while_the_exporter_is_console() -> None:
+    assert warnings_for({"CRYOSTORM_COLLECTOR": "http://collector:4317"}) == [
+        "collector is set (from CRYOSTORM_COLLECTOR) but no signal using it exports with OTLP (traces: console, "
+        "metrics: console, logs: console): set CRYOSTORM_EXPORTER_TYPE=otlp (or --exporter otlp) to send "
+        "telemetry there"
+    ]
+    traces_only = {**OTLP, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://t:4317", "OTEL_TRACES_EXPORTER": "console"}
+    assert warnings_for(traces_only) == [
+        "tracing.collector is set (from OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) but no signal using it exports with "
+        "OTLP (traces: console): set CRYOSTORM_TRACING__EXPORTER_TYPE=otlp to send telemetry there"
+    ]
+
+
+def test_headers_on_the_command_line() -> None:
+    overrides = (Override("--set otlp.headers", ("otlp", "headers"), "authorization=Bearer x"),)
+    assert warnings_for(OTLP, overrides) == [
+        "OTLP headers given on the command line (--set otlp.headers) are visible to other users (ps, /proc) and "
+        "kept in shell history: put them in CRYOSTORM_OTLP__HEADERS or an --env-file instead"
+    ]
+
+
+def test_ca_bundle_overrides_the_http_certificate(tmp_path: Path) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    env = {**OTLP, "CRYOSTORM_OTLP__PROTOCOL": "http/protobuf", "CRYOSTORM_COLLECTOR": "https://collector:4318",
+           "OTEL_EXPORTER_OTLP_CERTIFICATE": str(ca), "REQUESTS_CA_BUNDLE": "/etc/ssl/certs/ca-certificates.crt"}
+    assert warnings_for(env) == [
+        "REQUESTS_CA_BUNDLE is set: the OTLP/HTTP exporter (requests) verifies the collector with it instead of "
+        "otlp.certificate_file (from OTEL_EXPORTER_OTLP_CERTIFICATE); unset REQUESTS_CA_BUNDLE for the program, "
+        "or point it at the same CA bundle"
+    ]
+    assert warnings_for({**env, "CRYOSTORM_OTLP__PROTOCOL": "grpc", "CRYOSTORM_COLLECTOR": "https://c:4317"}) == []
+
+
+def test_sample_rate_without_a_ratio_sampler() -> None:
+    assert warnings_for({"OTEL_TRACES_SAMPLER_ARG": "0.25"}) == [
+        "tracing.sample_rate=0.25 (from OTEL_TRACES_SAMPLER_ARG) has no effect with sampling strategy "
+        "parentbased_always_on: set tracing.sampling_strategy to parentbased_traceidratio or traceidratio"
+    ]
+    assert warnings_for({"OTEL_TRACES_SAMPLER_ARG": "0.25", "OTEL_TRACES_SAMPLER": "parentbased_traceidratio"}) == []
+
+
+def test_default_service_name_with_otlp() -> None:
+    assert warnings_for({"CRYOSTORM_EXPORTER_TYPE": "otlp"}) == [
+        'service.name is not set: telemetry is exported as "unknown-service"; set CRYOSTORM_SERVICE__NAME, '
+        "OTEL_SERVICE_NAME or --service-name"
+    ]
+
+
+def test_grpc_collector_with_a_path() -> None:
+    assert warnings_for({**OTLP, "CRYOSTORM_COLLECTOR": "http://collector:4317/otlp"}) == [
+        "collector path /otlp is ignored by gRPC (traces, metrics, logs; from CRYOSTORM_COLLECTOR): gRPC exports "
+        "go to http://collector:4317; remove the path, or set otlp.protocol=http/protobuf"
+    ]
+
+
+def test_disabled_settings_only_warn_about_what_is_wrong_anyway() -> None:
+    env = {"CRYOSTORM_ENABLED": "false", "CRYOSTORM_COLLECTOR": "http://collector:4318", "OTEL_TRACES_SAMPLER_ARG": "1",
+           "OTEL_SERVCE_NAME": "x"}
+    assert warnings_for(env) == ["OTEL_SERVCE_NAME is not an OpenTelemetry variable and is ignored "
+                                 "(did you mean OTEL_SERVICE_NAME?)"]
+
+
+def test_check_config_prints_warnings_on_stderr_and_strict_exits_2() -> None:
+    env = {"OTEL_EXPORTER_OTLP_ENDPIONT": "http://collector:4317"}
+    result = CliRunner().invoke(app, ["check-config"], env=env)
+    assert result.exit_code == 0
+    assert result.stdout == ""
+    assert ("cryostorm-run: warning: OTEL_EXPORTER_OTLP_ENDPIONT is not an OpenTelemetry variable and is ignored "
+            "(did you mean OTEL_EXPORTER_OTLP_ENDPOINT?)\n") in result.stderr
+    strict = CliRunner().invoke(app, ["check-config", "--strict"], env=env)
+    assert strict.exit_code == 2
+    assert "cryostorm-run: --strict: 1 warning treated as errors" in strict.stderr
+    assert CliRunner().invoke(app, ["check-config", "--strict"], env={}).exit_code == 0
+
+
+def test_check_config_json_lists_warnings() -> None:
+    result = CliRunner().invoke(app, ["check-config", "--json"], env={"OTEL_TRACES_SAMPLER_ARG": "0.5"})
+    data = json.loads(result.stdout)
+    assert [w["code"] for w in data["warnings"]] == ["sample-rate-unused"]
+    assert "cryostorm-run: warning: tracing.sample_rate=0.5" in result.stderr
+
+
+def test_run_path_prints_the_same_warnings_before_exec() -> None:
+    env = {"OTEL_EXPORTER_OTLP_ENDPIONT": "http://collector:4317", "CRYOSTORM_EXPORTER_TYPE": "none"}
+    result = run_launcher(["--set", "otlp.headers=authorization=Bearer x", "--", sys.executable, "-c", "pass"], env=env)
+    assert result.returncode == 0, result.stderr
+    assert ("cryostorm-run: warning: OTEL_EXPORTER_OTLP_ENDPIONT is not an OpenTelemetry variable and is ignored "
+            "(did you mean OTEL_EXPORTER_OTLP_ENDPOINT?)\n") in result.stderr
+    assert "cryostorm-run: warning: OTLP headers given on the command line (--set otlp.headers)" in result.stderr
+
+
+def test_advice_module_stays_off_typer_and_rich() -> None:
+    import subprocess
+
+    code = ("import sys; import cryostorm_run._advice, cryostorm_run._loading, cryostorm_run._configfile; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('typer', 'rich', 'click')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

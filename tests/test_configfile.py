@@ -1,0 +1,173 @@
+"""The config file source (`cryostorm.toml`, `pyproject.toml [tool.cryostorm]`) and the settings schema."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cryostorm_run._configfile import settings_schema
+from cryostorm_run._loading import ConfigError, Override, load_settings
+from cryostorm_run.cli._app import app
+
+PYPROJECT = """\
+[project]
+name = "shop"
+
+[tool.cryostorm]
+exporter_type = "otlp"
+collector = "http://otel-collector:4317"
+excluded_paths = ["/ping"]
+
+[tool.cryostorm.service]
+name = "checkout"
+
+[tool.cryostorm.tracing]
+sampling_strategy = "parentbased_traceidratio"
+sample_rate = 0.25
+
+[tool.cryostorm.otlp.headers]
+authorization = "Bearer from-the-file"
+"""
+
+
+def write(directory: Path, name: str, text: str) -> Path:
+    path = directory / name
+    path.write_text(text)
+    return path
+
+
+def test_pyproject_table_is_a_source_with_provenance(tmp_path: Path) -> None:
+    write(tmp_path, "pyproject.toml", PYPROJECT)
+    loaded = load_settings({}, config_dir=tmp_path)
+    s = loaded.settings
+    assert (s.service.name, s.exporter_type.value, s.collector.host, s.tracing.sample_rate) == (
+        "checkout", "otlp", "otel-collector", 0.25)
+    assert s.excluded_paths == ["/ping"]
+    assert s.otlp.headers["authorization"].get_secret_value() == "Bearer from-the-file"
+    assert loaded.origin(("tracing", "sample_rate")).describe() == "pyproject.toml [tool.cryostorm] tracing.sample_rate"
+    assert loaded.origin(("collector", "port")).describe() == "pyproject.toml [tool.cryostorm] collector"
+
+
+def test_cryostorm_toml_has_no_table_header(tmp_path: Path) -> None:
+    write(tmp_path, "cryostorm.toml", 'exporter_type = "none"\n[metrics]\nexport_interval_millis = 1000\n')
+    loaded = load_settings({}, config_dir=tmp_path)
+    assert loaded.settings.metrics.export_interval_millis == 1000
+    assert loaded.origin(("metrics", "export_interval_millis")).describe() == (
+        "cryostorm.toml metrics.export_interval_millis")
+
+
+def test_pyproject_without_the_table_is_not_a_config_file(tmp_path: Path) -> None:
+    write(tmp_path, "pyproject.toml", '[project]\nname = "cryostorm-fan"\n[tool.other]\nx = 1\n')
+    assert load_settings({}, config_dir=tmp_path).origins == {}
+
+
+# Precedence, pair by pair: flags > CRYOSTORM_* > OTEL_* > --env-file > config file > defaults.
+@pytest.mark.parametrize(
+    ("environ", "env_file", "flag", "expected", "source"),
+    [
+        ({}, None, None, "from-config", "cryostorm.toml service.name"),
+        ({}, "CRYOSTORM_SERVICE__NAME=from-env-file", None, "from-env-file", "CRYOSTORM_SERVICE__NAME in {env_file}"),
+        ({"OTEL_SERVICE_NAME": "from-otel"}, "CRYOSTORM_SERVICE__NAME=from-env-file", None, "from-otel",
+         "OTEL_SERVICE_NAME"),
+        ({"OTEL_SERVICE_NAME": "from-otel", "CRYOSTORM_SERVICE__NAME": "from-cryostorm"}, None, None, "from-cryostorm",
+         "CRYOSTORM_SERVICE__NAME"),
+        ({"CRYOSTORM_SERVICE__NAME": "from-cryostorm"}, None, "from-flag", "from-flag", "--service-name"),
+    ],
+)
+def test_precedence(tmp_path: Path, environ: dict[str, str], env_file: str | None, flag: str | None, expected: str,
+                    source: str) -> None:
+    write(tmp_path, "cryostorm.toml", '[service]\nname = "from-config"\n')
+    file = write(tmp_path, "app.env", env_file + "\n") if env_file else None
+    overrides = [Override("--service-name", ("service", "name"), flag)] if flag else []
+    loaded = load_settings(environ, config_dir=tmp_path, env_file=file, overrides=overrides)
+    assert loaded.settings.service.name == expected
+    assert loaded.origin(("service", "name")).describe() == source.format(env_file=file)
+
+
+def test_env_overrides_one_key_of_a_file_table(tmp_path: Path) -> None:
+    write(tmp_path, "cryostorm.toml", 'collector = "http://from-file:4317"\n')
+    loaded = load_settings({"CRYOSTORM_COLLECTOR__PORT": "9999"}, config_dir=tmp_path)
+    assert (loaded.settings.collector.host, loaded.settings.collector.port) == ("from-file", 9999)
+
+
+def test_invalid_values_are_named_by_file_and_key(tmp_path: Path) -> None:
+    write(tmp_path, "pyproject.toml", "[tool.cryostorm.tracing]\nsample_rate = 2\nsampel_rate = 1\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings({}, config_dir=tmp_path)
+    problems = {(p.name, p.message, p.hint) for p in info.value.problems}
+    assert ("pyproject.toml [tool.cryostorm] tracing.sample_rate", "Input should be less than or equal to 1",
+            "allowed: <= 1.0") in problems
+    assert ("pyproject.toml [tool.cryostorm] tracing.sampel_rate", "unknown setting",
+            "did you mean tracing.sample_rate?") in problems
+
+
+def test_broken_toml_and_two_config_files_are_errors(tmp_path: Path) -> None:
+    write(tmp_path, "cryostorm.toml", "[tracing\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings({}, config_dir=tmp_path)
+    [problem] = info.value.problems
+    assert problem.name == "cryostorm.toml" and problem.message.startswith("invalid TOML: ")
+    write(tmp_path, "cryostorm.toml", "enabled = true\n")
+    write(tmp_path, "pyproject.toml", "[tool.cryostorm]\nenabled = false\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings({}, config_dir=tmp_path)
+    assert [(p.name, p.message) for p in info.value.problems] == [
+        ("cryostorm.toml and pyproject.toml [tool.cryostorm]", "two config files define cryostorm settings")]
+
+
+def test_check_config_reads_the_current_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write(tmp_path, "pyproject.toml", PYPROJECT)
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["check-config", "--json"], env={"CRYOSTORM_TRACING__SAMPLE_RATE": "0.5"})
+    assert result.exit_code == 0, result.stderr
+    rows = {r["setting"]: r for r in json.loads(result.stdout)["settings"]}
+    assert rows["service.name"]["source"] == "pyproject.toml [tool.cryostorm] service.name"
+    assert rows["tracing.sample_rate"] == {"setting": "tracing.sample_rate", "value": 0.5,
+                                           "source": "CRYOSTORM_TRACING__SAMPLE_RATE"}
+    assert rows["otlp.headers.authorization"]["value"] == "****"
+    assert "from-the-file" not in result.stdout + result.stderr
+
+
+def test_schema_command_marks_secrets_write_only() -> None:
+    result = CliRunner().invoke(app, ["schema"])
+    assert result.exit_code == 0
+    schema = json.loads(result.stdout)
+    assert schema == settings_schema()
+    headers = schema["$defs"]["OtlpConfig"]["properties"]["headers"]
+    assert headers["writeOnly"] is True and headers["additionalProperties"]["writeOnly"] is True
+    assert schema["additionalProperties"] is False
+
+
+def _python_with_jsonschema() -> str | None:
+    for candidate in ("/usr/bin/python3", shutil.which("python3")):
+        if candidate and subprocess.run([candidate, "-c", "import jsonschema, tomllib"], capture_output=True,
+                                        check=False).returncode == 0:
+            return candidate
+    return None
+
+
+def test_schema_validates_a_sample_config(tmp_path: Path) -> None:
+    python = _python_with_jsonschema()
+    if python is None:
+        pytest.skip("no python with jsonschema on this machine")
+    schema = write(tmp_path, "schema.json", json.dumps(settings_schema()))
+    good = write(tmp_path, "pyproject.toml", PYPROJECT)
+    bad = write(tmp_path, "bad.toml", '[tool.cryostorm]\nexporter_type = "carrier-pigeon"\n'
+                                      "[tool.cryostorm.tracing]\nsample_rate = 2\nsampel_rate = 1\n")
+    check = ("import json, sys, tomllib, jsonschema\n"
+             "schema = json.load(open(sys.argv[1]))\n"
+             "for path in sys.argv[2:]:\n"
+             "    config = tomllib.load(open(path, 'rb'))['tool']['cryostorm']\n"
+             "    errors = sorted(e.message for e in jsonschema.Draft202012Validator(schema).iter_errors(config))\n"
+             "    print(json.dumps(errors))\n")
+    done = subprocess.run([python, "-c", check, str(schema), str(good), str(bad)], capture_output=True, text=True,
+                          check=True)
+    good_errors, bad_errors = (json.loads(line) for line in done.stdout.splitlines())
+    assert good_errors == []
+    assert len(bad_errors) == 3  # the enum, the bound and the unknown key
+    assert load_settings({}, config_dir=tmp_path).settings.tracing.sample_rate == 0.25  # the model agrees

@@ -1,0 +1,124 @@
+"""`print-env --format shell|dotenv|json|docker|k8s`, each line saying where its value came from."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from cryostorm_run._envformat import FORMATS
+from cryostorm_run.cli._app import app
+
+SECRET = "Bearer fmt-secret-5566"
+ENV = {"CRYOSTORM_SERVICE__NAME": "it's $(x) \"quoted\"", "CRYOSTORM_EXPORTER_TYPE": "otlp",
+       "OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.25",
+       "CRYOSTORM_OTLP__HEADERS": f"authorization={SECRET}"}
+
+
+def print_env(*args: str, env: dict[str, str] | None = None) -> str:
+    result = CliRunner().invoke(app, ["print-env", *args], env=ENV if env is None else env)
+    assert result.exit_code == 0, result.stderr
+    return result.stdout
+
+
+def pairs(text: str) -> list[tuple[str, str]]:
+    """(comment, line) for the comment-above-each-variable formats."""
+    lines = text.splitlines()
+    assert all(c.startswith("# ") for c in lines[0::2]), lines
+    return list(zip(lines[0::2], lines[1::2], strict=True))
+
+
+def test_shell_comment_says_where_each_value_came_from() -> None:
+    found = pairs(print_env("--format", "shell", "--set", "otlp.timeout_millis=5000"))
+    assert ("# from CRYOSTORM_SERVICE__NAME", "export OTEL_SERVICE_NAME='it'\"'\"'s $(x) \"quoted\"'") in found
+    assert ("# from OTEL_TRACES_SAMPLER_ARG", "export OTEL_TRACES_SAMPLER_ARG=0.25") in found
+    assert ("# from CRYOSTORM_EXPORTER_TYPE", "export OTEL_LOGS_EXPORTER=otlp") in found
+    assert ("# from --set otlp.timeout_millis", "export OTEL_EXPORTER_OTLP_TRACES_TIMEOUT=5") in found
+    assert ("# default", "export OTEL_METRIC_EXPORT_INTERVAL=60000") in found
+    assert ("# from CRYOSTORM_OTLP__HEADERS", "export OTEL_EXPORTER_OTLP_TRACES_HEADERS='****'") in found
+    assert found[-1][0] == "# cryostorm's hook directory, then your PYTHONPATH"
+
+
+def test_shell_is_still_safe_to_eval() -> None:
+    out = print_env("--format", "shell")
+    done = subprocess.run(["sh", "-c", out + 'printf %s "$OTEL_SERVICE_NAME"'], capture_output=True, text=True,
+                          check=True, env={"PATH": os.environ["PATH"]})
+    assert done.stdout == ENV["CRYOSTORM_SERVICE__NAME"]
+
+
+def test_dotenv_comments_and_values_parse_back(tmp_path: Path) -> None:
+    from dotenv import dotenv_values
+
+    env_file = tmp_path / "base.env"
+    env_file.write_text("CRYOSTORM_METRICS__EXPORT_INTERVAL_MILLIS=1000\n")
+    out = print_env("--format", "dotenv", "--env-file", str(env_file))
+    assert ("# from CRYOSTORM_METRICS__EXPORT_INTERVAL_MILLIS in " + str(env_file),
+            'OTEL_METRIC_EXPORT_INTERVAL="1000"') in pairs(out)
+    written = tmp_path / "out.env"
+    written.write_text(out)
+    values = dotenv_values(written)
+    assert values["OTEL_SERVICE_NAME"] == ENV["CRYOSTORM_SERVICE__NAME"]
+    assert values["OTEL_EXPORTER_OTLP_LOGS_HEADERS"] == "****"
+
+
+def test_source_of_a_group_set_piece_by_piece() -> None:
+    env = {"CRYOSTORM_EXPORTER_TYPE": "otlp", "CRYOSTORM_COLLECTOR__PORT": "14317"}
+    found = pairs(print_env("--format", "shell", env=env))
+    assert ("# from CRYOSTORM_COLLECTOR__PORT", "export OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=http://localhost:14317"
+            ) in found
+
+
+def test_config_file_source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "cryostorm.toml").write_text('[service]\nname = "from-toml"\n')
+    monkeypatch.chdir(tmp_path)
+    assert ("# from cryostorm.toml service.name", "export OTEL_SERVICE_NAME=from-toml") in pairs(print_env(env={}))
+
+
+def test_docker_flags_are_shell_quoted() -> None:
+    out = print_env("--format", "docker")
+    lines = out.splitlines()
+    assert all(line.startswith("-e ") for line in lines)
+    assert all(line.endswith(" \\") for line in lines[:-1]) and not lines[-1].endswith("\\")
+    words = shlex.split(out.replace(" \\\n", " "))
+    flags = dict(w.split("=", 1) for w in words[1::2])
+    assert words[0::2] == ["-e"] * len(flags)
+    assert flags["OTEL_SERVICE_NAME"] == ENV["CRYOSTORM_SERVICE__NAME"]
+    assert flags["OTEL_EXPORTER_OTLP_TRACES_HEADERS"] == "****"
+    assert "PYTHONPATH" not in flags  # a path on this machine, not in the image
+
+
+def test_k8s_env_list_is_valid_yaml_with_string_values() -> None:
+    out = print_env("--format", "k8s")
+    items = yaml.safe_load(out)
+    assert isinstance(items, list)
+    env = {item["name"]: item["value"] for item in items}
+    assert all(isinstance(v, str) for v in env.values())
+    assert env["OTEL_SERVICE_NAME"] == ENV["CRYOSTORM_SERVICE__NAME"]
+    assert env["OTEL_BSP_MAX_EXPORT_BATCH_SIZE"] == "512"
+    assert env["OTEL_EXPORTER_OTLP_METRICS_HEADERS"] == "****"
+    assert "PYTHONPATH" not in env
+    assert '  value: "0.25"  # from OTEL_TRACES_SAMPLER_ARG' in out.splitlines()
+
+
+def test_secrets_masked_in_every_format_unless_asked() -> None:
+    for fmt in FORMATS:
+        assert "fmt-secret-5566" not in print_env("--format", fmt)
+        assert "authorization=Bearer%20fmt-secret-5566" in print_env("--format", fmt, "--show-secrets")
+
+
+def test_json_format_is_unchanged() -> None:
+    data = json.loads(print_env("--format", "json"))
+    assert data["OTEL_SERVICE_NAME"] == ENV["CRYOSTORM_SERVICE__NAME"]
+    assert data["OTEL_EXPORTER_OTLP_TRACES_HEADERS"] == "****"
+
+
+def test_unknown_format_lists_all_formats() -> None:
+    result = CliRunner().invoke(app, ["print-env", "--format", "xml"])
+    assert result.exit_code == 2
+    assert "allowed: shell, dotenv, json, docker, k8s" in result.stderr

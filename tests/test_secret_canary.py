@@ -1,0 +1,134 @@
+"""A header value that must never appear in any output: every command, every path, success and failure."""
+
+from __future__ import annotations
+
+import socket
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import run_launcher
+from otlp_receiver import Receiver
+from typer.testing import CliRunner
+
+from cryostorm_run.cli._app import app
+
+CANARY = "canary7f3a9c1e5b"  # no character that percent-encoding would change
+HEADER = f"authorization=Bearer%20{CANARY}"
+
+
+def assert_clean(*outputs: str) -> None:
+    for output in outputs:
+        assert CANARY not in output, output
+
+
+def invoke(args: list[str], env: dict[str, str]) -> tuple[int, str]:
+    result = CliRunner().invoke(app, args, env=env)
+    return result.exit_code, result.stdout + result.stderr
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    with Receiver(required_headers={"authorization": f"Bearer {CANARY}"}) as rcv:
+        yield rcv
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def otlp_env(endpoint: str, protocol: str = "grpc") -> dict[str, str]:
+    return {"CRYOSTORM_EXPORTER_TYPE": "otlp", "CRYOSTORM_COLLECTOR": endpoint, "CRYOSTORM_OTLP__PROTOCOL": protocol,
+            "CRYOSTORM_OTLP__HEADERS": HEADER, "CRYOSTORM_SERVICE__NAME": "canary-test"}
+
+
+def test_check_config_table_json_and_strict() -> None:
+    env = {**otlp_env("http://collector:4318"), "OTEL_EXPORTER_OTLP_HEADRES": HEADER}  # two warnings
+    for args in (["check-config"], ["check-config", "--json"], ["check-config", "--strict"]):
+        code, output = invoke(args, env)
+        assert code in (0, 2)
+        assert "warning:" in output
+        assert_clean(output)
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+def test_probe_ok_rejected_and_unreachable(receiver: Receiver, protocol: str) -> None:
+    endpoint = receiver.grpc_endpoint if protocol == "grpc" else receiver.http_endpoint
+    code, output = invoke(["check-config", "--probe", "--probe-span"], otlp_env(endpoint, protocol))
+    assert code == 0, output
+    assert_clean(output)
+    assert all(r.headers.get("authorization") == f"Bearer {CANARY}" for r in receiver.requests())  # it was sent
+    wrong = {**otlp_env(endpoint, protocol), "CRYOSTORM_OTLP__HEADERS": f"authorization={CANARY}-wrong"}
+    code, output = invoke(["check-config", "--probe", "--json"], wrong)
+    assert code == 3 and "unauthenticated" in output
+    assert_clean(output)
+    code, output = invoke(["check-config", "--probe"], otlp_env(f"http://127.0.0.1:{closed_port()}", protocol))
+    assert code == 3 and "refused" in output
+    assert_clean(output)
+
+
+def test_print_env_every_format_without_show_secrets() -> None:
+    from cryostorm_run._envformat import FORMATS
+
+    for fmt in FORMATS:
+        code, output = invoke(["print-env", "--format", fmt], otlp_env("http://collector:4317"))
+        assert code == 0 and "****" in output
+        assert_clean(output)
+
+
+def test_doctor() -> None:
+    code, output = invoke(["doctor", "--", sys.executable, "-c", "pass"], otlp_env("http://collector:4317"))
+    assert code in (0, 1)
+    assert_clean(output)
+
+
+def test_run_path_verbose_delivering_and_failing(receiver: Receiver) -> None:
+    program = ["--", sys.executable, "-c", "import logging; logging.getLogger('x').warning('hello')"]
+    for endpoint in (receiver.grpc_endpoint, f"http://127.0.0.1:{closed_port()}"):
+        env = {**otlp_env(endpoint), "CRYOSTORM_SHUTDOWN_TIMEOUT_MILLIS": "1000"}
+        result = run_launcher(["--verbose", "--debug", *program], env=env)
+        assert result.returncode == 0, result.stderr
+        assert_clean(result.stdout, result.stderr)
+    assert receiver.wait_for_logs(1)
+
+
+def test_invalid_configuration_with_the_canary_present(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cases = [
+        {"CRYOSTORM_OTLP__HEADERS": f"bad header={CANARY}", "CRYOSTORM_TRACING__SAMPLE_RATE": "2"},
+        {"OTEL_EXPORTER_OTLP_HEADERS": f"authorization{CANARY}"},  # no '=': the pair cannot be parsed
+        {"CRYOSTORM_OTLP__HEADERS": f'{{"authorization": "{CANARY}", "x": 1}}'},
+        {"CRYOSTORM_OTLP__HEADERS__AUTHORIZATION": CANARY, "CRYOSTORM_OTLP__HEADERZ": CANARY},
+    ]
+    for env in cases:
+        code, output = invoke(["check-config"], env)
+        assert code == 2, output
+        assert_clean(output)
+        result = run_launcher(["--debug", "--", sys.executable, "-c", "pass"], env=env)
+        assert result.returncode == 2
+        assert_clean(result.stdout, result.stderr)
+    result = run_launcher(["--set", f"otlp.headers=authorization={CANARY}", "--set", "otlp.timeout_millis=-1", "--",
+                           "true"])
+    assert result.returncode == 2
+    assert_clean(result.stdout, result.stderr)
+    (tmp_path / "cryostorm.toml").write_text(f'[otlp]\nheaders = {{authorization = "{CANARY}"}}\ntimeout_millis = 0\n')
+    monkeypatch.chdir(tmp_path)
+    code, output = invoke(["check-config"], {})
+    assert code == 2 and "cryostorm.toml otlp.timeout_millis" in output
+    assert_clean(output)
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_internal_error(monkeypatch: pytest.MonkeyPatch, debug: bool) -> None:
+    def explode(*_: object) -> list[object]:
+        raise RuntimeError(f"exporter said: authorization=Bearer {CANARY}")
+
+    monkeypatch.setattr("cryostorm_run._envmap.env_rows", explode)
+    code, output = invoke(["print-env", *(["--debug"] if debug else [])], otlp_env("http://collector:4317"))
+    assert code == 1
+    assert "RuntimeError" in output
+    if debug:
+        assert "Traceback" in output
+    assert_clean(output)
