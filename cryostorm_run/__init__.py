@@ -25,6 +25,7 @@ _WHERE = {
     "SamplingStrategy": "cryostorm_run._enums",
     "ConfigError": "cryostorm_run._loading",
     "load_settings": "cryostorm_run._loading",
+    "TelemetryModel": "cryostorm_run._model",
     "TelemetrySetupError": "cryostorm_run._sdk",
     "__version__": "cryostorm_run._version",
     "LaunchError": "cryostorm_run.launch",
@@ -56,6 +57,7 @@ if TYPE_CHECKING:
         SamplingStrategy,
     )
     from cryostorm_run._loading import ConfigError, load_settings
+    from cryostorm_run._model import TelemetryModel
     from cryostorm_run._sdk import TelemetrySetupError
     from cryostorm_run._version import __version__
     from cryostorm_run.launch import LaunchError, LaunchPlan, exec_plan, plan_launch
@@ -107,6 +109,7 @@ __all__ = [
     "SamplingStrategy",
     "ServiceInfo",
     "Telemetry",
+    "TelemetryModel",
     "TelemetrySettings",
     "TelemetrySetupError",
     "TracingConfig",

@@ -26,8 +26,8 @@ from cryostorm_run._envmap import (
     effective_protocol,
     signal_endpoint,
 )
+from cryostorm_run._model import TelemetryModel
 from cryostorm_run._sources import DEFAULT, DELIMITER, OTEL_TABLE, PREFIX, Origin, Path_, origin_of
-from cryostorm_run.settings import TelemetrySettings
 
 __all__ = ["Advice", "advise", "is_known_otel_name"]
 
@@ -108,7 +108,7 @@ Sources = Sequence[tuple[str | None, Mapping[str, str]]]
 
 @dataclass(frozen=True)
 class _Context:
-    settings: TelemetrySettings
+    settings: TelemetryModel
     origins: Mapping[Path_, Origin]
     environ: Mapping[str, str]
     sources: Sources  # (file name or None for the environment, its variables)
@@ -132,7 +132,7 @@ def _words(signals: Sequence[str]) -> str:
     return ", ".join(_signal_word(s) for s in signals)
 
 
-def _collector_path(settings: TelemetrySettings, signal: str) -> Path_:
+def _collector_path(settings: TelemetryModel, signal: str) -> Path_:
     return (signal, "collector") if getattr(settings, signal).collector is not None else ("collector",)
 
 
@@ -288,7 +288,7 @@ CHECKS: dict[str, Callable[[_Context], Iterator[Advice]]] = {
 
 
 def advise(
-    settings: TelemetrySettings,
+    settings: TelemetryModel,
     origins: Mapping[Path_, Origin],
     environ: Mapping[str, str],
     *,

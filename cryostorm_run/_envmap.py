@@ -11,7 +11,7 @@ import urllib.parse
 from dataclasses import dataclass
 
 from cryostorm_run._enums import ExporterType, OtlpProtocol, SamplingStrategy
-from cryostorm_run.settings import CollectorEndpoint, TelemetrySettings, _SignalConfig
+from cryostorm_run._model import CollectorEndpoint, TelemetryModel, _SignalConfig
 
 # Python name of each signal → its OTEL_* spelling and OTLP/HTTP path.
 SIGNALS: dict[str, tuple[str, str]] = {
@@ -30,7 +30,7 @@ class EnvRow:
     secret: bool = False
 
 
-def effective_exporter(settings: TelemetrySettings, signal: str) -> ExporterType:
+def effective_exporter(settings: TelemetryModel, signal: str) -> ExporterType:
     config: _SignalConfig = getattr(settings, signal)
     if not config.enabled:
         return ExporterType.NONE
@@ -40,17 +40,17 @@ def effective_exporter(settings: TelemetrySettings, signal: str) -> ExporterType
     return chosen
 
 
-def effective_protocol(settings: TelemetrySettings, signal: str) -> OtlpProtocol:
+def effective_protocol(settings: TelemetryModel, signal: str) -> OtlpProtocol:
     config: _SignalConfig = getattr(settings, signal)
     return config.protocol or settings.otlp.protocol
 
 
-def effective_collector(settings: TelemetrySettings, signal: str) -> CollectorEndpoint:
+def effective_collector(settings: TelemetryModel, signal: str) -> CollectorEndpoint:
     config: _SignalConfig = getattr(settings, signal)
     return config.collector or settings.collector
 
 
-def signal_endpoint(settings: TelemetrySettings, signal: str) -> str:
+def signal_endpoint(settings: TelemetryModel, signal: str) -> str:
     """The exact URL the exporter uses: gRPC takes scheme://host:port, HTTP the full /v1/<signal> URL."""
     protocol = effective_protocol(settings, signal)
     base = effective_collector(settings, signal).base_url(protocol)
@@ -69,7 +69,7 @@ def _seconds(millis: int) -> str:
     return f"{millis / 1000:g}"
 
 
-def env_rows(settings: TelemetrySettings) -> list[EnvRow]:
+def env_rows(settings: TelemetryModel) -> list[EnvRow]:
     """Every variable the child gets for these settings, in a stable order."""
     s = settings
     rows = [EnvRow("OTEL_SERVICE_NAME", s.service.name, "service.name")]
@@ -109,7 +109,7 @@ def env_rows(settings: TelemetrySettings) -> list[EnvRow]:
     return rows
 
 
-def _otlp_rows(s: TelemetrySettings, signal: str, upper: str) -> list[EnvRow]:
+def _otlp_rows(s: TelemetryModel, signal: str, upper: str) -> list[EnvRow]:
     protocol = effective_protocol(s, signal)
     var = f"OTEL_EXPORTER_OTLP_{upper}_"
     rows = [
@@ -134,7 +134,7 @@ def _otlp_rows(s: TelemetrySettings, signal: str, upper: str) -> list[EnvRow]:
     return rows
 
 
-def _batch_rows(s: TelemetrySettings, prefix: str, signal: str) -> list[EnvRow]:
+def _batch_rows(s: TelemetryModel, prefix: str, signal: str) -> list[EnvRow]:
     cfg = s.tracing.export_config if signal == "tracing" else s.logging.export_config
     lg = s.logging
     values = {
@@ -163,7 +163,7 @@ def _batch_rows(s: TelemetrySettings, prefix: str, signal: str) -> list[EnvRow]:
     return rows + [EnvRow(f"{prefix}_{key}", str(v), f"{signal}.export_config.{f}") for key, (v, f) in values.items()]
 
 
-def _cryostorm_rows(s: TelemetrySettings) -> list[EnvRow]:
+def _cryostorm_rows(s: TelemetryModel) -> list[EnvRow]:
     """What OTel has no variable for; read only by cryostorm's hook in the child."""
     rows = [
         EnvRow("_CRYOSTORM_TRACES_PROCESSOR", s.tracing.processor_type.value, "tracing.processor_type"),
@@ -187,6 +187,6 @@ def _cryostorm_rows(s: TelemetrySettings) -> list[EnvRow]:
     return rows
 
 
-def settings_env(settings: TelemetrySettings) -> dict[str, str]:
+def settings_env(settings: TelemetryModel) -> dict[str, str]:
     """The environment variables (values in clear) that configure telemetry for these settings."""
     return {row.name: row.value for row in env_rows(settings)}

@@ -1,4 +1,4 @@
-"""Build `TelemetrySettings` from every source at once and explain failures by the names the user typed."""
+"""Build `TelemetryModel` from every source at once and explain failures by the names the user typed."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from cryostorm_run._advice import Advice, advise
 from cryostorm_run._configfile import read_config_file
+from cryostorm_run._model import TelemetryModel
 from cryostorm_run._sources import (
     DEFAULT,
     DELIMITER,
@@ -30,7 +31,6 @@ from cryostorm_run._sources import (
     origin_of,
     read_env_file,
 )
-from cryostorm_run.settings import TelemetrySettings
 
 
 class ConfigError(Exception):
@@ -54,7 +54,7 @@ class Override:
 class Loaded:
     """Valid settings, where each value came from, and warnings about likely mistakes (see `_advice`)."""
 
-    settings: TelemetrySettings
+    settings: TelemetryModel
     origins: Mapping[Path_, Origin] = field(default_factory=dict)
     warnings: tuple[Advice, ...] = ()
 
@@ -105,7 +105,7 @@ def load_settings(
     entries += [Entry(o.path, o.value, Origin("flag", o.flag)) for o in overrides]
     data, origins = merge(entries)
     try:
-        settings = TelemetrySettings.model_validate(data)
+        settings = TelemetryModel.model_validate(data)
     except ValidationError as exc:
         problems += [_explain(err, data, origins) for err in exc.errors(include_url=False)]
     else:
@@ -133,7 +133,7 @@ _OPTIONAL = {
 }
 
 
-def _missing_packages(settings: TelemetrySettings, origins: Mapping[Path_, Origin]) -> list[Problem]:
+def _missing_packages(settings: TelemetryModel, origins: Mapping[Path_, Origin]) -> list[Problem]:
     """A setting that names a component whose package is not installed is refused before exec."""
     import importlib.util
 

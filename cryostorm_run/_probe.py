@@ -24,7 +24,7 @@ from typing import Any
 
 from cryostorm_run._enums import ExporterType, OtlpProtocol
 from cryostorm_run._envmap import SIGNALS, effective_exporter, effective_protocol, signal_endpoint
-from cryostorm_run.settings import TelemetrySettings
+from cryostorm_run._model import TelemetryModel
 
 __all__ = ["ProbeResult", "ProbeTarget", "probe", "probe_targets", "render_results"]
 
@@ -89,7 +89,7 @@ class ProbeFailure(Exception):
         self.kind, self.message, self.hint = kind, message, hint
 
 
-def probe_targets(settings: TelemetrySettings) -> list[ProbeTarget]:
+def probe_targets(settings: TelemetryModel) -> list[ProbeTarget]:
     """The endpoints of the signals exporting with OTLP; signals sharing one endpoint share a target."""
     otlp = settings.otlp
     targets: dict[tuple[object, ...], ProbeTarget] = {}
@@ -218,7 +218,7 @@ def _mask(text: str, target: ProbeTarget) -> str:
 
 
 def probe(
-    settings: TelemetrySettings,
+    settings: TelemetryModel,
     environ: Mapping[str, str],
     *,
     timeout: float = DEFAULT_TIMEOUT_S,

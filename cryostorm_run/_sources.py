@@ -6,15 +6,11 @@ Every reader yields `Entry` objects: a path into the settings model, the raw val
 
 from __future__ import annotations
 
-import os
 import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-from pydantic.fields import FieldInfo
-from pydantic_settings import PydanticBaseSettingsSource
 
 PREFIX = "CRYOSTORM_"
 DELIMITER = "__"
@@ -285,7 +281,7 @@ def merge(entries: Iterable[Entry]) -> tuple[dict[str, Any], dict[Path_, Origin]
 def _as_dict(value: Any) -> dict[str, Any]:
     """A URL or `k=v` string set at a lower precedence, exploded so a nested override can merge."""
     if isinstance(value, str):
-        from cryostorm_run.settings import _split_mapping, parse_collector_url
+        from cryostorm_run._model import _split_mapping, parse_collector_url
 
         try:
             if "://" in value:
@@ -311,27 +307,11 @@ def environ_entries(environ: Mapping[str, str]) -> list[Entry]:
     return read_otel(environ) + read_cryostorm(environ)
 
 
-class EnvironSource(PydanticBaseSettingsSource):
-    """`TelemetrySettings()` reads `os.environ` through the same readers as the CLI."""
-
-    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
-        return None, field_name, False  # unused: __call__ returns everything at once
-
-    def __call__(self) -> dict[str, Any]:
-        from pathlib import Path
-
-        from cryostorm_run._configfile import read_config_file
-
-        # Same order as `load_settings` without flags or env file: config file < OTEL_* < CRYOSTORM_*.
-        data, _ = merge(read_config_file(Path.cwd()) + environ_entries(os.environ))
-        return data
-
-
 def iter_leaf_names() -> Iterator[str]:
     """Every CRYOSTORM_* variable name the model accepts (for did-you-mean suggestions)."""
     from pydantic import BaseModel
 
-    from cryostorm_run.settings import TelemetrySettings
+    from cryostorm_run._model import TelemetryModel
 
     def walk(model: type[BaseModel], prefix: str) -> Iterator[str]:
         for name, field in model.model_fields.items():
@@ -340,7 +320,7 @@ def iter_leaf_names() -> Iterator[str]:
             for arg in _model_types(field.annotation):
                 yield from walk(arg, env + DELIMITER)
 
-    yield from walk(TelemetrySettings, PREFIX)
+    yield from walk(TelemetryModel, PREFIX)
 
 
 def _model_types(annotation: Any) -> list[type[Any]]:

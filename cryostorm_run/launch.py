@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import NoReturn
 
 from cryostorm_run._envmap import settings_env
+from cryostorm_run._model import TelemetryModel
 from cryostorm_run._sources import OTEL_TABLE
-from cryostorm_run.settings import TelemetrySettings
 
 EXIT_NOT_EXECUTABLE = 126
 EXIT_NOT_FOUND = 127
@@ -94,7 +94,7 @@ def _pythonpath(hook: str, current: str | None) -> str:
 
 
 def plan_launch(
-    settings: TelemetrySettings,
+    settings: TelemetryModel,
     argv: Sequence[str],
     environ: Mapping[str, str],
     *,

@@ -1,4 +1,4 @@
-"""The settings model: the one place where every option, default, bound and help text lives.
+"""The public settings class: `TelemetryModel` read from flags, the environment and files.
 
 Environment names use the prefix ``CRYOSTORM_`` and ``__`` between levels::
 
@@ -15,25 +15,22 @@ Example:
 
 from __future__ import annotations
 
-import json
-import re
-import urllib.parse
-from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+import os
+from typing import Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from cryostorm_run._enums import (
-    ChildPropagation,
-    Compression,
-    EnvironmentType,
-    ExporterType,
-    LogLevel,
-    OtlpProtocol,
-    ProcessorType,
-    PropagatorType,
-    SamplingStrategy,
+from cryostorm_run._model import (
+    CollectorEndpoint,
+    ExportConfig,
+    LoggingConfig,
+    MetricsConfig,
+    OtlpConfig,
+    PropagationConfig,
+    ServiceInfo,
+    TelemetryModel,
+    TracingConfig,
 )
 
 __all__ = [
@@ -44,270 +41,37 @@ __all__ = [
     "OtlpConfig",
     "PropagationConfig",
     "ServiceInfo",
+    "TelemetryModel",
     "TelemetrySettings",
     "TracingConfig",
 ]
 
 
-def _lower(value: Any) -> Any:
-    return value.strip().lower() if isinstance(value, str) else value
+class EnvironSource(PydanticBaseSettingsSource):
+    """`TelemetryModel()` reads `os.environ` through the same readers as the CLI."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ returns everything at once
+
+    def __call__(self) -> dict[str, Any]:
+        from pathlib import Path
+
+        from cryostorm_run._configfile import read_config_file
+        from cryostorm_run._sources import environ_entries, merge
+
+        # Same order as `load_settings` without flags or env file: config file < OTEL_* < CRYOSTORM_*.
+        data, _ = merge(read_config_file(Path.cwd()) + environ_entries(os.environ))
+        return data
 
 
-def _upper(value: Any) -> Any:
-    return value.strip().upper() if isinstance(value, str) else value
-
-
-def _split_list(value: Any) -> Any:
-    """Accept ``a,b`` or a JSON list where a list is expected (environment values are strings)."""
-    if isinstance(value, str):
-        text = value.strip()
-        if text.startswith("["):
-            return json.loads(text)
-        return [item.strip() for item in text.split(",") if item.strip()]
-    return value
-
-
-def _split_mapping(value: Any) -> Any:
-    """Accept ``k=v,k2=v2`` (the OTel format, values percent-decoded) or a JSON object."""
-    if not isinstance(value, str):
-        return value
-    text = value.strip()
-    if text.startswith("{"):
-        return json.loads(text)
-    result: dict[str, str] = {}
-    for item in text.split(","):
-        if not item.strip():
-            continue
-        key, sep, val = item.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"expected key=value pairs separated by commas, got {item.strip()!r}")
-        result[urllib.parse.unquote(key.strip())] = urllib.parse.unquote(val.strip())
-    return result
-
-
-def _lower_list(value: Any) -> Any:
-    value = _split_list(value)
-    return [_lower(v) for v in value] if isinstance(value, list) else value
-
-
-Exporter = Annotated[ExporterType, BeforeValidator(_lower)]
-Processor = Annotated[ProcessorType, BeforeValidator(_lower)]
-Protocol = Annotated[OtlpProtocol, BeforeValidator(_lower)]
-Positive = Annotated[int, Field(gt=0)]
-Port = Annotated[int, Field(ge=1, le=65535)]
-AttributeValue = str | bool | int | float
-Attributes = Annotated[dict[str, AttributeValue], BeforeValidator(_split_mapping)]
-ExtraArgs = Annotated[dict[str, Any], BeforeValidator(_split_mapping)]
-
-_HOST = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?)$")
-_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
-
-
-class BaseConfig(BaseModel):
-    """Immutable and strict: an unknown key is an error, never silently ignored."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid", use_enum_values=False)
-
-
-class ServiceInfo(BaseConfig):
-    """Identifies the program; becomes `service.*` and `deployment.environment*` resource attributes."""
-
-    name: str = Field("unknown-service", min_length=1, max_length=255, description="service.name")
-    version: str = Field("0.1.0", min_length=1, max_length=255, description="service.version")
-    environment: Annotated[EnvironmentType, BeforeValidator(_lower)] = Field(
-        EnvironmentType.DEVELOPMENT, description="deployment.environment.name"
-    )
-    additional_attributes: Attributes = Field(
-        default_factory=dict, description="Extra resource attributes, `k=v,k2=v2` or JSON"
-    )
-
-
-def parse_collector_url(value: str) -> dict[str, Any]:
-    """`https://collector:4318/otlp` → the CollectorEndpoint fields; ValueError says what is wrong."""
-    text = value.strip()
-    if "://" not in text:
-        raise ValueError(f"expected a URL such as http://collector:4317, got {text!r} (no scheme)")
-    parsed = urllib.parse.urlsplit(text)
-    if parsed.scheme not in ("http", "https"):
-        raise ValueError(f"URL scheme must be http or https, got {parsed.scheme!r}")
-    try:
-        port = parsed.port
-    except ValueError as exc:
-        raise ValueError(f"invalid port in {text!r}") from exc
-    if parsed.query or parsed.fragment:
-        raise ValueError(f"a collector URL takes no query or fragment: {text!r}")
-    host = parsed.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    return {"host": host, "port": port, "protocol": parsed.scheme, "path": parsed.path.rstrip("/")}
-
-
-class CollectorEndpoint(BaseConfig):
-    """Where an OpenTelemetry Collector listens. Also accepts a URL: ``http://collector:4317``."""
-
-    host: str = Field("localhost", description="Collector host name or IP")
-    port: Port | None = Field(None, description="Port; default 4317 for grpc, 4318 for http/protobuf")
-    protocol: Literal["http", "https"] = Field("http", description="URL scheme; https enables TLS")
-    path: str = Field("", description="Base path for OTLP/HTTP, e.g. /otlp (the /v1/<signal> is added)")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _from_url(cls, value: Any) -> Any:
-        return parse_collector_url(value) if isinstance(value, str) else value
-
-    @model_validator(mode="after")
-    def _check(self) -> CollectorEndpoint:
-        if not _HOST.match(self.host):
-            raise ValueError(f"invalid host {self.host!r}: use a host name or IP address, without scheme or port")
-        if self.path and not self.path.startswith("/"):
-            raise ValueError(f"path must start with '/', got {self.path!r}")
-        return self
-
-    def base_url(self, protocol: OtlpProtocol) -> str:
-        """The endpoint URL for `protocol`, with the transport's default port when none is set."""
-        port = self.port or (4317 if protocol is OtlpProtocol.GRPC else 4318)
-        return f"{self.protocol}://{self.host}:{port}{self.path}"
-
-
-class OtlpConfig(BaseConfig):
-    """OTLP transport options shared by the three signals."""
-
-    protocol: Protocol = Field(OtlpProtocol.GRPC, description="grpc or http/protobuf")
-    headers: Annotated[dict[str, SecretStr], BeforeValidator(_split_mapping)] = Field(
-        default_factory=dict, description="Headers sent with every export (secret: always masked)"
-    )
-    compression: Annotated[Compression, BeforeValidator(_lower)] = Field(Compression.NONE)
-    timeout_millis: Positive = Field(10_000, description="Per-export timeout")
-    insecure: bool | None = Field(None, description="gRPC only: plaintext even for an https URL")
-    certificate_file: Path | None = Field(None, description="CA bundle to verify the collector")
-    client_certificate_file: Path | None = Field(None, description="Client certificate for mTLS")
-    client_key_file: Path | None = Field(None, description="Client key for mTLS")
-
-    @field_validator("headers")
-    @classmethod
-    def _header_names(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
-        for name in value:
-            if not _HEADER_NAME.match(name):
-                raise ValueError(f"invalid header name {name!r}: use letters, digits and - only")
-        return value
-
-    @field_validator("certificate_file", "client_certificate_file", "client_key_file")
-    @classmethod
-    def _file_exists(cls, value: Path | None) -> Path | None:
-        if value is not None and not value.is_file():
-            raise ValueError(f"no such file {str(value)!r}")
-        return value
-
-    @model_validator(mode="after")
-    def _check(self) -> OtlpConfig:
-        if (self.client_certificate_file is None) != (self.client_key_file is None):
-            raise ValueError("client_certificate_file and client_key_file must be set together")
-        return self
-
-
-class ExportConfig(BaseConfig):
-    """Batching for spans and log records."""
-
-    batch_size: Positive = Field(512, description="Items per export request")
-    schedule_delay_millis: Positive = Field(5000, description="Longest wait before a partial batch is sent")
-    timeout_millis: Positive = Field(30_000, description="Longest time one batch export may take")
-    max_queue_size: Positive = Field(16_384, description="Items buffered before new ones are dropped")
-    max_block_millis: Annotated[int, Field(ge=0, le=10_000)] = Field(
-        500,
-        description="Queue full and the collector answering fast: wait up to this for room instead of "
-        "dropping (0: never wait)",
-    )
-
-    @model_validator(mode="after")
-    def _check(self) -> ExportConfig:
-        if self.batch_size > self.max_queue_size:
-            raise ValueError(f"batch_size ({self.batch_size}) must not exceed max_queue_size ({self.max_queue_size})")
-        return self
-
-
-class PropagationConfig(BaseConfig):
-    enabled: bool = True
-    propagator_types: Annotated[list[PropagatorType], BeforeValidator(_lower_list)] = Field(
-        default_factory=lambda: [PropagatorType.TRACECONTEXT, PropagatorType.BAGGAGE], min_length=1
-    )
-
-
-class _SignalConfig(BaseConfig):
-    enabled: bool = True
-    exporter_type: Exporter | None = Field(None, description="Overrides the top-level exporter_type")
-    collector: CollectorEndpoint | None = Field(None, description="Overrides the top-level collector")
-    protocol: Protocol | None = Field(None, description="Overrides otlp.protocol")
-    additional_exporter_args: ExtraArgs = Field(default_factory=dict)
-
-
-class TracingConfig(_SignalConfig):
-    processor_type: Processor = ProcessorType.BATCH
-    sampling_strategy: Annotated[SamplingStrategy, BeforeValidator(_lower)] = SamplingStrategy.PARENT_BASED_ALWAYS_ON
-    sample_rate: float = Field(1.0, ge=0.0, le=1.0, description="Used by the traceidratio strategies")
-    export_config: ExportConfig = Field(default_factory=ExportConfig)
-    additional_processor_args: ExtraArgs = Field(default_factory=dict)
-
-    @model_validator(mode="after")
-    def _check(self) -> TracingConfig:
-        if self.exporter_type is ExporterType.PROMETHEUS:
-            raise ValueError("exporter_type 'prometheus' is for metrics only")
-        return self
-
-
-class MetricsConfig(_SignalConfig):
-    export_interval_millis: Positive = 60_000
-    export_timeout_millis: Positive = 30_000
-    prometheus_host: str = Field("localhost", description="Bind address of the Prometheus pull endpoint")
-    prometheus_port: Port = Field(9464, description="Port of the Prometheus pull endpoint")
-
-
-class LoggingConfig(_SignalConfig):
-    processor_type: Processor = ProcessorType.BATCH
-    level: Annotated[LogLevel, BeforeValidator(_upper)] = LogLevel.INFO
-    export_config: ExportConfig = Field(default_factory=ExportConfig)
-    schedule_delay_millis: Positive | None = Field(None, description="Overrides export_config")
-    max_export_batch_size: Positive | None = Field(None, description="Overrides export_config")
-    export_timeout_millis: Positive | None = Field(None, description="Overrides export_config")
-    max_queue_size: Positive | None = Field(None, description="Overrides export_config")
-    additional_processor_args: ExtraArgs = Field(default_factory=dict)
-
-    @model_validator(mode="after")
-    def _check(self) -> LoggingConfig:
-        if self.exporter_type is ExporterType.PROMETHEUS:
-            raise ValueError("exporter_type 'prometheus' is for metrics only")
-        return self
-
-
-class TelemetrySettings(BaseSettings):
+class TelemetrySettings(BaseSettings, TelemetryModel):
     """Everything cryostorm needs, validated once.
 
     Sources, highest first: init arguments (CLI flags), ``CRYOSTORM_*`` variables,
-    standard ``OTEL_*`` variables, the env file, defaults.
+    standard ``OTEL_*`` variables, the env file, the config file, defaults.
     """
 
     model_config = SettingsConfigDict(frozen=True, extra="forbid", env_prefix="CRYOSTORM_")
-
-    SIGNALS: ClassVar[tuple[str, str, str]] = ("tracing", "metrics", "logging")
-
-    enabled: bool = Field(True, description="false: `cryostorm-run -- CMD` is a plain exec")
-    service: ServiceInfo = Field(default_factory=ServiceInfo)
-    exporter_type: Exporter = Field(ExporterType.CONSOLE, description="Exporter for all signals")
-    collector: CollectorEndpoint = Field(default_factory=CollectorEndpoint, description="One endpoint for all")
-    otlp: OtlpConfig = Field(default_factory=OtlpConfig)
-    schema_url: str = ""
-    excluded_paths: Annotated[list[str], BeforeValidator(_split_list)] = Field(
-        default_factory=lambda: ["/health", "/metrics", "/favicon.ico"]
-    )
-    propagation: PropagationConfig = Field(default_factory=PropagationConfig)
-    tracing: TracingConfig = Field(default_factory=TracingConfig)
-    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
-    logging: LoggingConfig = Field(default_factory=LoggingConfig)
-    shutdown_timeout_millis: Positive = Field(
-        2000, description="Longest wait to flush telemetry at exit (the program exits within ~this)"
-    )
-    child_processes: Annotated[ChildPropagation, BeforeValidator(_lower)] = Field(
-        ChildPropagation.ALL, description="Instrument Python children of the program: all or none"
-    )
 
     @classmethod
     def settings_customise_sources(
@@ -320,6 +84,4 @@ class TelemetrySettings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # One reader for the environment, shared with `load_settings` (which also
         # keeps provenance): CRYOSTORM_* over OTEL_*. See cryostorm_run/_sources.py.
-        from cryostorm_run._sources import EnvironSource
-
         return (init_settings, EnvironSource(settings_cls))

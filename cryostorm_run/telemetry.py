@@ -57,7 +57,7 @@ from cryostorm_run._traced import trace_callable
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace.id_generator import IdGenerator
 
-    from cryostorm_run.settings import TelemetrySettings
+    from cryostorm_run._model import TelemetryModel
 
 __all__ = ["Telemetry"]
 
@@ -207,7 +207,7 @@ class Telemetry:
     # -- life cycle ------------------------------------------------------------------------------
 
     @classmethod
-    def from_settings(cls, settings: TelemetrySettings, *, id_generator: IdGenerator | None = None) -> Telemetry:
+    def from_settings(cls, settings: TelemetryModel, *, id_generator: IdGenerator | None = None) -> Telemetry:
         """Configure telemetry for this process once and return the process-wide instance.
 
         Under ``cryostorm-run`` the providers the hook installed are reused and `settings` only
@@ -241,7 +241,7 @@ class Telemetry:
             return instance
 
     @staticmethod
-    def _configure(settings: TelemetrySettings, id_generator: IdGenerator | None) -> _State:
+    def _configure(settings: TelemetryModel, id_generator: IdGenerator | None) -> _State:
         hooked = _launcher_providers()
         if hooked is not None:
             return _state_for(hooked, owned=False)

@@ -18,6 +18,7 @@ import socket
 import subprocess
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -142,13 +143,27 @@ def run_group(args: list[str], env: dict[str, str], timeout: float = 90) -> tupl
     return proc.returncode, out, err
 
 
-def server_spans(spans: list[ReceivedSpan]) -> dict[int, list[ReceivedSpan]]:
+ByPid = dict[int, list[ReceivedSpan]]
+
+
+def server_spans(spans: list[ReceivedSpan]) -> ByPid:
     """SERVER spans by process.pid. (Predicates get the span list: the receiver's lock is held.)"""
     by_pid: dict[int, list[ReceivedSpan]] = defaultdict(list)
     for span in spans:
         if span.kind == "SERVER":
             by_pid[span.resource["process.pid"]].append(span)
     return by_pid
+
+
+def wait_server_spans(rcv: Receiver, check: Callable[[ByPid], bool], what: str) -> ByPid:
+    """Wait until check(SERVER spans by pid) holds; on timeout say which pids/instance ids did arrive."""
+    try:
+        rcv.wait_for_spans(lambda s: check(server_spans(s)), timeout=30)
+    except AssertionError:
+        by_pid = server_spans(rcv.spans())
+        got = {p: (len(v), {x.resource.get("service.instance.id") for x in v}) for p, v in by_pid.items()}
+        pytest.fail(f"no {what} within 30 s; SERVER spans by process.pid (count, instance ids): {got}")
+    return server_spans(rcv.spans())
 
 
 def identities(spans: list[ReceivedSpan]) -> dict[int, str]:
@@ -187,8 +202,8 @@ def prove_every_worker_exports(rcv: Receiver, srv: Server, case: str) -> set[int
     """Load the server until 2 workers answered; their spans and duration metrics arrive."""
     srv.wait_ready()
     pids = srv.spread()
-    rcv.wait_for_spans(lambda s: pids <= set(server_spans(s)), timeout=30)
-    spans = [s for ss in server_spans(rcv.spans()).values() for s in ss]
+    by_pid = wait_server_spans(rcv, lambda got: pids <= set(got), f"spans from every worker pid {sorted(pids)}")
+    spans = [s for ss in by_pid.values() for s in ss]
     ids = identities(spans)
     print(f"PIDS {case}: {sorted(ids)}")
     assert set(ids) == pids, f"spans came from pids {set(ids)}, requests were served by {pids}"
@@ -200,7 +215,9 @@ def prove_every_worker_exports(rcv: Receiver, srv: Server, case: str) -> set[int
 
 UVICORN = [PYTHON, "-m", "uvicorn", "workers_fastapi:app", "--host", "127.0.0.1", "--port", "{port}",
            "--app-dir", str(APPS)]
-GUNICORN = [PYTHON, "-m", "gunicorn", "--bind", "127.0.0.1:{port}", "--chdir", str(APPS), "-w", "2"]
+# --no-control-socket: gunicorn 27 otherwise shares ~/.gunicorn/gunicorn.ctl between concurrent test runs
+GUNICORN = [PYTHON, "-m", "gunicorn", "--bind", "127.0.0.1:{port}", "--chdir", str(APPS), "-w", "2",
+            "--no-control-socket"]
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
@@ -232,7 +249,7 @@ def test_uvicorn_reload_child_is_instrumented(otlp_receiver: Receiver, tmp_path:
     with Server(cmd, otlp_env(otlp_receiver), tmp_path, cwd=tmp_path) as srv:
         srv.wait_ready()
         first = srv.get_pid()
-        otlp_receiver.wait_for_spans(lambda s: first in server_spans(s), timeout=30)
+        wait_server_spans(otlp_receiver, lambda got: first in got, f"span from the first child {first}")
         deadline, second, bump = time.monotonic() + 60, first, 0
         while second == first:  # StatReload polls mtimes: touch until the child is replaced
             assert time.monotonic() < deadline, f"no reload within 60 s: {srv.output()}"
@@ -241,8 +258,8 @@ def test_uvicorn_reload_child_is_instrumented(otlp_receiver: Receiver, tmp_path:
             time.sleep(1)
             with contextlib.suppress(httpx.TransportError):
                 second = srv.get_pid()
-        otlp_receiver.wait_for_spans(lambda s: second in server_spans(s), timeout=30)
-        ids = identities([s for ss in server_spans(otlp_receiver.spans()).values() for s in ss])
+        by_pid = wait_server_spans(otlp_receiver, lambda got: second in got, f"span from the new child {second}")
+        ids = identities([s for ss in by_pid.values() for s in ss])
         print(f"PIDS uvicorn --reload: {sorted(ids)} (before reload {first}, after {second})")
         assert {first, second} <= set(ids) and srv.proc.pid not in ids
         assert "Reloading" in srv.output() or "reload" in srv.output().lower()
@@ -255,21 +272,22 @@ def test_gunicorn_max_requests_recycled_worker_flushes(otlp_receiver: Receiver, 
     cmd = [*GUNICORN, "--max-requests", "5", "--max-requests-jitter", "0", "workers_flask:app"]
     with Server(cmd, otlp_env(otlp_receiver, delay_ms=LONG_DELAY), tmp_path) as srv:
         srv.wait_ready()
-        for _ in range(12):  # one at a time: 13 requests over 2 workers recycle at least one
+        for _ in range(12):  # one at a time: 13 requests (with /health) over 2 workers recycle one or more
             srv.get_pid()
+        recycled = {p for p, n in srv.served.items() if n >= 5}
+        assert recycled, f"no worker served 5 requests: {dict(srv.served)}"
         deadline = time.monotonic() + 30
-        while not (gone := {p for p in srv.served if not alive(p)}) and time.monotonic() < deadline:
+        while [p for p in recycled if alive(p)] and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert gone, f"no worker was recycled; served: {dict(srv.served)}: {srv.output()}"
-        want = {p: srv.served[p] for p in gone}
-        otlp_receiver.wait_for_spans(
-            lambda s: {p: len(server_spans(s).get(p, [])) for p in gone} == want, timeout=30
+        assert not [p for p in recycled if alive(p)], f"{recycled} served 5 requests but still run: {srv.output()}"
+        want = {p: srv.served[p] for p in recycled}
+        by_pid = wait_server_spans(
+            otlp_receiver, lambda got: {p: len(got.get(p, [])) for p in recycled} == want, f"spans {want} (pid: count)"
         )
-        by_pid = server_spans(otlp_receiver.spans())
-        print(f"PIDS gunicorn --max-requests 5: served {dict(srv.served)}, exited {sorted(gone)}, "
+        print(f"PIDS gunicorn --max-requests 5: served {dict(srv.served)}, recycled {sorted(recycled)}, "
               f"received from {sorted(by_pid)}")
         identities([s for ss in by_pid.values() for s in ss])
-        assert set(by_pid) <= gone, "a live worker exported before its 60 s schedule delay"
+        assert set(by_pid) == recycled, "a live worker exported before its 60 s schedule delay"
 
 
 def test_sigterm_to_gunicorn_flushes_every_worker(otlp_receiver: Receiver, tmp_path: Path) -> None:
@@ -280,10 +298,9 @@ def test_sigterm_to_gunicorn_flushes_every_worker(otlp_receiver: Receiver, tmp_p
         assert otlp_receiver.spans() == [], "spans exported before SIGTERM: the test proves nothing"
         assert srv.stop() == 0, srv.output()
         want = dict(srv.served)
-        otlp_receiver.wait_for_spans(
-            lambda s: {p: len(v) for p, v in server_spans(s).items()} == want, timeout=30
-        )
-        ids = identities([s for ss in server_spans(otlp_receiver.spans()).values() for s in ss])
+        by_pid = wait_server_spans(otlp_receiver, lambda got: {p: len(v) for p, v in got.items()} == want,
+                                   f"spans {want} (pid: count)")
+        ids = identities([s for ss in by_pid.values() for s in ss])
         print(f"PIDS gunicorn SIGTERM: {sorted(ids)} served {want}")
         assert set(ids) == pids
         assert not [p for p in pids if alive(p)], "a worker outlived gunicorn"

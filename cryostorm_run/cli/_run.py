@@ -73,6 +73,11 @@ def parse(args: Sequence[str]) -> tuple[dict[str, object], list[str]]:
 
 def main(args: Sequence[str]) -> NoReturn:
     debug = "--debug" in args
+    # pydantic looks for plugins through every distribution's metadata (~30 ms): the launcher
+    # validates a fixed model and needs none. Not passed on to the program.
+    set_here = "PYDANTIC_DISABLE_PLUGINS" not in os.environ
+    if set_here:
+        os.environ["PYDANTIC_DISABLE_PLUGINS"] = "__all__"
 
     def run() -> int:
         from cryostorm_run.launch import exec_plan, plan_launch
@@ -83,6 +88,8 @@ def main(args: Sequence[str]) -> NoReturn:
             return 0
         overrides = overrides_from(options["flags"], options["set"])  # type: ignore[arg-type]
         loaded = load(options["env_file"], overrides)  # type: ignore[arg-type]
+        if set_here:
+            del os.environ["PYDANTIC_DISABLE_PLUGINS"]
         if not command:
             raise UsageError([Problem("COMMAND", None, "no command given", "cryostorm-run [OPTIONS] -- COMMAND")])
         plan = plan_launch(loaded.settings, command, os.environ, report=str(options["report"]))
