@@ -111,11 +111,13 @@ def _counting_span_processor() -> type:
         max_block_s = 0.0
 
         def on_end(self, span: Any) -> None:
+            # Hot path (every span): one length check unless the queue is full.
             self.seen += 1
-            if (span.context and span.context.trace_flags.sampled and _queue_full(self)
+            queue = self._batch_processor._queue  # cleared, never replaced, after fork
+            if (len(queue) >= (queue.maxlen or 0) and span.context is not None and span.context.trace_flags.sampled
                     and not wait_for_room(self, self.max_block_s)):
                 self.dropped += 1
-            super().on_end(span)
+            BatchSpanProcessor.on_end(self, span)
 
     return CountingBatchSpanProcessor
 
