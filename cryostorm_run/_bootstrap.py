@@ -143,16 +143,26 @@ def _register_exit(providers: Any) -> None:
         # gunicorn/celery/multiprocessing workers: the SDK restarts its worker threads and cryostorm's
         # lazy exporters open their own connections; the resource gets this worker's identity.
         try:
-            providers.resource.reidentify()
-            if "multiprocessing" in sys.modules:
-                # multiprocessing children leave through os._exit (no atexit): flush in its finalizers.
-                from multiprocessing.util import Finalize
+            from cryostorm_run._sdk import reidentify_after_fork
 
-                Finalize(providers, flush_at_exit, exitpriority=100)
+            reidentify_after_fork(providers)
         except Exception as exc:
             warn(f"after fork: {type(exc).__name__}: {exc}")
 
     os.register_at_fork(after_in_child=after_fork_in_child)
+
+    def flush_in_multiprocessing_children(module: Any) -> None:
+        # multiprocessing children leave through os._exit (no atexit) and clear the finalizers
+        # inherited from the parent; its after-fork hooks run after that, so the flush is
+        # registered as one of its finalizers from there.
+        from multiprocessing.util import Finalize
+
+        module.register_after_fork(providers, lambda p: Finalize(p, flush_at_exit, exitpriority=100))
+
+    from cryostorm_run._instrument import FINDER
+
+    FINDER.install()
+    FINDER.when_imported("multiprocessing.util", flush_in_multiprocessing_children)
     # A program killed by SIGTERM with the default action never runs atexit. When the program
     # has no handler of its own, flush first, then die by the same signal (exit status 128+15).
     if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL and _in_main_thread():

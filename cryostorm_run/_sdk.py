@@ -335,22 +335,28 @@ class _Resource(Resource):
     def __eq__(self, other: object) -> bool:
         return super().__eq__(other)
 
-    def reidentify(self) -> None:
-        """After fork: this process is a new instance with its own pid.
-
-        Every tracer, meter and logger of the parent holds this very object, so it is updated in
-        place rather than replaced (the SDK copies the resource reference into each of them).
-        """
-        from opentelemetry.attributes import BoundedAttributes
-
-        attrs = dict(self._attributes)
-        attrs.update(_process_identity())
-        self._attributes = BoundedAttributes(attributes=attrs, immutable=True)
-        self._cached_hash = None
+    def merge(self, other: Resource) -> Resource:
+        # The SDK merges at fork (`_update_resource`): keep the cached hash in workers too.
+        merged = super().merge(other)
+        return _Resource(merged.attributes, merged.schema_url)
 
 
 def _process_identity() -> dict[str, Any]:
     return {"service.instance.id": str(uuid.uuid4()), "process.pid": os.getpid()}
+
+
+def reidentify_after_fork(p: Providers) -> None:
+    """A forked worker is a new instance with its own pid, on every signal.
+
+    Runs after the SDK's own fork handlers (registered later), which have already merged a
+    fresh process-dependent resource into each provider: this merge wins, with one identity.
+    """
+    identity = Resource(_process_identity())
+    for provider in (p.tracer_provider, p.meter_provider, p.logger_provider):
+        update = getattr(provider, "_update_resource", None)
+        if update is not None:
+            update(identity)
+    p.resource = p.resource.merge(identity)
 
 
 def build_resource(rt: Runtime) -> Resource:
@@ -377,6 +383,10 @@ def build_providers(rt: Runtime, *, id_generator: IdGenerator | None = None) -> 
     """
     if rt.sampler not in SAMPLERS:
         raise TelemetrySetupError(f"unknown sampler {rt.sampler!r}; allowed: {', '.join(SAMPLERS)}")
+    # concurrent.futures.thread must register its fork handler (which releases its global lock in
+    # the child) before the providers register theirs: the SDK's run a thread pool in the child,
+    # and handlers run in registration order. Otherwise every os.fork() child deadlocks.
+    import concurrent.futures.thread  # noqa: F401
     resource = build_resource(rt)
     providers = Providers(rt, resource, build_propagator(rt.propagators))
     if rt.traces.enabled:
