@@ -26,6 +26,7 @@ from cryostorm_run._enums import (
     PropagatorType,
     SamplingStrategy,
 )
+from cryostorm_run._runtime import parse_pairs
 
 
 def _lower(value: Any) -> Any:
@@ -53,15 +54,7 @@ def _split_mapping(value: Any) -> Any:
     text = value.strip()
     if text.startswith("{"):
         return json.loads(text)
-    result: dict[str, str] = {}
-    for item in text.split(","):
-        if not item.strip():
-            continue
-        key, sep, val = item.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"expected key=value pairs separated by commas, got {item.strip()!r}")
-        result[urllib.parse.unquote(key.strip())] = urllib.parse.unquote(val.strip())
-    return result
+    return parse_pairs(text, strict=True)
 
 
 def _lower_list(value: Any) -> Any:
@@ -212,11 +205,19 @@ class PropagationConfig(BaseConfig):
 
 
 class _SignalConfig(BaseConfig):
+    PROMETHEUS_OK: ClassVar[bool] = False  # only metrics can be pulled by Prometheus
+
     enabled: bool = True
     exporter_type: Exporter | None = Field(None, description="Overrides the top-level exporter_type")
     collector: CollectorEndpoint | None = Field(None, description="Overrides the top-level collector")
     protocol: Protocol | None = Field(None, description="Overrides otlp.protocol")
     additional_exporter_args: ExtraArgs = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check_exporter(self) -> _SignalConfig:
+        if self.exporter_type is ExporterType.PROMETHEUS and not self.PROMETHEUS_OK:
+            raise ValueError("exporter_type 'prometheus' is for metrics only")
+        return self
 
 
 class TracingConfig(_SignalConfig):
@@ -226,14 +227,10 @@ class TracingConfig(_SignalConfig):
     export_config: ExportConfig = Field(default_factory=ExportConfig)
     additional_processor_args: ExtraArgs = Field(default_factory=dict)
 
-    @model_validator(mode="after")
-    def _check(self) -> TracingConfig:
-        if self.exporter_type is ExporterType.PROMETHEUS:
-            raise ValueError("exporter_type 'prometheus' is for metrics only")
-        return self
-
 
 class MetricsConfig(_SignalConfig):
+    PROMETHEUS_OK: ClassVar[bool] = True
+
     export_interval_millis: Positive = 60_000
     export_timeout_millis: Positive = 30_000
     prometheus_host: str = Field("localhost", description="Bind address of the Prometheus pull endpoint")
@@ -249,12 +246,6 @@ class LoggingConfig(_SignalConfig):
     export_timeout_millis: Positive | None = Field(None, description="Overrides export_config")
     max_queue_size: Positive | None = Field(None, description="Overrides export_config")
     additional_processor_args: ExtraArgs = Field(default_factory=dict)
-
-    @model_validator(mode="after")
-    def _check(self) -> LoggingConfig:
-        if self.exporter_type is ExporterType.PROMETHEUS:
-            raise ValueError("exporter_type 'prometheus' is for metrics only")
-        return self
 
 
 class TelemetryModel(BaseConfig):

@@ -76,12 +76,17 @@ class Runtime:
         return sig
 
 
-def parse_pairs(text: str) -> dict[str, str]:
+def parse_pairs(text: str, *, strict: bool = False) -> dict[str, str]:
+    """OTel's `k=v,k2=v2` (percent-decoded). `strict`: a malformed item is a ValueError, else skipped."""
     out: dict[str, str] = {}
     for item in text.split(","):
+        if not item.strip():
+            continue
         key, sep, value = item.partition("=")
         if sep and key.strip():
             out[urllib.parse.unquote(key.strip())] = urllib.parse.unquote(value.strip())
+        elif strict:
+            raise ValueError(f"expected key=value pairs separated by commas, got {item.strip()!r}")
     return out
 
 

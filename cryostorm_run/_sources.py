@@ -6,7 +6,6 @@ Every reader yields `Entry` objects: a path into the settings model, the raw val
 
 from __future__ import annotations
 
-import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -157,15 +156,11 @@ _RESOURCE_KEYS: dict[str, Path_] = {
 
 
 def _resource_attributes(raw: str) -> list[tuple[Path_, Any]]:
+    from cryostorm_run._runtime import parse_pairs
+
     out: list[tuple[Path_, Any]] = []
     extra: dict[str, str] = {}
-    for item in raw.split(","):
-        if not item.strip():
-            continue
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"expected key=value pairs separated by commas, got {item.strip()!r}")
-        key, value = urllib.parse.unquote(key.strip()), urllib.parse.unquote(value.strip())
+    for key, value in parse_pairs(raw, strict=True).items():
         if key in _RESOURCE_KEYS:
             out.append((_RESOURCE_KEYS[key], value))
         else:
