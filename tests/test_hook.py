@@ -303,3 +303,33 @@ def test_basic_config_still_works_under_the_hook(otlp_receiver: Receiver) -> Non
     assert result.returncode == 0, result.stderr
     assert result.stderr == "APP hello\n"
     otlp_receiver.wait_for_logs("hello")
+
+
+def test_startup_report_lists_fastapi_as_instrumented() -> None:
+    script = "import fastapi; app = fastapi.FastAPI(); print('ok')"
+    result = run_launcher(["--verbose", "--", PYTHON, "-c", script],
+                          env={"CRYOSTORM_SERVICE__NAME": "report", "CRYOSTORM_SERVICE__ENVIRONMENT": "production"})
+    assert (result.returncode, result.stdout) == (0, "ok\n"), result.stderr
+    lines = result.stderr.splitlines()
+    [summary] = [line for line in lines if line.startswith("cryostorm: service=report ")]
+    assert " on-import=" in summary and " hook=" in summary
+    assert "cryostorm:   on import of fastapi: fastapi" in lines  # waiting, at start-up
+    assert any(line.startswith("cryostorm: pid=") and line.endswith(" instrumented fastapi") for line in lines)
+    assert "cryostorm:   skipped: logging (handled by cryostorm's log bridge)" in lines
+
+
+def test_verbose_report_shows_a_version_conflict_with_both_versions(tmp_path: Path) -> None:
+    import fastapi
+
+    (tmp_path / "future_instr.py").write_text("class Instrumentor:\n    def instrument(self, **kw):\n        pass\n")
+    dist = tmp_path / "opentelemetry_instrumentation_future-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: opentelemetry-instrumentation-future\nVersion: 1.0\n"
+        "Provides-Extra: instruments\nRequires-Dist: fastapi>=999.0; extra == \"instruments\"\n")
+    (dist / "entry_points.txt").write_text("[opentelemetry_instrumentor]\nfastapi_future = future_instr:Instrumentor\n")
+    result = run_launcher(["--verbose", "--", PYTHON, "-c", "pass"],
+                          env={"PYTHONPATH": str(tmp_path), "CRYOSTORM_SERVICE__ENVIRONMENT": "production"})
+    assert result.returncode == 0, result.stderr
+    [line] = [x for x in result.stderr.splitlines() if x.startswith("cryostorm:   skipped: fastapi_future")]
+    assert "fastapi>=999.0" in line and f"fastapi {fastapi.__version__}" in line
