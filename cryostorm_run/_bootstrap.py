@@ -121,7 +121,8 @@ def _register_exit(providers: Any) -> None:
         report = loss_report()
         for kind, counts in sorted(report.items()):
             if counts["dropped"]:
-                warn(f"{counts['dropped']} {kind} dropped because the export queue was full "
+                warn(f"{counts['dropped']} {kind} dropped because the export queue was full or the collector was "
+                     "not keeping up "
                      "(raise export_config.max_queue_size, or reduce volume)")
             if counts["failed"]:
                 warn(f"{counts['failed']} {kind} not delivered: the exporter gave up on them (see the errors above)")

@@ -102,6 +102,7 @@ _LAZY: weakref.WeakSet[_Lazy] = weakref.WeakSet()
 
 class _Lazy:
     in_flight = 0  # items handed to export() and not yet answered (for the exit report)
+    export_started = 0.0  # monotonic time the current export began (valid while in_flight)
     failed = 0  # items whose export failed for good (the exporter gave up retrying)
     last_ok = True  # the last export succeeded ...
     last_duration_s = 0.0  # ... and took this long: together, "is the collector keeping up?"
@@ -134,7 +135,7 @@ class _Lazy:
 
         self.in_flight = len(batch)
         exporter = self._get()  # the first call builds it (imports grpc): not the collector's time
-        started = time.monotonic()
+        started = self.export_started = time.monotonic()
         result = None
         try:
             result = exporter.export(batch)
