@@ -3,6 +3,7 @@
     .venv/bin/python bench/run.py            # full run (~10 min on 2 cores), writes bench/results/
     .venv/bin/python bench/run.py --quick    # short run (~2 min), results get a "-quick" suffix
     .venv/bin/python bench/run.py --explore  # also the burst exploration of cryostorm's batch settings
+    .venv/bin/python bench/run.py --only faults  # collector down/slow: latency and memory (~8 min)
 
 Stdlib only. See bench/README.md for what each measure means and how the ratios are computed.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import datetime
 import http.client
 import json
@@ -56,6 +58,17 @@ LOCAL = "127.0.0.1"
 DROP_LINE = re.compile(r"cryostorm: (\d+) spans? dropped")
 EXPLORE_BATCH_SIZES = (512, 1024, 2048)
 EXPLORE_QUEUE_SIZES = (16384, 32768)
+# faults: nothing listens on the discard port (binding it needs root), so connections are refused
+COLLECTOR_DOWN = f"http://{LOCAL}:9"
+SLOW_DELAY_S = 2.0  # the slow sink answers every export request after this long
+FAULT_P99_TARGET = 1.10  # p99 with the collector down/slow over p99 with it up
+STEADY_RATE = 1000  # spans/s of bench/apps/steady.py
+RSS_BASE_AT_S = 5.0  # RSS growth is measured from this sample on
+RSS_BOUND_MB = 150.0  # MB = 10**6 bytes; the default queue holds 16,384 spans
+LOSS_LINE = re.compile(r"^cryostorm: (\d+) ([a-z][a-z ]*?) (dropped because|not delivered: the exporter gave up)",
+                       re.MULTILINE)
+UNFLUSHED_LINE = re.compile(r"^cryostorm: telemetry not fully flushed within [0-9.]+ s[^:]*: (.*?) not delivered",
+                            re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -71,12 +84,14 @@ class Profile:
     rounds: int
     burst_runs: int
     explore_runs: int
+    faults_rounds: int
+    steady_s: int
 
 
 FULL = Profile("full", startup_warmup=3, startup_runs=20, rss_runs=10, wrk_warmup_s=3, wrk_duration_s=15,
-               rounds=3, burst_runs=3, explore_runs=3)
+               rounds=3, burst_runs=3, explore_runs=3, faults_rounds=2, steady_s=60)
 QUICK = Profile("quick", startup_warmup=2, startup_runs=5, rss_runs=3, wrk_warmup_s=2, wrk_duration_s=5,
-                rounds=1, burst_runs=1, explore_runs=1)
+                rounds=1, burst_runs=1, explore_runs=1, faults_rounds=1, steady_s=20)
 
 
 def log(message: str) -> None:
@@ -135,6 +150,58 @@ def reported_drops(stderr: str) -> int | None:
     return sum(found) if found else None
 
 
+def is_exit_report(line: str) -> bool:
+    """A line of cryostorm's loss report at exit (not one of the SDK's log lines it prefixes too)."""
+    return bool(LOSS_LINE.match(line) or UNFLUSHED_LINE.match(line)
+                or line.startswith("cryostorm: the collector rejected"))
+
+
+def parse_loss_report(stderr: str) -> dict[str, Any]:
+    """cryostorm's exit report on stderr: per kind of item (spans, log records), how many were dropped
+    (queue full), failed (the exporter gave up on them) and left unflushed at the shutdown deadline.
+
+    `lines`: the report's lines; `other_lines`: how many other 'cryostorm: ...' lines (the SDK's
+    warnings and errors, e.g. export retries) were printed."""
+    ours = [line for line in stderr.splitlines() if line.startswith("cryostorm:")]
+    report: dict[str, Any] = {"dropped": {}, "failed": {}, "unflushed": {},
+                              "lines": [line for line in ours if is_exit_report(line)],
+                              "other_lines": sum(1 for line in ours if not is_exit_report(line))}
+    for count, kind, what in LOSS_LINE.findall(stderr):
+        bucket = report["dropped" if what.startswith("dropped") else "failed"]
+        bucket[kind] = bucket.get(kind, 0) + int(count)
+    for listing in UNFLUSHED_LINE.findall(stderr):
+        for count, kind in re.findall(r"(\d+) ([a-z][a-z ]*?)(?:,|$)", listing):
+            report["unflushed"][kind] = report["unflushed"].get(kind, 0) + int(count)
+    return report
+
+
+def vm_status_kb(status: str, key: str = "VmRSS") -> int | None:
+    """A memory line of /proc/<pid>/status ('VmRSS:    12345 kB') in KiB."""
+    match = re.search(rf"^{key}:\s*(\d+) kB", status, re.MULTILINE)
+    return int(match.group(1)) if match else None
+
+
+def rss_growth(samples: Sequence[tuple[float, int]], base_at_s: float = RSS_BASE_AT_S) -> dict[str, Any]:
+    """RSS samples (seconds since start, KiB) -> the RSS at `base_at_s` (first sample at or after it),
+    the maximum of all samples and the growth (maximum - base); None where there is no base sample."""
+    later = [kb for t, kb in samples if t >= base_at_s]
+    base = later[0] if later else None
+    peak = max((kb for _, kb in samples), default=None)
+    growth = peak - base if base is not None and peak is not None else None
+    return {"base_kb": base, "max_kb": peak, "growth_kb": growth,
+            "growth_mb": None if growth is None else growth * 1024 / 1e6}
+
+
+def fault_ratios(medians: dict[str, dict[str, Any]], metric: str = "p99_ms") -> dict[str, float | None]:
+    """For every '<launcher>-<state>' key other than '<launcher>-up': its metric over '<launcher>-up'."""
+    out: dict[str, float | None] = {}
+    for key, values in medians.items():
+        launcher, _, state = key.rpartition("-")
+        if state != "up" and f"{launcher}-up" in medians:
+            out[key] = ratio(values.get(metric), medians[f"{launcher}-up"].get(metric))
+    return out
+
+
 def median(values: Sequence[float | None]) -> float | None:
     present = [v for v in values if v is not None]
     return statistics.median(present) if present else None
@@ -150,7 +217,7 @@ def ratio(ours: float | None, anchor: float | None) -> float | None:
 class Goal:
     name: str
     value: float | None
-    op: str  # "<=" or ">="
+    op: str  # "<=", ">=", "<" or ">"
     target: float
     detail: str = ""
 
@@ -158,7 +225,8 @@ class Goal:
     def passed(self) -> bool:
         if self.value is None:
             return False
-        return self.value <= self.target if self.op == "<=" else self.value >= self.target
+        return {"<=": self.value <= self.target, ">=": self.value >= self.target,
+                "<": self.value < self.target, ">": self.value > self.target}[self.op]
 
     def as_dict(self) -> dict[str, Any]:
         return {"goal": self.name, "value": self.value, "op": self.op, "target": self.target,
@@ -256,9 +324,10 @@ def free_port() -> int:
 class Sink:
     """bench/sink.py in a subprocess: count/reset over its stdin/stdout."""
 
-    def __init__(self, python: Path, log_path: Path) -> None:
+    def __init__(self, python: Path, log_path: Path, delay_s: float = 0.0) -> None:
         self._stderr = log_path.open("w")
-        self.proc = subprocess.Popen([str(python), str(BENCH / "sink.py")], stdin=subprocess.PIPE,
+        delay = ["--delay", str(delay_s)] if delay_s else []
+        self.proc = subprocess.Popen([str(python), str(BENCH / "sink.py"), *delay], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=self._stderr, text=True, bufsize=1,
                                      env=clean_env())
         assert self.proc.stdout is not None
@@ -341,11 +410,12 @@ class CpuMonitor:
         self.threshold_pct = threshold_pct
         self.max_wait_s = max_wait_s
         self.sink_pid: int | None = None
+        self.helper_pids: list[int] = []  # more long-lived processes of the harness (the slow sink)
         self.gates: list[dict[str, Any]] = []
 
     def _own_cpu_s(self, pids: Sequence[int]) -> float:
         me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-        running = sum(_pid_cpu_s(pid) for pid in (self.sink_pid, *pids))  # not waited for yet
+        running = sum(_pid_cpu_s(pid) for pid in (self.sink_pid, *self.helper_pids, *pids))  # not waited for yet
         return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime + running
 
     def _snapshot(self, pids: Sequence[int] = ()) -> tuple[int, int, float]:
@@ -589,12 +659,14 @@ def one_throughput_run(v: Variant, sink: Sink, profile: Profile) -> dict[str, An
                 main = wrk(url, profile.wrk_duration_s, latency=True)
             server_rss = vm_hwm_kb(proc.pid)
         finally:
+            stopping = time.monotonic()
             proc.send_signal(signal.SIGTERM)
             try:
                 proc.wait(60)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+            exit_s = time.monotonic() - stopping
     counts = sink.count()
     requests = probes + warm.get("requests", 0) + main.get("requests", 0)
     stderr = stderr_path.read_text()
@@ -606,6 +678,7 @@ def one_throughput_run(v: Variant, sink: Sink, profile: Profile) -> dict[str, An
         "logs_at_sink": counts["logs"], "metric_points_at_sink": counts["metrics_points"],
         "server_peak_rss_kb": server_rss, "exit_code": proc.returncode, "wrk": main["command"],
         "server_stderr_tail": stderr[-1500:], "foreign_cpu_pct": cpu.get("foreign_cpu_pct"),
+        "exit_after_sigterm_s": round(exit_s, 2), "loss": parse_loss_report(stderr),
     }
 
 
@@ -748,6 +821,139 @@ def measure_explore(sink: Sink, profile: Profile, record: dict[str, Any]) -> dic
     return out
 
 
+def ensure_collector_down() -> None:
+    """COLLECTOR_DOWN must refuse connections, or the 'down' variants would measure something else."""
+    port = int(COLLECTOR_DOWN.rsplit(":", 1)[1])
+    with socket.socket() as sock:
+        sock.settimeout(2)
+        try:
+            sock.connect((LOCAL, port))
+        except ConnectionRefusedError:
+            return
+        except OSError as exc:
+            raise SystemExit(f"cannot check {COLLECTOR_DOWN} ({exc}); the 'collector down' variants need a "
+                             "refused connection there") from exc
+    raise SystemExit(f"something listens on {COLLECTOR_DOWN}; the 'collector down' variants need nothing there")
+
+
+def one_steady_run(v: Variant, seconds: int) -> dict[str, Any]:
+    """bench/apps/steady.py under a launcher; RSS sampled every second from /proc/<pid>/status.
+
+    Both launchers exec the program, so the Popen pid is the program itself once it runs.
+    """
+    MONITOR.gate(f"faults memory {v.key}")
+    argv = v.argv("python", str(APPS / "steady.py"), str(STEADY_RATE), str(seconds))
+    stderr_path = WORK / f"steady-{v.key}.stderr"
+    samples: list[tuple[float, int]] = []
+    hwm: int | None = None
+    cpu: dict[str, Any] = {}
+    with stderr_path.open("w") as err:
+        start = time.monotonic()
+        proc = subprocess.Popen(argv, env=v.full_env(), stdout=subprocess.PIPE, stderr=err, text=True)
+        with MONITOR.watch(cpu, pids=(proc.pid,)):
+            deadline, tick = start + seconds + 120, 1
+            while True:
+                try:
+                    proc.wait(max(0.0, start + tick - time.monotonic()))
+                    break
+                except subprocess.TimeoutExpired:
+                    pass
+                with contextlib.suppress(OSError):
+                    status = Path(f"/proc/{proc.pid}/status").read_text()
+                    rss = vm_status_kb(status)
+                    if rss is not None:
+                        samples.append((round(time.monotonic() - start, 2), rss))
+                    hwm = vm_status_kb(status, "VmHWM") or hwm
+                tick += 1
+                if time.monotonic() > deadline:
+                    proc.kill()
+                    proc.wait()
+                    break
+        ended = time.time()
+        stdout = proc.stdout.read() if proc.stdout else ""
+        if proc.stdout:
+            proc.stdout.close()
+    stderr = stderr_path.read_text()
+    if proc.returncode != 0 or not stdout.strip():
+        raise RuntimeError(f"{v.label} steady.py failed ({proc.returncode}): {shlex.join(argv)}\n{stderr[-2000:]}")
+    stats = json.loads(stdout.strip().splitlines()[-1])
+    return {
+        **rss_growth(samples), "peak_hwm_kb": hwm, "samples": samples, "spans": stats["spans"],
+        "rate": stats["rate"], "max_lag_ms": stats["max_lag_ms"],
+        "exit_after_last_statement_s": round(ended - stats["end_unix"], 2), "exit_code": proc.returncode,
+        "loss": parse_loss_report(stderr), "stderr_bytes": len(stderr), "stderr_lines": stderr.count("\n"),
+        "stderr_tail": stderr[-1500:],
+        "foreign_cpu_pct": cpu.get("foreign_cpu_pct"),
+    }
+
+
+def measure_faults(sink: Sink, profile: Profile, record: dict[str, Any]) -> dict[str, Any]:
+    """The program is never hurt: FastAPI latency with the collector up/down/slow, memory with it down."""
+    log(f"\n== faults: FastAPI GET /hello with the collector up / down ({COLLECTOR_DOWN}) / slow "
+        f"({SLOW_DELAY_S:g} s), wrk -t2 -c32 -d{profile.wrk_duration_s}s, {profile.faults_rounds} round(s) ==")
+    ensure_collector_down()
+    slow = Sink(PROJECT_VENV / "bin" / "python", WORK / "sink-slow.stderr", delay_s=SLOW_DELAY_S)
+    MONITOR.helper_pids.append(slow.proc.pid)
+    try:
+        variants = [
+            (dataclasses.replace(cryostorm(sink.grpc), key="cryostorm-up"), sink),
+            (dataclasses.replace(cryostorm(COLLECTOR_DOWN), key="cryostorm-down"), sink),
+            (dataclasses.replace(cryostorm(slow.grpc), key="cryostorm-slow"), slow),
+            (dataclasses.replace(anchor(sink.grpc), key="anchor-up"), sink),
+            (dataclasses.replace(anchor(COLLECTOR_DOWN), key="anchor-down"), sink),
+        ]
+        runs: dict[str, list[dict[str, Any]]] = {v.key: [] for v, _ in variants}
+        for round_no in range(profile.faults_rounds):
+            for v, counted_by in (variants if round_no % 2 == 0 else variants[::-1]):
+                r = one_throughput_run(v, counted_by, profile)
+                runs[v.key].append(r)
+                log(f"  round {round_no + 1} {v.key:<14} {r['rps']:>7,.0f} req/s  p99 {fmt(r['p99_ms'])} ms  "
+                    f"spans at sink {r['spans_at_sink']:,}  exit {r['exit_after_sigterm_s']} s after SIGTERM  "
+                    f"errors {r['errors'] + r['non_2xx']}  other CPU {r['foreign_cpu_pct']} %")
+    finally:
+        slow.close()
+        MONITOR.helper_pids.remove(slow.proc.pid)
+    out: dict[str, Any] = {"runs": runs, "median": {}, "slow_delay_s": SLOW_DELAY_S, "collector_down": COLLECTOR_DOWN}
+    for key, rs in runs.items():
+        out["median"][key] = {m: median([r[m] for r in rs]) for m in
+                              ("rps", "p99_ms", "spans_at_sink", "exit_after_sigterm_s", "server_peak_rss_kb")}
+        out["median"][key]["foreign_cpu_pct_max"] = max((r["foreign_cpu_pct"] or 0.0) for r in rs)
+    out["p99_ratio"] = fault_ratios(out["median"], "p99_ms")
+    out["rps_ratio"] = fault_ratios(out["median"], "rps")
+    log("  p99 / collector up: " + ", ".join(f"{k} {fmt(v)}" for k, v in out["p99_ratio"].items()))
+
+    log(f"\n== faults: memory, {STEADY_RATE:,} spans/s for {profile.steady_s} s with the collector down ==")
+    memory: dict[str, Any] = {}
+    steady = [dataclasses.replace(cryostorm(COLLECTOR_DOWN), key="cryostorm-down"),
+              dataclasses.replace(anchor(COLLECTOR_DOWN), key="anchor-down")]
+    for v in steady:
+        r = one_steady_run(v, profile.steady_s)
+        memory[v.key] = r
+        log(f"  {v.key:<14} RSS at {RSS_BASE_AT_S:g} s {fmt(mb(r['base_kb']), 1)} MB, "
+            f"max {fmt(mb(r['max_kb']), 1)} MB, growth {fmt(r['growth_mb'], 1)} MB; {r['rate']:,.0f} spans/s "
+            f"(max lag {r['max_lag_ms']:.0f} ms); "
+            f"exit {r['exit_after_last_statement_s']} s after its last statement; "
+            f"cryostorm report: {[line for line in r['loss']['lines'] if is_exit_report(line)] or 'none'}")
+    out["memory"] = {"rate": STEADY_RATE, "seconds": profile.steady_s, "base_at_s": RSS_BASE_AT_S,
+                     "bound_mb": RSS_BOUND_MB, "runs": memory}
+
+    record["faults"] = [v.shown("uvicorn", "--app-dir", "bench/apps", "--host", LOCAL, "--port", "<free port>",
+                                "--no-access-log", "--log-level", "warning", "hello_app:app")
+                        .replace(f"{LOCAL}:{slow.grpc_port}", f"{LOCAL}:<slow sink grpc>") for v, _ in variants]
+    record["faults_slow_sink"] = f".venv/bin/python bench/sink.py --delay {SLOW_DELAY_S:g}  # <slow sink grpc>"
+    record["faults_load"] = record.get("throughput_load") or (
+        f"wrk -t2 -c32 -d{profile.wrk_warmup_s}s <url> (warmup, discarded); "
+        f"wrk -t2 -c32 -d{profile.wrk_duration_s}s --latency http://127.0.0.1:<port>/hello")
+    record["faults_memory"] = [v.shown("python", "bench/apps/steady.py", str(STEADY_RATE), str(profile.steady_s))
+                               for v in steady]
+    return out
+
+
+def mb(kib: float | None) -> float | None:
+    """KiB (as /proc reports them) in MB (10**6 bytes)."""
+    return None if kib is None else kib * 1024 / 1e6
+
+
 # --------------------------------------------------------------------------- goals & report
 
 
@@ -784,6 +990,21 @@ def evaluate(results: dict[str, Any]) -> list[Goal]:
                           1.0 if f["any_lost"] and f["all_reported"] else 0.0, ">=", 1.0, detail))
         goals.append(Goal("forced drops: reported number == spans missing at the sink",
                           1.0 if f["any_lost"] and f["exact"] else 0.0, ">=", 1.0, detail))
+    x = results.get("faults")
+    if x:
+        m, r = x["median"], x["p99_ratio"]
+        for state, label in (("down", "collector down"), ("slow", f"collector slow ({x['slow_delay_s']:g} s)")):
+            context = f"; anchor down / up {fmt(r.get('anchor-down'))}" if state == "down" else ""
+            goals.append(Goal(f"{label}: FastAPI p99, cryostorm {state} / up", r.get(f"cryostorm-{state}"), "<=",
+                              FAULT_P99_TARGET,
+                              f"{fmt(m[f'cryostorm-{state}']['p99_ms'])} vs {fmt(m['cryostorm-up']['p99_ms'])} ms"
+                              + context))
+        mem = x["memory"]
+        ours, theirs = mem["runs"]["cryostorm-down"], mem["runs"].get("anchor-down") or {}
+        goals.append(Goal(f"collector down, {mem['seconds']} s at {mem['rate']:,} spans/s: cryostorm RSS growth (MB)",
+                          ours["growth_mb"], "<", mem["bound_mb"],
+                          f"{fmt(mb(ours['base_kb']), 1)} -> max {fmt(mb(ours['max_kb']), 1)} MB; anchor growth "
+                          f"{fmt(theirs.get('growth_mb'), 1)} MB"))
     return goals
 
 
@@ -822,6 +1043,52 @@ def environment_info() -> dict[str, Any]:
     }
 
 
+def render_faults(x: dict[str, Any] | None, markdown: bool) -> list[tuple[str, str]]:
+    """The faults measure as (title, table) sections."""
+    out: list[tuple[str, str]] = []
+    if not x:
+        return out
+    rows = []
+    for key, m in x["median"].items():
+        rs = x["runs"][key]
+        launcher, _, state = key.rpartition("-")
+        lines = sorted({line for r in rs for line in r.get("loss", {}).get("lines", []) if is_exit_report(line)})
+        rows.append([launcher, state, fmt(m["rps"], 0), " / ".join(fmt(r["rps"], 0) for r in rs),
+                     fmt(m["p99_ms"]), " / ".join(fmt(r["p99_ms"]) for r in rs),
+                     fmt(x["p99_ratio"].get(key)) if state != "up" else "-",
+                     " / ".join(f"{r['spans_at_sink']:,}" for r in rs),
+                     " / ".join(fmt(r.get("exit_after_sigterm_s"), 1) for r in rs),
+                     sum(r["errors"] + r["non_2xx"] for r in rs),
+                     " / ".join(str(r.get("foreign_cpu_pct")) for r in rs),
+                     " / ".join(lines) if launcher == "cryostorm" else "-"])
+    body = table(["launcher", "collector", "req/s (median)", "req/s per round", "p99 ms (median)",
+                  "p99 ms per round", "p99 / up", "spans at sink", "exit after SIGTERM s", "errors",
+                  "other CPU % per round", "cryostorm stderr at exit"], rows, markdown)
+    body += (f"\n\ncollector down = `{x['collector_down']}` (connection refused); slow = `bench/sink.py --delay "
+             f"{x['slow_delay_s']:g}` (every export answered after {x['slow_delay_s']:g} s); req/s / up: "
+             + ", ".join(f"{k} {fmt(v)}" for k, v in x["rps_ratio"].items()))
+    out.append(("Faults: FastAPI `GET /hello` with the collector up, down and slow (OTLP gRPC)", body))
+    mem = x["memory"]
+    rows = []
+    for key, r in mem["runs"].items():
+        loss = r["loss"]
+        if key.startswith("cryostorm"):
+            report = " / ".join(line for line in loss["lines"] if is_exit_report(line)) or "(nothing)"
+        else:
+            report = f"{r['stderr_lines']:,} lines ({r['stderr_bytes']:,} bytes), tail in the JSON"
+        rows.append([key, fmt(mb(r["base_kb"]), 1), fmt(mb(r["max_kb"]), 1), fmt(r["growth_mb"], 1),
+                     fmt(mb(r["peak_hwm_kb"]), 1), fmt(r["rate"], 0), fmt(r["max_lag_ms"], 0),
+                     fmt(r["exit_after_last_statement_s"], 1), r["foreign_cpu_pct"], report])
+    body = table(["variant", f"RSS at {mem['base_at_s']:g} s MB", "RSS max MB", "growth MB", "VmHWM MB",
+                  "spans/s achieved", "max lag ms", "exit after last statement s", "other CPU %",
+                  "stderr at exit"], rows, markdown)
+    body += (f"\n\nMB = 10^6 bytes; RSS (`VmRSS`) sampled every second; growth = max - RSS at "
+             f"{mem['base_at_s']:g} s; bound: growth < {mem['bound_mb']:g} MB (cryostorm's default queue holds "
+             "16,384 spans)")
+    out.append((f"Faults: memory, {mem['rate']:,} spans/s for {mem['seconds']} s with the collector down", body))
+    return out
+
+
 def render(results: dict[str, Any], goals: list[Goal], markdown: bool) -> str:  # noqa: PLR0912
     """All measures as tables; the goals come first in Markdown (the verdict), last on the console."""
     parts: list[str] = []
@@ -832,7 +1099,8 @@ def render(results: dict[str, Any], goals: list[Goal], markdown: bool) -> str:  
     def goals_section() -> None:
         rows = [[g.name, fmt(g.value, 3), f"{g.op} {g.target:g}", "PASS" if g.passed else "FAIL", g.detail]
                 for g in goals]
-        section("Goals (ratios: cryostorm-run / opentelemetry-instrument, same run)",
+        against = "; faults: cryostorm with the collector down or slow / up" if results.get("faults") else ""
+        section(f"Goals (ratios: cryostorm-run / opentelemetry-instrument, same run{against})",
                 table(["goal", "value", "target", "result", "detail"], rows, markdown))
 
     if goals and markdown:
@@ -897,6 +1165,8 @@ def render(results: dict[str, Any], goals: list[Goal], markdown: bool) -> str:  
         section("Burst exploration (cryostorm batch_size/max_queue_size; anchor = opentelemetry-instrument defaults)",
                 table(["protocol", "config", "spans/s (median)", "delivered % (median)", "delivered % (worst)",
                        "peak RSS MiB", "reported dropped", "other CPU % (max)"], rows, markdown))
+    for title, body in render_faults(results.get("faults"), markdown):
+        section(title, body)
     if goals and not markdown:
         goals_section()
     return "\n".join(parts)
@@ -1037,7 +1307,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="short run: fewer runs, shorter wrk")
     parser.add_argument("--explore", action="store_true",
                         help="also explore cryostorm's burst batch settings (batch_size x max_queue_size)")
-    parser.add_argument("--only", default="", help="comma-separated subset of: startup,throughput,burst,explore")
+    parser.add_argument("--faults", action="store_true",
+                        help="also the faults measure (collector down/slow: latency and memory, ~8 min)")
+    parser.add_argument("--only", default="",
+                        help="comma-separated subset of: startup,throughput,burst,explore,faults")
     parser.add_argument("--rounds", type=int, help="throughput rounds (default: 3 full, 1 quick)")
     parser.add_argument("--no-write", action="store_true", help="print only; do not write bench/results/")
     parser.add_argument("--busy-threshold", type=float, default=15.0,
@@ -1054,9 +1327,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.rounds:
         profile = Profile(**{**profile.__dict__, "rounds": args.rounds})
     sections = [s for s in args.only.split(",") if s] or ["startup", "throughput", "burst"]
-    if args.explore and "explore" not in sections:
-        sections.append("explore")
-    unknown = set(sections) - {"startup", "throughput", "burst", "explore"}
+    sections += [flag for flag in ("explore", "faults") if getattr(args, flag) and flag not in sections]
+    unknown = set(sections) - {"startup", "throughput", "burst", "explore", "faults"}
     if unknown:
         parser.error(f"unknown section(s): {', '.join(sorted(unknown))}")
 
@@ -1082,6 +1354,7 @@ def main(argv: list[str] | None = None) -> int:
         "throughput": lambda sink: measure_throughput(sink, profile, record),
         "burst": lambda sink: measure_burst(sink, profile, record),
         "explore": lambda sink: measure_explore(sink, profile, record),
+        "faults": lambda sink: measure_faults(sink, profile, record),
     }
     with started_sink() as sink:
         MONITOR.sink_pid = sink.proc.pid

@@ -2,7 +2,7 @@
 
 Run with a Python that has grpcio and opentelemetry-proto (the project venv)::
 
-    .venv/bin/python bench/sink.py [--grpc-port N] [--http-port M]
+    .venv/bin/python bench/sink.py [--grpc-port N] [--http-port M] [--delay SECONDS]
 
 It prints ``READY grpc=<port> http=<port>`` and then answers one line per command read on stdin:
 
@@ -11,6 +11,10 @@ It prints ``READY grpc=<port> http=<port>`` and then answers one line per comman
 * ``quit``   -> the final counts, then the sink stops (EOF on stdin and SIGTERM/SIGINT stop it too)
 
 Every answer is a single JSON line on stdout. Everything listens on 127.0.0.1 only.
+
+``--delay SECONDS`` makes it a *slow collector*: every export request (gRPC and HTTP, all signals) is
+answered OK only after that many seconds (the receiver's ``Fault.SLOW``); a client that gives up first
+is recorded as not accepted. ``reset`` keeps the delay.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from otlp_receiver import Receiver  # noqa: E402
+from otlp_receiver import Fault, Receiver  # noqa: E402
 
 
 def snapshot(rcv: Receiver) -> dict[str, int]:
@@ -55,7 +59,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--grpc-port", type=int, default=0)
     parser.add_argument("--http-port", type=int, default=0)
+    parser.add_argument("--delay", type=float, default=0.0, metavar="SECONDS",
+                        help="answer every export request only after SECONDS (a slow collector)")
     args = parser.parse_args(argv)
+    if args.delay < 0:
+        parser.error("--delay must be >= 0")
 
     stop = threading.Event()
 
@@ -77,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         stop.set()  # quit, or EOF: the harness went away
 
     with Receiver(grpc_port=args.grpc_port, http_port=args.http_port, keep_data=False) as rcv:
+        if args.delay > 0:
+            rcv.set_fault(Fault.SLOW, delay=args.delay)
         print(f"READY grpc={rcv.grpc_port} http={rcv.http_port}", flush=True)
         threading.Thread(target=read_commands, args=(rcv,), name="sink-control", daemon=True).start()
         while not stop.wait(0.5):

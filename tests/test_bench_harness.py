@@ -132,3 +132,74 @@ def test_foreign_cpu_values_are_collected_from_every_run() -> None:
                "startup": {"hyperfine_cpu": {"foreign_cpu_pct": 4.0}}, "quiet_gates": [{"foreign_cpu_pct": 99.0}]}
     assert sorted(harness.foreign_values({k: v for k, v in results.items() if k != "quiet_gates"})) == [2.0, 4.0, 30.0]
     assert "1 of them above 15 %" in harness.during_text(results)
+
+
+EXIT_REPORT = """\
+some program output
+cryostorm: warning: Transient error StatusCode.UNAVAILABLE encountered while exporting traces to 127.0.0.1:9, \
+retrying in 1.10s.
+cryostorm: warning: Queue full, dropping Span.
+cryostorm: 43616 spans dropped because the export queue was full (raise export_config.max_queue_size, or reduce volume)
+cryostorm: 12 log records dropped because the export queue was full (raise \
+export_config.max_queue_size, or reduce volume)
+cryostorm: 1024 spans not delivered: the exporter gave up on them (see the errors above)
+cryostorm: telemetry not fully flushed within 2 s (shutdown_timeout_millis): 16384 spans, 3 log records not delivered; \
+exporters still busy (traces: otlp/grpc); exiting anyway
+"""
+
+
+def test_parse_loss_report_reads_every_kind_of_loss() -> None:
+    report = harness.parse_loss_report(EXIT_REPORT)
+    assert report["dropped"] == {"spans": 43616, "log records": 12}
+    assert report["failed"] == {"spans": 1024}
+    assert report["unflushed"] == {"spans": 16384, "log records": 3}
+    assert len(report["lines"]) == 4
+    assert report["other_lines"] == 2
+    assert all(line.startswith("cryostorm:") for line in report["lines"])
+    # the burst's span-only drop parser reads the same report
+    assert harness.reported_drops(EXIT_REPORT) == 43616
+
+
+def test_parse_loss_report_without_losses() -> None:
+    empty = harness.parse_loss_report("Traceback? no\n")
+    assert empty == {"dropped": {}, "failed": {}, "unflushed": {}, "lines": [], "other_lines": 0}
+    vague = harness.parse_loss_report(
+        "cryostorm: telemetry not fully flushed within 2 s (shutdown_timeout_millis): the current export not "
+        "delivered; exporters still busy (none); exiting anyway\n")
+    assert vague["unflushed"] == {}
+    assert len(vague["lines"]) == 1
+
+
+def test_vm_status_and_rss_growth() -> None:
+    status = "Name:\tpython\nVmHWM:\t  90000 kB\nVmRSS:\t   81234 kB\nThreads:\t4\n"
+    assert harness.vm_status_kb(status) == 81234
+    assert harness.vm_status_kb(status, "VmHWM") == 90000
+    assert harness.vm_status_kb("Name:\tzombie\n") is None
+    samples = [(1.0, 20_000), (2.0, 50_000), (4.99, 60_000), (5.01, 61_000), (6.0, 70_000), (7.0, 65_000)]
+    growth = harness.rss_growth(samples)
+    assert growth["base_kb"] == 61_000
+    assert growth["max_kb"] == 70_000
+    assert growth["growth_kb"] == 9_000
+    assert growth["growth_mb"] == pytest.approx(9_000 * 1024 / 1e6)
+    short = harness.rss_growth([(1.0, 10), (2.0, 20)])
+    assert short["base_kb"] is None
+    assert short["growth_mb"] is None
+    assert harness.rss_growth([])["max_kb"] is None
+
+
+def test_fault_ratios_compare_each_state_with_its_own_launchers_up() -> None:
+    medians = {"cryostorm-up": {"p99_ms": 50.0}, "cryostorm-down": {"p99_ms": 52.0},
+               "cryostorm-slow": {"p99_ms": 60.0}, "anchor-up": {"p99_ms": 40.0}, "anchor-down": {"p99_ms": 80.0},
+               "orphan-down": {"p99_ms": 1.0}}
+    ratios = harness.fault_ratios(medians)
+    assert ratios == {"cryostorm-down": pytest.approx(1.04), "cryostorm-slow": pytest.approx(1.2),
+                      "anchor-down": pytest.approx(2.0)}
+    assert harness.fault_ratios({"cryostorm-up": {"p99_ms": 0.0}, "cryostorm-down": {"p99_ms": None}}) == {
+        "cryostorm-down": None}
+
+
+def test_goal_strict_bounds() -> None:
+    assert harness.Goal("g", 149.9, "<", 150.0).passed
+    assert not harness.Goal("g", 150.0, "<", 150.0).passed
+    assert harness.Goal("g", 150.0, "<=", 150.0).passed
+    assert not harness.Goal("g", 1.0, ">", 1.0).passed
