@@ -104,6 +104,7 @@ class _Lazy:
     in_flight = 0  # items handed to export() and not yet answered (for the exit report)
     export_started = 0.0  # monotonic time the current export began (valid while in_flight)
     failed = 0  # items whose export failed for good (the exporter gave up retrying)
+    handled = 0  # items handed to export() so far (for exact drop accounting)
     last_ok = True  # the last export succeeded ...
     last_duration_s = 0.0  # ... and took this long: together, "is the collector keeping up?"
 
@@ -122,6 +123,7 @@ class _Lazy:
     def _reset_after_fork(self) -> None:
         self._lock = threading.Lock()
         self._real = None  # the parent's channel is not ours: drop it without closing it
+        self.handled = self.failed = self.in_flight = 0
 
     def shutdown(self, *args: Any, **kwargs: Any) -> None:
         if self._real is not None:
@@ -134,6 +136,7 @@ class _Lazy:
         import time
 
         self.in_flight = len(batch)
+        self.handled += len(batch)
         exporter = self._get()  # the first call builds it (imports grpc): not the collector's time
         started = self.export_started = time.monotonic()
         result = None
@@ -477,12 +480,12 @@ def build_exporters_before_exit(p: Providers) -> None:
 
 def loss_report() -> dict[str, dict[str, int]]:
     """Per kind of item: dropped (queue full), still queued, and being exported right now."""
-    from cryostorm_run._signals import BATCH_PROCESSORS, queued
+    from cryostorm_run._signals import BATCH_PROCESSORS, dropped, queued
 
     report: dict[str, dict[str, int]] = {}
     for processor in list(BATCH_PROCESSORS):
         entry = report.setdefault(processor.kind, {"dropped": 0, "failed": 0, "queued": 0, "in_flight": 0})
-        entry["dropped"] += processor.dropped
+        entry["dropped"] += dropped(processor)
         entry["queued"] += queued(processor)
         exporter = getattr(getattr(processor, "_batch_processor", None), "_exporter", None)
         entry["in_flight"] += getattr(exporter, "in_flight", 0)

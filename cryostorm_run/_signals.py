@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import weakref
 from collections.abc import Callable, Sequence
@@ -114,6 +115,29 @@ def shed_while_failing(processor: Any, queue: Any) -> bool:
     return bool(queue.maxlen) and len(queue) >= queue.maxlen // KEEP_WHILE_FAILING and not keeping_up(processor)
 
 
+def dropped(processor: Any) -> int:
+    """Items this processor lost to a full queue or shed while the collector was not keeping up.
+
+    Exact when the exporter counts what it was handed (cryostorm's OTLP exporters): whatever
+    entered the SDK's queue and was neither handed over nor is still queued was pushed out.
+    """
+    exporter = getattr(getattr(processor, "_batch_processor", None), "_exporter", None)
+    handled = getattr(exporter, "handled", None)
+    if handled is None:
+        return int(processor.shed + processor.overflow_estimate)
+    return int(processor.shed + max(0, processor.entered - handled - queued(processor)))
+
+
+def _reset_counts_after_fork() -> None:
+    # The child starts with an empty queue (the SDK clears it): count from zero too.
+    for processor in list(BATCH_PROCESSORS):
+        processor.seen = processor.entered = processor.shed = processor.overflow_estimate = 0
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_counts_after_fork)
+
+
 def queued(processor: Any) -> int:
     queue = getattr(getattr(processor, "_batch_processor", None), "_queue", None)
     return len(queue) if queue is not None else 0
@@ -126,21 +150,22 @@ def _counting_span_processor() -> type:
         """Counts the spans the SDK drops when its queue is full (it only logs the first one)."""
 
         kind = "spans"
-        dropped = 0
-        seen = 0
+        seen = entered = shed = overflow_estimate = 0
         max_block_s = 0.0
 
         def on_end(self, span: Any) -> None:
-            # Hot path (every span): one length check unless the queue is full.
+            # Hot path (every span): one length check unless the queue is (nearly) full.
             self.seen += 1
+            if span.context is None or not span.context.trace_flags.sampled:
+                return
             queue = self._batch_processor._queue  # cleared, never replaced, after fork
-            if len(queue) >= (queue.maxlen or 0) // KEEP_WHILE_FAILING and span.context is not None \
-                    and span.context.trace_flags.sampled:
+            if len(queue) >= (queue.maxlen or 0) // KEEP_WHILE_FAILING:
                 if shed_while_failing(self, queue):
-                    self.dropped += 1
+                    self.shed += 1
                     return
                 if len(queue) >= (queue.maxlen or 0) and not wait_for_room(self, self.max_block_s):
-                    self.dropped += 1
+                    self.overflow_estimate += 1
+            self.entered += 1
             BatchSpanProcessor.on_end(self, span)
 
     return CountingBatchSpanProcessor
@@ -302,18 +327,18 @@ def _counting_log_processor() -> type:
 
     class CountingBatchLogRecordProcessor(BatchLogRecordProcessor):
         kind = "log records"
-        dropped = 0
-        seen = 0
+        seen = entered = shed = overflow_estimate = 0
         max_block_s = 0.0
 
         def on_emit(self, log_record: Any) -> None:
             self.seen += 1
             queue = self._batch_processor._queue
             if shed_while_failing(self, queue):
-                self.dropped += 1
+                self.shed += 1
                 return
             if _queue_full(self) and not wait_for_room(self, self.max_block_s):
-                self.dropped += 1
+                self.overflow_estimate += 1
+            self.entered += 1
             super().on_emit(log_record)
 
     return CountingBatchLogRecordProcessor
