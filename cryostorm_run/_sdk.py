@@ -215,6 +215,11 @@ def otlp_factory(signal: str, sig: SignalRuntime) -> Callable[[], Any]:
         ("logs", "http/protobuf"): ("opentelemetry.exporter.otlp.proto.http._log_exporter", "OTLPLogExporter"),
     }
     key = (signal, sig.protocol)
+    # The OTLP exporter modules import opentelemetry.sdk._logs, whose import starts a thread pool
+    # (Resource.create). An exporter may have to be built at exit, when Python 3.12 refuses new
+    # threads: import it now (it already is whenever logs are enabled).
+    import opentelemetry.sdk._logs  # noqa: F401
+
     if key not in modules:
         raise TelemetrySetupError(f"unknown OTLP protocol {sig.protocol!r}; allowed: grpc, http/protobuf")
 
@@ -513,6 +518,47 @@ def shutdown(p: Providers, timeout_s: float | None = None) -> bool:
                     print(f"cryostorm: telemetry shutdown error: {exc}", file=sys.stderr)
 
     worker = threading.Thread(target=work, name="cryostorm-shutdown", daemon=True)
-    worker.start()
+    try:
+        worker.start()
+    except RuntimeError:  # Python 3.12 refuses new threads during interpreter shutdown (atexit)
+        return _shutdown_inline(p, timeout)
     worker.join(timeout)
     return not worker.is_alive()
+
+
+def _shutdown_inline(p: Providers, timeout: float) -> bool:
+    """The same shutdown without a thread of our own, bounded through the SDK's own timeouts.
+
+    Batch processors are shut down first with the remaining time: each joins its worker (which
+    makes the last export) for at most that long, then tells the exporter to stop retrying.
+    """
+    import time
+
+    from cryostorm_run._signals import BATCH_PROCESSORS
+
+    deadline = time.monotonic() + timeout
+
+    def remaining_ms() -> int:
+        return max(0, int((deadline - time.monotonic()) * 1000))
+
+    if p.log_handler is not None:
+        from cryostorm_run._logbridge import detach
+
+        detach(p.log_handler)
+    try:
+        for processor in list(BATCH_PROCESSORS):
+            batch = getattr(processor, "_batch_processor", None)
+            if batch is not None:
+                batch.shutdown(timeout_millis=remaining_ms())
+        if p.meter_provider is not None and remaining_ms() > 0:  # out of time: reported by the caller
+            p.meter_provider.shutdown(timeout_millis=remaining_ms())
+        for provider in (p.tracer_provider, p.logger_provider):  # their batch processors are done
+            if provider is not None:
+                provider.shutdown()
+    except Exception as exc:  # one broken exporter must not stop the program's exit
+        print(f"cryostorm: telemetry shutdown error: {exc}", file=sys.stderr)
+    return time.monotonic() < deadline and all(
+        not getattr(getattr(proc, "_batch_processor", None), "_worker_thread", None)
+        or not proc._batch_processor._worker_thread.is_alive()
+        for proc in list(BATCH_PROCESSORS)
+    )

@@ -155,7 +155,12 @@ def _state_for(providers: Providers, *, owned: bool) -> _State:
 
 def _bounded(work: Callable[[], None], timeout_s: float) -> bool:
     worker = threading.Thread(target=work, name="cryostorm-flush", daemon=True)
-    worker.start()
+    try:
+        worker.start()
+    except RuntimeError:
+        # Python 3.12 refuses new threads during interpreter shutdown: this is the facade's exit
+        # flush of the hook's providers, which the hook's own exit handler flushes (bounded) next.
+        return True
     worker.join(timeout_s)
     return not worker.is_alive()
 
