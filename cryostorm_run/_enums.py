@@ -81,3 +81,11 @@ class ChildPropagation(_StrEnum):
 
     ALL = "all"  # every Python child that uses the same environment
     NONE = "none"
+
+
+class FastAPITelemetry(_StrEnum):
+    """Where a FastAPI app's request telemetry comes from."""
+
+    NATIVE = "native"  # FastAPI's own OpenTelemetry support: one SERVER span per request
+    NATIVE_OPERATIONS = "native_operations"  # the same, plus FastAPI's dependency/endpoint/serialization spans
+    CONTRIB = "contrib"  # opentelemetry-instrumentation-fastapi's ASGI middleware

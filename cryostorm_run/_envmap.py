@@ -171,6 +171,7 @@ def _cryostorm_rows(s: TelemetryModel) -> list[EnvRow]:
         EnvRow("_CRYOSTORM_LOG_LEVEL", s.logging.level.value, "logging.level"),
         EnvRow("_CRYOSTORM_SHUTDOWN_TIMEOUT", str(s.shutdown_timeout_millis), "shutdown_timeout_millis"),
         EnvRow("_CRYOSTORM_CHILDREN", s.child_processes.value, "child_processes"),
+        EnvRow("_CRYOSTORM_FASTAPI", s.fastapi_telemetry.value, "fastapi_telemetry"),
     ]
     if s.schema_url:
         rows.append(EnvRow("_CRYOSTORM_SCHEMA_URL", s.schema_url, "schema_url"))

@@ -195,13 +195,47 @@ def _on_import(distro: Any, ep: Any, warn: Callable[[str], None], module: Module
     _activate(distro, ep, warn)
 
 
+def _on_fastapi(distro: Any, ep: Any | None, warn: Callable[[str], None], module: ModuleType) -> None:
+    """FastAPI imported: its own telemetry when it has one, else the contrib instrumentation."""
+    from cryostorm_run import _fastapi
+
+    if not _fastapi.native_supported():
+        if ep is not None:
+            _activate(distro, ep, warn)
+        else:
+            STATUS.skipped["fastapi"] = ("this FastAPI has no native telemetry and "
+                                         "opentelemetry-instrumentation-fastapi is not installed")
+        return
+    try:
+        operations = _fastapi.mode() == "native_operations"
+        _fastapi.configure(operations, _fastapi.excluded_urls())
+    except Exception as exc:  # never break the program's import of fastapi
+        STATUS.failed["fastapi"] = f"{type(exc).__name__}: {exc}"
+        warn(f"FastAPI native telemetry could not be configured: {type(exc).__name__}: {exc}")
+        return
+    STATUS.instrumented.append("fastapi")
+    if os.environ.get("_CRYOSTORM_REPORT") == "verbose":
+        spans = "with operation spans" if operations else "one SERVER span per request"
+        warn(f"pid={os.getpid()} instrumented fastapi (FastAPI's native telemetry, {spans})")
+
+
 def instrument(distro: Any, entry_points: Sequence[Any], warn: Callable[[str], None]) -> None:
     """Activate each instrumentor now or when its library is imported."""
+    from cryostorm_run._fastapi import NATIVE_MODES, mode
+
     disabled = {n.strip() for n in os.environ.get("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", "").split(",") if n.strip()}
     FINDER.install()
+    native = mode() in NATIVE_MODES and "fastapi" not in disabled
+    if native and _installed("fastapi"):
+        # Decided when fastapi is imported (its version says whether it has native telemetry).
+        fastapi_ep = next((ep for ep in entry_points if ep.name == "fastapi"), None)
+        STATUS.watching["fastapi"] = "fastapi"
+        FINDER.when_imported("fastapi", functools.partial(_on_fastapi, distro, fastapi_ep, warn))
     for ep in entry_points:
         if ep.name in disabled:
             STATUS.disabled.append(ep.name)
+            continue
+        if native and ep.name == "fastapi":
             continue
         if ep.name in BUILT_IN:
             STATUS.skipped[ep.name] = BUILT_IN[ep.name]

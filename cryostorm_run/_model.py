@@ -20,6 +20,7 @@ from cryostorm_run._enums import (
     Compression,
     EnvironmentType,
     ExporterType,
+    FastAPITelemetry,
     LogLevel,
     OtlpProtocol,
     ProcessorType,
@@ -271,4 +272,9 @@ class TelemetryModel(BaseConfig):
     )
     child_processes: Annotated[ChildPropagation, BeforeValidator(_lower)] = Field(
         ChildPropagation.ALL, description="Instrument Python children of the program: all or none"
+    )
+    fastapi_telemetry: Annotated[FastAPITelemetry, BeforeValidator(_lower)] = Field(
+        FastAPITelemetry.NATIVE,
+        description="FastAPI requests: native (FastAPI's own telemetry, one SERVER span; contrib when FastAPI "
+        "has none), native_operations (plus FastAPI's operation spans) or contrib (the contrib middleware)",
     )

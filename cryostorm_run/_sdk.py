@@ -107,6 +107,7 @@ class _Lazy:
     handled = 0  # items handed to export() so far (for exact drop accounting)
     last_ok = True  # the last export succeeded ...
     last_duration_s = 0.0  # ... and took this long: together, "is the collector keeping up?"
+    building = False  # the first export is building the real exporter (no collector contact yet)
 
     def __init__(self, factory: Callable[[], Any]) -> None:
         self._factory = factory
@@ -124,6 +125,7 @@ class _Lazy:
         self._lock = threading.Lock()
         self._real = None  # the parent's channel is not ours: drop it without closing it
         self.handled = self.failed = self.in_flight = 0
+        self.building = False
 
     def shutdown(self, *args: Any, **kwargs: Any) -> None:
         if self._real is not None:
@@ -137,7 +139,16 @@ class _Lazy:
 
         self.in_flight = len(batch)
         self.handled += len(batch)
-        exporter = self._get()  # the first call builds it (imports grpc): not the collector's time
+        if self._real is None:
+            # The first call builds it (imports grpc): not the collector's time. Under a busy
+            # producer that import alone can take seconds; the collector counts as keeping up.
+            self.building = True
+            try:
+                exporter = self._get()
+            finally:
+                self.building = False
+        else:
+            exporter = self._real
         started = self.export_started = time.monotonic()
         result = None
         try:

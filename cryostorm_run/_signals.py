@@ -89,6 +89,8 @@ def keeping_up(processor: Any) -> bool:
     import time
 
     exporter = getattr(getattr(processor, "_batch_processor", None), "_exporter", None)
+    if getattr(exporter, "building", False):
+        return True  # importing grpc for the first export: nothing known about the collector yet
     if not getattr(exporter, "last_ok", True) or getattr(exporter, "last_duration_s", 0.0) > FAST_EXPORT_S:
         return False
     # An export still running past the threshold (a refused gRPC export retries for seconds).

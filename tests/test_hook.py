@@ -305,16 +305,21 @@ def test_basic_config_still_works_under_the_hook(otlp_receiver: Receiver) -> Non
     otlp_receiver.wait_for_logs("hello")
 
 
-def test_startup_report_lists_fastapi_as_instrumented() -> None:
+@pytest.mark.parametrize(("mode", "activation"), [
+    ("native", " instrumented fastapi (FastAPI's native telemetry, one SERVER span per request)"),
+    ("contrib", " instrumented fastapi"),
+])
+def test_startup_report_lists_fastapi_as_instrumented(mode: str, activation: str) -> None:
     script = "import fastapi; app = fastapi.FastAPI(); print('ok')"
     result = run_launcher(["--verbose", "--", PYTHON, "-c", script],
-                          env={"CRYOSTORM_SERVICE__NAME": "report", "CRYOSTORM_SERVICE__ENVIRONMENT": "production"})
+                          env={"CRYOSTORM_SERVICE__NAME": "report", "CRYOSTORM_SERVICE__ENVIRONMENT": "production",
+                               "CRYOSTORM_FASTAPI_TELEMETRY": mode})
     assert (result.returncode, result.stdout) == (0, "ok\n"), result.stderr
     lines = result.stderr.splitlines()
     [summary] = [line for line in lines if line.startswith("cryostorm: service=report ")]
     assert " on-import=" in summary and " hook=" in summary
     assert "cryostorm:   on import of fastapi: fastapi" in lines  # waiting, at start-up
-    assert any(line.startswith("cryostorm: pid=") and line.endswith(" instrumented fastapi") for line in lines)
+    assert any(line.startswith("cryostorm: pid=") and line.endswith(activation) for line in lines)
     assert "cryostorm:   skipped: logging (handled by cryostorm's log bridge)" in lines
 
 

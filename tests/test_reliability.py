@@ -194,3 +194,16 @@ def test_memory_stays_bounded_when_the_collector_is_down() -> None:
     if created > 16_384:  # on a loaded machine the loop may not reach the queue's size
         assert "spans dropped because the export queue was full" in result.stderr
     print(f"peak RSS with the collector down for 20 s at 1000 spans/s: {rss_mb:.0f} MB", file=sys.stderr)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_burst_larger_than_the_queue_is_delivered_whole(otlp_receiver: Receiver, transport: str) -> None:
+    # Default batch settings (queue 16,384): the program waits briefly for room while the collector
+    # keeps up, also while the first export is still importing grpc (none of it may be shed then).
+    env = otlp_env(otlp_receiver, transport, CRYOSTORM_METRICS__ENABLED="false", CRYOSTORM_LOGGING__ENABLED="false",
+                   CRYOSTORM_SHUTDOWN_TIMEOUT_MILLIS="60000")
+    result = run_launcher(["--quiet", "--", PYTHON, str(ROOT / "bench" / "apps" / "burst.py"), "40000"], env=env,
+                          timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""  # nothing dropped, nothing to report
+    assert len(otlp_receiver.wait_for_spans(40_000, timeout=30)) == 40_000
