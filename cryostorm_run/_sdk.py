@@ -108,6 +108,7 @@ class _Lazy:
     last_ok = True  # the last export succeeded ...
     last_duration_s = 0.0  # ... and took this long: together, "is the collector keeping up?"
     building = False  # the first export is building the real exporter (no collector contact yet)
+    direct = False  # the real exporter encodes with cryostorm._otlp_encode: spans may be queued pre-encoded
 
     def __init__(self, factory: Callable[[], Any]) -> None:
         self._factory = factory
@@ -119,11 +120,13 @@ class _Lazy:
         with self._lock:
             if self._real is None:
                 self._real = self._factory()
+                self.direct = getattr(self._real, "cryostorm_direct", False) is True
             return self._real
 
     def _reset_after_fork(self) -> None:
         self._lock = threading.Lock()
         self._real = None  # the parent's channel is not ours: drop it without closing it
+        self.direct = False
         self.handled = self.failed = self.in_flight = 0
         self.building = False
 
@@ -241,8 +244,14 @@ def otlp_factory(signal: str, sig: SignalRuntime) -> Callable[[], Any]:
         if sig.protocol == "grpc":
             exporter = getattr(importlib.import_module(module), attr)(**_grpc_kwargs(sig))
             _check_grpc_responses(exporter, signal)
-            return exporter
-        return getattr(importlib.import_module(module), attr)(session=_checked_session(signal), **_http_kwargs(sig))
+        else:
+            exporter = getattr(importlib.import_module(module), attr)(session=_checked_session(signal),
+                                                                      **_http_kwargs(sig))
+        if signal == "traces":
+            from cryostorm_run import _otlp_encode
+
+            exporter.cryostorm_direct = _otlp_encode.install(exporter, sig.protocol)
+        return exporter
 
     return make
 

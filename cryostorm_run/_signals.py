@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import weakref
@@ -148,6 +149,8 @@ def queued(processor: Any) -> int:
 def _counting_span_processor() -> type:
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
+    from cryostorm_run._otlp_encode import preencode
+
     class CountingBatchSpanProcessor(BatchSpanProcessor):
         """Counts the spans the SDK drops when its queue is full (it only logs the first one)."""
 
@@ -168,7 +171,11 @@ def _counting_span_processor() -> type:
                 if len(queue) >= (queue.maxlen or 0) and not wait_for_room(self, self.max_block_s):
                     self.overflow_estimate += 1
             self.entered += 1
-            BatchSpanProcessor.on_end(self, span)
+            if getattr(self._batch_processor._exporter, "direct", False):
+                # Queued as bytes; on an encoding error, as is (the exporter's fallback reports it).
+                with contextlib.suppress(Exception):
+                    span = preencode(span)
+            self._batch_processor.emit(span)  # BatchSpanProcessor.on_end, its sampled check done above
 
     return CountingBatchSpanProcessor
 

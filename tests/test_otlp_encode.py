@@ -1,0 +1,98 @@
+"""cryostorm's direct OTLP span encoder against the exporters' own: the same request, field for field.
+
+Spans are generated (hypothesis) with every kind of value the upstream encoder accepts, events,
+links, remote and local parents, trace state, statuses and several resources and scopes; the bytes
+cryostorm writes must parse to a message equal to upstream's `encode_spans`, also when some spans
+were pre-encoded in the queue and others not.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans as upstream
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
+
+from cryostorm_run import _otlp_encode
+
+text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=12)
+scalars = st.one_of(st.none(), st.booleans(), text, st.integers(-(2**63), 2**63 - 1),
+                    st.floats(allow_nan=False), st.binary(max_size=8))
+values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=3),
+                                                        st.dictionaries(text, inner, max_size=3)), max_leaves=6)
+attributes = st.dictionaries(text, values, max_size=6)
+ids = st.integers(1, 2**64 - 1)
+trace_ids = st.integers(1, 2**128 - 1)
+key = st.text(alphabet="abcdefghij", min_size=1, max_size=5)
+states = st.lists(st.tuples(key, st.text(alphabet="xyz0123", min_size=1, max_size=4)), max_size=2,
+                  unique_by=lambda kv: kv[0])
+contexts = st.builds(lambda t, s, remote, state: SpanContext(t, s, remote, TraceFlags(1), TraceState(state)),
+                     trace_ids, ids, st.booleans(), states)
+times = st.one_of(st.none(), st.integers(1, 2**63))
+events = st.builds(Event, text, st.one_of(st.none(), attributes), st.integers(1, 2**63))
+links = st.builds(Link, contexts, st.one_of(st.none(), attributes))
+statuses = st.one_of(st.just(Status(StatusCode.UNSET)), st.just(Status(StatusCode.OK)),
+                     st.builds(lambda d: Status(StatusCode.ERROR, d), st.one_of(st.none(), text)))
+RESOURCES = [Resource.create({"service.name": "a"}),
+             Resource({"service.name": "b", "n": 3}, schema_url="https://opentelemetry.io/schemas/1.21.0")]
+SCOPES = [None, InstrumentationScope("lib"), InstrumentationScope("lib2", "1.0", "https://s", {"k": "v"})]
+
+
+@st.composite
+def spans(draw: Any) -> ReadableSpan:
+    return ReadableSpan(
+        name=draw(text), context=draw(contexts), parent=draw(st.one_of(st.none(), contexts)),
+        resource=draw(st.sampled_from(RESOURCES)), attributes=draw(st.one_of(st.none(), attributes)),
+        events=draw(st.lists(events, max_size=2)), links=draw(st.lists(links, max_size=2)),
+        kind=draw(st.sampled_from(list(SpanKind))), status=draw(statuses), start_time=draw(times),
+        end_time=draw(times), instrumentation_scope=draw(st.sampled_from(SCOPES)),
+    )
+
+
+def ours(batch: list[Any]) -> ExportTraceServiceRequest:
+    return ExportTraceServiceRequest.FromString(_otlp_encode.encode_spans(batch))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(spans(), max_size=6), st.lists(st.booleans(), min_size=6, max_size=6))
+def test_the_same_request_as_upstream(batch: list[ReadableSpan], queued_encoded: list[bool]) -> None:
+    expected = upstream(batch)
+    assert ours(batch) == expected
+    mixed = [_otlp_encode.preencode(s) if pre else s for s, pre in zip(batch, queued_encoded, strict=False)]
+    assert ours(mixed) == expected
+
+
+def test_an_attribute_upstream_cannot_encode_is_skipped_like_upstream(caplog: pytest.LogCaptureFixture) -> None:
+    span = ReadableSpan("s", SpanContext(1, 2, False), attributes={"ok": 1, "huge": 2**64, "odd": object()})
+    assert ours([span]) == upstream([span])
+    assert list(ours([span]).resource_spans[0].scope_spans[0].spans[0].attributes) == \
+        list(upstream([span]).resource_spans[0].scope_spans[0].spans[0].attributes)
+    assert "Failed to encode key huge" in caplog.text
+
+
+def test_repeated_string_attributes_come_from_a_bounded_cache() -> None:
+    for i in range(_otlp_encode._KV_CACHE_MAX + 10):
+        span = ReadableSpan("s", SpanContext(1, 2, False), attributes={"url.path": f"/items/{i}"})
+        assert ours([span]) == upstream([span])
+    assert len(_otlp_encode._KV_CACHE) <= _otlp_encode._KV_CACHE_MAX
+
+
+def test_a_span_it_cannot_handle_falls_back_to_upstream() -> None:
+    class Odd(ReadableSpan):
+        @property
+        def kind(self) -> Any:  # not a SpanKind: the direct encoder fails, upstream's map does too
+            raise RuntimeError("odd kind")
+
+    span = Odd("s", SpanContext(1, 2, False))
+    with pytest.raises(RuntimeError, match="odd kind"):  # upstream's own error, as without cryostorm
+        _otlp_encode.http_request([span])
+    normal = ReadableSpan("s", SpanContext(1, 2, False))
+    assert _otlp_encode.http_request([normal]).SerializePartialToString() == upstream([normal]).SerializeToString()
+    assert _otlp_encode.grpc_request([normal]) == upstream([normal])
