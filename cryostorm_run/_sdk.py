@@ -108,7 +108,7 @@ class _Lazy:
     last_ok = True  # the last export succeeded ...
     last_duration_s = 0.0  # ... and took this long: together, "is the collector keeping up?"
     building = False  # the first export is building the real exporter (no collector contact yet)
-    direct = False  # the real exporter encodes with cryostorm._otlp_encode: spans may be queued pre-encoded
+    direct = False  # the exporter encodes with cryostorm._otlp_encode: spans may be queued pre-encoded
 
     def __init__(self, factory: Callable[[], Any]) -> None:
         self._factory = factory
@@ -120,13 +120,17 @@ class _Lazy:
         with self._lock:
             if self._real is None:
                 self._real = self._factory()
-                self.direct = getattr(self._real, "cryostorm_direct", False) is True
+                if self.direct and getattr(self._real, "cryostorm_direct", False) is not True:
+                    self.direct = False  # only if the pinned exporter's internals were not the expected ones
+                    logging.getLogger("opentelemetry.cryostorm.export").warning(
+                        "the OTLP span exporter could not use cryostorm's encoder; spans already queued "
+                        "encoded may fail to export")
             return self._real
 
     def _reset_after_fork(self) -> None:
         self._lock = threading.Lock()
         self._real = None  # the parent's channel is not ours: drop it without closing it
-        self.direct = False
+        self.__dict__.pop("direct", None)
         self.handled = self.failed = self.in_flight = 0
         self.building = False
 
@@ -175,6 +179,10 @@ if hasattr(os, "register_at_fork"):
 
 
 class LazySpanExporter(_Lazy, SpanExporter):
+    # From the first span on, not only once grpc is imported: spans queued meanwhile would stay
+    # ~11 objects each (for long while the collector is down: a batch is retried for seconds).
+    direct = True
+
     def export(self, spans: Sequence[Any]) -> SpanExportResult:
         return self._timed(spans)  # type: ignore[no-any-return]
 
