@@ -1,4 +1,5 @@
-"""Side-by-side benchmark of cryostorm-run against opentelemetry-instrument (the anchor).
+"""Side-by-side benchmark of cryostorm-run against opentelemetry-instrument (the anchor); throughput also
+against ddtrace-run.
 
     .venv/bin/python bench/run.py            # full run (~10 min on 2 cores), writes bench/results/
     .venv/bin/python bench/run.py --quick    # short run (~2 min), results get a "-quick" suffix
@@ -40,17 +41,20 @@ APPS = BENCH / "apps"
 WORK = BENCH / ".work"
 RESULTS = BENCH / "results"
 ANCHOR_VENV = WORK / "anchor-venv"
+DDTRACE_VENV = WORK / "ddtrace-venv"
 PROJECT_VENV = ROOT / ".venv"
 
 SDK_VERSION = "1.45.2"
 CONTRIB_VERSION = "0.66b2"
+DDTRACE_VERSION = "4.16.0"
 INSTRUMENTATIONS = [f"opentelemetry-instrumentation-{name}=={CONTRIB_VERSION}"
                     for name in ("fastapi", "requests", "httpx", "logging")]
 APP_PACKAGES = ["fastapi", "uvicorn", "requests", "httpx"]
 ANCHOR_REQUIREMENTS = [f"opentelemetry-distro=={CONTRIB_VERSION}", f"opentelemetry-exporter-otlp=={SDK_VERSION}",
                        *INSTRUMENTATIONS, *APP_PACKAGES]
 PROJECT_REQUIREMENTS = [*INSTRUMENTATIONS, *APP_PACKAGES]
-FREEZE_PATTERN = re.compile(r"opentelemetry|fastapi|uvicorn", re.IGNORECASE)
+DDTRACE_REQUIREMENTS = [f"ddtrace=={DDTRACE_VERSION}", *APP_PACKAGES]
+FREEZE_PATTERN = re.compile(r"opentelemetry|fastapi|uvicorn|ddtrace", re.IGNORECASE)
 
 BURST_SPANS = 100_000
 SERVICE = "bench"
@@ -136,12 +140,18 @@ def parse_wrk(output: str) -> dict[str, Any]:
     return result
 
 
-def parse_ready(line: str) -> tuple[int, int]:
-    """The sink's 'READY grpc=<port> http=<port>' line."""
-    match = re.fullmatch(r"READY grpc=(\d+) http=(\d+)\s*", line)
+def ready_ports(line: str) -> dict[str, int]:
+    """The sink's 'READY grpc=<port> http=<port>[ dd=<port>]' line as {"grpc": .., "http": ..[, "dd": ..]}."""
+    match = re.fullmatch(r"READY grpc=(?P<grpc>\d+) http=(?P<http>\d+)(?: dd=(?P<dd>\d+))?\s*", line)
     if not match:
         raise ValueError(f"unexpected sink greeting: {line!r}")
-    return int(match.group(1)), int(match.group(2))
+    return {name: int(port) for name, port in match.groupdict().items() if port is not None}
+
+
+def parse_ready(line: str) -> tuple[int, int]:
+    """The sink's gRPC and HTTP ports from its READY line."""
+    ports = ready_ports(line)
+    return ports["grpc"], ports["http"]
 
 
 def reported_drops(stderr: str) -> int | None:
@@ -253,9 +263,9 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], markdown: bool 
 
 
 def clean_env() -> dict[str, str]:
-    """This process's environment without anything that would configure either launcher."""
+    """This process's environment without anything that would configure any of the launchers."""
     return {k: v for k, v in os.environ.items()
-            if not k.upper().startswith(("OTEL_", "CRYOSTORM_", "_CRYOSTORM_"))
+            if not k.upper().startswith(("OTEL_", "CRYOSTORM_", "_CRYOSTORM_", "DD_", "_DD_"))
             and k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONSTARTUP")}
 
 
@@ -292,11 +302,13 @@ def ensure_venvs() -> None:
     project_python = PROJECT_VENV / "bin" / "python"
     if not project_python.exists():
         raise SystemExit(f"project venv not found at {PROJECT_VENV} (see README.md: python3 -m venv .venv ...)")
-    if not (ANCHOR_VENV / "bin" / "python").exists():
-        log(f"creating the anchor venv {ANCHOR_VENV} with {base_python}")
-        WORK.mkdir(parents=True, exist_ok=True)
-        run([base_python, "-m", "venv", str(ANCHOR_VENV)])
+    for venv, label in ((ANCHOR_VENV, "anchor"), (DDTRACE_VENV, "ddtrace")):
+        if not (venv / "bin" / "python").exists():
+            log(f"creating the {label} venv {venv} with {base_python}")
+            WORK.mkdir(parents=True, exist_ok=True)
+            run([base_python, "-m", "venv", str(venv)])
     for python, reqs, label in ((ANCHOR_VENV / "bin" / "python", ANCHOR_REQUIREMENTS, "anchor"),
+                                (DDTRACE_VENV / "bin" / "python", DDTRACE_REQUIREMENTS, "ddtrace"),
                                 (project_python, PROJECT_REQUIREMENTS, "project")):
         missing = missing_requirements(python, reqs)
         if missing:
@@ -322,16 +334,19 @@ def free_port() -> int:
 
 
 class Sink:
-    """bench/sink.py in a subprocess: count/reset over its stdin/stdout."""
+    """bench/sink.py (with its fake Datadog agent) in a subprocess: count/reset over its stdin/stdout."""
 
     def __init__(self, python: Path, log_path: Path, delay_s: float = 0.0) -> None:
         self._stderr = log_path.open("w")
         delay = ["--delay", str(delay_s)] if delay_s else []
-        self.proc = subprocess.Popen([str(python), str(BENCH / "sink.py"), *delay], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=self._stderr, text=True, bufsize=1,
-                                     env=clean_env())
+        self.proc = subprocess.Popen([str(python), str(BENCH / "sink.py"), "--dd-port", "0", *delay],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, text=True,
+                                     bufsize=1, env=clean_env())
         assert self.proc.stdout is not None
-        self.grpc_port, self.http_port = parse_ready(self.proc.stdout.readline())
+        ports = ready_ports(self.proc.stdout.readline())
+        if "dd" not in ports:
+            raise RuntimeError("the sink started without its fake Datadog agent")
+        self.grpc_port, self.http_port, self.dd_port = ports["grpc"], ports["http"], ports["dd"]
 
     @property
     def grpc(self) -> str:
@@ -340,6 +355,10 @@ class Sink:
     @property
     def http(self) -> str:
         return f"http://{LOCAL}:{self.http_port}"
+
+    @property
+    def dd(self) -> str:
+        return f"http://{LOCAL}:{self.dd_port}"
 
     def _ask(self, command: str) -> dict[str, Any]:
         assert self.proc.stdin is not None
@@ -467,9 +486,9 @@ MONITOR = CpuMonitor()
 
 @dataclass
 class Variant:
-    """One way of running a command: bare, under the anchor, or under cryostorm-run."""
+    """One way of running a command: bare, under the anchor, under cryostorm-run or under ddtrace-run."""
 
-    key: str  # bare-anchor, bare, anchor, cryostorm
+    key: str  # bare-anchor, bare, anchor, cryostorm, ddtrace
     label: str
     venv: Path
     prefix: list[str]
@@ -533,6 +552,12 @@ def cryostorm(endpoint: str, *, protocol: str = "grpc", metrics: bool = True, lo
     env.update(extra or {})
     return Variant("cryostorm", "cryostorm-run", PROJECT_VENV,
                    [str(PROJECT_VENV / "bin" / "cryostorm-run"), "--quiet", "--"], env)
+
+
+def ddtrace(agent_url: str) -> Variant:
+    """ddtrace-run with its defaults, sending to the sink's fake Datadog agent."""
+    return Variant("ddtrace", "ddtrace-run", DDTRACE_VENV, [str(DDTRACE_VENV / "bin" / "ddtrace-run")],
+                   {"DD_TRACE_AGENT_URL": agent_url, "DD_SERVICE": SERVICE})
 
 
 # --------------------------------------------------------------------------- measures
@@ -675,6 +700,9 @@ def one_throughput_run(v: Variant, sink: Sink, profile: Profile) -> dict[str, An
         "requests_measured": main.get("requests"), "requests_total": requests,
         "errors": main["errors"] + warm["errors"], "non_2xx": main["non_2xx"] + warm["non_2xx"],
         "spans_at_sink": counts["spans"], "spans_per_request": counts["spans"] / requests if requests else None,
+        # ddtrace: traces (not spans) its payloads announced to the fake agent
+        "dd_traces_at_agent": counts.get("dd_traces", 0), "dd_payloads": counts.get("dd_payloads", 0),
+        "dd_traces_per_request": counts.get("dd_traces", 0) / requests if requests else None,
         "logs_at_sink": counts["logs"], "metric_points_at_sink": counts["metrics_points"],
         "server_peak_rss_kb": server_rss, "exit_code": proc.returncode, "wrk": main["command"],
         "server_stderr_tail": stderr[-1500:], "foreign_cpu_pct": cpu.get("foreign_cpu_pct"),
@@ -684,26 +712,35 @@ def one_throughput_run(v: Variant, sink: Sink, profile: Profile) -> dict[str, An
 
 def measure_throughput(sink: Sink, profile: Profile, record: dict[str, Any]) -> dict[str, Any]:
     log(f"\n== throughput: FastAPI GET /hello, wrk -t2 -c32 -d{profile.wrk_duration_s}s, {profile.rounds} round(s) ==")
-    variants = [bare(PROJECT_VENV, "bare", "uvicorn (bare)"), anchor(sink.grpc), cryostorm(sink.grpc)]
+    variants = [bare(PROJECT_VENV, "bare", "uvicorn (bare)"), anchor(sink.grpc), cryostorm(sink.grpc),
+                ddtrace(sink.dd)]
     runs: dict[str, list[dict[str, Any]]] = {v.key: [] for v in variants}
     for round_no in range(profile.rounds):
         order = variants[round_no % len(variants):] + variants[:round_no % len(variants)]
         for v in order:
             r = one_throughput_run(v, sink, profile)
             runs[v.key].append(r)
+            per_request = (f"traces/req at the fake agent {fmt(r['dd_traces_per_request'])} "
+                           f"({r['dd_traces_at_agent']:,} traces in {r['dd_payloads']:,} payloads)"
+                           if v.key == "ddtrace" else f"spans/req {fmt(r['spans_per_request'])}")
             log(f"  round {round_no + 1} {v.key:<9} {r['rps']:>9,.0f} req/s  p99 {fmt(r['p99_ms'])} ms  "
-                f"spans/req {fmt(r['spans_per_request'])}  errors {r['errors']}  non-2xx {r['non_2xx']}  "
+                f"{per_request}  errors {r['errors']}  non-2xx {r['non_2xx']}  "
                 f"other programs' CPU {r['foreign_cpu_pct']} %")
+            if v.key == "ddtrace" and (r["dd_traces_per_request"] or 0) < 0.9:
+                log(f"  note: ddtrace-run delivered {r['dd_traces_at_agent']:,} traces for {r['requests_total']:,} "
+                    f"requests to the fake agent; see {WORK.relative_to(ROOT)}/server-ddtrace.stderr")
     out: dict[str, Any] = {"runs": runs, "median": {}}
     for key, rs in runs.items():
         out["median"][key] = {m: median([r[m] for r in rs]) for m in
-                              ("rps", "p99_ms", "spans_per_request", "server_peak_rss_kb")}
+                              ("rps", "p99_ms", "spans_per_request", "dd_traces_per_request", "server_peak_rss_kb")}
         out["median"][key]["foreign_cpu_pct_max"] = max((r["foreign_cpu_pct"] or 0.0) for r in rs)
     med = out["median"]
     out["rps_ratio"] = ratio(med["cryostorm"]["rps"], med["anchor"]["rps"])
     out["p99_ratio"] = ratio(med["cryostorm"]["p99_ms"], med["anchor"]["p99_ms"])
+    out["rps_ratio_ddtrace"] = ratio(med["cryostorm"]["rps"], med["ddtrace"]["rps"])
     out["anchor_vs_bare"] = ratio(med["anchor"]["rps"], med["bare"]["rps"])
     out["cryostorm_vs_bare"] = ratio(med["cryostorm"]["rps"], med["bare"]["rps"])
+    out["ddtrace_vs_bare"] = ratio(med["ddtrace"]["rps"], med["bare"]["rps"])
     record["throughput"] = [v.shown("uvicorn", "--app-dir", "bench/apps", "--host", LOCAL, "--port", "<free port>",
                                     "--no-access-log", "--log-level", "warning", "hello_app:app") for v in variants]
     record["throughput_load"] = (f"wrk -t2 -c32 -d{profile.wrk_warmup_s}s <url> (warmup, discarded); "
@@ -940,7 +977,8 @@ def measure_faults(sink: Sink, profile: Profile, record: dict[str, Any]) -> dict
     record["faults"] = [v.shown("uvicorn", "--app-dir", "bench/apps", "--host", LOCAL, "--port", "<free port>",
                                 "--no-access-log", "--log-level", "warning", "hello_app:app")
                         .replace(f"{LOCAL}:{slow.grpc_port}", f"{LOCAL}:<slow sink grpc>") for v, _ in variants]
-    record["faults_slow_sink"] = f".venv/bin/python bench/sink.py --delay {SLOW_DELAY_S:g}  # <slow sink grpc>"
+    record["faults_slow_sink"] = (f".venv/bin/python bench/sink.py --dd-port 0 --delay {SLOW_DELAY_S:g}"
+                                  "  # <slow sink grpc>")
     record["faults_load"] = record.get("throughput_load") or (
         f"wrk -t2 -c32 -d{profile.wrk_warmup_s}s <url> (warmup, discarded); "
         f"wrk -t2 -c32 -d{profile.wrk_duration_s}s --latency http://127.0.0.1:<port>/hello")
@@ -973,6 +1011,10 @@ def evaluate(results: dict[str, Any]) -> list[Goal]:
                           f"{fmt(m['cryostorm']['rps'], 0)} vs {fmt(m['anchor']['rps'], 0)} req/s"))
         goals.append(Goal("FastAPI /hello p99 latency, cryostorm / anchor", t["p99_ratio"], "<=", 1.0,
                           f"{fmt(m['cryostorm']['p99_ms'])} vs {fmt(m['anchor']['p99_ms'])} ms"))
+        if "ddtrace" in m:  # measured since ddtrace-run joined the throughput measure
+            goals.append(Goal("FastAPI /hello req/s, cryostorm / ddtrace-run", t.get("rps_ratio_ddtrace"), ">=", 1.0,
+                              f"{fmt(m['cryostorm']['rps'], 0)} vs {fmt(m['ddtrace']['rps'], 0)} req/s; ddtrace "
+                              f"traces/req at the fake agent {fmt(m['ddtrace'].get('dd_traces_per_request'))}"))
     b = results.get("burst")
     if b:
         for protocol, label in (("grpc", "gRPC"), ("http/protobuf", "HTTP")):
@@ -1035,9 +1077,11 @@ def environment_info() -> dict[str, Any]:
         return (r.stdout or r.stderr).strip().splitlines()[0] if (r.stdout or r.stderr).strip() else "?"
 
     anchor_py, project_py = ANCHOR_VENV / "bin" / "python", PROJECT_VENV / "bin" / "python"
+    ddtrace_py = DDTRACE_VENV / "bin" / "python"
     return {
-        "python": {"anchor": first_line([str(anchor_py), "-VV"]), "cryostorm": first_line([str(project_py), "-VV"])},
-        "packages": {"anchor": freeze(anchor_py), "cryostorm": freeze(project_py)},
+        "python": {"anchor": first_line([str(anchor_py), "-VV"]), "cryostorm": first_line([str(project_py), "-VV"]),
+                   "ddtrace": first_line([str(ddtrace_py), "-VV"])},
+        "packages": {"anchor": freeze(anchor_py), "cryostorm": freeze(project_py), "ddtrace": freeze(ddtrace_py)},
         "cryostorm_version": first_line([str(PROJECT_VENV / "bin" / "cryostorm-run"), "--version"]),
         "tools": {"hyperfine": first_line(["hyperfine", "--version"]), "wrk": first_line(["wrk", "-v"])},
     }
@@ -1089,6 +1133,31 @@ def render_faults(x: dict[str, Any] | None, markdown: bool) -> list[tuple[str, s
     return out
 
 
+def render_throughput(t: dict[str, Any], markdown: bool) -> tuple[str, str]:
+    """The throughput measure as (title, table); results from before ddtrace-run was measured have no ddtrace."""
+    rows = []
+    for key, m in t["median"].items():
+        rs = t["runs"][key]
+        per_request = m.get("dd_traces_per_request") if key == "ddtrace" else m["spans_per_request"]
+        rows.append([key, fmt(m["rps"], 0), " / ".join(fmt(r["rps"], 0) for r in rs), fmt(m["p99_ms"]),
+                     " / ".join(fmt(r["p99_ms"]) for r in rs), fmt(per_request),
+                     fmt((m["server_peak_rss_kb"] or 0) / 1024, 0), sum(r["errors"] + r["non_2xx"] for r in rs),
+                     " / ".join(str(r.get("foreign_cpu_pct")) for r in rs)])
+    has_dd = "ddtrace" in t["median"]
+    per_request_header = "spans/req at sink" + (" (ddtrace: traces/req at the fake agent)" if has_dd else "")
+    body = table(["variant", "req/s (median)", "req/s per round", "p99 ms (median)", "p99 ms per round",
+                  per_request_header, "server peak RSS MiB", "errors", "other CPU % per round"], rows, markdown)
+    dd_vs_bare = f", ddtrace {fmt(t.get('ddtrace_vs_bare'))}x" if has_dd else ""
+    dd_ratio = f"; cryostorm / ddtrace-run: req/s {fmt(t.get('rps_ratio_ddtrace'))}" if has_dd else ""
+    body += (f"\n\nreq/s vs bare: anchor {fmt(t['anchor_vs_bare'])}x, cryostorm {fmt(t['cryostorm_vs_bare'])}x"
+             f"{dd_vs_bare}; cryostorm / anchor: req/s {fmt(t['rps_ratio'])}, p99 {fmt(t['p99_ratio'])}{dd_ratio}")
+    if has_dd:
+        body += ("\n\nddtrace-run (its defaults) sends to a fake Datadog agent in the sink, which counts the "
+                 "traces each payload announces (`X-Datadog-Trace-Count`), not spans")
+    title = "uvicorn 1 worker, OTLP gRPC to the sink" + ("; ddtrace-run to a fake Datadog agent" if has_dd else "")
+    return f"Throughput (FastAPI `GET /hello`, {title})", body
+
+
 def render(results: dict[str, Any], goals: list[Goal], markdown: bool) -> str:  # noqa: PLR0912
     """All measures as tables; the goals come first in Markdown (the verdict), last on the console."""
     parts: list[str] = []
@@ -1100,6 +1169,8 @@ def render(results: dict[str, Any], goals: list[Goal], markdown: bool) -> str:  
         rows = [[g.name, fmt(g.value, 3), f"{g.op} {g.target:g}", "PASS" if g.passed else "FAIL", g.detail]
                 for g in goals]
         against = "; faults: cryostorm with the collector down or slow / up" if results.get("faults") else ""
+        if "ddtrace" in (results.get("throughput") or {}).get("median", {}):
+            against += "; ddtrace-run where named"
         section(f"Goals (ratios: cryostorm-run / opentelemetry-instrument, same run{against})",
                 table(["goal", "value", "target", "result", "detail"], rows, markdown))
 
@@ -1122,18 +1193,7 @@ def render(results: dict[str, Any], goals: list[Goal], markdown: bool) -> str:  
         section("Startup (`python -c pass`, OTLP gRPC configured)", body)
     t = results.get("throughput")
     if t:
-        rows = []
-        for key, m in t["median"].items():
-            rs = t["runs"][key]
-            rows.append([key, fmt(m["rps"], 0), " / ".join(fmt(r["rps"], 0) for r in rs), fmt(m["p99_ms"]),
-                         " / ".join(fmt(r["p99_ms"]) for r in rs), fmt(m["spans_per_request"]),
-                         fmt((m["server_peak_rss_kb"] or 0) / 1024, 0), sum(r["errors"] + r["non_2xx"] for r in rs),
-                         " / ".join(str(r.get("foreign_cpu_pct")) for r in rs)])
-        body = table(["variant", "req/s (median)", "req/s per round", "p99 ms (median)", "p99 ms per round",
-                      "spans/req at sink", "server peak RSS MiB", "errors", "other CPU % per round"], rows, markdown)
-        body += (f"\n\nreq/s vs bare: anchor {fmt(t['anchor_vs_bare'])}x, cryostorm {fmt(t['cryostorm_vs_bare'])}x; "
-                 f"cryostorm / anchor: req/s {fmt(t['rps_ratio'])}, p99 {fmt(t['p99_ratio'])}")
-        section("Throughput (FastAPI `GET /hello`, uvicorn 1 worker, OTLP gRPC to the sink)", body)
+        section(*render_throughput(t, markdown))
     b = results.get("burst")
     if b:
         rows = []
@@ -1238,6 +1298,7 @@ def write_results(results: dict[str, Any], goals: list[Goal], suffix: str) -> tu
     json_path, md_path = RESULTS / f"{stem}.json", RESULTS / f"{stem}.md"
     json_path.write_text(json.dumps({**results, "goals": [g.as_dict() for g in goals]}, indent=2) + "\n")
     m, env = results["machine"], results["environment"]
+    dd = "dd" in results.get("sink_ports", {})
     lines = [
         f"# cryostorm-run vs opentelemetry-instrument — {results['date']}",
         "",
@@ -1256,14 +1317,17 @@ def write_results(results: dict[str, Any], goals: list[Goal], suffix: str) -> tu
         f"- {during_text(results)}",
         f"- anchor venv (`bench/.work/anchor-venv`): {', '.join(env['packages']['anchor'])}",
         f"- project venv (`.venv`): {', '.join(env['packages']['cryostorm'])}",
+        *([f"- ddtrace venv (`bench/.work/ddtrace-venv`, `{env['python']['ddtrace']}`): "
+           f"{', '.join(env['packages']['ddtrace'])}"] if "ddtrace" in env["packages"] else []),
         "",
         "## Results",
         render(results, goals, markdown=True),
         "",
         "## Commands",
         "",
-        "Each variant runs with a clean environment (no `OTEL_*`/`CRYOSTORM_*`/`PYTHONPATH` inherited) plus the "
-        "variables shown; `<sink grpc>`/`<sink http>` are the local sink's loopback ports.",
+        f"Each variant runs with a clean environment (no `OTEL_*`/`CRYOSTORM_*`{'/`DD_*`' if dd else ''}/"
+        "`PYTHONPATH` inherited) plus the variables shown; `<sink grpc>`/`<sink http>` are the local sink's loopback "
+        f"ports{', `<sink dd>` its fake Datadog agent' if dd else ''}.",
         "",
         "```",
         *[f"{name}: {cmd}" if isinstance(cmd, str) else f"{name}:\n  " + "\n  ".join(cmd)
@@ -1303,7 +1367,8 @@ def rerender(json_path: Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="cryostorm-run vs opentelemetry-instrument, side by side")
+    parser = argparse.ArgumentParser(
+        description="cryostorm-run vs opentelemetry-instrument, side by side (throughput also vs ddtrace-run)")
     parser.add_argument("--quick", action="store_true", help="short run: fewer runs, shorter wrk")
     parser.add_argument("--explore", action="store_true",
                         help="also explore cryostorm's burst batch settings (batch_size x max_queue_size)")
@@ -1358,8 +1423,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     with started_sink() as sink:
         MONITOR.sink_pid = sink.proc.pid
-        results["sink_ports"] = {"grpc": sink.grpc_port, "http": sink.http_port}
-        log(f"sink: gRPC {sink.grpc}, HTTP {sink.http}")
+        results["sink_ports"] = {"grpc": sink.grpc_port, "http": sink.http_port, "dd": sink.dd_port}
+        log(f"sink: gRPC {sink.grpc}, HTTP {sink.http}, fake Datadog agent {sink.dd}")
         for name in sections:
             before = os.getloadavg()
             results[name] = steps[name](sink)

@@ -77,6 +77,14 @@ def test_small_helpers() -> None:
     assert "| a | b |" in harness.table(["a", "b"], [[1, 2]], markdown=True)
 
 
+def test_ready_line_with_and_without_the_fake_datadog_agent() -> None:
+    assert harness.ready_ports("READY grpc=1234 http=5678 dd=8126\n") == {"grpc": 1234, "http": 5678, "dd": 8126}
+    assert harness.parse_ready("READY grpc=1234 http=5678 dd=8126\n") == (1234, 5678)
+    assert harness.ready_ports("READY grpc=1234 http=5678") == {"grpc": 1234, "http": 5678}
+    with pytest.raises(ValueError, match="greeting"):
+        harness.ready_ports("READY grpc=1 http=2 dd=")
+
+
 def _post_spans(port: int, count: int) -> int:
     request = trace_service_pb2.ExportTraceServiceRequest()
     spans = request.resource_spans.add().scope_spans.add().spans
@@ -107,6 +115,7 @@ def test_sink_counts_and_resets_over_stdin() -> None:
         counts = ask("count")
         assert counts["spans"] == 3
         assert counts["requests"] == 1
+        assert counts["dd_traces"] == 0  # no fake Datadog agent without --dd-port
         assert ask("reset") == {"ok": True}
         assert ask("count")["spans"] == 0
         assert "error" in ask("bogus")
@@ -118,6 +127,53 @@ def test_sink_counts_and_resets_over_stdin() -> None:
             proc.wait()
         proc.stdin.close()
         proc.stdout.close()
+
+
+def _agent_request(port: int, method: str, path: str, body: bytes = b"",
+                   headers: dict[str, str] | None = None) -> tuple[int, str, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request(method, path, body, headers or {})
+    response = conn.getresponse()
+    answer = response.status, response.getheader("Content-Type") or "", response.read()
+    conn.close()
+    return answer
+
+
+def test_sink_fake_datadog_agent_counts_traces_and_payloads() -> None:
+    proc = subprocess.Popen([sys.executable, str(ROOT / "bench" / "sink.py"), "--dd-port", "0"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+    stdin, stdout = proc.stdin, proc.stdout
+    assert stdin is not None
+    assert stdout is not None
+
+    def ask(command: str) -> dict[str, int]:
+        stdin.write(command + "\n")
+        stdin.flush()
+        answer: dict[str, int] = json.loads(stdout.readline())
+        return answer
+
+    try:
+        dd_port = harness.ready_ports(stdout.readline())["dd"]
+        assert _agent_request(dd_port, "PUT", "/v0.5/traces", b"\x93\x90\x90\x90",
+                              {"Content-Type": "application/msgpack", "X-Datadog-Trace-Count": "3"}) == (
+            200, "application/json", b'{"rate_by_service":{}}')
+        # telemetry and the like are accepted, but are not trace payloads
+        assert _agent_request(dd_port, "POST", "/telemetry/proxy/api/v2/apmtelemetry", b"{}")[0] == 200
+        assert _agent_request(dd_port, "GET", "/info")[0] == 404
+        counts = ask("count")
+        assert (counts["dd_traces"], counts["dd_payloads"], counts["dd_requests"]) == (3, 1, 3)
+        assert counts["spans"] == 0
+        assert ask("reset") == {"ok": True}
+        counts = ask("count")
+        assert (counts["dd_traces"], counts["dd_payloads"], counts["dd_requests"]) == (0, 0, 0)
+        assert ask("quit")["dd_traces"] == 0
+        assert proc.wait(10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        stdin.close()
+        stdout.close()
 
 
 def test_scrub_names_paths_and_ports() -> None:
@@ -203,3 +259,52 @@ def test_goal_strict_bounds() -> None:
     assert not harness.Goal("g", 150.0, "<", 150.0).passed
     assert harness.Goal("g", 150.0, "<=", 150.0).passed
     assert not harness.Goal("g", 1.0, ">", 1.0).passed
+
+
+def _throughput_results(with_ddtrace: bool) -> dict[str, object]:
+    def variant(rps: float, p99: float, spans: float, traces: float) -> dict[str, object]:
+        run = {"rps": rps, "p99_ms": p99, "errors": 0, "non_2xx": 0, "foreign_cpu_pct": 3.0}
+        return {"run": run, "median": {"rps": rps, "p99_ms": p99, "spans_per_request": spans,
+                                       "dd_traces_per_request": traces, "server_peak_rss_kb": 51200,
+                                       "foreign_cpu_pct_max": 3.0}}
+
+    variants = {"bare": variant(3000.0, 20.0, 0.0, 0.0), "anchor": variant(1400.0, 40.0, 3.01, 0.0),
+                "cryostorm": variant(2200.0, 30.0, 1.0, 0.0)}
+    if with_ddtrace:
+        variants["ddtrace"] = variant(2000.0, 35.0, 0.0, 1.002)
+    t: dict[str, object] = {
+        "runs": {k: [v["run"]] for k, v in variants.items()}, "median": {k: v["median"] for k, v in variants.items()},
+        "rps_ratio": 2200 / 1400, "p99_ratio": 0.75, "anchor_vs_bare": 1400 / 3000, "cryostorm_vs_bare": 2200 / 3000}
+    if with_ddtrace:
+        t.update(rps_ratio_ddtrace=1.1, ddtrace_vs_bare=2000 / 3000)
+    return {"throughput": t}
+
+
+def test_throughput_goals_and_rendering_with_ddtrace() -> None:
+    results = _throughput_results(with_ddtrace=True)
+    goals = {g.name: g for g in harness.evaluate(results)}
+    assert goals["FastAPI /hello req/s, cryostorm / anchor"].passed
+    dd_goal = goals["FastAPI /hello req/s, cryostorm / ddtrace-run"]
+    assert dd_goal.value == pytest.approx(1.1)
+    assert dd_goal.op == ">="
+    assert dd_goal.target == 1.0
+    assert dd_goal.passed
+    assert "1.00" in dd_goal.detail  # ddtrace's traces per request
+    text = harness.render(results, list(goals.values()), markdown=True)
+    assert "| ddtrace | 2,000 |" in text
+    assert "traces/req at the fake agent" in text
+    assert "| ddtrace | 2,000 | 2,000 | 35.00 | 35.00 | 1.00 |" in text  # traces/req, not the 0 spans at the sink
+    assert "ddtrace 0.67x" in text
+    assert "cryostorm / ddtrace-run: req/s 1.10" in text
+    assert "ddtrace" in harness.render(results, list(goals.values()), markdown=False)
+
+
+def test_throughput_goals_and_rendering_without_ddtrace() -> None:
+    results = _throughput_results(with_ddtrace=False)
+    goals = harness.evaluate(results)
+    assert [g.name for g in goals] == ["FastAPI /hello req/s, cryostorm / anchor",
+                                       "FastAPI /hello p99 latency, cryostorm / anchor"]
+    text = harness.render(results, goals, markdown=True)
+    assert "ddtrace" not in text
+    assert "| cryostorm | 2,200 |" in text
+    assert "cryostorm / anchor: req/s 1.57, p99 0.75" in text
