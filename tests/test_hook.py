@@ -338,3 +338,27 @@ def test_verbose_report_shows_a_version_conflict_with_both_versions(tmp_path: Pa
     assert result.returncode == 0, result.stderr
     [line] = [x for x in result.stderr.splitlines() if x.startswith("cryostorm:   skipped: fastapi_future")]
     assert "fastapi>=999.0" in line and f"fastapi {fastapi.__version__}" in line
+
+
+def test_the_hooks_own_objects_are_frozen_out_of_full_collections() -> None:
+    script = ("import gc, cryostorm_run._sdk as sdk; "
+              "print(gc.get_freeze_count(), any(o is sdk.Providers for o in gc.get_objects()))")
+    bare = subprocess.run([PYTHON, "-c", script], capture_output=True, text=True, check=True, env=child_env())
+    assert bare.stdout.split()[0] == "0"
+    result = run_launcher(["--quiet", "--", PYTHON, "-c", script], env={"CRYOSTORM_SERVICE__NAME": "gc"})
+    frozen, walked = result.stdout.split()
+    assert int(frozen) > 5_000, result.stderr  # the SDK and cryostorm's modules: walked no more
+    assert walked == "False"  # a class the hook built is in the permanent generation
+
+
+def test_spans_are_queued_encoded_from_the_first_one() -> None:
+    # Collector down: nothing has been exported yet (no grpc imported), the queue already holds bytes.
+    script = ("import sys; from opentelemetry import trace; from cryostorm_run import _signals\n"
+              "with trace.get_tracer('t').start_as_current_span('first'): pass\n"
+              "[p] = [p for p in _signals.BATCH_PROCESSORS if p.kind == 'spans']\n"
+              "item = p._batch_processor._queue[0]\n"
+              "print(type(item).__name__, type(item[2]).__name__, 'grpc' in sys.modules)")
+    env = {"CRYOSTORM_EXPORTER_TYPE": "otlp", "CRYOSTORM_COLLECTOR": "http://127.0.0.1:9",
+           "CRYOSTORM_SERVICE__NAME": "queued", "CRYOSTORM_SHUTDOWN_TIMEOUT_MILLIS": "200"}
+    result = run_launcher(["--quiet", "--", PYTHON, "-c", script], env=env)
+    assert result.stdout.split() == ["tuple", "bytes", "False"], result.stderr
