@@ -207,3 +207,45 @@ def test_a_burst_larger_than_the_queue_is_delivered_whole(otlp_receiver: Receive
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""  # nothing dropped, nothing to report
     assert len(otlp_receiver.wait_for_spans(40_000, timeout=30)) == 40_000
+
+
+SHED_PROBE = """
+import time
+from opentelemetry import trace
+from cryostorm_run import _signals
+[p] = [p for p in _signals.BATCH_PROCESSORS if p.kind == "spans"]
+queue = p._batch_processor._queue
+tracer = trace.get_tracer("t")
+for _ in range(600):  # one batch goes out: its export is now refused-and-retried, or waiting on the collector
+    with tracer.start_as_current_span("warm"):
+        pass
+time.sleep(1.5)
+peak = 0
+for _ in range(30_000):
+    with tracer.start_as_current_span("load"):
+        pass
+    peak = max(peak, len(queue))
+print("peak", peak, "maxlen", queue.maxlen, "keeping_up", _signals.keeping_up(p), flush=True)
+"""
+
+
+@pytest.mark.parametrize("collector", ["down", "slow"])
+def test_a_collector_that_is_not_keeping_up_never_holds_the_program(otlp_receiver: Receiver, collector: str) -> None:
+    # The program must never wait for room for a collector that is down or slow, and the queue it
+    # keeps meanwhile is capped at 1/8 (less memory and garbage-collection work: its p99 stays
+    # that of a healthy collector, bench/run.py --faults); what is shed is counted and reported.
+    if collector == "down":
+        env = unreachable_env("grpc")
+    else:
+        otlp_receiver.set_fault(Fault.SLOW, delay=3)
+        env = otlp_env(otlp_receiver, "grpc")
+    env |= {"CRYOSTORM_SHUTDOWN_TIMEOUT_MILLIS": "500", "CRYOSTORM_METRICS__ENABLED": "false",
+            "CRYOSTORM_LOGGING__ENABLED": "false"}
+    result = run_launcher(["--quiet", "--", PYTHON, "-c", SHED_PROBE], env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout.split()
+    peak, maxlen, keeping_up = int(out[1]), int(out[3]), out[5]
+    assert (maxlen, keeping_up) == (16_384, "False")
+    assert peak <= maxlen // 8, result.stdout
+    assert "spans dropped because the export queue was full or the collector was not keeping up" in result.stderr
+    assert "Traceback" not in result.stderr
