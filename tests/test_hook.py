@@ -344,11 +344,11 @@ def test_the_hooks_own_objects_are_frozen_out_of_full_collections() -> None:
     script = ("import gc, cryostorm_run._sdk as sdk; "
               "print(gc.get_freeze_count(), any(o is sdk.Providers for o in gc.get_objects()))")
     bare = subprocess.run([PYTHON, "-c", script], capture_output=True, text=True, check=True, env=child_env())
-    assert bare.stdout.split()[0] == "0"
+    bare_frozen, bare_walked = bare.stdout.split()  # Python 3.12 starts with a few hundred frozen
     result = run_launcher(["--quiet", "--", PYTHON, "-c", script], env={"CRYOSTORM_SERVICE__NAME": "gc"})
     frozen, walked = result.stdout.split()
-    assert int(frozen) > 5_000, result.stderr  # the SDK and cryostorm's modules: walked no more
-    assert walked == "False"  # a class the hook built is in the permanent generation
+    assert int(frozen) > int(bare_frozen) + 5_000, result.stderr  # the SDK and cryostorm's modules
+    assert (bare_walked, walked) == ("True", "False")  # the hook's objects are in the permanent generation
 
 
 def test_spans_are_queued_encoded_from_the_first_one() -> None:
