@@ -77,6 +77,7 @@ def _key_value(key: str, value: Any) -> bytes:
 
 _KV_CACHE: dict[tuple[bytes, str, str], bytes] = {}
 _KV_CACHE_MAX = 4096  # string attributes repeat (method, scheme, route): bounded, cleared when full
+_KV_CACHE_VALUE_MAX = 128  # longer values (SQL, URLs with ids) rarely repeat: not cached, so <= ~2 MB
 
 
 def _attributes(tag: bytes, attributes: Mapping[str, Any] | None) -> list[bytes]:
@@ -86,7 +87,7 @@ def _attributes(tag: bytes, attributes: Mapping[str, Any] | None) -> list[bytes]
     out = []
     cache = _KV_CACHE
     for key, value in attributes.items():
-        if type(value) is str:
+        if type(value) is str and len(value) <= _KV_CACHE_VALUE_MAX:
             encoded = cache.get((tag, key, value))
             if encoded is None:
                 try:

@@ -82,6 +82,11 @@ def test_repeated_string_attributes_come_from_a_bounded_cache() -> None:
         span = ReadableSpan("s", SpanContext(1, 2, False), attributes={"url.path": f"/items/{i}"})
         assert ours([span]) == upstream([span])
     assert len(_otlp_encode._KV_CACHE) <= _otlp_encode._KV_CACHE_MAX
+    _otlp_encode._KV_CACHE.clear()
+    statement = ReadableSpan("s", SpanContext(1, 2, False), attributes={"db.statement": "SELECT 1 -- " + "x" * 500})
+    assert ours([statement]) == upstream([statement])
+    # long values are not kept: the cache stays small in bytes too
+    assert not [k for k in _otlp_encode._KV_CACHE if k[1] == "db.statement"]
 
 
 def test_a_span_it_cannot_handle_falls_back_to_upstream() -> None:
