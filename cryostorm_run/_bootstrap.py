@@ -166,10 +166,20 @@ def _register_exit(providers: Any) -> None:
 
         module.register_after_fork(providers, lambda p: Finalize(p, flush_at_exit, exitpriority=100))
 
+    def flush_in_celery_pool_children(module: Any) -> None:
+        # celery prefork children (billiard) also leave through os._exit, from inside billiard's worker
+        # loop: before multiprocessing's finalizers would run, so the one above never does. Celery
+        # sends worker_process_shutdown in the child right before (`max_tasks_per_child`, pool shutdown).
+        def flush(sender: Any = None, **kwargs: Any) -> None:
+            flush_at_exit()
+
+        module.worker_process_shutdown.connect(flush, weak=False)
+
     from cryostorm_run._instrument import FINDER
 
     FINDER.install()
     FINDER.when_imported("multiprocessing.util", flush_in_multiprocessing_children)
+    FINDER.when_imported("celery.signals", flush_in_celery_pool_children)
     # A program killed by SIGTERM with the default action never runs atexit. When the program
     # has no handler of its own, flush first, then die by the same signal (exit status 128+15).
     if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL and _in_main_thread():

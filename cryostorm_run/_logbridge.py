@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
+import weakref
 from contextvars import ContextVar
 from typing import Any
 
@@ -113,6 +114,7 @@ def _last_resort(record: logging.LogRecord, ours: logging.Handler) -> None:
 
 
 _ORIGINAL_BASIC_CONFIG = logging.basicConfig
+_ATTACHED: weakref.WeakSet[logging.Handler] = weakref.WeakSet()  # bridges attached and not yet detached
 
 
 def _basic_config_without_us(**kwargs: Any) -> None:
@@ -133,12 +135,31 @@ functools.update_wrapper(_basic_config_without_us, _ORIGINAL_BASIC_CONFIG)
 def attach(logger_provider: Any, level: int) -> OtelLogHandler:
     """Attach the bridge to the root logger (and keep `basicConfig` working for the app)."""
     handler = OtelLogHandler(logger_provider, level)
+    _ATTACHED.add(handler)
     logging.root.addHandler(handler)
     logging.basicConfig = _basic_config_without_us
+    from cryostorm_run._instrument import FINDER
+
+    FINDER.install()
+    FINDER.when_imported("celery.signals", functools.partial(_reattach_after_celery_logging, handler))
     return handler
 
 
+def _reattach_after_celery_logging(handler: OtelLogHandler, signals: Any) -> None:
+    """A celery worker empties the root logger's handlers when it sets up its logging
+    (`worker_hijack_root_logger`, on by default), which would silently end log export in the worker
+    and in every pool child forked from it. Its `after_setup_logger` signal comes right after that:
+    the bridge goes back on the root logger then, next to celery's own handler."""
+
+    def reattach(sender: Any = None, **kwargs: Any) -> None:
+        if handler in _ATTACHED and handler not in logging.root.handlers:
+            logging.root.addHandler(handler)
+
+    signals.after_setup_logger.connect(reattach, weak=False)
+
+
 def detach(handler: logging.Handler) -> None:
+    _ATTACHED.discard(handler)
     logging.root.removeHandler(handler)
     if not any(isinstance(h, OtelLogHandler) for h in logging.root.handlers):
         logging.basicConfig = _ORIGINAL_BASIC_CONFIG
