@@ -183,7 +183,9 @@ class ExportConfig(BaseConfig):
 
     batch_size: Positive = Field(512, description="Items per export request")
     schedule_delay_millis: Positive = Field(5000, description="Longest wait before a partial batch is sent")
-    timeout_millis: Positive = Field(30_000, description="Longest time one batch export may take")
+    timeout_millis: Positive = Field(
+        30_000, description="Longest time one batch is retried while the collector is unreachable or overloaded"
+    )
     max_queue_size: Positive = Field(16_384, description="Items buffered before new ones are dropped")
     max_block_millis: Annotated[int, Field(ge=0, le=10_000)] = Field(
         500,

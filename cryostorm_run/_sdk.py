@@ -110,10 +110,14 @@ class _Lazy:
     building = False  # the first export is building the real exporter (no collector contact yet)
     direct = False  # the exporter encodes with cryostorm._otlp_encode: spans may be queued pre-encoded
 
-    def __init__(self, factory: Callable[[], Any]) -> None:
+    def __init__(self, factory: Callable[[], Any], retry_budget_s: float = 0.0) -> None:
         self._factory = factory
         self._real: Any = None
         self._lock = threading.Lock()
+        # export_config.timeout_millis: how long one batch may keep being retried while the
+        # collector is unreachable or overloaded (the SDK exporter itself gives up after ~7 s).
+        self.retry_budget_s = retry_budget_s
+        self._stop = threading.Event()
         _LAZY.add(self)
 
     def _get(self) -> Any:
@@ -130,11 +134,13 @@ class _Lazy:
     def _reset_after_fork(self) -> None:
         self._lock = threading.Lock()
         self._real = None  # the parent's channel is not ours: drop it without closing it
+        self._stop = threading.Event()
         self.__dict__.pop("direct", None)
         self.handled = self.failed = self.in_flight = 0
         self.building = False
 
     def shutdown(self, *args: Any, **kwargs: Any) -> None:
+        self._stop.set()  # a batch being retried stops waiting
         if self._real is not None:
             self._real.shutdown(*args, **kwargs)
 
@@ -160,6 +166,16 @@ class _Lazy:
         result = None
         try:
             result = exporter.export(batch)
+            delay = 1.0
+            # A transient failure (collector unreachable, 503/429, UNAVAILABLE) is retried within
+            # the budget: a short outage loses nothing. Meanwhile the collector is "not keeping up",
+            # so the queue stays capped and the program never waits.
+            while (getattr(result, "name", "") != "SUCCESS" and _transient(exporter)
+                   and time.monotonic() - started + delay < self.retry_budget_s):
+                if self._stop.wait(delay):
+                    break
+                delay = min(delay * 2, 5.0)
+                result = exporter.export(batch)
             return result
         finally:
             self.last_duration_s = time.monotonic() - started
@@ -167,6 +183,17 @@ class _Lazy:
             if not self.last_ok:
                 self.failed += len(batch)
             self.in_flight = 0
+
+
+class _ExportState:
+    """What the last request of one OTLP exporter ended with (set by the stub/session wrappers)."""
+
+    transient = False  # failed in a way worth retrying: unreachable, UNAVAILABLE, 429/502/503/504
+
+
+def _transient(exporter: Any) -> bool:
+    state = getattr(exporter, "cryostorm_state", None)
+    return bool(getattr(state, "transient", False))
 
 
 def _reset_lazy_after_fork() -> None:
@@ -249,12 +276,14 @@ def otlp_factory(signal: str, sig: SignalRuntime) -> Callable[[], Any]:
         import importlib
 
         module, attr = modules[key]
+        state = _ExportState()
         if sig.protocol == "grpc":
             exporter = getattr(importlib.import_module(module), attr)(**_grpc_kwargs(sig))
-            _check_grpc_responses(exporter, signal)
+            _check_grpc_responses(exporter, signal, state)
         else:
-            exporter = getattr(importlib.import_module(module), attr)(session=_checked_session(signal),
+            exporter = getattr(importlib.import_module(module), attr)(session=_checked_session(signal, state),
                                                                       **_http_kwargs(sig))
+        exporter.cryostorm_state = state
         if signal == "traces":
             from cryostorm_run import _otlp_encode
 
@@ -292,30 +321,54 @@ def report_partial_success(signal: str, response: Any) -> None:
         )
 
 
+# OTLP's retryable gRPC codes (RESOURCE_EXHAUSTED: the collector is overloaded).
+_TRANSIENT_CODES = {"CANCELLED", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "ABORTED", "OUT_OF_RANGE", "UNAVAILABLE",
+                    "DATA_LOSS"}
+_TRANSIENT_HTTP = {429, 502, 503, 504}
+
+
 class _CheckedStub:
-    def __init__(self, stub: Any, signal: str) -> None:
+    def __init__(self, stub: Any, signal: str, state: _ExportState) -> None:
         self._stub = stub
         self._signal = signal
+        self._state = state
 
     def Export(self, *args: Any, **kwargs: Any) -> Any:
-        response = self._stub.Export(*args, **kwargs)
+        try:
+            response = self._stub.Export(*args, **kwargs)
+        except Exception as error:  # grpc.RpcError: the exporter decides; we note whether to retry later
+            code_of = getattr(error, "code", None)
+            code = code_of() if callable(code_of) else None
+            self._state.transient = getattr(code, "name", "") in _TRANSIENT_CODES
+            raise
+        self._state.transient = False
         report_partial_success(self._signal, response)
         return response
 
 
-def _check_grpc_responses(exporter: Any, signal: str) -> None:
+def _check_grpc_responses(exporter: Any, signal: str, state: _ExportState) -> None:
     # The exporter rebuilds its stub after UNAVAILABLE, from `_stub`: wrap both (private, guarded).
     stub_factory = getattr(exporter, "_stub", None)
     if stub_factory is None or getattr(exporter, "_client", None) is None:
         return
-    exporter._stub = lambda channel: _CheckedStub(stub_factory(channel), signal)
-    exporter._client = _CheckedStub(exporter._client, signal)
+    exporter._stub = lambda channel: _CheckedStub(stub_factory(channel), signal, state)
+    exporter._client = _CheckedStub(exporter._client, signal, state)
 
 
-def _checked_session(signal: str) -> Any:
+def _checked_session(signal: str, state: _ExportState) -> Any:
     import importlib
 
     import requests
+
+    class Session(requests.Session):
+        def request(self, *args: Any, **kwargs: Any) -> Any:
+            try:
+                response = super().request(*args, **kwargs)
+            except requests.RequestException:  # refused, reset, timed out: worth retrying later
+                state.transient = True
+                raise
+            state.transient = response.status_code in _TRANSIENT_HTTP
+            return response
 
     module, name = _RESPONSES[signal]
     response_cls = getattr(importlib.import_module(module), name)
@@ -329,7 +382,7 @@ def _checked_session(signal: str) -> Any:
                 return
             report_partial_success(signal, parsed)
 
-    session = requests.Session()
+    session = Session()
     session.hooks["response"].append(on_response)
     return session
 

@@ -60,7 +60,7 @@ def _pretty_spans(_: SignalRuntime) -> Any:
 SPAN_EXPORTERS: dict[str, Callable[[SignalRuntime], Any]] = {
     "console": _console_spans,
     "pretty": _pretty_spans,
-    "otlp": lambda sig: LazySpanExporter(otlp_factory("traces", sig)),
+    "otlp": lambda sig: LazySpanExporter(otlp_factory("traces", sig), sig.batch.export_timeout_ms / 1000),
     "in_memory": _memory_spans,
 }
 
@@ -314,7 +314,7 @@ def _lazy_log_exporter(sig: SignalRuntime) -> Any:
         def export(self, batch: Sequence[Any]) -> Any:
             return self._timed(batch)
 
-    return LazyLogExporter(otlp_factory("logs", sig))
+    return LazyLogExporter(otlp_factory("logs", sig), retry_budget_s=sig.batch.export_timeout_ms / 1000)
 
 
 def _memory_logs(_: SignalRuntime) -> Any:

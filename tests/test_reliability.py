@@ -88,6 +88,40 @@ def test_nothing_lost_in_a_short_outage(otlp_receiver: Receiver, transport: str)
     assert "dropped" not in err
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_an_outage_longer_than_the_exporters_own_retries_loses_nothing(otlp_receiver: Receiver, transport: str) -> None:
+    # A 2 s OTLP timeout: the SDK exporter alone gives up on a batch after ~1 s of retries. The batch
+    # is retried again within export_config.timeout_millis (30 s), so a 5 s outage still loses nothing.
+    env = child_env(otlp_env(otlp_receiver, transport, CRYOSTORM_TRACING__EXPORT_CONFIG__SCHEDULE_DELAY_MILLIS="200",
+                             CRYOSTORM_OTLP__TIMEOUT_MILLIS="2000", CRYOSTORM_METRICS__ENABLED="false",
+                             CRYOSTORM_LOGGING__ENABLED="false", CRYOSTORM_SHUTDOWN_TIMEOUT_MILLIS="15000"))
+    otlp_receiver.down()
+    proc = subprocess.Popen([CRYOSTORM_RUN, "--quiet", "--", PYTHON, str(APPS / "rel_steady.py"), "20", "3"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(5)  # every span is created while the collector is down
+        otlp_receiver.up()
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    created = int(out.split()[-1])
+    names = {s.name for s in otlp_receiver.wait_for_spans(lambda got: len({s.name for s in got}) >= created,
+                                                          timeout=20)}
+    assert names == {f"steady-{i}" for i in range(created)}, err
+    assert "not delivered" not in err and "dropped" not in err, err
+
+
+def test_a_permanent_error_is_not_retried(otlp_receiver: Receiver) -> None:
+    otlp_receiver.set_fault(Fault.UNAUTHENTICATED, times=1)
+    env = otlp_env(otlp_receiver, "grpc", CRYOSTORM_METRICS__ENABLED="false", CRYOSTORM_LOGGING__ENABLED="false")
+    result = run_launcher(["--quiet", "--", PYTHON, str(APPS / "rel_emit.py"), "5"], env=env)
+    assert result.returncode == 0, result.stderr
+    assert "cryostorm: 5 spans not delivered: the exporter gave up on them" in result.stderr
+    assert [r.accepted for r in otlp_receiver.requests() if r.signal == "traces"] == [False]  # asked once
+
+
 def test_retry_after_is_honoured(otlp_receiver: Receiver) -> None:
     otlp_receiver.set_fault(Fault.RESOURCE_EXHAUSTED, retry_after=1, times=1)
     env = otlp_env(otlp_receiver, "http/protobuf", CRYOSTORM_METRICS__ENABLED="false",
