@@ -93,7 +93,7 @@ class Profile:
 
 
 FULL = Profile("full", startup_warmup=3, startup_runs=20, rss_runs=10, wrk_warmup_s=3, wrk_duration_s=15,
-               rounds=3, burst_runs=3, explore_runs=3, faults_rounds=2, steady_s=60)
+               rounds=3, burst_runs=3, explore_runs=3, faults_rounds=4, steady_s=60)
 QUICK = Profile("quick", startup_warmup=2, startup_runs=5, rss_runs=3, wrk_warmup_s=2, wrk_duration_s=5,
                 rounds=1, burst_runs=1, explore_runs=1, faults_rounds=1, steady_s=20)
 
