@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 from conftest import BIN, CRYOSTORM_RUN, PYTHON, ROOT, child_env
 from otlp_receiver import ReceivedLog, ReceivedMetric, ReceivedSpan, Receiver
+from test_workers import alive
 
 APPS = ROOT / "tests" / "apps"
 CELERY = str(BIN / "celery")
@@ -45,14 +46,6 @@ def celery_env(rcv: Receiver, broker: Path, service: str, delay_ms: int) -> dict
         "CRYOSTORM_METRICS__EXPORT_INTERVAL_MILLIS": "500",
         "CELERY_FS_DIR": str(broker),
     }
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def by_name(spans: list[ReceivedSpan], name: str) -> list[ReceivedSpan]:

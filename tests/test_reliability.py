@@ -65,27 +65,35 @@ def test_everything_buffered_is_delivered_at_exit(otlp_receiver: Receiver, trans
     assert otlp_receiver.wait_for_metrics("rel.count", timeout=1)
 
 
-@pytest.mark.parametrize("transport", TRANSPORTS)
-def test_nothing_lost_in_a_short_outage(otlp_receiver: Receiver, transport: str) -> None:
-    env = child_env(otlp_env(otlp_receiver, transport, CRYOSTORM_TRACING__EXPORT_CONFIG__SCHEDULE_DELAY_MILLIS="300",
-                             CRYOSTORM_SHUTDOWN_TIMEOUT_MILLIS="15000"))
-    proc = subprocess.Popen([CRYOSTORM_RUN, "--quiet", "--", PYTHON, str(APPS / "rel_steady.py"), "50", "9"],
+def steady_through_outage(rcv: Receiver, env: dict[str, str], rate: str, seconds: str, *, down_first: bool) -> str:
+    """Run rel_steady.py; the collector is down for 5 s (from the start, or once spans flow), then back.
+    Checks that every span created arrived; returns the program's stderr."""
+    if down_first:
+        rcv.down()
+    proc = subprocess.Popen([CRYOSTORM_RUN, "--quiet", "--", PYTHON, str(APPS / "rel_steady.py"), rate, seconds],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        otlp_receiver.wait_for_spans(10, timeout=20)  # flowing
-        otlp_receiver.down()
+        if not down_first:
+            rcv.wait_for_spans(10, timeout=20)  # flowing
+            rcv.down()
         time.sleep(5)
-        otlp_receiver.up()
+        rcv.up()
         out, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
     created = int(out.split()[-1])
-    names = {s.name for s in otlp_receiver.wait_for_spans(lambda got: len({s.name for s in got}) >= created,
-                                                          timeout=20)}
+    names = {s.name for s in rcv.wait_for_spans(lambda got: len({s.name for s in got}) >= created, timeout=20)}
     assert names == {f"steady-{i}" for i in range(created)}, err
-    assert "dropped" not in err
+    return err
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_nothing_lost_in_a_short_outage(otlp_receiver: Receiver, transport: str) -> None:
+    env = child_env(otlp_env(otlp_receiver, transport, CRYOSTORM_TRACING__EXPORT_CONFIG__SCHEDULE_DELAY_MILLIS="300",
+                             CRYOSTORM_SHUTDOWN_TIMEOUT_MILLIS="15000"))
+    assert "dropped" not in steady_through_outage(otlp_receiver, env, "50", "9", down_first=False)
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
@@ -95,21 +103,7 @@ def test_an_outage_longer_than_the_exporters_own_retries_loses_nothing(otlp_rece
     env = child_env(otlp_env(otlp_receiver, transport, CRYOSTORM_TRACING__EXPORT_CONFIG__SCHEDULE_DELAY_MILLIS="200",
                              CRYOSTORM_OTLP__TIMEOUT_MILLIS="2000", CRYOSTORM_METRICS__ENABLED="false",
                              CRYOSTORM_LOGGING__ENABLED="false", CRYOSTORM_SHUTDOWN_TIMEOUT_MILLIS="15000"))
-    otlp_receiver.down()
-    proc = subprocess.Popen([CRYOSTORM_RUN, "--quiet", "--", PYTHON, str(APPS / "rel_steady.py"), "20", "3"],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        time.sleep(5)  # every span is created while the collector is down
-        otlp_receiver.up()
-        out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    created = int(out.split()[-1])
-    names = {s.name for s in otlp_receiver.wait_for_spans(lambda got: len({s.name for s in got}) >= created,
-                                                          timeout=20)}
-    assert names == {f"steady-{i}" for i in range(created)}, err
+    err = steady_through_outage(otlp_receiver, env, "20", "3", down_first=True)  # every span made while down
     assert "not delivered" not in err and "dropped" not in err, err
 
 
