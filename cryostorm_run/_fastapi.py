@@ -8,14 +8,14 @@ contrib middleware (measured with bench/run.py), so it is cryostorm's default; F
 operation spans (dependencies, endpoint, serialization: three more spans per request) are off
 unless `fastapi_telemetry = native_operations`. An app's own `telemetry=` values always win.
 
-Imported only when `fastapi` is, never at start-up.
+The hook imports this module at start-up only to read the mode (stdlib only, nothing of FastAPI);
+everything else runs when `fastapi` is imported.
 """
 
 from __future__ import annotations
 
 import functools
 import os
-import re
 import sys
 from collections.abc import Callable, MutableMapping
 from typing import Any
@@ -42,6 +42,8 @@ def excluded_urls() -> str:
 
 def exclude_function(urls: str) -> Callable[[MutableMapping[str, Any]], bool] | None:
     """A `telemetry["exclude"]` callable with contrib's semantics: a regex search of the request URL."""
+    import re
+
     patterns = [u.strip() for u in urls.split(",") if u.strip()]
     if not patterns:
         return None
