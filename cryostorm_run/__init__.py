@@ -11,24 +11,25 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-# Names are imported on first use (PEP 562): the hook imports cryostorm_run._bootstrap in every
+# Names are imported on first use (PEP 562): the hook imports cryostorm_run.hook.bootstrap in every
 # instrumented process, and must not pay for pydantic or typer through this package's __init__.
 _WHERE = {
-    "ChildPropagation": "cryostorm_run._enums",
-    "Compression": "cryostorm_run._enums",
-    "EnvironmentType": "cryostorm_run._enums",
-    "ExporterType": "cryostorm_run._enums",
-    "FastAPITelemetry": "cryostorm_run._enums",
-    "LogLevel": "cryostorm_run._enums",
-    "OtlpProtocol": "cryostorm_run._enums",
-    "ProcessorType": "cryostorm_run._enums",
-    "PropagatorType": "cryostorm_run._enums",
-    "SamplingStrategy": "cryostorm_run._enums",
-    "ConfigError": "cryostorm_run._loading",
-    "load_settings": "cryostorm_run._loading",
-    "TelemetryModel": "cryostorm_run._model",
-    "TelemetrySetupError": "cryostorm_run._sdk",
     "__version__": "cryostorm_run._version",
+    "ChildPropagation": "cryostorm_run.config.enums",
+    "Compression": "cryostorm_run.config.enums",
+    "EnvironmentType": "cryostorm_run.config.enums",
+    "ExporterType": "cryostorm_run.config.enums",
+    "FastAPITelemetry": "cryostorm_run.config.enums",
+    "LogLevel": "cryostorm_run.config.enums",
+    "OtlpProtocol": "cryostorm_run.config.enums",
+    "ProcessorType": "cryostorm_run.config.enums",
+    "PropagatorType": "cryostorm_run.config.enums",
+    "SamplingStrategy": "cryostorm_run.config.enums",
+    "ConfigError": "cryostorm_run.config.loading",
+    "load_settings": "cryostorm_run.config.loading",
+    "TelemetryModel": "cryostorm_run.config.model",
+    "TelemetrySetupError": "cryostorm_run.export.errors",
+    "Telemetry": "cryostorm_run.facade.telemetry",
     "LaunchError": "cryostorm_run.launch",
     "LaunchPlan": "cryostorm_run.launch",
     "exec_plan": "cryostorm_run.launch",
@@ -42,11 +43,11 @@ _WHERE = {
     "ServiceInfo": "cryostorm_run.settings",
     "TelemetrySettings": "cryostorm_run.settings",
     "TracingConfig": "cryostorm_run.settings",
-    "Telemetry": "cryostorm_run.telemetry",
 }
 
 if TYPE_CHECKING:
-    from cryostorm_run._enums import (
+    from cryostorm_run._version import __version__
+    from cryostorm_run.config.enums import (
         ChildPropagation,
         Compression,
         EnvironmentType,
@@ -58,10 +59,10 @@ if TYPE_CHECKING:
         PropagatorType,
         SamplingStrategy,
     )
-    from cryostorm_run._loading import ConfigError, load_settings
-    from cryostorm_run._model import TelemetryModel
-    from cryostorm_run._sdk import TelemetrySetupError
-    from cryostorm_run._version import __version__
+    from cryostorm_run.config.loading import ConfigError, load_settings
+    from cryostorm_run.config.model import TelemetryModel
+    from cryostorm_run.export.errors import TelemetrySetupError
+    from cryostorm_run.facade.telemetry import Telemetry
     from cryostorm_run.launch import LaunchError, LaunchPlan, exec_plan, plan_launch
     from cryostorm_run.settings import (
         CollectorEndpoint,
@@ -74,7 +75,6 @@ if TYPE_CHECKING:
         TelemetrySettings,
         TracingConfig,
     )
-    from cryostorm_run.telemetry import Telemetry
 
 
 def __getattr__(name: str) -> Any:

@@ -21,7 +21,7 @@ from typing import Any
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from cryostorm_run._model import (
+from cryostorm_run.config.model import (
     CollectorEndpoint,
     ExportConfig,
     LoggingConfig,
@@ -56,8 +56,8 @@ class EnvironSource(PydanticBaseSettingsSource):
     def __call__(self) -> dict[str, Any]:
         from pathlib import Path
 
-        from cryostorm_run._configfile import read_config_file
-        from cryostorm_run._sources import environ_entries, merge
+        from cryostorm_run.config.configfile import read_config_file
+        from cryostorm_run.config.sources import environ_entries, merge
 
         # Same order as `load_settings` without flags or env file: config file < OTEL_* < CRYOSTORM_*.
         data, _ = merge(read_config_file(Path.cwd()) + environ_entries(os.environ))
@@ -83,5 +83,5 @@ class TelemetrySettings(BaseSettings, TelemetryModel):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # One reader for the environment, shared with `load_settings` (which also
-        # keeps provenance): CRYOSTORM_* over OTEL_*. See cryostorm_run/_sources.py.
+        # keeps provenance): CRYOSTORM_* over OTEL_*. See cryostorm_run/config/sources.py.
         return (init_settings, EnvironSource(settings_cls))

@@ -46,7 +46,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.id_generator import IdGenerator
 
-from cryostorm_run.telemetry import Telemetry
+from cryostorm_run.facade.telemetry import Telemetry
 
 if TYPE_CHECKING:
     from cryostorm_run.settings import TelemetrySettings

@@ -17,9 +17,9 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from cryostorm_run import TelemetrySettings
-from cryostorm_run._envmap import env_rows
-from cryostorm_run._loading import load_settings
-from cryostorm_run._sources import OTEL_TABLE
+from cryostorm_run.config.loading import load_settings
+from cryostorm_run.config.sources import OTEL_TABLE
+from cryostorm_run.launch.envmap import env_rows
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 MARKERS = {

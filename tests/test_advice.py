@@ -9,9 +9,9 @@ from pathlib import Path
 from conftest import run_launcher
 from typer.testing import CliRunner
 
-from cryostorm_run._advice import KNOWN_OTEL, is_known_otel_name
-from cryostorm_run._loading import Override, load_settings
 from cryostorm_run.cli._app import app
+from cryostorm_run.config.advice import KNOWN_OTEL, is_known_otel_name
+from cryostorm_run.config.loading import Override, load_settings
 
 OTLP = {"CRYOSTORM_EXPORTER_TYPE": "otlp", "CRYOSTORM_SERVICE__NAME": "checkout"}
 
@@ -210,7 +210,8 @@ def test_run_path_prints_the_same_warnings_before_exec() -> None:
 def test_advice_module_stays_off_typer_and_rich() -> None:
     import subprocess
 
-    code = ("import sys; import cryostorm_run._advice, cryostorm_run._loading, cryostorm_run._configfile; "
+    code = ("import sys; import cryostorm_run.config.advice, cryostorm_run.config.loading, "
+            "cryostorm_run.config.configfile; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('typer', 'rich', 'click')))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"

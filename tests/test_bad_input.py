@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from cryostorm_run import ConfigError, TelemetrySettings, load_settings
-from cryostorm_run._sources import OTEL_TABLE
+from cryostorm_run.config.sources import OTEL_TABLE
 
 
 def _field(path: str) -> Any:

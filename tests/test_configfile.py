@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from cryostorm_run._configfile import settings_schema
-from cryostorm_run._loading import ConfigError, Override, load_settings
 from cryostorm_run.cli._app import app
+from cryostorm_run.config.loading import ConfigError, Override, load_settings
+from cryostorm_run.config.schema import settings_schema
 
 PYPROJECT = """\
 [project]
@@ -144,7 +144,7 @@ def test_schema_command_marks_secrets_write_only() -> None:
 def test_schema_validates_a_sample_config(tmp_path: Path) -> None:
     import jsonschema
 
-    from cryostorm_run._configfile import _load_toml
+    from cryostorm_run.config.configfile import _load_toml
 
     schema = settings_schema()
     good = write(tmp_path, "pyproject.toml", PYPROJECT)

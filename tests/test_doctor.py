@@ -13,8 +13,8 @@ import pytest
 from conftest import run_launcher
 from typer.testing import CliRunner
 
-from cryostorm_run._doctor import DoctorReport, diagnose, render_report
 from cryostorm_run.cli._app import app
+from cryostorm_run.diagnose.doctor import DoctorReport, diagnose, render_report
 
 CONTRIB = importlib.metadata.version("opentelemetry-instrumentation")
 API = importlib.metadata.version("opentelemetry-api")

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from cryostorm_run import TelemetrySettings, load_settings
-from cryostorm_run._envmap import env_rows, settings_env
-from cryostorm_run._runtime import runtime_from_env
+from cryostorm_run.common.runtime import runtime_from_env
+from cryostorm_run.launch.envmap import env_rows, settings_env
 
 
 def env_for(environ: dict[str, str]) -> dict[str, str]:

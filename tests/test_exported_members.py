@@ -50,13 +50,13 @@ def test_type_checking_imports_match_the_exports() -> None:
 
 def test_nothing_public_is_missing() -> None:
     # Every name a public module declares public is exported from the package.
-    for module in ("cryostorm_run.settings", "cryostorm_run.telemetry", "cryostorm_run.launch"):
+    for module in ("cryostorm_run.settings", "cryostorm_run.facade.telemetry", "cryostorm_run.launch"):
         declared = getattr(importlib.import_module(module), "__all__", None)
         if declared is None:
             continue
         missing = sorted(set(declared) - set(cryostorm_run.__all__))
         assert missing == [], f"{module} declares {missing} public but cryostorm_run does not export them"
-    enums = importlib.import_module("cryostorm_run._enums")
+    enums = importlib.import_module("cryostorm_run.config.enums")
     settings_enums = [
         n
         for n, v in vars(enums).items()

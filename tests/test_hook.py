@@ -12,7 +12,7 @@ import pytest
 from conftest import CRYOSTORM_RUN, PYTHON, ROOT, child_env, run_launcher
 from otlp_receiver import Receiver
 
-from cryostorm_run.launch import hook_dir
+from cryostorm_run.launch.plan import hook_dir
 
 APPS = ROOT / "tests" / "apps"
 FOREIGN = Path("/root/.pyenv/versions/3.12.1/bin/python3.12")
@@ -341,7 +341,7 @@ def test_verbose_report_shows_a_version_conflict_with_both_versions(tmp_path: Pa
 
 
 def test_the_hooks_own_objects_are_frozen_out_of_full_collections() -> None:
-    script = ("import gc, cryostorm_run._sdk as sdk; "
+    script = ("import gc, cryostorm_run.export.providers as sdk; "
               "print(gc.get_freeze_count(), any(o is sdk.Providers for o in gc.get_objects()))")
     bare = subprocess.run([PYTHON, "-c", script], capture_output=True, text=True, check=True, env=child_env())
     bare_frozen, bare_walked = bare.stdout.split()  # Python 3.12 starts with a few hundred frozen
@@ -353,7 +353,7 @@ def test_the_hooks_own_objects_are_frozen_out_of_full_collections() -> None:
 
 def test_spans_are_queued_encoded_from_the_first_one() -> None:
     # Collector down: nothing has been exported yet (no grpc imported), the queue already holds bytes.
-    script = ("import sys; from opentelemetry import trace; from cryostorm_run import _signals\n"
+    script = ("import sys; from opentelemetry import trace; from cryostorm_run.export import signals as _signals\n"
               "with trace.get_tracer('t').start_as_current_span('first'): pass\n"
               "[p] = [p for p in _signals.BATCH_PROCESSORS if p.kind == 'spans']\n"
               "item = p._batch_processor._queue[0]\n"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from cryostorm_run import LaunchError, TelemetrySettings, load_settings, plan_launch
-from cryostorm_run.launch import hook_dir, resolve_command
+from cryostorm_run.launch.plan import hook_dir, resolve_command
 
 BIN = str(Path(sys.executable).parent)
 

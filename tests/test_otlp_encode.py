@@ -20,7 +20,7 @@ from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
 
-from cryostorm_run import _otlp_encode
+from cryostorm_run.export import otlp_encode as _otlp_encode
 
 text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=12)
 scalars = st.one_of(st.none(), st.booleans(), text, st.integers(-(2**63), 2**63 - 1),

@@ -15,9 +15,9 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from cryostorm_run import ExporterType, TelemetrySettings
-from cryostorm_run._envmap import settings_env
-from cryostorm_run._pretty import PrettySpanExporter
-from cryostorm_run._signals import LOG_EXPORTERS, METRIC_READERS, SPAN_EXPORTERS
+from cryostorm_run.export.pretty import PrettySpanExporter
+from cryostorm_run.export.signals import LOG_EXPORTERS, METRIC_READERS, SPAN_EXPORTERS
+from cryostorm_run.launch.envmap import settings_env
 from cryostorm_run.testing import SequentialIdGenerator
 
 T0 = 1_700_000_000_000_000_000
@@ -103,7 +103,7 @@ def test_remote_parent_makes_a_local_root(tracer_and_out: tuple[trace.Tracer, io
 def test_colors_only_when_asked_and_ascii_fallback() -> None:
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-    from cryostorm_run._pretty import render_trace
+    from cryostorm_run.export.pretty import render_trace
 
     memory = InMemorySpanExporter()
     provider = TracerProvider(id_generator=SequentialIdGenerator(), shutdown_on_exit=False)

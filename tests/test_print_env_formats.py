@@ -12,8 +12,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from cryostorm_run._envformat import FORMATS
 from cryostorm_run.cli._app import app
+from cryostorm_run.launch.envformat import FORMATS
 
 SECRET = "Bearer fmt-secret-5566"
 ENV = {"CRYOSTORM_SERVICE__NAME": "it's $(x) \"quoted\"", "CRYOSTORM_EXPORTER_TYPE": "otlp",

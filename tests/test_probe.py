@@ -10,9 +10,9 @@ import pytest
 from otlp_receiver import Receiver, make_self_signed_cert
 from typer.testing import CliRunner
 
-from cryostorm_run._loading import load_settings
-from cryostorm_run._probe import ProbeResult, probe, probe_targets
 from cryostorm_run.cli._app import app
+from cryostorm_run.config.loading import load_settings
+from cryostorm_run.diagnose.probe import ProbeResult, probe, probe_targets
 
 TOKEN = "Bearer probe-token-1234"
 

@@ -175,7 +175,7 @@ def test_broken_instrumentation_package(tmp_path: Path) -> None:
 
 def test_exporter_that_is_not_installed_leaves_the_program_running(tmp_path: Path) -> None:
     # The launcher refuses unknown exporters; an environment written by hand can still name one.
-    from cryostorm_run.launch import hook_dir
+    from cryostorm_run.launch.plan import hook_dir
 
     env = child_env({"PYTHONPATH": str(hook_dir()), "OTEL_TRACES_EXPORTER": "zipkin", "_CRYOSTORM_REPORT": "quiet"})
     result = subprocess.run([PYTHON, "-c", "print('still here')"], env=env, capture_output=True, text=True,
@@ -240,7 +240,7 @@ def test_a_burst_larger_than_the_queue_is_delivered_whole(otlp_receiver: Receive
 SHED_PROBE = """
 import time
 from opentelemetry import trace
-from cryostorm_run import _signals
+from cryostorm_run.export import signals as _signals
 [p] = [p for p in _signals.BATCH_PROCESSORS if p.kind == "spans"]
 queue = p._batch_processor._queue
 tracer = trace.get_tracer("t")

@@ -71,7 +71,7 @@ def test_probe_ok_rejected_and_unreachable(receiver: Receiver, protocol: str) ->
 
 
 def test_print_env_every_format_without_show_secrets() -> None:
-    from cryostorm_run._envformat import FORMATS
+    from cryostorm_run.launch.envformat import FORMATS
 
     for fmt in FORMATS:
         code, output = invoke(["print-env", "--format", fmt], otlp_env("http://collector:4317"))
@@ -125,7 +125,7 @@ def test_internal_error(monkeypatch: pytest.MonkeyPatch, debug: bool) -> None:
     def explode(*_: object) -> list[object]:
         raise RuntimeError(f"exporter said: authorization=Bearer {CANARY}")
 
-    monkeypatch.setattr("cryostorm_run._envmap.env_rows", explode)
+    monkeypatch.setattr("cryostorm_run.launch.envmap.env_rows", explode)
     code, output = invoke(["print-env", *(["--debug"] if debug else [])], otlp_env("http://collector:4317"))
     assert code == 1
     assert "RuntimeError" in output

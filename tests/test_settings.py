@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from cryostorm_run import ConfigError, ExporterType, OtlpProtocol, TelemetrySettings, load_settings
-from cryostorm_run._loading import Override, parse_dotted
+from cryostorm_run.config.loading import Override, parse_dotted
 
 
 def problems(environ: dict[str, str], **kwargs: object) -> list[tuple[str, str | None, str, str]]:

@@ -22,12 +22,12 @@ from opentelemetry import metrics, trace
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.trace import SpanKind, StatusCode
 
-import cryostorm_run.telemetry as telemetry_module
+import cryostorm_run.facade.telemetry as telemetry_module
 import cryostorm_run.testing as testing_module
 from cryostorm_run import Telemetry, TelemetrySettings, TelemetrySetupError
-from cryostorm_run._envmap import settings_env
-from cryostorm_run._runtime import runtime_from_env
-from cryostorm_run._sdk import build_providers
+from cryostorm_run.common.runtime import runtime_from_env
+from cryostorm_run.export.providers import build_providers
+from cryostorm_run.launch.envmap import settings_env
 from cryostorm_run.testing import TelemetryCapture, capture_settings, captured_telemetry, reset_telemetry
 
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
@@ -232,7 +232,7 @@ def test_configuring_again_after_a_full_reset_warns_about_nothing(caplog: pytest
 
 
 def test_reuses_the_providers_the_hook_installed(monkeypatch: pytest.MonkeyPatch) -> None:
-    from cryostorm_run._distro import CryostormConfigurator
+    from cryostorm_run.hook.distro import CryostormConfigurator
 
     hooked = build_providers(runtime_from_env(settings_env(memory_settings(service={"name": "hooked"}))))
     monkeypatch.setattr(CryostormConfigurator, "providers", hooked)

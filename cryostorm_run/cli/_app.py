@@ -56,7 +56,7 @@ def flatten(value: Any, prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, .
 
 def effective_rows(loaded: Any) -> list[dict[str, Any]]:
     """Every effective setting: dotted name, shown value (secrets masked), source."""
-    from cryostorm_run._sources import is_secret_path
+    from cryostorm_run.config.sources import is_secret_path
 
     data = loaded.settings.model_dump(mode="json")
     rows = []
@@ -90,7 +90,7 @@ def check_config(
         rows = effective_rows(loaded)
         results = None
         if probe or probe_span:
-            from cryostorm_run._probe import probe as probe_endpoints
+            from cryostorm_run.diagnose.probe import probe as probe_endpoints
 
             results = probe_endpoints(loaded.settings, os.environ, timeout=probe_timeout, send_span=probe_span)
         if as_json:
@@ -105,7 +105,7 @@ def check_config(
         for warning in loaded.warnings:
             sys.stderr.write(f"cryostorm-run: warning: {warning}\n")
         if results is not None and not as_json:
-            from cryostorm_run._probe import render_results
+            from cryostorm_run.diagnose.probe import render_results
 
             sys.stderr.write(render_results(results, probe_timeout))
         if strict and loaded.warnings:
@@ -146,11 +146,11 @@ def print_env(
     """Print the OTEL_* (and PYTHONPATH) environment the program would get, and where each value came from."""
 
     def run() -> int:
-        from cryostorm_run._envformat import FORMATS, EnvLine, render_env, row_source
-        from cryostorm_run._envmap import env_rows
-        from cryostorm_run._loading import ConfigError
-        from cryostorm_run._sources import Problem
-        from cryostorm_run.launch import _pythonpath, hook_dir
+        from cryostorm_run.config.loading import ConfigError
+        from cryostorm_run.config.sources import Problem
+        from cryostorm_run.launch.envformat import FORMATS, EnvLine, render_env, row_source
+        from cryostorm_run.launch.envmap import env_rows
+        from cryostorm_run.launch.plan import _pythonpath, hook_dir
 
         if fmt not in FORMATS:
             raise ConfigError([Problem("--format", fmt, "unknown format", f"allowed: {', '.join(FORMATS)}")])
@@ -178,7 +178,7 @@ def doctor(
     Exit 0 when healthy, 1 when there are problems."""
 
     def run() -> int:
-        from cryostorm_run._doctor import diagnose, render_report
+        from cryostorm_run.diagnose.doctor import diagnose, render_report
 
         search = [*map(str, paths), *sys.path] if paths else None
         report = diagnose(command or None, environ=os.environ, paths=search)
@@ -198,7 +198,7 @@ def schema(debug: Debug = False) -> None:
     """Print the JSON Schema of the settings (for cryostorm.toml / [tool.cryostorm] in pyproject.toml)."""
 
     def run() -> int:
-        from cryostorm_run._configfile import settings_schema
+        from cryostorm_run.config.schema import settings_schema
 
         sys.stdout.write(json.dumps(settings_schema(), indent=2) + "\n")
         return 0

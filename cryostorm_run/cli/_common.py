@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from cryostorm_run._sources import Path_, Problem
+from cryostorm_run.config.sources import Path_, Problem
 
 EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -28,7 +28,7 @@ class UsageError(Exception):
 
 
 def overrides_from(flag_values: Mapping[str, str | None], assignments: Sequence[str]) -> list[Any]:
-    from cryostorm_run._loading import Override, parse_dotted
+    from cryostorm_run.config.loading import Override, parse_dotted
 
     result = [Override(flag, FLAGS[flag][0], value) for flag, value in flag_values.items() if value is not None]
     result += [parse_dotted("--set", item) for item in assignments]
@@ -36,7 +36,7 @@ def overrides_from(flag_values: Mapping[str, str | None], assignments: Sequence[
 
 
 def load(env_file: Path | None, overrides: Sequence[Any], environ: Mapping[str, str] | None = None) -> Any:
-    from cryostorm_run._loading import load_settings
+    from cryostorm_run.config.loading import load_settings
 
     return load_settings(os.environ if environ is None else environ, env_file=env_file, overrides=overrides)
 
@@ -60,8 +60,8 @@ def fail(message: str, code: int) -> NoReturn:
 
 def boundary(func: Callable[[], int | None], debug: bool) -> NoReturn:
     """The one place exceptions become exit codes (0 ok, 1 runtime, 2 config, 126/127, 130)."""
-    from cryostorm_run._loading import ConfigError
-    from cryostorm_run.launch import LaunchError
+    from cryostorm_run.config.loading import ConfigError
+    from cryostorm_run.launch.plan import LaunchError
 
     try:
         code = func()
@@ -87,7 +87,7 @@ def boundary(func: Callable[[], int | None], debug: bool) -> NoReturn:
 
 def _mask_text(text: str) -> str:
     """Remove any configured header value from a message (secrets never printed in clear)."""
-    from cryostorm_run._runtime import parse_pairs
+    from cryostorm_run.common.runtime import parse_pairs
 
     for name, value in os.environ.items():
         if "HEADERS" in name.upper():

@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from cryostorm_run._sources import Problem
 from cryostorm_run.cli._common import FLAGS, UsageError, boundary, load, overrides_from
+from cryostorm_run.config.sources import Problem
 
 USAGE = """\
 Usage: cryostorm-run [OPTIONS] -- COMMAND [ARGS...]
@@ -80,7 +80,7 @@ def main(args: Sequence[str]) -> NoReturn:
         os.environ["PYDANTIC_DISABLE_PLUGINS"] = "__all__"
 
     def run() -> int:
-        from cryostorm_run.launch import exec_plan, plan_launch
+        from cryostorm_run.launch.plan import exec_plan, plan_launch
 
         options, command = parse(args)
         if options.get("help"):

@@ -17,7 +17,7 @@ import shlex
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from cryostorm_run._sources import DEFAULT, Origin, Path_, origin_of
+from cryostorm_run.config.sources import DEFAULT, Origin, Path_, origin_of
 
 __all__ = ["FORMATS", "EnvLine", "render_env", "row_source"]
 

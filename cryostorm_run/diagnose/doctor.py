@@ -200,7 +200,7 @@ _PROBE_CODE = ("import importlib.util, json, sys; print(json.dumps({'prefix': sy
 
 def python_of(path: str, search_path: str | None) -> tuple[list[str], str] | None:
     """The interpreter command that runs `path` (itself, or its `#!` line), and how it was found."""
-    from cryostorm_run.launch import resolve_command
+    from cryostorm_run.launch.plan import resolve_command
 
     if _PYTHON_NAME.match(os.path.basename(path)):
         return [path], "a Python interpreter"
@@ -221,7 +221,7 @@ def python_of(path: str, search_path: str | None) -> tuple[list[str], str] | Non
 
 
 def _command_check(report: DoctorReport, command: Sequence[str], environ: Mapping[str, str]) -> None:
-    from cryostorm_run.launch import LaunchError, resolve_command
+    from cryostorm_run.launch.plan import LaunchError, resolve_command
 
     try:
         path = resolve_command(command[0], environ.get("PATH"))

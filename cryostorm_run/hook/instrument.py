@@ -197,7 +197,7 @@ def _on_import(distro: Any, ep: Any, warn: Callable[[str], None], module: Module
 
 def _on_fastapi(distro: Any, ep: Any | None, warn: Callable[[str], None], module: ModuleType) -> None:
     """FastAPI imported: its own telemetry when it has one, else the contrib instrumentation."""
-    from cryostorm_run import _fastapi
+    from cryostorm_run.hook import fastapi_native as _fastapi
 
     if not _fastapi.native_supported():
         if ep is not None:
@@ -221,7 +221,7 @@ def _on_fastapi(distro: Any, ep: Any | None, warn: Callable[[str], None], module
 
 def instrument(distro: Any, entry_points: Sequence[Any], warn: Callable[[str], None]) -> None:
     """Activate each instrumentor now or when its library is imported."""
-    from cryostorm_run._fastapi import NATIVE_MODES, mode
+    from cryostorm_run.hook.fastapi_native import NATIVE_MODES, mode
 
     disabled = {n.strip() for n in os.environ.get("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", "").split(",") if n.strip()}
     FINDER.install()

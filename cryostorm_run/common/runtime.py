@@ -144,7 +144,7 @@ def _signal(env: Mapping[str, str], name: str) -> SignalRuntime:
 
 
 def runtime_from_env(env: Mapping[str, str]) -> Runtime:
-    """Parse the variables written by `cryostorm_run._envmap.env_rows` (standard OTel defaults otherwise)."""
+    """Parse the variables written by `cryostorm_run.launch.envmap.env_rows` (standard OTel defaults otherwise)."""
     attrs = parse_pairs(env.get("OTEL_RESOURCE_ATTRIBUTES", ""))
     arg = env.get("OTEL_TRACES_SAMPLER_ARG")
     propagators = tuple(p.strip() for p in env.get("OTEL_PROPAGATORS", "tracecontext,baggage").split(",") if p.strip())

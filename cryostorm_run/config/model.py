@@ -15,7 +15,8 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from cryostorm_run._enums import (
+from cryostorm_run.common.runtime import parse_pairs
+from cryostorm_run.config.enums import (
     ChildPropagation,
     Compression,
     EnvironmentType,
@@ -27,7 +28,6 @@ from cryostorm_run._enums import (
     PropagatorType,
     SamplingStrategy,
 )
-from cryostorm_run._runtime import parse_pairs
 
 
 def _lower(value: Any) -> Any:

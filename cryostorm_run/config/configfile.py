@@ -21,9 +21,9 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from cryostorm_run._sources import Entry, Origin, Path_, Problem, SourceError
+from cryostorm_run.config.sources import Entry, Origin, Path_, Problem, SourceError
 
-__all__ = ["CONFIG_FILES", "find_config_file", "read_config_file", "settings_schema"]
+__all__ = ["CONFIG_FILES", "find_config_file", "read_config_file"]
 
 # Looked up in this order; the first one that holds cryostorm settings is used.
 CONFIG_FILES = {"cryostorm.toml": (), "pyproject.toml": ("tool", "cryostorm")}
@@ -116,23 +116,3 @@ def read_config_file(directory: Path) -> list[Entry]:
         return []
     label, settings = found
     return [Entry(key, value, Origin("config_file", ".".join(key), label)) for key, value in _leaves(settings)]
-
-
-def settings_schema() -> dict[str, Any]:
-    """The JSON Schema of `TelemetrySettings`, for editors and CI checks of a config file.
-
-    Secret fields are marked ``writeOnly``. A collector may be written as a URL string, as the
-    model accepts. The schema is stricter than the model in one way: it wants native TOML/JSON
-    types, where the model also accepts the environment's ``a,b`` and ``k=v`` strings.
-    """
-    from cryostorm_run.settings import TelemetrySettings
-
-    schema = TelemetrySettings.model_json_schema()
-    defs = schema.get("$defs", {})
-    if "CollectorEndpoint" in defs:
-        url = {"type": "string", "pattern": "^https?://", "description": "URL, e.g. http://otel-collector:4317"}
-        defs["CollectorEndpoint"] = {"anyOf": [defs["CollectorEndpoint"], url]}
-    headers = defs.get("OtlpConfig", {}).get("properties", {}).get("headers")
-    if headers is not None:
-        headers["writeOnly"] = True  # the whole mapping is secret, not only each value
-    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}

@@ -10,8 +10,8 @@ import json
 import urllib.parse
 from dataclasses import dataclass
 
-from cryostorm_run._enums import ExporterType, OtlpProtocol, SamplingStrategy
-from cryostorm_run._model import CollectorEndpoint, TelemetryModel, _SignalConfig
+from cryostorm_run.config.enums import ExporterType, OtlpProtocol, SamplingStrategy
+from cryostorm_run.config.model import CollectorEndpoint, TelemetryModel, _SignalConfig
 
 # Python name of each signal → its OTEL_* spelling and OTLP/HTTP path.
 SIGNALS: dict[str, tuple[str, str]] = {

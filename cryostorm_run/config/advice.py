@@ -18,16 +18,16 @@ import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
-from cryostorm_run._enums import ExporterType, OtlpProtocol, SamplingStrategy
-from cryostorm_run._envmap import (
+from cryostorm_run.config.enums import ExporterType, OtlpProtocol, SamplingStrategy
+from cryostorm_run.config.model import TelemetryModel
+from cryostorm_run.config.sources import DEFAULT, DELIMITER, OTEL_TABLE, PREFIX, Origin, Path_, origin_of
+from cryostorm_run.launch.envmap import (
     SIGNALS,
     effective_collector,
     effective_exporter,
     effective_protocol,
     signal_endpoint,
 )
-from cryostorm_run._model import TelemetryModel
-from cryostorm_run._sources import DEFAULT, DELIMITER, OTEL_TABLE, PREFIX, Origin, Path_, origin_of
 
 __all__ = ["Advice", "advise", "is_known_otel_name"]
 

@@ -38,7 +38,7 @@ def _cryostorm_hook() -> None:
             )
         return
     try:
-        from cryostorm_run._bootstrap import initialize
+        from cryostorm_run.hook.bootstrap import initialize
     except Exception:
         return  # cryostorm_run is not importable here: step aside quietly
     initialize()

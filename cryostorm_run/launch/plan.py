@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
-from cryostorm_run._envmap import settings_env
-from cryostorm_run._model import TelemetryModel
-from cryostorm_run._sources import OTEL_TABLE
+from cryostorm_run.config.model import TelemetryModel
+from cryostorm_run.config.sources import OTEL_TABLE
+from cryostorm_run.launch.envmap import settings_env
 
 EXIT_NOT_EXECUTABLE = 126
 EXIT_NOT_FOUND = 127
@@ -63,11 +63,8 @@ def other_agent(pythonpath: str | None) -> tuple[str, str] | None:
 
 
 def hook_dir() -> Path:
-    """The directory holding the hook's `sitecustomize.py` (inside the wheel, or the source tree)."""
-    packaged = Path(__file__).resolve().parent / "_hook"
-    if (packaged / "sitecustomize.py").is_file():
-        return packaged
-    return Path(__file__).resolve().parent.parent / "sitecustomize"
+    """The directory holding the hook's `sitecustomize.py`, put first on the program's `PYTHONPATH`."""
+    return Path(__file__).resolve().parent.parent / "hook" / "pythonpath"
 
 
 def resolve_command(command: str, search_path: str | None) -> str:

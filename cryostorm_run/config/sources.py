@@ -156,7 +156,7 @@ _RESOURCE_KEYS: dict[str, Path_] = {
 
 
 def _resource_attributes(raw: str) -> list[tuple[Path_, Any]]:
-    from cryostorm_run._runtime import parse_pairs
+    from cryostorm_run.common.runtime import parse_pairs
 
     out: list[tuple[Path_, Any]] = []
     extra: dict[str, str] = {}
@@ -276,7 +276,7 @@ def merge(entries: Iterable[Entry]) -> tuple[dict[str, Any], dict[Path_, Origin]
 def _as_dict(value: Any) -> dict[str, Any]:
     """A URL or `k=v` string set at a lower precedence, exploded so a nested override can merge."""
     if isinstance(value, str):
-        from cryostorm_run._model import _split_mapping, parse_collector_url
+        from cryostorm_run.config.model import _split_mapping, parse_collector_url
 
         try:
             if "://" in value:
@@ -306,7 +306,7 @@ def iter_leaf_names() -> Iterator[str]:
     """Every CRYOSTORM_* variable name the model accepts (for did-you-mean suggestions)."""
     from pydantic import BaseModel
 
-    from cryostorm_run._model import TelemetryModel
+    from cryostorm_run.config.model import TelemetryModel
 
     def walk(model: type[BaseModel], prefix: str) -> Iterator[str]:
         for name, field in model.model_fields.items():

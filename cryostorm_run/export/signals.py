@@ -14,8 +14,9 @@ from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.sdk.trace.sampling import Sampler
 
-from cryostorm_run._runtime import Runtime, SignalRuntime
-from cryostorm_run._sdk import LazySpanExporter, TelemetrySetupError, _Lazy, otlp_factory
+from cryostorm_run.common.runtime import Runtime, SignalRuntime
+from cryostorm_run.export.errors import TelemetrySetupError
+from cryostorm_run.export.otlp import LazySpanExporter, _Lazy, otlp_factory
 
 
 class _Stderr:
@@ -52,7 +53,7 @@ def _memory_spans(_: SignalRuntime) -> Any:
 
 
 def _pretty_spans(_: SignalRuntime) -> Any:
-    from cryostorm_run._pretty import PrettySpanExporter
+    from cryostorm_run.export.pretty import PrettySpanExporter
 
     return PrettySpanExporter()  # writes to sys.stderr, looked up at write time like STDERR
 
@@ -149,7 +150,7 @@ def queued(processor: Any) -> int:
 def _counting_span_processor() -> type:
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-    from cryostorm_run._otlp_encode import preencode
+    from cryostorm_run.export.otlp_encode import preencode
 
     class CountingBatchSpanProcessor(BatchSpanProcessor):
         """Counts the spans the SDK drops when its queue is full (it only logs the first one)."""

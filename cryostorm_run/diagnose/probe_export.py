@@ -9,7 +9,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from cryostorm_run._probe import ProbeFailure, ProbeTarget, remaining
+from cryostorm_run.diagnose.probe_types import ProbeFailure, ProbeTarget, remaining
 
 __all__ = ["grpc_export", "http_export", "make_request"]
 

@@ -76,11 +76,12 @@ def initialize() -> None:
 
 
 def _initialize(started: float) -> None:
-    from cryostorm_run import _diagnostics, _instrument
-    from cryostorm_run._entrypoints import entry_points
+    from cryostorm_run.hook import instrument as _instrument
+    from cryostorm_run.hook import sdk_warnings as _diagnostics
+    from cryostorm_run.hook.entrypoints import entry_points
 
     _diagnostics.install()
-    from cryostorm_run._logbridge import inject_trace_context
+    from cryostorm_run.export.logbridge import inject_trace_context
 
     groups = entry_points(GROUPS)
     # By name, so cryostorm's win over any other installed distro or configurator.
@@ -112,12 +113,12 @@ def _check_versions() -> None:
 
 
 def _register_exit(providers: Any) -> None:
-    from cryostorm_run._sdk import shutdown
+    from cryostorm_run.export.providers import shutdown
 
     flushed_pid: list[int] = []
 
     def flush_at_exit() -> None:
-        from cryostorm_run._sdk import loss_report
+        from cryostorm_run.export.providers import loss_report
 
         if os.getpid() in flushed_pid:  # atexit and a multiprocessing finalizer may both call it
             return
@@ -132,7 +133,7 @@ def _register_exit(providers: Any) -> None:
                      "(raise export_config.max_queue_size, or reduce volume)")
             if counts["failed"]:
                 warn(f"{counts['failed']} {kind} not delivered: the exporter gave up on them (see the errors above)")
-        from cryostorm_run._sdk import REJECTED
+        from cryostorm_run.export.otlp import REJECTED
 
         for kind, count in sorted(REJECTED.items()):
             warn(f"the collector rejected {count} {kind} items in total (partial success; see above)")
@@ -150,7 +151,7 @@ def _register_exit(providers: Any) -> None:
         # gunicorn/celery/multiprocessing workers: the SDK restarts its worker threads and cryostorm's
         # lazy exporters open their own connections; the resource gets this worker's identity.
         try:
-            from cryostorm_run._sdk import reidentify_after_fork
+            from cryostorm_run.export.providers import reidentify_after_fork
 
             reidentify_after_fork(providers)
         except Exception as exc:
@@ -175,7 +176,7 @@ def _register_exit(providers: Any) -> None:
 
         module.worker_process_shutdown.connect(flush, weak=False)
 
-    from cryostorm_run._instrument import FINDER
+    from cryostorm_run.hook.instrument import FINDER
 
     FINDER.install()
     FINDER.when_imported("multiprocessing.util", flush_in_multiprocessing_children)
@@ -196,7 +197,7 @@ def _before_interpreter_shutdown(providers: Any) -> None:
     import concurrent.futures.thread  # noqa: F401  (its exit hook must be registered before ours)
     import threading
 
-    from cryostorm_run._sdk import build_exporters_before_exit
+    from cryostorm_run.export.providers import build_exporters_before_exit
 
     register = getattr(threading, "_register_atexit", None)  # CPython >= 3.9, used by concurrent.futures
     if register is not None:
@@ -210,7 +211,7 @@ def _in_main_thread() -> bool:
 
 
 def _report(providers: Any, elapsed_ms: float) -> None:
-    from cryostorm_run._instrument import STATUS
+    from cryostorm_run.hook.instrument import STATUS
 
     mode = os.environ.get(REPORT_VAR, "line")
     if mode == "quiet":

@@ -138,7 +138,7 @@ def attach(logger_provider: Any, level: int) -> OtelLogHandler:
     _ATTACHED.add(handler)
     logging.root.addHandler(handler)
     logging.basicConfig = _basic_config_without_us
-    from cryostorm_run._instrument import FINDER
+    from cryostorm_run.hook.instrument import FINDER
 
     FINDER.install()
     FINDER.when_imported("celery.signals", functools.partial(_reattach_after_celery_logging, handler))

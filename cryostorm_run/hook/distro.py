@@ -26,8 +26,8 @@ class CryostormConfigurator:
         self._configure(**kwargs)
 
     def _configure(self, **kwargs: Any) -> None:
-        from cryostorm_run._runtime import runtime_from_env
-        from cryostorm_run._sdk import build_providers, install
+        from cryostorm_run.common.runtime import runtime_from_env
+        from cryostorm_run.export.providers import build_providers, install
 
         providers = build_providers(runtime_from_env(os.environ))
         install(providers)
@@ -35,9 +35,9 @@ class CryostormConfigurator:
 
 
 def __getattr__(name: str) -> Any:
-    # `cryostorm_run._distro:CryostormDistro` resolves here on first use (PEP 562).
+    # `cryostorm_run.hook.distro:CryostormDistro` resolves here on first use (PEP 562).
     if name == "CryostormDistro":
-        from cryostorm_run._base_distro import CryostormDistro
+        from cryostorm_run.hook.base_distro import CryostormDistro
 
         return CryostormDistro
     raise AttributeError(name)

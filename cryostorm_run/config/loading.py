@@ -10,10 +10,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from cryostorm_run._advice import Advice, advise
-from cryostorm_run._configfile import read_config_file
-from cryostorm_run._model import TelemetryModel
-from cryostorm_run._sources import (
+from cryostorm_run.config.advice import Advice, advise
+from cryostorm_run.config.configfile import read_config_file
+from cryostorm_run.config.model import TelemetryModel
+from cryostorm_run.config.sources import (
     DEFAULT,
     DELIMITER,
     PREFIX,
@@ -140,7 +140,7 @@ def _missing_packages(settings: TelemetryModel, origins: Mapping[Path_, Origin])
     wanted: list[tuple[Path_, str]] = []
     if settings.propagation.enabled:
         wanted += [(("propagation", "propagator_types"), p.value) for p in settings.propagation.propagator_types]
-    from cryostorm_run._envmap import effective_exporter
+    from cryostorm_run.launch.envmap import effective_exporter
 
     if effective_exporter(settings, "metrics").value == "prometheus":
         path: Path_ = ("metrics", "exporter_type") if settings.metrics.exporter_type else ("exporter_type",)

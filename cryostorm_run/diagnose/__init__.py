@@ -1,0 +1,1 @@
+"""Runs in the launcher only: `check-config --probe` (`probe`, `probe_export`) and `doctor`."""

@@ -1,0 +1,311 @@
+"""Lazy OTLP exporters: built on first export, retried within a budget, partial success reported."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import weakref
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from cryostorm_run.common.runtime import SignalRuntime
+from cryostorm_run.export.errors import TelemetrySetupError
+
+# -- lazy OTLP exporters ------------------------------------------------------------------------
+# The OTLP exporters import grpc/protobuf (~100 ms). They are built on the first export, in the
+# processor's worker thread, so a process that exports nothing never pays for them, and a fork
+# child builds its own channel instead of sharing the parent's (gRPC channels do not survive fork).
+
+_LAZY: weakref.WeakSet[_Lazy] = weakref.WeakSet()
+
+
+class _Lazy:
+    in_flight = 0  # items handed to export() and not yet answered (for the exit report)
+    export_started = 0.0  # monotonic time the current export began (valid while in_flight)
+    failed = 0  # items whose export failed for good (the exporter gave up retrying)
+    handled = 0  # items handed to export() so far (for exact drop accounting)
+    last_ok = True  # the last export succeeded ...
+    last_duration_s = 0.0  # ... and took this long: together, "is the collector keeping up?"
+    building = False  # the first export is building the real exporter (no collector contact yet)
+    direct = False  # the exporter encodes with cryostorm._otlp_encode: spans may be queued pre-encoded
+
+    def __init__(self, factory: Callable[[], Any], retry_budget_s: float = 0.0) -> None:
+        self._factory = factory
+        self._real: Any = None
+        self._lock = threading.Lock()
+        # export_config.timeout_millis: how long one batch may keep being retried while the
+        # collector is unreachable or overloaded (the SDK exporter itself gives up after ~7 s).
+        self.retry_budget_s = retry_budget_s
+        self._stop = threading.Event()
+        _LAZY.add(self)
+
+    def _get(self) -> Any:
+        with self._lock:
+            if self._real is None:
+                self._real = self._factory()
+                if self.direct and getattr(self._real, "cryostorm_direct", False) is not True:
+                    self.direct = False  # only if the pinned exporter's internals were not the expected ones
+                    logging.getLogger("opentelemetry.cryostorm.export").warning(
+                        "the OTLP span exporter could not use cryostorm's encoder; spans already queued "
+                        "encoded may fail to export")
+            return self._real
+
+    def _reset_after_fork(self) -> None:
+        self._lock = threading.Lock()
+        self._real = None  # the parent's channel is not ours: drop it without closing it
+        self._stop = threading.Event()
+        self.__dict__.pop("direct", None)
+        self.handled = self.failed = self.in_flight = 0
+        self.building = False
+
+    def shutdown(self, *args: Any, **kwargs: Any) -> None:
+        self._stop.set()  # a batch being retried stops waiting
+        if self._real is not None:
+            self._real.shutdown(*args, **kwargs)
+
+    def force_flush(self, timeout_millis: float = 30_000) -> bool:
+        return bool(self._real.force_flush(timeout_millis)) if self._real is not None else True
+
+    def _timed(self, batch: Sequence[Any]) -> Any:
+        import time
+
+        self.in_flight = len(batch)
+        self.handled += len(batch)
+        if self._real is None:
+            # The first call builds it (imports grpc): not the collector's time. Under a busy
+            # producer that import alone can take seconds; the collector counts as keeping up.
+            self.building = True
+            try:
+                exporter = self._get()
+            finally:
+                self.building = False
+        else:
+            exporter = self._real
+        started = self.export_started = time.monotonic()
+        result = None
+        try:
+            result = exporter.export(batch)
+            delay = 1.0
+            # A transient failure (collector unreachable, 503/429, UNAVAILABLE) is retried within
+            # the budget: a short outage loses nothing. Meanwhile the collector is "not keeping up",
+            # so the queue stays capped and the program never waits.
+            while (getattr(result, "name", "") != "SUCCESS" and _transient(exporter)
+                   and time.monotonic() - started + delay < self.retry_budget_s):
+                if self._stop.wait(delay):
+                    break
+                delay = min(delay * 2, 5.0)
+                result = exporter.export(batch)
+            return result
+        finally:
+            self.last_duration_s = time.monotonic() - started
+            self.last_ok = getattr(result, "name", "") == "SUCCESS"
+            if not self.last_ok:
+                self.failed += len(batch)
+            self.in_flight = 0
+
+
+class _ExportState:
+    """What the last request of one OTLP exporter ended with (set by the stub/session wrappers)."""
+
+    transient = False  # failed in a way worth retrying: unreachable, UNAVAILABLE, 429/502/503/504
+
+
+def _transient(exporter: Any) -> bool:
+    state = getattr(exporter, "cryostorm_state", None)
+    return bool(getattr(state, "transient", False))
+
+
+def _reset_lazy_after_fork() -> None:
+    for lazy in list(_LAZY):
+        lazy._reset_after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_lazy_after_fork)
+
+
+class LazySpanExporter(_Lazy, SpanExporter):
+    # From the first span on, not only once grpc is imported: spans queued meanwhile would stay
+    # ~11 objects each (for long while the collector is down: a batch is retried for seconds).
+    direct = True
+
+    def export(self, spans: Sequence[Any]) -> SpanExportResult:
+        return self._timed(spans)  # type: ignore[no-any-return]
+
+
+
+def _grpc_kwargs(sig: SignalRuntime) -> dict[str, Any]:
+    import grpc
+
+    kwargs: dict[str, Any] = {
+        "endpoint": sig.endpoint,
+        "headers": dict(sig.headers) or None,
+        "timeout": sig.timeout_s,
+        "compression": grpc.Compression.Gzip if sig.compression == "gzip" else grpc.Compression.NoCompression,
+        "insecure": sig.insecure,
+    }
+    if sig.certificate or sig.client_certificate:
+        def read(path: str | None) -> bytes | None:
+            if path is None:
+                return None
+            with open(path, "rb") as fh:
+                return fh.read()
+
+        kwargs["credentials"] = grpc.ssl_channel_credentials(
+            read(sig.certificate), read(sig.client_key), read(sig.client_certificate)
+        )
+    return {**kwargs, **sig.exporter_args}
+
+
+def _http_kwargs(sig: SignalRuntime) -> dict[str, Any]:
+    from opentelemetry.exporter.otlp.proto.http import Compression
+
+    kwargs: dict[str, Any] = {
+        "endpoint": sig.endpoint,
+        "headers": dict(sig.headers) or None,
+        "timeout": sig.timeout_s,
+        "compression": Compression.Gzip if sig.compression == "gzip" else Compression.NoCompression,
+        "certificate_file": sig.certificate,
+        "client_certificate_file": sig.client_certificate,
+        "client_key_file": sig.client_key,
+    }
+    return {**kwargs, **sig.exporter_args}
+
+
+def otlp_factory(signal: str, sig: SignalRuntime) -> Callable[[], Any]:
+    """A function building the real OTLP exporter of `signal` for the configured transport."""
+    modules = {
+        ("traces", "grpc"): ("opentelemetry.exporter.otlp.proto.grpc.trace_exporter", "OTLPSpanExporter"),
+        ("metrics", "grpc"): ("opentelemetry.exporter.otlp.proto.grpc.metric_exporter", "OTLPMetricExporter"),
+        ("logs", "grpc"): ("opentelemetry.exporter.otlp.proto.grpc._log_exporter", "OTLPLogExporter"),
+        ("traces", "http/protobuf"): ("opentelemetry.exporter.otlp.proto.http.trace_exporter", "OTLPSpanExporter"),
+        ("metrics", "http/protobuf"): ("opentelemetry.exporter.otlp.proto.http.metric_exporter", "OTLPMetricExporter"),
+        ("logs", "http/protobuf"): ("opentelemetry.exporter.otlp.proto.http._log_exporter", "OTLPLogExporter"),
+    }
+    key = (signal, sig.protocol)
+    # The OTLP exporter modules import opentelemetry.sdk._logs, whose import starts a thread pool
+    # (Resource.create). An exporter may have to be built at exit, when Python 3.12 refuses new
+    # threads: import it now (it already is whenever logs are enabled).
+    import opentelemetry.sdk._logs  # noqa: F401
+
+    if key not in modules:
+        raise TelemetrySetupError(f"unknown OTLP protocol {sig.protocol!r}; allowed: grpc, http/protobuf")
+
+    def make() -> Any:
+        import importlib
+
+        module, attr = modules[key]
+        state = _ExportState()
+        if sig.protocol == "grpc":
+            exporter = getattr(importlib.import_module(module), attr)(**_grpc_kwargs(sig))
+            _check_grpc_responses(exporter, signal, state)
+        else:
+            exporter = getattr(importlib.import_module(module), attr)(session=_checked_session(signal, state),
+                                                                      **_http_kwargs(sig))
+        exporter.cryostorm_state = state
+        if signal == "traces":
+            from cryostorm_run.export import otlp_encode as _otlp_encode
+
+            exporter.cryostorm_direct = _otlp_encode.install(exporter, sig.protocol)
+        return exporter
+
+    return make
+
+
+# -- partial success ------------------------------------------------------------------------------
+# A collector may accept a request yet reject part of it (OTLP partial success). The SDK exporters
+# never read the response, so cryostorm does: each rejection is reported on stderr (rate-limited)
+# and counted for the exit report.
+
+REJECTED: dict[str, int] = {}
+_REJECTED_FIELD = {"traces": "rejected_spans", "metrics": "rejected_data_points", "logs": "rejected_log_records"}
+_RESPONSES = {
+    "traces": ("opentelemetry.proto.collector.trace.v1.trace_service_pb2", "ExportTraceServiceResponse"),
+    "metrics": ("opentelemetry.proto.collector.metrics.v1.metrics_service_pb2", "ExportMetricsServiceResponse"),
+    "logs": ("opentelemetry.proto.collector.logs.v1.logs_service_pb2", "ExportLogsServiceResponse"),
+}
+
+
+def report_partial_success(signal: str, response: Any) -> None:
+    partial = getattr(response, "partial_success", None)
+    if partial is None:
+        return
+    rejected = int(getattr(partial, _REJECTED_FIELD[signal], 0))
+    if rejected or partial.error_message:
+        REJECTED[signal] = REJECTED.get(signal, 0) + rejected
+        logging.getLogger("opentelemetry.cryostorm.export").warning(
+            "the collector rejected %d %s of a batch (partial success): %s",
+            rejected, _REJECTED_FIELD[signal].removeprefix("rejected_").replace("_", " "),
+            partial.error_message or "no reason given",
+        )
+
+
+# OTLP's retryable gRPC codes (RESOURCE_EXHAUSTED: the collector is overloaded).
+_TRANSIENT_CODES = {"CANCELLED", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "ABORTED", "OUT_OF_RANGE", "UNAVAILABLE",
+                    "DATA_LOSS"}
+_TRANSIENT_HTTP = {429, 502, 503, 504}
+
+
+class _CheckedStub:
+    def __init__(self, stub: Any, signal: str, state: _ExportState) -> None:
+        self._stub = stub
+        self._signal = signal
+        self._state = state
+
+    def Export(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            response = self._stub.Export(*args, **kwargs)
+        except Exception as error:  # grpc.RpcError: the exporter decides; we note whether to retry later
+            code_of = getattr(error, "code", None)
+            code = code_of() if callable(code_of) else None
+            self._state.transient = getattr(code, "name", "") in _TRANSIENT_CODES
+            raise
+        self._state.transient = False
+        report_partial_success(self._signal, response)
+        return response
+
+
+def _check_grpc_responses(exporter: Any, signal: str, state: _ExportState) -> None:
+    # The exporter rebuilds its stub after UNAVAILABLE, from `_stub`: wrap both (private, guarded).
+    stub_factory = getattr(exporter, "_stub", None)
+    if stub_factory is None or getattr(exporter, "_client", None) is None:
+        return
+    exporter._stub = lambda channel: _CheckedStub(stub_factory(channel), signal, state)
+    exporter._client = _CheckedStub(exporter._client, signal, state)
+
+
+def _checked_session(signal: str, state: _ExportState) -> Any:
+    import importlib
+
+    import requests
+
+    class Session(requests.Session):
+        def request(self, *args: Any, **kwargs: Any) -> Any:
+            try:
+                response = super().request(*args, **kwargs)
+            except requests.RequestException:  # refused, reset, timed out: worth retrying later
+                state.transient = True
+                raise
+            state.transient = response.status_code in _TRANSIENT_HTTP
+            return response
+
+    module, name = _RESPONSES[signal]
+    response_cls = getattr(importlib.import_module(module), name)
+
+    def on_response(response: Any, *args: Any, **kwargs: Any) -> None:
+        if 200 <= response.status_code < 300 and response.content:
+            parsed = response_cls()
+            try:
+                parsed.ParseFromString(response.content)
+            except Exception:  # not protobuf (a proxy's page): nothing to report
+                return
+            report_partial_success(signal, parsed)
+
+    session = Session()
+    session.hooks["response"].append(on_response)
+    return session
+
+
