@@ -353,10 +353,10 @@ def test_the_hooks_own_objects_are_frozen_out_of_full_collections() -> None:
 
 def test_spans_are_queued_encoded_from_the_first_one() -> None:
     # Collector down: nothing has been exported yet (no grpc imported), the queue already holds bytes.
-    script = ("import sys; from opentelemetry import trace; from cryostorm_run.export import signals as _signals\n"
+    script = ("import sys; from opentelemetry import trace; from cryostorm_run.export.batch import BATCH_QUEUES\n"
               "with trace.get_tracer('t').start_as_current_span('first'): pass\n"
-              "[p] = [p for p in _signals.BATCH_PROCESSORS if p.kind == 'spans']\n"
-              "item = p._batch_processor._queue[0]\n"
+              "[p] = [p for p in BATCH_QUEUES if p.kind == 'spans']\n"
+              "item = p.queue[0]\n"
               "print(type(item).__name__, type(item[2]).__name__, 'grpc' in sys.modules)")
     env = {"CRYOSTORM_EXPORTER_TYPE": "otlp", "CRYOSTORM_COLLECTOR": "http://127.0.0.1:9",
            "CRYOSTORM_SERVICE__NAME": "queued", "CRYOSTORM_SHUTDOWN_TIMEOUT_MILLIS": "200"}

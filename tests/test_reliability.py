@@ -240,9 +240,9 @@ def test_a_burst_larger_than_the_queue_is_delivered_whole(otlp_receiver: Receive
 SHED_PROBE = """
 import time
 from opentelemetry import trace
-from cryostorm_run.export import signals as _signals
-[p] = [p for p in _signals.BATCH_PROCESSORS if p.kind == "spans"]
-queue = p._batch_processor._queue
+from cryostorm_run.export.batch import BATCH_QUEUES
+[p] = [p for p in BATCH_QUEUES if p.kind == "spans"]
+queue = p.queue
 tracer = trace.get_tracer("t")
 for _ in range(600):  # one batch goes out: its export is now refused-and-retried, or waiting on the collector
     with tracer.start_as_current_span("warm"):
@@ -253,7 +253,7 @@ for _ in range(30_000):
     with tracer.start_as_current_span("load"):
         pass
     peak = max(peak, len(queue))
-print("peak", peak, "maxlen", queue.maxlen, "keeping_up", _signals.keeping_up(p), flush=True)
+print("peak", peak, "maxlen", p.max_queue_size, "keeping_up", p.keeping_up(), flush=True)
 """
 
 

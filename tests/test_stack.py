@@ -642,8 +642,14 @@ def test_dockerfile_matches_the_stack() -> None:
     user = next(line.split()[1] for line in instructions if line.startswith("USER "))
     assert re.fullmatch(r"[1-9]\d*(:\d+)?", user), "run as a numeric non-root UID"
     assert re.search(r"PYTHONUNBUFFERED=1", text)
-    # The instrumentation packages must follow the opentelemetry-instrumentation pin.
-    pin = re.search(r'"opentelemetry-instrumentation==([^"]+)"', (ROOT / "pyproject.toml").read_text("utf-8"))
-    assert pin is not None
+    # Instrumentations are installed in the same pip call as cryostorm-run, unpinned: the resolver
+    # picks one consistent OpenTelemetry line (a pin from another package's version may not exist).
+    install = text[text.index("RUN pip install"):].split("\n\n")[0]
     for package in ("fastapi", "httpx"):
-        assert f"opentelemetry-instrumentation-{package}=={pin.group(1)}" in text
+        assert re.search(rf"opentelemetry-instrumentation-{package}(\s|$)", install), package
+    assert "==" not in install
+    # Every COPY source exists in the repository (the build context is its root).
+    for line in instructions:
+        if line.startswith("COPY "):
+            for source in line.split()[1:-1]:
+                assert (ROOT / source).exists(), f"{line}: {source} is not in the repository"

@@ -11,6 +11,7 @@ falls back to upstream's rules (and upstream's error: that attribute is skipped 
 from __future__ import annotations
 
 import logging
+import os
 import struct
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -110,6 +111,8 @@ def _attributes(tag: bytes, attributes: Mapping[str, Any] | None) -> list[bytes]
 # -- resource and scope (cached: a handful per process) ------------------------------------------
 
 _RESOURCES: dict[int, tuple[Any, bytes]] = {}
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_RESOURCES.clear)  # a worker's resource carries its own pid
 _SCOPES: dict[int, tuple[Any, bytes]] = {}
 
 
@@ -302,8 +305,15 @@ def http_request(spans: Sequence[Any]) -> Any:
 
 
 def install(exporter: Any, protocol: str) -> bool:
-    """Make this OTLP span exporter encode directly; False when its internals are not the expected ones."""
+    """Make this OTLP span exporter encode directly; False when its internals are not the expected ones.
+
+    One of the places listed in the README ("Private attributes"): feature-detected, and the
+    fallback (False: the exporter encodes itself) is what `_CRYOSTORM_PLAIN_EXPORTERS=1` forces in tests.
+    """
     import sys
+
+    if os.environ.get("_CRYOSTORM_PLAIN_EXPORTERS") == "1":
+        return False
 
     if protocol == "grpc":
         if not callable(getattr(exporter, "_translate_data", None)) or not hasattr(exporter, "_count_data"):

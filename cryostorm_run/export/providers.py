@@ -47,45 +47,63 @@ class Providers:
 
 
 class _Resource(Resource):
-    """A Resource whose hash is computed once.
+    """A Resource that knows which process it describes, and hashes once per process.
 
-    The OTLP encoders group spans by resource, hashing it for every span; the SDK's hash
-    serialises all attributes to JSON each time (~40 % of the encoding cost of a small span
-    here). A resource never changes after construction, so the hash can be kept.
+    Fork: a worker is a new instance with its own pid. Its attributes carry this process's
+    identity (`service.instance.id`, `process.pid`), looked up through the public `attributes`
+    property, so every provider's resource follows a fork on every SDK release without reaching
+    into the providers. Hash: the OTLP encoders group spans by resource, hashing it for every
+    span; the SDK's hash serialises all attributes to JSON each time (~40 % of the encoding cost of
+    a small span here), so it is kept for the life of the process.
     """
 
-    _cached_hash: int | None = None
+    _cryostorm_pid = -1
+    _cryostorm_attributes: dict[str, Any] | None = None
+    _cryostorm_hash: int | None = None
+
+    @property
+    def attributes(self) -> Any:
+        pid = os.getpid()
+        if self._cryostorm_pid != pid or self._cryostorm_attributes is None:
+            current = dict(super().attributes)
+            current.update(_process_identity())
+            self._cryostorm_attributes, self._cryostorm_hash, self._cryostorm_pid = current, None, pid
+        return self._cryostorm_attributes
 
     def __hash__(self) -> int:
-        if self._cached_hash is None:
-            self._cached_hash = super().__hash__()
-        return self._cached_hash
+        attributes = self.attributes  # refreshes the cache after a fork
+        if self._cryostorm_hash is None:
+            import json
+
+            self._cryostorm_hash = hash((json.dumps(attributes, sort_keys=True, default=str), self.schema_url))
+        return self._cryostorm_hash
 
     def __eq__(self, other: object) -> bool:
-        return super().__eq__(other)
+        if not isinstance(other, Resource):
+            return NotImplemented
+        return dict(self.attributes) == dict(other.attributes) and self.schema_url == other.schema_url
 
     def merge(self, other: Resource) -> Resource:
-        # The SDK merges at fork (`_update_resource`): keep the cached hash in workers too.
-        merged = super().merge(other)
+        merged = super().merge(other)  # the SDK merges at fork on some releases: stay a _Resource
         return _Resource(merged.attributes, merged.schema_url)
 
 
+_IDENTITY: tuple[int, dict[str, Any]] = (-1, {})
+
+
 def _process_identity() -> dict[str, Any]:
-    return {"service.instance.id": str(uuid.uuid4()), "process.pid": os.getpid()}
+    """This process's identity, one per pid: the same on every signal's resource."""
+    global _IDENTITY
+    pid = os.getpid()
+    if _IDENTITY[0] != pid:
+        _IDENTITY = (pid, {"service.instance.id": str(uuid.uuid4()), "process.pid": pid})
+    return _IDENTITY[1]
 
 
 def reidentify_after_fork(p: Providers) -> None:
-    """A forked worker is a new instance with its own pid, on every signal.
-
-    Runs after the SDK's own fork handlers (registered later), which have already merged a
-    fresh process-dependent resource into each provider: this merge wins, with one identity.
-    """
-    identity = Resource(_process_identity())
-    for provider in (p.tracer_provider, p.meter_provider, p.logger_provider):
-        update = getattr(provider, "_update_resource", None)
-        if update is not None:
-            update(identity)
-    p.resource = p.resource.merge(identity)
+    """A forked worker is a new instance with its own pid, on every signal (see `_Resource`)."""
+    _process_identity()
+    p.resource.attributes  # noqa: B018  # computed now, in the child, not on the first export
 
 
 def build_resource(rt: Runtime) -> Resource:
@@ -189,10 +207,10 @@ def build_exporters_before_exit(p: Providers) -> None:
     """
     import threading
 
-    from cryostorm_run.export.signals import BATCH_PROCESSORS
+    from cryostorm_run.export.batch import BATCH_QUEUES
 
-    produced = any(getattr(proc, "seen", 0) for proc in list(BATCH_PROCESSORS))
-    produced = produced or bool(getattr(p.meter_provider, "_meters", None))
+    produced = any(batch.seen for batch in list(BATCH_QUEUES))
+    produced = produced or bool(getattr(p.meter_provider, "used", False))
     others_running = any(t.is_alive() and not t.daemon for t in threading.enumerate()
                          if t is not threading.main_thread())
     if produced or others_running:
@@ -204,17 +222,16 @@ def build_exporters_before_exit(p: Providers) -> None:
 
 
 def loss_report() -> dict[str, dict[str, int]]:
-    """Per kind of item: dropped (queue full), still queued, and being exported right now."""
-    from cryostorm_run.export.signals import BATCH_PROCESSORS, dropped, queued
+    """Per kind of item: dropped (queue full or shed), failed, still queued, being exported right now."""
+    from cryostorm_run.export.batch import BATCH_QUEUES
 
     report: dict[str, dict[str, int]] = {}
-    for processor in list(BATCH_PROCESSORS):
-        entry = report.setdefault(processor.kind, {"dropped": 0, "failed": 0, "queued": 0, "in_flight": 0})
-        entry["dropped"] += dropped(processor)
-        entry["queued"] += queued(processor)
-        exporter = getattr(getattr(processor, "_batch_processor", None), "_exporter", None)
-        entry["in_flight"] += getattr(exporter, "in_flight", 0)
-        entry["failed"] += getattr(exporter, "failed", 0)
+    for batch in list(BATCH_QUEUES):
+        entry = report.setdefault(batch.kind, {"dropped": 0, "failed": 0, "queued": 0, "in_flight": 0})
+        entry["dropped"] += batch.dropped
+        entry["queued"] += len(batch.queue)
+        entry["in_flight"] += batch.in_flight
+        entry["failed"] += batch.failed
     return report
 
 
@@ -247,14 +264,14 @@ def shutdown(p: Providers, timeout_s: float | None = None) -> bool:
 
 
 def _shutdown_inline(p: Providers, timeout: float) -> bool:
-    """The same shutdown without a thread of our own, bounded through the SDK's own timeouts.
+    """The same shutdown without a thread of our own, bounded through the queues' own deadlines.
 
-    Batch processors are shut down first with the remaining time: each joins its worker (which
-    makes the last export) for at most that long, then tells the exporter to stop retrying.
+    Batch queues are shut down first with the remaining time: each joins its worker (which makes
+    the last export) or drains in this thread for at most that long.
     """
     import time
 
-    from cryostorm_run.export.signals import BATCH_PROCESSORS
+    from cryostorm_run.export.batch import BATCH_QUEUES
 
     deadline = time.monotonic() + timeout
 
@@ -266,19 +283,13 @@ def _shutdown_inline(p: Providers, timeout: float) -> bool:
 
         detach(p.log_handler)
     try:
-        for processor in list(BATCH_PROCESSORS):
-            batch = getattr(processor, "_batch_processor", None)
-            if batch is not None:
-                batch.shutdown(timeout_millis=remaining_ms())
+        for batch in list(BATCH_QUEUES):
+            batch.shutdown(timeout_millis=remaining_ms())
         if p.meter_provider is not None and remaining_ms() > 0:  # out of time: reported by the caller
             p.meter_provider.shutdown(timeout_millis=remaining_ms())
-        for provider in (p.tracer_provider, p.logger_provider):  # their batch processors are done
+        for provider in (p.tracer_provider, p.logger_provider):  # their batch queues are done
             if provider is not None:
                 provider.shutdown()
     except Exception as exc:  # one broken exporter must not stop the program's exit
         print(f"cryostorm: telemetry shutdown error: {exc}", file=sys.stderr)
-    return time.monotonic() < deadline and all(
-        not getattr(getattr(proc, "_batch_processor", None), "_worker_thread", None)
-        or not proc._batch_processor._worker_thread.is_alive()
-        for proc in list(BATCH_PROCESSORS)
-    )
+    return time.monotonic() < deadline and all(batch.stopped for batch in list(BATCH_QUEUES))

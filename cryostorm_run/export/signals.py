@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
-import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -15,6 +13,7 @@ from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.sdk.trace.sampling import Sampler
 
 from cryostorm_run.common.runtime import Runtime, SignalRuntime
+from cryostorm_run.export.batch import BatchQueue, log_batch_processor, span_batch_processor
 from cryostorm_run.export.errors import TelemetrySetupError
 from cryostorm_run.export.otlp import LazySpanExporter, _Lazy, otlp_factory
 
@@ -66,137 +65,18 @@ SPAN_EXPORTERS: dict[str, Callable[[SignalRuntime], Any]] = {
 }
 
 
-# Batch processors of this process, for the exit report (what was dropped, what is still queued).
-BATCH_PROCESSORS: weakref.WeakSet[Any] = weakref.WeakSet()
-
-
-def _queue_full(processor: Any) -> bool:
-    queue = getattr(getattr(processor, "_batch_processor", None), "_queue", None)
-    return queue is not None and queue.maxlen is not None and len(queue) >= queue.maxlen
-
-
-# A collector that answers a batch within this is "keeping up": a full queue is a burst, worth a
-# short wait. A slow or failing one never makes the program wait (its latency comes first).
-FAST_EXPORT_S = 0.25
-
-
-# While the collector is failing or slow, at most this share of max_queue_size stays queued: a
-# queue of 16k spans the collector cannot take only costs the program memory and garbage-
-# collection pauses (measured: p99 x2.5 with a full 16k queue, unchanged with 2k).
-KEEP_WHILE_FAILING = 8
-
-
-def keeping_up(processor: Any) -> bool:
-    """Is the collector answering, and fast? (Unknown exporters, e.g. console: yes.)"""
-    import time
-
-    exporter = getattr(getattr(processor, "_batch_processor", None), "_exporter", None)
-    if getattr(exporter, "building", False):
-        return True  # importing grpc for the first export: nothing known about the collector yet
-    if not getattr(exporter, "last_ok", True) or getattr(exporter, "last_duration_s", 0.0) > FAST_EXPORT_S:
-        return False
-    # An export still running past the threshold (a refused gRPC export retries for seconds).
-    return not (getattr(exporter, "in_flight", 0)
-                and time.monotonic() - getattr(exporter, "export_started", 0.0) > FAST_EXPORT_S)
-
-
-def wait_for_room(processor: Any, max_block_s: float) -> bool:
-    """Backpressure for bursts: True once the queue has room, False if it stays full."""
-    if max_block_s <= 0 or not keeping_up(processor):
-        return False
-    import time
-
-    deadline = time.monotonic() + max_block_s
-    while _queue_full(processor):
-        if time.monotonic() >= deadline or not keeping_up(processor):
-            return False
-        time.sleep(0.0005)  # releases the GIL: the exporter thread drains the queue meanwhile
-    return True
-
-
-def shed_while_failing(processor: Any, queue: Any) -> bool:
-    """True when this item should be dropped because the collector is not keeping up."""
-    return bool(queue.maxlen) and len(queue) >= queue.maxlen // KEEP_WHILE_FAILING and not keeping_up(processor)
-
-
-def dropped(processor: Any) -> int:
-    """Items this processor lost to a full queue or shed while the collector was not keeping up.
-
-    Exact when the exporter counts what it was handed (cryostorm's OTLP exporters): whatever
-    entered the SDK's queue and was neither handed over nor is still queued was pushed out.
-    """
-    exporter = getattr(getattr(processor, "_batch_processor", None), "_exporter", None)
-    handled = getattr(exporter, "handled", None)
-    if handled is None:
-        return int(processor.shed + processor.overflow_estimate)
-    return int(processor.shed + max(0, processor.entered - handled - queued(processor)))
-
-
-def _reset_counts_after_fork() -> None:
-    # The child starts with an empty queue (the SDK clears it): count from zero too.
-    for processor in list(BATCH_PROCESSORS):
-        processor.seen = processor.entered = processor.shed = processor.overflow_estimate = 0
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reset_counts_after_fork)
-
-
-def queued(processor: Any) -> int:
-    queue = getattr(getattr(processor, "_batch_processor", None), "_queue", None)
-    return len(queue) if queue is not None else 0
-
-
-def _counting_span_processor() -> type:
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor
-
-    from cryostorm_run.export.otlp_encode import preencode
-
-    class CountingBatchSpanProcessor(BatchSpanProcessor):
-        """Counts the spans the SDK drops when its queue is full (it only logs the first one)."""
-
-        kind = "spans"
-        seen = entered = shed = overflow_estimate = 0
-        max_block_s = 0.0
-
-        def on_end(self, span: Any) -> None:
-            # Hot path (every span): one length check unless the queue is (nearly) full.
-            self.seen += 1
-            if span.context is None or not span.context.trace_flags.sampled:
-                return
-            queue = self._batch_processor._queue  # cleared, never replaced, after fork
-            if len(queue) >= (queue.maxlen or 0) // KEEP_WHILE_FAILING:
-                if shed_while_failing(self, queue):
-                    self.shed += 1
-                    return
-                if len(queue) >= (queue.maxlen or 0) and not wait_for_room(self, self.max_block_s):
-                    self.overflow_estimate += 1
-            self.entered += 1
-            if getattr(self._batch_processor._exporter, "direct", False):
-                # Queued as bytes; on an encoding error, as is (the exporter's fallback reports it).
-                with contextlib.suppress(Exception):
-                    span = preencode(span)
-            self._batch_processor.emit(span)  # BatchSpanProcessor.on_end, its sampled check done above
-
-    return CountingBatchSpanProcessor
-
-
 def span_processor(sig: SignalRuntime, exporter: Any) -> SpanProcessor:
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
     if sig.processor == "simple":
         return SimpleSpanProcessor(exporter)
+    from cryostorm_run.export.otlp_encode import preencode
+
     b = sig.batch
-    processor: SpanProcessor = _counting_span_processor()(
-        exporter,
-        max_queue_size=b.max_queue_size,
-        schedule_delay_millis=b.schedule_delay_ms,
-        max_export_batch_size=b.max_export_batch_size,
-        export_timeout_millis=b.export_timeout_ms,
-        **sig.processor_args,
-    )
-    processor.max_block_s = b.max_block_ms / 1000  # type: ignore[attr-defined]
-    BATCH_PROCESSORS.add(processor)
+    queue = BatchQueue(exporter, "spans", max_queue_size=b.max_queue_size, schedule_delay_ms=b.schedule_delay_ms,
+                       max_export_batch_size=b.max_export_batch_size, export_timeout_ms=b.export_timeout_ms,
+                       max_block_s=b.max_block_ms / 1000)
+    processor: SpanProcessor = span_batch_processor(queue, preencode)
     return processor
 
 
@@ -252,7 +132,6 @@ def _console_metrics(rt: Runtime) -> Any:
 
 
 def _otlp_metrics(rt: Runtime) -> Any:
-    import os
 
     if os.environ.get("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "cumulative").lower() != "cumulative":
         return _periodic(rt, otlp_factory("metrics", rt.metrics)())  # the real exporter knows the preference
@@ -272,7 +151,7 @@ def _prometheus_metrics(rt: Runtime) -> Any:
     except ImportError:
         raise TelemetrySetupError(
             "metrics exporter 'prometheus' needs opentelemetry-exporter-prometheus: "
-            "pip install opentelemetry-exporter-prometheus==0.66b2"
+            "pip install opentelemetry-exporter-prometheus"
         ) from None
     start_http_server(port=rt.prometheus_port, addr=rt.prometheus_host)
     return PrometheusMetricReader()
@@ -296,7 +175,14 @@ def build_meter_provider(rt: Runtime, resource: Resource, outputs: dict[str, Any
     reader = METRIC_READERS[rt.metrics.exporter](rt)
     if outputs is not None:
         outputs["metrics"] = reader
-    return MeterProvider(resource=resource, metric_readers=[reader], shutdown_on_exit=False)
+    class CryostormMeterProvider(MeterProvider):
+        used = False  # a meter was asked for: there may be metrics to export at exit
+
+        def get_meter(self, *args: Any, **kwargs: Any) -> Any:
+            self.used = True
+            return super().get_meter(*args, **kwargs)
+
+    return CryostormMeterProvider(resource=resource, metric_readers=[reader], shutdown_on_exit=False)
 
 
 # -- logs ----------------------------------------------------------------------------------------
@@ -332,45 +218,16 @@ LOG_EXPORTERS: dict[str, Callable[[SignalRuntime], Any]] = {
 }
 
 
-def _counting_log_processor() -> type:
-    from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
-
-    class CountingBatchLogRecordProcessor(BatchLogRecordProcessor):
-        kind = "log records"
-        seen = entered = shed = overflow_estimate = 0
-        max_block_s = 0.0
-
-        def on_emit(self, log_record: Any) -> None:
-            self.seen += 1
-            queue = self._batch_processor._queue
-            if shed_while_failing(self, queue):
-                self.shed += 1
-                return
-            if _queue_full(self) and not wait_for_room(self, self.max_block_s):
-                self.overflow_estimate += 1
-            self.entered += 1
-            super().on_emit(log_record)
-
-    return CountingBatchLogRecordProcessor
-
-
 def log_processor(sig: SignalRuntime, exporter: Any) -> Any:
     from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
 
     if sig.processor == "simple":
         return SimpleLogRecordProcessor(exporter)
     b = sig.batch
-    processor = _counting_log_processor()(
-        exporter,
-        schedule_delay_millis=b.schedule_delay_ms,
-        max_export_batch_size=b.max_export_batch_size,
-        export_timeout_millis=b.export_timeout_ms,
-        max_queue_size=b.max_queue_size,
-        **sig.processor_args,
-    )
-    processor.max_block_s = b.max_block_ms / 1000
-    BATCH_PROCESSORS.add(processor)
-    return processor
+    queue = BatchQueue(exporter, "log records", max_queue_size=b.max_queue_size,
+                       schedule_delay_ms=b.schedule_delay_ms, max_export_batch_size=b.max_export_batch_size,
+                       export_timeout_ms=b.export_timeout_ms, max_block_s=b.max_block_ms / 1000)
+    return log_batch_processor(queue)
 
 
 def build_logger_provider(rt: Runtime, resource: Resource, outputs: dict[str, Any] | None = None) -> Any:
