@@ -197,12 +197,15 @@ def test_users_sitecustomize_that_raises(tmp_path: Path) -> None:
 def test_opentelemetry_version_mismatch_is_one_line(tmp_path: Path) -> None:
     fake = tmp_path / "opentelemetry" / "version"
     fake.mkdir(parents=True)
-    (fake / "__init__.py").write_text('__version__ = "1.44.0"\n')
+    from importlib.metadata import version
+
+    sdk = version("opentelemetry-sdk")  # the line this suite runs on
+    (fake / "__init__.py").write_text('__version__ = "1.39.0"\n')
     result = run_launcher(["--quiet", "--", PYTHON, "-c", "print('ran')"], env={"PYTHONPATH": str(tmp_path)})
     assert (result.returncode, result.stdout) == (0, "ran\n")
     assert result.stderr.splitlines() == [
-        "cryostorm: OpenTelemetry packages disagree: opentelemetry-api 1.44.0, opentelemetry-sdk 1.45.2; install one "
-        "release of both (pip install 'opentelemetry-api==1.45.2' 'opentelemetry-sdk==1.45.2')"]
+        f"cryostorm: OpenTelemetry packages disagree: opentelemetry-api 1.39.0, opentelemetry-sdk {sdk}; install one "
+        f"release of both (pip install 'opentelemetry-api=={sdk}' 'opentelemetry-sdk=={sdk}')"]
 
 
 def test_memory_stays_bounded_when_the_collector_is_down() -> None:

@@ -316,7 +316,8 @@ def install(exporter: Any, protocol: str) -> bool:
         return False
 
     if protocol == "grpc":
-        if not callable(getattr(exporter, "_translate_data", None)) or not hasattr(exporter, "_count_data"):
+        # `_translate_data` since 1.x (checked 1.40-1.45); `_count_data` (1.4x) only counts len(data).
+        if not callable(getattr(exporter, "_translate_data", None)):
             return False
         exporter._translate_data = grpc_request
         return True

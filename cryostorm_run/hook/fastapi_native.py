@@ -77,7 +77,7 @@ def configure(operations: bool, urls: str) -> None:
         config.setdefault("operation_spans", operations)
         if exclude is not None and config.get("exclude") is None:
             config["exclude"] = exclude
-        original(self, *args, telemetry=config, **kwargs)  # type: ignore[arg-type]
+        original(self, *args, telemetry=config, **kwargs)  # type: ignore[arg-type,unused-ignore]
 
-    __init__._cryostorm_native = True  # type: ignore[attr-defined]
+    __init__._cryostorm_native = True  # type: ignore[attr-defined,unused-ignore]
     cls.__init__ = __init__  # type: ignore[method-assign]
