@@ -11,7 +11,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from cryostorm_run._version import __version__
-from cryostorm_run.cli._common import EXIT_USAGE, FLAGS, boundary, load, overrides_from
+from cryostorm_run.cli._common import EXIT_USAGE, FLAGS, UsageError, boundary, load, overrides_from
 
 EXIT_PROBE_FAILED = 3  # check-config --probe: an endpoint cannot be reached or refused the export
 
@@ -138,8 +138,10 @@ def print_env(
     service_name: ServiceName = None,
     exporter: Exporter = None,
     endpoint: Endpoint = None,
-    fmt: Annotated[str, typer.Option("--format", help="shell (safe to eval), dotenv, json, docker (-e flags) or "
-                                     "k8s (a container's env: list); docker and k8s leave out PYTHONPATH")] = "shell",
+    fmt: Annotated[str, typer.Option("--format", help="shell (safe to eval), dotenv (for a shell's "
+                                     "`set -a; . FILE` and python-dotenv), json, docker (a docker run --env-file) "
+                                     "or k8s (a container's env: list); docker and k8s leave out PYTHONPATH"
+                                     )] = "shell",
     show_secrets: Annotated[bool, typer.Option("--show-secrets", help="Print header values in clear.")] = False,
     debug: Debug = False,
 ) -> None:
@@ -148,7 +150,14 @@ def print_env(
     def run() -> int:
         from cryostorm_run.config.loading import ConfigError
         from cryostorm_run.config.sources import Problem
-        from cryostorm_run.launch.envformat import FORMATS, EnvLine, render_env, row_source
+        from cryostorm_run.launch.envformat import (
+            FORMATS,
+            OTHER_FORMATS,
+            EnvLine,
+            Unrepresentable,
+            render_env,
+            row_source,
+        )
         from cryostorm_run.launch.envmap import env_rows
         from cryostorm_run.launch.plan import _pythonpath, hook_dir
 
@@ -159,7 +168,14 @@ def print_env(
                          row_source(r.setting, loaded.origins)) for r in env_rows(loaded.settings)]
         pythonpath = _pythonpath(str(hook_dir()), os.environ.get("PYTHONPATH"))
         lines.append(EnvLine("PYTHONPATH", pythonpath, "cryostorm's hook directory, then your PYTHONPATH"))
-        sys.stdout.write(render_env(lines, fmt))
+        try:
+            text = render_env(lines, fmt)
+        except Unrepresentable as exc:
+            line = exc.line
+            raise UsageError([Problem(f"{line.name} ({line.source})", line.value, exc.reason,
+                                      f"use --format {OTHER_FORMATS[fmt]}")],
+                             f"--format {fmt} cannot hold this value") from None
+        sys.stdout.write(text)
         return 0
 
     boundary(run, debug)

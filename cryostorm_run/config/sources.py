@@ -49,12 +49,25 @@ class Entry:
 
 @dataclass(frozen=True)
 class Problem:
-    """One invalid input: the name as written, the value (already masked if secret), what is wrong."""
+    """One invalid input: the name as written, the value (already masked if secret), what is wrong.
+
+    Everything is made safe to show on a terminal here, once for every message: secrets in URLs
+    masked, control characters escaped, long values shortened (see `common.shown`).
+    """
 
     name: str
     value: str | None
     message: str
     hint: str = ""
+
+    def __post_init__(self) -> None:
+        from cryostorm_run.common.shown import clean, printable
+
+        object.__setattr__(self, "name", printable(self.name, 200))
+        if self.value is not None:
+            object.__setattr__(self, "value", printable(self.value))
+        object.__setattr__(self, "message", clean(self.message, 500))
+        object.__setattr__(self, "hint", clean(self.hint, 500))
 
 
 class SourceError(ValueError):
