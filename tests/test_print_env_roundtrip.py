@@ -37,7 +37,9 @@ EXAMPLES = settings(max_examples=80, deadline=None, suppress_health_check=[Healt
 
 
 def print_env(fmt: str, value: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(app, ["print-env", "--format", fmt], env={"CRYOSTORM_SERVICE__NAME": value})
+    # --show-secrets: a value that looks like `user:password@host` would be masked otherwise.
+    result = CliRunner().invoke(app, ["print-env", "--format", fmt, "--show-secrets"],
+                                env={"CRYOSTORM_SERVICE__NAME": value})
     # click's Result.stdout turns \r\n into \n: read the bytes the command wrote.
     return result.exit_code, result.stdout_bytes.decode(), result.stderr
 

@@ -56,6 +56,7 @@ def flatten(value: Any, prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, .
 
 def effective_rows(loaded: Any) -> list[dict[str, Any]]:
     """Every effective setting: dotted name, shown value (secrets masked), source."""
+    from cryostorm_run.common.shown import mask_url
     from cryostorm_run.config.sources import is_secret_path
 
     data = loaded.settings.model_dump(mode="json")
@@ -64,6 +65,8 @@ def effective_rows(loaded: Any) -> list[dict[str, Any]]:
         shown = "****" if is_secret_path(path) and len(path) > 2 else raw
         if isinstance(shown, (list, dict)):
             shown = json.dumps(shown)
+        if isinstance(shown, str):
+            shown = mask_url(shown)  # user:password@ and ?token= of any URL-like value
         rows.append({"setting": ".".join(path), "value": shown, "source": loaded.origin(path).describe()})
     return rows
 
@@ -105,9 +108,11 @@ def check_config(
         for warning in loaded.warnings:
             sys.stderr.write(f"cryostorm-run: warning: {warning}\n")
         if results is not None and not as_json:
+            from cryostorm_run.common.shown import clean
             from cryostorm_run.diagnose.probe import render_results
 
-            sys.stderr.write(render_results(results, probe_timeout))
+            text = render_results(results, probe_timeout)
+            sys.stderr.write(clean(text, len(text)))
         if strict and loaded.warnings:
             count = len(loaded.warnings)
             sys.stderr.write(f"cryostorm-run: --strict: {count} warning{'s' if count != 1 else ''} "
@@ -122,12 +127,16 @@ def check_config(
 
 def _print_table(rows: list[dict[str, Any]]) -> None:
     from rich.table import Table
+    from rich.text import Text
+
+    from cryostorm_run.common.shown import printable
 
     table = Table(title="cryostorm settings (valid)", title_justify="left")
     for column in ("setting", "value", "source"):
         table.add_column(column)
     for row in rows:
-        table.add_row(row["setting"], str(row["value"]), row["source"])
+        # Text, not markup: a value holding "[/x]" is shown, never parsed; control characters escaped.
+        table.add_row(Text(row["setting"]), Text(printable(row["value"], 80)), Text(printable(row["source"], 200)))
     _stderr_console().print(table)
 
 
@@ -142,7 +151,8 @@ def print_env(
                                      "`set -a; . FILE` and python-dotenv), json, docker (a docker run --env-file) "
                                      "or k8s (a container's env: list); docker and k8s leave out PYTHONPATH"
                                      )] = "shell",
-    show_secrets: Annotated[bool, typer.Option("--show-secrets", help="Print header values in clear.")] = False,
+    show_secrets: Annotated[bool, typer.Option("--show-secrets",
+                                               help="Print header values and URL credentials in clear.")] = False,
     debug: Debug = False,
 ) -> None:
     """Print the OTEL_* (and PYTHONPATH) environment the program would get, and where each value came from."""
@@ -164,8 +174,15 @@ def print_env(
         if fmt not in FORMATS:
             raise ConfigError([Problem("--format", fmt, "unknown format", f"allowed: {', '.join(FORMATS)}")])
         loaded = _load(env_file, assignments, service_name, exporter, endpoint)
-        lines = [EnvLine(r.name, "****" if r.secret and not show_secrets else r.value,
-                         row_source(r.setting, loaded.origins)) for r in env_rows(loaded.settings)]
+        from cryostorm_run.common.shown import mask_url
+
+        def shown(secret: bool, value: str) -> str:
+            if show_secrets:
+                return value
+            return "****" if secret else mask_url(value)  # user:password@ and ?token= of a URL too
+
+        lines = [EnvLine(r.name, shown(r.secret, r.value), row_source(r.setting, loaded.origins))
+                 for r in env_rows(loaded.settings)]
         pythonpath = _pythonpath(str(hook_dir()), os.environ.get("PYTHONPATH"))
         lines.append(EnvLine("PYTHONPATH", pythonpath, "cryostorm's hook directory, then your PYTHONPATH"))
         try:
@@ -203,7 +220,10 @@ def doctor(
                         for f in report.findings]
             sys.stdout.write(json.dumps({"healthy": not report.problems, "findings": findings}, indent=2) + "\n")
         else:
-            sys.stderr.write(render_report(report))
+            from cryostorm_run.common.shown import clean
+
+            text = render_report(report)
+            sys.stderr.write(clean(text, len(text)))
         return 1 if report.problems else 0
 
     boundary(run, debug)

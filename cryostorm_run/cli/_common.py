@@ -54,7 +54,10 @@ def render_problems(problems: Sequence[Problem], title: str = "invalid configura
 
 
 def fail(message: str, code: int) -> NoReturn:
-    sys.stderr.write(message.rstrip("\n") + "\n")
+    from cryostorm_run.common.shown import clean
+
+    # Every message may quote what the user typed: URL secrets masked, control characters escaped.
+    sys.stderr.write(clean(message.rstrip("\n"), len(message)) + "\n")
     sys.stderr.flush()
     raise SystemExit(code)
 
@@ -78,9 +81,14 @@ def boundary(func: Callable[[], int | None], debug: bool) -> NoReturn:
         raise
     except Exception as exc:
         if debug:
-            sys.stderr.write(_mask_text(traceback.format_exc()))
+            from cryostorm_run.common.shown import clean
+
+            text = _mask_text(traceback.format_exc())
+            sys.stderr.write(clean(text, len(text)))
         else:
-            exc_text = _mask_text(f"{type(exc).__name__}: {exc}")
+            from cryostorm_run.common.shown import printable
+
+            exc_text = printable(_mask_text(f"{type(exc).__name__}: {exc}"), 500)
             fail(f"cryostorm-run: internal error: {exc_text} (run with --debug for the traceback)", EXIT_RUNTIME)
         raise SystemExit(EXIT_RUNTIME) from None
     raise SystemExit(code or EXIT_OK)
