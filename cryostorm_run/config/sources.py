@@ -6,6 +6,7 @@ Every reader yields `Entry` objects: a path into the settings model, the raw val
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,10 +116,14 @@ def _to(path: Path_) -> Converter:
 def _seconds_to_millis(path: Path_) -> Converter:
     # The Python SDK reads OTEL_EXPORTER_OTLP_TIMEOUT in seconds (the spec says milliseconds).
     def convert(raw: str) -> list[tuple[Path_, Any]]:
+        from cryostorm_run.config.model import MAX_MILLIS
+
         try:
             seconds = float(raw)
         except ValueError:
-            raise ValueError(f"expected a number of seconds, got {raw!r}") from None
+            raise ValueError("expected a number of seconds, e.g. 10") from None
+        if not math.isfinite(seconds) or seconds > MAX_MILLIS / 1000:
+            raise ValueError(f"expected a number of seconds up to {MAX_MILLIS // 1000} (one day)")
         return [(path, round(seconds * 1000))]
 
     return convert
@@ -251,7 +256,11 @@ def read_env_file(path: Path) -> list[Entry]:
     """Entries from a dotenv file: its CRYOSTORM_* lines outrank its OTEL_* lines."""
     from dotenv import dotenv_values
 
-    if not path.is_file():
+    try:
+        found = path.is_file()
+    except OSError as exc:  # e.g. a name over 255 characters (ENAMETOOLONG)
+        raise SourceError([Problem("--env-file", str(path), f"cannot use this path: {exc.strerror}")]) from None
+    if not found:
         raise SourceError([Problem("--env-file", str(path), "no such file", "check the path")])
     try:
         values = {k: v or "" for k, v in dotenv_values(path).items()}
