@@ -83,7 +83,7 @@ def env_name(path: str) -> str:
 
 URLS = st.sampled_from(["collector:4317", "ftp://x:1", "http://bad host:4317", "http://x:99999",
                         "http://x:4317/?q=1", "\udcff://x", "http://:4317", "http://u:pw@x:99999/?token=t",
-                        "http://x\x1b[2J:4317", "http://" + "h" * 70_000 + ":4317"])
+                        "http://x\x1b[2J:4317", "http://" + "h" * 70_000 + ":99999"])
 REFUSABLE = {p: s for p in leaf_settings() if (s := invalid_values(p)) is not None}
 REFUSABLE.update({p: URLS for p in ("collector", "tracing.collector", "metrics.collector", "logging.collector")})
 OTEL_BAD = {
