@@ -42,7 +42,9 @@ def _core(annotation: Any) -> Any:
     return annotation
 
 
-GARBAGE = st.sampled_from(["", "abc", "1e999x", "\udcff\udcfe", "0x10", "--", "nan", "🙂", "1,2", "{]"])
+GARBAGE = st.sampled_from(["", "abc", "1e999x", "\udcff\udcfe", "0x10", "--", "nan", "🙂", "1,2", "{]", "\x1b[2J\x07",
+                          "inf", "1e309"])
+LONG_PATHS = ["/" + "a" * 300, "a" * 256 + "/ca.pem", "/tmp/" + "b" * 255 + "/c"]  # over NAME_MAX: ENAMETOOLONG
 HUGE = st.just("9" * 5000)
 
 
@@ -61,13 +63,13 @@ def invalid_values(path: str) -> st.SearchStrategy[str] | None:  # noqa: PLR0911
     if core in (int, float):
         below = [str(bounds["gt"]), str(bounds["gt"] - 1)] if "gt" in bounds else []
         below += [str(bounds["ge"] - 1)] if "ge" in bounds else []
-        above = [str(bounds["le"] + 1), "1e308"] if "le" in bounds else []
+        above = [str(bounds["le"] + 1), "1e308", "10000000000000", "inf"] if "le" in bounds else []
         return st.sampled_from([*below, *above, "abc", "1.5.2", "\udcff", "", "12abc"]) | HUGE.filter(
             lambda _: core is int and "le" in bounds)
     if path.endswith("collector.host"):
         return st.sampled_from(["collector:4317", "bad host", "http://x", "-x-", "\udcff"])
     if path.endswith(("_file",)):
-        return st.sampled_from(["/no/such/ca.pem", "/", "\udcff"])
+        return st.sampled_from(["/no/such/ca.pem", "/", "\udcff", *LONG_PATHS])
     if path.endswith(("headers", "additional_attributes", "_args")):
         return st.sampled_from(["novalue", "=v", ",=,", "bad header=x" if "headers" in path else "k"])
     if path in ("service.name", "service.version"):
@@ -80,14 +82,20 @@ def env_name(path: str) -> str:
 
 
 URLS = st.sampled_from(["collector:4317", "ftp://x:1", "http://bad host:4317", "http://x:99999",
-                        "http://x:4317/?q=1", "\udcff://x", "http://:4317"])
+                        "http://x:4317/?q=1", "\udcff://x", "http://:4317", "http://u:pw@x:99999/?token=t",
+                        "http://x\x1b[2J:4317", "http://" + "h" * 70_000 + ":99999"])
 REFUSABLE = {p: s for p in leaf_settings() if (s := invalid_values(p)) is not None}
 REFUSABLE.update({p: URLS for p in ("collector", "tracing.collector", "metrics.collector", "logging.collector")})
 OTEL_BAD = {
     "OTEL_TRACES_SAMPLER": st.sampled_from(["bogus", "always", "\udcff"]),
     "OTEL_TRACES_SAMPLER_ARG": st.sampled_from(["2", "-0.1", "half"]),
     "OTEL_EXPORTER_OTLP_ENDPOINT": st.sampled_from(["collector:4317", "grpc://x"]),
-    "OTEL_EXPORTER_OTLP_TIMEOUT": st.sampled_from(["soon", "-1", "0"]),
+    "OTEL_EXPORTER_OTLP_TIMEOUT": st.sampled_from(["soon", "-1", "0", "inf", "-inf", "nan", "1e309", "86401",
+                                                   "10000000000000"]),
+    "OTEL_BSP_EXPORT_TIMEOUT": st.sampled_from(["86400001", "1e309", "inf", "10000000000000"]),
+    "OTEL_METRIC_EXPORT_TIMEOUT": st.sampled_from(["86400001", "99999999999999999999"]),
+    "OTEL_EXPORTER_OTLP_CERTIFICATE": st.sampled_from(LONG_PATHS),
+    "OTEL_EXPORTER_OTLP_CLIENT_KEY": st.sampled_from(LONG_PATHS),
     "OTEL_TRACES_EXPORTER": st.sampled_from(["zipkin", "otlp,console"]),
     "OTEL_METRIC_EXPORT_INTERVAL": st.sampled_from(["0", "fast"]),
     "OTEL_PROPAGATORS": st.sampled_from(["tracecontext,xray", "jaeger"]),
@@ -125,6 +133,21 @@ def test_every_invalid_environment_is_refused_naming_its_variable(env: dict[str,
         assert problem.message
 
 
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(invalid_environments(), st.sampled_from([["check-config"], ["check-config", "--json"], ["print-env"],
+                                                ["print-env", "--format", "docker"]]))
+def test_every_command_refuses_with_exit_2_never_an_internal_error(env: dict[str, str], args: list[str]) -> None:
+    from typer.testing import CliRunner
+
+    from cryostorm_run.cli._app import app
+
+    result = CliRunner().invoke(app, args, env=env)
+    assert result.exit_code == 2, result.output
+    assert "internal error" not in result.stderr and "Traceback" not in result.stderr
+    assert any(name in result.stderr for name in env)
+    assert "\x1b" not in result.stderr and len(result.stderr) < 20_000
+
+
 def test_coverage_of_the_generator() -> None:
     # Every setting that has invalid inputs at all is exercised (sanity check of the table above).
     assert len(REFUSABLE) >= 45
@@ -142,7 +165,7 @@ def test_the_real_launcher_refuses_before_running_anything(tmp_path_factory: Any
                             env=environb, capture_output=True, timeout=60, check=False)
     stderr = result.stderr.decode("utf-8", "replace")
     assert result.returncode == 2, stderr
-    assert "Traceback" not in stderr
+    assert "internal error" not in stderr and "Traceback" not in stderr
     assert "nothing was started" in stderr
     assert any(name in stderr for name in env)
     assert not marker.exists()

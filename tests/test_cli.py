@@ -81,7 +81,7 @@ def test_print_env_show_secrets_and_formats() -> None:
     assert code == 0
     assert json.loads(out)["OTEL_EXPORTER_OTLP_LOGS_HEADERS"] == f"authorization={CANARY}"
     code, out, _ = invoke(["print-env", "--format", "dotenv"], env)
-    assert 'OTEL_TRACES_EXPORTER="otlp"' in out.splitlines()
+    assert "OTEL_TRACES_EXPORTER='otlp'" in out.splitlines()
     code, _, err = invoke(["print-env", "--format", "xml"])
     assert code == 2 and "allowed: shell, dotenv, json" in err
 

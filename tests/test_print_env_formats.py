@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import subprocess
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from cryostorm_run.cli._app import app
 from cryostorm_run.launch.envformat import FORMATS
 
 SECRET = "Bearer fmt-secret-5566"
-ENV = {"CRYOSTORM_SERVICE__NAME": "it's $(x) \"quoted\"", "CRYOSTORM_EXPORTER_TYPE": "otlp",
+ENV = {"CRYOSTORM_SERVICE__NAME": "it's (x) \"quoted\" \\", "CRYOSTORM_EXPORTER_TYPE": "otlp",
        "OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.25",
        "CRYOSTORM_OTLP__HEADERS": f"authorization={SECRET}"}
 
@@ -36,7 +35,7 @@ def pairs(text: str) -> list[tuple[str, str]]:
 
 def test_shell_comment_says_where_each_value_came_from() -> None:
     found = pairs(print_env("--format", "shell", "--set", "otlp.timeout_millis=5000"))
-    assert ("# from CRYOSTORM_SERVICE__NAME", "export OTEL_SERVICE_NAME='it'\"'\"'s $(x) \"quoted\"'") in found
+    assert ("# from CRYOSTORM_SERVICE__NAME", "export OTEL_SERVICE_NAME='it'\"'\"'s (x) \"quoted\" \\'") in found
     assert ("# from OTEL_TRACES_SAMPLER_ARG", "export OTEL_TRACES_SAMPLER_ARG=0.25") in found
     assert ("# from CRYOSTORM_EXPORTER_TYPE", "export OTEL_LOGS_EXPORTER=otlp") in found
     assert ("# from --set otlp.timeout_millis", "export OTEL_EXPORTER_OTLP_TRACES_TIMEOUT=5") in found
@@ -46,10 +45,11 @@ def test_shell_comment_says_where_each_value_came_from() -> None:
 
 
 def test_shell_is_still_safe_to_eval() -> None:
-    out = print_env("--format", "shell")
+    name = "it's $(x) \"quoted\""
+    out = print_env("--format", "shell", env={**ENV, "CRYOSTORM_SERVICE__NAME": name})
     done = subprocess.run(["sh", "-c", out + 'printf %s "$OTEL_SERVICE_NAME"'], capture_output=True, text=True,
                           check=True, env={"PATH": os.environ["PATH"]})
-    assert done.stdout == ENV["CRYOSTORM_SERVICE__NAME"]
+    assert done.stdout == name
 
 
 def test_dotenv_comments_and_values_parse_back(tmp_path: Path) -> None:
@@ -59,7 +59,7 @@ def test_dotenv_comments_and_values_parse_back(tmp_path: Path) -> None:
     env_file.write_text("CRYOSTORM_METRICS__EXPORT_INTERVAL_MILLIS=1000\n")
     out = print_env("--format", "dotenv", "--env-file", str(env_file))
     assert ("# from CRYOSTORM_METRICS__EXPORT_INTERVAL_MILLIS in " + str(env_file),
-            'OTEL_METRIC_EXPORT_INTERVAL="1000"') in pairs(out)
+            "OTEL_METRIC_EXPORT_INTERVAL='1000'") in pairs(out)
     written = tmp_path / "out.env"
     written.write_text(out)
     values = dotenv_values(written)
@@ -80,17 +80,24 @@ def test_config_file_source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     assert ("# from cryostorm.toml service.name", "export OTEL_SERVICE_NAME=from-toml") in pairs(print_env(env={}))
 
 
-def test_docker_flags_are_shell_quoted() -> None:
-    out = print_env("--format", "docker")
-    lines = out.splitlines()
-    assert all(line.startswith("-e ") for line in lines)
-    assert all(line.endswith(" \\") for line in lines[:-1]) and not lines[-1].endswith("\\")
-    words = shlex.split(out.replace(" \\\n", " "))
-    flags = dict(w.split("=", 1) for w in words[1::2])
-    assert words[0::2] == ["-e"] * len(flags)
-    assert flags["OTEL_SERVICE_NAME"] == ENV["CRYOSTORM_SERVICE__NAME"]
-    assert flags["OTEL_EXPORTER_OTLP_TRACES_HEADERS"] == "****"
-    assert "PYTHONPATH" not in flags  # a path on this machine, not in the image
+def test_docker_is_an_env_file_with_literal_values() -> None:
+    # `docker run --env-file` takes the rest of the line as the value: no quotes, no escapes.
+    found = pairs(print_env("--format", "docker"))
+    assert ("# from CRYOSTORM_SERVICE__NAME", "OTEL_SERVICE_NAME=" + ENV["CRYOSTORM_SERVICE__NAME"]) in found
+    assert ("# from CRYOSTORM_OTLP__HEADERS", "OTEL_EXPORTER_OTLP_TRACES_HEADERS=****") in found
+    assert not any(line.startswith("PYTHONPATH=") for _, line in found)  # a path on this machine, not in the image
+
+
+@pytest.mark.parametrize(("fmt", "value", "others"), [
+    ("docker", "two\nlines", "k8s, json, shell or dotenv"), ("docker", "cr\r", "k8s, json, shell or dotenv"),
+    ("dotenv", "it's $(x)", "shell, json or k8s"), ("dotenv", "${HOME}", "shell, json or k8s")])
+def test_a_value_the_format_cannot_hold_is_refused(fmt: str, value: str, others: str) -> None:
+    result = CliRunner().invoke(app, ["print-env", "--format", fmt], env={**ENV, "CRYOSTORM_SERVICE__NAME": value})
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert "OTEL_SERVICE_NAME (from CRYOSTORM_SERVICE__NAME)" in result.stderr
+    assert f"use --format {others}" in result.stderr
+    assert "Traceback" not in result.stderr and "\r" not in result.stderr
 
 
 def test_k8s_env_list_is_valid_yaml_with_string_values() -> None:

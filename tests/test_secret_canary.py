@@ -132,3 +132,64 @@ def test_internal_error(monkeypatch: pytest.MonkeyPatch, debug: bool) -> None:
     if debug:
         assert "Traceback" in output
     assert_clean(output)
+
+
+# URLs whose credentials must never be shown: refused ones are quoted in the error, accepted ones in the
+# settings table. The host (or the masked form) is shown instead, so the messages still say which value.
+URLS_WITH_SECRETS = [
+    f"http://user:{CANARY}@collector:4318/otlp?token={CANARY}",  # refused: a query
+    f"https://{CANARY}@collector:99999",  # refused: the port
+    f"ftp://user:{CANARY}@collector:21",  # refused: the scheme
+    f"user:{CANARY}@collector:4317",  # refused: no scheme
+    f"http://collector:4318/?token={CANARY}&x={CANARY}#{CANARY}",  # refused: query and fragment
+]
+URL_INPUTS = ["CRYOSTORM_COLLECTOR", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+              "CRYOSTORM_LOGGING__COLLECTOR"]
+
+
+@pytest.mark.parametrize("url", URLS_WITH_SECRETS)
+def test_credentials_in_a_refused_url_are_masked_in_every_command(url: str, tmp_path: Path) -> None:
+    from cryostorm_run.launch.envformat import FORMATS
+
+    for variable in URL_INPUTS:
+        env = {"CRYOSTORM_EXPORTER_TYPE": "otlp", variable: url}
+        for args in (["check-config"], ["check-config", "--json"], *(["print-env", "--format", f] for f in FORMATS)):
+            code, output = invoke(args, env)
+            assert code == 2, output
+            assert variable in output and "****" in output and "collector" in output
+            assert_clean(output)
+    code, output = invoke(["check-config", "--endpoint", url], {})
+    assert code == 2 and "--endpoint" in output
+    assert_clean(output)
+    code, output = invoke(["print-env", "--set", f"collector={url}"], {})
+    assert code == 2 and "--set collector" in output
+    assert_clean(output)
+    env_file = tmp_path / "secret.env"
+    env_file.write_text(f"OTEL_EXPORTER_OTLP_ENDPOINT={url}\n")
+    result = run_launcher(["--env-file", str(env_file), "--", sys.executable, "-c", "pass"])
+    assert result.returncode == 2 and "OTEL_EXPORTER_OTLP_ENDPOINT in" in result.stderr
+    assert_clean(result.stdout, result.stderr)
+    result = run_launcher(["--", sys.executable, "-c", "pass"], env={"CRYOSTORM_COLLECTOR": url})
+    assert result.returncode == 2 and "CRYOSTORM_COLLECTOR" in result.stderr
+    assert_clean(result.stdout, result.stderr)
+    code, output = invoke(["doctor", "--", sys.executable, "-c", "pass"], {"CRYOSTORM_COLLECTOR": url})
+    assert code in (0, 1)
+    assert_clean(output)
+
+
+def test_credentials_in_accepted_urls_are_masked_in_the_table_and_print_env() -> None:
+    env = {**otlp_env(f"http://user:{CANARY}@collector:4318"),
+           "CRYOSTORM_SCHEMA_URL": f"https://user:{CANARY}@example.com/schema?token={CANARY}"}
+    for args in (["check-config"], ["check-config", "--json"], ["print-env"], ["print-env", "--format", "json"]):
+        code, output = invoke(args, env)
+        assert code == 0, output
+        assert "SCHEMA_URL" in output.upper()
+        assert_clean(output)
+    code, output = invoke(["print-env", "--show-secrets"], env)  # asked for: in clear
+    assert code == 0 and f"https://user:{CANARY}@example.com/schema?token={CANARY}" in output
+
+
+def test_a_refused_url_message_shows_the_masked_url() -> None:
+    code, output = invoke(["check-config"], {"CRYOSTORM_COLLECTOR": f"http://me:{CANARY}@collector:4318/v1?token=t"})
+    assert code == 2
+    assert "http://****:****@collector:4318/v1?token=****" in output

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from cryostorm_run._version import __version__
-from cryostorm_run.cli._common import EXIT_USAGE, FLAGS, boundary, load, overrides_from
+from cryostorm_run.cli._common import EXIT_USAGE, FLAGS, UsageError, boundary, load, overrides_from
 
 EXIT_PROBE_FAILED = 3  # check-config --probe: an endpoint cannot be reached or refused the export
 
@@ -56,6 +56,7 @@ def flatten(value: Any, prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, .
 
 def effective_rows(loaded: Any) -> list[dict[str, Any]]:
     """Every effective setting: dotted name, shown value (secrets masked), source."""
+    from cryostorm_run.common.shown import mask_url
     from cryostorm_run.config.sources import is_secret_path
 
     data = loaded.settings.model_dump(mode="json")
@@ -64,6 +65,8 @@ def effective_rows(loaded: Any) -> list[dict[str, Any]]:
         shown = "****" if is_secret_path(path) and len(path) > 2 else raw
         if isinstance(shown, (list, dict)):
             shown = json.dumps(shown)
+        if isinstance(shown, str):
+            shown = mask_url(shown)  # user:password@ and ?token= of any URL-like value
         rows.append({"setting": ".".join(path), "value": shown, "source": loaded.origin(path).describe()})
     return rows
 
@@ -105,9 +108,11 @@ def check_config(
         for warning in loaded.warnings:
             sys.stderr.write(f"cryostorm-run: warning: {warning}\n")
         if results is not None and not as_json:
+            from cryostorm_run.common.shown import clean
             from cryostorm_run.diagnose.probe import render_results
 
-            sys.stderr.write(render_results(results, probe_timeout))
+            text = render_results(results, probe_timeout)
+            sys.stderr.write(clean(text, len(text)))
         if strict and loaded.warnings:
             count = len(loaded.warnings)
             sys.stderr.write(f"cryostorm-run: --strict: {count} warning{'s' if count != 1 else ''} "
@@ -122,12 +127,16 @@ def check_config(
 
 def _print_table(rows: list[dict[str, Any]]) -> None:
     from rich.table import Table
+    from rich.text import Text
+
+    from cryostorm_run.common.shown import printable
 
     table = Table(title="cryostorm settings (valid)", title_justify="left")
     for column in ("setting", "value", "source"):
         table.add_column(column)
     for row in rows:
-        table.add_row(row["setting"], str(row["value"]), row["source"])
+        # Text, not markup: a value holding "[/x]" is shown, never parsed; control characters escaped.
+        table.add_row(Text(row["setting"]), Text(printable(row["value"], 80)), Text(printable(row["source"], 200)))
     _stderr_console().print(table)
 
 
@@ -138,9 +147,12 @@ def print_env(
     service_name: ServiceName = None,
     exporter: Exporter = None,
     endpoint: Endpoint = None,
-    fmt: Annotated[str, typer.Option("--format", help="shell (safe to eval), dotenv, json, docker (-e flags) or "
-                                     "k8s (a container's env: list); docker and k8s leave out PYTHONPATH")] = "shell",
-    show_secrets: Annotated[bool, typer.Option("--show-secrets", help="Print header values in clear.")] = False,
+    fmt: Annotated[str, typer.Option("--format", help="shell (safe to eval), dotenv (for a shell's "
+                                     "`set -a; . FILE` and python-dotenv), json, docker (a docker run --env-file) "
+                                     "or k8s (a container's env: list); docker and k8s leave out PYTHONPATH"
+                                     )] = "shell",
+    show_secrets: Annotated[bool, typer.Option("--show-secrets",
+                                               help="Print header values and URL credentials in clear.")] = False,
     debug: Debug = False,
 ) -> None:
     """Print the OTEL_* (and PYTHONPATH) environment the program would get, and where each value came from."""
@@ -148,18 +160,39 @@ def print_env(
     def run() -> int:
         from cryostorm_run.config.loading import ConfigError
         from cryostorm_run.config.sources import Problem
-        from cryostorm_run.launch.envformat import FORMATS, EnvLine, render_env, row_source
+        from cryostorm_run.launch.envformat import (
+            FORMATS,
+            OTHER_FORMATS,
+            EnvLine,
+            Unrepresentable,
+            render_env,
+            row_source,
+        )
         from cryostorm_run.launch.envmap import env_rows
         from cryostorm_run.launch.plan import _pythonpath, hook_dir
 
         if fmt not in FORMATS:
             raise ConfigError([Problem("--format", fmt, "unknown format", f"allowed: {', '.join(FORMATS)}")])
         loaded = _load(env_file, assignments, service_name, exporter, endpoint)
-        lines = [EnvLine(r.name, "****" if r.secret and not show_secrets else r.value,
-                         row_source(r.setting, loaded.origins)) for r in env_rows(loaded.settings)]
+        from cryostorm_run.common.shown import mask_url
+
+        def shown(secret: bool, value: str) -> str:
+            if show_secrets:
+                return value
+            return "****" if secret else mask_url(value)  # user:password@ and ?token= of a URL too
+
+        lines = [EnvLine(r.name, shown(r.secret, r.value), row_source(r.setting, loaded.origins))
+                 for r in env_rows(loaded.settings)]
         pythonpath = _pythonpath(str(hook_dir()), os.environ.get("PYTHONPATH"))
         lines.append(EnvLine("PYTHONPATH", pythonpath, "cryostorm's hook directory, then your PYTHONPATH"))
-        sys.stdout.write(render_env(lines, fmt))
+        try:
+            text = render_env(lines, fmt)
+        except Unrepresentable as exc:
+            line = exc.line
+            raise UsageError([Problem(f"{line.name} ({line.source})", line.value, exc.reason,
+                                      f"use --format {OTHER_FORMATS[fmt]}")],
+                             f"--format {fmt} cannot hold this value") from None
+        sys.stdout.write(text)
         return 0
 
     boundary(run, debug)
@@ -187,7 +220,10 @@ def doctor(
                         for f in report.findings]
             sys.stdout.write(json.dumps({"healthy": not report.problems, "findings": findings}, indent=2) + "\n")
         else:
-            sys.stderr.write(render_report(report))
+            from cryostorm_run.common.shown import clean
+
+            text = render_report(report)
+            sys.stderr.write(clean(text, len(text)))
         return 1 if report.problems else 0
 
     boundary(run, debug)

@@ -22,9 +22,10 @@ FLAGS: dict[str, tuple[Path_, str]] = {
 
 
 class UsageError(Exception):
-    def __init__(self, problems: Sequence[Problem]) -> None:
+    def __init__(self, problems: Sequence[Problem], title: str = "usage error") -> None:
         super().__init__("; ".join(p.message for p in problems))
         self.problems = list(problems)
+        self.title = title
 
 
 def overrides_from(flag_values: Mapping[str, str | None], assignments: Sequence[str]) -> list[Any]:
@@ -45,7 +46,7 @@ def render_problems(problems: Sequence[Problem], title: str = "invalid configura
     count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
     lines = [f"cryostorm-run: {title} ({count}); nothing was started."]
     for p in problems:
-        shown = "" if p.value is None else f" = {p.value!r}"
+        shown = "" if p.value is None else f" = '{p.value}'"  # already printable (see Problem)
         lines.append(f"  {p.name}{shown}")
         lines.append(f"    {p.message}" + (f" ({p.hint})" if p.hint else ""))
     lines.append("Fix the values above; `cryostorm-run check-config` shows every setting and where it came from.")
@@ -53,7 +54,10 @@ def render_problems(problems: Sequence[Problem], title: str = "invalid configura
 
 
 def fail(message: str, code: int) -> NoReturn:
-    sys.stderr.write(message.rstrip("\n") + "\n")
+    from cryostorm_run.common.shown import clean
+
+    # Every message may quote what the user typed: URL secrets masked, control characters escaped.
+    sys.stderr.write(clean(message.rstrip("\n"), len(message)) + "\n")
     sys.stderr.flush()
     raise SystemExit(code)
 
@@ -68,7 +72,7 @@ def boundary(func: Callable[[], int | None], debug: bool) -> NoReturn:
     except ConfigError as exc:
         fail(render_problems(exc.problems), EXIT_USAGE)
     except UsageError as exc:
-        fail(render_problems(exc.problems, "usage error"), EXIT_USAGE)
+        fail(render_problems(exc.problems, exc.title), EXIT_USAGE)
     except LaunchError as exc:
         fail(f"cryostorm-run: {exc}", exc.exit_code)
     except KeyboardInterrupt:
@@ -77,9 +81,14 @@ def boundary(func: Callable[[], int | None], debug: bool) -> NoReturn:
         raise
     except Exception as exc:
         if debug:
-            sys.stderr.write(_mask_text(traceback.format_exc()))
+            from cryostorm_run.common.shown import clean
+
+            text = _mask_text(traceback.format_exc())
+            sys.stderr.write(clean(text, len(text)))
         else:
-            exc_text = _mask_text(f"{type(exc).__name__}: {exc}")
+            from cryostorm_run.common.shown import printable
+
+            exc_text = printable(_mask_text(f"{type(exc).__name__}: {exc}"), 500)
             fail(f"cryostorm-run: internal error: {exc_text} (run with --debug for the traceback)", EXIT_RUNTIME)
         raise SystemExit(EXIT_RUNTIME) from None
     raise SystemExit(code or EXIT_OK)

@@ -93,8 +93,10 @@ def main(args: Sequence[str]) -> NoReturn:
         if not command:
             raise UsageError([Problem("COMMAND", None, "no command given", "cryostorm-run [OPTIONS] -- COMMAND")])
         plan = plan_launch(loaded.settings, command, os.environ, report=str(options["report"]))
+        from cryostorm_run.common.shown import clean
+
         for warning in (*loaded.warnings, *plan.warnings):
-            sys.stderr.write(f"cryostorm-run: warning: {warning}\n")
+            sys.stderr.write(f"cryostorm-run: warning: {clean(str(warning))}\n")
         exec_plan(plan)
 
     boundary(run, debug)

@@ -39,6 +39,11 @@ class Advice:
     code: str
     message: str
 
+    def __post_init__(self) -> None:  # it may quote values: made safe to show (see common.shown)
+        from cryostorm_run.common.shown import clean
+
+        object.__setattr__(self, "message", clean(self.message, 1000))
+
     def __str__(self) -> str:
         return self.message
 

@@ -188,7 +188,8 @@ def _explain(err: Mapping[str, Any], data: Mapping[str, Any], origins: Mapping[P
     if isinstance(raw, Mapping):
         shown = None  # a group of values; each is named above and may hold a secret
     else:
-        shown = None if raw is _MISSING else (mask(raw) if secret else _short(raw))
+        # Problem makes it printable: URL secrets masked, control characters escaped, shortened.
+        shown = None if raw is _MISSING else (mask(raw) if secret else raw if isinstance(raw, str) else repr(raw))
     kind = err["type"]
     ctx = err.get("ctx") or {}
     if kind == "extra_forbidden":
@@ -264,9 +265,3 @@ def _lookup(data: Any, path: Path_) -> Any:
             return _MISSING
         node = node[part]
     return node
-
-
-def _short(value: Any, limit: int = 120) -> str:
-    text = value if isinstance(value, str) else repr(value)
-    text = text.encode("unicode_escape", "backslashreplace").decode("ascii") if not text.isprintable() else text
-    return text if len(text) <= limit else text[: limit - 1] + "…"

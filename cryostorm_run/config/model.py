@@ -67,6 +67,10 @@ Exporter = Annotated[ExporterType, BeforeValidator(_lower)]
 Processor = Annotated[ProcessorType, BeforeValidator(_lower)]
 Protocol = Annotated[OtlpProtocol, BeforeValidator(_lower)]
 Positive = Annotated[int, Field(gt=0)]
+# Every duration is at most a day: longer ones overflow the SDK's thread waits (threading.TIMEOUT_MAX)
+# or gRPC deadlines, so every export would fail; a day is far beyond any sensible export or flush.
+MAX_MILLIS = 86_400_000
+Millis = Annotated[int, Field(gt=0, le=MAX_MILLIS)]
 Port = Annotated[int, Field(ge=1, le=65535)]
 AttributeValue = str | bool | int | float
 Attributes = Annotated[dict[str, AttributeValue], BeforeValidator(_split_mapping)]
@@ -150,7 +154,7 @@ class OtlpConfig(BaseConfig):
         default_factory=dict, description="Headers sent with every export (secret: always masked)"
     )
     compression: Annotated[Compression, BeforeValidator(_lower)] = Field(Compression.NONE)
-    timeout_millis: Positive = Field(10_000, description="Per-export timeout")
+    timeout_millis: Millis = Field(10_000, description="Per-export timeout")
     insecure: bool | None = Field(None, description="gRPC only: plaintext even for an https URL")
     certificate_file: Path | None = Field(None, description="CA bundle to verify the collector")
     client_certificate_file: Path | None = Field(None, description="Client certificate for mTLS")
@@ -167,7 +171,15 @@ class OtlpConfig(BaseConfig):
     @field_validator("certificate_file", "client_certificate_file", "client_key_file")
     @classmethod
     def _file_exists(cls, value: Path | None) -> Path | None:
-        if value is not None and not value.is_file():
+        if value is None:
+            return value
+        try:
+            found = value.is_file()
+        except (OSError, ValueError) as exc:  # e.g. a name over 255 characters (ENAMETOOLONG)
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise ValueError(f"cannot use this path ({reason}): expected the path of an existing file, "
+                             "each name in it at most 255 characters") from None
+        if not found:
             raise ValueError(f"no such file {str(value)!r}")
         return value
 
@@ -182,8 +194,8 @@ class ExportConfig(BaseConfig):
     """Batching for spans and log records."""
 
     batch_size: Positive = Field(512, description="Items per export request")
-    schedule_delay_millis: Positive = Field(5000, description="Longest wait before a partial batch is sent")
-    timeout_millis: Positive = Field(
+    schedule_delay_millis: Millis = Field(5000, description="Longest wait before a partial batch is sent")
+    timeout_millis: Millis = Field(
         30_000, description="Longest time one batch is retried while the collector is unreachable or overloaded"
     )
     max_queue_size: Positive = Field(16_384, description="Items buffered before new ones are dropped")
@@ -234,8 +246,8 @@ class TracingConfig(_SignalConfig):
 class MetricsConfig(_SignalConfig):
     PROMETHEUS_OK: ClassVar[bool] = True
 
-    export_interval_millis: Positive = 60_000
-    export_timeout_millis: Positive = 30_000
+    export_interval_millis: Millis = 60_000
+    export_timeout_millis: Millis = 30_000
     prometheus_host: str = Field("localhost", description="Bind address of the Prometheus pull endpoint")
     prometheus_port: Port = Field(9464, description="Port of the Prometheus pull endpoint")
 
@@ -244,9 +256,9 @@ class LoggingConfig(_SignalConfig):
     processor_type: Processor = ProcessorType.BATCH
     level: Annotated[LogLevel, BeforeValidator(_upper)] = LogLevel.INFO
     export_config: ExportConfig = Field(default_factory=ExportConfig)
-    schedule_delay_millis: Positive | None = Field(None, description="Overrides export_config")
+    schedule_delay_millis: Millis | None = Field(None, description="Overrides export_config")
     max_export_batch_size: Positive | None = Field(None, description="Overrides export_config")
-    export_timeout_millis: Positive | None = Field(None, description="Overrides export_config")
+    export_timeout_millis: Millis | None = Field(None, description="Overrides export_config")
     max_queue_size: Positive | None = Field(None, description="Overrides export_config")
     additional_processor_args: ExtraArgs = Field(default_factory=dict)
 
@@ -269,7 +281,7 @@ class TelemetryModel(BaseConfig):
     tracing: TracingConfig = Field(default_factory=TracingConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
-    shutdown_timeout_millis: Positive = Field(
+    shutdown_timeout_millis: Millis = Field(
         2000, description="Longest wait to flush telemetry at exit (the program exits within ~this)"
     )
     child_processes: Annotated[ChildPropagation, BeforeValidator(_lower)] = Field(

@@ -6,6 +6,7 @@ Every reader yields `Entry` objects: a path into the settings model, the raw val
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,12 +50,25 @@ class Entry:
 
 @dataclass(frozen=True)
 class Problem:
-    """One invalid input: the name as written, the value (already masked if secret), what is wrong."""
+    """One invalid input: the name as written, the value (already masked if secret), what is wrong.
+
+    Everything is made safe to show on a terminal here, once for every message: secrets in URLs
+    masked, control characters escaped, long values shortened (see `common.shown`).
+    """
 
     name: str
     value: str | None
     message: str
     hint: str = ""
+
+    def __post_init__(self) -> None:
+        from cryostorm_run.common.shown import clean, printable
+
+        object.__setattr__(self, "name", printable(self.name, 200))
+        if self.value is not None:
+            object.__setattr__(self, "value", printable(self.value))
+        object.__setattr__(self, "message", clean(self.message, 500))
+        object.__setattr__(self, "hint", clean(self.hint, 500))
 
 
 class SourceError(ValueError):
@@ -102,10 +116,14 @@ def _to(path: Path_) -> Converter:
 def _seconds_to_millis(path: Path_) -> Converter:
     # The Python SDK reads OTEL_EXPORTER_OTLP_TIMEOUT in seconds (the spec says milliseconds).
     def convert(raw: str) -> list[tuple[Path_, Any]]:
+        from cryostorm_run.config.model import MAX_MILLIS
+
         try:
             seconds = float(raw)
         except ValueError:
-            raise ValueError(f"expected a number of seconds, got {raw!r}") from None
+            raise ValueError("expected a number of seconds, e.g. 10") from None
+        if not math.isfinite(seconds) or seconds > MAX_MILLIS / 1000:
+            raise ValueError(f"expected a number of seconds up to {MAX_MILLIS // 1000} (one day)")
         return [(path, round(seconds * 1000))]
 
     return convert
@@ -238,7 +256,11 @@ def read_env_file(path: Path) -> list[Entry]:
     """Entries from a dotenv file: its CRYOSTORM_* lines outrank its OTEL_* lines."""
     from dotenv import dotenv_values
 
-    if not path.is_file():
+    try:
+        found = path.is_file()
+    except OSError as exc:  # e.g. a name over 255 characters (ENAMETOOLONG)
+        raise SourceError([Problem("--env-file", str(path), f"cannot use this path: {exc.strerror}")]) from None
+    if not found:
         raise SourceError([Problem("--env-file", str(path), "no such file", "check the path")])
     try:
         values = {k: v or "" for k, v in dotenv_values(path).items()}

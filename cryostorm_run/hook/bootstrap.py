@@ -19,8 +19,11 @@ REPORT_VAR = "_CRYOSTORM_REPORT"
 
 
 def warn(message: str) -> None:
+    from cryostorm_run.common.shown import clean
+
     try:
-        sys.stderr.write(f"cryostorm: {message}\n")
+        # Messages quote settings and errors: URL secrets masked, control characters escaped.
+        sys.stderr.write(f"cryostorm: {clean(message)}\n")
         sys.stderr.flush()
     except (OSError, ValueError, AttributeError):
         pass  # no usable stderr (closed, or pythonw): nothing better to do
@@ -211,6 +214,7 @@ def _in_main_thread() -> bool:
 
 
 def _report(providers: Any, elapsed_ms: float) -> None:
+    from cryostorm_run.common.shown import printable
     from cryostorm_run.hook.instrument import STATUS
 
     mode = os.environ.get(REPORT_VAR, "line")
@@ -218,8 +222,9 @@ def _report(providers: Any, elapsed_ms: float) -> None:
         return
     rt = providers.runtime
     exporters = " ".join(f"{k}={v}" for k, v in providers.exporters.items()) or "no signals"
+    service, env = printable(rt.service_name, 100), printable(rt.environment or "-", 100)  # no terminal escapes
     line = (
-        f"service={rt.service_name} env={rt.environment or '-'} pid={os.getpid()} ppid={os.getppid()} {exporters} "
+        f"service={service} env={env} pid={os.getpid()} ppid={os.getppid()} {exporters} "
         f"sampler={rt.sampler} instrumented={len(STATUS.instrumented)} on-import={len(STATUS.watching)} "
         f"hook={elapsed_ms:.0f}ms"
     )

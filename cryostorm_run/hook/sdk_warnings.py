@@ -9,6 +9,8 @@ import threading
 import time
 from collections import Counter
 
+from cryostorm_run.common.shown import clean
+
 WINDOW_S = 10.0
 
 
@@ -37,7 +39,8 @@ class DiagnosticsHandler(logging.Handler):
             cause = ""
             if record.exc_info and record.exc_info[1] is not None:
                 cause = f": {type(record.exc_info[1]).__name__}: {record.exc_info[1]}"
-            sys.stderr.write(f"cryostorm: {record.levelname.lower()}: {record.getMessage()}{cause}{suffix}\n")
+            text = clean(f"{record.getMessage()}{cause}")  # URL secrets masked, control characters escaped
+            sys.stderr.write(f"cryostorm: {record.levelname.lower()}: {text}{suffix}\n")
         except Exception:
             self.handleError(record)
 

@@ -1,0 +1,84 @@
+"""Values as a terminal may show them: secrets in URLs masked, control characters escaped, long ones cut.
+
+Used by the launcher's messages and by the hook's stderr lines (stdlib only, cheap to import).
+
+Example:
+    >>> printable("http://me:pw@host:4318/v1?token=abc&x=1\\x1b[2J")
+    'http://****:****@host:4318/v1?token=****&x=****'
+    >>> printable("x" * 100, limit=5)
+    'xxxxx… (100 chars)'
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["clean", "mask_url", "printable", "quoted"]
+
+# C0 and C1 controls, DEL, the Unicode line separators and bidi overrides that rearrange a line, and
+# lone surrogates (undecodable bytes of an environment value, which no terminal can show).
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+_CONTROLS_BUT_NEWLINE = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+# scheme://userinfo@ (the last @ before the path ends the userinfo, as urllib reads it)
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)([^/?#\s@]*(?:@[^/?#\s@]*)*)@")
+# ?k=v&k2=v2 after a scheme://: every value masked, names kept
+_QUERY = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^?#\s]*\?)([^#\s'\"]*)")
+_FRAGMENT = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^#\s]*#)([^\s'\"]+)")
+# user:password@host written without a scheme (refused as a URL, but still a password)
+_BARE_USERINFO = re.compile(r"(?<![\w.+/:-])[^\s/?#@:'\"]+:[^\s/?#@'\"]*@(?=[\w\[])")
+_MARK = "****"
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group(0)
+    named = _NAMED.get(char)
+    if named is not None:
+        return named
+    return f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
+
+
+def _userinfo(match: re.Match[str]) -> str:
+    return f"{match.group(1)}{_MARK}:{_MARK}@" if ":" in match.group(2) else f"{match.group(1)}{_MARK}@"
+
+
+def _query(match: re.Match[str]) -> str:
+    pairs = []
+    for pair in match.group(2).split("&"):
+        name, sep, _ = pair.partition("=")
+        pairs.append(f"{name}={_MARK}" if sep else (_MARK if pair else ""))
+    return match.group(1) + "&".join(pairs)
+
+
+def mask_url(text: str) -> str:
+    """Every `user:password@` and query or fragment value of a URL inside `text` replaced by ****."""
+    if "@" in text:
+        text = _BARE_USERINFO.sub(f"{_MARK}:{_MARK}@", text)
+    if "://" not in text:
+        return text
+    text = _USERINFO.sub(_userinfo, text)
+    text = _QUERY.sub(_query, text)
+    return _FRAGMENT.sub(lambda m: m.group(1) + _MARK, text)
+
+
+def clean(text: str, limit: int = 2000) -> str:
+    """A whole message (lines kept): URL secrets masked, control characters escaped, at most ~`limit` chars."""
+    return _cut(_CONTROLS_BUT_NEWLINE.sub(_escape, mask_url(text)), limit, len(text))
+
+
+def printable(value: object, limit: int = 60) -> str:
+    """One value on one line: URL secrets masked, control characters (newlines too) escaped, and when it is
+    longer than `limit` (+20) its first `limit` characters and its length. Applying it twice changes nothing."""
+    text = value if isinstance(value, str) else str(value)
+    return _cut(_CONTROLS.sub(_escape, mask_url(text)), limit, len(text))
+
+
+def quoted(value: object, limit: int = 60) -> str:
+    """`printable(value)` in quotes, for a value inside a sentence."""
+    return f"'{printable(value, limit)}'"
+
+
+def _cut(text: str, limit: int, length: int) -> str:
+    if len(text) <= limit + 20:  # room for the suffix: a shortened text is never shortened again
+        return text
+    return f"{text[:limit]}… ({length} chars)"
