@@ -130,7 +130,9 @@ if hasattr(os, "register_at_fork"):
 class LazySpanExporter(_Lazy, SpanExporter):
     # From the first span on, not only once grpc is imported: spans queued meanwhile would stay
     # ~11 objects each (for long while the collector is down: a batch is retried for seconds).
-    direct = True
+    # `_CRYOSTORM_PLAIN_EXPORTERS=1`: the exporters' own encoding from the start (the tested fallback
+    # for a release whose internals differ; see README "Private attributes").
+    direct = os.environ.get("_CRYOSTORM_PLAIN_EXPORTERS") != "1"
 
     def export(self, spans: Sequence[Any]) -> SpanExportResult:
         return self._timed(spans)  # type: ignore[no-any-return]
