@@ -192,7 +192,10 @@ print(os.getpid(), pid, os.waitstatus_to_exitcode(status))
 def test_an_exporter_built_before_fork_is_not_shared_by_the_child(otlp_receiver: Receiver, protocol: str) -> None:
     """The parent exports (its OTLP exporter is built and connected), then forks: the child's span and the
     parent's later one both arrive, each with its own process identity.
-    Break checked: otlp._Lazy._reset_after_fork keeping the parent's exporter -> see the report."""
+    The child must open its own connection: its request comes from another client port than the parent's.
+    Break checked: otlp._Lazy._reset_after_fork keeping the parent's exporter -> over HTTP the child's
+    request came over the parent's pooled connection (same client port). Over gRPC the break is not
+    observable: grpc-core itself reconnects a channel used in a fork child."""
     env = otlp_env(otlp_receiver, protocol, CRYOSTORM_METRICS__ENABLED="false", CRYOSTORM_LOGGING__ENABLED="false",
                    CRYOSTORM_OTLP__TIMEOUT_MILLIS="10000")
     result = run_launcher(["--quiet", "--", PYTHON, "-c", FORK_PROGRAM], env, timeout=90)
@@ -209,6 +212,11 @@ def test_an_exporter_built_before_fork_is_not_shared_by_the_child(otlp_receiver:
     assert child.resource["process.pid"] == child_pid != parent_pid
     assert child.resource["service.instance.id"] != before.resource["service.instance.id"]
     assert before.resource["service.instance.id"] == after.resource["service.instance.id"]
+    # requests in order: the parent's first export, the child's (the parent waits for it), the parent's last
+    first, in_child, last = (r.peer for r in otlp_receiver.requests())
+    assert in_child != first, "the child exported over the parent's connection"
+    if protocol == "grpc":  # the control: a gRPC channel keeps its connection, so peers do tell connections apart
+        assert first == last, "the parent should keep its own gRPC connection across the fork"
 
 
 # -- instrumentations and logging -----------------------------------------------------------------
