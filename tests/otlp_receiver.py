@@ -165,6 +165,7 @@ class ReceivedRequest:
     http_status: int | None = None  # HTTP only (None when the connection was dropped)
     grpc_code: str | None = None  # gRPC only, e.g. "OK", "UNAVAILABLE"
     items: int = 0  # spans / metric data points / log records in the payload
+    peer: str = ""  # the client's end of the connection ("ipv4:127.0.0.1:PORT" for gRPC, "127.0.0.1:PORT" for HTTP)
 
 
 # --------------------------------------------------------------------------- proto conversion
@@ -461,6 +462,7 @@ class _GrpcHandler:
             path=self._signal.grpc_method,
             decode=lambda: request,
             still_wanted=context.is_active,
+            peer=context.peer(),
         )
         if outcome.ok:
             return outcome.response
@@ -661,6 +663,7 @@ class _HttpHandler(http.server.BaseHTTPRequestHandler):
             path=path,
             decode=lambda: _decode_http_body(sig, raw_body, content_type, encoding),
             still_wanted=self._client_still_there,
+            peer=f"{self.client_address[0]}:{self.client_address[1]}",
         )
         if outcome.drop:
             self.close_connection = True
@@ -885,6 +888,7 @@ class Receiver:
         path: str,
         decode: Callable[[], Message],
         still_wanted: Callable[[], bool],
+        peer: str = "",
     ) -> _Outcome:
         halt = self._halt
         items = 0
@@ -935,6 +939,7 @@ class Receiver:
                 http_status=(outcome.http_status or None) if transport == "http" and not outcome.drop else None,
                 grpc_code=outcome.grpc_code.name if transport == "grpc" else None,
                 items=items,
+                peer=peer,
             )
         )
         return outcome

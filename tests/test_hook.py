@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+import os
 import queue
+import shutil
 import signal
 import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -15,7 +19,6 @@ from otlp_receiver import Receiver
 from cryostorm_run.launch.plan import hook_dir
 
 APPS = ROOT / "tests" / "apps"
-FOREIGN = Path("/root/.pyenv/versions/3.12.1/bin/python3.12")
 HOOK_DIR = str(hook_dir())
 CANARY = "canary-s3cr3t-123"
 PROTOCOLS = ["grpc", "http/protobuf"]
@@ -79,9 +82,54 @@ class Launched:
             pytest.fail(f"no line on stdout within {timeout} s; stderr so far: {self.stderr!r}")
 
 
-def require_foreign() -> None:
-    if not FOREIGN.is_file():
-        pytest.fail(f"foreign interpreter {FOREIGN} does not exist: this test needs it (install it with pyenv)")
+def _candidate_interpreters() -> list[str]:
+    found = [shutil.which(f"python3.{minor}") for minor in range(14, 9, -1)]
+    pyenv = shutil.which("pyenv")
+    if pyenv:
+        root = subprocess.run([pyenv, "root"], capture_output=True, text=True, check=False).stdout.strip()
+        found += [str(p) for p in sorted(Path(root).glob("versions/3.*/bin/python3"), reverse=True)] if root else []
+    found += [shutil.which("python3")]
+    return [c for c in dict.fromkeys(found) if c]
+
+
+@functools.cache
+def foreign_python() -> str:
+    """A Python 3.10+ of another environment than the suite's, without cryostorm_run: found on PATH
+    (python3.X) or among pyenv's versions. Fails, naming what was tried, when there is none."""
+    probe = ("import importlib.util, sys; print(sys.executable); print(sys.prefix); "
+             "print(sys.version_info >= (3, 10) and importlib.util.find_spec('cryostorm_run') is None)")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    tried = []
+    for candidate in _candidate_interpreters():
+        result = subprocess.run([candidate, "-c", probe], capture_output=True, text=True, env=env, cwd="/",
+                                check=False)  # not the repository root: its cryostorm_run/ would be importable
+        lines = result.stdout.split()
+        tried.append(f"{candidate}: {lines or result.stderr.strip()[-80:]}")
+        if result.returncode == 0 and lines[1] != sys.prefix and lines[2] == "True":
+            return lines[0]  # the interpreter itself, not a pyenv shim in front of it
+    pytest.fail("no Python 3.10+ of another environment (without cryostorm-run) found: install one, e.g. "
+                f"with pyenv or apt (python3.X); tried: {'; '.join(tried) or 'nothing on PATH'}")
+
+
+FOREIGN_SITECUSTOMIZE_MARKER = "the foreign venv's own sitecustomize ran"
+
+
+@pytest.fixture(scope="module")
+def foreign_venv(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A virtualenv of a foreign interpreter, without cryostorm, with a sitecustomize of its own that
+    prints a marker line on stdout. Returns its python."""
+    venv = tmp_path_factory.mktemp("foreign") / "venv"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    made = subprocess.run([foreign_python(), "-m", "venv", "--without-pip", str(venv)], capture_output=True,
+                          text=True, env=env, check=False)
+    assert made.returncode == 0, f"cannot make a venv with {foreign_python()}: {made.stderr}"
+    python = str(venv / "bin" / "python")
+    purelib = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                             capture_output=True, text=True, env=env, check=True).stdout.strip()
+    Path(purelib, "sitecustomize.py").write_text(f"print({FOREIGN_SITECUSTOMIZE_MARKER!r}, flush=True)\n")
+    alone = subprocess.run([python, "-c", "pass"], capture_output=True, text=True, env=env, check=True)
+    assert alone.stdout == FOREIGN_SITECUSTOMIZE_MARKER + "\n", "the venv's sitecustomize does not run on its own"
+    return python
 
 
 # -- 1. spans, resource and PID --------------------------------------------------------------------
@@ -209,24 +257,25 @@ def test_disabled_runs_the_program_untouched() -> None:
 # -- 7. foreign interpreters -----------------------------------------------------------------------
 
 
-def test_foreign_interpreter_child_steps_aside_quietly() -> None:
-    require_foreign()
+def test_foreign_interpreter_child_steps_aside_quietly(foreign_venv: str) -> None:
+    # The child is a virtualenv's python with a sitecustomize of its own: the hook (first on the
+    # child's PYTHONPATH) must still chain to it, then step aside without a word.
     result = run_launcher(
-        ["--quiet", "--", PYTHON, str(APPS / "foreign_child.py"), str(FOREIGN)], {"CRYOSTORM_EXPORTER_TYPE": "none"}
+        ["--quiet", "--", PYTHON, str(APPS / "foreign_child.py"), foreign_venv], {"CRYOSTORM_EXPORTER_TYPE": "none"}
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout == "foreign ok\n"
+    assert result.stdout == f"{FOREIGN_SITECUSTOMIZE_MARKER}\nforeign ok\n"
     assert result.stderr == ""
 
 
 def test_foreign_interpreter_as_target_warns_not_instrumented() -> None:
-    require_foreign()
-    result = run_launcher(["--", str(FOREIGN), "-c", "print(1)"])
+    foreign = foreign_python()
+    result = run_launcher(["--", foreign, "-c", "print(1)"])
     assert result.returncode == 0, result.stderr
     assert result.stdout == "1\n"
     warnings = [line for line in result.stderr.splitlines() if line.startswith("cryostorm: NOT instrumented")]
     assert len(warnings) == 1, result.stderr
-    assert str(FOREIGN) in warnings[0]
+    assert foreign in warnings[0]
 
 
 # -- 8. invalid configuration ----------------------------------------------------------------------

@@ -47,8 +47,11 @@ def test_exit_is_bounded_when_the_collector_is_down(transport: str) -> None:
     ended = time.time()
     last = float(proc.stdout.split()[-1])
     assert proc.returncode == 0, proc.stderr
-    assert ended - last < 3.0, f"exited {ended - last:.1f} s after its last statement"
+    # The mechanism: the exit flush gave up at its 2 s budget and said so (without the budget the
+    # batch would be retried for export_config.timeout_millis, 30 s). The wall clock only has to
+    # tell "bounded" from "retried for 30 s": a loaded machine may add seconds to interpreter exit.
     assert "telemetry not fully flushed within 2 s (shutdown_timeout_millis)" in proc.stderr
+    assert ended - last < 10.0, f"exited {ended - last:.1f} s after its last statement"
     assert "200 spans" in proc.stderr  # what was lost is said, not hidden
     assert "Traceback" not in proc.stderr
 
@@ -143,17 +146,22 @@ def test_queue_limits_that_force_drops_are_reported() -> None:
                                      "CRYOSTORM_SHUTDOWN_TIMEOUT_MILLIS": "500"}
     result = run_launcher(["--quiet", "--", PYTHON, str(APPS / "rel_emit.py"), "3000"], env=env)
     assert result.returncode == 0
-    def count(after: str) -> int:  # "cryostorm: N spans <after>" (0 when absent)
-        for line in result.stderr.splitlines():
+    dropped, failed, pending = lost_spans(result.stderr)
+    assert dropped > 0
+    assert dropped + failed + pending == 3000, result.stderr
+
+
+def lost_spans(stderr: str) -> tuple[int, int, int]:
+    """(dropped, failed, still pending) spans as the exit report says them (0 when a line is absent)."""
+    def count(after: str) -> int:  # "cryostorm: N spans <after>"
+        for line in stderr.splitlines():
             if line.startswith("cryostorm: ") and after in line:
                 return int(line.split(after)[0].split()[-1])
         return 0
 
-    dropped = count(" spans dropped because the export queue was full")
-    failed = count(" spans not delivered: the exporter gave up")
-    pending = count(" spans not delivered; exporters still busy")
-    assert dropped > 0
-    assert dropped + failed + pending == 3000, result.stderr
+    return (count(" spans dropped because the export queue was full"),
+            count(" spans not delivered: the exporter gave up"),
+            count(" spans not delivered; exporters still busy"))
 
 
 # -- hook isolation: the program always runs, with one clear line --------------------------------
@@ -222,22 +230,35 @@ def test_memory_stays_bounded_when_the_collector_is_down() -> None:
     rss_mb = int(result.stdout.split("rss_kb")[1]) / 1024
     created = int(result.stdout.split("created")[1].split()[0])
     assert rss_mb < 150, f"peak RSS {rss_mb:.0f} MB; created {created}; stderr: {result.stderr}"
-    if created > 16_384:  # on a loaded machine the loop may not reach the queue's size
-        assert "spans dropped because the export queue was full" in result.stderr
+    # While the collector is down at most 1/8 of the queue (2,048) is kept: past that, spans are
+    # dropped and counted, whatever the machine's speed, once the loop made a few thousand.
+    assert created > 4_096, f"the loop made only {created} spans in 20 s: the drop report cannot be checked"
+    dropped, failed, pending = lost_spans(result.stderr)
+    assert dropped > 0, result.stderr
+    assert dropped + failed + pending == created, result.stderr  # every span made is accounted for
     print(f"peak RSS with the collector down for 20 s at 1000 spans/s: {rss_mb:.0f} MB", file=sys.stderr)
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
-def test_a_burst_larger_than_the_queue_is_delivered_whole(otlp_receiver: Receiver, transport: str) -> None:
-    # Default batch settings (queue 16,384): the program waits briefly for room while the collector
-    # keeps up, also while the first export is still importing grpc (none of it may be shed then).
-    env = otlp_env(otlp_receiver, transport, CRYOSTORM_METRICS__ENABLED="false", CRYOSTORM_LOGGING__ENABLED="false",
-                   CRYOSTORM_SHUTDOWN_TIMEOUT_MILLIS="60000")
-    result = run_launcher(["--quiet", "--", PYTHON, str(ROOT / "bench" / "apps" / "burst.py"), "40000"], env=env,
-                          timeout=120)
-    assert result.returncode == 0, result.stderr
-    assert result.stderr == ""  # nothing dropped, nothing to report
-    assert len(otlp_receiver.wait_for_spans(40_000, timeout=30)) == 40_000
+def test_a_burst_larger_than_the_queue_is_delivered_whole(transport: str) -> None:
+    # 40,000 spans into a queue of 512: it overflows at once (the first export is still importing the
+    # OTLP transport, ~100 ms, while the program makes thousands of spans), so the program must wait for
+    # room, also during that import (none of it may be shed then), and then whenever the queue is full
+    # while the collector keeps up. "Keeps up" is timed (each export answered within
+    # signals.FAST_EXPORT_S, 0.25 s), so that a loaded machine cannot decide the outcome: the receiver
+    # only counts (no decoding into Python objects in this busy pytest process), batches are small (an
+    # export takes milliseconds) and the program may wait up to 10 s for room (max_block_millis; with
+    # the defaults, 500 ms and batches of 512, full runs failed with "723 spans dropped").
+    with Receiver(keep_data=False) as rcv:
+        env = otlp_env(rcv, transport, CRYOSTORM_METRICS__ENABLED="false", CRYOSTORM_LOGGING__ENABLED="false",
+                       CRYOSTORM_SHUTDOWN_TIMEOUT_MILLIS="60000", CRYOSTORM_TRACING__EXPORT_CONFIG__BATCH_SIZE="64",
+                       CRYOSTORM_TRACING__EXPORT_CONFIG__MAX_QUEUE_SIZE="512",
+                       CRYOSTORM_TRACING__EXPORT_CONFIG__MAX_BLOCK_MILLIS="10000")
+        result = run_launcher(["--quiet", "--", PYTHON, str(ROOT / "bench" / "apps" / "burst.py"), "40000"],
+                              env=env, timeout=180)
+        assert result.returncode == 0, result.stderr
+        assert result.stderr == ""  # nothing dropped, nothing to report
+        assert rcv.counts()["spans"] == 40_000  # all there once the program has exited (the exit flush waited)
 
 
 SHED_PROBE = """
@@ -250,7 +271,11 @@ tracer = trace.get_tracer("t")
 for _ in range(600):  # one batch goes out: its export is now refused-and-retried, or waiting on the collector
     with tracer.start_as_current_span("warm"):
         pass
-time.sleep(1.5)
+deadline = time.monotonic() + 60  # until the processor itself sees the collector failing or slow
+while _signals.keeping_up(p):
+    if time.monotonic() > deadline:
+        raise SystemExit("the collector still counts as keeping up after 60 s")
+    time.sleep(0.01)
 peak = 0
 for _ in range(30_000):
     with tracer.start_as_current_span("load"):

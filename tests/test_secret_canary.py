@@ -47,9 +47,10 @@ def otlp_env(endpoint: str, protocol: str = "grpc") -> dict[str, str]:
 
 def test_check_config_table_json_and_strict() -> None:
     env = {**otlp_env("http://collector:4318"), "OTEL_EXPORTER_OTLP_HEADRES": HEADER}  # two warnings
-    for args in (["check-config"], ["check-config", "--json"], ["check-config", "--strict"]):
+    # valid with warnings: 0; --strict treats the warnings as errors: 2
+    for args, expected in ((["check-config"], 0), (["check-config", "--json"], 0), (["check-config", "--strict"], 2)):
         code, output = invoke(args, env)
-        assert code in (0, 2)
+        assert code == expected, output
         assert "warning:" in output
         assert_clean(output)
 
@@ -80,8 +81,17 @@ def test_print_env_every_format_without_show_secrets() -> None:
 
 
 def test_doctor() -> None:
+    # The suite's environment is healthy (exact pins): 0. A command that cannot run is a problem: 1,
+    # told as a problem (1 is also the internal-error code: the text tells them apart).
     code, output = invoke(["doctor", "--", sys.executable, "-c", "pass"], otlp_env("http://collector:4317"))
-    assert code in (0, 1)
+    assert code == 0, output
+    assert output.rstrip().endswith("cryostorm-run doctor: healthy")
+    assert_clean(output)
+    code, output = invoke(["doctor", "--", "nosuchcmd-canary-test"], otlp_env("http://collector:4317"))
+    assert code == 1, output
+    assert "PROBLEM nosuchcmd-canary-test: command not found" in output
+    assert output.rstrip().endswith("cryostorm-run doctor: 1 problem")
+    assert "internal error" not in output
     assert_clean(output)
 
 
