@@ -61,7 +61,7 @@ def effective_rows(loaded: Any) -> list[dict[str, Any]]:
     data = loaded.settings.model_dump(mode="json")
     rows = []
     for path, raw in flatten(data):
-        shown = "****" if is_secret_path(path) and len(path) > 2 else raw
+        shown = "****" if is_secret_path(path) and raw not in (None, "", {}) else raw
         if isinstance(shown, (list, dict)):
             shown = json.dumps(shown)
         rows.append({"setting": ".".join(path), "value": shown, "source": loaded.origin(path).describe()})
@@ -149,7 +149,7 @@ def print_env(
         from cryostorm_run.config.loading import ConfigError
         from cryostorm_run.config.sources import Problem
         from cryostorm_run.launch.envformat import FORMATS, EnvLine, render_env, row_source
-        from cryostorm_run.launch.envmap import env_rows
+        from cryostorm_run.launch.envmap import SEMCONV_OPT_IN, env_rows
         from cryostorm_run.launch.plan import _pythonpath, hook_dir
 
         if fmt not in FORMATS:
@@ -157,6 +157,11 @@ def print_env(
         loaded = _load(env_file, assignments, service_name, exporter, endpoint)
         lines = [EnvLine(r.name, "****" if r.secret and not show_secrets else r.value,
                          row_source(r.setting, loaded.origins)) for r in env_rows(loaded.settings)]
+        name, default = SEMCONV_OPT_IN
+        if name in os.environ:
+            lines.append(EnvLine(name, os.environ[name], f"yours ({name}), kept"))
+        else:
+            lines.append(EnvLine(name, default, "default: stable HTTP semantic conventions"))
         pythonpath = _pythonpath(str(hook_dir()), os.environ.get("PYTHONPATH"))
         lines.append(EnvLine("PYTHONPATH", pythonpath, "cryostorm's hook directory, then your PYTHONPATH"))
         sys.stdout.write(render_env(lines, fmt))
