@@ -149,3 +149,22 @@ def test_semconv_opt_in_is_set_unless_the_program_has_its_own(tmp_path: Path) ->
     assert env["OTEL_SEMCONV_STABILITY_OPT_IN"] == "http"
     env = plan_launch(settings, ["true"], {"PATH": "/usr/bin:/bin", "OTEL_SEMCONV_STABILITY_OPT_IN": "http/dup"}).env
     assert env["OTEL_SEMCONV_STABILITY_OPT_IN"] == "http/dup"
+
+
+def test_an_https_endpoint_without_a_port_goes_to_443_as_for_the_exporters() -> None:
+    for protocol in ("grpc", "http/protobuf"):
+        env = env_for({**OTLP, "OTEL_EXPORTER_OTLP_PROTOCOL": protocol,
+                       "OTEL_EXPORTER_OTLP_ENDPOINT": "https://api.vendor.example",
+                       "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT": "https://logs.vendor.example/otlp/v1/logs"})
+        suffix = "" if protocol == "grpc" else "/v1/traces"
+        assert env["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] == f"https://api.vendor.example:443{suffix}"
+        assert env["OTEL_EXPORTER_OTLP_LOGS_ENDPOINT"].startswith("https://logs.vendor.example:443")
+
+
+def test_an_http_endpoint_without_a_port_is_refused_rather_than_guessed() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings({**OTLP, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://agent:pw-1234@collector/v1/traces"},
+                      config_dir=None)
+    [problem] = info.value.problems
+    assert problem.name == "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT" and "port 80" in problem.message
+    assert "pw-1234" not in repr(problem)

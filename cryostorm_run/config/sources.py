@@ -141,9 +141,30 @@ def _endpoint(path: Path_, signal_path: str | None) -> Converter:
         text = raw.strip().rstrip("/")
         if signal_path and text.endswith(signal_path):
             text = text[: -len(signal_path)]
-        return [(path, text)]
+        return [(path, _exporters_port(text))]
 
     return convert
+
+
+def _exporters_port(url: str) -> str:
+    """The port the OTLP exporters use for an OTEL_* URL written without one, made explicit (cryostorm's
+    own default is the OTLP port of the transport, theirs is not): https → 443 (both transports); for
+    http they differ (80 over HTTP, 443 over gRPC), so it is refused rather than guessed."""
+    import urllib.parse
+
+    parsed = urllib.parse.urlsplit(url)
+    try:
+        if "://" not in url or not parsed.hostname or parsed.port is not None:
+            return url  # anything wrong with it is reported by the model
+    except ValueError:
+        return url
+    if parsed.scheme == "https":
+        return urllib.parse.urlunsplit(parsed._replace(netloc=parsed.netloc + ":443"))
+    if parsed.scheme == "http":
+        raise ValueError("an http URL without a port: the OpenTelemetry exporters would send to port 80 "
+                         "(http/protobuf) or 443 (grpc), not to an OTLP port; write the port, e.g. "
+                         "http://collector:4318 (http/protobuf) or http://collector:4317 (grpc)")
+    return url
 
 
 def _sdk_disabled(raw: str) -> list[tuple[Path_, Any]]:
