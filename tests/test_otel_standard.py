@@ -168,3 +168,21 @@ def test_an_http_endpoint_without_a_port_is_refused_rather_than_guessed() -> Non
     [problem] = info.value.problems
     assert problem.name == "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT" and "port 80" in problem.message
     assert "pw-1234" not in repr(problem)
+
+
+def test_a_per_signal_http_url_is_used_as_written_or_refused(tmp_path: Path) -> None:
+    http = {**OTLP, "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"}
+    env = env_for({**http, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://gw:4318/otlp/v1/traces"})
+    assert env["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] == "http://gw:4318/otlp/v1/traces"
+    # The exporter would post to /custom as written; cryostorm would add /v1/traces: refused.
+    dotenv = tmp_path / "app.env"
+    dotenv.write_text("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=http://gw:4318/custom\n")
+    cases: list[tuple[dict[str, str], Path | None]] = [
+        ({**http, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://gw:4318/custom"}, None), (http, dotenv)]
+    for environ, env_file in cases:
+        with pytest.raises(ConfigError) as info:
+            load_settings(environ, env_file=env_file, config_dir=None)
+        [problem] = info.value.problems
+        assert problem.name.startswith("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") and "/v1/traces" in problem.message
+    # Over gRPC the path is ignored by the exporter (and cryostorm warns about it): accepted.
+    load_settings({**OTLP, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://gw:4317/custom"}, config_dir=None)

@@ -109,7 +109,9 @@ def load_settings(
     except ValidationError as exc:
         problems += [_explain(err, data, origins) for err in exc.errors(include_url=False)]
     else:
-        problems += _missing_packages(settings, origins) + _otlp_conflicts(settings, origins)
+        raw = {k: v for _, values in _env_file_values(env_file) for k, v in values.items()}
+        raw.update(environ)  # the OTEL_* values as written (the environment outranks the env file)
+        problems += _missing_packages(settings, origins) + _otlp_conflicts(settings, origins, raw)
     if problems:
         raise ConfigError(_dedupe([_redacted(p) for p in problems]))
     return Loaded(settings, origins, tuple(advise(settings, origins, environ, files=_env_file_values(env_file))))
@@ -173,7 +175,7 @@ def _name(path: Path_, origins: Mapping[Path_, Origin]) -> str:
     return origin.describe() if origin is not DEFAULT else PREFIX + DELIMITER.join(p.upper() for p in path)
 
 
-def _otlp_conflicts(settings: TelemetryModel, origins: Mapping[Path_, Origin]) -> list[Problem]:
+def _otlp_conflicts(settings: TelemetryModel, origins: Mapping[Path_, Origin], raw: Mapping[str, str]) -> list[Problem]:
     """OTLP inputs that cannot all mean what they say: refused rather than one silently dropped."""
     from cryostorm_run.config.enums import ExporterType, OtlpProtocol
     from cryostorm_run.launch.envmap import SIGNALS, effective_exporter, effective_protocol
@@ -193,6 +195,18 @@ def _otlp_conflicts(settings: TelemetryModel, origins: Mapping[Path_, Origin]) -
                 f"the URL's user:password@ becomes an Authorization: Basic header for {SIGNALS[signal][0].lower()}, "
                 f"but {_name(headers_path, origins)} sets an authorization header too",
                 "keep one of them: remove the credentials from the URL or the authorization header"))
+        endpoint_var = f"OTEL_EXPORTER_OTLP_{SIGNALS[signal][0]}_ENDPOINT"
+        written = raw.get(endpoint_var, "").strip().rstrip("/")
+        if (effective_protocol(settings, signal) is OtlpProtocol.HTTP_PROTOBUF and written
+                and origin_of((signal, "collector"), origins).name == endpoint_var
+                and not written.endswith(SIGNALS[signal][1])):
+            # The OTLP/HTTP exporter posts to a per-signal URL as it is; cryostorm adds /v1/<signal>.
+            problems.append(Problem(
+                _name((signal, "collector"), origins), None,
+                f"the OTLP/HTTP exporter uses this URL as it is, but it does not end in {SIGNALS[signal][1]}, "
+                f"which cryostorm adds to a collector URL",
+                f"write the full URL ending in {SIGNALS[signal][1]}, or set the base URL in "
+                f"OTEL_EXPORTER_OTLP_ENDPOINT"))
         if effective_protocol(settings, signal) is not OtlpProtocol.GRPC:
             continue
         # The OTLP/gRPC exporter takes its CA bundle and client pair together: the signal's own when
