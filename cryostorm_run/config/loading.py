@@ -118,12 +118,16 @@ def load_settings(
 
 
 def _env_file_values(env_file: Path | None) -> list[tuple[str, Mapping[str, str]]]:
-    """The env file's variables (it was read successfully already), for the misspelt-name warning."""
+    """The env file's variables, for the misspelt-name warning and the OTLP checks (none when it could
+    not be read: that is reported already)."""
     if env_file is None:
         return []
     from dotenv import dotenv_values
 
-    return [(str(env_file), {k: v or "" for k, v in dotenv_values(env_file).items()})]
+    try:
+        return [(str(env_file), {k: v or "" for k, v in dotenv_values(env_file).items()})]
+    except (OSError, UnicodeDecodeError):
+        return []
 
 
 # Settings values that need an optional package: (module to find, pip requirement).
