@@ -129,7 +129,7 @@ def otel_in_table() -> str:
     lines = ["| Standard variable read as a source | Setting |", "|---|---|"]
     for name, convert in OTEL_TABLE.items():
         sample = {"OTEL_SDK_DISABLED": "true", "OTEL_RESOURCE_ATTRIBUTES": "service.name=a,x=y",
-                  "OTEL_PROPAGATORS": "tracecontext", "OTEL_EXPORTER_OTLP_TIMEOUT": "1"}.get(name, "otlp")
+                  "OTEL_PROPAGATORS": "tracecontext"}.get(name, "1" if name.endswith("_TIMEOUT") else "otlp")
         paths = sorted({".".join(p) for p, _ in convert(sample)})
         lines.append(f"| `{name}` | {', '.join(f'`{p}`' for p in paths)} |")
     return "\n".join(lines)

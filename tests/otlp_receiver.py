@@ -702,12 +702,17 @@ class Receiver:
         tls: tuple[str, str] | None = None,
         required_headers: dict[str, str] | None = None,
         keep_data: bool = True,
+        grpc_identity_only: bool = False,
     ) -> None:
         self.grpc_port = grpc_port
         self.http_port = http_port
         self._tls = tls
         self._required = {k.lower(): v for k, v in (required_headers or {}).items()}
         self._keep_data = keep_data  # False: only count items (cheap benchmark sink)
+        # True: the gRPC server accepts uncompressed messages only, and answers a gzip-compressed
+        # one with UNIMPLEMENTED (gRPC exposes no request's grpc-encoding to the handler: this is how
+        # a test observes which compression a gRPC exporter really used).
+        self._grpc_identity_only = grpc_identity_only
 
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
@@ -793,6 +798,7 @@ class Receiver:
                 ("grpc.max_receive_message_length", 64 * 1024 * 1024),
                 ("grpc.max_send_message_length", 64 * 1024 * 1024),
                 ("grpc.so_reuseport", 0),  # a busy port must fail loudly, not be shared
+                *([("grpc.compression_enabled_algorithms_bitset", 1)] if self._grpc_identity_only else []),
             ],
         )
         self._grpc_server = server

@@ -9,7 +9,6 @@ import pytest
 from conftest import run_launcher
 from otlp_receiver import Receiver
 
-
 PROGRAM = """
 import logging
 from opentelemetry import trace
@@ -24,7 +23,8 @@ logging.getLogger("compat").warning("plain log")
 @pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
 def test_plain_exporters_fallback_delivers_everything(otlp_receiver: Receiver, protocol: str) -> None:
     port = otlp_receiver.grpc_port if protocol == "grpc" else otlp_receiver.http_port
-    env = {"CRYOSTORM_EXPORTER_TYPE": "otlp", "CRYOSTORM_COLLECTOR": f"http://127.0.0.1:{port}", "CRYOSTORM_OTLP__PROTOCOL": protocol,
+    env = {"CRYOSTORM_EXPORTER_TYPE": "otlp", "CRYOSTORM_COLLECTOR": f"http://127.0.0.1:{port}",
+           "CRYOSTORM_OTLP__PROTOCOL": protocol,
            "CRYOSTORM_SERVICE__NAME": "plain", "CRYOSTORM_SERVICE__ENVIRONMENT": "production",
            "_CRYOSTORM_PLAIN_EXPORTERS": "1"}
     result = run_launcher(["--quiet", "--", sys.executable, "-c", PROGRAM], env=env, timeout=60)

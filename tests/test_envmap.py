@@ -171,11 +171,16 @@ def test_mapping_covers_every_setting() -> None:
         "CRYOSTORM_METRICS__ADDITIONAL_EXPORTER_ARGS": "a=1", "CRYOSTORM_LOGGING__ADDITIONAL_EXPORTER_ARGS": "a=1",
         "CRYOSTORM_LOGGING__ADDITIONAL_PROCESSOR_ARGS": "a=1", "CRYOSTORM_TRACING__SAMPLING_STRATEGY": "traceidratio",
     }
+    per_signal = {f"CRYOSTORM_{s}__{k}": v for s in ("TRACING", "METRICS", "LOGGING") for k, v in (
+        ("HEADERS", "a=c"), ("COMPRESSION", "gzip"), ("TIMEOUT_MILLIS", "1000"), ("INSECURE", "true"))}
     rows = env_rows(load_settings(everything).settings)
     rows += env_rows(load_settings({**everything, "CRYOSTORM_METRICS__EXPORTER_TYPE": "prometheus"}).settings)
+    rows += env_rows(load_settings({**everything, **per_signal, "CRYOSTORM_OTLP__HEADERS": "",
+                                    "CRYOSTORM_COLLECTOR": "http://u:p@c:4317"}).settings)
     named = {name for r in rows for name in r.setting.split(", ")}
     # `enabled` is consumed by the launcher itself (false: plain exec); TLS files are only set when given.
-    launcher_only = {"enabled", "otlp.certificate_file", "otlp.client_certificate_file", "otlp.client_key_file"}
+    launcher_only = {"enabled"} | {f"{block}.{f}" for block in ("otlp", "tracing", "metrics", "logging")
+                                   for f in ("certificate_file", "client_certificate_file", "client_key_file")}
     missing = [
         leaf for leaf in leaf_settings()
         if leaf not in launcher_only

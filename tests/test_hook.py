@@ -250,7 +250,8 @@ def test_disabled_runs_the_program_untouched() -> None:
 
     result = run_launcher(["--", PYTHON, str(APPS / "show_env.py")], {"CRYOSTORM_ENABLED": "false"})
     assert result.returncode == 0, result.stderr
-    assert result.stdout == "PYTHONPATH=<unset>\nOTEL_TRACES_EXPORTER=<unset>\n"
+    assert result.stdout == ("PYTHONPATH=<unset>\nOTEL_TRACES_EXPORTER=<unset>\n"
+                             "OTEL_SEMCONV_STABILITY_OPT_IN=<unset>\n")
     assert result.stderr == ""
 
 

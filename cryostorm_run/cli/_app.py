@@ -62,7 +62,7 @@ def effective_rows(loaded: Any) -> list[dict[str, Any]]:
     data = loaded.settings.model_dump(mode="json")
     rows = []
     for path, raw in flatten(data):
-        shown = "****" if is_secret_path(path) and len(path) > 2 else raw
+        shown = "****" if is_secret_path(path) and raw not in (None, "", {}) else raw
         if isinstance(shown, (list, dict)):
             shown = json.dumps(shown)
         if isinstance(shown, str):
@@ -168,7 +168,7 @@ def print_env(
             render_env,
             row_source,
         )
-        from cryostorm_run.launch.envmap import env_rows
+        from cryostorm_run.launch.envmap import SEMCONV_OPT_IN, env_rows
         from cryostorm_run.launch.plan import _pythonpath, hook_dir
 
         if fmt not in FORMATS:
@@ -183,6 +183,11 @@ def print_env(
 
         lines = [EnvLine(r.name, shown(r.secret, r.value), row_source(r.setting, loaded.origins))
                  for r in env_rows(loaded.settings)]
+        name, default = SEMCONV_OPT_IN
+        if name in os.environ:
+            lines.append(EnvLine(name, shown(False, os.environ[name]), f"yours ({name}), kept"))
+        else:
+            lines.append(EnvLine(name, default, "default: stable HTTP semantic conventions"))
         pythonpath = _pythonpath(str(hook_dir()), os.environ.get("PYTHONPATH"))
         lines.append(EnvLine("PYTHONPATH", pythonpath, "cryostorm's hook directory, then your PYTHONPATH"))
         try:

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from cryostorm_run.config.advice import Advice, advise
 from cryostorm_run.config.configfile import read_config_file
-from cryostorm_run.config.model import TelemetryModel
+from cryostorm_run.config.model import TelemetryModel, redact_userinfo
 from cryostorm_run.config.sources import (
     DEFAULT,
     DELIMITER,
@@ -109,19 +109,25 @@ def load_settings(
     except ValidationError as exc:
         problems += [_explain(err, data, origins) for err in exc.errors(include_url=False)]
     else:
-        problems += _missing_packages(settings, origins)
+        raw = {k: v for _, values in _env_file_values(env_file) for k, v in values.items()}
+        raw.update(environ)  # the OTEL_* values as written (the environment outranks the env file)
+        problems += _missing_packages(settings, origins) + _otlp_conflicts(settings, origins, raw)
     if problems:
-        raise ConfigError(_dedupe(problems))
+        raise ConfigError(_dedupe([_redacted(p) for p in problems]))
     return Loaded(settings, origins, tuple(advise(settings, origins, environ, files=_env_file_values(env_file))))
 
 
 def _env_file_values(env_file: Path | None) -> list[tuple[str, Mapping[str, str]]]:
-    """The env file's variables (it was read successfully already), for the misspelt-name warning."""
+    """The env file's variables, for the misspelt-name warning and the OTLP checks (none when it could
+    not be read: that is reported already)."""
     if env_file is None:
         return []
     from dotenv import dotenv_values
 
-    return [(str(env_file), {k: v or "" for k, v in dotenv_values(env_file).items()})]
+    try:
+        return [(str(env_file), {k: v or "" for k, v in dotenv_values(env_file).items()})]
+    except (OSError, UnicodeDecodeError):
+        return []
 
 
 # Settings values that need an optional package: (module to find, pip requirement).
@@ -159,6 +165,68 @@ def _missing_packages(settings: TelemetryModel, origins: Mapping[Path_, Origin])
             name = origin.describe() if origin is not DEFAULT else PREFIX + DELIMITER.join(p.upper() for p in path)
             problems.append(Problem(name, value, f"{value!r} needs a package that is not installed",
                                     f"pip install {requirement}"))
+    return problems
+
+
+def _redacted(problem: Problem) -> Problem:
+    """A collector URL quoted in a problem never shows its user:password@."""
+    value = None if problem.value is None else redact_userinfo(problem.value)
+    return Problem(problem.name, value, redact_userinfo(problem.message), redact_userinfo(problem.hint))
+
+
+def _name(path: Path_, origins: Mapping[Path_, Origin]) -> str:
+    origin = origin_of(path, origins)
+    return origin.describe() if origin is not DEFAULT else PREFIX + DELIMITER.join(p.upper() for p in path)
+
+
+def _otlp_conflicts(settings: TelemetryModel, origins: Mapping[Path_, Origin], raw: Mapping[str, str]) -> list[Problem]:
+    """OTLP inputs that cannot all mean what they say: refused rather than one silently dropped."""
+    from cryostorm_run.config.enums import ExporterType, OtlpProtocol
+    from cryostorm_run.launch.envmap import SIGNALS, effective_exporter, effective_protocol
+
+    problems = []
+    for signal in SIGNALS:
+        if effective_exporter(settings, signal) is not ExporterType.OTLP:
+            continue
+        own = getattr(settings, signal)
+        collector_path: Path_ = (signal, "collector") if own.collector is not None else ("collector",)
+        headers_path: Path_ = (signal, "headers") if own.headers is not None else ("otlp", "headers")
+        headers = own.headers if own.headers is not None else settings.otlp.headers
+        collector = own.collector or settings.collector
+        if collector.username is not None and any(k.lower() == "authorization" for k in headers):
+            problems.append(Problem(
+                _name(collector_path, origins), None,
+                f"the URL's user:password@ becomes an Authorization: Basic header for {SIGNALS[signal][0].lower()}, "
+                f"but {_name(headers_path, origins)} sets an authorization header too",
+                "keep one of them: remove the credentials from the URL or the authorization header"))
+        endpoint_var = f"OTEL_EXPORTER_OTLP_{SIGNALS[signal][0]}_ENDPOINT"
+        written = raw.get(endpoint_var, "").strip().rstrip("/")
+        if (effective_protocol(settings, signal) is OtlpProtocol.HTTP_PROTOBUF and written
+                and origin_of((signal, "collector"), origins).name == endpoint_var
+                and not written.endswith(SIGNALS[signal][1])):
+            # The OTLP/HTTP exporter posts to a per-signal URL as it is; cryostorm adds /v1/<signal>.
+            problems.append(Problem(
+                _name((signal, "collector"), origins), None,
+                f"the OTLP/HTTP exporter uses this URL as it is, but it does not end in {SIGNALS[signal][1]}, "
+                f"which cryostorm adds to a collector URL",
+                f"write the full URL ending in {SIGNALS[signal][1]}, or set the base URL in "
+                f"OTEL_EXPORTER_OTLP_ENDPOINT"))
+        if effective_protocol(settings, signal) is not OtlpProtocol.GRPC:
+            continue
+        # The OTLP/gRPC exporter takes its CA bundle and client pair together: the signal's own when
+        # it has its own certificate, else the general ones. A file that would be ignored is refused.
+        if own.certificate_file is None and own.client_certificate_file is not None:
+            problems.append(Problem(
+                _name((signal, "client_certificate_file"), origins), None,
+                "ignored by the OTLP/gRPC exporter without a certificate for the same signal",
+                f"also set the signal's certificate (OTEL_EXPORTER_OTLP_{SIGNALS[signal][0]}_CERTIFICATE)"))
+        if own.certificate_file is not None and own.client_certificate_file is None \
+                and settings.otlp.client_certificate_file is not None:
+            problems.append(Problem(
+                _name(("otlp", "client_certificate_file"), origins), None,
+                f"ignored by the OTLP/gRPC exporter for {SIGNALS[signal][0].lower()}, which has its own certificate "
+                f"({_name((signal, 'certificate_file'), origins)}) and no client certificate of its own",
+                f"set OTEL_EXPORTER_OTLP_{SIGNALS[signal][0]}_CLIENT_CERTIFICATE and _CLIENT_KEY too"))
     return problems
 
 

@@ -116,7 +116,19 @@ def parse_collector_url(value: str) -> dict[str, Any]:
     host = parsed.hostname or ""
     if ":" in host:
         host = f"[{host}]"
-    return {"host": host, "port": port, "protocol": parsed.scheme, "path": parsed.path.rstrip("/")}
+    fields: dict[str, Any] = {"host": host, "port": port, "protocol": parsed.scheme, "path": parsed.path.rstrip("/")}
+    if parsed.username is not None:  # user:password@ becomes an Authorization: Basic header (envmap)
+        fields["username"] = urllib.parse.unquote(parsed.username)
+        fields["password"] = urllib.parse.unquote(parsed.password or "")
+    return fields
+
+
+def redact_userinfo(text: str) -> str:
+    """`http://user:secret@host` → `http://****@host` (for any message that might quote a URL)."""
+    return _USERINFO.sub(r"\1****@", text)
+
+
+_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/@\s'\"]+@")
 
 
 class CollectorEndpoint(BaseConfig):
@@ -126,6 +138,8 @@ class CollectorEndpoint(BaseConfig):
     port: Port | None = Field(None, description="Port; default 4317 for grpc, 4318 for http/protobuf")
     protocol: Literal["http", "https"] = Field("http", description="URL scheme; https enables TLS")
     path: str = Field("", description="Base path for OTLP/HTTP, e.g. /otlp (the /v1/<signal> is added)")
+    username: str | None = Field(None, description="From user:password@ in the URL: sent as Authorization: Basic")
+    password: SecretStr | None = Field(None, description="From user:password@ in the URL (secret: always masked)")
 
     @model_validator(mode="before")
     @classmethod
@@ -138,6 +152,8 @@ class CollectorEndpoint(BaseConfig):
             raise ValueError(f"invalid host {self.host!r}: use a host name or IP address, without scheme or port")
         if self.path and not self.path.startswith("/"):
             raise ValueError(f"path must start with '/', got {self.path!r}")
+        if self.password is not None and self.username is None:
+            raise ValueError("a password needs a username (user:password@ in the URL)")
         return self
 
     def base_url(self, protocol: OtlpProtocol) -> str:
@@ -146,42 +162,47 @@ class CollectorEndpoint(BaseConfig):
         return f"{self.protocol}://{self.host}:{port}{self.path}"
 
 
+def _check_header_names(value: dict[str, SecretStr] | None) -> dict[str, SecretStr] | None:
+    for name in value or {}:
+        if not _HEADER_NAME.match(name):
+            raise ValueError(f"invalid header name {name!r}: use letters, digits and - only")
+    return value
+
+
+def _check_file(value: Path | None) -> Path | None:
+    if value is None:
+        return value
+    try:
+        found = value.is_file()
+    except (OSError, ValueError) as exc:  # e.g. a name over 255 characters (ENAMETOOLONG)
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ValueError(f"cannot use this path ({reason}): expected the path of an existing file, "
+                         "each name in it at most 255 characters") from None
+    if not found:
+        raise ValueError(f"no such file {str(value)!r}")
+    return value
+
+
+Headers = Annotated[dict[str, SecretStr], BeforeValidator(_split_mapping)]
+CompressionName = Annotated[Compression, BeforeValidator(_lower)]
+
+
 class OtlpConfig(BaseConfig):
     """OTLP transport options shared by the three signals."""
 
     protocol: Protocol = Field(OtlpProtocol.GRPC, description="grpc or http/protobuf")
-    headers: Annotated[dict[str, SecretStr], BeforeValidator(_split_mapping)] = Field(
+    headers: Headers = Field(
         default_factory=dict, description="Headers sent with every export (secret: always masked)"
     )
-    compression: Annotated[Compression, BeforeValidator(_lower)] = Field(Compression.NONE)
+    compression: CompressionName = Field(Compression.NONE)
     timeout_millis: Millis = Field(10_000, description="Per-export timeout")
     insecure: bool | None = Field(None, description="gRPC only: plaintext even for an https URL")
     certificate_file: Path | None = Field(None, description="CA bundle to verify the collector")
     client_certificate_file: Path | None = Field(None, description="Client certificate for mTLS")
     client_key_file: Path | None = Field(None, description="Client key for mTLS")
 
-    @field_validator("headers")
-    @classmethod
-    def _header_names(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
-        for name in value:
-            if not _HEADER_NAME.match(name):
-                raise ValueError(f"invalid header name {name!r}: use letters, digits and - only")
-        return value
-
-    @field_validator("certificate_file", "client_certificate_file", "client_key_file")
-    @classmethod
-    def _file_exists(cls, value: Path | None) -> Path | None:
-        if value is None:
-            return value
-        try:
-            found = value.is_file()
-        except (OSError, ValueError) as exc:  # e.g. a name over 255 characters (ENAMETOOLONG)
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            raise ValueError(f"cannot use this path ({reason}): expected the path of an existing file, "
-                             "each name in it at most 255 characters") from None
-        if not found:
-            raise ValueError(f"no such file {str(value)!r}")
-        return value
+    _header_names = field_validator("headers")(_check_header_names)
+    _file_exists = field_validator("certificate_file", "client_certificate_file", "client_key_file")(_check_file)
 
     @model_validator(mode="after")
     def _check(self) -> OtlpConfig:
@@ -226,12 +247,25 @@ class _SignalConfig(BaseConfig):
     exporter_type: Exporter | None = Field(None, description="Overrides the top-level exporter_type")
     collector: CollectorEndpoint | None = Field(None, description="Overrides the top-level collector")
     protocol: Protocol | None = Field(None, description="Overrides otlp.protocol")
+    # OTEL_EXPORTER_OTLP_<SIGNAL>_* (upstream: per-signal over general, each on its own)
+    headers: Headers | None = Field(None, description="Overrides otlp.headers as a whole (secret: always masked)")
+    compression: CompressionName | None = Field(None, description="Overrides otlp.compression")
+    timeout_millis: Millis | None = Field(None, description="Overrides otlp.timeout_millis")
+    insecure: bool | None = Field(None, description="Overrides otlp.insecure")
+    certificate_file: Path | None = Field(None, description="Overrides otlp.certificate_file")
+    client_certificate_file: Path | None = Field(None, description="Overrides otlp.client_certificate_file")
+    client_key_file: Path | None = Field(None, description="Overrides otlp.client_key_file")
     additional_exporter_args: ExtraArgs = Field(default_factory=dict)
+
+    _header_names = field_validator("headers")(_check_header_names)
+    _file_exists = field_validator("certificate_file", "client_certificate_file", "client_key_file")(_check_file)
 
     @model_validator(mode="after")
     def _check_exporter(self) -> _SignalConfig:
         if self.exporter_type is ExporterType.PROMETHEUS and not self.PROMETHEUS_OK:
             raise ValueError("exporter_type 'prometheus' is for metrics only")
+        if (self.client_certificate_file is None) != (self.client_key_file is None):
+            raise ValueError("client_certificate_file and client_key_file must be set together")
         return self
 
 

@@ -21,7 +21,8 @@ def settings_schema() -> dict[str, Any]:
     if "CollectorEndpoint" in defs:
         url = {"type": "string", "pattern": "^https?://", "description": "URL, e.g. http://otel-collector:4317"}
         defs["CollectorEndpoint"] = {"anyOf": [defs["CollectorEndpoint"], url]}
-    headers = defs.get("OtlpConfig", {}).get("properties", {}).get("headers")
-    if headers is not None:
-        headers["writeOnly"] = True  # the whole mapping is secret, not only each value
+    for model in ("OtlpConfig", "TracingConfig", "MetricsConfig", "LoggingConfig"):
+        headers = defs.get(model, {}).get("properties", {}).get("headers")
+        if headers is not None:
+            headers["writeOnly"] = True  # the whole mapping is secret, not only each value
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}

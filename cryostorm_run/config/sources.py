@@ -78,12 +78,14 @@ class SourceError(ValueError):
 
 
 def is_secret_path(path: Path_) -> bool:
-    return path[:2] == ("otlp", "headers")
+    """otlp.headers, <signal>.headers (each value) and the password of any collector URL."""
+    return "headers" in path or "password" in path
 
 
 def is_secret_name(name: str) -> bool:
     upper = name.upper()
-    return upper.endswith("HEADERS") or "HEADERS__" in upper or "TOKEN" in upper or "SECRET" in upper
+    return (upper.endswith(("HEADERS", "PASSWORD")) or "HEADERS__" in upper or "TOKEN" in upper
+            or "SECRET" in upper)
 
 
 def mask(value: object) -> str:
@@ -129,6 +131,10 @@ def _seconds_to_millis(path: Path_) -> Converter:
     return convert
 
 
+# The Python SDK's exporter entry points that name their transport: otlp with that protocol.
+_OTLP_EXPORTER_NAMES = {"otlp_proto_grpc": "grpc", "otlp_proto_http": "http/protobuf"}
+
+
 def _exporter(signal: str) -> Converter:
     def convert(raw: str) -> list[tuple[Path_, Any]]:
         names = [n.strip().lower() for n in raw.split(",") if n.strip()]
@@ -136,9 +142,16 @@ def _exporter(signal: str) -> Converter:
             raise ValueError(f"exactly one exporter per signal is supported, got {raw!r}")
         if names[0] == "none":
             return [((signal, "enabled"), False)]
+        if names[0] in _OTLP_EXPORTER_NAMES:  # wins over OTEL_EXPORTER_OTLP_*PROTOCOL, as in the SDK
+            return [((signal, "exporter_type"), "otlp"), ((signal, "protocol"), _OTLP_EXPORTER_NAMES[names[0]])]
         return [((signal, "exporter_type"), names[0])]
 
     return convert
+
+
+def _unless_empty(convert: Converter) -> Converter:
+    # The exporters read a per-signal variable as `per_signal or general`: an empty one is unset.
+    return lambda raw: convert(raw) if raw.strip() else []
 
 
 def _endpoint(path: Path_, signal_path: str | None) -> Converter:
@@ -146,9 +159,30 @@ def _endpoint(path: Path_, signal_path: str | None) -> Converter:
         text = raw.strip().rstrip("/")
         if signal_path and text.endswith(signal_path):
             text = text[: -len(signal_path)]
-        return [(path, text)]
+        return [(path, _exporters_port(text))]
 
     return convert
+
+
+def _exporters_port(url: str) -> str:
+    """The port the OTLP exporters use for an OTEL_* URL written without one, made explicit (cryostorm's
+    own default is the OTLP port of the transport, theirs is not): https → 443 (both transports); for
+    http they differ (80 over HTTP, 443 over gRPC), so it is refused rather than guessed."""
+    import urllib.parse
+
+    parsed = urllib.parse.urlsplit(url)
+    try:
+        if "://" not in url or not parsed.hostname or parsed.port is not None:
+            return url  # anything wrong with it is reported by the model
+    except ValueError:
+        return url
+    if parsed.scheme == "https":
+        return urllib.parse.urlunsplit(parsed._replace(netloc=parsed.netloc + ":443"))
+    if parsed.scheme == "http":
+        raise ValueError("an http URL without a port: the OpenTelemetry exporters would send to port 80 "
+                         "(http/protobuf) or 443 (grpc), not to an OTLP port; write the port, e.g. "
+                         "http://collector:4318 (http/protobuf) or http://collector:4317 (grpc)")
+    return url
 
 
 def _sdk_disabled(raw: str) -> list[tuple[Path_, Any]]:
@@ -221,20 +255,38 @@ def _otel_table() -> dict[str, Converter]:
     }
     for signal, upper in SIGNAL_OTEL.items():
         table[f"OTEL_{upper}_EXPORTER"] = _exporter(signal)
-        table[f"OTEL_EXPORTER_OTLP_{upper}_ENDPOINT"] = _endpoint((signal, "collector"), _SIGNAL_PATH[upper.lower()])
-        table[f"OTEL_EXPORTER_OTLP_{upper}_PROTOCOL"] = _to((signal, "protocol"))
+        var = f"OTEL_EXPORTER_OTLP_{upper}_"
+        per_signal: dict[str, Converter] = {
+            "ENDPOINT": _endpoint((signal, "collector"), _SIGNAL_PATH[upper.lower()]),
+            "PROTOCOL": _to((signal, "protocol")),
+            "HEADERS": _to((signal, "headers")),
+            "COMPRESSION": _to((signal, "compression")),
+            "TIMEOUT": _seconds_to_millis((signal, "timeout_millis")),
+            "INSECURE": _to((signal, "insecure")),
+            "CERTIFICATE": _to((signal, "certificate_file")),
+            "CLIENT_CERTIFICATE": _to((signal, "client_certificate_file")),
+            "CLIENT_KEY": _to((signal, "client_key_file")),
+        }
+        table.update({var + suffix: _unless_empty(convert) for suffix, convert in per_signal.items()})
     return table
 
 
 OTEL_TABLE = _otel_table()
+_EXPORTER_VARS = {f"OTEL_{upper}_EXPORTER" for upper in SIGNAL_OTEL.values()}
 
 
 def read_otel(environ: Mapping[str, str], origin_kind: str = "otel_env", file: str | None = None) -> list[Entry]:
     entries: list[Entry] = []
     problems: list[Problem] = []
     # OTEL_SERVICE_NAME outranks service.name inside OTEL_RESOURCE_ATTRIBUTES (spec), so the
-    # resource attributes are read first and anything more specific overwrites them.
-    keys = sorted(environ, key=lambda k: k != "OTEL_RESOURCE_ATTRIBUTES")
+    # resource attributes are read first and anything more specific overwrites them; an exporter
+    # name that fixes the protocol (otlp_proto_http) outranks OTEL_EXPORTER_OTLP_*PROTOCOL (SDK): last.
+    def rank(key: str) -> int:
+        if key == "OTEL_RESOURCE_ATTRIBUTES":
+            return 0
+        return 2 if key in _EXPORTER_VARS else 1
+
+    keys = sorted(environ, key=rank)
     for key in keys:
         raw = environ[key]
         convert = OTEL_TABLE.get(key)

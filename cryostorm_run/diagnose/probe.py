@@ -24,7 +24,14 @@ from typing import Any
 from cryostorm_run.config.enums import ExporterType, OtlpProtocol
 from cryostorm_run.config.model import TelemetryModel
 from cryostorm_run.diagnose.probe_types import ProbeFailure, ProbeResult, ProbeTarget, remaining
-from cryostorm_run.launch.envmap import SIGNALS, effective_exporter, effective_protocol, signal_endpoint
+from cryostorm_run.launch.envmap import (
+    SIGNALS,
+    effective_exporter,
+    effective_headers,
+    effective_protocol,
+    signal_endpoint,
+    tls_files,
+)
 
 __all__ = ["ProbeResult", "ProbeTarget", "probe", "probe_targets", "render_results"]
 
@@ -33,7 +40,6 @@ DEFAULT_TIMEOUT_S = 3.0
 
 def probe_targets(settings: TelemetryModel) -> list[ProbeTarget]:
     """The endpoints of the signals exporting with OTLP; signals sharing one endpoint share a target."""
-    otlp = settings.otlp
     targets: dict[tuple[object, ...], ProbeTarget] = {}
     for signal, (upper, path) in SIGNALS.items():
         if effective_exporter(settings, signal) is not ExporterType.OTLP:
@@ -43,10 +49,11 @@ def probe_targets(settings: TelemetryModel) -> list[ProbeTarget]:
         base = url if protocol is OtlpProtocol.GRPC else url[: -len(path)]
         scheme = urllib.parse.urlsplit(url).scheme
         # As the SDK decides: gRPC uses TLS for https, or for http when insecure is explicitly false.
-        tls = scheme == "https" or (protocol is OtlpProtocol.GRPC and otlp.insecure is False)
-        ca, cert, key_file = (str(p) if p else None for p in (otlp.certificate_file, otlp.client_certificate_file,
-                                                               otlp.client_key_file))
-        headers = tuple((k, v.get_secret_value()) for k, v in otlp.headers.items())
+        insecure = getattr(settings, signal).insecure
+        insecure = settings.otlp.insecure if insecure is None else insecure
+        tls = scheme == "https" or (protocol is OtlpProtocol.GRPC and insecure is False)
+        ca, cert, key_file = (str(p) if p else None for _, p, _ in tls_files(settings, signal))
+        headers = tuple(effective_headers(settings, signal)[0].items())
         key = (protocol, base, tls, ca, cert, key_file, headers)
         known = targets.get(key)
         signals = (*known.signals, upper.lower()) if known else (upper.lower(),)

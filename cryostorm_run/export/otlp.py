@@ -139,12 +139,17 @@ class LazySpanExporter(_Lazy, SpanExporter):
 
 
 
+def _headers(sig: SignalRuntime) -> dict[str, str] | None:
+    # As the exporters parse OTEL_EXPORTER_OTLP_*HEADERS: names lower-cased (gRPC metadata must be).
+    return {name.lower(): value for name, value in sig.headers.items()} or None
+
+
 def _grpc_kwargs(sig: SignalRuntime) -> dict[str, Any]:
     import grpc
 
     kwargs: dict[str, Any] = {
         "endpoint": sig.endpoint,
-        "headers": dict(sig.headers) or None,
+        "headers": _headers(sig),
         "timeout": sig.timeout_s,
         "compression": grpc.Compression.Gzip if sig.compression == "gzip" else grpc.Compression.NoCompression,
         "insecure": sig.insecure,
@@ -167,7 +172,7 @@ def _http_kwargs(sig: SignalRuntime) -> dict[str, Any]:
 
     kwargs: dict[str, Any] = {
         "endpoint": sig.endpoint,
-        "headers": dict(sig.headers) or None,
+        "headers": _headers(sig),
         "timeout": sig.timeout_s,
         "compression": Compression.Gzip if sig.compression == "gzip" else Compression.NoCompression,
         "certificate_file": sig.certificate,

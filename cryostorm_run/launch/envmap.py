@@ -6,9 +6,12 @@ setting it comes from, so `print-env` can explain itself and mask secrets.
 
 from __future__ import annotations
 
+import base64
 import json
 import urllib.parse
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from cryostorm_run.config.enums import ExporterType, OtlpProtocol, SamplingStrategy
 from cryostorm_run.config.model import CollectorEndpoint, TelemetryModel, _SignalConfig
@@ -19,6 +22,9 @@ SIGNALS: dict[str, tuple[str, str]] = {
     "metrics": ("METRICS", "/v1/metrics"),
     "logging": ("LOGS", "/v1/logs"),
 }
+# Set for the program unless it has its own value: instrumentations emit the stable HTTP semantic
+# conventions (http.request.method, url.full, ...) like FastAPI's native telemetry does.
+SEMCONV_OPT_IN = ("OTEL_SEMCONV_STABILITY_OPT_IN", "http")
 _RATIO = (SamplingStrategy.TRACE_ID_RATIO, SamplingStrategy.PARENT_BASED_TRACE_ID_RATIO)
 
 
@@ -48,6 +54,49 @@ def effective_protocol(settings: TelemetryModel, signal: str) -> OtlpProtocol:
 def effective_collector(settings: TelemetryModel, signal: str) -> CollectorEndpoint:
     config: _SignalConfig = getattr(settings, signal)
     return config.collector or settings.collector
+
+
+def _chosen(settings: TelemetryModel, signal: str, field: str) -> tuple[Any, str]:
+    """The value of an OTLP option for `signal` (its own, else otlp.*) and the setting it came from."""
+    own = getattr(getattr(settings, signal), field)
+    if own is not None:
+        return own, f"{signal}.{field}"
+    return getattr(settings.otlp, field), f"otlp.{field}"
+
+
+def basic_auth(collector: CollectorEndpoint) -> str | None:
+    """`Basic <base64>` for a collector URL written with user:password@ (RFC 7617), else None."""
+    if collector.username is None:
+        return None
+    password = collector.password.get_secret_value() if collector.password is not None else ""
+    return "Basic " + base64.b64encode(f"{collector.username}:{password}".encode()).decode("ascii")
+
+
+def effective_headers(settings: TelemetryModel, signal: str) -> tuple[dict[str, str], str]:
+    """The headers `signal` exports with and the setting(s) they come from: its own headers replace
+    otlp.headers as a whole (as the exporters read OTEL_EXPORTER_OTLP_<SIGNAL>_HEADERS); credentials
+    in the collector URL add an authorization header (loading refuses a second one)."""
+    chosen, setting = _chosen(settings, signal, "headers")
+    headers = {k: v.get_secret_value() for k, v in chosen.items()} if isinstance(chosen, dict) else {}
+    auth = basic_auth(effective_collector(settings, signal))
+    if auth is not None:
+        headers["authorization"] = auth
+        where = f"{signal}.collector" if getattr(settings, signal).collector is not None else "collector"
+        setting += f", {where}.username, {where}.password"
+    return headers, setting
+
+
+def tls_files(settings: TelemetryModel, signal: str) -> list[tuple[str, Path | None, str]]:
+    """(field, path, setting) of the CA bundle and client pair `signal` uses, chosen as its exporter
+    does: OTLP/HTTP takes each file per-signal else general; OTLP/gRPC takes the per-signal trio when
+    the signal has its own certificate, else the general trio."""
+    fields = ("certificate_file", "client_certificate_file", "client_key_file")
+    own = getattr(settings, signal)
+    if effective_protocol(settings, signal) is OtlpProtocol.GRPC:
+        source = f"{signal}." if own.certificate_file is not None else "otlp."
+        config = own if source != "otlp." else settings.otlp
+        return [(f, getattr(config, f), source + f) for f in fields]
+    return [(f, *_chosen(settings, signal, f)) for f in fields]
 
 
 def signal_endpoint(settings: TelemetryModel, signal: str) -> str:
@@ -112,25 +161,25 @@ def env_rows(settings: TelemetryModel) -> list[EnvRow]:
 def _otlp_rows(s: TelemetryModel, signal: str, upper: str) -> list[EnvRow]:
     protocol = effective_protocol(s, signal)
     var = f"OTEL_EXPORTER_OTLP_{upper}_"
+    compression, compression_from = _chosen(s, signal, "compression")
+    timeout, timeout_from = _chosen(s, signal, "timeout_millis")
     rows = [
         EnvRow(var + "ENDPOINT", signal_endpoint(s, signal), f"{signal}.collector, collector"),
         EnvRow(var + "PROTOCOL", protocol.value, f"{signal}.protocol, otlp.protocol"),
-        EnvRow(var + "COMPRESSION", s.otlp.compression.value, "otlp.compression"),
-        EnvRow(var + "TIMEOUT", _seconds(s.otlp.timeout_millis), "otlp.timeout_millis"),
+        EnvRow(var + "COMPRESSION", str(compression), compression_from),
+        EnvRow(var + "TIMEOUT", _seconds(timeout), timeout_from),
     ]
-    if s.otlp.headers:
-        headers = {k: v.get_secret_value() for k, v in s.otlp.headers.items()}
-        rows.append(EnvRow(var + "HEADERS", encode_pairs(headers), "otlp.headers", secret=True))
-    if s.otlp.insecure is not None and protocol is OtlpProtocol.GRPC:
-        rows.append(EnvRow(var + "INSECURE", str(s.otlp.insecure).lower(), "otlp.insecure"))
-    for field, suffix in (
-        ("certificate_file", "CERTIFICATE"),
-        ("client_certificate_file", "CLIENT_CERTIFICATE"),
-        ("client_key_file", "CLIENT_KEY"),
-    ):
-        path = getattr(s.otlp, field)
+    headers, headers_from = effective_headers(s, signal)
+    if headers:
+        rows.append(EnvRow(var + "HEADERS", encode_pairs(headers), headers_from, secret=True))
+    insecure, insecure_from = _chosen(s, signal, "insecure")
+    if insecure is not None and protocol is OtlpProtocol.GRPC:  # OTLP/HTTP has no insecure option
+        rows.append(EnvRow(var + "INSECURE", str(insecure).lower(), insecure_from))
+    suffixes = {"certificate_file": "CERTIFICATE", "client_certificate_file": "CLIENT_CERTIFICATE",
+                "client_key_file": "CLIENT_KEY"}
+    for field, path, setting in tls_files(s, signal):
         if path is not None:
-            rows.append(EnvRow(var + suffix, str(path), f"otlp.{field}"))
+            rows.append(EnvRow(var + suffixes[field], str(path), setting))
     return rows
 
 

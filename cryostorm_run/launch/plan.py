@@ -20,7 +20,7 @@ from typing import NoReturn
 
 from cryostorm_run.config.model import TelemetryModel
 from cryostorm_run.config.sources import OTEL_TABLE
-from cryostorm_run.launch.envmap import settings_env
+from cryostorm_run.launch.envmap import SEMCONV_OPT_IN, settings_env
 
 EXIT_NOT_EXECUTABLE = 126
 EXIT_NOT_FOUND = 127
@@ -116,6 +116,7 @@ def plan_launch(
     for name in OTEL_TABLE:  # absorbed into the settings; the child sees exactly the settings
         env.pop(name, None)
     env.update(settings_env(settings))
+    env.setdefault(*SEMCONV_OPT_IN)  # the program's own value, even empty, is kept
     hook = str(hook_dir())
     env["PYTHONPATH"] = _pythonpath(hook, environ.get("PYTHONPATH"))
     env["_CRYOSTORM_HOOK_DIR"] = hook
