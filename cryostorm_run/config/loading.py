@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from cryostorm_run.config.advice import Advice, advise
 from cryostorm_run.config.configfile import read_config_file
 from cryostorm_run.config.model import TelemetryModel, redact_userinfo
+from cryostorm_run.config.names import iter_leaf_names
 from cryostorm_run.config.sources import (
     DEFAULT,
     DELIMITER,
@@ -25,7 +26,6 @@ from cryostorm_run.config.sources import (
     environ_entries,
     is_secret_name,
     is_secret_path,
-    iter_leaf_names,
     mask,
     merge,
     origin_of,

@@ -7,7 +7,7 @@ Every reader yields `Entry` objects: a path into the settings model, the raw val
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -374,31 +374,3 @@ def origin_of(path: Path_, origins: Mapping[Path_, Origin]) -> Origin:
 def environ_entries(environ: Mapping[str, str]) -> list[Entry]:
     """Environment entries, lowest precedence first: OTEL_* then CRYOSTORM_*."""
     return read_otel(environ) + read_cryostorm(environ)
-
-
-def iter_leaf_names() -> Iterator[str]:
-    """Every CRYOSTORM_* variable name the model accepts (for did-you-mean suggestions)."""
-    from pydantic import BaseModel
-
-    from cryostorm_run.config.model import TelemetryModel
-
-    def walk(model: type[BaseModel], prefix: str) -> Iterator[str]:
-        for name, field in model.model_fields.items():
-            env = f"{prefix}{name.upper()}"
-            yield env
-            for arg in _model_types(field.annotation):
-                yield from walk(arg, env + DELIMITER)
-
-    yield from walk(TelemetryModel, PREFIX)
-
-
-def _model_types(annotation: Any) -> list[type[Any]]:
-    import typing
-
-    from pydantic import BaseModel
-
-    found = []
-    for candidate in (annotation, *typing.get_args(annotation)):
-        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
-            found.append(candidate)
-    return found
