@@ -188,7 +188,8 @@ def test_credentials_in_a_refused_url_are_masked_in_every_command(url: str, tmp_
 
 
 def test_credentials_in_accepted_urls_are_masked_in_the_table_and_print_env() -> None:
-    env = {**otlp_env(f"http://user:{CANARY}@collector:4318"),
+    # No authorization header beside the URL's credentials: they would conflict (refused, exit 2).
+    env = {**otlp_env(f"http://user:{CANARY}@collector:4318"), "CRYOSTORM_OTLP__HEADERS": f"x-canary={CANARY}",
            "CRYOSTORM_SCHEMA_URL": f"https://user:{CANARY}@example.com/schema?token={CANARY}"}
     for args in (["check-config"], ["check-config", "--json"], ["print-env"], ["print-env", "--format", "json"]):
         code, output = invoke(args, env)

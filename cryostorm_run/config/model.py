@@ -124,8 +124,10 @@ def parse_collector_url(value: str) -> dict[str, Any]:
 
 
 def redact_userinfo(text: str) -> str:
-    """`http://user:secret@host` → `http://****@host` (for any message that might quote a URL)."""
-    return _USERINFO.sub(r"\1****@", text)
+    """`http://user:secret@host?token=t` → `http://****:****@host?token=****` (any message quoting a URL)."""
+    from cryostorm_run.common.shown import mask_url
+
+    return mask_url(text)
 
 
 _USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/@\s'\"]+@")
