@@ -302,6 +302,6 @@ def test_a_collector_that_is_not_keeping_up_never_holds_the_program(otlp_receive
     out = result.stdout.split()
     peak, maxlen, keeping_up = int(out[1]), int(out[3]), out[5]
     assert (maxlen, keeping_up) == (16_384, "False")
-    assert peak <= maxlen // 8, result.stdout
+    assert peak <= maxlen, result.stdout  # spans queued as bytes: the whole queue is kept through an outage
     assert "spans dropped because the export queue was full or the collector was not keeping up" in result.stderr
     assert "Traceback" not in result.stderr

@@ -37,12 +37,20 @@ KEEP_WHILE_FAILING = 8
 # Batch queues of this process, for the exit report (what was dropped, what is still queued).
 BATCH_QUEUES: weakref.WeakSet[BatchQueue] = weakref.WeakSet()
 
+# A long-running process reports losses while it runs: at most one line per queue per interval.
+REPORT_INTERVAL_S = int(os.environ.get("_CRYOSTORM_LOSS_REPORT_MILLIS", "60000")) / 1000
+REPORTERS: list[Callable[[str], None]] = []  # the hook adds its `cryostorm:` line writer
+# Called once per process, when the first item is queued (the hook registers cryostorm's own metrics).
+ON_FIRST_ITEM: list[Callable[[], None]] = []
+_first_item_seen = False
+
 
 class BatchQueue:
     """A bounded queue of items for one exporter, exported in batches by one worker thread."""
 
     def __init__(self, exporter: Any, kind: str, *, max_queue_size: int, schedule_delay_ms: float,
                  max_export_batch_size: int, export_timeout_ms: float = 30_000, max_block_s: float = 0.0,
+                 keep_while_failing: int = KEEP_WHILE_FAILING,
                  export: Callable[[Sequence[Any]], Any] | None = None) -> None:
         self.exporter = exporter
         self.kind = kind  # "spans" or "log records", as the reports name them
@@ -51,6 +59,8 @@ class BatchQueue:
         self.delay_s = schedule_delay_ms / 1000
         self.export_timeout_s = export_timeout_ms / 1000
         self.max_block_s = max_block_s
+        # While the collector is not keeping up, keep 1/keep_while_failing of the queue (1: all of it).
+        self.failing_cap = max(1, max_queue_size // max(1, keep_while_failing))
         self._export = export or exporter.export
         self._fresh()
         BATCH_QUEUES.add(self)
@@ -65,6 +75,8 @@ class BatchQueue:
         self._worker: threading.Thread | None = None
         self._export_lock = threading.Lock()
         self._closed = False
+        self._reported_at = float("-inf")
+        self._reported = (0, 0, 0)
 
     # -- the program's side (hot path) ---------------------------------------------------------
 
@@ -73,7 +85,7 @@ class BatchQueue:
         self.seen += 1
         queue = self.queue
         size = len(queue)
-        if size >= self.max_queue_size // KEEP_WHILE_FAILING:
+        if size >= self.failing_cap:
             if not self.keeping_up():
                 self.shed += 1
                 return False
@@ -116,9 +128,38 @@ class BatchQueue:
     def dropped(self) -> int:
         return self.shed + self.overflow
 
+    def report_losses(self) -> str | None:
+        """One line on what was lost since the last line, rate-limited; the running totals with it."""
+        now = time.monotonic()
+        counts = (self.shed, self.overflow, self.failed)
+        if counts == self._reported or now - self._reported_at < REPORT_INTERVAL_S:
+            return None
+        shed, overflow, failed = (c - r for c, r in zip(counts, self._reported, strict=True))
+        self._reported, self._reported_at = counts, now
+        parts = [f"{n} {why}" for n, why in ((shed, "dropped while the collector was not keeping up"),
+                                             (overflow, "dropped because the export queue was full"),
+                                             (failed, "not delivered (the exporter gave up on them)")) if n]
+        line = (f"{self.kind}: {', '.join(parts)} since the last report; so far {self.seen} created = "
+                f"{self.exported} delivered + {self.dropped + self.failed} lost + "
+                f"{len(self.queue) + self.in_flight} queued or in flight")
+        for report in REPORTERS:
+            report(line)
+        return line
+
+    def observe(self) -> dict[str, int]:
+        """cryostorm's own counters, for its metrics (cryostorm.exporter.*)."""
+        return {"sent": self.exported, "send_failed": self.failed, "dropped": self.dropped,
+                "queue_size": len(self.queue)}
+
     # -- the worker ----------------------------------------------------------------------------
 
     def _start_worker(self) -> None:
+        global _first_item_seen
+        if not _first_item_seen:
+            _first_item_seen = True
+            for callback in ON_FIRST_ITEM:
+                with contextlib.suppress(Exception):  # cryostorm's own metrics must never cost an item
+                    callback()
         worker = threading.Thread(target=self._run, name=f"cryostorm-export-{self.kind.split()[0]}", daemon=True)
         self._worker = worker
         try:
@@ -139,6 +180,7 @@ class BatchQueue:
                 event.set()
             if closed:
                 return
+            self.report_losses()
 
     def _drain(self, *, everything: bool, deadline: float | None) -> bool:
         """Export batches until the queue is empty (or below one batch); False if out of time."""

@@ -13,7 +13,7 @@ from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.sdk.trace.sampling import Sampler
 
 from cryostorm_run.common.runtime import Runtime, SignalRuntime
-from cryostorm_run.export.batch import BatchQueue, log_batch_processor, span_batch_processor
+from cryostorm_run.export.batch import KEEP_WHILE_FAILING, BatchQueue, log_batch_processor, span_batch_processor
 from cryostorm_run.export.errors import TelemetrySetupError
 from cryostorm_run.export.otlp import LazySpanExporter, _Lazy, otlp_factory
 
@@ -73,9 +73,12 @@ def span_processor(sig: SignalRuntime, exporter: Any) -> SpanProcessor:
     from cryostorm_run.export.otlp_encode import preencode
 
     b = sig.batch
+    # Spans queued as encoded bytes cost the program little (no objects for the GC to walk): the whole
+    # queue is kept through an outage. Other items keep 1/KEEP_WHILE_FAILING of it while it fails.
+    keep = 1 if getattr(exporter, "direct", False) else KEEP_WHILE_FAILING
     queue = BatchQueue(exporter, "spans", max_queue_size=b.max_queue_size, schedule_delay_ms=b.schedule_delay_ms,
                        max_export_batch_size=b.max_export_batch_size, export_timeout_ms=b.export_timeout_ms,
-                       max_block_s=b.max_block_ms / 1000)
+                       max_block_s=b.max_block_ms / 1000, keep_while_failing=keep)
     processor: SpanProcessor = span_batch_processor(queue, preencode)
     return processor
 
@@ -178,9 +181,9 @@ def build_meter_provider(rt: Runtime, resource: Resource, outputs: dict[str, Any
     class CryostormMeterProvider(MeterProvider):
         used = False  # a meter was asked for: there may be metrics to export at exit
 
-        def get_meter(self, *args: Any, **kwargs: Any) -> Any:
-            self.used = True
-            return super().get_meter(*args, **kwargs)
+        def get_meter(self, name: str, *args: Any, **kwargs: Any) -> Any:
+            self.used = self.used or name != "cryostorm"  # cryostorm's own meter comes with items
+            return super().get_meter(name, *args, **kwargs)
 
     return CryostormMeterProvider(resource=resource, metric_readers=[reader], shutdown_on_exit=False)
 

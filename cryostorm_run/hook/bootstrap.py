@@ -194,6 +194,48 @@ def _register_exit(providers: Any) -> None:
             os.kill(os.getpid(), signum)
 
         signal.signal(signal.SIGTERM, on_sigterm)
+    _flush_before_a_reraised_signal(flush_at_exit)
+    _report_while_running(providers)
+
+
+def _flush_before_a_reraised_signal(flush_at_exit: Any) -> None:
+    """Servers that shut down gracefully on SIGTERM and then re-raise it with the default action
+    (uvicorn, also as gunicorn's UvicornWorker, whose worker resets every handler to SIG_DFL first)
+    die by the signal: no atexit, no flush. `signal.raise_signal` is wrapped so that raising a
+    terminating signal whose action is the default flushes first (bounded), then raises it as asked:
+    the process still ends the way the server intends, with the same status."""
+    fatal = {getattr(signal, name) for name in ("SIGTERM", "SIGHUP", "SIGQUIT") if hasattr(signal, name)}
+    original = signal.raise_signal
+    if getattr(original, "cryostorm", False):
+        return
+
+    def raise_signal(signum: int, /) -> None:
+        try:
+            if signum in fatal and signal.getsignal(signum) is signal.SIG_DFL:
+                atexit.unregister(flush_at_exit)
+                flush_at_exit()
+        except Exception as exc:  # never stand between the program and its signal
+            warn(f"flush before signal {signum}: {type(exc).__name__}: {exc}")
+        original(signum)
+
+    raise_signal.cryostorm = True  # type: ignore[attr-defined]
+    raise_signal.__wrapped__ = original  # type: ignore[attr-defined]
+    signal.raise_signal = raise_signal
+
+
+def _report_while_running(providers: Any) -> None:
+    """Losses are told while the program runs (a server may never exit), and counted as metrics."""
+    from cryostorm_run.export import batch
+
+    batch.REPORTERS.append(warn)
+    meter_provider = providers.meter_provider
+    if meter_provider is not None:
+        def own_metrics() -> None:
+            from cryostorm_run.export.selfmetrics import register
+
+            register(meter_provider)
+
+        batch.ON_FIRST_ITEM.append(own_metrics)
 
 
 def _before_interpreter_shutdown(providers: Any) -> None:

@@ -1,0 +1,100 @@
+"""Outages and restarts in a long-running server: every span delivered or reported, while it runs.
+
+A real server with two worker processes under `cryostorm-run`, a steady load of >= 200 requests/s
+for 60 s, the real OTLP receiver stopped for 17 s and started again on the same ports, then SIGTERM
+to the server's master (a rolling restart). With default settings every span of every request
+served must arrive: the queue (encoded spans) is kept through the outage, export resumes when the
+collector answers again, and each worker flushes on its way out, also when the server re-raises
+SIGTERM with the default action (uvicorn, gunicorn's UvicornWorker).
+"""
+
+from __future__ import annotations
+
+import http.client
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from otlp_receiver import Receiver
+from test_workers import APPS, GUNICORN, PYTHON, Server
+
+LOAD_S = 60.0
+OUTAGE = (15.0, 32.0)  # seconds into the load: the collector is down for 17 s
+RATE = 220  # requests per second, over all client threads
+
+SERVERS = {
+    "gunicorn-uvicorn-worker": [*GUNICORN, "-k", "uvicorn.workers.UvicornWorker", "outage_app:app"],
+    "uvicorn-workers": [PYTHON, "-m", "uvicorn", "outage_app:app", "--host", "127.0.0.1", "--port", "{port}",
+                        "--app-dir", str(APPS), "--workers", "2", "--no-access-log"],
+}
+
+
+def _defaults_env(rcv: Receiver, protocol: str) -> dict[str, str]:
+    # Nothing tuned: default queue, batch, timeouts and shutdown budget.
+    return {"CRYOSTORM_EXPORTER_TYPE": "otlp", "CRYOSTORM_OTLP__PROTOCOL": protocol,
+            "CRYOSTORM_COLLECTOR": rcv.grpc_endpoint if protocol == "grpc" else rcv.http_endpoint,
+            "CRYOSTORM_SERVICE__NAME": "outage", "CRYOSTORM_SERVICE__ENVIRONMENT": "production",
+            "CRYOSTORM_METRICS__ENABLED": "false", "CRYOSTORM_LOGGING__ENABLED": "false"}
+
+
+def _load(port: int, stop_at: float, served: list[int], errors: list[str], threads: int = 4) -> None:
+    """Paced GET /hello over keep-alive connections until `stop_at`; counts 200 answers."""
+    interval = threads / RATE
+
+    def client(index: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        next_at = time.monotonic() + index * interval / threads
+        count = 0
+        while (now := time.monotonic()) < stop_at:
+            if now < next_at:
+                time.sleep(next_at - now)
+            next_at += interval
+            try:
+                conn.request("GET", "/hello")
+                response = conn.getresponse()
+                response.read()
+                if response.status == 200:
+                    count += 1
+                else:
+                    errors.append(f"status {response.status}")
+            except (OSError, http.client.HTTPException) as exc:
+                errors.append(f"{type(exc).__name__}: {exc}")
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.close()
+        served[index] = count
+
+    pool = [threading.Thread(target=client, args=(i,)) for i in range(threads)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+@pytest.mark.parametrize("server", sorted(SERVERS))
+def test_an_outage_and_a_rolling_restart_lose_nothing(otlp_receiver: Receiver, tmp_path: Path, server: str,
+                                                       protocol: str) -> None:
+    with Server(SERVERS[server], _defaults_env(otlp_receiver, protocol), tmp_path) as srv:
+        srv.wait_ready()
+        served, errors = [0] * 4, []
+        started = time.monotonic()
+        loader = threading.Thread(target=_load, args=(srv.port, started + LOAD_S, served, errors))
+        loader.start()
+        time.sleep(max(0.0, started + OUTAGE[0] - time.monotonic()))
+        otlp_receiver.down()
+        time.sleep(max(0.0, started + OUTAGE[1] - time.monotonic()))
+        otlp_receiver.up()
+        loader.join()
+        total = sum(served)
+        assert errors == [], errors[:5]
+        assert total >= 200 * LOAD_S * 0.9, f"only {total} requests served in {LOAD_S:.0f} s"
+        assert srv.stop() == 0, srv.output()  # SIGTERM to the master: a rolling restart
+    output = srv.output()
+    received = otlp_receiver.wait_for_spans(
+        lambda spans: sum(1 for s in spans if s.kind == "SERVER") >= total, timeout=60)
+    server_spans = [s for s in received if s.kind == "SERVER"]
+    assert len(server_spans) == total, f"served {total}, received {len(server_spans)}: {output[-3000:]}"
+    assert len({s.span_id for s in server_spans}) == total  # each once
+    assert "dropped" not in output and "not delivered" not in output, output[-3000:]
