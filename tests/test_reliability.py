@@ -305,3 +305,63 @@ def test_a_collector_that_is_not_keeping_up_never_holds_the_program(otlp_receive
     assert peak <= maxlen, result.stdout  # spans queued as bytes: the whole queue is kept through an outage
     assert "spans dropped because the export queue was full or the collector was not keeping up" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+LOSSY = """
+import sys, time
+from opentelemetry import trace
+tracer = trace.get_tracer("lossy")
+for i in range(3000):  # a 256-item queue and a collector that is down: most are dropped
+    with tracer.start_as_current_span("lossy"):
+        pass
+print("made", flush=True)
+time.sleep(30)  # a server that never exits: the report must come while it runs
+"""
+
+
+def test_losses_are_reported_while_the_program_runs() -> None:
+    env = unreachable_env("grpc") | {"CRYOSTORM_TRACING__EXPORT_CONFIG__MAX_QUEUE_SIZE": "256",
+                                     "CRYOSTORM_TRACING__EXPORT_CONFIG__BATCH_SIZE": "64",
+                                     "CRYOSTORM_TRACING__EXPORT_CONFIG__SCHEDULE_DELAY_MILLIS": "100",
+                                     "CRYOSTORM_METRICS__ENABLED": "false", "CRYOSTORM_LOGGING__ENABLED": "false",
+                                     "_CRYOSTORM_LOSS_REPORT_MILLIS": "500", "CRYOSTORM_SHUTDOWN_TIMEOUT_MILLIS": "200"}
+    proc = subprocess.Popen([CRYOSTORM_RUN, "--quiet", "--", PYTHON, "-c", LOSSY], env=child_env(env),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        assert proc.stdout.readline() == "made\n"
+        deadline = time.monotonic() + 25
+        line = ""
+        while time.monotonic() < deadline and proc.poll() is None:
+            line = proc.stderr.readline()
+            if line.startswith("cryostorm: spans: ") and "so far" in line:
+                break
+        assert proc.poll() is None, "the program must still be running when the loss is reported"
+    finally:
+        proc.kill()
+        proc.communicate()
+    assert "dropped while the collector was not keeping up" in line or "queue was full" in line, line
+    # The account holds at the moment it is printed: created = delivered + lost + queued or in flight.
+    account = line.split("so far ")[1].split()
+    created, delivered, lost, queued = (int(account[i]) for i in (0, 3, 6, 9))
+    assert 0 < created <= 3000 and lost > 0, line
+    assert created == delivered + lost + queued, line
+    assert queued <= 256 + 64, line  # the queue and one batch in flight
+
+
+def test_cryostorms_own_counters_are_exported_as_metrics(otlp_receiver: Receiver) -> None:
+    env = otlp_env(otlp_receiver, "grpc", CRYOSTORM_TRACING__EXPORT_CONFIG__SCHEDULE_DELAY_MILLIS="100",
+                   CRYOSTORM_METRICS__EXPORT_INTERVAL_MILLIS="300")
+    program = ("import time\nfrom opentelemetry import trace\nt = trace.get_tracer('own')\n"
+               "for _ in range(50):\n    with t.start_as_current_span('own'): pass\ntime.sleep(1.5)\n")
+    result = run_launcher(["--quiet", "--", PYTHON, "-c", program], env=env)
+    assert result.returncode == 0, result.stderr
+
+    def sent(metrics: list) -> int:
+        values = [p["value"] for m in metrics if m.name == "cryostorm.exporter.sent"
+                  for p in m.points if p["attributes"].get("signal") == "traces"]
+        return max(values, default=0)
+
+    otlp_receiver.wait_for_metrics(lambda metrics: sent(metrics) == 50, timeout=20)
+    names = {m.name for m in otlp_receiver.metrics()}
+    assert {"cryostorm.exporter.send_failed", "cryostorm.exporter.dropped", "cryostorm.exporter.queue_size"} <= names

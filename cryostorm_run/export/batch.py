@@ -88,9 +88,11 @@ class BatchQueue:
         if size >= self.failing_cap:
             if not self.keeping_up():
                 self.shed += 1
+                self._report_soon()
                 return False
             if size >= self.max_queue_size and not self._wait_for_room():
                 self.overflow += 1
+                self._report_soon()
                 return False
         if self._closed:
             self.overflow += 1
@@ -127,6 +129,12 @@ class BatchQueue:
     @property
     def dropped(self) -> int:
         return self.shed + self.overflow
+
+    def _report_soon(self) -> None:
+        # From the program's thread, on a drop: the worker may be stuck in an export for a while.
+        if time.monotonic() - self._reported_at >= REPORT_INTERVAL_S:
+            with contextlib.suppress(Exception):
+                self.report_losses()
 
     def report_losses(self) -> str | None:
         """One line on what was lost since the last line, rate-limited; the running totals with it."""
