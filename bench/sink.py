@@ -10,6 +10,7 @@ and then answers one line per command read on stdin:
 * ``count``  -> ``{"spans": n, "metrics_points": n, "logs": n, "requests": n, "rejected": n,
   "dd_traces": n, "dd_payloads": n, "dd_requests": n}``
 * ``reset``  -> ``{"ok": true}`` (all counters and recorded requests back to zero)
+* ``down`` / ``up`` -> ``{"ok": true}``: stop listening (connection refused) / listen again on the same ports
 * ``quit``   -> the final counts, then the sink stops (EOF on stdin and SIGTERM/SIGINT stop it too)
 
 Every answer is a single JSON line on stdout. Everything listens on 127.0.0.1 only.
@@ -130,9 +131,15 @@ def handle(rcv: Receiver, line: str, agent: DDAgent | None = None) -> tuple[dict
         if agent:
             agent.clear()
         return {"ok": True}, False
+    if command == "down":  # stop listening (connection refused), keep the ports and the counters
+        rcv.down()
+        return {"ok": True}, False
+    if command == "up":
+        rcv.up()
+        return {"ok": True}, False
     if command in ("quit", "exit"):
         return snapshot(rcv, agent), True
-    return {"error": f"unknown command {command!r} (count, reset, quit)"}, False
+    return {"error": f"unknown command {command!r} (count, reset, down, up, quit)"}, False
 
 
 def main(argv: list[str] | None = None) -> int:
