@@ -289,7 +289,8 @@ def main() -> int:
             runs.append(one_variant(variant, sink, args.minutes, args.up, args.down, args.rate))
             r = runs[-1]
             log(f"   served {r['served']} x {r['spans_per_request']}, received {r['received_spans']}, "
-                f"reported lost {r['reported_lost_exit_lines']}, p99 up {r['p99_up_ms']} ms, down {r['p99_down_ms']} ms")
+                f"reported lost {r['reported_lost_exit_lines']}, p99 up {r['p99_up_ms']} ms, "
+                f"down {r['p99_down_ms']} ms")
     finally:
         sink.close()
     commit = run(["git", "rev-parse", "--short", "HEAD"]).stdout.strip()
