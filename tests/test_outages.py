@@ -98,3 +98,48 @@ def test_an_outage_and_a_rolling_restart_lose_nothing(otlp_receiver: Receiver, t
     assert len(server_spans) == total, f"served {total}, received {len(server_spans)}: {output[-3000:]}"
     assert len({s.span_id for s in server_spans}) == total  # each once
     assert "dropped" not in output and "not delivered" not in output, output[-3000:]
+
+
+STEADY = """
+import sys, time
+from opentelemetry import trace
+tracer = trace.get_tracer("steady")
+end = time.monotonic() + float(sys.argv[1])
+i = 0
+while time.monotonic() < end:
+    with tracer.start_as_current_span(f"steady-{i}"):
+        pass
+    i += 1
+    time.sleep(0.02)
+print(i, flush=True)
+"""
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+def test_export_resumes_soon_after_the_collector_answers_again(otlp_receiver: Receiver, protocol: str) -> None:
+    import subprocess
+
+    from conftest import CRYOSTORM_RUN, child_env
+
+    env = {**_defaults_env(otlp_receiver, protocol), "CRYOSTORM_TRACING__EXPORT_CONFIG__SCHEDULE_DELAY_MILLIS": "200",
+           "CRYOSTORM_SHUTDOWN_TIMEOUT_MILLIS": "10000"}
+    proc = subprocess.Popen([CRYOSTORM_RUN, "--quiet", "--", PYTHON, "-c", STEADY, "40"], env=child_env(env),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        otlp_receiver.wait_for_spans(10, timeout=30)  # flowing
+        otlp_receiver.down()
+        time.sleep(20)  # long enough for every backoff to grow
+        before = len(otlp_receiver.spans())
+        otlp_receiver.up()
+        back = time.monotonic()
+        otlp_receiver.wait_for_spans(lambda spans: len(spans) > before, timeout=30)
+        lag = time.monotonic() - back
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    print(f"RECOVERY {protocol}: first spans {lag:.2f} s after the collector answered again")
+    created = int(out.split()[-1])
+    assert len({s.name for s in otlp_receiver.wait_for_spans(created, timeout=30)}) == created, err
+    assert lag < 3.0, f"export resumed only {lag:.1f} s after the collector came back"

@@ -39,6 +39,7 @@ class _Lazy:
         # export_config.timeout_millis: how long one batch may keep being retried while the
         # collector is unreachable or overloaded (the SDK exporter itself gives up after ~7 s).
         self.retry_budget_s = retry_budget_s
+        self.endpoint: str | None = getattr(factory, "endpoint", None)
         self._stop = threading.Event()
         _LAZY.add(self)
 
@@ -88,7 +89,7 @@ class _Lazy:
         result = None
         try:
             result = exporter.export(batch)
-            delay = 1.0
+            delay = 0.5
             # A transient failure (collector unreachable, 503/429, UNAVAILABLE) is retried within
             # the budget: a short outage loses nothing. Meanwhile the collector is "not keeping up",
             # so the queue stays capped and the program never waits.
@@ -96,7 +97,11 @@ class _Lazy:
                    and time.monotonic() - started + delay < self.retry_budget_s):
                 if self._stop.wait(delay):
                     break
-                delay = min(delay * 2, 5.0)
+                delay = min(delay * 2, 1.0)  # back within about a second of the collector
+                # While it refuses connections, do not call the exporter: its own retries would sleep
+                # for seconds (1, 2, 4 s) and hold the batch past the collector's return.
+                if not _reachable(self.endpoint, delay):
+                    continue
                 result = exporter.export(batch)
             return result
         finally:
@@ -105,6 +110,22 @@ class _Lazy:
             if not self.last_ok:
                 self.failed += len(batch)
             self.in_flight = 0
+
+
+def _reachable(endpoint: str | None, timeout_s: float) -> bool:
+    """Does the collector accept a TCP connection? (Unknown endpoint: assume so.)"""
+    if not endpoint:
+        return True
+    import socket
+    import urllib.parse
+
+    parsed = urllib.parse.urlsplit(endpoint if "://" in endpoint else f"http://{endpoint}")
+    try:
+        port = parsed.port or (443 if parsed.scheme == "https" else 80)
+        with socket.create_connection((parsed.hostname or "localhost", port), timeout=timeout_s):
+            return True
+    except (OSError, ValueError):
+        return False
 
 
 class _ExportState:
@@ -144,6 +165,10 @@ def _headers(sig: SignalRuntime) -> dict[str, str] | None:
     return {name.lower(): value for name, value in sig.headers.items()} or None
 
 
+RECONNECT_OPTIONS = (("grpc.initial_reconnect_backoff_ms", 250), ("grpc.min_reconnect_backoff_ms", 250),
+                     ("grpc.max_reconnect_backoff_ms", 1000))
+
+
 def _grpc_kwargs(sig: SignalRuntime) -> dict[str, Any]:
     import grpc
 
@@ -153,6 +178,9 @@ def _grpc_kwargs(sig: SignalRuntime) -> dict[str, Any]:
         "timeout": sig.timeout_s,
         "compression": grpc.Compression.Gzip if sig.compression == "gzip" else grpc.Compression.NoCompression,
         "insecure": sig.insecure,
+        # A collector that comes back is reached within about a second: gRPC's own reconnect backoff
+        # otherwise grows to 120 s after a long outage (the exporter's public `channel_options`).
+        "channel_options": RECONNECT_OPTIONS,
     }
     if sig.certificate or sig.client_certificate:
         def read(path: str | None) -> bytes | None:
@@ -219,6 +247,7 @@ def otlp_factory(signal: str, sig: SignalRuntime) -> Callable[[], Any]:
             exporter.cryostorm_direct = _otlp_encode.install(exporter, sig.protocol)
         return exporter
 
+    make.endpoint = sig.endpoint  # type: ignore[attr-defined]  # for the readiness check of the retry loop
     return make
 
 
