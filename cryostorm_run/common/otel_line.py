@@ -81,5 +81,10 @@ def installed_line_command(add: Iterable[str] = ()) -> str:
 
 def disagree_message(what: str, command: str | None = None) -> str:
     """The one sentence both sides print when OpenTelemetry packages do not fit together."""
+    if command is None:
+        try:
+            command = installed_line_command()
+        except Exception:  # unreadable metadata must not cost the program its telemetry
+            command = "cryostorm-run doctor (the installed packages could not be read here)"
     return (f"OpenTelemetry packages disagree: {what}; put them on one line with one command, pip choosing the "
-            f"versions: {command or installed_line_command()}")
+            f"versions: {command}")
