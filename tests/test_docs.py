@@ -23,7 +23,12 @@ def test_readme_commands_are_the_ones_ci_runs() -> None:
     assert [line.strip() for line in ci if "pytest" in line and not line.lstrip().startswith("#")] == [commands[1]]
     loop = ci.index('for entry in "${LINES[@]}"; do')
     assert loop < ci.index("  " + commands[1]) < ci.index("done")
-    assert len([line for line in ci[ci.index("LINES=("):loop] if line.startswith('  "')]) >= 1
+    lines = [line.strip().strip('"').split("|")[0] for line in ci[ci.index("LINES=("):loop] if line.startswith('  "')]
+    assert len(lines) >= 1
+    # ... and the README's "Lines CI proves" table lists exactly those lines.
+    table = text[text.index("**Lines CI proves**"):]
+    table = table[:table.index("\n\n", table.index("|---"))]
+    assert [row.split("|")[1].strip() for row in table.splitlines() if row.startswith("|")][2:] == lines
 
 
 def test_readme_main_command_runs() -> None:

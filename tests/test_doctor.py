@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import os
+import shlex
+import subprocess
 import sys
 import venv
 from pathlib import Path
@@ -19,6 +21,9 @@ from cryostorm_run.diagnose.doctor import DoctorReport, diagnose, render_report
 CONTRIB = importlib.metadata.version("opentelemetry-instrumentation")
 API = importlib.metadata.version("opentelemetry-api")
 FLASK = importlib.metadata.version("flask")
+# Another contrib line than the installed one, whichever line this suite runs on.
+OTHER = f"0.{int(CONTRIB.split('.')[1].split('b')[0]) - 1}b0"
+OTHER_API = f"1.{int(API.split('.')[1]) - 1}.0"
 
 
 def fake_dist(site: Path, name: str, version: str, *requires: str) -> None:
@@ -29,11 +34,29 @@ def fake_dist(site: Path, name: str, version: str, *requires: str) -> None:
     (info / "METADATA").write_text("\n".join(lines) + "\n")
 
 
+def line_command(site: Path | None = None, *added: str) -> str:
+    """What the one fixing command must hold: every installed opentelemetry-* package by name, but
+    cryostorm-run's own requirements with their ranges, and what is added; never a version of ours ..."""
+    dists = [importlib.metadata.Distribution.at(p) for p in (site.glob("*.dist-info") if site else [])]
+    dists += importlib.metadata.distributions()
+    # ... and by name every other package that requires one (FastAPI requires opentelemetry-api).
+    wanted = {n: n for d in dists if (n := d.metadata["Name"].lower().replace("_", "-")) != "cryostorm-run" and (
+        n.startswith("opentelemetry-") or any(r.startswith("opentelemetry-") and ";" not in r
+                                              for r in d.requires or ()))}
+    for req in importlib.metadata.requires("cryostorm-run") or []:
+        name = req.split("<")[0].split(">")[0].split("=")[0].split("~")[0].strip()
+        if name.startswith("opentelemetry-") and ";" not in req:
+            wanted[name] = req.replace(" ", "")
+    for text in added:
+        wanted.setdefault(text, text)
+    return "pip install " + " ".join(shlex.quote(wanted[k]) for k in sorted(wanted))
+
+
 @pytest.fixture
 def conflicting_site(tmp_path: Path) -> Path:
-    """A site dir where opentelemetry-instrumentation-flask is from the previous contrib release."""
+    """A site dir where opentelemetry-instrumentation-flask is from another contrib line than the installed one."""
     site = tmp_path / "site"
-    fake_dist(site, "opentelemetry-instrumentation-flask", "0.66b1", "opentelemetry-instrumentation==0.66b1",
+    fake_dist(site, "opentelemetry-instrumentation-flask", OTHER, f"opentelemetry-instrumentation=={OTHER}",
               "flask>=1.0; extra == 'instruments'")
     return site
 
@@ -42,27 +65,30 @@ def messages(report: DoctorReport, status: str) -> list[tuple[str, str]]:
     return [(f.message, f.fix) for f in report.findings if f.status == status]
 
 
-def test_version_conflict_shows_both_versions(conflicting_site: Path) -> None:
+def test_version_conflict_shows_both_versions_and_one_command(conflicting_site: Path) -> None:
     report = diagnose(paths=[str(conflicting_site), *sys.path])
+    command = line_command(conflicting_site)
     assert messages(report, "problem") == [
-        (f"contrib packages must share one version (opentelemetry-instrumentation {CONTRIB}); these differ: "
-         "opentelemetry-instrumentation-flask 0.66b1", f"pip install 'opentelemetry-instrumentation-flask=={CONTRIB}'"),
-        ("opentelemetry-instrumentation-flask 0.66b1 requires opentelemetry-instrumentation==0.66b1, but "
-         f"opentelemetry-instrumentation {CONTRIB} is installed",
-         f"pip install 'opentelemetry-instrumentation-flask=={CONTRIB}'"),
-        (f"flask {FLASK}: opentelemetry-instrumentation-flask 0.66b1 does not match opentelemetry-instrumentation "
-         f"{CONTRIB}", f"pip install 'opentelemetry-instrumentation-flask=={CONTRIB}'"),
+        (f"contrib packages are not on one release (opentelemetry-instrumentation {CONTRIB}); these differ: "
+         f"opentelemetry-instrumentation-flask {OTHER}", command),
+        (f"opentelemetry-instrumentation-flask {OTHER} requires opentelemetry-instrumentation=={OTHER}, but "
+         f"opentelemetry-instrumentation {CONTRIB} is installed", command),
+        (f"flask {FLASK}: opentelemetry-instrumentation-flask {OTHER} is not from the line of "
+         f"opentelemetry-instrumentation {CONTRIB}", command),
     ]
+    assert "==" not in command and "'opentelemetry-instrumentation<1,>=0.61b0'" in command
     assert report.problems == 3
+    text = render_report(report)
+    assert text.count(command) == 2  # once for the packages, once for the instrumentations
 
 
 def test_version_conflict_in_a_subprocess_via_pythonpath(conflicting_site: Path) -> None:
     result = run_launcher(["doctor"], env={"PYTHONPATH": str(conflicting_site)})
     assert result.returncode == 1, result.stderr
     assert result.stdout == ""
-    assert (f"  PROBLEM opentelemetry-instrumentation-flask 0.66b1 requires opentelemetry-instrumentation==0.66b1, "
+    assert (f"  PROBLEM opentelemetry-instrumentation-flask {OTHER} requires opentelemetry-instrumentation=={OTHER}, "
             f"but opentelemetry-instrumentation {CONTRIB} is installed\n") in result.stderr
-    assert f"          pip install 'opentelemetry-instrumentation-flask=={CONTRIB}'\n" in result.stderr
+    assert f"          {line_command(conflicting_site)}\n" in result.stderr
     assert result.stderr.rstrip().endswith("cryostorm-run doctor: 3 problems")
 
 
@@ -75,27 +101,70 @@ def test_path_option_and_json(conflicting_site: Path) -> None:
 
 
 def test_stable_line_mismatch_lists_offenders(tmp_path: Path) -> None:
-    fake_dist(tmp_path, "opentelemetry-sdk", "1.44.0")
+    pinned, loose = tmp_path / "pinned", tmp_path / "loose"
+    fake_dist(pinned, "opentelemetry-sdk", OTHER_API, f"opentelemetry-api=={OTHER_API}")
+    report = diagnose(paths=[str(pinned), *sys.path], libraries=[])
+    assert (f"api/sdk/exporters are not on one release (opentelemetry-api {API}); these differ: "
+            f"opentelemetry-sdk {OTHER_API}", line_command(pinned)) in messages(report, "problem")
+    # Another release whose declared requirements are all met: worth knowing, not broken.
+    fake_dist(loose, "opentelemetry-sdk", f"{API}.post1", f"opentelemetry-api=={API}")
+    report = diagnose(paths=[str(loose), *sys.path], libraries=[])
+    assert messages(report, "info") == [
+        (f"api/sdk/exporters differ from opentelemetry-api {API} (opentelemetry-sdk {API}.post1), but every "
+         "requirement they declare is met", "")]
+    assert report.problems == 0
+
+
+def test_cryostorm_runs_own_requirements_are_checked_and_kept(tmp_path: Path) -> None:
+    # An SDK below cryostorm-run's own floor, with an API to match: nothing among OpenTelemetry's own
+    # packages is broken, cryostorm-run's requirement is, and the fix keeps cryostorm-run's range.
+    fake_dist(tmp_path, "opentelemetry-sdk", "1.39.0", "opentelemetry-api==1.39.0")
+    fake_dist(tmp_path, "opentelemetry-api", "1.39.0")
     report = diagnose(paths=[str(tmp_path), *sys.path], libraries=[])
-    assert (f"api/sdk/exporters must share one version (opentelemetry-api {API}); these differ: "
-            f"opentelemetry-sdk 1.44.0", f"pip install 'opentelemetry-sdk=={API}'") in messages(report, "problem")
+    problems = messages(report, "problem")
+    own = importlib.metadata.version("cryostorm-run")
+    assert (f"cryostorm-run {own} requires opentelemetry-sdk<2,>=1.40, but opentelemetry-sdk 1.39.0 is installed",
+            line_command(tmp_path)) in problems
+    assert "'opentelemetry-sdk<2,>=1.40'" in problems[0][1]
 
 
-def test_missing_instrumentation_gets_the_pinned_pip_line() -> None:
-    report = diagnose(libraries=[
-        {"library": "flask >= 1.0", "instrumentation": "opentelemetry-instrumentation-flask==0.1b0"},
-        {"library": "flask >= 1.0", "instrumentation": "opentelemetry-instrumentation-openai-v2"},
+def test_doctor_and_pip_check_agree(tmp_path: Path) -> None:
+    # A requirement pip check sees broken that is not on an OpenTelemetry package (wrapt), declared by
+    # an instrumentation that is otherwise on the installed line.
+    fake_dist(tmp_path, "opentelemetry-instrumentation-flask", CONTRIB, f"opentelemetry-instrumentation=={CONTRIB}",
+              "wrapt>=99")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    checked = subprocess.run([sys.executable, "-m", "pip", "check"], capture_output=True, text=True, env=env,
+                             check=False, timeout=120)
+    assert checked.returncode == 1 and f"opentelemetry-instrumentation-flask {CONTRIB} has requirement wrapt>=99" in \
+        checked.stdout, checked.stdout
+    report = diagnose(paths=[str(tmp_path), *sys.path], libraries=[])
+    wrapt = importlib.metadata.version("wrapt")
+    assert messages(report, "problem") == [
+        (f"opentelemetry-instrumentation-flask {CONTRIB} requires wrapt>=99, but wrapt {wrapt} is installed",
+         line_command(tmp_path, "wrapt>=99"))]
+    healthy = subprocess.run([sys.executable, "-m", "pip", "check"], capture_output=True, text=True, check=False,
+                             timeout=120)
+    assert (healthy.returncode == 0) == (diagnose(libraries=[]).problems == 0), healthy.stdout
+
+
+def test_missing_instrumentation_is_installed_with_the_installed_line(tmp_path: Path) -> None:
+    # bootstrap_gen names the anchor's version (`==`), which need not exist for that package: the
+    # advice names it without a version, beside the installed OpenTelemetry packages.
+    fake_dist(tmp_path, "fakelib", "1.0")
+    report = diagnose(paths=[str(tmp_path), *sys.path], libraries=[
+        {"library": "fakelib >= 1.0", "instrumentation": f"opentelemetry-instrumentation-fakelib=={CONTRIB}"},
+        {"library": "fakelib >= 1.0", "instrumentation": "opentelemetry-instrumentation-fakelib-v2"},
+        {"library": "fakelib >= 2.0", "instrumentation": "opentelemetry-instrumentation-fakelib-v3"},
     ])
     assert messages(report, "info") == [
-        (f"flask {FLASK}: not instrumented (opentelemetry-instrumentation-flask is not installed)",
-         f"pip install 'opentelemetry-instrumentation-flask=={CONTRIB}'"),
-        (f"flask {FLASK}: not instrumented (opentelemetry-instrumentation-openai-v2 is not installed)",
-         "pip install 'opentelemetry-instrumentation-openai-v2'"),  # not on the 0.xb line: as published
+        ("fakelib 1.0: not instrumented (opentelemetry-instrumentation-fakelib is not installed)",
+         line_command(tmp_path, "opentelemetry-instrumentation-fakelib")),
+        ("fakelib 1.0: not instrumented (opentelemetry-instrumentation-fakelib-v2 is not installed)",
+         line_command(tmp_path, "opentelemetry-instrumentation-fakelib-v2")),
     ]
     assert report.problems == 0
-    text = render_report(report)
-    assert (f"(contrib packages share the 0.xb line of opentelemetry-instrumentation {CONTRIB}; if pip finds no such "
-            "version of one, upgrade them all together)") in text
+    assert "pip keeps what fits and moves the rest to one line" in render_report(report)
 
 
 def test_installed_and_unsupported_library_versions() -> None:

@@ -211,9 +211,14 @@ def test_opentelemetry_version_mismatch_is_one_line(tmp_path: Path) -> None:
     (fake / "__init__.py").write_text('__version__ = "1.39.0"\n')
     result = run_launcher(["--quiet", "--", PYTHON, "-c", "print('ran')"], env={"PYTHONPATH": str(tmp_path)})
     assert (result.returncode, result.stdout) == (0, "ran\n")
+    # The command doctor gives for this environment: every OpenTelemetry package by name, pip choosing.
+    from cryostorm_run.diagnose.doctor import fix_command, installed
+
+    command = fix_command(installed())
+    assert "==" not in command
     assert result.stderr.splitlines() == [
-        f"cryostorm: OpenTelemetry packages disagree: opentelemetry-api 1.39.0, opentelemetry-sdk {sdk}; install one "
-        f"release of both (pip install 'opentelemetry-api=={sdk}' 'opentelemetry-sdk=={sdk}')"]
+        f"cryostorm: OpenTelemetry packages disagree: opentelemetry-api 1.39.0, opentelemetry-sdk {sdk}; put them on "
+        f"one line with one command, pip choosing the versions: {command}"]
 
 
 def test_memory_stays_bounded_when_the_collector_is_down() -> None:

@@ -25,6 +25,8 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from cryostorm_run.common.otel_line import OWN, PREFIX, line_command, normalize
+
 __all__ = ["Dist", "DoctorReport", "Finding", "diagnose", "installed", "render_report"]
 
 
@@ -49,6 +51,7 @@ class Finding:
 class DoctorReport:
     findings: list[Finding] = field(default_factory=list)
     contrib_version: str | None = None  # the installed opentelemetry-instrumentation
+    packages_command: str = ""  # the one command that fixes the packages' problems
 
     @property
     def problems(self) -> int:
@@ -56,10 +59,6 @@ class DoctorReport:
 
     def add(self, section: str, status: str, message: str, fix: str = "") -> None:
         self.findings.append(Finding(section, status, message, fix))
-
-
-def normalize(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def installed(paths: Sequence[str] | None = None) -> dict[str, Dist]:
@@ -76,6 +75,11 @@ def installed(paths: Sequence[str] | None = None) -> dict[str, Dist]:
 
 
 # -- OpenTelemetry package versions ----------------------------------------------------------------
+# Healthy means what `pip check` means: every declared requirement of the OpenTelemetry packages and
+# of cryostorm-run is met. Every fix is one command (common/otel_line.py, also the hook's advice):
+# the installed OpenTelemetry packages by name, cryostorm-run's own OpenTelemetry requirements, and
+# what is missing; pip picks the versions, so no version is invented and none of cryostorm-run's
+# requirements can be broken by following it.
 
 _STABLE_CORE = ("opentelemetry-api", "opentelemetry-sdk", "opentelemetry-proto")
 _CONTRIB_VERSION = re.compile(r"^0\.\d+b\d+$")
@@ -91,7 +95,13 @@ def _contrib(dists: Mapping[str, Dist]) -> list[Dist]:
     return [d for d in dists.values() if d.name.startswith("opentelemetry-") and _CONTRIB_VERSION.match(d.version)]
 
 
-def _line_check(report: DoctorReport, group: list[Dist], anchor: str, what: str) -> None:
+def fix_command(dists: Mapping[str, Dist], add: Iterable[str] = ()) -> str:
+    return line_command(((d.name, d.requires) for d in dists.values()), add)
+
+
+def _line_check(report: DoctorReport, group: list[Dist], anchor: str, what: str, broken: bool) -> None:
+    """Versions off the anchor's release are a problem when a requirement is broken (they then show
+    which packages moved); alone, with every requirement met, they are only worth knowing."""
     if not group:
         return
     reference = next((d.version for d in group if d.name == anchor), None)
@@ -102,17 +112,22 @@ def _line_check(report: DoctorReport, group: list[Dist], anchor: str, what: str)
         report.add("packages", "ok", f"{what} share {reference} ({len(group)} packages)")
         return
     listed = ", ".join(f"{d.name} {d.version}" for d in offenders)
-    pins = " ".join(f"'{d.name}=={reference}'" for d in offenders)
-    report.add("packages", "problem", f"{what} must share one version ({anchor} {reference}); these differ: {listed}",
-               f"pip install {pins}")
+    if broken:
+        report.add("packages", "problem", f"{what} are not on one release ({anchor} {reference}); these differ: "
+                   f"{listed}", "")
+    else:
+        report.add("packages", "info", f"{what} differ from {anchor} {reference} ({listed}), but every "
+                   "requirement they declare is met")
 
 
-def _requirement_check(report: DoctorReport, dists: Mapping[str, Dist]) -> None:
+def _broken_requirements(dists: Mapping[str, Dist]) -> list[tuple[str, str, str | None]]:
+    """What `pip check` would list among OpenTelemetry packages (theirs, cryostorm-run's, and anyone's
+    requirement on one): (who, message, requirement to add to the command or None)."""
     from packaging.requirements import InvalidRequirement, Requirement
 
+    broken: list[tuple[str, str, str | None]] = []
     for dist in sorted(dists.values(), key=lambda d: d.name):
-        if not dist.name.startswith("opentelemetry-"):
-            continue
+        ours = dist.name.startswith(PREFIX) or dist.name == OWN
         for text in dist.requires:
             try:
                 req = Requirement(text)
@@ -121,18 +136,31 @@ def _requirement_check(report: DoctorReport, dists: Mapping[str, Dist]) -> None:
             if req.marker is not None and not req.marker.evaluate({"extra": ""}):
                 continue  # an optional extra, or not for this platform / Python
             name = normalize(req.name)
-            if not name.startswith("opentelemetry-"):
+            if not ours and not name.startswith(PREFIX):
                 continue
             have = dists.get(name)
+            plain = f"{req.name}{req.specifier}"
             if have is None:
-                report.add("packages", "problem", f"{dist.name} {dist.version} requires {req}, which is not installed",
-                           f"pip install '{req}'")
+                broken.append((dist.name, f"{dist.name} {dist.version} requires {plain}, which is not installed",
+                               plain))
             elif not req.specifier.contains(have.version, prereleases=True):
-                same_line = bool(_CONTRIB_VERSION.match(dist.version)) == bool(_CONTRIB_VERSION.match(have.version))
-                fix = (f"pip install '{dist.name}=={have.version}'" if same_line
-                       else f"install the {dist.name} release made for {name} {have.version}")
-                report.add("packages", "problem",
-                           f"{dist.name} {dist.version} requires {req}, but {name} {have.version} is installed", fix)
+                broken.append((dist.name, f"{dist.name} {dist.version} requires {plain}, but {name} {have.version} "
+                               "is installed", None if name.startswith(PREFIX) else plain))
+    return broken
+
+
+def _package_check(report: DoctorReport, dists: Mapping[str, Dist]) -> None:
+    broken = _broken_requirements(dists)
+    _line_check(report, _stable(dists), "opentelemetry-api", "api/sdk/exporters", bool(broken))
+    _line_check(report, _contrib(dists), CONTRIB_ANCHOR, "contrib packages", bool(broken))
+    if not broken:
+        return
+    command = fix_command(dists, [add for _, _, add in broken if add])
+    report.findings[:] = [Finding(f.section, f.status, f.message, command) if f.status == "problem" else f
+                          for f in report.findings]
+    for _, message, _ in broken:
+        report.add("packages", "problem", message, command)
+    report.packages_command = command
 
 
 # -- instrumentations -------------------------------------------------------------------------------
@@ -155,8 +183,9 @@ def _instrumentation_check(report: DoctorReport, dists: Mapping[str, Dist],
     anchor = dists.get(CONTRIB_ANCHOR)
     if anchor is None:
         report.add("instrumentations", "problem", f"{CONTRIB_ANCHOR} is not installed: nothing can be instrumented",
-                   "pip install cryostorm-run (it depends on it)")
+                   fix_command(dists, [CONTRIB_ANCHOR]))
         return
+    broken = {who for who, _, _ in _broken_requirements(dists)}
     seen: set[tuple[str, str]] = set()
     for entry in libraries:
         lib, inst = Requirement(entry["library"]), Requirement(entry["instrumentation"])
@@ -165,23 +194,21 @@ def _instrumentation_check(report: DoctorReport, dists: Mapping[str, Dist],
         if have_lib is None or key in seen or key in _NOT_TARGETS:
             continue
         seen.add(key)
-        pinned = any(spec.operator == "==" for spec in inst.specifier)
-        # Contrib packages move together: pin the one matching the installed opentelemetry-instrumentation.
-        wanted = f"{key[1]}=={anchor.version}" if pinned else str(inst)
         lib_ok = lib.specifier.contains(have_lib.version, prereleases=True)
         have_inst = dists.get(key[1])
         label = f"{lib.name} {have_lib.version}"
         if have_inst is None:
             if lib_ok:
+                # By name, together with the installed OpenTelemetry packages: pip picks the release of it
+                # that fits them, or moves them all to the newest line that has one (bootstrap_gen's
+                # `==` names the anchor's version, which need not exist for this package).
                 report.add("instrumentations", "info", f"{label}: not instrumented ({key[1]} is not installed)",
-                           f"pip install '{wanted}'")
+                           fix_command(dists, [key[1]]))
             continue
-        matches = (have_inst.version == anchor.version if pinned
-                   else inst.specifier.contains(have_inst.version, prereleases=True))
-        if not matches:
+        if key[1] in broken:
             report.add("instrumentations", "problem",
-                       f"{label}: {key[1]} {have_inst.version} does not match {CONTRIB_ANCHOR} {anchor.version}",
-                       f"pip install '{wanted}'")
+                       f"{label}: {key[1]} {have_inst.version} is not from the line of {CONTRIB_ANCHOR} "
+                       f"{anchor.version}", fix_command(dists))
         elif not lib_ok:
             report.add("instrumentations", "problem",
                        f"{label}: outside what {key[1]} {have_inst.version} supports ({lib.specifier}), so it is "
@@ -265,9 +292,7 @@ def diagnose(
     """Check the packages on `paths` (default: sys.path) and, with a `command`, its interpreter."""
     dists = installed(paths)
     report = DoctorReport(contrib_version=dists[CONTRIB_ANCHOR].version if CONTRIB_ANCHOR in dists else None)
-    _line_check(report, _stable(dists), "opentelemetry-api", "api/sdk/exporters")
-    _line_check(report, _contrib(dists), CONTRIB_ANCHOR, "contrib packages")
-    _requirement_check(report, dists)
+    _package_check(report, dists)
     _instrumentation_check(report, dists, _libraries() if libraries is None else libraries)
     if command:
         _command_check(report, command, os.environ if environ is None else environ)
@@ -286,13 +311,15 @@ def render_report(report: DoctorReport) -> str:
         if not findings:
             continue
         lines += ["", title]
-        for f in sorted(findings, key=lambda f: ("problem", "info", "ok").index(f.status)):
+        ordered = sorted(findings, key=lambda f: ("problem", "info", "ok").index(f.status))
+        for i, f in enumerate(ordered):
             lines.append(f"  {_MARKS[f.status]} {f.message}")
-            if f.fix:
+            if f.fix and (i + 1 == len(ordered) or ordered[i + 1].fix != f.fix):  # a shared fix: once, after
                 lines.append(f"          {f.fix}")
-        if section == "instrumentations" and report.contrib_version and any(f.fix for f in findings):
-            lines.append(f"  (contrib packages share the 0.xb line of {CONTRIB_ANCHOR} {report.contrib_version}; "
-                         "if pip finds no such version of one, upgrade them all together)")
+        if section != "command" and any(f.fix.startswith("pip install") for f in findings):
+            lines.append("  (pip install names the installed OpenTelemetry packages without versions and "
+                         f"{OWN}'s own ranges: pip keeps what fits and moves the rest to one line that has "
+                         "every package named; run it as one command)")
     total = report.problems
     lines += ["", f"cryostorm-run doctor: {total} problem{'s' if total != 1 else ''}" if total
               else "cryostorm-run doctor: healthy"]

@@ -106,13 +106,15 @@ def _initialize(started: float) -> None:
 
 
 def _check_versions() -> None:
-    """api and sdk must be one release: a mismatch works until it does not, so say it now."""
+    """api and sdk must be one release: a mismatch works until it does not, so say it now, with the
+    command `doctor` gives for it (common/otel_line.py)."""
     from opentelemetry.sdk.version import __version__ as sdk
     from opentelemetry.version import __version__ as api
 
     if api != sdk:
-        warn(f"OpenTelemetry packages disagree: opentelemetry-api {api}, opentelemetry-sdk {sdk}; install one "
-             f"release of both (pip install 'opentelemetry-api=={sdk}' 'opentelemetry-sdk=={sdk}')")
+        from cryostorm_run.common.otel_line import disagree_message
+
+        warn(disagree_message(f"opentelemetry-api {api}, opentelemetry-sdk {sdk}"))
 
 
 def _register_exit(providers: Any) -> None:
