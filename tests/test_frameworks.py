@@ -27,6 +27,7 @@ def otlp_env(rcv: Receiver, service: str) -> dict[str, str]:
         "CRYOSTORM_COLLECTOR": rcv.grpc_endpoint,
         "CRYOSTORM_SERVICE__NAME": service,
         "CRYOSTORM_TRACING__EXPORT_CONFIG__SCHEDULE_DELAY_MILLIS": "200",
+        "CRYOSTORM_SERVICE__ENVIRONMENT": "production",  # development echoes every log record to the console
     }
 
 
