@@ -59,16 +59,20 @@ def alive(pid: int) -> bool:
 
 
 class Server:
-    """`cryostorm-run --quiet -- CMD` in its own session, output to a file, always stopped."""
+    """`cryostorm-run --quiet -- CMD` in its own session, output to a file, always stopped.
+    `launcher`: another venv's cryostorm-run (tests/test_install.py)."""
 
-    def __init__(self, cmd: list[str], env: dict[str, str], tmp_path: Path, cwd: Path | None = None) -> None:
+    def __init__(
+        self, cmd: list[str], env: dict[str, str], tmp_path: Path, cwd: Path | None = None,
+        launcher: str = CRYOSTORM_RUN,
+    ) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log = tmp_path / "server.log"
         argv = [a.replace("{port}", str(self.port)) for a in cmd]
         with self.log.open("wb") as out:  # a file, not a pipe: the server can never block on it
             self.proc = subprocess.Popen(
-                [CRYOSTORM_RUN, "--quiet", "--", *argv], env=child_env(env), cwd=cwd,
+                [launcher, "--quiet", "--", *argv], env=child_env(env), cwd=cwd,
                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
             )
         self.client = httpx.Client(timeout=20, limits=httpx.Limits(max_keepalive_connections=0))

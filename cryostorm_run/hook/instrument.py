@@ -195,6 +195,34 @@ def _on_import(distro: Any, ep: Any, warn: Callable[[str], None], module: Module
     _activate(distro, ep, warn)
 
 
+def _on_django(distro: Any, ep: Any, warn: Callable[[str], None], module: ModuleType) -> None:
+    """django imported: activate its instrumentation once `django.setup()` has run.
+
+    The Django instrumentor reads `settings.MIDDLEWARE` when it is activated. At `import django`
+    the project may not have named its settings yet (the wsgi.py/asgi.py `django-admin
+    startproject` writes imports django first and sets DJANGO_SETTINGS_MODULE after): the
+    instrumentor would then configure empty settings in their place and every request would fail.
+    `django.setup()` (get_wsgi_application, get_asgi_application, manage.py) runs once the settings
+    are known and before any request handler reads the middleware list.
+    """
+    apps = sys.modules.get("django.apps")
+    if apps is not None and getattr(getattr(apps, "apps", None), "ready", False):  # already set up
+        _activate(distro, ep, warn)
+        return
+    original = getattr(module, "setup", None)
+    if not callable(original):
+        STATUS.skipped[ep.name] = "this django has no setup()"
+        return
+
+    @functools.wraps(original)
+    def setup(*args: Any, **kwargs: Any) -> Any:
+        result = original(*args, **kwargs)
+        _activate(distro, ep, warn)
+        return result
+
+    module.setup = setup  # type: ignore[attr-defined]
+
+
 def _on_fastapi(distro: Any, ep: Any | None, warn: Callable[[str], None], module: ModuleType) -> None:
     """FastAPI imported: its own telemetry when it has one, else the contrib instrumentation."""
     from cryostorm_run.hook import fastapi_native as _fastapi
@@ -245,7 +273,8 @@ def instrument(distro: Any, entry_points: Sequence[Any], warn: Callable[[str], N
             _activate(distro, ep, warn)
         elif _installed(module):
             STATUS.watching[ep.name] = module
-            FINDER.when_imported(module, functools.partial(_on_import, distro, ep, warn))
+            on_import = _on_django if ep.name == "django" else _on_import
+            FINDER.when_imported(module, functools.partial(on_import, distro, ep, warn))
         elif ep.name in MODULE_OF:
             STATUS.skipped[ep.name] = f"library {module!r} is not installed"
         else:
