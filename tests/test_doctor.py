@@ -19,6 +19,9 @@ from cryostorm_run.diagnose.doctor import DoctorReport, diagnose, render_report
 CONTRIB = importlib.metadata.version("opentelemetry-instrumentation")
 API = importlib.metadata.version("opentelemetry-api")
 FLASK = importlib.metadata.version("flask")
+# Installed on every line, its instrumentation (opentelemetry-instrumentation-grpc) on none: the
+# mixed and floor lines install opentelemetry-instrumentation-flask.
+GRPCIO = importlib.metadata.version("grpcio")
 
 
 def fake_dist(site: Path, name: str, version: str, *requires: str) -> None:
@@ -83,13 +86,13 @@ def test_stable_line_mismatch_lists_offenders(tmp_path: Path) -> None:
 
 def test_missing_instrumentation_gets_the_pinned_pip_line() -> None:
     report = diagnose(libraries=[
-        {"library": "flask >= 1.0", "instrumentation": "opentelemetry-instrumentation-flask==0.1b0"},
-        {"library": "flask >= 1.0", "instrumentation": "opentelemetry-instrumentation-openai-v2"},
+        {"library": "grpcio >= 1.42.0", "instrumentation": "opentelemetry-instrumentation-grpc==0.1b0"},
+        {"library": "grpcio >= 1.42.0", "instrumentation": "opentelemetry-instrumentation-openai-v2"},
     ])
     assert messages(report, "info") == [
-        (f"flask {FLASK}: not instrumented (opentelemetry-instrumentation-flask is not installed)",
-         f"pip install 'opentelemetry-instrumentation-flask=={CONTRIB}'"),
-        (f"flask {FLASK}: not instrumented (opentelemetry-instrumentation-openai-v2 is not installed)",
+        (f"grpcio {GRPCIO}: not instrumented (opentelemetry-instrumentation-grpc is not installed)",
+         f"pip install 'opentelemetry-instrumentation-grpc=={CONTRIB}'"),
+        (f"grpcio {GRPCIO}: not instrumented (opentelemetry-instrumentation-openai-v2 is not installed)",
          "pip install 'opentelemetry-instrumentation-openai-v2'"),  # not on the 0.xb line: as published
     ]
     assert report.problems == 0
