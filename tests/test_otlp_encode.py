@@ -77,6 +77,22 @@ def test_an_attribute_upstream_cannot_encode_is_skipped_like_upstream(caplog: py
     assert "Failed to encode key huge" in caplog.text
 
 
+def test_none_values_follow_the_installed_upstream(caplog: pytest.LogCaptureFixture) -> None:
+    # Upstream 1.40 refuses None for span attributes (the attribute is skipped and logged); later
+    # upstream encodes it as an empty AnyValue. cryostorm asks the installed upstream which it is.
+    attributes = {"top": None, "in_list": [1, None], "in_map": {"k": None}, "ok": 1}
+    span = ReadableSpan("s", SpanContext(1, 2, False), attributes=attributes)
+    expected = upstream([span])
+    upstream_logged = caplog.text
+    caplog.clear()
+    assert ours([span]) == expected
+    kept = [kv.key for kv in expected.resource_spans[0].scope_spans[0].spans[0].attributes]
+    assert kept in (["top", "in_list", "in_map", "ok"], ["ok"])
+    dropped = kept == ["ok"]
+    assert ("Failed to encode key top" in upstream_logged) is dropped
+    assert ("Failed to encode key top" in caplog.text) is dropped  # ours logs as upstream does
+
+
 def test_repeated_string_attributes_come_from_a_bounded_cache() -> None:
     for i in range(_otlp_encode._KV_CACHE_MAX + 10):
         span = ReadableSpan("s", SpanContext(1, 2, False), attributes={"url.path": f"/items/{i}"})

@@ -54,6 +54,20 @@ def test_fixture_captures_spans_metrics_and_logs_with_sequential_ids(capture_tel
     assert (record.log_record.body, record.log_record.trace_id, record.log_record.span_id) == ("paid", 1, 2)
 
 
+@pytest.mark.parametrize("enabled", ["", "true"])
+def test_the_sdks_own_span_metrics_only_when_asked_for(enabled: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # SDK 1.40 recorded otel.sdk.span.* always, 1.44+ only when enabled: cryostorm applies the latter on every line.
+    monkeypatch.setenv("OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED", enabled)
+    with captured_telemetry() as capture:
+        with capture.telemetry.start_as_current_span("job"):
+            capture.telemetry.create_counter("jobs").add(1)
+        names = {m.name for m in capture.metrics()}
+    if enabled:  # newer SDKs add more of their own (processor metrics)
+        assert {"jobs", "otel.sdk.span.live", "otel.sdk.span.started"} <= names
+    else:
+        assert names == {"jobs"}
+
+
 def test_each_test_starts_from_scratch(capture_telemetry: TelemetryCapture) -> None:
     assert capture_telemetry.spans() == [] and capture_telemetry.logs() == []
     with capture_telemetry.telemetry.start_as_current_span("again"):

@@ -48,11 +48,36 @@ def _str(tag: bytes, text: str) -> bytes:
 
 # -- attributes ------------------------------------------------------------------------------------
 
+_NONE_IS_EMPTY: list[bool] = []  # the installed upstream encoder's answer, asked once
+
+
+def _none_value() -> bytes:
+    """None as a value (top level, in a list or a map), as the installed upstream encoder has it.
+
+    Newer upstream encodes it as an empty AnyValue; 1.40 (`_encode_value(..., allow_null=False)` for
+    spans) raises, so the whole attribute is skipped and logged. Asked of upstream's private
+    `_encode_value` on the first None (rare: the SDK drops None attribute values); without it, the
+    newer rule. One of the places listed in the README ("Private attributes").
+    """
+    if not _NONE_IS_EMPTY:
+        try:
+            from opentelemetry.exporter.otlp.proto.common._internal import _encode_value
+
+            empty = _encode_value(None) is not None
+        except ImportError:
+            empty = True
+        except Exception:  # upstream refuses None
+            empty = False
+        _NONE_IS_EMPTY.append(empty)
+    if _NONE_IS_EMPTY[0]:
+        return b""
+    raise Exception(f"Invalid type {type(None)} of value None")  # upstream's message
+
 
 def _any_value(value: Any) -> bytes:  # noqa: PLR0911 (one return per AnyValue kind)
     """AnyValue, with the type checks in upstream's order (bool before int, str before Sequence)."""
     if value is None:
-        return b""
+        return _none_value()
     if isinstance(value, bool):
         return b"\x10\x01" if value else b"\x10\x00"
     if isinstance(value, str):

@@ -83,6 +83,20 @@ def span_processor(sig: SignalRuntime, exporter: Any) -> SpanProcessor:
     return processor
 
 
+def _sdk_internal_metrics() -> dict[str, Any]:
+    """The SDK's own span metrics (`otel.sdk.span.started`/`.live`) only when asked for.
+
+    SDK 1.44+ records them only with OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED=true; 1.40 always did,
+    into the global meter provider (so every program exported them, and each span start paid for two
+    counter updates). The same rule on every line: unless asked for, they go to a no-op meter provider.
+    """
+    if os.environ.get("OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED", "").strip().lower() == "true":
+        return {}
+    from opentelemetry.metrics import NoOpMeterProvider
+
+    return {"meter_provider": NoOpMeterProvider()}
+
+
 def build_tracer_provider(
     rt: Runtime,
     resource: Resource,
@@ -94,7 +108,8 @@ def build_tracer_provider(
     sig = rt.traces
     if sig.exporter not in SPAN_EXPORTERS:
         raise _unknown("traces", sig.exporter, SPAN_EXPORTERS)
-    provider = TracerProvider(resource=resource, sampler=sampler, id_generator=id_generator, shutdown_on_exit=False)
+    provider = TracerProvider(resource=resource, sampler=sampler, id_generator=id_generator, shutdown_on_exit=False,
+                              **_sdk_internal_metrics())
     exporter = SPAN_EXPORTERS[sig.exporter](sig)
     provider.add_span_processor(span_processor(sig, exporter))
     if outputs is not None:
