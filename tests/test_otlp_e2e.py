@@ -119,3 +119,32 @@ def test_fastapi_under_uvicorn_exports_one_server_span_per_request_and_metrics(
     assert span.resource["service.name"] == "e2e-api"
     assert span.resource["process.pid"] == proc.pid
     assert len(spans) == 1, f"expected only the /items/42 server span, got {names}"
+
+
+def test_the_resource_follows_the_semantic_conventions(otlp_receiver: Receiver) -> None:
+    # telemetry.sdk.* as upstream's own Resource.create() has them (the oracle); service, process and
+    # host attributes the conventions define, where they cost nothing to know.
+    import platform
+    import sys
+
+    from opentelemetry.sdk.resources import Resource
+
+    env = {"CRYOSTORM_EXPORTER_TYPE": "otlp", "CRYOSTORM_COLLECTOR": otlp_receiver.grpc_endpoint,
+           "CRYOSTORM_SERVICE__NAME": "conventions", "CRYOSTORM_SERVICE__VERSION": "1.2.3",
+           "CRYOSTORM_SERVICE__ENVIRONMENT": "production"}
+    program = "from opentelemetry import trace\nwith trace.get_tracer('r').start_as_current_span('r'): pass\n"
+    done = subprocess.run([CRYOSTORM_RUN, "--quiet", "--", sys.executable, "-c", program], env=child_env(env),
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    [span] = otlp_receiver.wait_for_spans("r")
+    resource = span.resource
+    upstream = Resource.create({}).attributes
+    for key in ("telemetry.sdk.language", "telemetry.sdk.name", "telemetry.sdk.version"):
+        assert resource[key] == upstream[key], key
+    assert resource["telemetry.distro.name"] == "cryostorm-run"
+    assert (resource["service.name"], resource["service.version"]) == ("conventions", "1.2.3")
+    assert resource["service.instance.id"] and isinstance(resource["process.pid"], int)
+    assert resource["process.runtime.name"] == sys.implementation.name
+    assert resource["process.runtime.version"] == platform.python_version()
+    assert resource["host.name"] == socket.gethostname()
+    assert resource["host.arch"] in {"amd64", "arm32", "arm64", "ia64", "ppc32", "ppc64", "s390x", "x86"}

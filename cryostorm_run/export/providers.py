@@ -106,10 +106,35 @@ def reidentify_after_fork(p: Providers) -> None:
     p.resource.attributes  # noqa: B018  # computed now, in the child, not on the first export
 
 
-def build_resource(rt: Runtime) -> Resource:
-    attrs: dict[str, Any] = {
+# platform.machine() → the semantic conventions' host.arch values
+_HOST_ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64", "i386": "x86", "i686": "x86",
+              "x86": "x86", "ppc64le": "ppc64", "ppc64": "ppc64", "ppc": "ppc32", "s390x": "s390x", "armv7l": "arm32"}
+
+
+def _cheap_detected() -> dict[str, Any]:
+    """What semantic conventions describe and costs nothing to know: the SDK, the runtime, the host."""
+    import platform
+    import socket
+
+    from opentelemetry.sdk.version import __version__ as sdk_version
+
+    implementation = sys.implementation
+    return {
         "telemetry.sdk.language": "python",
         "telemetry.sdk.name": "opentelemetry",
+        "telemetry.sdk.version": sdk_version,
+        "process.runtime.name": implementation.name,
+        "process.runtime.version": ".".join(str(v) for v in implementation.version[:3]),
+        "process.runtime.description": sys.version,
+        "process.executable.path": sys.executable,
+        "host.name": socket.gethostname(),
+        "host.arch": _HOST_ARCH.get(platform.machine().lower(), platform.machine().lower() or "unknown"),
+    }
+
+
+def build_resource(rt: Runtime) -> Resource:
+    attrs: dict[str, Any] = {
+        **_cheap_detected(),
         "telemetry.distro.name": "cryostorm-run",
         "telemetry.distro.version": __version__,
         **rt.resource_attributes,
