@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import PYTHON, run_launcher
 
 from cryostorm_run import LaunchError, TelemetrySettings, load_settings, plan_launch
 from cryostorm_run.launch.plan import hook_dir, resolve_command
@@ -111,3 +112,26 @@ def test_nested_launcher_warns_and_instruments_once() -> None:
     inner = plan_launch(TelemetrySettings(), ["python"], dict(outer.env))
     assert inner.env["PYTHONPATH"] == str(hook_dir())
     assert inner.warnings and "already running under cryostorm-run" in inner.warnings[0]
+
+
+@pytest.mark.parametrize(("args", "named"), [
+    (["-E", "app.py"], "-E"), (["-IE", "-c", "pass"], "-I -E"), (["-W", "error", "-S", "app.py"], "-S"),
+    (["-X", "dev", "-I", "-m", "app"], "-I"), (["app.py", "-E"], None), (["-c", "pass", "-I"], None),
+    (["-u", "a"], None),
+])
+def test_interpreter_options_that_skip_the_hook_are_named(args: list[str], named: str | None) -> None:
+    from cryostorm_run.launch.plan import hook_skipping_flags
+
+    assert hook_skipping_flags("/usr/bin/python3.11", args) == named
+    assert hook_skipping_flags("/usr/bin/gunicorn", args) is None  # not an interpreter: its options are its own
+
+
+def test_python_dash_e_is_warned_before_exec_and_doctor_names_it() -> None:
+    result = run_launcher(["--", PYTHON, "-E", "-c", "print('ran')"])
+    assert (result.returncode, result.stdout) == (0, "ran\n")
+    assert ("cryostorm-run: warning: " in result.stderr and "-E runs without the site hook" in result.stderr
+            and "NO telemetry" in result.stderr), result.stderr
+    assert "cryostorm: service=" not in result.stderr  # indeed not instrumented: the hook never ran
+    doctor = run_launcher(["doctor", "--", PYTHON, "-I", "app.py"])
+    assert doctor.returncode == 1, doctor.stderr
+    assert "with -I it never imports the hook" in doctor.stderr

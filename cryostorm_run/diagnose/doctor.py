@@ -248,7 +248,7 @@ def python_of(path: str, search_path: str | None) -> tuple[list[str], str] | Non
 
 
 def _command_check(report: DoctorReport, command: Sequence[str], environ: Mapping[str, str]) -> None:
-    from cryostorm_run.launch.plan import LaunchError, resolve_command
+    from cryostorm_run.launch.plan import LaunchError, hook_skipping_flags, resolve_command
 
     try:
         path = resolve_command(command[0], environ.get("PATH"))
@@ -278,6 +278,9 @@ def _command_check(report: DoctorReport, command: Sequence[str], environ: Mappin
                    f"{facts['prefix']}")
     elif not facts["importable"]:
         report.add("command", "problem", f"{where}: cannot import cryostorm_run", "reinstall cryostorm-run")
+    elif (skipping := hook_skipping_flags(path, command[1:])) is not None:
+        report.add("command", "problem", f"{where}, but with {skipping} it never imports the hook: the program would "
+                   "run NOT instrumented", f"drop {skipping}, or instrument in code with cryostorm_run.Telemetry")
     else:
         report.add("command", "ok", f"{where}: the hook will instrument it")
 

@@ -123,7 +123,41 @@ def plan_launch(
     env["_CRYOSTORM_PREFIX"] = sys.prefix
     env["_CRYOSTORM_LAUNCHER_PID"] = str(os.getpid())  # exec keeps the PID: the hook knows the target
     env["_CRYOSTORM_REPORT"] = report if report in REPORT_MODES else "line"
+    skipping = hook_skipping_flags(executable, argv[1:])
+    if skipping:
+        warnings = (*warnings, f"{os.path.basename(executable)} {skipping} runs without the site hook (PYTHONPATH "
+                    "ignored or site not imported): the program will have NO telemetry; drop it, or instrument in "
+                    "code with cryostorm_run.Telemetry")
     return LaunchPlan(executable, tuple(argv), env, instrumented=True, warnings=warnings)
+
+
+# Interpreter options that keep a Python program from importing the hook's sitecustomize.
+_SKIPPING = {"E": "ignores PYTHONPATH", "I": "isolated mode", "S": "no site module"}
+
+
+def hook_skipping_flags(executable: str, args: Sequence[str]) -> str | None:
+    """`-E`/`-I`/`-S` (alone or combined, e.g. `-IE`) among a Python interpreter's own options (before
+    the script, `-c` or `-m`): what the warning should name, or None."""
+    if not os.path.basename(executable).startswith(("python", "pypy")):
+        return None
+    found: list[str] = []
+    rest = list(args)
+    while rest:
+        arg = rest.pop(0)
+        if not arg.startswith("-") or arg in ("-", "--"):
+            break  # the script (or stdin): its own arguments follow
+        if arg.startswith("--"):
+            continue  # --version, --help and the like
+        for index, letter in enumerate(arg[1:]):
+            if letter in _SKIPPING and f"-{letter}" not in found:
+                found.append(f"-{letter}")
+            if letter in "cm":  # the program follows
+                return " ".join(found) or None
+            if letter in "WX":  # an option value: the rest of this argument, or the next one
+                if index == len(arg) - 2 and rest:
+                    rest.pop(0)
+                break
+    return " ".join(found) or None
 
 
 def exec_plan(plan: LaunchPlan) -> NoReturn:
