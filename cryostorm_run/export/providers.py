@@ -284,7 +284,10 @@ def shutdown(p: Providers, timeout_s: float | None = None) -> bool:
         worker.start()
     except RuntimeError:  # Python 3.12 refuses new threads during interpreter shutdown (atexit)
         return _shutdown_inline(p, timeout)
-    worker.join(timeout)
+    try:
+        worker.join(timeout)
+    except KeyboardInterrupt:  # a second Ctrl-C while flushing: stop waiting, the caller reports the rest
+        return False
     return not worker.is_alive()
 
 

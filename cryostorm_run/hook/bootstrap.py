@@ -11,7 +11,7 @@ import os
 import signal
 import sys
 import time
-from typing import Any
+from typing import Any, NoReturn
 
 _DONE = False
 HOOK_DIR_VAR = "_CRYOSTORM_HOOK_DIR"
@@ -197,7 +197,30 @@ def _register_exit(providers: Any) -> None:
 
         signal.signal(signal.SIGTERM, on_sigterm)
     _flush_before_a_reraised_signal(flush_at_exit)
+    _flush_before_os_exit(flush_at_exit)
     _report_while_running(providers)
+
+
+def _flush_before_os_exit(flush_at_exit: Any) -> None:
+    """A process that leaves through `os._exit` (a forked child, a worker pool) runs no atexit: flush
+    first when anything is still queued (bounded by shutdown_timeout_millis), and report what is left."""
+    original = os._exit
+    if getattr(original, "cryostorm", False):
+        return
+
+    def _exit(status: int, /) -> NoReturn:
+        try:
+            from cryostorm_run.export.batch import BATCH_QUEUES
+
+            if any(batch.queue or batch.in_flight or batch.dropped or batch.failed for batch in list(BATCH_QUEUES)):
+                flush_at_exit()
+        except BaseException:  # never stand between the program and its exit
+            pass
+        original(status)
+
+    _exit.cryostorm = True  # type: ignore[attr-defined]
+    _exit.__wrapped__ = original  # type: ignore[attr-defined]
+    os._exit = _exit  # type: ignore[assignment]  # positional-only status, as the original
 
 
 def _flush_before_a_reraised_signal(flush_at_exit: Any) -> None:

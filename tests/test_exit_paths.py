@@ -1,0 +1,78 @@
+"""Ways a process ends that run no atexit, or interrupt it: telemetry delivered or the loss told."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+from conftest import CRYOSTORM_RUN, child_env
+from otlp_receiver import Receiver
+
+FORK_THEN_OS_EXIT = """
+import os
+from opentelemetry import trace
+tracer = trace.get_tracer("fork")
+pid = os.fork()
+if pid == 0:
+    for i in range(20):
+        with tracer.start_as_current_span(f"child-{i}"):
+            pass
+    os._exit(0)  # no atexit, no finalizers: what a forked worker does
+os.waitpid(pid, 0)
+print("parent done", flush=True)
+"""
+
+
+def test_a_forked_child_leaving_through_os_exit_delivers_its_spans(otlp_receiver: Receiver) -> None:
+    env = {"CRYOSTORM_EXPORTER_TYPE": "otlp", "CRYOSTORM_COLLECTOR": otlp_receiver.grpc_endpoint,
+           "CRYOSTORM_SERVICE__NAME": "fork-exit", "CRYOSTORM_SERVICE__ENVIRONMENT": "production",
+           "CRYOSTORM_TRACING__EXPORT_CONFIG__SCHEDULE_DELAY_MILLIS": "60000"}  # only a flush can deliver them
+    done = subprocess.run([CRYOSTORM_RUN, "--quiet", "--", sys.executable, "-c", FORK_THEN_OS_EXIT],
+                          env=child_env(env), capture_output=True, text=True, timeout=60, check=False)
+    assert (done.returncode, done.stdout) == (0, "parent done\n"), done.stderr
+    names = {s.name for s in otlp_receiver.wait_for_spans(20, timeout=20)}
+    assert names == {f"child-{i}" for i in range(20)}, done.stderr
+
+
+SLEEPER = """
+import time
+from opentelemetry import trace
+tracer = trace.get_tracer("sleeper")
+for i in range(100):
+    with tracer.start_as_current_span("queued"):
+        pass
+print("ready", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_second_ctrl_c_during_the_exit_flush_still_reports_the_loss() -> None:
+    # The collector refuses connections: the exit flush waits its full budget, and a person presses
+    # Ctrl-C again meanwhile. No traceback of cryostorm's; the not-delivered count is still told.
+    env = {"CRYOSTORM_EXPORTER_TYPE": "otlp", "CRYOSTORM_COLLECTOR": "http://127.0.0.1:9",
+           "CRYOSTORM_SERVICE__NAME": "ctrl-c", "CRYOSTORM_SERVICE__ENVIRONMENT": "production",
+           "CRYOSTORM_METRICS__ENABLED": "false", "CRYOSTORM_LOGGING__ENABLED": "false",
+           "CRYOSTORM_TRACING__EXPORT_CONFIG__SCHEDULE_DELAY_MILLIS": "60000",
+           "CRYOSTORM_SHUTDOWN_TIMEOUT_MILLIS": "20000"}
+    proc = subprocess.Popen([CRYOSTORM_RUN, "--quiet", "--", sys.executable, "-c", SLEEPER], env=child_env(env),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "ready\n"
+        proc.send_signal(signal.SIGINT)  # the program ends; the exit flush starts (20 s budget)
+        time.sleep(2.0)
+        assert proc.poll() is None, "the exit flush should still be waiting for the collector"
+        started = time.monotonic()
+        proc.send_signal(signal.SIGINT)  # the second Ctrl-C
+        _, err = proc.communicate(timeout=30)
+        waited = time.monotonic() - started
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert waited < 10, f"the second Ctrl-C should end the wait, took {waited:.1f} s"
+    cryostorm_lines = [line for line in err.splitlines() if "cryostorm_run" in line]
+    assert cryostorm_lines == [], err  # no frame of cryostorm's in any traceback
+    assert "100 spans not delivered" in err, err
