@@ -418,3 +418,24 @@ def test_spans_are_queued_encoded_from_the_first_one() -> None:
            "CRYOSTORM_SERVICE__NAME": "queued", "CRYOSTORM_SHUTDOWN_TIMEOUT_MILLIS": "200"}
     result = run_launcher(["--quiet", "--", PYTHON, "-c", script], env=env)
     assert result.stdout.split() == ["tuple", "bytes", "False"], result.stderr
+
+
+def test_a_library_version_its_instrumentation_refuses_is_told_without_verbose(tmp_path: Path) -> None:
+    # The installed library is outside what its instrumentation supports: one line says so on every
+    # run (default and --quiet report modes alike), naming both versions; no program output changes.
+    import fastapi
+
+    (tmp_path / "future_instr.py").write_text("class Instrumentor:\n    def instrument(self, **kw):\n        pass\n")
+    dist = tmp_path / "opentelemetry_instrumentation_future-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: opentelemetry-instrumentation-future\nVersion: 1.0\n"
+        "Provides-Extra: instruments\nRequires-Dist: fastapi>=999.0; extra == \"instruments\"\n")
+    (dist / "entry_points.txt").write_text("[opentelemetry_instrumentor]\nfastapi_future = future_instr:Instrumentor\n")
+    for mode in ([], ["--quiet"]):
+        result = run_launcher([*mode, "--", PYTHON, "-c", "import fastapi; print('ok')"],
+                              env={"PYTHONPATH": str(tmp_path), "CRYOSTORM_SERVICE__ENVIRONMENT": "production"})
+        assert (result.returncode, result.stdout) == (0, "ok\n"), result.stderr
+        [line] = [x for x in result.stderr.splitlines() if "is NOT instrumented" in x]
+        assert line.startswith(f"cryostorm: fastapi {fastapi.__version__} is NOT instrumented: "
+                               "opentelemetry-instrumentation-future 1.0 supports fastapi>=999.0"), line

@@ -150,7 +150,20 @@ def _conflict(ep: Any) -> str | None:
     from opentelemetry.instrumentation.dependencies import get_dist_dependency_conflicts
 
     conflict = get_dist_dependency_conflicts(ep.dist) if ep.dist is not None else None
-    return None if conflict is None else str(conflict)
+    if conflict is None:
+        return None
+    found = getattr(conflict, "found", None)
+    if found:  # the library is installed, in a version this instrumentation does not support: say so
+        dist = getattr(ep.dist, "name", None) or f"the {ep.name} instrumentation"
+        version = getattr(ep.dist, "version", "")
+        required = getattr(conflict, "required", None) or str(conflict)
+        VERSION_CONFLICTS[ep.name] = (f"{found} is NOT instrumented: {dist} {version} supports {required}; install "
+                                      f"a supported version of it, or see `cryostorm-run doctor` for the fix")
+    return str(conflict)
+
+
+# instrumentation → one line on a library whose installed version its instrumentation refuses
+VERSION_CONFLICTS: dict[str, str] = {}
 
 
 def _activate(distro: Any, ep: Any, warn: Callable[[str], None]) -> None:
@@ -179,6 +192,8 @@ def _activate_now(distro: Any, ep: Any, warn: Callable[[str], None]) -> None:
             conflict = _conflict(ep)
             if conflict is not None:
                 STATUS.skipped[ep.name] = conflict
+                if ep.name in VERSION_CONFLICTS:  # imported by the program, yet not instrumented: never silent
+                    warn(VERSION_CONFLICTS[ep.name])
                 return
             distro.load_instrumentor(ep, skip_dep_check=True, **INSTRUMENT_KWARGS.get(ep.name, {}))
             STATUS.instrumented.append(ep.name)
@@ -283,5 +298,7 @@ def instrument(distro: Any, entry_points: Sequence[Any], warn: Callable[[str], N
             conflict = _conflict(ep)
             if conflict is not None:
                 STATUS.skipped[ep.name] = conflict
+                if ep.name in VERSION_CONFLICTS:
+                    warn(VERSION_CONFLICTS[ep.name])
             else:
                 _activate(distro, ep, warn)
