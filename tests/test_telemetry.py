@@ -655,3 +655,23 @@ def test_docstring_examples_run(module: Any) -> None:
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0
     assert result.failed == 0
+
+
+def test_histogram_buckets_follow_the_unit_or_the_callers_boundaries(capture: TelemetryCapture) -> None:
+    telemetry = capture.telemetry
+    telemetry.create_histogram("llm.duration", unit="s").record(0.19)
+    telemetry.create_histogram("llm.temperature", unit="1").record(0.7)
+    telemetry.create_histogram("payload", unit="By").record(700)
+    telemetry.create_histogram("custom", unit="s", boundaries=[1.0, 2.0]).record(1.5)
+
+    def bounds(name: str) -> list[float]:
+        return list(capture.metric(name).data.data_points[0].explicit_bounds)
+
+    seconds = bounds("llm.duration")
+    assert seconds[:4] == [0.005, 0.01, 0.025, 0.05] and seconds[-1] == 10.0
+    assert bounds("llm.temperature") == [round(0.1 * i, 1) for i in range(21)]
+    assert bounds("payload")[:3] == [0.0, 5.0, 10.0]  # the SDK's defaults for other units
+    assert bounds("custom") == [1.0, 2.0]
+    # A 0.19 s latency lands in the (0.1, 0.25] bucket, not in "<= 5" with everything else.
+    point = capture.metric("llm.duration").data.data_points[0]
+    assert point.bucket_counts[seconds.index(0.25)] == 1

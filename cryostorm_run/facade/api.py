@@ -41,6 +41,13 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
+# Histogram bucket boundaries by unit, where the SDK's defaults (0, 5, 10, ... 10,000) do not fit.
+BOUNDARIES_BY_UNIT: dict[str, list[float]] = {
+    "s": [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0],  # semconv HTTP
+    "1": [round(0.1 * i, 1) for i in range(21)],  # ratios and factors: 0 to 2
+}
+
+
 class TelemetryApi:
     """The signal methods of `Telemetry`, reading one immutable `_State` (swapped whole by `Telemetry`)."""
 
@@ -185,9 +192,20 @@ class TelemetryApi:
         """A counter that also goes down (open connections, queue length): ``c.add(-1)``."""
         return self.meter.create_up_down_counter(name, unit=unit, description=description)
 
-    def create_histogram(self, name: str, unit: str = "", description: str = "") -> Histogram:
-        """A distribution of values (latencies, sizes): ``histogram.record(0.25, {"route": "/"})``."""
-        return self.meter.create_histogram(name, unit=unit, description=description)
+    def create_histogram(self, name: str, unit: str = "", description: str = "",
+                         boundaries: Sequence[float] | None = None) -> Histogram:
+        """A distribution of values (latencies, sizes): ``histogram.record(0.25, {"route": "/"})``.
+
+        Bucket boundaries follow the unit unless `boundaries` are given (passed to the SDK as the
+        API's advisory ``explicit_bucket_boundaries_advisory``; a View the program sets still wins):
+        seconds (``s``) get the semantic conventions' HTTP duration buckets (5 ms to 10 s), a
+        ratio (``1``) 0 to 2 in steps of 0.1; other units the SDK's defaults (0 to 10,000).
+        """
+        chosen = list(boundaries) if boundaries is not None else BOUNDARIES_BY_UNIT.get(unit)
+        if chosen is None:
+            return self.meter.create_histogram(name, unit=unit, description=description)
+        return self.meter.create_histogram(name, unit=unit, description=description,
+                                           explicit_bucket_boundaries_advisory=chosen)
 
     def create_observable_gauge(
         self, name: str, callbacks: Sequence[CallbackT] | None = None, unit: str = "", description: str = ""
