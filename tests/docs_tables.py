@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from cryostorm_run import TelemetrySettings
+from cryostorm_run.config.inventory import FAMILIES, INVENTORY, Rule
 from cryostorm_run.config.loading import load_settings
 from cryostorm_run.config.sources import OTEL_TABLE
 from cryostorm_run.launch.envmap import env_rows
@@ -26,6 +27,7 @@ MARKERS = {
     "settings": ("<!-- settings-table:start -->", "<!-- settings-table:end -->"),
     "otel-out": ("<!-- otel-out-table:start -->", "<!-- otel-out-table:end -->"),
     "otel-in": ("<!-- otel-in-table:start -->", "<!-- otel-in-table:end -->"),
+    "otel-inventory": ("<!-- otel-inventory-table:start -->", "<!-- otel-inventory-table:end -->"),
 }
 
 
@@ -135,8 +137,26 @@ def otel_in_table() -> str:
     return "\n".join(lines)
 
 
+def inventory_table() -> str:
+    def row(name: str, rule: Rule) -> str:
+        if rule.kind == "mapped":
+            what = f"`{rule.setting}` → " + ", ".join(f"`{w}`" for w in rule.written_as)
+            what += f" ({rule.reason})" if rule.reason else ""
+        else:
+            what = rule.reason
+        what = what.replace("|", "\\|")
+        return f"| `{name}` | {rule.kind} | {rule.source} | {what} |"
+
+    order = {"mapped": 0, "passed": 1, "refused": 2}
+    rows = [row(n, r) for n, r in sorted(INVENTORY.items(), key=lambda item: (order[item[1].kind], item[0]))]
+    rows += [row(shown, rule) for shown, _, rule in FAMILIES]
+    head = "| Variable | Rule | Defined by | Setting → written for the program, or reason |\n|---|---|---|---|"
+    return head + "\n" + "\n".join(rows)
+
+
 def generated() -> dict[str, str]:
-    return {"settings": settings_table(), "otel-out": otel_out_table(), "otel-in": otel_in_table()}
+    return {"settings": settings_table(), "otel-out": otel_out_table(), "otel-in": otel_in_table(),
+            "otel-inventory": inventory_table()}
 
 
 def render(text: str) -> str:

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cryostorm_run.config.inventory import INVENTORY, REFUSED
+
 PREFIX = "CRYOSTORM_"
 DELIMITER = "__"
 SIGNAL_OTEL = {"tracing": "TRACES", "metrics": "METRICS", "logging": "LOGS"}
@@ -289,10 +291,15 @@ def read_otel(environ: Mapping[str, str], origin_kind: str = "otel_env", file: s
     keys = sorted(environ, key=rank)
     for key in keys:
         raw = environ[key]
+        origin = Origin(origin_kind, key, file)
+        if key in REFUSED and raw.strip():  # an empty variable is unset, as for the SDK
+            shown = mask(raw) if is_secret_name(key) else raw
+            reason = "not supported by cryostorm-run: " + INVENTORY[key].reason
+            problems.append(Problem(origin.describe(), shown, reason, "unset it"))
+            continue
         convert = OTEL_TABLE.get(key)
         if convert is None:
             continue
-        origin = Origin(origin_kind, key, file)
         try:
             for path, value in convert(raw):
                 entries.append(Entry(path, value, origin))

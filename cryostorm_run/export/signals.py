@@ -150,9 +150,11 @@ def _console_metrics(rt: Runtime) -> Any:
 
 
 def _otlp_metrics(rt: Runtime) -> Any:
-
-    if os.environ.get("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "cumulative").lower() != "cumulative":
-        return _periodic(rt, otlp_factory("metrics", rt.metrics)())  # the real exporter knows the preference
+    # The real exporter knows the temporality preference and the default histogram aggregation
+    # (passed through to the program); the lazy one has the OTLP defaults only.
+    if (os.environ.get("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "cumulative").strip().lower()
+            != "cumulative" or os.environ.get("OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION", "").strip()):
+        return _periodic(rt, otlp_factory("metrics", rt.metrics)())
     return _periodic(rt, _lazy_metric_exporter(rt.metrics))
 
 
