@@ -17,7 +17,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from cryostorm_run import TelemetrySettings
-from cryostorm_run.config.inventory import FAMILIES, INVENTORY, Rule
+from cryostorm_run.config.inventory import ALREADY_SO, FAMILIES, INVENTORY, Rule
 from cryostorm_run.config.loading import load_settings
 from cryostorm_run.config.sources import OTEL_TABLE
 from cryostorm_run.launch.envmap import env_rows
@@ -144,6 +144,10 @@ def inventory_table() -> str:
             what += f" ({rule.reason})" if rule.reason else ""
         else:
             what = rule.reason
+            accepted = ALREADY_SO.get(name)
+            if accepted:
+                shown = " or ".join(sorted(accepted))
+                what = f"accepted as {shown} (cryostorm does that anyway); other values: " + what
         what = what.replace("|", "\\|")
         return f"| `{name}` | {rule.kind} | {rule.source} | {what} |"
 

@@ -243,3 +243,19 @@ def test_the_inventory_knows_every_variable_the_installed_sdk_reads() -> None:
             "OTEL_SEMCONV_STABILITY_OPT_IN"} <= set(found)
     missing = {name: where for name, where in sorted(found.items()) if rule_for(name) is None}
     assert not missing, f"read by the installed OpenTelemetry packages, missing from config/inventory.py: {missing}"
+
+
+def test_a_refused_variable_that_asks_for_what_cryostorm_does_anyway_is_accepted(tmp_path: Path) -> None:
+    # A deployment with OTEL_PYTHON_LOG_CORRELATION=true keeps running under cryostorm-run (its log
+    # bridge already adds otelTraceID/otelSpanID); asking for anything else is still refused.
+    from cryostorm_run.config.inventory import ALREADY_SO
+
+    assert ALREADY_SO
+    for name, values in ALREADY_SO.items():
+        for value in values:
+            load_settings({**BASE, name: value.upper()}, config_dir=None)
+        with pytest.raises(ConfigError):
+            load_settings({**BASE, name: "something-else"}, config_dir=None)
+    result = run_launcher(["--", "true"], {"OTEL_PYTHON_LOG_CORRELATION": "true",
+                                          "OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED": "True"}, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr

@@ -193,6 +193,22 @@ _FAMILY_RE = re.compile("|".join(f"({pattern})" for _, pattern, _ in FAMILIES))
 MAPPED = frozenset(name for name, rule in INVENTORY.items() if rule.kind == "mapped")
 REFUSED = frozenset(name for name, rule in INVENTORY.items() if rule.kind == "refused")
 
+# Refused variables whose value asks for what cryostorm does anyway: accepted (a deployment that has
+# them keeps running), any other value is refused. Compared case-insensitively.
+ALREADY_SO: dict[str, frozenset[str]] = {
+    "OTEL_PYTHON_LOG_CORRELATION": frozenset({"true"}),  # the log bridge adds otelTraceID/otelSpanID
+    "OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED": frozenset({"true"}),  # the log bridge exports records
+    "OTEL_PYTHON_DISTRO": frozenset({"cryostorm"}),
+    "OTEL_PYTHON_CONFIGURATOR": frozenset({"cryostorm"}),
+}
+
+
+def refused(name: str, value: str) -> bool:
+    """Is `name=value` refused? (Empty is unset; values in ALREADY_SO ask for what cryostorm does.)"""
+    if name not in REFUSED or not value.strip():
+        return False
+    return value.strip().lower() not in ALREADY_SO.get(name, frozenset())
+
 
 def rule_for(name: str) -> Rule | None:
     """The rule for `name`: its own entry, else its family's, else None (not an OpenTelemetry variable)."""

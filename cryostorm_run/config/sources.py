@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cryostorm_run.config.inventory import INVENTORY, REFUSED
+from cryostorm_run.config.inventory import INVENTORY, refused
 
 PREFIX = "CRYOSTORM_"
 DELIMITER = "__"
@@ -292,7 +292,7 @@ def read_otel(environ: Mapping[str, str], origin_kind: str = "otel_env", file: s
     for key in keys:
         raw = environ[key]
         origin = Origin(origin_kind, key, file)
-        if key in REFUSED and raw.strip():  # an empty variable is unset, as for the SDK
+        if refused(key, raw):  # empty is unset, as for the SDK; a value cryostorm honours anyway passes
             shown = mask(raw) if is_secret_name(key) else raw
             reason = "not supported by cryostorm-run: " + INVENTORY[key].reason
             problems.append(Problem(origin.describe(), shown, reason, "unset it"))
