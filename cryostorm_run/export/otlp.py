@@ -20,6 +20,7 @@ from cryostorm_run.export.errors import TelemetrySetupError
 # child builds its own channel instead of sharing the parent's (gRPC channels do not survive fork).
 
 _LAZY: weakref.WeakSet[_Lazy] = weakref.WeakSet()
+BUILD_LOCK = [threading.Lock()]  # held while an exporter (and so grpc or requests) is being built
 
 
 class _Lazy:
@@ -46,7 +47,11 @@ class _Lazy:
     def _get(self) -> Any:
         with self._lock:
             if self._real is None:
-                self._real = self._factory()
+                # One exporter is built at a time in the process: each signal's worker builds its own on
+                # its first export, and two threads importing grpc at once can see it half-initialised
+                # ("cannot import name 'ChannelCredentials' from partially initialized module 'grpc'").
+                with BUILD_LOCK[0]:
+                    self._real = self._factory()
                 if self.direct and getattr(self._real, "cryostorm_direct", False) is not True:
                     self.direct = False  # only if the pinned exporter's internals were not the expected ones
                     logging.getLogger("opentelemetry.cryostorm.export").warning(
@@ -140,6 +145,7 @@ def _transient(exporter: Any) -> bool:
 
 
 def _reset_lazy_after_fork() -> None:
+    BUILD_LOCK[0] = threading.Lock()  # a parent thread may have held it at fork
     for lazy in list(_LAZY):
         lazy._reset_after_fork()
 
