@@ -227,6 +227,11 @@ class ExportConfig(BaseConfig):
         description="Queue full and the collector answering fast: wait up to this for room instead of "
         "dropping (0: never wait)",
     )
+    max_in_flight: Annotated[int, Field(ge=1, le=32)] = Field(
+        4,
+        description="Export requests in flight at once per process (spans; log records: 1): keeps up with a "
+        "distant collector",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> ExportConfig:
