@@ -92,7 +92,7 @@ class BatchQueue:
         """Queue `item`, or count it as dropped; never raises, never waits long."""
         self.seen += 1
         queue = self.queue
-        size = len(queue)
+        size = self._held()
         if size >= self.failing_cap:
             if not self.keeping_up():
                 self.shed += 1
@@ -131,11 +131,16 @@ class BatchQueue:
         if self.max_block_s <= 0:
             return False
         deadline = time.monotonic() + self.max_block_s
-        while len(self.queue) >= self.max_queue_size:
+        while self._held() >= self.max_queue_size:
             if time.monotonic() >= deadline or not self.keeping_up():
                 return False
             time.sleep(0.0005)  # releases the GIL: the worker drains the queue meanwhile
         return True
+
+    def _held(self) -> int:
+        # In flight beyond one batch counts against the queue: at most max_queue_size + one batch held,
+        # as with one export in flight, however many there are.
+        return len(self.queue) + max(0, self.in_flight - self.batch_size)
 
     dropped = property(lambda self: self.shed + self.overflow)
 
@@ -177,8 +182,7 @@ class BatchQueue:
             for callback in ON_FIRST_ITEM:
                 with contextlib.suppress(Exception):  # cryostorm's own metrics must never cost an item
                     callback()
-        name = f"cryostorm-export-{self.kind.split()[0]}"
-        workers = []
+        name, workers = f"cryostorm-export-{self.kind.split()[0]}", []
         for n in range(self.max_in_flight):
             worker = threading.Thread(target=self._run, name=name if n == 0 else f"{name}-{n + 1}", daemon=True)
             try:
@@ -190,15 +194,17 @@ class BatchQueue:
         self._worker = workers[0] if workers else None
 
     def _run(self) -> None:
-        _suppress_instrumentation()  # an exporter's own HTTP/gRPC calls must not become telemetry
+        from opentelemetry import context
+
+        context.attach(_suppressed())  # an exporter's own HTTP/gRPC calls must not become telemetry
         draining = False
         while True:
             batch = self._next_batch(draining)
             if batch is None:
                 return
-            if batch:
+            if batch:  # then the rest of the queue at once (draining)
                 self._export_batch(batch)
-            draining = bool(batch)  # after an export, the rest of the queue at once
+            draining = bool(batch)
             self.report_losses()
 
     def _next_batch(self, draining: bool) -> list[Any] | None:
@@ -320,12 +326,6 @@ def _suppressed() -> Any:
 
     with suppress_instrumentation():
         return context.get_current()
-
-
-def _suppress_instrumentation() -> None:
-    from opentelemetry import context
-
-    context.attach(_suppressed())
 
 
 def _reset_after_fork() -> None:
