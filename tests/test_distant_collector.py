@@ -8,6 +8,9 @@ program runs at its own pace.
 from __future__ import annotations
 
 import sys
+import threading
+import time
+from pathlib import Path
 
 import pytest
 from conftest import run_launcher
@@ -63,3 +66,99 @@ def test_a_distant_collector_gets_everything_once_and_the_program_is_not_held(tr
         assert took < SECONDS * 1.1, result.stdout  # not held: its own pace, within 10 %
         assert worst_ms < 50, result.stdout  # no end() waits for queue room
         assert result.stderr == "", result.stderr  # nothing dropped, nothing reported
+
+
+# -- cryostorm's span transport keeps the SDK exporters' options ------------------------------------
+
+TLS_PROGRAM = """
+from opentelemetry import trace
+tracer = trace.get_tracer("tls")
+for i in range(20):
+    with tracer.start_as_current_span(f"tls-{i}"):
+        pass
+"""
+
+
+@pytest.mark.parametrize("transport", ["grpc", "http/protobuf"])
+def test_tls_headers_and_gzip_reach_a_collector_over_the_span_transport(tmp_path: Path, transport: str) -> None:
+    from otlp_receiver import make_self_signed_cert
+
+    cert, key = make_self_signed_cert(tmp_path)
+    with Receiver(tls=(cert, key)) as rcv:
+        endpoint = rcv.grpc_endpoint if transport == "grpc" else rcv.http_endpoint
+        assert endpoint.startswith("https://")
+        env = {"CRYOSTORM_EXPORTER_TYPE": "otlp", "CRYOSTORM_COLLECTOR": endpoint,
+               "CRYOSTORM_OTLP__PROTOCOL": transport, "CRYOSTORM_OTLP__CERTIFICATE_FILE": cert,
+               "CRYOSTORM_OTLP__HEADERS": "x-team=blue", "CRYOSTORM_OTLP__COMPRESSION": "gzip",
+               "CRYOSTORM_SERVICE__NAME": "tls", "CRYOSTORM_SERVICE__ENVIRONMENT": "production",
+               "CRYOSTORM_METRICS__ENABLED": "false", "CRYOSTORM_LOGGING__ENABLED": "false"}
+        result = run_launcher(["--quiet", "--", PYTHON, "-c", TLS_PROGRAM], env=env, timeout=60)
+        assert result.returncode == 0, result.stderr
+        assert sorted(s.name for s in rcv.spans()) == sorted(f"tls-{i}" for i in range(20)), result.stderr
+        traces = [r for r in rcv.requests() if r.signal == "traces"]
+        assert {r.headers.get("x-team") for r in traces} == {"blue"}
+        if transport == "http/protobuf":
+            assert {r.headers.get("content-encoding") for r in traces} == {"gzip"}
+            assert {r.headers.get("content-type") for r in traces} == {"application/x-protobuf"}
+
+
+# -- the queue itself: several exports in flight, each item once -----------------------------------
+
+
+class _SlowCollector:
+    """An exporter answering every batch after `delay` seconds (ok or not), noting what it got."""
+
+    def __init__(self, delay: float, ok: bool = True) -> None:
+        self.delay, self.ok, self.answering = delay, ok, True
+        self.batches: list[list[int]] = []
+        self.now = self.most = 0
+        self.lock = threading.Lock()
+
+    def export(self, batch: list[int]) -> bool:
+        with self.lock:
+            self.now += 1
+            self.most = max(self.most, self.now)
+        time.sleep(self.delay)
+        with self.lock:
+            self.now -= 1
+            self.batches.append(list(batch))
+        self.answering = self.ok
+        return self.ok
+
+
+def test_several_exports_in_flight_take_each_item_once() -> None:
+    from cryostorm_run.export.batch import BatchQueue
+
+    exporter = _SlowCollector(0.2)
+    queue = BatchQueue(exporter, "spans", max_queue_size=4096, schedule_delay_ms=5000, max_export_batch_size=64,
+                       max_in_flight=4)
+    for i in range(2000):
+        assert queue.put(i)
+    time.sleep(0.1)
+    assert queue.in_flight == 4 * 64  # the sum over the four exports in flight
+    assert queue.keeping_up()  # slow answers are answers
+    assert queue.force_flush(10_000)
+    assert exporter.most == 4
+    sent = [item for batch in exporter.batches for item in batch]
+    assert sorted(sent) == list(range(2000))  # each exactly once
+    assert (queue.exported, queue.in_flight, len(queue.queue)) == (2000, 0, 0)
+    assert queue.shutdown(1000)
+    assert queue.stopped
+
+
+def test_a_collector_that_fails_or_does_not_answer_is_not_keeping_up() -> None:
+    from cryostorm_run.export.batch import BatchQueue
+
+    failing = BatchQueue(_SlowCollector(0.01, ok=False), "spans", max_queue_size=256, schedule_delay_ms=50,
+                         max_export_batch_size=8, max_in_flight=2)
+    failing.put(1)
+    assert failing.force_flush(5_000)
+    assert not failing.keeping_up()
+    stuck = _SlowCollector(5)
+    stuck.answer_timeout_s = 0.3  # type: ignore[attr-defined]
+    queue = BatchQueue(stuck, "spans", max_queue_size=256, schedule_delay_ms=50, max_export_batch_size=8)
+    queue.put(1)
+    time.sleep(0.1)
+    assert queue.keeping_up()  # waiting for the answer, within its timeout
+    time.sleep(0.4)
+    assert not queue.keeping_up()  # no answer past the timeout: stuck

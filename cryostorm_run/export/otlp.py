@@ -136,7 +136,7 @@ class LazySpanExporter(_Lazy, SpanExporter):
         known = otlp_send.GRPC_KWARGS if sig.protocol == "grpc" else otlp_send.HTTP_KWARGS
         # Queued as `preencode`d bytes only for cryostorm's transport; the SDK's exporter encodes itself.
         self.direct = os.environ.get("_CRYOSTORM_PLAIN_EXPORTERS") != "1" and set(sig.exporter_args) <= known
-        self.answer_timeout_s = sig.timeout_s
+        self.answer_timeout_s = float(sig.exporter_args.get("timeout") or sig.timeout_s)
         self._signal_runtime = sig
         self._serial = threading.Lock()
         factory = self._sender if self.direct else otlp_factory("traces", sig)
