@@ -80,8 +80,12 @@ for i in range(20):
 
 
 @pytest.mark.parametrize("transport", ["grpc", "http/protobuf"])
-def test_tls_headers_and_gzip_reach_a_collector_over_the_span_transport(tmp_path: Path, transport: str) -> None:
+def test_tls_headers_and_gzip_reach_a_collector_over_the_span_transport(tmp_path: Path, transport: str,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     from otlp_receiver import make_self_signed_cert
+
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):  # they win over certificate_file, as for the SDK's
+        monkeypatch.delenv(name, raising=False)
 
     cert, key = make_self_signed_cert(tmp_path)
     with Receiver(tls=(cert, key)) as rcv:

@@ -129,11 +129,13 @@ class HttpSender:
                         **dict(kwargs.get("headers") or {})}
         if self.compression in ("gzip", "deflate"):
             self.headers["Content-Encoding"] = self.compression
-        # As the SDK's exporter: the CA file (else the system's), a client certificate with its key.
-        self.verify: bool | str = kwargs.get("certificate_file") or True
-        cert, key = kwargs.get("client_certificate_file"), kwargs.get("client_key_file")
-        self.cert: Any = (cert, key) if cert and key else cert
+        # As the SDK's exporter: the CA file (else the system's), a client certificate with its key, set
+        # on the Session (so REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE still win, as README "Known limits" says).
         self._session = requests.Session()
+        self._session.verify = kwargs.get("certificate_file") or True
+        cert, key = kwargs.get("client_certificate_file"), kwargs.get("client_key_file")
+        if cert:
+            self._session.cert = (cert, key) if key else cert
         adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=max(1, pool_size))
         self._session.mount("http://", adapter)
         self._session.mount("https://", adapter)
@@ -149,8 +151,7 @@ class HttpSender:
         elif self.compression == "deflate":
             data = zlib.compress(data)
         try:
-            response = self._session.post(self.url, data=data, headers=self.headers, timeout=timeout,
-                                          verify=self.verify, cert=self.cert)
+            response = self._session.post(self.url, data=data, headers=self.headers, timeout=timeout)
         except self._request_error as error:  # refused, reset, timed out: worth retrying
             return Attempt(False, True, None, f"{type(error).__name__}: {error}")
         status = response.status_code
