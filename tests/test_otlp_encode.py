@@ -105,15 +105,15 @@ def test_repeated_string_attributes_come_from_a_bounded_cache() -> None:
     assert not [k for k in _otlp_encode._KV_CACHE if k[1] == "db.statement"]
 
 
-def test_a_span_it_cannot_handle_falls_back_to_upstream() -> None:
+def test_a_span_it_cannot_encode_is_left_out_and_the_others_are_sent(caplog: pytest.LogCaptureFixture) -> None:
     class Odd(ReadableSpan):
         @property
-        def kind(self) -> Any:  # not a SpanKind: the direct encoder fails, upstream's map does too
+        def kind(self) -> Any:  # not a SpanKind: the direct encoder fails (upstream's map does too)
             raise RuntimeError("odd kind")
 
-    span = Odd("s", SpanContext(1, 2, False))
-    with pytest.raises(RuntimeError, match="odd kind"):  # upstream's own error, as without cryostorm
-        _otlp_encode.http_request([span])
     normal = ReadableSpan("s", SpanContext(1, 2, False))
-    assert _otlp_encode.http_request([normal]).SerializePartialToString() == upstream([normal]).SerializeToString()
-    assert _otlp_encode.grpc_request([normal]) == upstream([normal])
+    queued = [_otlp_encode.preencode(normal), Odd("odd", SpanContext(1, 3, False)), normal]
+    with caplog.at_level("ERROR", "opentelemetry.cryostorm.export"):
+        data = _otlp_encode.request_bytes(queued)
+    assert ExportTraceServiceRequest.FromString(data) == upstream([normal, normal])
+    assert "odd kind" in caplog.text

@@ -23,6 +23,7 @@ class Batch:
     max_export_batch_size: int = 512
     max_queue_size: int = 2048
     max_block_ms: int = 0
+    max_in_flight: int = 4  # export requests at once (spans; log records: 1)
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,7 @@ def _signal(env: Mapping[str, str], name: str) -> SignalRuntime:
             _int(env, batch_prefix + "MAX_EXPORT_BATCH_SIZE", 512),
             _int(env, batch_prefix + "MAX_QUEUE_SIZE", 2048),
             _int(env, f"_CRYOSTORM_{upper}_MAX_BLOCK", 0),
+            max(1, _int(env, f"_CRYOSTORM_{upper}_MAX_IN_FLIGHT", 4)),
         )
     return SignalRuntime(
         exporter=exporter,

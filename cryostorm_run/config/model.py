@@ -224,8 +224,13 @@ class ExportConfig(BaseConfig):
     max_queue_size: Positive = Field(16_384, description="Items buffered before new ones are dropped")
     max_block_millis: Annotated[int, Field(ge=0, le=10_000)] = Field(
         500,
-        description="Queue full and the collector answering fast: wait up to this for room instead of "
-        "dropping (0: never wait)",
+        description="Queue full and the collector answering (not failing, not stuck): wait up to this for room "
+        "instead of dropping (0: never wait)",
+    )
+    max_in_flight: Annotated[int, Field(ge=1, le=32)] = Field(
+        4,
+        description="Export requests in flight at once per process (spans; log records: 1): keeps up with a "
+        "distant collector",
     )
 
     @model_validator(mode="after")

@@ -1,4 +1,4 @@
-"""cryostorm's own batch processing: one bounded queue per signal, drained by a worker thread.
+"""cryostorm's own batch processing: one bounded queue per signal, drained by export worker threads.
 
 Built only on the SDK's public interfaces (`SpanProcessor`, `SimpleLogRecordProcessor`, exporters'
 `export`/`shutdown`/`force_flush`), so it behaves the same on every supported OpenTelemetry line
@@ -6,10 +6,13 @@ instead of reaching into one release's `BatchSpanProcessor` internals. What it a
 
 - exact accounting: every item handed to it is exported, failed, still queued, in flight, or
   counted as dropped at the moment it was refused (`seen`, `entered`, `shed`, `overflow`);
-- it never holds the program while the collector is not keeping up: the queue is capped at
+- several exports in flight (`max_in_flight` workers draining the one queue, each batch taken by
+  exactly one of them): a distant collector that answers slowly is kept up with;
+- it never holds the program while the collector is not keeping up (failing, or not answering
+  within its timeout; a slow answer is still an answer): the queue is capped at
   1/`KEEP_WHILE_FAILING` of its size and the rest is shed (and counted); a full queue waits
-  at most `max_block_s`, and only while the collector answers quickly (a burst);
-- fork: the child starts with an empty queue, zero counters and a new worker (started lazily);
+  at most `max_block_s`, and only while the collector answers (a burst);
+- fork: the child starts with an empty queue, zero counters and new workers (started lazily);
 - a worker that cannot be started (interpreter shutdown) never loses the queue: flush and
   shutdown drain it in the calling thread, within their deadline.
 """
@@ -17,6 +20,7 @@ instead of reaching into one release's `BatchSpanProcessor` internals. What it a
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import threading
 import time
@@ -25,11 +29,11 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
-# A collector that answers a batch within this is "keeping up": a full queue is a burst, worth a
-# short wait. A slow or failing one never makes the program wait (its latency comes first).
-FAST_EXPORT_S = 0.25
+# An exporter that does not say how long an answer may take (`answer_timeout_s`, the OTLP timeout):
+# an export still unanswered after this means the collector is stuck, not keeping up.
+ANSWER_TIMEOUT_S = 10.0
 
-# While the collector is failing or slow, at most this share of max_queue_size stays queued: a
+# While the collector is failing or stuck, at most this share of max_queue_size stays queued: a
 # queue of 16k spans the collector cannot take only costs the program memory and garbage-
 # collection pauses (measured: p99 x2.5 with a full 16k queue, unchanged with 2k).
 KEEP_WHILE_FAILING = 8
@@ -46,12 +50,12 @@ _first_item_seen = False
 
 
 class BatchQueue:
-    """A bounded queue of items for one exporter, exported in batches by one worker thread."""
+    """A bounded queue of items for one exporter, exported in batches by `max_in_flight` worker threads."""
 
     def __init__(self, exporter: Any, kind: str, *, max_queue_size: int, schedule_delay_ms: float,
                  max_export_batch_size: int, export_timeout_ms: float = 30_000, max_block_s: float = 0.0,
                  keep_while_failing: int = KEEP_WHILE_FAILING,
-                 export: Callable[[Sequence[Any]], Any] | None = None) -> None:
+                 export: Callable[[Sequence[Any]], Any] | None = None, max_in_flight: int = 1) -> None:
         self.exporter = exporter
         self.kind = kind  # "spans" or "log records", as the reports name them
         self.max_queue_size = max_queue_size
@@ -59,6 +63,8 @@ class BatchQueue:
         self.delay_s = schedule_delay_ms / 1000
         self.export_timeout_s = export_timeout_ms / 1000
         self.max_block_s = max_block_s
+        self.max_in_flight = max(1, max_in_flight)
+        self.answer_timeout_s = float(getattr(exporter, "answer_timeout_s", None) or ANSWER_TIMEOUT_S)
         # While the collector is not keeping up, keep 1/keep_while_failing of the queue (1: all of it).
         self.failing_cap = max(1, max_queue_size // max(1, keep_while_failing))
         self._export = export or exporter.export
@@ -68,12 +74,14 @@ class BatchQueue:
     def _fresh(self) -> None:
         self.queue: deque[Any] = deque()
         self.seen = self.entered = self.shed = self.overflow = 0
-        self.exported = self.failed = self.in_flight = 0
-        self.last_ok, self.last_duration_s, self.export_started = True, 0.0, 0.0
+        self.exported = self.failed = 0
+        self.in_flight = 0  # items taken from the queue by exports not finished yet (all workers)
+        self.last_ok, self.last_duration_s = True, 0.0
+        self._exports: dict[int, float] = {}  # id of a batch in flight -> when its export began
         self._cond = threading.Condition(threading.Lock())
         self._flushes: list[threading.Event] = []
-        self._worker: threading.Thread | None = None
-        self._export_lock = threading.Lock()
+        self._worker: threading.Thread | None = None  # the first of `_workers`, once started
+        self._workers: list[threading.Thread] = []
         self._closed = False
         self._reported_at = float("-inf")
         self._reported = (0, 0, 0)
@@ -84,7 +92,7 @@ class BatchQueue:
         """Queue `item`, or count it as dropped; never raises, never waits long."""
         self.seen += 1
         queue = self.queue
-        size = len(queue)
+        size = self._held()
         if size >= self.failing_cap:
             if not self.keeping_up():
                 self.shed += 1
@@ -107,28 +115,34 @@ class BatchQueue:
         return True
 
     def keeping_up(self) -> bool:
-        """Is the collector answering, and fast? (Exporters that never fail, e.g. console: yes.)"""
-        if getattr(self.exporter, "building", False):
+        """Is the collector answering? Told by answers, not latency: a distant collector answering
+        every export (slowly) keeps up; one failing, or not answering within its timeout, does not.
+        (Exporters that never fail, e.g. console: yes.)"""
+        exporter = self.exporter
+        if getattr(exporter, "building", False):
             return True  # importing grpc for the first export: nothing known about the collector yet
-        if not self.last_ok or self.last_duration_s > FAST_EXPORT_S:
+        if not self.last_ok or getattr(exporter, "answering", True) is False:
             return False
-        # An export still running past the threshold (a refused gRPC export retries for seconds).
-        return not (self.in_flight and time.monotonic() - self.export_started > FAST_EXPORT_S)
+        started = list(self._exports.values())  # an export unanswered past the timeout: stuck
+        return not (started and time.monotonic() - min(started) > self.answer_timeout_s)
 
     def _wait_for_room(self) -> bool:
         """Backpressure for bursts: True once the queue has room, False if it stays full."""
         if self.max_block_s <= 0:
             return False
         deadline = time.monotonic() + self.max_block_s
-        while len(self.queue) >= self.max_queue_size:
+        while self._held() >= self.max_queue_size:
             if time.monotonic() >= deadline or not self.keeping_up():
                 return False
             time.sleep(0.0005)  # releases the GIL: the worker drains the queue meanwhile
         return True
 
-    @property
-    def dropped(self) -> int:
-        return self.shed + self.overflow
+    def _held(self) -> int:
+        # In flight beyond one batch counts against the queue: at most max_queue_size + one batch held,
+        # as with one export in flight, however many there are.
+        return len(self.queue) + max(0, self.in_flight - self.batch_size)
+
+    dropped = property(lambda self: self.shed + self.overflow)
 
     def _report_soon(self) -> None:
         # From the program's thread, on a drop: the worker may be stuck in an export for a while.
@@ -168,39 +182,62 @@ class BatchQueue:
             for callback in ON_FIRST_ITEM:
                 with contextlib.suppress(Exception):  # cryostorm's own metrics must never cost an item
                     callback()
-        worker = threading.Thread(target=self._run, name=f"cryostorm-export-{self.kind.split()[0]}", daemon=True)
-        self._worker = worker
-        try:
-            worker.start()
-        except RuntimeError:  # interpreter shutting down: flush/shutdown drain inline
-            self._worker = None
+        name, workers = f"cryostorm-export-{self.kind.split()[0]}", []
+        for n in range(self.max_in_flight):
+            worker = threading.Thread(target=self._run, name=name if n == 0 else f"{name}-{n + 1}", daemon=True)
+            try:
+                worker.start()
+            except RuntimeError:  # interpreter shutting down: flush/shutdown drain inline
+                break
+            workers.append(worker)
+        self._workers = workers
+        self._worker = workers[0] if workers else None
 
     def _run(self) -> None:
-        _suppress_instrumentation()  # an exporter's own HTTP/gRPC calls must not become telemetry
+        from opentelemetry import context
+
+        context.attach(_suppressed())  # an exporter's own HTTP/gRPC calls must not become telemetry
+        draining = False
         while True:
-            with self._cond:
-                if not self._closed and not self._flushes and len(self.queue) < self.batch_size:
-                    self._cond.wait(self.delay_s)
-                flushes, self._flushes = self._flushes, []
-                closed = self._closed
-            self._drain(everything=True, deadline=None)
-            for event in flushes:
-                event.set()
-            if closed:
+            batch = self._next_batch(draining)
+            if batch is None:
                 return
+            if batch:  # then the rest of the queue at once (draining)
+                self._export_batch(batch)
+            draining = bool(batch)
             self.report_losses()
 
-    def _drain(self, *, everything: bool, deadline: float | None) -> bool:
-        """Export batches until the queue is empty (or below one batch); False if out of time."""
-        with self._export_lock:
-            while self.queue and (everything or len(self.queue) >= self.batch_size):
-                if deadline is not None and time.monotonic() >= deadline:
-                    return False
-                batch = []
-                for _ in range(min(self.batch_size, len(self.queue))):
-                    batch.append(self.queue.popleft())
-                self._export_batch(batch)
-        return True
+    def _next_batch(self, draining: bool) -> list[Any] | None:
+        """The next batch for this worker ([] on a timer wake with nothing to send; None: closed and empty)."""
+        with self._cond:
+            while True:
+                size = len(self.queue)
+                if size and (draining or self._closed or self._flushes or size >= self.batch_size):
+                    return self._take()
+                if not size:
+                    self._flushed()
+                    if self._closed:
+                        return None
+                    if draining:
+                        return []
+                if not self._cond.wait(self.delay_s):  # the schedule delay: a partial batch goes out
+                    return self._take() if self.queue else []
+
+    def _take(self) -> list[Any]:
+        """Under `_cond`: one batch out of the queue, counted in flight from now on."""
+        queue = self.queue
+        batch = [queue.popleft() for _ in range(min(self.batch_size, len(queue)))]
+        self.in_flight += len(batch)
+        if len(queue) >= self.batch_size or (queue and (self._closed or self._flushes)):
+            self._cond.notify()  # another worker takes the next batch meanwhile
+        return batch
+
+    def _flushed(self) -> None:
+        """Under `_cond`: once nothing is queued or in flight, every waiting flush is done."""
+        if not self.queue and not self.in_flight and self._flushes:
+            for event in self._flushes:
+                event.set()
+            self._flushes = []
 
     def _drain_here(self, deadline: float) -> bool:
         """Drain in the calling thread (no worker: interpreter shutdown, or never started)."""
@@ -208,42 +245,51 @@ class BatchQueue:
 
         token = context.attach(_suppressed())
         try:
-            return self._drain(everything=True, deadline=deadline)
+            while True:
+                with self._cond:
+                    if not self.queue:
+                        return True
+                    if time.monotonic() >= deadline:
+                        return False
+                    batch = self._take()
+                self._export_batch(batch)
         finally:
             context.detach(token)
 
     def _export_batch(self, batch: list[Any]) -> None:
-        self.in_flight = len(batch)
-        started = self.export_started = time.monotonic()
+        key = id(batch)
+        started = self._exports[key] = time.monotonic()
         ok = False
         try:
             result = self._export(batch)
             ok = getattr(result, "name", "SUCCESS") == "SUCCESS" and result is not False
         except Exception as exc:  # an exporter bug must not kill the worker
-            import logging
-
             logging.getLogger("opentelemetry.cryostorm.export").warning(
                 "exporting %d %s failed: %s: %s", len(batch), self.kind, type(exc).__name__, exc)
         finally:
-            self.last_duration_s = time.monotonic() - started
-            self.last_ok = ok
-            if ok:
-                self.exported += len(batch)
-            else:
-                self.failed += len(batch)
-            self.in_flight = 0
+            self._exports.pop(key, None)
+            with self._cond:
+                self.last_duration_s = time.monotonic() - started
+                self.last_ok = ok
+                if ok:
+                    self.exported += len(batch)
+                else:
+                    self.failed += len(batch)
+                self.in_flight -= len(batch)
+                self._flushed()
+                self._cond.notify_all()  # a worker waiting for the others (flush, shutdown)
 
     # -- flush and shutdown (any thread) ---------------------------------------------------------
 
     def force_flush(self, timeout_millis: float = 30_000) -> bool:
         deadline = time.monotonic() + timeout_millis / 1000
-        worker = self._worker
-        if worker is None or not worker.is_alive():
+        if not any(worker.is_alive() for worker in self._workers):
             return self._drain_here(deadline)
         event = threading.Event()
         with self._cond:
             self._flushes.append(event)
-            self._cond.notify()
+            self._flushed()
+            self._cond.notify_all()
         return event.wait(max(0.0, deadline - time.monotonic()))
 
     def shutdown(self, timeout_millis: float | None = None) -> bool:
@@ -252,11 +298,12 @@ class BatchQueue:
         deadline = time.monotonic() + timeout_s
         with self._cond:
             self._closed = True
-            self._cond.notify()
-        worker = self._worker
-        if worker is not None and worker.is_alive():
-            worker.join(max(0.0, deadline - time.monotonic()))
-            done = not worker.is_alive()
+            self._cond.notify_all()
+        workers = [worker for worker in self._workers if worker.is_alive()]
+        if workers:
+            for worker in workers:
+                worker.join(max(0.0, deadline - time.monotonic()))
+            done = not any(worker.is_alive() for worker in workers)
         else:
             done = self._drain_here(deadline)
         shutdown = getattr(self.exporter, "shutdown", None)
@@ -268,8 +315,8 @@ class BatchQueue:
     @property
     def stopped(self) -> bool:
         """True once shut down and nothing is left queued or being exported."""
-        worker = self._worker
-        return self._closed and not self.queue and not self.in_flight and not (worker and worker.is_alive())
+        return (self._closed and not self.queue and not self.in_flight
+                and not any(worker.is_alive() for worker in self._workers))
 
 
 def _suppressed() -> Any:
@@ -279,12 +326,6 @@ def _suppressed() -> Any:
 
     with suppress_instrumentation():
         return context.get_current()
-
-
-def _suppress_instrumentation() -> None:
-    from opentelemetry import context
-
-    context.attach(_suppressed())
 
 
 def _reset_after_fork() -> None:

@@ -13,6 +13,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from cryostorm_run.common.runtime import SignalRuntime
 from cryostorm_run.export.errors import TelemetrySetupError
+from cryostorm_run.export.otlp_send import TRANSIENT_CODES, TRANSIENT_HTTP, reachable
 
 # -- lazy OTLP exporters ------------------------------------------------------------------------
 # The OTLP exporters import grpc/protobuf (~100 ms). They are built on the first export, in the
@@ -31,7 +32,8 @@ class _Lazy:
     last_ok = True  # the last export succeeded ...
     last_duration_s = 0.0  # ... and took this long: together, "is the collector keeping up?"
     building = False  # the first export is building the real exporter (no collector contact yet)
-    direct = False  # the exporter encodes with cryostorm._otlp_encode: spans may be queued pre-encoded
+    answering = True  # the collector answered the last request successfully (slow or not)
+    direct = False  # cryostorm's own span transport: spans are queued pre-encoded
 
     def __init__(self, factory: Callable[[], Any], retry_budget_s: float = 0.0) -> None:
         self._factory = factory
@@ -52,20 +54,14 @@ class _Lazy:
                 # ("cannot import name 'ChannelCredentials' from partially initialized module 'grpc'").
                 with BUILD_LOCK[0]:
                     self._real = self._factory()
-                if self.direct and getattr(self._real, "cryostorm_direct", False) is not True:
-                    self.direct = False  # only if the pinned exporter's internals were not the expected ones
-                    logging.getLogger("opentelemetry.cryostorm.export").warning(
-                        "the OTLP span exporter could not use cryostorm's encoder; spans already queued "
-                        "encoded may fail to export")
             return self._real
 
     def _reset_after_fork(self) -> None:
         self._lock = threading.Lock()
         self._real = None  # the parent's channel is not ours: drop it without closing it
         self._stop = threading.Event()
-        self.__dict__.pop("direct", None)
         self.handled = self.failed = self.in_flight = 0
-        self.building = False
+        self.building, self.answering = False, True
 
     def shutdown(self, *args: Any, **kwargs: Any) -> None:
         self._stop.set()  # a batch being retried stops waiting
@@ -105,32 +101,16 @@ class _Lazy:
                 delay = min(delay * 2, 1.0)  # back within about a second of the collector
                 # While it refuses connections, do not call the exporter: its own retries would sleep
                 # for seconds (1, 2, 4 s) and hold the batch past the collector's return.
-                if not _reachable(self.endpoint, delay):
+                if not reachable(self.endpoint, delay):
                     continue
                 result = exporter.export(batch)
             return result
         finally:
             self.last_duration_s = time.monotonic() - started
-            self.last_ok = getattr(result, "name", "") == "SUCCESS"
+            self.last_ok = self.answering = getattr(result, "name", "") == "SUCCESS"
             if not self.last_ok:
                 self.failed += len(batch)
             self.in_flight = 0
-
-
-def _reachable(endpoint: str | None, timeout_s: float) -> bool:
-    """Does the collector accept a TCP connection? (Unknown endpoint: assume so.)"""
-    if not endpoint:
-        return True
-    import socket
-    import urllib.parse
-
-    parsed = urllib.parse.urlsplit(endpoint if "://" in endpoint else f"http://{endpoint}")
-    try:
-        port = parsed.port or (443 if parsed.scheme == "https" else 80)
-        with socket.create_connection((parsed.hostname or "localhost", port), timeout=timeout_s):
-            return True
-    except (OSError, ValueError):
-        return False
 
 
 class _ExportState:
@@ -155,15 +135,71 @@ if hasattr(os, "register_at_fork"):
 
 
 class LazySpanExporter(_Lazy, SpanExporter):
-    # From the first span on, not only once grpc is imported: spans queued meanwhile would stay
-    # ~11 objects each (for long while the collector is down: a batch is retried for seconds).
-    # `_CRYOSTORM_PLAIN_EXPORTERS=1`: the exporters' own encoding from the start (the tested fallback
-    # for a release whose internals differ; see README "Private attributes").
-    direct = os.environ.get("_CRYOSTORM_PLAIN_EXPORTERS") != "1"
+    """Spans over cryostorm's own transport (`otlp_send`): the bytes encoded when each span ended,
+    several requests in flight at once. `_CRYOSTORM_PLAIN_EXPORTERS=1`, or exporter arguments the
+    transport does not know: the SDK's exporter, one export at a time (the tested fallback)."""
+
+    answer_timeout_s = 10.0  # an export unanswered for longer: the collector is not keeping up
+
+    def __init__(self, sig: SignalRuntime, retry_budget_s: float, pool_size: int = 1) -> None:
+        from cryostorm_run.export import otlp_send
+
+        known = otlp_send.GRPC_KWARGS if sig.protocol == "grpc" else otlp_send.HTTP_KWARGS
+        # Queued as `preencode`d bytes only for cryostorm's transport; the SDK's exporter encodes itself.
+        self.direct = os.environ.get("_CRYOSTORM_PLAIN_EXPORTERS") != "1" and set(sig.exporter_args) <= known
+        self.answer_timeout_s = float(sig.exporter_args.get("timeout") or sig.timeout_s)
+        self._signal_runtime = sig
+        self._serial = threading.Lock()
+        factory = self._sender if self.direct else otlp_factory("traces", sig)
+        super().__init__(factory, retry_budget_s)
+        self.pool_size = pool_size
+
+    def _sender(self) -> Any:
+        from cryostorm_run.export import otlp_send
+
+        sig = self._signal_runtime
+        if sig.protocol not in ("grpc", "http/protobuf"):
+            raise TelemetrySetupError(f"unknown OTLP protocol {sig.protocol!r}; allowed: grpc, http/protobuf")
+        kwargs = _grpc_kwargs(sig) if sig.protocol == "grpc" else _http_kwargs(sig)
+        return otlp_send.span_sender(sig.protocol, kwargs, self.pool_size)
+
+    def _reset_after_fork(self) -> None:
+        super()._reset_after_fork()
+        self._serial = threading.Lock()
+
+    def shutdown(self, *args: Any, **kwargs: Any) -> None:
+        self._stop.set()
+        real = self._real
+        if real is not None:
+            (real.close if self.direct else real.shutdown)()
+
+    def force_flush(self, timeout_millis: float = 30_000) -> bool:
+        return True if self.direct else super().force_flush(timeout_millis)
 
     def export(self, spans: Sequence[Any]) -> SpanExportResult:
-        return self._timed(spans)  # type: ignore[no-any-return]
+        if not self.direct:
+            with self._serial:  # the SDK's exporter: one export at a time (its state is shared)
+                return self._timed(spans)  # type: ignore[no-any-return]
+        from cryostorm_run.export import otlp_encode, otlp_send
 
+        if self._real is None:
+            self.building = True  # importing grpc/requests: not the collector's time
+            try:
+                sender = self._get()
+            finally:
+                self.building = False
+        else:
+            sender = self._real
+        data = otlp_encode.request_bytes(spans)
+        attempt = otlp_send.deliver(sender, data, budget_s=self.retry_budget_s, stop=self._stop,
+                                    on_answer=self._answered, what=f"{len(spans)} spans")
+        if attempt.ok:
+            report_partial_success("traces", attempt.response)
+            return SpanExportResult.SUCCESS
+        return SpanExportResult.FAILURE
+
+    def _answered(self, ok: bool) -> None:
+        self.answering = ok
 
 
 def _headers(sig: SignalRuntime) -> dict[str, str] | None:
@@ -247,10 +283,6 @@ def otlp_factory(signal: str, sig: SignalRuntime) -> Callable[[], Any]:
             exporter = getattr(importlib.import_module(module), attr)(session=_checked_session(signal, state),
                                                                       **_http_kwargs(sig))
         exporter.cryostorm_state = state
-        if signal == "traces":
-            from cryostorm_run.export import otlp_encode as _otlp_encode
-
-            exporter.cryostorm_direct = _otlp_encode.install(exporter, sig.protocol)
         return exporter
 
     make.endpoint = sig.endpoint  # type: ignore[attr-defined]  # for the readiness check of the retry loop
@@ -285,10 +317,9 @@ def report_partial_success(signal: str, response: Any) -> None:
         )
 
 
-# OTLP's retryable gRPC codes (RESOURCE_EXHAUSTED: the collector is overloaded).
-_TRANSIENT_CODES = {"CANCELLED", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "ABORTED", "OUT_OF_RANGE", "UNAVAILABLE",
-                    "DATA_LOSS"}
-_TRANSIENT_HTTP = {429, 502, 503, 504}
+# OTLP's retryable gRPC codes and HTTP statuses (RESOURCE_EXHAUSTED, 429: the collector is overloaded).
+_TRANSIENT_CODES = TRANSIENT_CODES
+_TRANSIENT_HTTP = TRANSIENT_HTTP
 
 
 class _CheckedStub:

@@ -283,71 +283,22 @@ def encode_spans(spans: Sequence[Any]) -> bytes:
     return b"".join(out)
 
 
-# -- plugged into the SDK's OTLP span exporters ------------------------------------------------------
+# -- what cryostorm's span transport sends (export/otlp_send.py) -------------------------------------
 
 
-def _encoded_or_none(spans: Sequence[Any]) -> bytes | None:
+def request_bytes(spans: Sequence[Any]) -> bytes:
+    """The request for `spans`; a span that cannot be encoded (only one queued as a ReadableSpan,
+    because encoding it when it ended failed already) is left out and logged, the others are sent."""
     try:
         return encode_spans(spans)
-    except Exception:  # something unforeseen: upstream's encoder decides (and reports) instead
-        return None
-
-
-def grpc_request(spans: Sequence[Any]) -> Any:
-    """For the gRPC exporter's `_translate_data`: the request message, parsed from the direct bytes."""
-    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-
-    data = _encoded_or_none(spans)
-    if data is None:
-        from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans as upstream
-
-        return upstream(spans)
-    return ExportTraceServiceRequest.FromString(data)
-
-
-class _Encoded:
-    """What the HTTP exporter asks of a request message: its bytes."""
-
-    __slots__ = ("data",)
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-
-    def SerializePartialToString(self) -> bytes:
-        return self.data
-
-    SerializeToString = SerializePartialToString
-
-
-def http_request(spans: Sequence[Any]) -> Any:
-    """Stands in for `encode_spans` in the HTTP span exporter's module."""
-    data = _encoded_or_none(spans)
-    if data is None:
-        from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans as upstream
-
-        return upstream(spans)
-    return _Encoded(data)
-
-
-def install(exporter: Any, protocol: str) -> bool:
-    """Make this OTLP span exporter encode directly; False when its internals are not the expected ones.
-
-    One of the places listed in the README ("Private attributes"): feature-detected, and the
-    fallback (False: the exporter encodes itself) is what `_CRYOSTORM_PLAIN_EXPORTERS=1` forces in tests.
-    """
-    import sys
-
-    if os.environ.get("_CRYOSTORM_PLAIN_EXPORTERS") == "1":
-        return False
-
-    if protocol == "grpc":
-        # `_translate_data` since 1.x (checked 1.40-1.45); `_count_data` (1.4x) only counts len(data).
-        if not callable(getattr(exporter, "_translate_data", None)):
-            return False
-        exporter._translate_data = grpc_request
-        return True
-    module = sys.modules.get(type(exporter).__module__)
-    if module is None or not callable(getattr(module, "encode_spans", None)):
-        return False
-    module.encode_spans = http_request  # type: ignore[attr-defined]
-    return True
+    except Exception:
+        kept = []
+        for span in spans:
+            if type(span) is tuple:
+                kept.append(span)
+                continue
+            try:
+                kept.append(preencode(span))
+            except Exception as error:
+                _logger.exception("Failed to encode span %r: %s", getattr(span, "name", "?"), error)
+        return encode_spans(kept)

@@ -60,7 +60,7 @@ def _pretty_spans(_: SignalRuntime) -> Any:
 SPAN_EXPORTERS: dict[str, Callable[[SignalRuntime], Any]] = {
     "console": _console_spans,
     "pretty": _pretty_spans,
-    "otlp": lambda sig: LazySpanExporter(otlp_factory("traces", sig), sig.batch.export_timeout_ms / 1000),
+    "otlp": lambda sig: LazySpanExporter(sig, sig.batch.export_timeout_ms / 1000, sig.batch.max_in_flight),
     "in_memory": _memory_spans,
 }
 
@@ -75,10 +75,13 @@ def span_processor(sig: SignalRuntime, exporter: Any) -> SpanProcessor:
     b = sig.batch
     # Spans queued as encoded bytes cost the program little (no objects for the GC to walk): the whole
     # queue is kept through an outage. Other items keep 1/KEEP_WHILE_FAILING of it while it fails.
-    keep = 1 if getattr(exporter, "direct", False) else KEEP_WHILE_FAILING
+    direct = getattr(exporter, "direct", False)
+    keep = 1 if direct else KEEP_WHILE_FAILING
+    # Several exports in flight need an exporter that takes them at once: cryostorm's own OTLP transport.
     queue = BatchQueue(exporter, "spans", max_queue_size=b.max_queue_size, schedule_delay_ms=b.schedule_delay_ms,
                        max_export_batch_size=b.max_export_batch_size, export_timeout_ms=b.export_timeout_ms,
-                       max_block_s=b.max_block_ms / 1000, keep_while_failing=keep)
+                       max_block_s=b.max_block_ms / 1000, keep_while_failing=keep,
+                       max_in_flight=b.max_in_flight if direct else 1)
     processor: SpanProcessor = span_batch_processor(queue, preencode)
     return processor
 

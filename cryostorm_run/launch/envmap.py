@@ -192,8 +192,10 @@ def _batch_rows(s: TelemetryModel, prefix: str, signal: str) -> list[EnvRow]:
         "MAX_EXPORT_BATCH_SIZE": (cfg.batch_size, "batch_size"),
         "MAX_QUEUE_SIZE": (cfg.max_queue_size, "max_queue_size"),
     }
-    rows = [EnvRow(f"_CRYOSTORM_{'TRACES' if signal == 'tracing' else 'LOGS'}_MAX_BLOCK", str(cfg.max_block_millis),
-                   f"{signal}.export_config.max_block_millis")]
+    upper = "TRACES" if signal == "tracing" else "LOGS"
+    rows = [EnvRow(f"_CRYOSTORM_{upper}_{var}", str(value), f"{signal}.export_config.{name}")
+            for var, value, name in (("MAX_BLOCK", cfg.max_block_millis, "max_block_millis"),
+                                     ("MAX_IN_FLIGHT", cfg.max_in_flight, "max_in_flight"))]
     if signal == "logging":  # the seed's per-field overrides win over logging.export_config
         overrides = {
             "SCHEDULE_DELAY": (lg.schedule_delay_millis, "schedule_delay_millis"),

@@ -1,0 +1,168 @@
+"""A distant collector (issue 16): every export answered after 200 ms, a program making 5,000 spans/s
+for 10 s under `cryostorm-run` with the default settings. With one export in flight the queue could
+only drain 512 spans per 200 ms (2,560/s): the program was held (10 s of work took ~14 s, one `end()`
+waited 207 ms for room). With several in flight everything is delivered, each span once, and the
+program runs at its own pace.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from conftest import run_launcher
+from otlp_receiver import Fault, Receiver
+
+PYTHON = sys.executable
+RATE, SECONDS = 5_000, 10
+
+# Paced: spans are made in small steps to follow RATE per second; every span's end() is timed.
+PROGRAM = f"""
+import sys, time
+from opentelemetry import trace
+tracer = trace.get_tracer("distant")
+rate, seconds = {RATE}, {SECONDS}
+total = rate * seconds
+made, worst, clock = 0, 0.0, time.perf_counter
+start = clock()
+while made < total:
+    due = min(total, int((clock() - start) * rate) + 1)
+    while made < due:
+        span = tracer.start_span(f"d-{{made}}")
+        began = clock()
+        span.end()
+        worst = max(worst, clock() - began)
+        made += 1
+    time.sleep(0.001)
+took = clock() - start
+print("made", made, "took", f"{{took:.3f}}", "worst_end_ms", f"{{worst * 1000:.2f}}", flush=True)
+"""
+
+
+@pytest.mark.parametrize("transport", ["grpc", "http/protobuf"])
+def test_a_distant_collector_gets_everything_once_and_the_program_is_not_held(transport: str) -> None:
+    with Receiver() as rcv:
+        rcv.set_fault(Fault.SLOW, delay=0.2)  # every export answered OK after 200 ms
+        endpoint = rcv.grpc_endpoint if transport == "grpc" else rcv.http_endpoint
+        env = {"CRYOSTORM_EXPORTER_TYPE": "otlp", "CRYOSTORM_COLLECTOR": endpoint,
+               "CRYOSTORM_OTLP__PROTOCOL": transport, "CRYOSTORM_SERVICE__NAME": "distant",
+               "CRYOSTORM_SERVICE__ENVIRONMENT": "production",
+               "CRYOSTORM_METRICS__ENABLED": "false", "CRYOSTORM_LOGGING__ENABLED": "false"}
+        result = run_launcher(["--quiet", "--", PYTHON, "-c", PROGRAM], env=env, timeout=120)
+        assert result.returncode == 0, result.stderr
+        words = result.stdout.split()
+        made, took, worst_ms = int(words[1]), float(words[3]), float(words[5])
+        spans = rcv.spans()  # the exit flush has waited for the last exports
+        names = [s.name for s in spans]
+        delivered = len(set(names))
+        print(f"{transport}: {delivered:,} of {made:,} delivered ({len(names) - delivered} duplicates), "
+              f"{SECONDS} s of work took {took:.2f} s, worst end() {worst_ms:.1f} ms", file=sys.stderr)
+        assert made == RATE * SECONDS
+        assert set(names) == {f"d-{i}" for i in range(made)}, result.stderr  # 100 % delivered
+        assert len(names) == delivered and len({s.span_id for s in spans}) == delivered  # each once
+        assert took < SECONDS * 1.1, result.stdout  # not held: its own pace, within 10 %
+        assert worst_ms < 50, result.stdout  # no end() waits for queue room
+        assert result.stderr == "", result.stderr  # nothing dropped, nothing reported
+
+
+# -- cryostorm's span transport keeps the SDK exporters' options ------------------------------------
+
+TLS_PROGRAM = """
+from opentelemetry import trace
+tracer = trace.get_tracer("tls")
+for i in range(20):
+    with tracer.start_as_current_span(f"tls-{i}"):
+        pass
+"""
+
+
+@pytest.mark.parametrize("transport", ["grpc", "http/protobuf"])
+def test_tls_headers_and_gzip_reach_a_collector_over_the_span_transport(tmp_path: Path, transport: str,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from otlp_receiver import make_self_signed_cert
+
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):  # they win over certificate_file, as for the SDK's
+        monkeypatch.delenv(name, raising=False)
+
+    cert, key = make_self_signed_cert(tmp_path)
+    with Receiver(tls=(cert, key)) as rcv:
+        endpoint = rcv.grpc_endpoint if transport == "grpc" else rcv.http_endpoint
+        assert endpoint.startswith("https://")
+        env = {"CRYOSTORM_EXPORTER_TYPE": "otlp", "CRYOSTORM_COLLECTOR": endpoint,
+               "CRYOSTORM_OTLP__PROTOCOL": transport, "CRYOSTORM_OTLP__CERTIFICATE_FILE": cert,
+               "CRYOSTORM_OTLP__HEADERS": "x-team=blue", "CRYOSTORM_OTLP__COMPRESSION": "gzip",
+               "CRYOSTORM_SERVICE__NAME": "tls", "CRYOSTORM_SERVICE__ENVIRONMENT": "production",
+               "CRYOSTORM_METRICS__ENABLED": "false", "CRYOSTORM_LOGGING__ENABLED": "false"}
+        result = run_launcher(["--quiet", "--", PYTHON, "-c", TLS_PROGRAM], env=env, timeout=60)
+        assert result.returncode == 0, result.stderr
+        assert sorted(s.name for s in rcv.spans()) == sorted(f"tls-{i}" for i in range(20)), result.stderr
+        traces = [r for r in rcv.requests() if r.signal == "traces"]
+        assert {r.headers.get("x-team") for r in traces} == {"blue"}
+        if transport == "http/protobuf":
+            assert {r.headers.get("content-encoding") for r in traces} == {"gzip"}
+            assert {r.headers.get("content-type") for r in traces} == {"application/x-protobuf"}
+
+
+# -- the queue itself: several exports in flight, each item once -----------------------------------
+
+
+class _SlowCollector:
+    """An exporter answering every batch after `delay` seconds (ok or not), noting what it got."""
+
+    def __init__(self, delay: float, ok: bool = True) -> None:
+        self.delay, self.ok, self.answering = delay, ok, True
+        self.batches: list[list[int]] = []
+        self.now = self.most = 0
+        self.lock = threading.Lock()
+
+    def export(self, batch: list[int]) -> bool:
+        with self.lock:
+            self.now += 1
+            self.most = max(self.most, self.now)
+        time.sleep(self.delay)
+        with self.lock:
+            self.now -= 1
+            self.batches.append(list(batch))
+        self.answering = self.ok
+        return self.ok
+
+
+def test_several_exports_in_flight_take_each_item_once() -> None:
+    from cryostorm_run.export.batch import BatchQueue
+
+    exporter = _SlowCollector(0.2)
+    queue = BatchQueue(exporter, "spans", max_queue_size=4096, schedule_delay_ms=5000, max_export_batch_size=64,
+                       max_in_flight=4)
+    for i in range(2000):
+        assert queue.put(i)
+    time.sleep(0.1)
+    assert queue.in_flight == 4 * 64  # the sum over the four exports in flight
+    assert queue.keeping_up()  # slow answers are answers
+    assert queue.force_flush(10_000)
+    assert exporter.most == 4
+    sent = [item for batch in exporter.batches for item in batch]
+    assert sorted(sent) == list(range(2000))  # each exactly once
+    assert (queue.exported, queue.in_flight, len(queue.queue)) == (2000, 0, 0)
+    assert queue.shutdown(1000)
+    assert queue.stopped
+
+
+def test_a_collector_that_fails_or_does_not_answer_is_not_keeping_up() -> None:
+    from cryostorm_run.export.batch import BatchQueue
+
+    failing = BatchQueue(_SlowCollector(0.01, ok=False), "spans", max_queue_size=256, schedule_delay_ms=50,
+                         max_export_batch_size=8, max_in_flight=2)
+    failing.put(1)
+    assert failing.force_flush(5_000)
+    assert not failing.keeping_up()
+    stuck = _SlowCollector(5)
+    stuck.answer_timeout_s = 0.3  # type: ignore[attr-defined]
+    queue = BatchQueue(stuck, "spans", max_queue_size=256, schedule_delay_ms=50, max_export_batch_size=8)
+    queue.put(1)
+    time.sleep(0.1)
+    assert queue.keeping_up()  # waiting for the answer, within its timeout
+    time.sleep(0.4)
+    assert not queue.keeping_up()  # no answer past the timeout: stuck
