@@ -379,9 +379,8 @@ def test_startup_report_lists_fastapi_as_instrumented(mode: str, activation: str
     assert "cryostorm:   skipped: logging (handled by cryostorm's log bridge)" in lines
 
 
-def test_verbose_report_shows_a_version_conflict_with_both_versions(tmp_path: Path) -> None:
-    import fastapi
-
+def _future_instrumentation(tmp_path: Path) -> None:
+    """An instrumentation on `tmp_path` that supports only fastapi>=999.0 (a version conflict)."""
     (tmp_path / "future_instr.py").write_text("class Instrumentor:\n    def instrument(self, **kw):\n        pass\n")
     dist = tmp_path / "opentelemetry_instrumentation_future-1.0.dist-info"
     dist.mkdir()
@@ -389,6 +388,12 @@ def test_verbose_report_shows_a_version_conflict_with_both_versions(tmp_path: Pa
         "Metadata-Version: 2.1\nName: opentelemetry-instrumentation-future\nVersion: 1.0\n"
         "Provides-Extra: instruments\nRequires-Dist: fastapi>=999.0; extra == \"instruments\"\n")
     (dist / "entry_points.txt").write_text("[opentelemetry_instrumentor]\nfastapi_future = future_instr:Instrumentor\n")
+
+
+def test_verbose_report_shows_a_version_conflict_with_both_versions(tmp_path: Path) -> None:
+    import fastapi
+
+    _future_instrumentation(tmp_path)
     result = run_launcher(["--verbose", "--", PYTHON, "-c", "pass"],
                           env={"PYTHONPATH": str(tmp_path), "CRYOSTORM_SERVICE__ENVIRONMENT": "production"})
     assert result.returncode == 0, result.stderr
@@ -425,13 +430,7 @@ def test_a_library_version_its_instrumentation_refuses_is_told_without_verbose(t
     # run (default and --quiet report modes alike), naming both versions; no program output changes.
     import fastapi
 
-    (tmp_path / "future_instr.py").write_text("class Instrumentor:\n    def instrument(self, **kw):\n        pass\n")
-    dist = tmp_path / "opentelemetry_instrumentation_future-1.0.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text(
-        "Metadata-Version: 2.1\nName: opentelemetry-instrumentation-future\nVersion: 1.0\n"
-        "Provides-Extra: instruments\nRequires-Dist: fastapi>=999.0; extra == \"instruments\"\n")
-    (dist / "entry_points.txt").write_text("[opentelemetry_instrumentor]\nfastapi_future = future_instr:Instrumentor\n")
+    _future_instrumentation(tmp_path)
     for mode in ([], ["--quiet"]):
         result = run_launcher([*mode, "--", PYTHON, "-c", "import fastapi; print('ok')"],
                               env={"PYTHONPATH": str(tmp_path), "CRYOSTORM_SERVICE__ENVIRONMENT": "production"})
