@@ -17,9 +17,10 @@ FORBIDDEN = ("pydantic", "pydantic_settings", "typer", "rich", "click", "grpc", 
              "importlib.metadata", "requests", "opentelemetry.exporter", "opentelemetry.sdk._configuration",
              "opentelemetry.instrumentation.instrumentor", "cryostorm_run.config", "cryostorm_run.launch",
              "cryostorm_run.diagnose", "cryostorm_run.cli", "cryostorm_run.settings", "cryostorm_run.facade")
-# Recorded on 2026-11-24 (SDK 1.45.2): the hook imported 194 modules beyond bare `python -c pass`.
-# The budget leaves room for SDK patch releases; a jump past it means something heavy crept in.
-MODULE_BUDGET = 240
+# Recorded on 2026-11-30: the hook imports 209 modules beyond bare `python -c pass` on SDK 1.45.2 and
+# 241 on the floor line (SDK 1.40.0 imports more of itself). The budget covers every CI line with a
+# little room for patch releases; a jump past it means something heavy crept in.
+MODULE_BUDGET = 250
 
 
 def _imported_by_hook(extra_env: dict[str, str]) -> tuple[set[str], int]:
