@@ -5,6 +5,7 @@ anything starts, inputs the file makes ineffective are reported, secrets in the 
 from __future__ import annotations
 
 import json
+import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -193,8 +194,7 @@ def test_a_broken_file_is_refused_with_its_line_and_nothing_starts(tmp_path: Pat
 def test_what_cryostorm_cannot_honour_is_refused_not_ignored(tmp_path: Path) -> None:
     config = write(tmp_path, """\
         file_format: "1.1"
-        attribute_limits:
-          attribute_count_limit: 10
+        log_level: debug
         tracer_provider:
           processors:
             - simple:
@@ -222,9 +222,9 @@ def test_what_cryostorm_cannot_honour_is_refused_not_ignored(tmp_path: Path) -> 
     with pytest.raises(ConfigError) as caught:
         load_settings({"OTEL_CONFIG_FILE": str(config)}, config_dir=None)
     names = [p.name for p in caught.value.problems]
-    assert names == [f"{config}:2 attribute_limits", f"{config}:9 tracer_provider.processors[1]",
-                     f"{config}:14 tracer_provider.sampler.parent_based.remote_parent_sampled",
-                     f"{config}:21 meter_provider.views"]
+    assert names == [f"{config}:2 log_level", f"{config}:8 tracer_provider.processors[1]",
+                     f"{config}:13 tracer_provider.sampler.parent_based.remote_parent_sampled",
+                     f"{config}:20 meter_provider.views"]
     assert all(p.message.startswith("not supported by cryostorm-run") for p in caught.value.problems)
 
 
@@ -255,3 +255,41 @@ def test_the_other_file_kinds_are_told_apart(tmp_path: Path) -> None:
     env_file = write(tmp_path, f"OTEL_CONFIG_FILE={tmp_path / 'otel.yaml'}\n", "app.env")
     result = run_launcher(["--env-file", str(env_file), "--", "true"], cwd=tmp_path)
     assert result.returncode == 2 and "an env file cannot name the OpenTelemetry configuration file" in result.stderr
+
+
+def test_the_files_limits_reach_the_programs_sdk(rcv: Receiver, tmp_path: Path) -> None:
+    config = write(tmp_path, f"""\
+        file_format: "1.1"
+        attribute_limits:
+          attribute_value_length_limit: 4
+        tracer_provider:
+          limits:
+            attribute_count_limit: 2
+          processors:
+            - simple:
+                exporter:
+                  otlp_grpc:
+                    endpoint: http://127.0.0.1:{rcv.grpc_port}
+        """)
+    program = ("from opentelemetry import trace\n"
+               "with trace.get_tracer('t').start_as_current_span('limited') as span:\n"
+               "    span.set_attributes({'a': 'x', 'b': 'y', 'c': 'long value'})\n")
+    env = {"OTEL_CONFIG_FILE": str(config), "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT": "100"}
+    result = run_launcher(["--", PYTHON, "-c", program], env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    (span,) = rcv.spans()
+    assert span.attributes == {"b": "y", "c": "long"}  # the file's limits (oldest dropped), not the variable
+    assert "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT has no effect" in result.stderr
+    printed = run_launcher(["print-env"], env, cwd=tmp_path)
+    assert f"# from {config}:6 tracer_provider.limits.attribute_count_limit\nexport OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT=2" \
+        in printed.stdout, printed.stdout
+
+
+def test_without_the_reading_libraries_the_file_is_refused_with_the_pip_command(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = write(tmp_path, 'file_format: "1.1"\n')
+    monkeypatch.setitem(sys.modules, "yaml", None)  # import yaml raises ImportError
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"OTEL_CONFIG_FILE": str(config)}, config_dir=None)
+    (problem,) = caught.value.problems
+    assert problem.name == str(config) and "pip install 'cryostorm-run[config-file]'" in problem.hint

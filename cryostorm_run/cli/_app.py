@@ -95,6 +95,8 @@ def check_config(
     def run() -> int:
         loaded = _load(env_file, assignments, service_name, exporter, endpoint, config_file)
         rows = effective_rows(loaded)
+        rows += [{"setting": name, "value": value, "source": origin.describe()}  # an OTel file's limits
+                 for name, (value, origin) in sorted(loaded.file_env.items())]
         results = None
         if probe or probe_span:
             from cryostorm_run.diagnose.probe import probe as probe_endpoints
@@ -188,6 +190,8 @@ def print_env(
 
         lines = [EnvLine(r.name, shown(r.secret, r.value), row_source(r.setting, loaded.origins))
                  for r in env_rows(loaded.settings)]
+        lines += [EnvLine(name, value, f"from {origin.describe()}")  # an OpenTelemetry configuration file's limits
+                  for name, (value, origin) in sorted(loaded.file_env.items())]
         name, default = SEMCONV_OPT_IN
         if name in os.environ:
             lines.append(EnvLine(name, shown(False, os.environ[name]), f"yours ({name}), kept"))

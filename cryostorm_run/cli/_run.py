@@ -97,8 +97,9 @@ def main(args: Sequence[str]) -> NoReturn:
             del os.environ["PYDANTIC_DISABLE_PLUGINS"]
         if not command:
             raise UsageError([Problem("COMMAND", None, "no command given", "cryostorm-run [OPTIONS] -- COMMAND")])
-        # What an OpenTelemetry configuration file replaces never reaches the program's SDK.
+        # What an OpenTelemetry configuration file replaces never reaches the program's SDK; its limits do.
         environ = {k: v for k, v in os.environ.items() if k not in loaded.dropped_env}
+        environ.update({name: value for name, (value, _) in loaded.file_env.items()})
         plan = plan_launch(loaded.settings, command, environ, report=str(options["report"]))
         from cryostorm_run.common.shown import clean
 

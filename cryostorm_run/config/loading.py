@@ -15,7 +15,7 @@ from cryostorm_run.config.configfile import read_config_file
 from cryostorm_run.config.model import TelemetryModel, redact_userinfo
 from cryostorm_run.config.names import iter_leaf_names
 from cryostorm_run.config.otelfile import read_otel_file
-from cryostorm_run.config.otelmap import chosen_file, file_decides, otel_file_entries
+from cryostorm_run.config.otelmap import FileEnv, chosen_file, file_decides
 from cryostorm_run.config.sources import (
     DEFAULT,
     DELIMITER,
@@ -62,6 +62,8 @@ class Loaded:
     # With an OpenTelemetry configuration file: variables the SDK would read that the file replaces,
     # taken out of the program's environment.
     dropped_env: frozenset[str] = frozenset()
+    # ... and the variables it sets for the program's SDK (its limits): name → (value, origin).
+    file_env: Mapping[str, tuple[str, Origin]] = field(default_factory=dict)
 
     def origin(self, path: Path_) -> Origin:
         return origin_of(path, self.origins)
@@ -113,13 +115,12 @@ def load_settings(
     entries += [Entry(o.path, o.value, Origin("flag", o.flag)) for o in overrides]
     ineffective: list[str] = []
     dropped: frozenset[str] = frozenset()
+    file_env: FileEnv = {}
     chosen = chosen_file(environ, otel_config)
     if chosen is not None:
         try:
-            found = read_otel_file(chosen[0], environ)
-            entries, notes, dropped = file_decides(found.label, otel_file_entries(found), entries, environ,
-                                                   found.referenced)
-            ineffective = [*chosen[1], *found.warnings, *notes]
+            entries, file_env, notes, dropped = file_decides(read_otel_file(chosen[0], environ), entries, environ)
+            ineffective = [*chosen[1], *notes]
         except SourceError as exc:
             problems += exc.problems
     data, origins = merge(entries)
@@ -135,7 +136,7 @@ def load_settings(
         raise ConfigError(_dedupe([_redacted(p) for p in problems]))
     warnings = [Advice("ineffective-with-config-file", note) for note in ineffective]
     warnings += advise(settings, origins, environ, files=_env_file_values(env_file))
-    return Loaded(settings, origins, tuple(warnings), dropped)
+    return Loaded(settings, origins, tuple(warnings), dropped, file_env)
 
 
 def _env_file_values(env_file: Path | None) -> list[tuple[str, Mapping[str, str]]]:

@@ -18,7 +18,7 @@ from typing import Any
 from cryostorm_run.config.otelfile import Key, OtelFile, dotted
 from cryostorm_run.config.sources import Entry, Origin, Path_, Problem, SourceError, _endpoint
 
-__all__ = ["GOVERNED", "SUPERSEDED_ENV", "chosen_file", "file_decides", "governed", "otel_file_entries"]
+__all__ = ["GOVERNED", "SUPERSEDED_ENV", "FileEnv", "chosen_file", "file_decides", "governed", "otel_file_entries"]
 
 _SIGNALS = {"tracer_provider": ("tracing", "traces"), "meter_provider": ("metrics", "metrics"),
             "logger_provider": ("logging", "logs")}
@@ -41,13 +41,25 @@ GOVERNED: tuple[Path_, ...] = (
     ("metrics", "export_interval_millis"), ("metrics", "export_timeout_millis"),
     ("metrics", "prometheus_host"), ("metrics", "prometheus_port"),
 )
+# Limits: the SDK's providers in the program read them from these variables, which the launcher writes.
+_LIMITS = {
+    "attribute_limits": {"attribute_value_length_limit": "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT",
+                         "attribute_count_limit": "OTEL_ATTRIBUTE_COUNT_LIMIT"},
+    "tracer_provider": {"attribute_value_length_limit": "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT",
+                        "attribute_count_limit": "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT",
+                        "event_count_limit": "OTEL_SPAN_EVENT_COUNT_LIMIT",
+                        "link_count_limit": "OTEL_SPAN_LINK_COUNT_LIMIT",
+                        "event_attribute_count_limit": "OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT",
+                        "link_attribute_count_limit": "OTEL_LINK_ATTRIBUTE_COUNT_LIMIT"},
+    "logger_provider": {"attribute_value_length_limit": "OTEL_LOGRECORD_ATTRIBUTE_VALUE_LENGTH_LIMIT",
+                        "attribute_count_limit": "OTEL_LOGRECORD_ATTRIBUTE_COUNT_LIMIT"},
+}
+
+
 # Variables the SDK would read in the program (cryostorm passes them on): the file replaces them, so the
 # launcher drops them from the program's environment and reports each one set.
 SUPERSEDED_ENV = frozenset({
-    "OTEL_ATTRIBUTE_COUNT_LIMIT", "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT",
-    "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT", "OTEL_SPAN_EVENT_COUNT_LIMIT", "OTEL_SPAN_LINK_COUNT_LIMIT",
-    "OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT", "OTEL_LINK_ATTRIBUTE_COUNT_LIMIT", "OTEL_LOGRECORD_ATTRIBUTE_COUNT_LIMIT",
-    "OTEL_LOGRECORD_ATTRIBUTE_VALUE_LENGTH_LIMIT", "OTEL_METRICS_EXEMPLAR_FILTER",
+    *(name for names in _LIMITS.values() for name in names.values()), "OTEL_METRICS_EXEMPLAR_FILTER",
     "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION",
 })
 
@@ -68,7 +80,15 @@ class _Mapper:
     def __init__(self, found: OtelFile) -> None:
         self.found = found
         self.entries: list[Entry] = []
+        self.env: dict[str, tuple[str, Origin]] = {}
         self.problems: list[Problem] = []
+
+    def limits(self, owner: str, node: Mapping[str, Any], at: Key) -> None:
+        for key, value in node.items():
+            if value is not None:
+                where = self.found.where((*at, key))
+                self.env[_LIMITS[owner][key]] = (str(value), Origin("otel_file", dotted((*at, key)),
+                                                                    where.split(" ", 1)[0]))
 
     def put(self, setting: Path_, value: Any, at: Key, note: str = "") -> None:
         name = f"{dotted(at)}{note}" if at else note.strip(" ()")
@@ -271,8 +291,10 @@ def _provider(m: _Mapper, key: str, node: Mapping[str, Any] | None) -> None:
         return
     at: Key = (key,)
     for extra in node:
-        if extra not in ("processors", "readers", "sampler", "views", "exemplar_filter"):
+        if extra not in ("processors", "readers", "sampler", "views", "exemplar_filter", "limits"):
             m.refuse((*at, extra), f"{key}.{extra}")
+    if node.get("limits") and key in _LIMITS:
+        m.limits(key, node["limits"], (*at, "limits"))
     m.put((signal, "enabled"), True, at)
     if key == "meter_provider":
         _reader(m, node, at)
@@ -294,12 +316,18 @@ def _top_level(m: _Mapper, data: Mapping[str, Any]) -> Iterator[str]:
                 m.refuse((key,), "the SDK's internal log level", "remove it (cryostorm reports problems itself)")
         elif key == "resource":
             _resource(m, value or {})
+        elif key == "attribute_limits":
+            m.limits(key, value or {}, (key,))
         else:
             yield key
 
 
-def otel_file_entries(found: OtelFile) -> list[Entry]:
-    """Settings entries for the file, lowest precedence first; SourceError lists what cryostorm cannot honour."""
+FileEnv = dict[str, tuple[str, Origin]]
+
+
+def otel_file_entries(found: OtelFile) -> tuple[list[Entry], FileEnv]:
+    """Settings entries for the file, and the variables it sets for the program's SDK (its limits), each with
+    its origin; SourceError lists what cryostorm cannot honour."""
     m = _Mapper(found)
     for key in _top_level(m, found.data):
         m.refuse((key,), f"{key!r}")
@@ -308,7 +336,7 @@ def otel_file_entries(found: OtelFile) -> list[Entry]:
     _propagator(m, found.data.get("propagator"))
     if m.problems:
         raise SourceError(m.problems)
-    return m.entries
+    return m.entries, m.env
 
 
 def chosen_file(environ: Mapping[str, str], flag: Path | None) -> tuple[Path, list[str]] | None:
@@ -323,13 +351,16 @@ def chosen_file(environ: Mapping[str, str], flag: Path | None) -> tuple[Path, li
     return flag, notes
 
 
-def file_decides(label: str, file_entries: list[Entry], others: list[Entry], environ: Mapping[str, str],
-                 referenced: frozenset[str]) -> tuple[list[Entry], list[str], frozenset[str]]:
-    """The entries to validate (the file's, and the others' for settings the file does not decide), a note
-    for each input the file makes ineffective, and the variables to take out of the program's environment.
+def file_decides(found: OtelFile, others: list[Entry], environ: Mapping[str, str],
+                 ) -> tuple[list[Entry], FileEnv, list[str], frozenset[str]]:
+    """The entries to validate (the file's, and the others' for settings the file does not decide), the
+    variables the file sets for the program, a note for each input the file makes ineffective, and the
+    variables to take out of the program's environment.
 
     A variable the file substitutes (`${OTEL_SERVICE_NAME}`) is used, not ineffective."""
-    kept, notes, seen = [], [], set()
+    label, referenced = found.label, found.referenced
+    file_entries, file_env = otel_file_entries(found)
+    kept, notes, seen = [], [*found.warnings], set()
     for entry in others:
         if not governed(entry.path):
             kept.append(entry)
@@ -344,4 +375,4 @@ def file_decides(label: str, file_entries: list[Entry], others: list[Entry], env
     dropped = frozenset(name for name in SUPERSEDED_ENV if environ.get(name, "").strip())
     notes += [f"{name} has no effect: the OpenTelemetry configuration file {label} replaces it (taken out of the "
               "program's environment)" for name in sorted(dropped - referenced)]
-    return kept + file_entries, notes, dropped
+    return kept + file_entries, file_env, notes, dropped
