@@ -228,7 +228,10 @@ def test_what_cryostorm_cannot_honour_is_refused_not_ignored(tmp_path: Path) -> 
     assert all(p.message.startswith("not supported by cryostorm-run") for p in caught.value.problems)
 
 
-def test_secrets_in_a_broken_file_stay_masked(tmp_path: Path) -> None:
+@pytest.mark.parametrize("headers", [f'[{{name: authorization, value: "{SECRET}"}}]',
+                                     f'{{authorization: "{SECRET}"}}',  # a mapping: the schema error quotes it
+                                     f'"authorization={SECRET}"'])
+def test_secrets_in_a_broken_file_stay_masked(tmp_path: Path, headers: str) -> None:
     config = write(tmp_path, f"""\
         file_format: "1.1"
         tracer_provider:
@@ -237,13 +240,11 @@ def test_secrets_in_a_broken_file_stay_masked(tmp_path: Path) -> None:
                 exporter:
                   otlp_grpc:
                     endpoint: http://user:pw-sekret@collector:4317
-                    headers:
-                      - name: authorization
-                        value: "{SECRET}"
+                    headers: {headers}
                     timeout: forever
         """)
     result = run_launcher(["check-config"], {"OTEL_CONFIG_FILE": str(config)}, cwd=tmp_path)
-    assert result.returncode == 2 and ":11 tracer_provider.processors[0].batch.exporter.otlp_grpc.timeout" \
+    assert result.returncode == 2 and ":9 tracer_provider.processors[0].batch.exporter.otlp_grpc.timeout" \
         in result.stderr, result.stderr
     assert "file-sekret" not in result.stderr and "pw-sekret" not in result.stderr
 
@@ -273,13 +274,18 @@ def test_the_files_limits_reach_the_programs_sdk(rcv: Receiver, tmp_path: Path) 
         """)
     program = ("from opentelemetry import trace\n"
                "with trace.get_tracer('t').start_as_current_span('limited') as span:\n"
-               "    span.set_attributes({'a': 'x', 'b': 'y', 'c': 'long value'})\n")
-    env = {"OTEL_CONFIG_FILE": str(config), "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT": "100"}
+               "    span.set_attributes({'a': 'x', 'b': 'y', 'c': 'long value'})\n"
+               "    span.add_event('kept')\n")
+    # Replaced by the file even where it sets nothing: the SDK's default (128 events), not 0.
+    env = {"OTEL_CONFIG_FILE": str(config), "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT": "100",
+           "OTEL_SPAN_EVENT_COUNT_LIMIT": "0"}
     result = run_launcher(["--", PYTHON, "-c", program], env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     (span,) = rcv.spans()
     assert span.attributes == {"b": "y", "c": "long"}  # the file's limits (oldest dropped), not the variable
+    assert [name for name, _ in span.events] == ["kept"]
     assert "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT has no effect" in result.stderr
+    assert "OTEL_SPAN_EVENT_COUNT_LIMIT has no effect" in result.stderr
     printed = run_launcher(["print-env"], env, cwd=tmp_path)
     assert f"# from {config}:6 tracer_provider.limits.attribute_count_limit\nexport OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT=2" \
         in printed.stdout, printed.stdout

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -147,12 +147,34 @@ def _schema() -> dict[str, Any]:
     return schema
 
 
+def _header_values(node: Any, inside: bool = False) -> Iterator[str]:
+    """Every value under a `headers` or `headers_list` key, whatever its shape (schema errors quote them)."""
+    if isinstance(node, Mapping):
+        for key, value in node.items():
+            yield from _header_values(value, inside or str(key).startswith("headers"))
+    elif isinstance(node, list):
+        for item in node:
+            yield from _header_values(item, inside)
+    elif inside and node not in (None, ""):
+        yield str(node)
+        for pair in str(node).split(","):  # headers_list: k=v,k2=v2
+            yield pair.partition("=")[2].strip()
+
+
+def _masked(message: str, secrets: list[str]) -> str:
+    for secret in secrets:
+        if secret and secret not in ("name", "value"):
+            message = message.replace(secret, "****")
+    return message
+
+
 def _schema_problems(found: OtelFile, jsonschema: Any) -> list[Problem]:
     validator = jsonschema.Draft202012Validator(_schema())
+    secrets = sorted(set(_header_values(found.data)), key=len, reverse=True)
     problems = []
     for error in sorted(validator.iter_errors(found.data), key=lambda e: list(map(str, e.absolute_path))):
         path: Key = tuple(error.absolute_path)
-        message = error.message
+        message = _masked(error.message, secrets)
         hint = ""
         if error.validator == "additionalProperties" and isinstance(error.instance, dict):
             allowed = sorted(error.schema.get("properties", {}))

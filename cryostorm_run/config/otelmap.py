@@ -334,6 +334,9 @@ def otel_file_entries(found: OtelFile) -> tuple[list[Entry], FileEnv]:
     for key in _SIGNALS:
         _provider(m, key, found.data.get(key))
     _propagator(m, found.data.get("propagator"))
+    if not any(e.path == ("service", "name") for e in m.entries):
+        m.put(("service", "name"), "unknown_service", ("resource",) if "resource" in found.data else (),
+              " (no service.name: unknown_service, the spec's default)")
     if m.problems:
         raise SourceError(m.problems)
     return m.entries, m.env
