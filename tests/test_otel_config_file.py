@@ -299,3 +299,23 @@ def test_without_the_reading_libraries_the_file_is_refused_with_the_pip_command(
         load_settings({"OTEL_CONFIG_FILE": str(config)}, config_dir=None)
     (problem,) = caught.value.problems
     assert problem.name == str(config) and "pip install 'cryostorm-run[config-file]'" in problem.hint
+
+
+def test_the_readme_example_is_valid_and_a_lone_reference_is_typed(tmp_path: Path) -> None:
+    readme = (ROOT / "README.md").read_text()
+    start = readme.index("```yaml", readme.index("### The OpenTelemetry configuration file")) + len("```yaml\n")
+    example = write(tmp_path, readme[start:readme.index("```", start)])
+    loaded = load_settings({"OTEL_CONFIG_FILE": str(example), "API_TOKEN": "t"}, config_dir=None)
+    assert loaded.settings.service.name == "checkout"
+    assert loaded.settings.tracing.headers["authorization"].get_secret_value() == "t"
+    typed = write(tmp_path, """\
+        file_format: "1.1"
+        tracer_provider:
+          processors:
+            - batch:
+                schedule_delay: ${DELAY}
+                exporter:
+                  console:
+        """, "typed.yaml")
+    loaded = load_settings({"OTEL_CONFIG_FILE": str(typed), "DELAY": "250"}, config_dir=None)
+    assert loaded.settings.tracing.export_config.schedule_delay_millis == 250

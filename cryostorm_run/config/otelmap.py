@@ -228,7 +228,9 @@ def _transport(m: _Mapper, signal: str, body: Mapping[str, Any], at: Key) -> Non
             headers.update(parse_pairs(body["headers_list"], strict=True))
         except ValueError as exc:
             m.problems.append(Problem(m.found.where((*at, "headers_list")), None, str(exc)))
-    headers.update({h["name"]: h["value"] or "" for h in body.get("headers") or ()})  # headers win (spec)
+    # headers win over headers_list (spec); one whose value is empty (`${API_TOKEN}` unset) is not sent
+    headers.update({h["name"]: h["value"] for h in body.get("headers") or ()})
+    headers = {name: value for name, value in headers.items() if value}
     if headers:
         m.put((signal, "headers"), headers, (*at, "headers" if body.get("headers") else "headers_list"))
     for key, setting in (("compression", "compression"), ("timeout", "timeout_millis")):
