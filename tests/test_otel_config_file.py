@@ -319,3 +319,19 @@ def test_the_readme_example_is_valid_and_a_lone_reference_is_typed(tmp_path: Pat
         """, "typed.yaml")
     loaded = load_settings({"OTEL_CONFIG_FILE": str(typed), "DELAY": "250"}, config_dir=None)
     assert loaded.settings.tracing.export_config.schedule_delay_millis == 250
+
+
+def test_a_json_file_with_tabs_is_read_with_its_lines_and_the_program_never_sees_the_variable(
+        tmp_path: Path) -> None:
+    from cryostorm_run.launch.plan import plan_launch
+
+    config = write(tmp_path, '{\n\t"file_format": "1.1",\n\t"tracer_provider": {"processors": [\n'
+                   '\t\t{"simple": {"exporter": {"console": {}}}}]}\n}\n', "otel.json")
+    environ = {"OTEL_CONFIG_FILE": str(config), "PATH": "/usr/bin:/bin"}
+    loaded = load_settings(environ, config_dir=None)
+    assert loaded.origin(("tracing", "processor_type")).describe() == f"{config}:4 tracer_provider.processors[0].simple"
+    assert "OTEL_CONFIG_FILE" not in plan_launch(loaded.settings, ["true"], environ).env
+    broken = write(tmp_path, '{\n\t"file_format": "1.1",\n}\n', "broken.json")
+    with pytest.raises(ConfigError, match="invalid JSON") as caught:
+        load_settings({"OTEL_CONFIG_FILE": str(broken)}, config_dir=None)
+    assert caught.value.problems[0].name == f"{broken}:3"

@@ -193,6 +193,7 @@ _FAMILY_RE = re.compile("|".join(f"({pattern})" for _, pattern, _ in FAMILIES))
 
 MAPPED = frozenset(name for name, rule in INVENTORY.items() if rule.kind == "mapped")
 REFUSED = frozenset(name for name, rule in INVENTORY.items() if rule.kind == "refused")
+READ = frozenset(name for name, rule in INVENTORY.items() if rule.kind == "read")
 
 # Refused variables whose value asks for what cryostorm does anyway: accepted (a deployment that has
 # them keeps running), any other value is refused. Compared case-insensitively.

@@ -220,6 +220,13 @@ def read_otel_file(path: Path, environ: Mapping[str, str]) -> OtelFile:
     except (OSError, UnicodeDecodeError) as exc:
         raise _fail(label, f"cannot read: {getattr(exc, 'strerror', None) or exc}") from None
     yaml, jsonschema = _libraries(label)
+    if path.suffix.lower() == ".json":
+        try:
+            json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise _fail(f"{label}:{exc.lineno}", f"invalid JSON: {exc.msg}", "fix the file's syntax") from None
+        # Valid JSON is YAML but for tabs, which JSON allows only as white space: read as YAML for the lines.
+        text = text.replace("\t", " ")
     found = _parse(text, label, environ, yaml)
     problems = _schema_problems(found, jsonschema)
     if problems:
