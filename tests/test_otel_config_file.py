@@ -89,9 +89,10 @@ def test_a_program_configured_only_by_the_file_exports_to_the_receiver(rcv: Rece
 def test_substitution_takes_the_variable_and_the_flag_names_the_file(rcv: Receiver, tmp_path: Path) -> None:
     config = write(tmp_path, valid_file(rcv))
     result = run_launcher(["--config-file", str(config), "--", PYTHON, APP, "1"],
-                          {"CFG_TEST_SERVICE": "from-the-environment"}, cwd=tmp_path)
+                          {"CFG_TEST_SERVICE": "from-the-environment", "OTEL_CONFIG_FILE": "other.yaml"}, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert {s.resource["service.name"] for s in rcv.spans()} == {"from-the-environment"}
+    assert f"OTEL_CONFIG_FILE=other.yaml has no effect: --config-file {config} names the file" in result.stderr
 
 
 def test_inputs_the_file_makes_ineffective_are_reported_and_do_nothing(rcv: Receiver, tmp_path: Path) -> None:
