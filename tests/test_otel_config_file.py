@@ -336,3 +336,22 @@ def test_a_json_file_with_tabs_is_read_with_its_lines_and_the_program_never_sees
     with pytest.raises(ConfigError, match="invalid JSON") as caught:
         load_settings({"OTEL_CONFIG_FILE": str(broken)}, config_dir=None)
     assert caught.value.problems[0].name == f"{broken}:3"
+
+
+def test_a_file_configured_program_keeps_the_bounded_exit_and_the_loss_report(tmp_path: Path) -> None:
+    # cryostorm's own providers run it: the exit flush gives up at shutdown_timeout_millis (a cryostorm
+    # setting the file leaves alone) and says what was lost, as without a file.
+    config = write(tmp_path, """\
+        file_format: "1.1"
+        tracer_provider:
+          processors:
+            - batch:
+                exporter:
+                  otlp_grpc:
+                    endpoint: http://127.0.0.1:9
+        """)
+    env = {"OTEL_CONFIG_FILE": str(config), "CRYOSTORM_SHUTDOWN_TIMEOUT_MILLIS": "1000"}
+    result = run_launcher(["--quiet", "--", PYTHON, APP, "50"], env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "telemetry not fully flushed within 1 s (shutdown_timeout_millis)" in result.stderr
+    assert "50 spans" in result.stderr
