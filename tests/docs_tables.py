@@ -151,7 +151,7 @@ def inventory_table() -> str:
         what = what.replace("|", "\\|")
         return f"| `{name}` | {rule.kind} | {rule.source} | {what} |"
 
-    order = {"mapped": 0, "passed": 1, "refused": 2}
+    order = {"read": 0, "mapped": 1, "passed": 2, "refused": 3}
     rows = [row(n, r) for n, r in sorted(INVENTORY.items(), key=lambda item: (order[item[1].kind], item[0]))]
     rows += [row(shown, rule) for shown, _, rule in FAMILIES]
     head = "| Variable | Rule | Defined by | Setting → written for the program, or reason |\n|---|---|---|---|"

@@ -25,6 +25,9 @@ app = typer.Typer(
 )
 
 EnvFile = Annotated[Optional[Path], typer.Option("--env-file", help="Read settings from a dotenv file.")]  # noqa: UP045
+ConfigFile = Annotated[Optional[Path], typer.Option(  # noqa: UP045
+    "--config-file", help="An OpenTelemetry configuration file (YAML, file_format 1.x; as OTEL_CONFIG_FILE): it "
+    "decides the OpenTelemetry settings. cryostorm.toml / [tool.cryostorm] is read without an option.")]
 SetOpt = Annotated[list[str], typer.Option("--set", help="KEY=VALUE by dotted path, e.g. tracing.sample_rate=0.5")]
 ServiceName = Annotated[Optional[str], typer.Option("--service-name", help=FLAGS["--service-name"][1])]  # noqa: UP045
 Exporter = Annotated[Optional[str], typer.Option("--exporter", help=FLAGS["--exporter"][1])]  # noqa: UP045
@@ -33,9 +36,9 @@ Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks of interna
 
 
 def _load(env_file: Path | None, assignments: list[str], service: str | None, exporter: str | None,
-          endpoint: str | None) -> Any:
+          endpoint: str | None, otel_config: Path | None) -> Any:
     flags = {"--service-name": service, "--exporter": exporter, "--endpoint": endpoint}
-    return load(env_file, overrides_from(flags, assignments))
+    return load(env_file, overrides_from(flags, assignments), otel_config=otel_config)
 
 
 def _stderr_console() -> Any:
@@ -74,6 +77,7 @@ def effective_rows(loaded: Any) -> list[dict[str, Any]]:
 @app.command("check-config")
 def check_config(
     env_file: EnvFile = None,
+    config_file: ConfigFile = None,
     assignments: SetOpt = [],  # noqa: B006 (typer reads the default, never mutates it)
     service_name: ServiceName = None,
     exporter: Exporter = None,
@@ -89,8 +93,10 @@ def check_config(
     (or, with --strict, if there are warnings), 3 if a --probe fails."""
 
     def run() -> int:
-        loaded = _load(env_file, assignments, service_name, exporter, endpoint)
+        loaded = _load(env_file, assignments, service_name, exporter, endpoint, config_file)
         rows = effective_rows(loaded)
+        rows += [{"setting": name, "value": value, "source": origin.describe()}  # an OTel file's limits
+                 for name, (value, origin) in sorted(loaded.file_env.items())]
         results = None
         if probe or probe_span:
             from cryostorm_run.diagnose.probe import probe as probe_endpoints
@@ -143,6 +149,7 @@ def _print_table(rows: list[dict[str, Any]]) -> None:
 @app.command("print-env")
 def print_env(
     env_file: EnvFile = None,
+    config_file: ConfigFile = None,
     assignments: SetOpt = [],  # noqa: B006
     service_name: ServiceName = None,
     exporter: Exporter = None,
@@ -173,7 +180,7 @@ def print_env(
 
         if fmt not in FORMATS:
             raise ConfigError([Problem("--format", fmt, "unknown format", f"allowed: {', '.join(FORMATS)}")])
-        loaded = _load(env_file, assignments, service_name, exporter, endpoint)
+        loaded = _load(env_file, assignments, service_name, exporter, endpoint, config_file)
         from cryostorm_run.common.shown import mask_url
 
         def shown(secret: bool, value: str) -> str:
@@ -183,6 +190,8 @@ def print_env(
 
         lines = [EnvLine(r.name, shown(r.secret, r.value), row_source(r.setting, loaded.origins))
                  for r in env_rows(loaded.settings)]
+        lines += [EnvLine(name, value, f"from {origin.describe()}")  # an OpenTelemetry configuration file's limits
+                  for name, (value, origin) in sorted(loaded.file_env.items())]
         name, default = SEMCONV_OPT_IN
         if name in os.environ:
             lines.append(EnvLine(name, shown(False, os.environ[name]), f"yours ({name}), kept"))

@@ -36,10 +36,12 @@ def overrides_from(flag_values: Mapping[str, str | None], assignments: Sequence[
     return result
 
 
-def load(env_file: Path | None, overrides: Sequence[Any], environ: Mapping[str, str] | None = None) -> Any:
+def load(env_file: Path | None, overrides: Sequence[Any], environ: Mapping[str, str] | None = None,
+         otel_config: Path | None = None) -> Any:
     from cryostorm_run.config.loading import load_settings
 
-    return load_settings(os.environ if environ is None else environ, env_file=env_file, overrides=overrides)
+    return load_settings(os.environ if environ is None else environ, env_file=env_file, overrides=overrides,
+                         otel_config=otel_config)
 
 
 def render_problems(problems: Sequence[Problem], title: str = "invalid configuration") -> str:

@@ -22,6 +22,8 @@ Run COMMAND with OpenTelemetry configured from CRYOSTORM_* / OTEL_* settings.
 
 Options (before --):
   --env-file PATH        read settings from a dotenv file (lowest precedence above defaults)
+  --config-file PATH     an OpenTelemetry configuration file (YAML, file_format 1.x, as OTEL_CONFIG_FILE):
+                         it decides the OpenTelemetry settings; cryostorm.toml needs no option
   --set KEY=VALUE        set any setting by its dotted path, e.g. --set tracing.sample_rate=0.5
 {flags}
   --quiet                no startup report line on stderr
@@ -38,7 +40,8 @@ def usage() -> str:
 
 def parse(args: Sequence[str]) -> tuple[dict[str, object], list[str]]:
     """Split launcher options from the command; raise UsageError naming the bad option."""
-    options: dict[str, object] = {"env_file": None, "set": [], "flags": {}, "report": "line", "debug": False}
+    options: dict[str, object] = {"env_file": None, "otel_config": None, "set": [], "flags": {}, "report": "line",
+                                  "debug": False}
     items = list(args)
     while items:
         arg = items.pop(0)
@@ -54,12 +57,14 @@ def parse(args: Sequence[str]) -> tuple[dict[str, object], list[str]]:
             options["debug"] = True
             continue
         name, eq, inline = arg.partition("=")
-        if name in ("--env-file", "--set", *FLAGS):
+        if name in ("--env-file", "--config-file", "--set", *FLAGS):
             value = inline if eq else (items.pop(0) if items else None)
             if value is None:
                 raise UsageError([Problem(name, None, "expects a value")])
             if name == "--env-file":
                 options["env_file"] = Path(value)
+            elif name == "--config-file":
+                options["otel_config"] = Path(value)
             elif name == "--set":
                 options["set"].append(value)  # type: ignore[attr-defined]
             else:
@@ -87,12 +92,15 @@ def main(args: Sequence[str]) -> NoReturn:
             sys.stdout.write(usage())
             return 0
         overrides = overrides_from(options["flags"], options["set"])  # type: ignore[arg-type]
-        loaded = load(options["env_file"], overrides)  # type: ignore[arg-type]
+        loaded = load(options["env_file"], overrides, otel_config=options["otel_config"])  # type: ignore[arg-type]
         if set_here:
             del os.environ["PYDANTIC_DISABLE_PLUGINS"]
         if not command:
             raise UsageError([Problem("COMMAND", None, "no command given", "cryostorm-run [OPTIONS] -- COMMAND")])
-        plan = plan_launch(loaded.settings, command, os.environ, report=str(options["report"]))
+        # What an OpenTelemetry configuration file replaces never reaches the program's SDK; its limits do.
+        environ = {k: v for k, v in os.environ.items() if k not in loaded.dropped_env}
+        environ.update({name: value for name, (value, _) in loaded.file_env.items()})
+        plan = plan_launch(loaded.settings, command, environ, report=str(options["report"]))
         from cryostorm_run.common.shown import clean
 
         for warning in (*loaded.warnings, *plan.warnings):

@@ -2,8 +2,9 @@
 
 A variable is **mapped** (read into a setting and written back out to the program from that
 setting), **passed** (left in the program's environment untouched, for the SDK, an exporter or an
-instrumentation inside the program to read) or **refused** (set and not empty: exit 2 naming it and
-the reason; cryostorm's hook would otherwise ignore it silently).
+instrumentation inside the program to read), **refused** (set and not empty: exit 2 naming it and
+the reason; cryostorm's hook would otherwise ignore it silently) or **read** by the launcher itself
+(`OTEL_CONFIG_FILE`: see `config.otelfile`).
 
 `source` says who defines it: the OpenTelemetry specification ("spec"), the Python API/SDK ("sdk"),
 the OTLP exporters ("exporter") or `opentelemetry-instrumentation` and the contrib instrumentations
@@ -20,7 +21,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-Kind = Literal["mapped", "passed", "refused"]
+Kind = Literal["mapped", "passed", "refused", "read"]
 Source = Literal["spec", "sdk", "exporter", "instrumentation"]
 
 
@@ -87,11 +88,11 @@ def _inventory() -> dict[str, Rule]:
         "OTEL_PROPAGATORS": _mapped("spec", "propagation.propagator_types, propagation.enabled", "OTEL_PROPAGATORS"),
         "OTEL_LOG_LEVEL": _passed("spec", "defined but not read by the Python SDK"),
         "OTEL_ENTITIES": _passed("spec", "not read by the Python SDK"),
-        "OTEL_CONFIG_FILE": _refused("spec", "declarative configuration files are read by the SDK's own "
-                                     "configurator, which cryostorm's hook replaces; use cryostorm.toml or "
-                                     "pyproject.toml [tool.cryostorm]"),
-        "OTEL_EXPERIMENTAL_CONFIG_FILE": _refused("sdk", "the former name of OTEL_CONFIG_FILE: declarative "
-                                                  "configuration is not read by cryostorm's hook; use cryostorm.toml"),
+        "OTEL_CONFIG_FILE": Rule("read", "spec", reason=(
+            "read by the launcher (like --config-file): the OpenTelemetry configuration file decides the "
+            "OpenTelemetry settings, which the program gets as the variables above; every other source of them "
+            "is reported as having no effect. Not passed on to the program")),
+        "OTEL_EXPERIMENTAL_CONFIG_FILE": _refused("sdk", "the former name of OTEL_CONFIG_FILE; rename it"),
         "OTEL_EXPERIMENTAL_RESOURCE_DETECTORS": _refused(
             "sdk", "cryostorm builds the resource from its settings and runs no resource detectors; put the "
             "attributes in OTEL_RESOURCE_ATTRIBUTES"),
@@ -192,6 +193,7 @@ _FAMILY_RE = re.compile("|".join(f"({pattern})" for _, pattern, _ in FAMILIES))
 
 MAPPED = frozenset(name for name, rule in INVENTORY.items() if rule.kind == "mapped")
 REFUSED = frozenset(name for name, rule in INVENTORY.items() if rule.kind == "refused")
+READ = frozenset(name for name, rule in INVENTORY.items() if rule.kind == "read")
 
 # Refused variables whose value asks for what cryostorm does anyway: accepted (a deployment that has
 # them keeps running), any other value is refused. Compared case-insensitively.

@@ -14,6 +14,8 @@ from cryostorm_run.config.advice import Advice, advise
 from cryostorm_run.config.configfile import read_config_file
 from cryostorm_run.config.model import TelemetryModel, redact_userinfo
 from cryostorm_run.config.names import iter_leaf_names
+from cryostorm_run.config.otelfile import read_otel_file
+from cryostorm_run.config.otelmap import FileEnv, chosen_file, file_decides
 from cryostorm_run.config.sources import (
     DEFAULT,
     DELIMITER,
@@ -57,6 +59,11 @@ class Loaded:
     settings: TelemetryModel
     origins: Mapping[Path_, Origin] = field(default_factory=dict)
     warnings: tuple[Advice, ...] = ()
+    # With an OpenTelemetry configuration file: variables the SDK would read that the file replaces,
+    # taken out of the program's environment.
+    dropped_env: frozenset[str] = frozenset()
+    # ... and the variables it sets for the program's SDK (its limits): name → (value, origin).
+    file_env: Mapping[str, tuple[str, Origin]] = field(default_factory=dict)
 
     def origin(self, path: Path_) -> Origin:
         return origin_of(path, self.origins)
@@ -79,12 +86,15 @@ def load_settings(
     env_file: Path | None = None,
     overrides: Sequence[Override] = (),
     config_dir: Path | None = _CWD,
+    otel_config: Path | None = None,
 ) -> Loaded:
     """Validate settings from flags > CRYOSTORM_* > OTEL_* > env file > config file > defaults.
 
     The config file is `cryostorm.toml` or `pyproject.toml [tool.cryostorm]` in `config_dir`
-    (the current directory by default; None: no config file). Raises `ConfigError` listing
-    every problem; `Loaded.warnings` lists valid but likely mistaken settings.
+    (the current directory by default; None: no config file). An OpenTelemetry configuration file
+    (`otel_config`, else OTEL_CONFIG_FILE) decides the OpenTelemetry settings over all of these
+    (see `config.otelmap`). Raises `ConfigError` listing every problem; `Loaded.warnings` lists
+    valid but likely mistaken settings, and each input the file makes ineffective.
     """
     problems: list[Problem] = []
     entries: list[Entry] = []
@@ -103,6 +113,16 @@ def load_settings(
     except SourceError as exc:
         problems += exc.problems
     entries += [Entry(o.path, o.value, Origin("flag", o.flag)) for o in overrides]
+    ineffective: list[str] = []
+    dropped: frozenset[str] = frozenset()
+    file_env: FileEnv = {}
+    chosen = chosen_file(environ, otel_config)
+    if chosen is not None:
+        try:
+            entries, file_env, notes, dropped = file_decides(read_otel_file(chosen[0], environ), entries, environ)
+            ineffective = [*chosen[1], *notes]
+        except SourceError as exc:
+            problems += exc.problems
     data, origins = merge(entries)
     try:
         settings = TelemetryModel.model_validate(data)
@@ -114,7 +134,9 @@ def load_settings(
         problems += _missing_packages(settings, origins) + _otlp_conflicts(settings, origins, raw)
     if problems:
         raise ConfigError(_dedupe([_redacted(p) for p in problems]))
-    return Loaded(settings, origins, tuple(advise(settings, origins, environ, files=_env_file_values(env_file))))
+    warnings = [Advice("ineffective-with-config-file", note) for note in ineffective]
+    warnings += advise(settings, origins, environ, files=_env_file_values(env_file))
+    return Loaded(settings, origins, tuple(warnings), dropped, file_env)
 
 
 def _env_file_values(env_file: Path | None) -> list[tuple[str, Mapping[str, str]]]:

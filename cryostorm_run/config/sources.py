@@ -24,7 +24,8 @@ Path_ = tuple[str, ...]
 
 @dataclass(frozen=True)
 class Origin:
-    """Where a value came from: ``kind`` is flag, cryostorm_env, otel_env, env_file, config_file or default."""
+    """Where a value came from: ``kind`` is flag, cryostorm_env, otel_env, env_file, config_file, otel_file
+    (the OpenTelemetry configuration file: ``file`` is ``otel.yaml:LINE``) or default."""
 
     kind: str
     name: str
@@ -33,7 +34,7 @@ class Origin:
     def describe(self) -> str:
         if self.kind == "env_file":
             return f"{self.name} in {self.file}"
-        if self.kind == "config_file":  # name is the dotted key: "pyproject.toml [tool.cryostorm] tracing.sample_rate"
+        if self.kind in ("config_file", "otel_file"):  # "pyproject.toml [tool.cryostorm] tracing.sample_rate"
             return f"{self.file} {self.name}"
         if self.kind == "default":
             return "default"
@@ -298,6 +299,9 @@ def read_otel(environ: Mapping[str, str], origin_kind: str = "otel_env", file: s
             problems.append(Problem(origin.describe(), shown, reason, "unset it"))
             continue
         convert = OTEL_TABLE.get(key)
+        if key == "OTEL_CONFIG_FILE" and origin_kind == "env_file" and raw.strip():
+            problems.append(Problem(origin.describe(), raw, "an env file cannot name the OpenTelemetry configuration "
+                                    "file", "set OTEL_CONFIG_FILE in the environment or use --config-file"))
         if convert is None:
             continue
         try:

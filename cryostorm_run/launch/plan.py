@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
-from cryostorm_run.config.inventory import MAPPED
+from cryostorm_run.config.inventory import MAPPED, READ
 from cryostorm_run.config.model import TelemetryModel
 from cryostorm_run.launch.envmap import SEMCONV_OPT_IN, settings_env
 
@@ -113,7 +113,7 @@ def plan_launch(
     if environ.get("_CRYOSTORM_LAUNCHER_PID"):
         warnings = ("already running under cryostorm-run: the program is instrumented once, "
                     "with this (inner) invocation's settings",)
-    for name in MAPPED:  # absorbed into the settings; the child sees exactly the settings
+    for name in MAPPED | READ:  # absorbed into the settings; the child sees exactly the settings
         env.pop(name, None)
     env.update(settings_env(settings))
     env.setdefault(*SEMCONV_OPT_IN)  # the program's own value, even empty, is kept

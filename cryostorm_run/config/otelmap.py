@@ -1,0 +1,383 @@
+"""An OpenTelemetry configuration file → cryostorm settings, or a refusal naming what cannot be honoured.
+
+cryostorm reads the file in the launcher and builds the program's providers from the settings it maps to,
+with cryostorm's own exporters and processors: bounded exit, drop accounting, fork handling and loss
+reports hold for a file-configured program as for any other. What the file says that cryostorm cannot do
+(a second processor per signal, views, a composite sampler, ...) is refused with exit 2, never ignored.
+
+The file decides every setting in `GOVERNED`: a value for one of them from a flag, CRYOSTORM_*, OTEL_*,
+an env file or cryostorm.toml has no effect, and loading reports it (see `config.loading`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from cryostorm_run.config.otelfile import Key, OtelFile, dotted
+from cryostorm_run.config.sources import Entry, Origin, Path_, Problem, SourceError, _endpoint
+
+__all__ = ["GOVERNED", "SUPERSEDED_ENV", "FileEnv", "chosen_file", "file_decides", "governed", "otel_file_entries"]
+
+_SIGNALS = {"tracer_provider": ("tracing", "traces"), "meter_provider": ("metrics", "metrics"),
+            "logger_provider": ("logging", "logs")}
+_OTLP_FIELDS = ("exporter_type", "collector", "protocol", "headers", "compression", "timeout_millis", "insecure",
+                "certificate_file", "client_certificate_file", "client_key_file")
+_BATCH = {"schedule_delay": ("schedule_delay_millis", 5000), "export_timeout": ("timeout_millis", 30_000),
+          "max_queue_size": ("max_queue_size", 2048), "max_export_batch_size": ("batch_size", 512)}
+_LOG_OVERRIDES = ("schedule_delay_millis", "max_export_batch_size", "export_timeout_millis", "max_queue_size")
+
+# Settings the file decides (a path and everything beneath it). Not here, cryostorm's own: the exit budget,
+# children, FastAPI mode, excluded paths, log level, queue blocking and in-flight requests.
+GOVERNED: tuple[Path_, ...] = (
+    ("enabled",), ("service", "name"), ("service", "version"), ("service", "environment"),
+    ("service", "additional_attributes"), ("schema_url",), ("exporter_type",), ("collector",), ("otlp",),
+    ("propagation",),
+    *((signal, f) for signal in ("tracing", "metrics", "logging") for f in ("enabled", *_OTLP_FIELDS)),
+    ("tracing", "processor_type"), ("tracing", "sampling_strategy"), ("tracing", "sample_rate"),
+    ("logging", "processor_type"), *(("logging", f) for f in _LOG_OVERRIDES),
+    *((signal, "export_config", f) for signal in ("tracing", "logging") for f, _ in _BATCH.values()),
+    ("metrics", "export_interval_millis"), ("metrics", "export_timeout_millis"),
+    ("metrics", "prometheus_host"), ("metrics", "prometheus_port"),
+)
+# Limits: the SDK's providers in the program read them from these variables, which the launcher writes.
+_LIMITS = {
+    "attribute_limits": {"attribute_value_length_limit": "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT",
+                         "attribute_count_limit": "OTEL_ATTRIBUTE_COUNT_LIMIT"},
+    "tracer_provider": {"attribute_value_length_limit": "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT",
+                        "attribute_count_limit": "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT",
+                        "event_count_limit": "OTEL_SPAN_EVENT_COUNT_LIMIT",
+                        "link_count_limit": "OTEL_SPAN_LINK_COUNT_LIMIT",
+                        "event_attribute_count_limit": "OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT",
+                        "link_attribute_count_limit": "OTEL_LINK_ATTRIBUTE_COUNT_LIMIT"},
+    "logger_provider": {"attribute_value_length_limit": "OTEL_LOGRECORD_ATTRIBUTE_VALUE_LENGTH_LIMIT",
+                        "attribute_count_limit": "OTEL_LOGRECORD_ATTRIBUTE_COUNT_LIMIT"},
+}
+
+
+# Variables the SDK would read in the program (cryostorm passes them on): the file replaces them, so the
+# launcher drops them from the program's environment and reports each one set.
+SUPERSEDED_ENV = frozenset({
+    *(name for names in _LIMITS.values() for name in names.values()), "OTEL_METRICS_EXEMPLAR_FILTER",
+    "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION",
+})
+
+
+def governed(path: Path_) -> bool:
+    """Does the file decide `path` (or something beneath it)?"""
+    return any(path[: len(g)] == g or g[: len(path)] == path for g in GOVERNED)
+
+
+_RESOURCE = {"service.name": ("service", "name"), "service.version": ("service", "version")}
+_ENVIRONMENTS = frozenset({"development", "staging", "production"})
+_SAMPLERS = {"always_on": "always_on", "always_off": "always_off", "trace_id_ratio_based": "traceidratio"}
+_PROPAGATORS = frozenset({"tracecontext", "baggage", "b3", "b3multi"})
+_EXPORTERS = {"otlp_grpc": "grpc", "otlp_http": "http/protobuf"}
+
+
+class _Mapper:
+    def __init__(self, found: OtelFile) -> None:
+        self.found = found
+        self.entries: list[Entry] = []
+        self.env: dict[str, tuple[str, Origin]] = {}
+        self.problems: list[Problem] = []
+
+    def limits(self, owner: str, node: Mapping[str, Any], at: Key) -> None:
+        for key, value in node.items():
+            if value is not None:
+                where = self.found.where((*at, key))
+                self.env[_LIMITS[owner][key]] = (str(value), Origin("otel_file", dotted((*at, key)),
+                                                                    where.split(" ", 1)[0]))
+
+    def put(self, setting: Path_, value: Any, at: Key, note: str = "") -> None:
+        name = f"{dotted(at)}{note}" if at else note.strip(" ()")
+        where = self.found.where(at).split(" ", 1)[0]
+        self.entries.append(Entry(setting, value, Origin("otel_file", name, where)))
+
+    def refuse(self, at: Key, message: str, hint: str = "remove it from the file") -> None:
+        self.problems.append(Problem(self.found.where(at), None, f"not supported by cryostorm-run: {message}", hint))
+
+    def only(self, node: Mapping[str, Any], at: Key, known: set[str], what: str) -> None:
+        for key in node:
+            if key not in known:
+                self.refuse((*at, key), f"{what} has no {key!r} in cryostorm")
+
+
+def _one(node: Mapping[str, Any]) -> tuple[str, Any]:
+    ((kind, body),) = node.items()  # the schema holds these to exactly one property
+    return kind, body or {}
+
+
+def _resource(m: _Mapper, node: Mapping[str, Any]) -> None:
+    from cryostorm_run.common.runtime import parse_pairs
+
+    at: Key = ("resource",)
+    m.only(node, at, {"attributes", "attributes_list", "schema_url"}, "resource")
+    pairs: list[tuple[str, Any, Key]] = []
+    if node.get("attributes_list"):
+        try:
+            listed = parse_pairs(node["attributes_list"], strict=True)
+        except ValueError as exc:
+            m.problems.append(Problem(m.found.where((*at, "attributes_list")), None, str(exc)))
+            listed = {}
+        pairs += [(k, v, (*at, "attributes_list")) for k, v in listed.items()]
+    for index, item in enumerate(node.get("attributes") or ()):  # attributes win over attributes_list (spec)
+        if isinstance(item["value"], list) or item["value"] is None:
+            m.refuse((*at, "attributes", index, "value"), "array and null attribute values")
+            continue
+        pairs.append((item["name"], item["value"], (*at, "attributes", index)))
+    extra: dict[str, Any] = {}
+    for key, value, where in pairs:
+        if key in _RESOURCE:
+            m.put(_RESOURCE[key], str(value), where)
+        elif key in ("deployment.environment.name", "deployment.environment") and value in _ENVIRONMENTS:
+            m.put(("service", "environment"), value, where)
+        else:
+            extra[key] = value
+    if extra:
+        m.put(("service", "additional_attributes"), extra, (*at, "attributes"))
+    if node.get("schema_url"):
+        m.put(("schema_url",), node["schema_url"], (*at, "schema_url"))
+
+
+def _propagator(m: _Mapper, node: Mapping[str, Any] | None) -> None:
+    at: Key = ("propagator",)
+    if node is None:
+        m.put(("propagation", "enabled"), False, (), " (no propagator: none, as the spec says)")
+        return
+    names: list[str] = []
+    for index, item in enumerate(node.get("composite") or ()):
+        names.append(_one(item)[0])
+        if names[-1] not in _PROPAGATORS:
+            m.refuse((*at, "composite", index), f"propagator {names[-1]!r}", f"use {', '.join(sorted(_PROPAGATORS))}")
+    for name in (n.strip() for n in (node.get("composite_list") or "").split(",")):
+        if name and name not in names:
+            names.append(name)
+            if name not in _PROPAGATORS and name != "none":
+                m.refuse((*at, "composite_list"), f"propagator {name!r}", f"use {', '.join(sorted(_PROPAGATORS))}")
+    names = [n for n in names if n != "none"]
+    if names:
+        m.put(("propagation", "propagator_types"), names, at)
+    else:
+        m.put(("propagation", "enabled"), False, at)
+
+
+def _sampler(m: _Mapper, node: Mapping[str, Any], at: Key) -> None:
+    kind, body = _one(node)
+    prefix = ""
+    if kind == "parent_based":
+        m.only(body, (*at, kind), {"root"}, "parent_based (cryostorm keeps the default for each parent case)")
+        if "root" not in body:
+            m.put(("tracing", "sampling_strategy"), "parentbased_always_on", (*at, kind))
+            return
+        prefix, at = "parentbased_", (*at, kind, "root")
+        kind, body = _one(body["root"])
+    if kind not in _SAMPLERS:
+        m.refuse((*at, kind), f"sampler {kind!r}" + (" as parent_based root" if prefix else ""),
+                 f"use {', '.join(_SAMPLERS)}" + ("" if prefix else " or parent_based"))
+        return
+    m.put(("tracing", "sampling_strategy"), prefix + _SAMPLERS[kind], (*at, kind))
+    if kind == "trace_id_ratio_based":
+        ratio = body.get("ratio")
+        m.put(("tracing", "sample_rate"), 1.0 if ratio is None else ratio, (*at, kind, "ratio"))
+
+
+def _exporter(m: _Mapper, signal: str, path_word: str, node: Mapping[str, Any], at: Key) -> None:
+    kind, body = _one(node)
+    at = (*at, kind)
+    if kind == "console":
+        m.put((signal, "exporter_type"), "console", at)
+        return
+    if kind == "prometheus/development" and signal == "metrics":
+        m.only(body, at, {"host", "port"}, "the prometheus exporter")
+        m.put((signal, "exporter_type"), "prometheus", at)
+        for key in ("host", "port"):
+            if body.get(key) is not None:
+                m.put((signal, f"prometheus_{key}"), body[key], (*at, key))
+        return
+    if kind not in _EXPORTERS:
+        m.refuse(at, f"exporter {kind!r}", "use otlp_grpc, otlp_http or console (and send to a collector that "
+                 "forwards to it)")
+        return
+    m.put((signal, "exporter_type"), "otlp", at)
+    m.put((signal, "protocol"), _EXPORTERS[kind], at)
+    m.only(body, at, {"endpoint", "headers", "headers_list", "compression", "timeout", "tls", "encoding",
+                      "temporality_preference", "default_histogram_aggregation"}, f"the {kind} exporter")
+    if body.get("endpoint"):
+        signal_path = f"/v1/{path_word}" if kind == "otlp_http" else None
+        url = str(body["endpoint"]).strip().rstrip("/")
+        if signal_path and not url.endswith(signal_path):
+            m.refuse((*at, "endpoint"), f"an otlp_http endpoint not ending in {signal_path}",
+                     f"write the full URL, e.g. http://collector:4318{signal_path}")
+        else:
+            try:
+                for path, value in _endpoint((signal, "collector"), signal_path)(url):
+                    m.put(path, value, (*at, "endpoint"))
+            except ValueError as exc:
+                m.problems.append(Problem(m.found.where((*at, "endpoint")), None, str(exc)))
+    _transport(m, signal, body, at)
+
+
+def _transport(m: _Mapper, signal: str, body: Mapping[str, Any], at: Key) -> None:
+    from cryostorm_run.common.runtime import parse_pairs
+
+    headers: dict[str, str] = {}
+    if body.get("headers_list"):
+        try:
+            headers.update(parse_pairs(body["headers_list"], strict=True))
+        except ValueError as exc:
+            m.problems.append(Problem(m.found.where((*at, "headers_list")), None, str(exc)))
+    # headers win over headers_list (spec); one whose value is empty (`${API_TOKEN}` unset) is not sent
+    headers.update({h["name"]: h["value"] for h in body.get("headers") or ()})
+    headers = {name: value for name, value in headers.items() if value}
+    if headers:
+        m.put((signal, "headers"), headers, (*at, "headers" if body.get("headers") else "headers_list"))
+    for key, setting in (("compression", "compression"), ("timeout", "timeout_millis")):
+        if body.get(key) is not None:
+            m.put((signal, setting), body[key], (*at, key))
+    tls = body.get("tls") or {}
+    for key, setting in (("ca_file", "certificate_file"), ("cert_file", "client_certificate_file"),
+                         ("key_file", "client_key_file"), ("insecure", "insecure")):
+        if tls.get(key) is not None:
+            m.put((signal, setting), tls[key], (*at, "tls", key))
+    if body.get("encoding") not in (None, "protobuf"):
+        m.refuse((*at, "encoding"), "OTLP/HTTP with JSON encoding", "remove it (protobuf)")
+    for key, default in (("temporality_preference", "cumulative"),
+                         ("default_histogram_aggregation", "explicit_bucket_histogram")):
+        if body.get(key) not in (None, default):
+            m.refuse((*at, key), f"{key} {body[key]!r} (cryostorm exports {default})", "remove it")
+
+
+def _processors(m: _Mapper, signal: str, path_word: str, node: Mapping[str, Any], at: Key) -> None:
+    processors = node["processors"]
+    if len(processors) > 1:
+        m.refuse((*at, "processors", 1), "a second processor: cryostorm exports each signal through one",
+                 "keep one processor (a collector can fan out to several back-ends)")
+    at = (*at, "processors", 0)
+    kind, body = _one(processors[0])
+    if kind not in ("batch", "simple"):
+        m.refuse((*at, kind), f"processor {kind!r}", "use batch or simple")
+        return
+    m.put((signal, "processor_type"), kind, (*at, kind))
+    if kind == "batch":
+        for key, (field, default) in _BATCH.items():
+            value = body.get(key)
+            note = "" if value is not None else f" (omitted: {default}, the spec's default)"
+            m.put((signal, "export_config", field), default if value is None else value, (*at, kind, key), note)
+    _exporter(m, signal, path_word, body["exporter"], (*at, kind, "exporter"))
+
+
+def _reader(m: _Mapper, node: Mapping[str, Any], at: Key) -> None:
+    readers = node["readers"]
+    if len(readers) > 1:
+        m.refuse((*at, "readers", 1), "a second metric reader: cryostorm exports metrics through one",
+                 "keep one reader")
+    for key in ("views", "exemplar_filter"):
+        if node.get(key) is not None:
+            m.refuse((*at, key), f"meter_provider.{key}")
+    at = (*at, "readers", 0)
+    kind, body = _one(readers[0])
+    m.only(body, (*at, kind), {"interval", "timeout", "exporter"}, f"the {kind} reader")
+    if kind == "periodic":
+        for key, field in (("interval", "export_interval_millis"), ("timeout", "export_timeout_millis")):
+            if body.get(key) is not None:
+                m.put(("metrics", field), body[key], (*at, kind, key))
+    _exporter(m, "metrics", "metrics", body["exporter"], (*at, kind, "exporter"))
+
+
+def _provider(m: _Mapper, key: str, node: Mapping[str, Any] | None) -> None:
+    signal, path_word = _SIGNALS[key]
+    if node is None:
+        m.put((signal, "enabled"), False, (), f" (no {key}: {path_word} off, as the spec says)")
+        return
+    at: Key = (key,)
+    for extra in node:
+        if extra not in ("processors", "readers", "sampler", "views", "exemplar_filter", "limits"):
+            m.refuse((*at, extra), f"{key}.{extra}")
+    if node.get("limits") and key in _LIMITS:
+        m.limits(key, node["limits"], (*at, "limits"))
+    m.put((signal, "enabled"), True, at)
+    if key == "meter_provider":
+        _reader(m, node, at)
+        return
+    _processors(m, signal, path_word, node, at)
+    if key == "tracer_provider" and node.get("sampler") is not None:
+        _sampler(m, node["sampler"], (*at, "sampler"))
+
+
+def _top_level(m: _Mapper, data: Mapping[str, Any]) -> Iterator[str]:
+    for key, value in data.items():
+        if key in ("file_format", *_SIGNALS, "propagator"):
+            continue
+        if key == "disabled":
+            if value:
+                m.put(("enabled",), False, ("disabled",))
+        elif key == "log_level":
+            if value not in (None, "info"):
+                m.refuse((key,), "the SDK's internal log level", "remove it (cryostorm reports problems itself)")
+        elif key == "resource":
+            _resource(m, value or {})
+        elif key == "attribute_limits":
+            m.limits(key, value or {}, (key,))
+        else:
+            yield key
+
+
+FileEnv = dict[str, tuple[str, Origin]]
+
+
+def otel_file_entries(found: OtelFile) -> tuple[list[Entry], FileEnv]:
+    """Settings entries for the file, and the variables it sets for the program's SDK (its limits), each with
+    its origin; SourceError lists what cryostorm cannot honour."""
+    m = _Mapper(found)
+    for key in _top_level(m, found.data):
+        m.refuse((key,), f"{key!r}")
+    for key in _SIGNALS:
+        _provider(m, key, found.data.get(key))
+    _propagator(m, found.data.get("propagator"))
+    if not any(e.path == ("service", "name") for e in m.entries):
+        m.put(("service", "name"), "unknown_service", ("resource",) if "resource" in found.data else (),
+              " (no service.name: unknown_service, the spec's default)")
+    if m.problems:
+        raise SourceError(m.problems)
+    return m.entries, m.env
+
+
+def chosen_file(environ: Mapping[str, str], flag: Path | None) -> tuple[Path, list[str]] | None:
+    """The file to read (`--config-file` wins over OTEL_CONFIG_FILE; empty is unset) and a note for an
+    OTEL_CONFIG_FILE the flag makes ineffective; None when no file is named."""
+    named = environ.get("OTEL_CONFIG_FILE", "").strip()
+    if flag is None:
+        return (Path(named), []) if named else None
+    notes = []
+    if named and Path(named) != flag:
+        notes.append(f"OTEL_CONFIG_FILE={named} has no effect: --config-file {flag} names the file")
+    return flag, notes
+
+
+def file_decides(found: OtelFile, others: list[Entry], environ: Mapping[str, str],
+                 ) -> tuple[list[Entry], FileEnv, list[str], frozenset[str]]:
+    """The entries to validate (the file's, and the others' for settings the file does not decide), the
+    variables the file sets for the program, a note for each input the file makes ineffective, and the
+    variables to take out of the program's environment.
+
+    A variable the file substitutes (`${OTEL_SERVICE_NAME}`) is used, not ineffective."""
+    label, referenced = found.label, found.referenced
+    file_entries, file_env = otel_file_entries(found)
+    kept, notes, seen = [], [*found.warnings], set()
+    for entry in others:
+        if not governed(entry.path):
+            kept.append(entry)
+            continue
+        shown = entry.origin.describe()
+        if entry.origin.name in referenced or shown in seen:
+            continue
+        seen.add(shown)
+        notes.append(f"{shown} has no effect: the OpenTelemetry configuration file {label} decides "
+                     f"{'.'.join(entry.path)} (with a configuration file, the other sources of OpenTelemetry "
+                     "settings are ignored, as the specification says)")
+    dropped = frozenset(name for name in SUPERSEDED_ENV if environ.get(name, "").strip())
+    notes += [f"{name} has no effect: the OpenTelemetry configuration file {label} replaces it (taken out of the "
+              "program's environment)" for name in sorted(dropped - referenced)]
+    return kept + file_entries, file_env, notes, dropped
