@@ -25,6 +25,11 @@ SIGNALS: dict[str, tuple[str, str]] = {
 # Set for the program unless it has its own value: instrumentations emit the stable HTTP semantic
 # conventions (http.request.method, url.full, ...) like FastAPI's native telemetry does.
 SEMCONV_OPT_IN = ("OTEL_SEMCONV_STABILITY_OPT_IN", "http")
+# gRPC's C core prints its own lines to stderr, unprefixed ("ssl_transport_security.cc ... Handshake failed
+# ... WRONG_VERSION_NUMBER" on every reconnect); cryostorm names export failures itself, with the fix.
+# NONE, because ERROR still prints that handshake line on grpcio 1.63 (the floor). The program's own
+# GRPC_VERBOSITY, or a GRPC_TRACE (someone debugging gRPC), is left as it is.
+GRPC_QUIET = ("GRPC_VERBOSITY", "NONE")
 _RATIO = (SamplingStrategy.TRACE_ID_RATIO, SamplingStrategy.PARENT_BASED_TRACE_ID_RATIO)
 
 

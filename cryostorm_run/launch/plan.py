@@ -20,7 +20,7 @@ from typing import NoReturn
 
 from cryostorm_run.config.inventory import MAPPED
 from cryostorm_run.config.model import TelemetryModel
-from cryostorm_run.launch.envmap import SEMCONV_OPT_IN, settings_env
+from cryostorm_run.launch.envmap import GRPC_QUIET, SEMCONV_OPT_IN, settings_env
 
 EXIT_NOT_EXECUTABLE = 126
 EXIT_NOT_FOUND = 127
@@ -117,6 +117,8 @@ def plan_launch(
         env.pop(name, None)
     env.update(settings_env(settings))
     env.setdefault(*SEMCONV_OPT_IN)  # the program's own value, even empty, is kept
+    if not environ.get("GRPC_TRACE"):
+        env.setdefault(*GRPC_QUIET)
     hook = str(hook_dir())
     env["PYTHONPATH"] = _pythonpath(hook, environ.get("PYTHONPATH"))
     env["_CRYOSTORM_HOOK_DIR"] = hook
