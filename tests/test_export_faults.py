@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 from conftest import PYTHON, run_launcher
 from otlp_receiver import Receiver, make_self_signed_cert
+from typer.testing import CliRunner
 
 from cryostorm_run import TelemetrySettings
+from cryostorm_run.cli._app import app
 from cryostorm_run.common.faults import Target, classify
 from cryostorm_run.launch.plan import plan_launch
 
@@ -85,6 +87,8 @@ def test_grpc_verbosity_is_none_unless_the_user_set_it_or_traces_grpc() -> None:
     assert plan_launch(settings, ["true"], base).env["GRPC_VERBOSITY"] == "NONE"
     assert plan_launch(settings, ["true"], {**base, "GRPC_VERBOSITY": "DEBUG"}).env["GRPC_VERBOSITY"] == "DEBUG"
     assert "GRPC_VERBOSITY" not in plan_launch(settings, ["true"], {**base, "GRPC_TRACE": "tcp"}).env
+    shown = CliRunner().invoke(app, ["print-env"], env={}).stdout  # print-env lists what the program gets
+    assert "# default: no gRPC C-core log lines (cryostorm names export errors)\nexport GRPC_VERBOSITY=NONE\n" in shown
 
 
 # -- end to end: a program under cryostorm-run exporting to the wrong kind of collector -------------------

@@ -21,7 +21,7 @@ from typing import NoReturn
 from cryostorm_run.common.interpreter import hook_skipping_flags
 from cryostorm_run.config.inventory import MAPPED
 from cryostorm_run.config.model import TelemetryModel
-from cryostorm_run.launch.envmap import GRPC_QUIET, SEMCONV_OPT_IN, settings_env
+from cryostorm_run.launch.envmap import program_defaults, settings_env
 
 EXIT_NOT_EXECUTABLE = 126
 EXIT_NOT_FOUND = 127
@@ -117,9 +117,7 @@ def plan_launch(
     for name in MAPPED:  # absorbed into the settings; the child sees exactly the settings
         env.pop(name, None)
     env.update(settings_env(settings))
-    env.setdefault(*SEMCONV_OPT_IN)  # the program's own value, even empty, is kept
-    if not environ.get("GRPC_TRACE"):
-        env.setdefault(*GRPC_QUIET)
+    env.update((name, value) for name, (value, _) in program_defaults(environ).items())
     hook = str(hook_dir())
     env["PYTHONPATH"] = _pythonpath(hook, environ.get("PYTHONPATH"))
     env["_CRYOSTORM_HOOK_DIR"] = hook
