@@ -8,6 +8,7 @@ belong to that signal and endpoint. `explain` names its class and fix (common/fa
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -49,6 +50,13 @@ def exporting(signal: str, target: Target | None) -> Iterator[None]:
     _CURRENT.export = (signal, target, []) if target is not None else None
     try:
         yield
+    except Exception as error:
+        # An exporter that lets the error out (SDK 1.40's HTTP exporters raise requests' exceptions) logs
+        # nothing itself: said here, while the export is still known, if it names a class.
+        text = f"{type(error).__name__}: {error}"
+        if explain(text) is not None:
+            logging.getLogger(FAILURE_LOGGERS[1]).warning("%s", text)
+        raise
     finally:
         _CURRENT.export = previous
 

@@ -343,6 +343,8 @@ class _CheckedStub:
             code_of = getattr(error, "code", None)
             code = code_of() if callable(code_of) else None
             self._state.transient = getattr(code, "name", "") in _TRANSIENT_CODES
+            details = getattr(error, "details", None)  # SDK 1.40 logs the code only: keep what it leaves out
+            note_transport_error(f"gRPC {getattr(code, 'name', '')}: {details() if callable(details) else ''}")
             raise
         self._state.transient = False
         report_partial_success(self._signal, response)
