@@ -120,7 +120,7 @@ def test_nested_launcher_warns_and_instruments_once() -> None:
     (["-u", "a"], None),
 ])
 def test_interpreter_options_that_skip_the_hook_are_named(args: list[str], named: str | None) -> None:
-    from cryostorm_run.launch.plan import hook_skipping_flags
+    from cryostorm_run.common.interpreter import hook_skipping_flags
 
     assert hook_skipping_flags("/usr/bin/python3.11", args) == named
     assert hook_skipping_flags("/usr/bin/gunicorn", args) is None  # not an interpreter: its options are its own

@@ -175,7 +175,7 @@ def print_env(
             render_env,
             row_source,
         )
-        from cryostorm_run.launch.envmap import SEMCONV_OPT_IN, env_rows
+        from cryostorm_run.launch.envmap import SEMCONV_OPT_IN, env_rows, program_defaults
         from cryostorm_run.launch.plan import _pythonpath, hook_dir
 
         if fmt not in FORMATS:
@@ -192,11 +192,10 @@ def print_env(
                  for r in env_rows(loaded.settings)]
         lines += [EnvLine(name, value, f"from {origin.describe()}")  # an OpenTelemetry configuration file's limits
                   for name, (value, origin) in sorted(loaded.file_env.items())]
-        name, default = SEMCONV_OPT_IN
+        name = SEMCONV_OPT_IN[0]
         if name in os.environ:
             lines.append(EnvLine(name, shown(False, os.environ[name]), f"yours ({name}), kept"))
-        else:
-            lines.append(EnvLine(name, default, "default: stable HTTP semantic conventions"))
+        lines += [EnvLine(name, value, why) for name, (value, why) in program_defaults(os.environ).items()]
         pythonpath = _pythonpath(str(hook_dir()), os.environ.get("PYTHONPATH"))
         lines.append(EnvLine("PYTHONPATH", pythonpath, "cryostorm's hook directory, then your PYTHONPATH"))
         try:

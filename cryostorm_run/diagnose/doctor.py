@@ -248,7 +248,8 @@ def python_of(path: str, search_path: str | None) -> tuple[list[str], str] | Non
 
 
 def _command_check(report: DoctorReport, command: Sequence[str], environ: Mapping[str, str]) -> None:
-    from cryostorm_run.launch.plan import LaunchError, hook_skipping_flags, resolve_command
+    from cryostorm_run.common.interpreter import hook_skipping_flags
+    from cryostorm_run.launch.plan import LaunchError, resolve_command
 
     try:
         path = resolve_command(command[0], environ.get("PATH"))

@@ -21,6 +21,14 @@ import urllib.parse
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from cryostorm_run.common.faults import (
+    ANSWER_TIMEOUT_FIX,
+    CONNECT_TIMEOUT_FIX,
+    DNS_FIX,
+    handshake_fix,
+    refused_fix,
+    untrusted_fix,
+)
 from cryostorm_run.config.enums import ExporterType, OtlpProtocol
 from cryostorm_run.config.model import TelemetryModel
 from cryostorm_run.diagnose.probe_types import ProbeFailure, ProbeResult, ProbeTarget, remaining
@@ -84,7 +92,7 @@ def _resolve(host: str, port: int, deadline: float, timeout: float) -> list[Any]
                            "check the host name and this machine's DNS")
     if isinstance(box[0], OSError):
         reason = getattr(box[0], "strerror", None) or str(box[0])
-        raise ProbeFailure("dns", f"DNS lookup of {host} failed ({reason})", "check the host name in the collector URL")
+        raise ProbeFailure("dns", f"DNS lookup of {host} failed ({reason})", DNS_FIX)
     result: list[Any] = box[0]
     return result
 
@@ -103,11 +111,9 @@ def _connect(target: ProbeTarget, deadline: float, timeout: float) -> socket.soc
             sock.close()
             error = exc
     if isinstance(error, ConnectionRefusedError):
-        raise ProbeFailure("refused", f"connection to {host}:{port} refused",
-                           f"is the collector running and listening on port {port}?")
+        raise ProbeFailure("refused", f"connection to {host}:{port} refused", refused_fix(port))
     if isinstance(error, TimeoutError):
-        raise ProbeFailure("timeout", f"no answer from {host}:{port} within {timeout:g} s",
-                           "check the host and port, and any firewall in between")
+        raise ProbeFailure("timeout", f"no answer from {host}:{port} within {timeout:g} s", CONNECT_TIMEOUT_FIX)
     reason = getattr(error, "strerror", None) or str(error)
     raise ProbeFailure("unreachable", f"cannot connect to {host}:{port} ({reason})", "check the host and port")
 
@@ -122,26 +128,20 @@ def _tls_context(target: ProbeTarget) -> ssl.SSLContext:
 
 def _handshake(target: ProbeTarget, sock: socket.socket, deadline: float) -> None:
     where = f"{target.host}:{target.port}"
-    plaintext = "http://" + (" (gRPC: or otlp.insecure=true)" if target.protocol is OtlpProtocol.GRPC else "")
+    plaintext = handshake_fix(target.port, target.protocol is OtlpProtocol.GRPC)
     try:
         sock.settimeout(remaining(deadline))
         with _tls_context(target).wrap_socket(sock, server_hostname=target.host):
             return
     except ssl.SSLCertVerificationError as exc:
-        hint = (f"check that otlp.certificate_file ({target.certificate}) holds the CA that signed the "
-                "collector's certificate" if target.certificate else
-                "set otlp.certificate_file to the CA bundle that signed the collector's certificate")
+        hint = untrusted_fix(target.certificate)
         message = f"TLS: the certificate of {where} is not trusted ({exc.verify_message})"
         raise ProbeFailure("tls", message, hint) from None
     except (ssl.SSLError, ConnectionResetError, BrokenPipeError) as exc:
         reason = getattr(exc, "reason", None) or type(exc).__name__
-        raise ProbeFailure("tls", f"TLS handshake with {where} failed ({reason})",
-                           f"does the collector serve TLS on port {target.port}? for a plaintext collector use "
-                           f"{plaintext}") from None
+        raise ProbeFailure("tls", f"TLS handshake with {where} failed ({reason})", plaintext) from None
     except TimeoutError:
-        raise ProbeFailure("tls", f"TLS handshake with {where} got no answer",
-                           f"does the collector serve TLS on port {target.port}? for a plaintext collector use "
-                           f"{plaintext}") from None
+        raise ProbeFailure("tls", f"TLS handshake with {where} got no answer", plaintext) from None
     except OSError as exc:
         raise ProbeFailure("tls", f"TLS handshake with {where} failed ({exc.strerror or exc})") from None
 
@@ -185,7 +185,7 @@ def probe(
             transport[key] = exc
         except TimeoutError:
             transport[key] = ProbeFailure("timeout", f"no answer from {target.host}:{target.port} within {timeout:g} s",
-                                          "check the host and port, and any firewall in between")
+                                          CONNECT_TIMEOUT_FIX)
         failed = transport[key]
         if failed is not None:
             results.append(_result(target, target.signals, failed))
@@ -223,8 +223,7 @@ def _export(target: ProbeTarget, signal: str, deadline: float, send_span: bool, 
     except ProbeFailure as exc:
         return exc
     except TimeoutError:
-        return ProbeFailure("timeout", f"no answer within {timeout:g} s",
-                            "the collector is slow or overloaded, or this port is not an OTLP receiver")
+        return ProbeFailure("timeout", f"no answer within {timeout:g} s", ANSWER_TIMEOUT_FIX)
     return ProbeFailure("ok", "OK")
 
 

@@ -9,6 +9,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from cryostorm_run.common.faults import GRPC_STATUS, HTTP_STATUS, USE_HTTPS_FIX, ca_bundle_fix
 from cryostorm_run.diagnose.probe_types import ProbeFailure, ProbeTarget, remaining
 
 __all__ = ["grpc_export", "http_export", "make_request"]
@@ -41,12 +42,8 @@ def make_request(signal: str, with_span: bool, service_name: str) -> object:
     return request
 
 
-_GRPC_KINDS = {
-    "UNAUTHENTICATED": ("unauthenticated", "check otlp.headers (e.g. the authorization token)"),
-    "PERMISSION_DENIED": ("permission_denied", "the credentials in otlp.headers are not allowed to export here"),
-    "UNIMPLEMENTED": ("not_found", "is this an OTLP/gRPC port, with a pipeline for this signal?"),
-    "UNAVAILABLE": ("error", "if the collector serves TLS on this port, use https://"),
-}
+# After the transport checks passed, UNAVAILABLE is a plaintext channel that a TLS port dropped.
+_GRPC_KINDS = {**GRPC_STATUS, "UNAVAILABLE": ("error", USE_HTTPS_FIX)}
 
 
 def grpc_export(target: ProbeTarget, signal: str, request: object, deadline: float) -> None:
@@ -97,15 +94,6 @@ def _stub(signal: str, channel: object) -> Any:
     return trace_service_pb2_grpc.TraceServiceStub(channel)  # type: ignore[no-untyped-call]
 
 
-_HTTP_KINDS = {
-    401: ("unauthenticated", "check otlp.headers (e.g. the authorization token)"),
-    403: ("permission_denied", "the credentials in otlp.headers are not allowed to export here"),
-    404: ("not_found", "no OTLP receiver at this path: check the collector path (cryostorm adds /v1/<signal>)"),
-    405: ("not_found", "this URL does not accept OTLP exports: check the collector path"),
-    415: ("error", "the server does not take OTLP/protobuf here: is this an OTLP/HTTP endpoint?"),
-}
-
-
 def _ssl_reason(exc: BaseException) -> str:
     """The TLS reason buried in a requests/urllib3 exception chain."""
     seen: BaseException | None = exc
@@ -141,18 +129,17 @@ def http_export(target: ProbeTarget, signal: str, request: object, deadline: flo
         bundles = [n for n in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE") if environ.get(n)]
         hint = "check the https:// scheme and otlp.certificate_file"
         if bundles and target.certificate:
-            hint = (f"{bundles[0]} is set: requests verifies with it instead of otlp.certificate_file; unset it "
-                    "for the program, or point it at the collector's CA bundle")
+            hint = ca_bundle_fix(bundles[0])
         message = f"TLS error talking to {target.host}:{target.port} ({_ssl_reason(exc)})"
         raise ProbeFailure("tls", message, hint) from None
     except requests.exceptions.Timeout:
         raise TimeoutError("no answer") from None
     except requests.exceptions.ConnectionError:
         raise ProbeFailure("error", f"{target.host}:{target.port} closed the connection without an HTTP answer",
-                           "if the collector serves TLS on this port, use https://") from None
+                           USE_HTTPS_FIX) from None
     finally:
         session.close()
     if 200 <= response.status_code < 300:
         return
-    kind, hint = _HTTP_KINDS.get(response.status_code, ("error", ""))
+    kind, hint = HTTP_STATUS.get(response.status_code, ("error", ""))
     raise ProbeFailure(kind, f"HTTP {response.status_code} {response.reason}", hint)

@@ -12,7 +12,7 @@ from typing import Any
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from cryostorm_run.common.runtime import SignalRuntime
-from cryostorm_run.export.errors import TelemetrySetupError
+from cryostorm_run.export.errors import TelemetrySetupError, exporting, fault_target, note_transport_error
 from cryostorm_run.export.otlp_send import TRANSIENT_CODES, TRANSIENT_HTTP, reachable
 
 # -- lazy OTLP exporters ------------------------------------------------------------------------
@@ -43,6 +43,7 @@ class _Lazy:
         # collector is unreachable or overloaded (the SDK exporter itself gives up after ~7 s).
         self.retry_budget_s = retry_budget_s
         self.endpoint: str | None = getattr(factory, "endpoint", None)
+        self.fault_target = getattr(factory, "fault_target", (None, None))  # (signal, Target): errors explained
         self._stop = threading.Event()
         _LAZY.add(self)
 
@@ -72,6 +73,10 @@ class _Lazy:
         return bool(self._real.force_flush(timeout_millis)) if self._real is not None else True
 
     def _timed(self, batch: Sequence[Any]) -> Any:
+        with exporting(*self.fault_target):
+            return self._timed_export(batch)
+
+    def _timed_export(self, batch: Sequence[Any]) -> Any:
         import time
 
         self.in_flight = len(batch)
@@ -152,6 +157,7 @@ class LazySpanExporter(_Lazy, SpanExporter):
         self._serial = threading.Lock()
         factory = self._sender if self.direct else otlp_factory("traces", sig)
         super().__init__(factory, retry_budget_s)
+        self.fault_target = ("traces", fault_target(sig))
         self.pool_size = pool_size
 
     def _sender(self) -> Any:
@@ -191,8 +197,9 @@ class LazySpanExporter(_Lazy, SpanExporter):
         else:
             sender = self._real
         data = otlp_encode.request_bytes(spans)
-        attempt = otlp_send.deliver(sender, data, budget_s=self.retry_budget_s, stop=self._stop,
-                                    on_answer=self._answered, what=f"{len(spans)} spans")
+        with exporting(*self.fault_target):
+            attempt = otlp_send.deliver(sender, data, budget_s=self.retry_budget_s, stop=self._stop,
+                                        on_answer=self._answered, what=f"{len(spans)} spans")
         if attempt.ok:
             report_partial_success("traces", attempt.response)
             return SpanExportResult.SUCCESS
@@ -286,6 +293,7 @@ def otlp_factory(signal: str, sig: SignalRuntime) -> Callable[[], Any]:
         return exporter
 
     make.endpoint = sig.endpoint  # type: ignore[attr-defined]  # for the readiness check of the retry loop
+    make.fault_target = (signal, fault_target(sig))  # type: ignore[attr-defined]
     return make
 
 
@@ -335,6 +343,8 @@ class _CheckedStub:
             code_of = getattr(error, "code", None)
             code = code_of() if callable(code_of) else None
             self._state.transient = getattr(code, "name", "") in _TRANSIENT_CODES
+            details = getattr(error, "details", None)  # SDK 1.40 logs the code only: keep what it leaves out
+            note_transport_error(f"gRPC {getattr(code, 'name', '')}: {details() if callable(details) else ''}")
             raise
         self._state.transient = False
         report_partial_success(self._signal, response)
@@ -361,8 +371,9 @@ def _checked_session(signal: str, state: _ExportState) -> Any:
         def request(self, *args: Any, **kwargs: Any) -> Any:
             try:
                 response = super().request(*args, **kwargs)
-            except requests.RequestException:  # refused, reset, timed out: worth retrying later
+            except requests.RequestException as error:  # refused, reset, timed out: worth retrying later
                 state.transient = True
+                note_transport_error(f"{type(error).__name__}: {error}")  # the exporter may log only "timeout"
                 raise
             state.transient = response.status_code in _TRANSIENT_HTTP
             return response

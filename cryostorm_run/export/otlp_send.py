@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
-_logger = logging.getLogger("opentelemetry.cryostorm.export")
+_logger = logging.getLogger("opentelemetry.cryostorm.export.transport")
 
 TRACE_EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 # OTLP's retryable gRPC codes (RESOURCE_EXHAUSTED: the collector is overloaded), as the SDK's exporter.
@@ -182,13 +182,22 @@ def deliver(sender: Any, data: bytes, *, budget_s: float, stop: threading.Event,
     `budget_s`; `on_answer(ok)` after each attempt (the queue tells a stuck collector by it)."""
     import random
 
+    from cryostorm_run.export.errors import CONFIGURATION_FAULTS, explain
+
     started = time.monotonic()
     delay = 0.5
+    told = False
+    where = getattr(sender, "target", None) or sender.url
     while True:
         attempt: Attempt = sender.send(data, sender.timeout)
         on_answer(attempt.ok)
         if attempt.ok or not attempt.transient or stop.is_set():
             break
+        explained = None if told else explain(attempt.error)
+        if explained is not None and explained[1].kind in CONFIGURATION_FAULTS:
+            # A TLS mismatch fails transiently (UNAVAILABLE, SSLError) yet no retry heals it: say so now.
+            told = True
+            _logger.warning("exporting %s to %s failed: %s", what, where, attempt.error)
         wait = attempt.retry_after if attempt.retry_after is not None else delay * random.uniform(0.8, 1.2)
         if time.monotonic() - started + wait >= budget_s:
             break
@@ -197,7 +206,7 @@ def deliver(sender: Any, data: bytes, *, budget_s: float, stop: threading.Event,
             break
         delay = min(delay * 2, 1.0)  # back within about a second of the collector
     if not attempt.ok:
-        _logger.warning("exporting %s to %s failed%s: %s", what, getattr(sender, "target", None) or sender.url,
+        _logger.warning("exporting %s to %s failed%s: %s", what, where,
                         " (retried until the budget ran out)" if attempt.transient else "", attempt.error)
     return attempt
 

@@ -14,7 +14,7 @@ from opentelemetry.sdk.trace.sampling import Sampler
 
 from cryostorm_run.common.runtime import Runtime, SignalRuntime
 from cryostorm_run.export.batch import KEEP_WHILE_FAILING, BatchQueue, log_batch_processor, span_batch_processor
-from cryostorm_run.export.errors import TelemetrySetupError
+from cryostorm_run.export.errors import TelemetrySetupError, exporting
 from cryostorm_run.export.otlp import LazySpanExporter, _Lazy, otlp_factory
 
 
@@ -133,7 +133,8 @@ def _lazy_metric_exporter(sig: SignalRuntime) -> Any:
             MetricExporter.__init__(self)
 
         def export(self, metrics_data: Any, timeout_millis: float = 10_000, **kwargs: Any) -> Any:
-            return self._get().export(metrics_data, timeout_millis=timeout_millis, **kwargs)
+            with exporting(*self.fault_target):
+                return self._get().export(metrics_data, timeout_millis=timeout_millis, **kwargs)
 
     return LazyMetricExporter()
 

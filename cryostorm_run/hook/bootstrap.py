@@ -96,6 +96,11 @@ def _initialize(started: float) -> None:
     _check_versions()
     _instrument.instrument(distro, groups["opentelemetry_instrumentor"], warn)
     _register_exit(providers)
+    hook_dir = os.environ.get(HOOK_DIR_VAR, "")
+    if hook_dir and os.environ.get("_CRYOSTORM_CHILDREN", "all") == "all":  # none: children meant without it
+        from cryostorm_run.hook.children import watch
+
+        watch(hook_dir, warn, _instrument.FINDER.when_imported)
     # What the hook built lives as long as the process (the SDK, the instrumentation machinery, these
     # modules: ~18k objects); a full garbage collection need not walk it again each time, and every
     # walk is a pause of the program. Frozen objects are still freed when no longer referenced.

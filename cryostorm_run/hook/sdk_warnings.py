@@ -1,5 +1,9 @@
 """The SDK's own warnings (collector unreachable, queue full, rejected data) on stderr, whatever the
-program's logging setup, rate-limited, and counted so the exit report can say what was lost."""
+program's logging setup, rate-limited, and counted so the exit report can say what was lost.
+
+An export error of a known class (TLS mismatch, untrusted certificate, refused, no answer, 401/403)
+becomes one line naming the class and the fix, counted per signal and class, instead of the
+exporter's raw text ("Socket closed", `WRONG_VERSION_NUMBER` deep in a gRPC status)."""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import time
 from collections import Counter
 
 from cryostorm_run.common.shown import clean
+from cryostorm_run.export.errors import explain
 
 WINDOW_S = 10.0
 
@@ -26,7 +31,14 @@ class DiagnosticsHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            key = (record.name, record.msg)
+            message = record.getMessage()
+            if record.exc_info and record.exc_info[1] is not None:
+                message += f": {type(record.exc_info[1]).__name__}: {record.exc_info[1]}"
+            explained = explain(message, record.name)  # None unless an export failure of a known class
+            key: tuple[str, object] = (record.name, record.msg)
+            if explained is not None:
+                head, fault = explained
+                key, message = (head, fault.kind), f"{head}: {fault.what}; fix: {fault.fix}"
             now = time.monotonic()
             with self._lock_:
                 last = self._last.get(key)
@@ -36,10 +48,7 @@ class DiagnosticsHandler(logging.Handler):
                 self._last[key] = now
                 more = self._suppressed.pop(key, 0)
             suffix = f" (+{more} similar in the last {self.window_s:g} s)" if more else ""
-            cause = ""
-            if record.exc_info and record.exc_info[1] is not None:
-                cause = f": {type(record.exc_info[1]).__name__}: {record.exc_info[1]}"
-            text = clean(f"{record.getMessage()}{cause}")  # URL secrets masked, control characters escaped
+            text = clean(message)  # URL secrets masked, control characters escaped
             sys.stderr.write(f"cryostorm: {record.levelname.lower()}: {text}{suffix}\n")
         except Exception:
             self.handleError(record)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import urllib.parse
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,19 @@ SIGNALS: dict[str, tuple[str, str]] = {
 # Set for the program unless it has its own value: instrumentations emit the stable HTTP semantic
 # conventions (http.request.method, url.full, ...) like FastAPI's native telemetry does.
 SEMCONV_OPT_IN = ("OTEL_SEMCONV_STABILITY_OPT_IN", "http")
+# gRPC's C core prints its own lines to stderr, unprefixed ("ssl_transport_security.cc ... Handshake failed
+# ... WRONG_VERSION_NUMBER" on every reconnect); cryostorm names export failures itself, with the fix.
+# NONE, because ERROR still prints that handshake line on grpcio 1.63 (the floor). The program's own
+# GRPC_VERBOSITY, or a GRPC_TRACE (someone debugging gRPC), is left as it is.
+GRPC_QUIET = ("GRPC_VERBOSITY", "NONE")
+
+
+def program_defaults(environ: Mapping[str, str]) -> dict[str, tuple[str, str]]:
+    """What the program gets unless it has its own value (kept as is, even empty): name -> (value, why)."""
+    found = {SEMCONV_OPT_IN[0]: (SEMCONV_OPT_IN[1], "default: stable HTTP semantic conventions")}
+    if not environ.get("GRPC_TRACE"):
+        found[GRPC_QUIET[0]] = (GRPC_QUIET[1], "default: no gRPC C-core log lines (cryostorm names export errors)")
+    return {name: found[name] for name in found if name not in environ}
 _RATIO = (SamplingStrategy.TRACE_ID_RATIO, SamplingStrategy.PARENT_BASED_TRACE_ID_RATIO)
 
 

@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
+from cryostorm_run.common.interpreter import hook_skipping_flags
 from cryostorm_run.config.inventory import MAPPED, READ
 from cryostorm_run.config.model import TelemetryModel
-from cryostorm_run.launch.envmap import SEMCONV_OPT_IN, settings_env
+from cryostorm_run.launch.envmap import program_defaults, settings_env
 
 EXIT_NOT_EXECUTABLE = 126
 EXIT_NOT_FOUND = 127
@@ -116,7 +117,7 @@ def plan_launch(
     for name in MAPPED | READ:  # absorbed into the settings; the child sees exactly the settings
         env.pop(name, None)
     env.update(settings_env(settings))
-    env.setdefault(*SEMCONV_OPT_IN)  # the program's own value, even empty, is kept
+    env.update((name, value) for name, (value, _) in program_defaults(environ).items())
     hook = str(hook_dir())
     env["PYTHONPATH"] = _pythonpath(hook, environ.get("PYTHONPATH"))
     env["_CRYOSTORM_HOOK_DIR"] = hook
@@ -129,35 +130,6 @@ def plan_launch(
                     "ignored or site not imported): the program will have NO telemetry; drop it, or instrument in "
                     "code with cryostorm_run.Telemetry")
     return LaunchPlan(executable, tuple(argv), env, instrumented=True, warnings=warnings)
-
-
-# Interpreter options that keep a Python program from importing the hook's sitecustomize.
-_SKIPPING = {"E": "ignores PYTHONPATH", "I": "isolated mode", "S": "no site module"}
-
-
-def hook_skipping_flags(executable: str, args: Sequence[str]) -> str | None:
-    """`-E`/`-I`/`-S` (alone or combined, e.g. `-IE`) among a Python interpreter's own options (before
-    the script, `-c` or `-m`): what the warning should name, or None."""
-    if not os.path.basename(executable).startswith(("python", "pypy")):
-        return None
-    found: list[str] = []
-    rest = list(args)
-    while rest:
-        arg = rest.pop(0)
-        if not arg.startswith("-") or arg in ("-", "--"):
-            break  # the script (or stdin): its own arguments follow
-        if arg.startswith("--"):
-            continue  # --version, --help and the like
-        for index, letter in enumerate(arg[1:]):
-            if letter in _SKIPPING and f"-{letter}" not in found:
-                found.append(f"-{letter}")
-            if letter in "cm":  # the program follows
-                return " ".join(found) or None
-            if letter in "WX":  # an option value: the rest of this argument, or the next one
-                if index == len(arg) - 2 and rest:
-                    rest.pop(0)
-                break
-    return " ".join(found) or None
 
 
 def exec_plan(plan: LaunchPlan) -> NoReturn:

@@ -1,0 +1,136 @@
+"""A Python child that will run without cryostorm's hook is told, once, before it starts.
+
+The hook reaches every Python process of the program through PYTHONPATH. A child started with an
+environment of its own (`subprocess.run([...], env={"A": "1"})`, `os.execve(..., env)`) whose
+PYTHONPATH lacks the hook's directory, or an interpreter started with `-E`/`-I`/`-S`, runs with no
+telemetry, and nothing would say so. `subprocess.Popen` and `os.execv`/`os.execve` are wrapped (not
+an audit hook: a Python audit hook runs on every audited event of the program, `sys._getframe` of
+each log call included, which made a logging call ~1.8x slower here) to print one line per child
+command and reason. Only children of this environment's interpreter count: another interpreter
+steps aside anyway. With `child_processes=none` children are meant to run without it: nothing is said.
+
+Example line:
+    cryostorm: child process 'python worker.py' will have no telemetry: its env= has no PYTHONPATH entry
+    for cryostorm's hook; pass the environment on (env={**os.environ, ...}) or keep PYTHONPATH as the
+    program got it (if that is meant: CRYOSTORM_CHILD_PROCESSES=none)
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from cryostorm_run.common.interpreter import hook_skipping_flags, is_interpreter_name
+from cryostorm_run.common.shown import quoted
+
+_TOLD: set[tuple[str, str]] = set()
+
+
+def _ours(program: str, env: Mapping[str, str] | None) -> str | None:
+    """The child's interpreter when it is this environment's (the program itself, or a script whose
+    `#!` names it), else None."""
+    import shutil
+
+    path = program if os.sep in program else shutil.which(program, path=(env or os.environ).get("PATH"))
+    if path is None:
+        return None
+    here = os.path.dirname(os.path.abspath(sys.executable))
+    interpreter = path
+    if not is_interpreter_name(path):
+        try:
+            with open(path, "rb") as fh:
+                first = fh.readline(256)
+        except OSError:
+            return None
+        if not first.startswith(b"#!"):
+            return None
+        interpreter = first[2:].decode(errors="replace").split()[0] if first[2:].split() else ""
+        if not is_interpreter_name(interpreter):
+            return None
+    # The same bin directory: this venv (a venv's python links to its base interpreter, another environment).
+    return interpreter if os.path.dirname(os.path.abspath(interpreter)) == here else None
+
+
+def lost_reason(argv: Sequence[str], executable: str | None, env: Mapping[str, str] | None,
+                hook_dir: str) -> str | None:
+    """Why a child started so would run without the hook (None: it runs it, or is not ours)."""
+    if not argv and not executable:
+        return None
+    program = str(executable or argv[0])
+    if os.path.basename(program) == "cryostorm-run":
+        return None  # a nested launcher puts the hook back for its own program
+    flags = hook_skipping_flags(program, [str(a) for a in argv[1:]])
+    reason = None
+    if flags:
+        reason = f"it is started with {flags}, which skips the site hook; drop {flags}"
+    elif env is not None:
+        entries = {os.path.abspath(p) for p in str(env.get("PYTHONPATH", "")).split(os.pathsep) if p}
+        if hook_dir not in entries:
+            reason = ("its env= has no PYTHONPATH entry for cryostorm's hook; pass the environment on "
+                      "(env={**os.environ, ...}) or keep PYTHONPATH as the program got it")
+    if reason is None or _ours(program, env) is None:
+        return None
+    return reason
+
+
+def _check(argv: Any, executable: Any, env: Any, hook_dir: str, warn: Callable[[str], None]) -> None:
+    try:
+        if isinstance(argv, (str, bytes, os.PathLike)):
+            import shlex
+
+            argv = shlex.split(os.fsdecode(argv)) if isinstance(argv, (str, bytes)) else [os.fspath(argv)]
+        argv = [os.fsdecode(a) if isinstance(a, (bytes, os.PathLike)) else str(a) for a in argv]
+        executable = os.fsdecode(executable) if executable is not None else None
+        env = {os.fsdecode(k): os.fsdecode(v) for k, v in env.items()} if env is not None else None
+        reason = lost_reason(argv, executable, env, hook_dir)
+        if reason is None:
+            return
+        command = " ".join([os.path.basename(argv[0]), *argv[1:]])
+        key = (os.path.basename(argv[0]), reason)
+        if key in _TOLD:
+            return
+        _TOLD.add(key)
+        warn(f"child process {quoted(command)} will have no telemetry: {reason} (if that is meant: "
+             "CRYOSTORM_CHILD_PROCESSES=none)")
+    except Exception:  # never stand between the program and its child
+        return
+
+
+def watch(hook_dir: str, warn: Callable[[str], None], when_imported: Callable[[str, Any], None]) -> None:
+    """Wrap `os.execv`/`os.execve` now and `subprocess.Popen` once subprocess is imported (through
+    `when_imported`, the hook's post-import finder: the hook itself does not import subprocess)."""
+    hook_dir = os.path.abspath(hook_dir)
+    when_imported("subprocess", lambda subprocess: _watch_popen(subprocess, hook_dir, warn))
+    _watch_exec(hook_dir, warn)
+
+
+def _watch_popen(subprocess: Any, hook_dir: str, warn: Callable[[str], None]) -> None:
+    popen_init = subprocess.Popen.__init__
+    if not getattr(popen_init, "cryostorm", False):
+        def __init__(self: Any, args: Any, *more: Any, **kwargs: Any) -> None:
+            # Popen(args, bufsize, executable, stdin, stdout, stderr, preexec_fn, close_fds, shell, cwd, env, ...)
+            executable = kwargs.get("executable", more[1] if len(more) > 1 else None)
+            env = kwargs.get("env", more[9] if len(more) > 9 else None)
+            _check(args, executable, env, hook_dir, warn)
+            popen_init(self, args, *more, **kwargs)
+
+        __init__.cryostorm = True  # type: ignore[attr-defined]
+        __init__.__wrapped__ = popen_init  # type: ignore[attr-defined]
+        subprocess.Popen.__init__ = __init__
+
+
+def _watch_exec(hook_dir: str, warn: Callable[[str], None]) -> None:
+    for name, with_env in (("execv", False), ("execve", True)):
+        original = getattr(os, name, None)
+        if original is None or getattr(original, "cryostorm", False):
+            continue
+
+        def exec_(path: Any, args: Any, *env: Any, _original: Any = original, _with_env: bool = with_env) -> Any:
+            _check(args, path, env[0] if _with_env and env else None, hook_dir, warn)
+            return _original(path, args, *env)
+
+        exec_.cryostorm = True  # type: ignore[attr-defined]
+        exec_.__wrapped__ = original  # type: ignore[attr-defined]
+        setattr(os, name, exec_)

@@ -1,0 +1,74 @@
+"""A Python child that loses the hook (its own env= without it, or -E/-I/-S) is told, once (issue 14)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import BIN, PYTHON, run_launcher
+
+from cryostorm_run.hook.children import lost_reason
+from cryostorm_run.launch.plan import hook_dir
+
+HOOK = str(hook_dir())
+LOST_ENV = ("its env= has no PYTHONPATH entry for cryostorm's hook; pass the environment on (env={**os.environ, ...}) "
+            "or keep PYTHONPATH as the program got it")
+
+PROGRAM = """
+import os, subprocess, sys
+bare = {"PATH": os.environ["PATH"]}
+subprocess.run([sys.executable, "-c", "print('own env')"], env=bare, check=True)
+subprocess.run([sys.executable, "-c", "print('own env')"], env=bare, check=True)  # the same child: told once
+subprocess.run([sys.executable, "-I", "-c", "print('isolated')"], check=True)
+subprocess.run([sys.executable, "-c", "print('inherits')"], check=True)
+subprocess.run([sys.executable, "-c", "print('passes it on')"], env={**os.environ, "X": "1"}, check=True)
+subprocess.run([sys.argv[1], "-c", "print('another environment')"], env=bare, check=True)
+subprocess.run("echo shell", shell=True, env=bare, check=True)
+print("parent done", flush=True)
+"""
+OUT = "own env\nown env\nisolated\ninherits\npasses it on\nanother environment\nshell\nparent done\n"
+
+
+@pytest.fixture
+def program(tmp_path: Path) -> list[str]:
+    script = tmp_path / "children.py"
+    script.write_text(PROGRAM)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "python3").symlink_to(sys.executable)  # an interpreter outside this environment's bin
+    return ["--quiet", "--", PYTHON, str(script), str(elsewhere / "python3")]
+
+
+def test_a_child_that_loses_the_hook_is_told_once(program: list[str]) -> None:
+    done = run_launcher(program, {"CRYOSTORM_SERVICE__NAME": "kids", "CRYOSTORM_EXPORTER_TYPE": "none"})
+    assert (done.returncode, done.stdout) == (0, OUT), done.stderr
+    python = os.path.basename(PYTHON)  # the program's sys.executable, as the child is started
+    assert done.stderr.splitlines() == [
+        f"cryostorm: child process '{python} -c print('own env')' will have no telemetry: {LOST_ENV} "
+        "(if that is meant: CRYOSTORM_CHILD_PROCESSES=none)",
+        f"cryostorm: child process '{python} -I -c print('isolated')' will have no telemetry: it is started with -I, "
+        "which skips the site hook; drop -I (if that is meant: CRYOSTORM_CHILD_PROCESSES=none)",
+    ], done.stderr
+
+
+def test_nothing_is_said_when_children_are_meant_to_run_without_it(program: list[str]) -> None:
+    env = {"CRYOSTORM_SERVICE__NAME": "kids", "CRYOSTORM_EXPORTER_TYPE": "none", "CRYOSTORM_CHILD_PROCESSES": "none"}
+    done = run_launcher(program, env)
+    assert (done.returncode, done.stdout, done.stderr) == (0, OUT, "")
+
+
+def test_lost_reason_for_console_scripts_exec_and_flags(tmp_path: Path) -> None:
+    script = tmp_path / "tool"
+    script.write_text(f"#!{sys.executable}\nprint('hi')\n")
+    script.chmod(0o755)
+    bare = {"PATH": os.environ["PATH"]}
+    kept = {"PYTHONPATH": HOOK}
+    assert lost_reason([str(script)], None, bare, HOOK) == LOST_ENV  # a console script of this environment
+    assert lost_reason([str(script)], None, kept, HOOK) is None
+    assert lost_reason([str(BIN / "python"), "app.py"], None, None, HOOK) is None  # inherits the environment
+    assert lost_reason(["python", "-E", "app.py"], str(BIN / "python"), None, HOOK) == (
+        "it is started with -E, which skips the site hook; drop -E")
+    assert lost_reason(["sh", "-c", "true"], "/bin/sh", bare, HOOK) is None  # not Python
+    assert lost_reason([str(BIN / "cryostorm-run"), "--", "python"], None, bare, HOOK) is None  # puts it back

@@ -1,0 +1,182 @@
+"""Export failures named at run time, with the fix, as `check-config --probe` names them; gRPC's own
+C-core log lines kept off the program's stderr (issue 14)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import PYTHON, run_launcher
+from otlp_receiver import Receiver, make_self_signed_cert
+from typer.testing import CliRunner
+
+from cryostorm_run import TelemetrySettings
+from cryostorm_run.cli._app import app
+from cryostorm_run.common.faults import Target, classify
+from cryostorm_run.launch.plan import plan_launch
+
+# -- the classification, on error texts the exporters really produce (grpcio 1.85, requests 2.34) --------
+
+GRPC = Target("https://127.0.0.1:4317", grpc=True)
+GRPC_PLAIN = Target("http://127.0.0.1:4317", grpc=True)
+HTTP = Target("https://127.0.0.1:4318/v1/traces", grpc=False)
+HTTP_PLAIN = Target("http://127.0.0.1:4318/v1/traces", grpc=False)
+
+CASES = [
+    ("tls_plaintext_collector", GRPC, "Transient error StatusCode.UNAVAILABLE encountered while exporting metrics to "
+     "127.0.0.1:4317, retrying in 0.84s. Error details: failed to connect to all addresses; last error: UNKNOWN: "
+     "ipv4:127.0.0.1:4317: Tls handshake failed (TSI_PROTOCOL_FAILURE): SSL_ERROR_SSL: error:100000f7:SSL "
+     "routines:OPENSSL_internal:WRONG_VERSION_NUMBER: Invalid certificate verification context: OK"),
+    ("tls_plaintext_collector", HTTP, "SSLError: HTTPSConnectionPool(host='127.0.0.1', port=4318): Max retries "
+     "exceeded with url: /v1/traces (Caused by SSLError(SSLError(1, '[SSL: WRONG_VERSION_NUMBER] wrong version "
+     "number (_ssl.c:1006)')))"),
+    ("tls_untrusted", GRPC, "gRPC UNAVAILABLE: failed to connect to all addresses; last error: UNKNOWN: "
+     "ipv4:127.0.0.1:4317: Tls handshake failed (TSI_PROTOCOL_FAILURE): SSL_ERROR_SSL: error:1000007d:SSL "
+     "routines:OPENSSL_internal:CERTIFICATE_VERIFY_FAILED: self signed certificate: OK"),
+    ("tls_untrusted", HTTP, "Transient error HTTPSConnectionPool(host='127.0.0.1', port=4318): Max retries exceeded "
+     "with url: /v1/logs (Caused by SSLError(SSLCertVerificationError(1, '[SSL: CERTIFICATE_VERIFY_FAILED] "
+     "certificate verify failed: self-signed certificate (_ssl.c:1006)'))) encountered while exporting logs batch"),
+    ("tls_expected", GRPC_PLAIN, "gRPC UNAVAILABLE: failed to connect to all addresses; last error: UNAVAILABLE: "
+     "ipv4:127.0.0.1:4317: Socket closed"),
+    ("tls_expected", HTTP_PLAIN, "Transient error ('Connection aborted.', ConnectionResetError(104, 'Connection reset "
+     "by peer')) encountered while exporting metrics batch, retrying in 1.16s."),
+    ("refused", GRPC_PLAIN, "Failed to export metrics to 127.0.0.1:4317, error code: StatusCode.UNAVAILABLE, error "
+     "details: failed to connect to all addresses; last error: UNKNOWN: ipv4:127.0.0.1:4317: Failed to connect to "
+     "remote host: Connection refused"),
+    ("refused", HTTP_PLAIN, "ConnectionError: HTTPConnectionPool(host='127.0.0.1', port=4318): Max retries exceeded "
+     "with url: /v1/traces (Caused by NewConnectionError(\"HTTPConnection(host='127.0.0.1', port=4318): Failed to "
+     "establish a new connection: [Errno 111] Connection refused\"))"),
+    ("timeout", GRPC_PLAIN, "Failed to export metrics to 127.0.0.1:4317, error code: StatusCode.DEADLINE_EXCEEDED, "
+     "error details: Deadline Exceeded"),
+    ("timeout", HTTP_PLAIN, "ReadTimeout: HTTPConnectionPool(host='127.0.0.1', port=4318): Read timed out. "
+     "(read timeout=1.5)"),
+    ("unauthenticated", GRPC_PLAIN, "Failed to export metrics to 127.0.0.1:4317, error code: "
+     "StatusCode.UNAUTHENTICATED, error details: missing or wrong required header(s): authorization"),
+    ("unauthenticated", HTTP_PLAIN, "Failed to export metrics batch code: 401, reason: Unauthorized"),
+    ("permission_denied", GRPC_PLAIN, "gRPC PERMISSION_DENIED: test fault: permission denied"),
+    ("permission_denied", HTTP_PLAIN, "HTTP 403: \\x08\\x07\\x12\\x1dtest fault: permission denied"),
+]
+
+
+@pytest.mark.parametrize(("kind", "target", "text"), CASES, ids=[f"{c[0]}-{'grpc' if c[1].grpc else 'http'}"
+                                                                  for c in CASES])
+def test_each_class_is_named_with_its_fix(kind: str, target: Target, text: str) -> None:
+    fault = classify(text, target)
+    assert fault is not None and fault.kind == kind, fault
+
+
+def test_the_fixes_are_the_probes() -> None:
+    assert classify(CASES[0][2], GRPC).fix == (  # type: ignore[union-attr]
+        "for a plaintext collector use http:// (gRPC: or otlp.insecure=true / OTEL_EXPORTER_OTLP_INSECURE=true)")
+    assert classify(CASES[6][2], GRPC_PLAIN).fix == "is the collector running and listening on port 4317?"  # type: ignore[union-attr]
+    assert classify(CASES[4][2], GRPC_PLAIN).fix == "if the collector serves TLS on this port, use https://"  # type: ignore[union-attr]
+
+
+def test_a_closed_socket_on_a_tls_channel_is_not_called_a_tls_port() -> None:
+    assert classify("gRPC UNAVAILABLE: ipv4:127.0.0.1:4317: Socket closed", GRPC) is None
+
+
+# -- gRPC's own logging -------------------------------------------------------------------------------
+
+
+def test_grpc_verbosity_is_none_unless_the_user_set_it_or_traces_grpc() -> None:
+    settings = TelemetrySettings()
+    base = {"PATH": "/usr/bin:/bin"}
+    assert plan_launch(settings, ["true"], base).env["GRPC_VERBOSITY"] == "NONE"
+    assert plan_launch(settings, ["true"], {**base, "GRPC_VERBOSITY": "DEBUG"}).env["GRPC_VERBOSITY"] == "DEBUG"
+    assert "GRPC_VERBOSITY" not in plan_launch(settings, ["true"], {**base, "GRPC_TRACE": "tcp"}).env
+    shown = CliRunner().invoke(app, ["print-env"], env={}).stdout  # print-env lists what the program gets
+    assert "# default: no gRPC C-core log lines (cryostorm names export errors)\nexport GRPC_VERBOSITY=NONE\n" in shown
+
+
+# -- end to end: a program under cryostorm-run exporting to the wrong kind of collector -------------------
+
+PROGRAM = """
+import logging, sys, time
+from opentelemetry import metrics, trace
+tracer = trace.get_tracer("faults")
+with tracer.start_as_current_span("work"):
+    pass
+metrics.get_meter("faults").create_counter("work").add(1)
+logging.getLogger("app").warning("app log")
+print("program out", flush=True)
+print("program err", file=sys.stderr, flush=True)
+time.sleep(3)
+"""
+
+
+@pytest.fixture(scope="module")
+def cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    return make_self_signed_cert(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture
+def tls_receiver(cert: tuple[str, str]) -> Iterator[Receiver]:
+    with Receiver(tls=cert) as rcv:
+        yield rcv
+
+
+def run_program(collector: str, protocol: str, tmp_path: Path) -> str:
+    """The program's stderr, after checking that every line that is not cryostorm's is the program's own:
+    no gRPC C-core line (`I1130 12:00:00.000 123 ssl_transport_security.cc:2563] Handshake failed ...`)."""
+    script = tmp_path / "program.py"
+    script.write_text(PROGRAM)
+    env = {"CRYOSTORM_EXPORTER_TYPE": "otlp", "CRYOSTORM_COLLECTOR": collector, "CRYOSTORM_OTLP__PROTOCOL": protocol,
+           "CRYOSTORM_SERVICE__NAME": "faults", "CRYOSTORM_SERVICE__ENVIRONMENT": "production",
+           "CRYOSTORM_TRACING__EXPORT_CONFIG__SCHEDULE_DELAY_MILLIS": "100",
+           "CRYOSTORM_LOGGING__EXPORT_CONFIG__SCHEDULE_DELAY_MILLIS": "100",
+           "CRYOSTORM_METRICS__EXPORT_INTERVAL_MILLIS": "500", "CRYOSTORM_SHUTDOWN_TIMEOUT_MILLIS": "1000",
+           # The SDK's gRPC exporter retries UNAVAILABLE inside gRPC until its timeout: its line comes then.
+           "CRYOSTORM_OTLP__TIMEOUT_MILLIS": "1500",
+           # What may be an outage (refused, closed) is told when a batch's retries end: end them soon.
+           "CRYOSTORM_TRACING__EXPORT_CONFIG__TIMEOUT_MILLIS": "1000",
+           "CRYOSTORM_LOGGING__EXPORT_CONFIG__TIMEOUT_MILLIS": "1000"}
+    done = run_launcher(["--quiet", "--", PYTHON, str(script)], env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "program out\n"
+    theirs = [line for line in done.stderr.splitlines() if not line.startswith("cryostorm: ")]
+    assert theirs == ["app log", "program err"], done.stderr
+    return done.stderr
+
+
+def endpoint(rcv: Receiver, protocol: str) -> str:
+    return rcv.grpc_endpoint if protocol == "grpc" else rcv.http_endpoint
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+def test_tls_to_a_plaintext_collector_is_named_with_the_fix(otlp_receiver: Receiver, protocol: str,
+                                                            tmp_path: Path) -> None:
+    plain = endpoint(otlp_receiver, protocol)
+    stderr = run_program(plain.replace("http://", "https://"), protocol, tmp_path)
+    port = plain.rsplit(":", 1)[1]
+    fix = "for a plaintext collector use http://" + (
+        " (gRPC: or otlp.insecure=true / OTEL_EXPORTER_OTLP_INSECURE=true)" if protocol == "grpc" else "")
+    for signal in ("traces", "metrics", "logs"):  # own span transport; the SDK's metric and log exporters
+        assert re.search(rf"^cryostorm: \w+: {signal} export to https://127\.0\.0\.1:{port}\S* failed: TLS is "
+                         rf"configured but 127\.0\.0\.1:{port} answers in plaintext \(WRONG_VERSION_NUMBER\); "
+                         rf"fix: {re.escape(fix)}", stderr, re.M), stderr
+    assert "Transient error" not in stderr  # the raw exporter text is replaced, not repeated
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+def test_plaintext_to_a_tls_collector_and_an_untrusted_certificate(tls_receiver: Receiver, protocol: str,
+                                                                   tmp_path: Path) -> None:
+    tls = endpoint(tls_receiver, protocol)
+    stderr = run_program(tls.replace("https://", "http://"), protocol, tmp_path)
+    assert re.search(r"^cryostorm: \w+: traces export to http://\S+ failed: 127\.0\.0\.1:\d+ closed the connection "
+                     r"without an answer \(.*\): it may expect TLS; fix: if the collector serves TLS on this port, "
+                     r"use https://$", stderr, re.M), stderr
+    stderr = run_program(tls, protocol, tmp_path)  # TLS, but the self-signed CA is not given
+    assert re.search(r"^cryostorm: \w+: metrics export to https://\S+ failed: the TLS certificate of 127\.0\.0\.1:\d+ "
+                     r"is not trusted \(self.signed certificate\); fix: set otlp\.certificate_file to the CA bundle "
+                     r"that signed the collector's certificate$", stderr, re.M), stderr
+
+
+def test_an_unauthenticated_export_names_the_headers(tmp_path: Path) -> None:
+    with Receiver(required_headers={"authorization": "Bearer right"}) as rcv:
+        stderr = run_program(rcv.http_endpoint, "http/protobuf", tmp_path)
+    for signal in ("traces", "metrics", "logs"):
+        assert re.search(rf"^cryostorm: \w+: {signal} export to http://\S+/v1/{signal} failed: the collector answered "
+                         r"HTTP 401; fix: check otlp\.headers \(e\.g\. the authorization token\)", stderr, re.M), stderr
