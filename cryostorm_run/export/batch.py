@@ -38,6 +38,12 @@ ANSWER_TIMEOUT_S = 10.0
 # collection pauses (measured: p99 x2.5 with a full 16k queue, unchanged with 2k).
 KEEP_WHILE_FAILING = 8
 
+# Behind (more queued than every worker can take in full batches), one export carries up to this
+# many batches of pre-encoded spans, so each round trip to a distant collector moves more; capped
+# in bytes so a request stays far below a collector's default 4 MiB receive limit.
+GROW_BATCHES = 4
+GROWN_BYTES_MAX = 1 << 20
+
 # Batch queues of this process, for the exit report (what was dropped, what is still queued).
 BATCH_QUEUES: weakref.WeakSet[BatchQueue] = weakref.WeakSet()
 
@@ -227,6 +233,12 @@ class BatchQueue:
         """Under `_cond`: one batch out of the queue, counted in flight from now on."""
         queue = self.queue
         batch = [queue.popleft() for _ in range(min(self.batch_size, len(queue)))]
+        if len(queue) >= self.batch_size * self.max_in_flight and _encoded(batch[0]):
+            size, most = sum(len(item[2]) for item in batch), self.batch_size * GROW_BATCHES
+            while queue and len(batch) < most and size < GROWN_BYTES_MAX and _encoded(queue[0]):
+                item = queue.popleft()
+                batch.append(item)
+                size += len(item[2])
         self.in_flight += len(batch)
         if len(queue) >= self.batch_size or (queue and (self._closed or self._flushes)):
             self._cond.notify()  # another worker takes the next batch meanwhile
@@ -319,6 +331,11 @@ class BatchQueue:
                 and not any(worker.is_alive() for worker in self._workers))
 
 
+def _encoded(item: Any) -> bool:
+    """A pre-encoded span, `(resource, scope, bytes)` (see `otlp_encode.preencode`)."""
+    return type(item) is tuple and len(item) == 3 and type(item[2]) is bytes
+
+
 def _suppressed() -> Any:
     """A context in which instrumentations create nothing (the worker's exports are not the program's)."""
     from opentelemetry import context
@@ -336,65 +353,3 @@ def _reset_after_fork() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reset_after_fork)
-
-
-# -- adapters to the SDK's processor interfaces --------------------------------------------------
-
-
-def span_batch_processor(batch: BatchQueue, preencode: Callable[[Any], Any] | None) -> Any:
-    """A `SpanProcessor` queueing ended, sampled spans (pre-encoded when `preencode` is given)."""
-    from opentelemetry.sdk.trace import SpanProcessor
-
-    class CryostormSpanProcessor(SpanProcessor):
-        queue = batch
-
-        def on_end(self, span: Any) -> None:
-            context = span.context
-            if context is None or not context.trace_flags.sampled:
-                return
-            encode = preencode if getattr(batch.exporter, "direct", False) else None
-            if encode is not None:
-                with contextlib.suppress(Exception):  # queued as is: the exporter's own encoder takes it
-                    span = encode(span)
-            batch.put(span)
-
-        def shutdown(self) -> None:
-            batch.shutdown()
-
-        def force_flush(self, timeout_millis: int = 30_000) -> bool:
-            return batch.force_flush(timeout_millis)
-
-    return CryostormSpanProcessor()
-
-
-def log_batch_processor(batch: BatchQueue) -> Any:
-    """A log-record processor queueing records as the exporters take them.
-
-    The SDK's `SimpleLogRecordProcessor` turns what the logger emits into what an exporter takes
-    (the types changed across releases); here its "exporter" is the queue, so the conversion is
-    always the installed SDK's own, and the real exporter is called by the queue's worker.
-    """
-    from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
-
-    class _Feed:
-        def export(self, records: Sequence[Any]) -> Any:
-            for record in records:
-                batch.put(record)
-            return None
-
-        def shutdown(self) -> None:
-            batch.shutdown()
-
-        def force_flush(self, timeout_millis: int = 30_000) -> bool:
-            return batch.force_flush(timeout_millis)
-
-    class CryostormLogRecordProcessor(SimpleLogRecordProcessor):
-        queue = batch
-
-        def shutdown(self) -> None:
-            batch.shutdown()
-
-        def force_flush(self, timeout_millis: int = 30_000) -> bool:
-            return batch.force_flush(timeout_millis)
-
-    return CryostormLogRecordProcessor(_Feed())  # type: ignore[arg-type]
