@@ -206,3 +206,22 @@ def test_behind_a_distant_collector_one_export_carries_several_batches_of_encode
     assert 64 * 8192 < biggest <= GROWN_BYTES_MAX + 8192, biggest
     for q in (queue, q2, q3):
         assert q.shutdown(1000)
+
+
+def test_a_full_queue_behind_a_distant_collector_drops_at_once_instead_of_holding_the_program() -> None:
+    from cryostorm_run.export.batch import BatchQueue
+
+    exporter = _SlowCollector(0.3)  # answers, slowly: keeping up, but room comes only every 300 ms
+    queue = BatchQueue(exporter, "spans", max_queue_size=64, schedule_delay_ms=5000, max_export_batch_size=16,
+                       max_block_s=0.5, max_in_flight=1)
+    for i in range(40):  # the first export, to learn how long an answer takes
+        queue.put(i)
+    assert queue.force_flush(5_000) and queue.last_duration_s >= 0.3
+    worst, refused = 0.0, 0
+    for i in range(400):
+        began = time.perf_counter()
+        refused += not queue.put(i)
+        worst = max(worst, time.perf_counter() - began)
+    assert refused and queue.overflow == refused  # dropped and counted...
+    assert worst < 0.02, worst  # ...not waited for (max_block_s would have held each put up to 500 ms)
+    assert queue.shutdown(5_000)

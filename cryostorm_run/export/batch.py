@@ -11,7 +11,7 @@ instead of reaching into one release's `BatchSpanProcessor` internals. What it a
 - it never holds the program while the collector is not keeping up (failing, or not answering
   within its timeout; a slow answer is still an answer): the queue is capped at
   1/`KEEP_WHILE_FAILING` of its size and the rest is shed (and counted); a full queue waits
-  at most `max_block_s`, and only while the collector answers (a burst);
+  at most `max_block_s`, and only while the collector answers quickly (a burst to a near one);
 - fork: the child starts with an empty queue, zero counters and new workers (started lazily);
 - a worker that cannot be started (interpreter shutdown) never loses the queue: flush and
   shutdown drain it in the calling thread, within their deadline.
@@ -43,6 +43,11 @@ KEEP_WHILE_FAILING = 8
 # in bytes so a request stays far below a collector's default 4 MiB receive limit.
 GROW_BATCHES = 4
 GROWN_BYTES_MAX = 1 << 20
+
+# A full queue waits for room (`max_block_s`) only behind a collector answering within this: room
+# then comes in milliseconds. Behind a distant one it would hold the program for a round trip, so
+# the item is dropped and reported instead.
+QUICK_ANSWER_S = 0.05
 
 # Batch queues of this process, for the exit report (what was dropped, what is still queued).
 BATCH_QUEUES: weakref.WeakSet[BatchQueue] = weakref.WeakSet()
@@ -138,7 +143,7 @@ class BatchQueue:
             return False
         deadline = time.monotonic() + self.max_block_s
         while self._held() >= self.max_queue_size:
-            if time.monotonic() >= deadline or not self.keeping_up():
+            if time.monotonic() >= deadline or self.last_duration_s > QUICK_ANSWER_S or not self.keeping_up():
                 return False
             time.sleep(0.0005)  # releases the GIL: the worker drains the queue meanwhile
         return True
