@@ -265,14 +265,14 @@ def render(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--up", type=float, default=60.0, help="seconds the collector is up between outages")
     parser.add_argument("--down", type=float, default=30.0, help="seconds each outage lasts")
     parser.add_argument("--rate", type=float, default=300.0, help="requests per second (one span each)")
     parser.add_argument("--only", choices=["cryostorm", "anchor"], help="one variant only")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     ensure_venvs()
     for python in (ANCHOR_VENV / "bin" / "python", PROJECT_VENV / "bin" / "python"):
         if missing_requirements(python, ["gunicorn"]):
