@@ -236,6 +236,10 @@ def one_variant(  # noqa: PLR0912, PLR0915  (one soak, start to end, reads best 
     }
 
 
+def fmt_load(result: dict[str, Any], when: str) -> str:
+    return "/".join(f"{x:.1f}" for x in result.get("loadavg", {}).get(when, ())) or "-"
+
+
 def render(result: dict[str, Any]) -> str:
     rows = []
     for r in result["runs"]:
@@ -246,7 +250,8 @@ def render(result: dict[str, Any]) -> str:
                      f"{r['p99_down_ms']:.1f}" if r["p99_down_ms"] else "-", r["exit_status"]])
     lines = [f"# Soak: {result['minutes']:g} min per variant, collector {result['up_s']:g} s up / "
              f"{result['down_s']:g} s down, {result['rate']:g} requests/s, gunicorn -w 2 UvicornWorker",
-             "", f"{result['date']}, {result['machine']}, Python {result['python']}, commit {result['commit']}", "",
+             "", f"{result['date']}, {result['machine']}, Python {result['python']}, commit {result['commit']}. "
+             f"Load average (1/5/15 min) at start {fmt_load(result, 'start')}, at end {fmt_load(result, 'end')}.", "",
              "Accounting: one SERVER span per request served, counted at the sink (opentelemetry-instrument's ASGI",
              "middleware adds two more spans per request, in the all-spans column).", "",
              table(["variant", "requests served", "SERVER spans received", "delivered", "all spans received",
@@ -283,6 +288,7 @@ def main(argv: list[str] | None = None) -> int:
         variants = [v for v in (anchor(sink.grpc, metrics=False, logs=False),
                                 cryostorm(sink.grpc, metrics=False, logs=False)) if args.only in (None, v.key)]
         runs = []
+        loads = {"start": os.getloadavg()}
         for variant in variants:
             log(f"== soak: {variant.label}, {args.minutes:g} min")
             runs.append(one_variant(variant, sink, args.minutes, args.up, args.down, args.rate))
@@ -292,8 +298,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"down {r['p99_down_ms']} ms")
     finally:
         sink.close()
+    loads["end"] = os.getloadavg()
     commit = run(["git", "rev-parse", "--short", "HEAD"]).stdout.strip()
-    result = {"date": datetime.date.today().isoformat(), "machine": platform.node(),
+    result = {"loadavg": loads, "date": datetime.date.today().isoformat(), "machine": platform.node(),
               "python": platform.python_version(),
               "commit": commit, "minutes": args.minutes, "up_s": args.up, "down_s": args.down, "rate": args.rate,
               "runs": runs}
