@@ -873,13 +873,13 @@ def ensure_collector_down() -> None:
     raise SystemExit(f"something listens on {COLLECTOR_DOWN}; the 'collector down' variants need nothing there")
 
 
-def one_steady_run(v: Variant, seconds: int) -> dict[str, Any]:
+def one_steady_run(v: Variant, seconds: int, rate: int = STEADY_RATE) -> dict[str, Any]:
     """bench/apps/steady.py under a launcher; RSS sampled every second from /proc/<pid>/status.
 
     Both launchers exec the program, so the Popen pid is the program itself once it runs.
     """
     MONITOR.gate(f"faults memory {v.key}")
-    argv = v.argv("python", str(APPS / "steady.py"), str(STEADY_RATE), str(seconds))
+    argv = v.argv("python", str(APPS / "steady.py"), str(rate), str(seconds))
     stderr_path = WORK / f"steady-{v.key}.stderr"
     samples: list[tuple[float, int]] = []
     hwm: int | None = None
@@ -1366,6 +1366,14 @@ def rerender(json_path: Path) -> int:
     return 0
 
 
+def own_measure(distant_collector: bool) -> int:
+    """The distant-collector and soak measures: their own modules, their own results files."""
+    import distant
+    import soak
+
+    return distant.main([]) if distant_collector else soak.main([])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="cryostorm-run vs opentelemetry-instrument, side by side (throughput also vs ddtrace-run)")
@@ -1382,12 +1390,17 @@ def main(argv: list[str] | None = None) -> int:
                         help="before each measurement wait while other programs use more than this %% of the CPUs")
     parser.add_argument("--render", metavar="JSON", type=Path,
                         help="rewrite the .md (and tidy the .json) of an earlier run from its .json; measures nothing")
+    parser.add_argument("--distant", action="store_true",
+                        help="only the distant-collector measure (bench/distant.py: sink answering after 50 ms, "
+                        "200 ms, 2 s; ~8 min)")
+    parser.add_argument("--soak", action="store_true",
+                        help="only the soak measure (bench/soak.py: 10 min per launcher, collector flapping)")
     parser.add_argument("--max-wait", type=float, default=60.0,
                         help="longest wait (s) for the machine to calm down before each measurement (0: never)")
     args = parser.parse_args(argv)
 
-    if args.render:
-        return rerender(args.render)
+    if args.render or args.distant or args.soak:
+        return rerender(args.render) if args.render else own_measure(args.distant)
     profile = QUICK if args.quick else FULL
     if args.rounds:
         profile = Profile(**{**profile.__dict__, "rounds": args.rounds})

@@ -126,24 +126,19 @@ class Load:
             thread.join()
 
 
-def calibrate(port: int, sink: Sink, requests: int = 20) -> int:
-    """Spans each request makes under this launcher (opentelemetry-instrument's ASGI middleware: 3),
-    counted once the calibration requests' spans (and the readiness request's) have all arrived."""
+def warm_up(port: int, sink: Sink, requests: int = 20) -> None:
+    """A few requests, then wait until their SERVER spans (and the readiness request's) have arrived;
+    they are not part of the accounting."""
     conn = http.client.HTTPConnection(LOCAL, port, timeout=10)
     for _ in range(requests):
         conn.request("GET", "/hello")
         conn.getresponse().read()
     conn.close()
-    deadline, last, stable_since = time.monotonic() + 60, -1, time.monotonic()
-    while time.monotonic() < deadline:  # batches leave every few seconds: wait until 8 s without change
-        spans = int(sink._ask("count")["spans"])
-        if spans != last:
-            last, stable_since = spans, time.monotonic()
-        elif spans >= requests and time.monotonic() - stable_since > 8:
-            break
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and int(sink._ask("count")["server_spans"]) < requests:
         time.sleep(0.5)
-    sink.reset()  # calibration and readiness are not part of the accounting
-    return max(1, round(last / (requests + 1)))
+    time.sleep(1.0)
+    sink.reset()
 
 
 def one_variant(  # noqa: PLR0912, PLR0915  (one soak, start to end, reads best as one story)
@@ -169,7 +164,7 @@ def one_variant(  # noqa: PLR0912, PLR0915  (one soak, start to end, reads best 
             if time.monotonic() > deadline or server.poll() is not None:
                 raise RuntimeError(f"{variant.label}: server not ready: {err_path.read_text()[-2000:]}") from None
             time.sleep(0.2)
-    spans_per_request = calibrate(port, sink)
+    warm_up(port, sink)
     total_s = minutes * 60
     load = Load(port, rate)
     loader = threading.Thread(target=load.run_until, args=(total_s,))
@@ -211,7 +206,6 @@ def one_variant(  # noqa: PLR0912, PLR0915  (one soak, start to end, reads best 
     counts = sink.count(settle_s=1.0, timeout_s=30)
     stderr = err_path.read_text(errors="replace")
     served = sum(1 for _, _, ok in load.records if ok)
-    expected = served * spans_per_request
     down_latency, up_latency = [], []
     for at, ms, ok in load.records:
         if ok:
@@ -224,15 +218,17 @@ def one_variant(  # noqa: PLR0912, PLR0915  (one soak, start to end, reads best 
     growth = {}
     for worker, rows in by_pid.items():
         later = [r for r in rows if r["t"] >= 120] or rows
+        mid = [r for r in rows if r["t"] >= 300] or later
         growth[worker] = {"rss_mb_min2": round(later[0]["rss_kb"] / 1024, 1),
+                          "rss_mb_min5": round(mid[0]["rss_kb"] / 1024, 1),
                           "rss_mb_end": round(rows[-1]["rss_kb"] / 1024, 1),
                           "fds": (min(r["fds"] for r in rows), max(r["fds"] for r in rows)),
                           "threads": (min(r["threads"] for r in rows), max(r["threads"] for r in rows))}
     return {
         "variant": variant.label, "command": " ".join(argv),
-        "exit_status": server.returncode, "served": served, "spans_per_request": spans_per_request,
-        "expected_spans": expected, "failed_requests": len(load.records) - served,
-        "received_spans": counts["spans"], "reported_lost_exit_lines": reported_exit,
+        "exit_status": server.returncode, "served": served, "failed_requests": len(load.records) - served,
+        "received_spans": counts["spans"], "received_server_spans": counts["server_spans"],
+        "reported_lost_exit_lines": reported_exit,
         "running_loss_lines": len(RUNNING_LOSS.findall(stderr)),
         "p99_up_ms": percentile(up_latency, 0.99), "p99_down_ms": percentile(down_latency, 0.99),
         "outages": [(round(a, 1), round(b, 1)) for a, b in windows], "workers": growth,
@@ -240,25 +236,33 @@ def one_variant(  # noqa: PLR0912, PLR0915  (one soak, start to end, reads best 
     }
 
 
+def fmt_load(result: dict[str, Any], when: str) -> str:
+    return "/".join(f"{x:.1f}" for x in result.get("loadavg", {}).get(when, ())) or "-"
+
+
 def render(result: dict[str, Any]) -> str:
     rows = []
     for r in result["runs"]:
-        delivered = r["received_spans"] / r["expected_spans"] if r["expected_spans"] else 0
-        rows.append([r["variant"], f"{r['served']:,} x {r['spans_per_request']}", f"{r['received_spans']:,}",
-                     f"{delivered:.1%}",
-                     r["reported_lost_exit_lines"], r["running_loss_lines"],
+        delivered = r["received_server_spans"] / r["served"] if r["served"] else 0
+        rows.append([r["variant"], f"{r['served']:,}", f"{r['received_server_spans']:,}", f"{delivered:.2%}",
+                     f"{r['received_spans']:,}", r["reported_lost_exit_lines"], r["running_loss_lines"],
                      f"{r['p99_up_ms']:.1f}" if r["p99_up_ms"] else "-",
                      f"{r['p99_down_ms']:.1f}" if r["p99_down_ms"] else "-", r["exit_status"]])
     lines = [f"# Soak: {result['minutes']:g} min per variant, collector {result['up_s']:g} s up / "
              f"{result['down_s']:g} s down, {result['rate']:g} requests/s, gunicorn -w 2 UvicornWorker",
-             "", f"{result['date']}, {result['machine']}, Python {result['python']}, commit {result['commit']}", "",
-             table(["variant", "served x spans/request", "spans received", "delivered", "reported lost (exit)",
-                    "loss lines while running", "p99 up (ms)", "p99 down (ms)", "exit"], rows, markdown=True), ""]
+             "", f"{result['date']}, {result['machine']}, Python {result['python']}, commit {result['commit']}. "
+             f"Load average (1/5/15 min) at start {fmt_load(result, 'start')}, at end {fmt_load(result, 'end')}.", "",
+             "Accounting: one SERVER span per request served, counted at the sink (opentelemetry-instrument's ASGI",
+             "middleware adds two more spans per request, in the all-spans column).", "",
+             table(["variant", "requests served", "SERVER spans received", "delivered", "all spans received",
+                    "reported lost (exit lines)", "loss lines while running", "p99 up (ms)", "p99 down (ms)", "exit"],
+                   rows, markdown=True), ""]
     for r in result["runs"]:
         lines.append(f"## {r['variant']}: per worker (RSS from minute 2 to the end, fds and threads min-max)")
         lines.append("")
-        lines.append(table(["pid", "RSS min 2 (MB)", "RSS end (MB)", "fds", "threads"],
-                           [[pid, w["rss_mb_min2"], w["rss_mb_end"], "{}-{}".format(*w["fds"]),
+        lines.append(table(["pid", "RSS min 2 (MB)", "RSS min 5 (MB)", "RSS end (MB)", "fds", "threads"],
+                           [[pid, w["rss_mb_min2"], w.get("rss_mb_min5", "-"), w["rss_mb_end"],
+                             "{}-{}".format(*w["fds"]),
                              "{}-{}".format(*w["threads"])] for pid, w in r["workers"].items()], markdown=True))
         lines.append("")
         lines.append(f"Outages (s from start): {r['outages']}. Command: `{r['command']}`")
@@ -266,14 +270,14 @@ def render(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--up", type=float, default=60.0, help="seconds the collector is up between outages")
     parser.add_argument("--down", type=float, default=30.0, help="seconds each outage lasts")
     parser.add_argument("--rate", type=float, default=300.0, help="requests per second (one span each)")
     parser.add_argument("--only", choices=["cryostorm", "anchor"], help="one variant only")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     ensure_venvs()
     for python in (ANCHOR_VENV / "bin" / "python", PROJECT_VENV / "bin" / "python"):
         if missing_requirements(python, ["gunicorn"]):
@@ -284,17 +288,19 @@ def main() -> int:
         variants = [v for v in (anchor(sink.grpc, metrics=False, logs=False),
                                 cryostorm(sink.grpc, metrics=False, logs=False)) if args.only in (None, v.key)]
         runs = []
+        loads = {"start": os.getloadavg()}
         for variant in variants:
             log(f"== soak: {variant.label}, {args.minutes:g} min")
             runs.append(one_variant(variant, sink, args.minutes, args.up, args.down, args.rate))
             r = runs[-1]
-            log(f"   served {r['served']} x {r['spans_per_request']}, received {r['received_spans']}, "
+            log(f"   served {r['served']}, SERVER spans received {r['received_server_spans']}, "
                 f"reported lost {r['reported_lost_exit_lines']}, p99 up {r['p99_up_ms']} ms, "
                 f"down {r['p99_down_ms']} ms")
     finally:
         sink.close()
+    loads["end"] = os.getloadavg()
     commit = run(["git", "rev-parse", "--short", "HEAD"]).stdout.strip()
-    result = {"date": datetime.date.today().isoformat(), "machine": platform.node(),
+    result = {"loadavg": loads, "date": datetime.date.today().isoformat(), "machine": platform.node(),
               "python": platform.python_version(),
               "commit": commit, "minutes": args.minutes, "up_s": args.up, "down_s": args.down, "rate": args.rate,
               "runs": runs}

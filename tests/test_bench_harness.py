@@ -308,3 +308,32 @@ def test_throughput_goals_and_rendering_without_ddtrace() -> None:
     assert "ddtrace" not in text
     assert "| cryostorm | 2,200 |" in text
     assert "cryostorm / anchor: req/s 1.57, p99 0.75" in text
+
+
+def _load_distant() -> ModuleType:
+    sys.path.insert(0, str(ROOT / "bench"))  # distant.py imports run.py as `run`, as when run as a script
+    spec = importlib.util.spec_from_file_location("bench_distant", ROOT / "bench" / "distant.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _distant_row(delay: float, created: int, delivered: int, lag: float, p99: float) -> dict[str, object]:
+    steady = {"created": created, "delivered": delivered, "delivered_pct": 100.0 * delivered / created,
+              "max_lag_ms": lag, "growth_mb": 10.0}
+    return {"delay_s": delay, "label": f"{delay:g} s", "steady": {"cryostorm": steady},
+            "fastapi": {"cryostorm": {"p99_ms": p99}}}
+
+
+def test_distant_goals_pass_only_on_the_figures_the_issue_asks_for() -> None:
+    distant = _load_distant()
+    assert distant.single_in_flight_ceiling(2.0, 30) == 512 * 32 // 2  # one batch per round trip, run + exit
+    good = [_distant_row(0.0, 150_000, 150_000, 2, 20.0), _distant_row(0.05, 150_000, 150_000, 3, 21.0),
+            _distant_row(0.2, 150_000, 150_000, 3, 21.5), _distant_row(2.0, 150_000, 90_000, 4, 21.9)]
+    assert {g[3] for g in distant.goals(good, 30)} == {"PASS"}
+    bad = [_distant_row(0.0, 150_000, 150_000, 2, 20.0), _distant_row(0.05, 150_000, 149_999, 3, 21.0),
+           _distant_row(0.2, 150_000, 150_000, 208, 23.0), _distant_row(2.0, 150_000, 8_192 * 9, 4, 21.0)]
+    failed = sorted(g[0] for g in distant.goals(bad, 30) if g[3] == "FAIL")
+    assert failed == ["FastAPI p99 at 0.2 s / near", "delivered at 0.05 s",
+                      "delivered at 2 s / one export in flight's ceiling", "not held at 0.2 s (worst lag)"]

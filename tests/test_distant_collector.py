@@ -166,3 +166,62 @@ def test_a_collector_that_fails_or_does_not_answer_is_not_keeping_up() -> None:
     assert queue.keeping_up()  # waiting for the answer, within its timeout
     time.sleep(0.4)
     assert not queue.keeping_up()  # no answer past the timeout: stuck
+
+
+def _encoded(i: int, size: int = 100) -> tuple[None, None, bytes]:
+    return (None, None, i.to_bytes(4, "big") * (size // 4))  # what `preencode` queues: (resource, scope, bytes)
+
+
+def test_behind_a_distant_collector_one_export_carries_several_batches_of_encoded_spans() -> None:
+    from cryostorm_run.export.batch import GROW_BATCHES, GROWN_BYTES_MAX, BatchQueue
+
+    exporter = _SlowCollector(0.5)
+    queue = BatchQueue(exporter, "spans", max_queue_size=8192, schedule_delay_ms=5000, max_export_batch_size=64,
+                       max_in_flight=2)
+    items = [_encoded(i) for i in range(2000)]
+    for item in items:
+        assert queue.put(item)
+    assert queue.force_flush(20_000)
+    sizes = [len(b) for b in exporter.batches]
+    assert max(sizes) == 64 * GROW_BATCHES, sizes  # behind: grown batches
+    assert sizes.count(64 * GROW_BATCHES) >= 5, sizes
+    sent = [item for batch in exporter.batches for item in batch]
+    assert sorted(sent) == sorted(items) and len(sent) == len(items)  # each exactly once
+    # Caught up: the ordinary batch size again (the last ones), and plain items never grow.
+    plain = _SlowCollector(0.2)
+    q2 = BatchQueue(plain, "log records", max_queue_size=8192, schedule_delay_ms=5000, max_export_batch_size=64,
+                    max_in_flight=2)
+    for i in range(1000):
+        q2.put(i)
+    assert q2.force_flush(20_000)
+    assert max(len(b) for b in plain.batches) == 64
+    # Big spans: a grown export stays within the byte cap (one item of slack).
+    big = _SlowCollector(0.3)
+    q3 = BatchQueue(big, "spans", max_queue_size=8192, schedule_delay_ms=5000, max_export_batch_size=64,
+                    max_in_flight=2)
+    for i in range(1500):
+        q3.put(_encoded(i, 8192))
+    assert q3.force_flush(20_000)
+    biggest = max(sum(len(item[2]) for item in b) for b in big.batches)
+    assert 64 * 8192 < biggest <= GROWN_BYTES_MAX + 8192, biggest
+    for q in (queue, q2, q3):
+        assert q.shutdown(1000)
+
+
+def test_a_full_queue_behind_a_distant_collector_drops_at_once_instead_of_holding_the_program() -> None:
+    from cryostorm_run.export.batch import BatchQueue
+
+    exporter = _SlowCollector(0.3)  # answers, slowly: keeping up, but room comes only every 300 ms
+    queue = BatchQueue(exporter, "spans", max_queue_size=64, schedule_delay_ms=5000, max_export_batch_size=16,
+                       max_block_s=0.5, max_in_flight=1)
+    for i in range(40):  # the first export, to learn how long an answer takes
+        queue.put(i)
+    assert queue.force_flush(5_000) and queue.last_duration_s >= 0.3
+    worst, refused = 0.0, 0
+    for i in range(400):
+        began = time.perf_counter()
+        refused += not queue.put(i)
+        worst = max(worst, time.perf_counter() - began)
+    assert refused and queue.overflow == refused  # dropped and counted...
+    assert worst < 0.02, worst  # ...not waited for (max_block_s would have held each put up to 500 ms)
+    assert queue.shutdown(5_000)

@@ -434,7 +434,18 @@ def test_wait_timeout_reports_what_arrived_and_clear(otlp_receiver):
     assert len(otlp_receiver.wait_for_spans("beta", timeout=0.1)) == 2
     otlp_receiver.clear()
     assert (otlp_receiver.spans(), otlp_receiver.requests()) == ([], [])
-    assert otlp_receiver.counts() == {"spans": 0, "metrics_points": 0, "logs": 0}
+    assert otlp_receiver.counts() == {"spans": 0, "metrics_points": 0, "logs": 0, "server_spans": 0}
+
+
+def test_counts_server_spans_apart_for_the_benchmarks(otlp_receiver):
+    request = trace_service_pb2.ExportTraceServiceRequest()
+    spans = request.resource_spans.add().scope_spans.add().spans
+    for n, kind in enumerate((trace_pb2.Span.SPAN_KIND_SERVER, trace_pb2.Span.SPAN_KIND_INTERNAL,
+                              trace_pb2.Span.SPAN_KIND_SERVER, trace_pb2.Span.SPAN_KIND_CLIENT)):
+        spans.add(trace_id=bytes(range(16)), span_id=bytes([n + 1] * 8), name=f"s{n}", kind=kind)
+    assert post(otlp_receiver.http_port, "/v1/traces", request.SerializeToString())[0] == 200
+    counts = otlp_receiver.counts()
+    assert (counts["spans"], counts["server_spans"]) == (4, 2)
 
 
 def test_standalone_sink_script():

@@ -11,10 +11,13 @@ SIGTERM with the default action (uvicorn, gunicorn's UvicornWorker).
 from __future__ import annotations
 
 import http.client
+import signal
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 from otlp_receiver import Receiver
 from test_workers import APPS, GUNICORN, PYTHON, Server
@@ -145,3 +148,40 @@ def test_export_resumes_soon_after_the_collector_answers_again(otlp_receiver: Re
     created = int(out.split()[-1])
     assert len({s.name for s in otlp_receiver.wait_for_spans(created, timeout=30)}) == created, err
     assert lag < 3.0, f"export resumed only {lag:.1f} s after the collector came back"
+
+
+# -- every way a server's workers end: each request's SERVER span delivered, nothing reported lost ---
+
+ENDINGS = {
+    # gunicorn: SIGINT and SIGQUIT are its quick shutdown (the master sends SIGQUIT to the workers)
+    "gunicorn-uvicorn-worker-SIGINT": (SERVERS["gunicorn-uvicorn-worker"], "/hello", signal.SIGINT),
+    "gunicorn-uvicorn-worker-SIGQUIT": (SERVERS["gunicorn-uvicorn-worker"], "/hello", signal.SIGQUIT),
+    "gunicorn-sync-SIGINT": ([*GUNICORN, "workers_flask:app"], "/work", signal.SIGINT),
+    "gunicorn-sync-SIGQUIT": ([*GUNICORN, "workers_flask:app"], "/work", signal.SIGQUIT),
+    # uvicorn --workers: Ctrl-C to the supervisor, which stops its workers
+    "uvicorn-workers-SIGINT": (SERVERS["uvicorn-workers"], "/hello", signal.SIGINT),
+}
+
+
+def _path_of(span: Any) -> str | None:
+    return span.attributes.get("url.path") or span.attributes.get("http.target")
+
+
+@pytest.mark.parametrize("ending", sorted(ENDINGS))
+def test_every_way_a_server_ends_delivers_each_request(otlp_receiver: Receiver, tmp_path: Path, ending: str) -> None:
+    cmd, path, sig = ENDINGS[ending]
+    with Server(cmd, _defaults_env(otlp_receiver, "grpc"), tmp_path) as srv:
+        srv.wait_ready()
+        served = 0
+        with httpx.Client(timeout=20) as client:  # keep-alive: both workers get their share over the run
+            for _ in range(240):
+                served += client.get(srv.base + path).status_code == 200
+        srv.proc.send_signal(sig)  # to the master; the server decides how its workers end
+        status = srv.proc.wait(timeout=40)
+    output = srv.output()
+    assert status == 0, output[-3000:]  # the server's own exit status for this signal (0 without cryostorm too)
+    received = otlp_receiver.wait_for_spans(
+        lambda spans: sum(1 for s in spans if s.kind == "SERVER" and _path_of(s) == path) >= served, timeout=30)
+    mine = [s for s in received if s.kind == "SERVER" and _path_of(s) == path]
+    assert len(mine) == served == 240, f"served {served}, received {len(mine)}: {output[-3000:]}"
+    assert "dropped" not in output and "not delivered" not in output, output[-3000:]

@@ -49,3 +49,18 @@ def test_ruff() -> None:
 def test_mypy_strict() -> None:
     result = subprocess.run([sys.executable, "-m", "mypy"], cwd=ROOT, capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_an_exit_with_nothing_to_send_imports_nothing_heavy() -> None:
+    """A process that exported nothing leaves without importing more: `-X importtime` lists every
+    import of the process's whole life, exit flush included (the suppression context's
+    opentelemetry.instrumentation.utils pulled in wrapt, asyncio and importlib.metadata at every exit)."""
+    result = run_launcher(["--quiet", "--", sys.executable, "-X", "importtime", "-c", "pass"],
+                          env={"CRYOSTORM_EXPORTER_TYPE": "otlp", "CRYOSTORM_COLLECTOR": "http://127.0.0.1:9"})
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    imported = {line.rsplit("|", 1)[1].strip() for line in lines if line.startswith("import time:")}
+    assert "opentelemetry.sdk.trace" in imported  # the hook did run
+    heavy = sorted(m for m in imported for f in (*FORBIDDEN, "wrapt", "asyncio", "opentelemetry.instrumentation.utils")
+                   if m == f or m.startswith(f + "."))
+    assert heavy == []

@@ -11,7 +11,7 @@ instead of reaching into one release's `BatchSpanProcessor` internals. What it a
 - it never holds the program while the collector is not keeping up (failing, or not answering
   within its timeout; a slow answer is still an answer): the queue is capped at
   1/`KEEP_WHILE_FAILING` of its size and the rest is shed (and counted); a full queue waits
-  at most `max_block_s`, and only while the collector answers (a burst);
+  at most `max_block_s`, and only while the collector answers quickly (a burst to a near one);
 - fork: the child starts with an empty queue, zero counters and new workers (started lazily);
 - a worker that cannot be started (interpreter shutdown) never loses the queue: flush and
   shutdown drain it in the calling thread, within their deadline.
@@ -37,6 +37,17 @@ ANSWER_TIMEOUT_S = 10.0
 # queue of 16k spans the collector cannot take only costs the program memory and garbage-
 # collection pauses (measured: p99 x2.5 with a full 16k queue, unchanged with 2k).
 KEEP_WHILE_FAILING = 8
+
+# Behind (more queued than every worker can take in full batches), one export carries up to this
+# many batches of pre-encoded spans, so each round trip to a distant collector moves more; capped
+# in bytes so a request stays far below a collector's default 4 MiB receive limit.
+GROW_BATCHES = 4
+GROWN_BYTES_MAX = 1 << 20
+
+# A full queue waits for room (`max_block_s`) only behind a collector answering within this: room
+# then comes in milliseconds. Behind a distant one it would hold the program for a round trip, so
+# the item is dropped and reported instead.
+QUICK_ANSWER_S = 0.05
 
 # Batch queues of this process, for the exit report (what was dropped, what is still queued).
 BATCH_QUEUES: weakref.WeakSet[BatchQueue] = weakref.WeakSet()
@@ -132,7 +143,7 @@ class BatchQueue:
             return False
         deadline = time.monotonic() + self.max_block_s
         while self._held() >= self.max_queue_size:
-            if time.monotonic() >= deadline or not self.keeping_up():
+            if time.monotonic() >= deadline or self.last_duration_s > QUICK_ANSWER_S or not self.keeping_up():
                 return False
             time.sleep(0.0005)  # releases the GIL: the worker drains the queue meanwhile
         return True
@@ -227,6 +238,12 @@ class BatchQueue:
         """Under `_cond`: one batch out of the queue, counted in flight from now on."""
         queue = self.queue
         batch = [queue.popleft() for _ in range(min(self.batch_size, len(queue)))]
+        if len(queue) >= self.batch_size * self.max_in_flight and _encoded(batch[0]):
+            size, most = sum(len(item[2]) for item in batch), self.batch_size * GROW_BATCHES
+            while queue and len(batch) < most and size < GROWN_BYTES_MAX and _encoded(queue[0]):
+                item = queue.popleft()
+                batch.append(item)
+                size += len(item[2])
         self.in_flight += len(batch)
         if len(queue) >= self.batch_size or (queue and (self._closed or self._flushes)):
             self._cond.notify()  # another worker takes the next batch meanwhile
@@ -241,6 +258,8 @@ class BatchQueue:
 
     def _drain_here(self, deadline: float) -> bool:
         """Drain in the calling thread (no worker: interpreter shutdown, or never started)."""
+        if not self.queue:  # nothing to send: no suppression context (its import costs ~40 ms at exit)
+            return True
         from opentelemetry import context
 
         token = context.attach(_suppressed())
@@ -319,6 +338,11 @@ class BatchQueue:
                 and not any(worker.is_alive() for worker in self._workers))
 
 
+def _encoded(item: Any) -> bool:
+    """A pre-encoded span, `(resource, scope, bytes)` (see `otlp_encode.preencode`)."""
+    return type(item) is tuple and len(item) == 3 and type(item[2]) is bytes
+
+
 def _suppressed() -> Any:
     """A context in which instrumentations create nothing (the worker's exports are not the program's)."""
     from opentelemetry import context
@@ -336,65 +360,3 @@ def _reset_after_fork() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reset_after_fork)
-
-
-# -- adapters to the SDK's processor interfaces --------------------------------------------------
-
-
-def span_batch_processor(batch: BatchQueue, preencode: Callable[[Any], Any] | None) -> Any:
-    """A `SpanProcessor` queueing ended, sampled spans (pre-encoded when `preencode` is given)."""
-    from opentelemetry.sdk.trace import SpanProcessor
-
-    class CryostormSpanProcessor(SpanProcessor):
-        queue = batch
-
-        def on_end(self, span: Any) -> None:
-            context = span.context
-            if context is None or not context.trace_flags.sampled:
-                return
-            encode = preencode if getattr(batch.exporter, "direct", False) else None
-            if encode is not None:
-                with contextlib.suppress(Exception):  # queued as is: the exporter's own encoder takes it
-                    span = encode(span)
-            batch.put(span)
-
-        def shutdown(self) -> None:
-            batch.shutdown()
-
-        def force_flush(self, timeout_millis: int = 30_000) -> bool:
-            return batch.force_flush(timeout_millis)
-
-    return CryostormSpanProcessor()
-
-
-def log_batch_processor(batch: BatchQueue) -> Any:
-    """A log-record processor queueing records as the exporters take them.
-
-    The SDK's `SimpleLogRecordProcessor` turns what the logger emits into what an exporter takes
-    (the types changed across releases); here its "exporter" is the queue, so the conversion is
-    always the installed SDK's own, and the real exporter is called by the queue's worker.
-    """
-    from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
-
-    class _Feed:
-        def export(self, records: Sequence[Any]) -> Any:
-            for record in records:
-                batch.put(record)
-            return None
-
-        def shutdown(self) -> None:
-            batch.shutdown()
-
-        def force_flush(self, timeout_millis: int = 30_000) -> bool:
-            return batch.force_flush(timeout_millis)
-
-    class CryostormLogRecordProcessor(SimpleLogRecordProcessor):
-        queue = batch
-
-        def shutdown(self) -> None:
-            batch.shutdown()
-
-        def force_flush(self, timeout_millis: int = 30_000) -> bool:
-            return batch.force_flush(timeout_millis)
-
-    return CryostormLogRecordProcessor(_Feed())  # type: ignore[arg-type]

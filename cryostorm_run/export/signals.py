@@ -13,9 +13,10 @@ from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.sdk.trace.sampling import Sampler
 
 from cryostorm_run.common.runtime import Runtime, SignalRuntime
-from cryostorm_run.export.batch import KEEP_WHILE_FAILING, BatchQueue, log_batch_processor, span_batch_processor
+from cryostorm_run.export.batch import KEEP_WHILE_FAILING, BatchQueue
 from cryostorm_run.export.errors import TelemetrySetupError, exporting
 from cryostorm_run.export.otlp import LazySpanExporter, _Lazy, otlp_factory
+from cryostorm_run.export.processors import log_batch_processor, span_batch_processor
 
 
 class _Stderr:
