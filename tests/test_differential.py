@@ -1,0 +1,355 @@
+"""Differential test, upstream as the oracle: for generated deployments (standard OTEL_* variables),
+what every exporter, processor, sampler and provider ends up with inside the program under
+`cryostorm-run` equals what the plain SDK configurator builds from the same environment.
+
+- Launcher side, in this process: `load_settings` and `plan_launch`, exactly what `cryostorm-run`
+  does before it execs (test_launcher_side_matches_the_real_launcher checks that against real
+  `cryostorm-run` runs). A refusal (exit 2) must be a documented one (REFUSALS), counted apart.
+- Program side: two real interpreters (tests/differential_worker.py), one per side, each forking a
+  fresh child per deployment that configures, sends one item per signal to recording transports and
+  describes what it built. The fields are compared one by one.
+- Every intended difference is in ALLOWED, with its reason (README "Intended differences from the
+  plain SDK"); any other difference fails with the deployment and the field.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.parse
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from cryostorm_run import load_settings
+from cryostorm_run.config.loading import ConfigError
+from cryostorm_run.launch.plan import plan_launch
+
+WORKER = Path(__file__).with_name("differential_worker.py")
+EXAMPLES = int(os.environ.get("CRYOSTORM_DIFF_EXAMPLES", "600"))
+SIGNALS = ("TRACES", "METRICS", "LOGS")
+MISSING = "<missing>"
+ARGV = ["python3", "-c", "pass"]
+
+# -- intended differences: (reason, when it applies) ------------------------------------------------
+Raw = Mapping[str, str]
+Rule = Callable[[str, Any, Any, Raw], bool]
+ADDED_RESOURCE = ("telemetry.distro.", "process.", "host.", "service.version", "deployment.environment")
+SIGNAL_PARTS = {"TRACES": ("traces/", "bsp/", "sampler", "span_limits/"), "METRICS": ("metrics/", "metric_reader/",
+                "exemplar_filter"), "LOGS": ("logs/", "blrp/", "log_processors")}
+
+
+def _unset_exporter(path: str, up: Any, cs: Any, raw: Raw) -> bool:
+    return any(not raw.get(f"OTEL_{s}_EXPORTER") and path.startswith(SIGNAL_PARTS[s]) for s in SIGNALS) or (
+        "resource/" in path and (up is MISSING or cs is MISSING) and not all(raw.get(f"OTEL_{s}_EXPORTER")
+                                                                              for s in SIGNALS))
+
+
+def _insecure_https(signal: str, raw: Raw) -> bool:
+    endpoint = raw.get(f"OTEL_EXPORTER_OTLP_{signal}_ENDPOINT") or raw.get("OTEL_EXPORTER_OTLP_ENDPOINT", "")
+    return (raw.get(f"OTEL_EXPORTER_OTLP_{signal}_INSECURE") or raw.get("OTEL_EXPORTER_OTLP_INSECURE", "")) == "true" \
+        and endpoint.startswith("https:")
+
+
+def _default(var: str, up_value: Any, cs_value: Any) -> Rule:
+    return lambda path, up, cs, raw: not raw.get(var) and (up, cs) == (up_value, cs_value)
+
+
+ALLOWED: dict[str, tuple[str, Rule]] = {
+    "default exporter": ("an unset OTEL_<SIGNAL>_EXPORTER is cryostorm's exporter_type, console (output with "
+                         "nothing to set up); the plain SDK configurator builds none (opentelemetry-distro sets otlp)",
+                         _unset_exporter),
+    "added resource attributes": ("cryostorm describes the process (process.*, host.*, telemetry.distro.*) and "
+                                  "always sends service.version and deployment.environment[.name] (settings defaults)",
+                                  lambda path, up, cs, raw: up is MISSING and path.split("/")[-1].startswith(
+                                      ADDED_RESOURCE)),
+    "service.instance.id": ("a random id per process, on both sides (1.40: cryostorm's only)",
+                            lambda path, up, cs, raw: path.endswith("/service.instance.id")),
+    "default service.name": ("cryostorm's service.name default is unknown-service (settings), upstream's "
+                             "unknown_service (1.45: unknown_service:<executable>)",
+                             lambda path, up, cs, raw: path.endswith("/service.name")
+                             and str(up).startswith("unknown_service") and cs == "unknown-service"),
+    "gRPC compression none": ("OTEL_EXPORTER_OTLP_*COMPRESSION=none (a spec value) is accepted; the Python OTLP/gRPC "
+                              "exporters raise on it, and the plain SDK configurator with them",
+                              lambda path, up, cs, raw: path == "error" and "InvalidCompressionValue" in str(up)
+                              and '"none"' in str(up)),
+    "default span queue": ("export_config.max_queue_size defaults to 16384 (bursts delivered, not dropped); "
+                           "upstream's OTEL_BSP_MAX_QUEUE_SIZE default is 2048",
+                           lambda path, up, cs, raw: path == "bsp/max_queue_size"
+                           and _default("OTEL_BSP_MAX_QUEUE_SIZE", 2048, 16384)(path, up, cs, raw)),
+    "default log queue": ("the same 16384 for log records; upstream's OTEL_BLRP_MAX_QUEUE_SIZE default is 2048",
+                          lambda path, up, cs, raw: path == "blrp/max_queue_size"
+                          and _default("OTEL_BLRP_MAX_QUEUE_SIZE", 2048, 16384)(path, up, cs, raw)),
+    "default log delay": ("logging.export_config.schedule_delay_millis defaults to 5000 like tracing's (one "
+                          "export_config shape); upstream's OTEL_BLRP_SCHEDULE_DELAY default is 1000",
+                          lambda path, up, cs, raw: path == "blrp/schedule_delay_ms"
+                          and _default("OTEL_BLRP_SCHEDULE_DELAY", 1000, 5000)(path, up, cs, raw)),
+    "CA file with insecure=true over https": (
+        "an https endpoint is TLS whatever OTEL_EXPORTER_OTLP_*INSECURE says, on both sides; the OTLP/gRPC exporter "
+        "then skips the signal's own certificate files because of the flag (system CAs instead); cryostorm uses them",
+        lambda path, up, cs, raw: path.endswith("/tls") and _insecure_https(path.split("/")[0].upper(), raw)),
+    "log echo in development": ("in the development environment (the default) log records are also echoed to "
+                                "the console (seed 3.10): one more log processor",
+                                lambda path, up, cs, raw: path == "log_processors" and cs == up + 1),
+}
+
+# -- refusals cryostorm documents (README "Standard OTEL_* variables you already have") ---------------
+REFUSALS = {
+    "HTTP endpoint path": "does not end in /v1/",
+    "endpoint without a port": "without a port",
+    "ignored client certificate": "client certificate",
+    "authorization twice": "authorization",
+    "batch larger than queue": "batch_size",
+    "deployment.environment outside development|staging|production": "not an allowed value",
+}
+
+
+def _documented_refusal(error: ConfigError) -> str | None:
+    for problem in error.problems:
+        text = f"{problem.message} {problem.hint}"
+        for name, marker in REFUSALS.items():
+            if marker in text:
+                return name
+    return None
+
+
+# -- generated deployments -----------------------------------------------------------------------------
+def _pairs(keys: list[str], values: list[str]) -> st.SearchStrategy[str | None]:
+    pair = st.tuples(st.sampled_from(keys), st.sampled_from(values))
+    encoded = st.lists(pair, min_size=1, max_size=3, unique_by=lambda kv: kv[0]).map(
+        lambda kvs: ",".join(f"{urllib.parse.quote(k, safe='')}={urllib.parse.quote(v, safe='')}" for k, v in kvs))
+    return st.none() | encoded
+
+
+def _optional(*values: str) -> st.SearchStrategy[str | None]:
+    return st.none() | st.sampled_from(values)
+
+
+@st.composite
+def deployments(draw: st.DrawFn, certs: Mapping[str, str]) -> dict[str, str]:
+    env: dict[str, str | None] = {}
+    bases = ["http://collector:4317", "https://collector.example:4318", "http://10.1.2.3:4318/",
+             "https://vendor.example", "http://collector:4318/otlp"]
+    env["OTEL_EXPORTER_OTLP_PROTOCOL"] = draw(_optional("grpc", "http/protobuf"))
+    env["OTEL_EXPORTER_OTLP_ENDPOINT"] = draw(_optional(*bases))
+    headers = ["authorization", "x-tenant", "api-key", "X-Mixed-Case"]
+    header_values = ["Bearer abc", "t1", "a=b,c", "caf\u00e9", "x y"]
+    env["OTEL_EXPORTER_OTLP_HEADERS"] = draw(_pairs(headers, header_values))
+    env["OTEL_EXPORTER_OTLP_TIMEOUT"] = draw(_optional("1", "2.5", "10", "30"))
+    env["OTEL_EXPORTER_OTLP_COMPRESSION"] = draw(_optional("gzip", "gzip", "gzip", "none"))
+    env["OTEL_EXPORTER_OTLP_INSECURE"] = draw(_optional("true", "false"))
+    if draw(st.booleans()):
+        env["OTEL_EXPORTER_OTLP_CERTIFICATE"] = certs["ca"]
+        if draw(st.booleans()):
+            env["OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE"] = certs["cert"]
+            env["OTEL_EXPORTER_OTLP_CLIENT_KEY"] = certs["key"]
+    for s in SIGNALS:
+        lower = s.lower()
+        env[f"OTEL_{s}_EXPORTER"] = draw(st.none() | st.sampled_from(
+            ["otlp", "otlp", "otlp", "otlp_proto_grpc", "otlp_proto_http", "console", "none"]))
+        var = f"OTEL_EXPORTER_OTLP_{s}_"
+        env[var + "PROTOCOL"] = draw(_optional("grpc", "http/protobuf"))
+        env[var + "ENDPOINT"] = draw(_optional(f"http://{lower}-gw:4317", f"https://{lower}.example:4318/v1/{lower}",
+                                               f"http://{lower}-gw:4318/v1/{lower}"))
+        env[var + "HEADERS"] = draw(_pairs(headers, header_values))
+        env[var + "TIMEOUT"] = draw(_optional("0.5", "5", "12"))
+        env[var + "COMPRESSION"] = draw(_optional("gzip", "gzip", "gzip", "none"))
+        env[var + "INSECURE"] = draw(_optional("true", "false"))
+        if draw(st.integers(0, 3)) == 0:
+            env[var + "CERTIFICATE"] = certs[f"ca-{lower}"]
+            if draw(st.booleans()):
+                env[var + "CLIENT_CERTIFICATE"], env[var + "CLIENT_KEY"] = certs[f"cert-{lower}"], certs[f"key-{lower}"]
+    env["OTEL_TRACES_SAMPLER"] = draw(_optional("always_on", "always_off", "traceidratio", "parentbased_always_on",
+                                                "parentbased_always_off", "parentbased_traceidratio"))
+    env["OTEL_TRACES_SAMPLER_ARG"] = draw(_optional("0", "0.25", "1"))
+    env["OTEL_PROPAGATORS"] = draw(st.none() | st.just("none") | st.lists(
+        st.sampled_from(["tracecontext", "baggage", "b3", "b3multi"]), min_size=1, max_size=3, unique=True,
+    ).map(",".join))
+    env["OTEL_SERVICE_NAME"] = draw(_optional("svc-a", "checkout"))
+    env["OTEL_RESOURCE_ATTRIBUTES"] = draw(_pairs(
+        ["service.name", "service.version", "deployment.environment", "team", "k,x"],
+        ["from-attrs", "2.0", "production", "core", "v=y"]))
+    for name in ("OTEL_ATTRIBUTE_COUNT_LIMIT", "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", "OTEL_SPAN_EVENT_COUNT_LIMIT",
+                 "OTEL_SPAN_LINK_COUNT_LIMIT", "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT",
+                 "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT"):
+        env[name] = draw(_optional("1", "64", "1000"))
+    for prefix in ("OTEL_BSP", "OTEL_BLRP"):
+        env[f"{prefix}_SCHEDULE_DELAY"] = draw(_optional("100", "5000"))
+        env[f"{prefix}_EXPORT_TIMEOUT"] = draw(_optional("1000", "30000"))
+        env[f"{prefix}_MAX_QUEUE_SIZE"] = draw(_optional("2048", "4096", "2048", "4096", "256"))
+        env[f"{prefix}_MAX_EXPORT_BATCH_SIZE"] = draw(_optional("64", "256", "512"))
+    env["OTEL_METRIC_EXPORT_INTERVAL"] = draw(_optional("1000", "15000"))
+    env["OTEL_METRIC_EXPORT_TIMEOUT"] = draw(_optional("500", "5000"))
+    env["OTEL_METRICS_EXEMPLAR_FILTER"] = draw(_optional("always_on", "always_off", "trace_based"))
+    env["OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE"] = draw(_optional("cumulative", "delta", "lowmemory"))
+    return {k: v for k, v in env.items() if v is not None}
+
+
+# -- the two program sides -----------------------------------------------------------------------------
+class Worker:
+    def __init__(self, side: str, python: str = sys.executable) -> None:
+        self.proc = subprocess.Popen([python, str(WORKER), side], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     text=True, env={**_base_env(), "PYTHONDONTWRITEBYTECODE": "1"})
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        assert self.proc.stdout.readline().strip() == "ready", f"{side} worker did not start"
+
+    def send(self, env: Mapping[str, str]) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps({"env": dict(env)}) + "\n")
+        self.proc.stdin.flush()
+
+    def receive(self) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        answer: dict[str, Any] = json.loads(self.proc.stdout.readline())
+        return answer
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.proc.wait(timeout=30)
+        assert self.proc.stdout is not None
+        self.proc.stdout.close()
+
+
+def _base_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items()
+            if not k.upper().startswith(("CRYOSTORM_", "OTEL_", "_CRYOSTORM_")) and k != "PYTHONPATH"}
+
+
+def flatten(value: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    if isinstance(value, dict):
+        for key in sorted(value):
+            yield from flatten(value[key], f"{prefix}{key}/" if not isinstance(value[key], dict | list) or value[key]
+                               else f"{prefix}{key}")
+    elif isinstance(value, list) and prefix.endswith("metric_reader/"):
+        for index, item in enumerate(value):
+            yield from flatten(item, f"{prefix}{index}/")
+    else:
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        yield prefix.rstrip("/"), float(value) if number else value
+
+
+def compare(up: dict[str, Any], cs: dict[str, Any]) -> tuple[int, list[tuple[str, Any, Any]]]:
+    left, right = dict(flatten(up)), dict(flatten(cs))
+    diffs = [(path, left.get(path, MISSING), right.get(path, MISSING)) for path in sorted(left.keys() | right.keys())
+             if left.get(path, MISSING) != right.get(path, MISSING)]
+    return len(left.keys() | right.keys()), diffs
+
+
+def explain(path: str, up: Any, cs: Any, raw: Raw) -> str | None:
+    for name, (_, applies) in ALLOWED.items():
+        if applies(path, up, cs, raw):
+            return name
+    return None
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    folder = tmp_path_factory.mktemp("certs")
+    names = ["ca", "cert", "key", *(f"{k}-{s.lower()}" for k in ("ca", "cert", "key") for s in SIGNALS)]
+    for name in names:
+        (folder / f"{name}.pem").write_text(f"{name} file")
+    return {name: str(folder / f"{name}.pem") for name in names}
+
+
+def test_cryostorm_builds_what_the_plain_sdk_builds(certs: dict[str, str]) -> None:
+    started = time.monotonic()
+    upstream, cryostorm = Worker("upstream"), Worker("cryostorm")
+    counts: Counter[str] = Counter()
+    allowed: Counter[str] = Counter()
+    refusals: Counter[str] = Counter()
+    fields: Counter[str] = Counter()
+
+    @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(deployments(certs))
+    def check(raw: dict[str, str]) -> None:
+        raw = {"PATH": os.environ.get("PATH", os.defpath), **raw}
+        try:
+            loaded = load_settings(raw, config_dir=None)
+        except ConfigError as error:
+            reason = _documented_refusal(error)
+            if reason is None:
+                pytest.fail(f"undocumented refusal of {raw}: {error}")
+            refusals[reason] += 1
+            return
+        program_env = dict(plan_launch(loaded.settings, ARGV, raw).env)
+        upstream.send({**_base_env(), **raw})
+        cryostorm.send({**_base_env(), **program_env})
+        up, cs = upstream.receive(), cryostorm.receive()
+        assert "error" not in cs, f"cryostorm's configurator failed for {raw}: {cs['error']}"
+        total, diffs = compare({"error": up["error"]} if "error" in up else up, {} if "error" in up else cs)
+        counts["deployments compared"] += 1
+        counts["fields compared"] += total
+        unexplained = []
+        for path, up_value, cs_value in diffs:
+            reason = explain(path, up_value, cs_value, raw)
+            if reason is None:
+                unexplained.append(f"  {path}: plain SDK {up_value!r}, cryostorm {cs_value!r}")
+            else:
+                allowed[reason] += 1
+        for path, _ in flatten(up):
+            fields[path.split("/")[0]] += 1
+        assert not unexplained, "unexplained differences for " + json.dumps(raw, indent=1) + "\n" + "\n".join(
+            unexplained)
+
+    try:
+        check()
+    finally:
+        upstream.close()
+        cryostorm.close()
+        _summary(counts, allowed, refusals, fields, time.monotonic() - started)
+    assert counts["deployments compared"] + sum(refusals.values()) >= EXAMPLES * 0.9
+
+
+def _summary(counts: Counter[str], allowed: Counter[str], refusals: Counter[str], fields: Counter[str],
+             seconds: float) -> None:
+    from opentelemetry.sdk.version import __version__ as sdk
+
+    lines = [f"differential test, SDK {sdk}: {seconds:.1f} s",
+             f"  deployments compared field by field: {counts['deployments compared']}",
+             f"  fields compared: {counts['fields compared']} (per deployment, by section: "
+             + ", ".join(f"{k} {v}" for k, v in sorted(fields.items())) + ")",
+             f"  refused by cryostorm (documented): {sum(refusals.values())} "
+             + ", ".join(f"{k}: {v}" for k, v in sorted(refusals.items())),
+             "  intended differences seen (ALLOWED): "
+             + (", ".join(f"{k}: {v}" for k, v in sorted(allowed.items())) or "none")]
+    sys.stderr.write("\n" + "\n".join(line for line in lines if line) + "\n")
+
+
+LAUNCHER_CASES = [
+    {"OTEL_TRACES_EXPORTER": "otlp_proto_http", "OTEL_EXPORTER_OTLP_ENDPOINT": "https://vendor.example",
+     "OTEL_EXPORTER_OTLP_HEADERS": "api-key=a%20b", "OTEL_EXPORTER_OTLP_TRACES_HEADERS": "x-tenant=t1"},
+    {"OTEL_METRICS_EXPORTER": "otlp", "OTEL_LOGS_EXPORTER": "none", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+     "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT": "2.5", "OTEL_RESOURCE_ATTRIBUTES": "k%2Cx=v%3Dy,service.version=2"},
+    {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.25",
+     "OTEL_PROPAGATORS": "b3,tracecontext", "OTEL_BSP_MAX_QUEUE_SIZE": "4096", "OTEL_SERVICE_NAME": "svc"},
+]
+
+
+@pytest.mark.parametrize("raw", LAUNCHER_CASES)
+def test_launcher_side_matches_the_real_launcher(raw: dict[str, str]) -> None:
+    """The in-process launcher side of the differential test is what the real `cryostorm-run` execs."""
+    from conftest import child_env, run_launcher
+
+    dump = "import json, os; print(json.dumps(dict(os.environ)))"
+    done = run_launcher(["--quiet", "--", sys.executable, "-c", dump], raw)
+    assert done.returncode == 0, done.stderr
+    real = json.loads(done.stdout)
+    environ = child_env(raw)
+    planned = plan_launch(load_settings(environ, config_dir=None).settings, [sys.executable, "-c", dump], environ,
+                          report="quiet").env
+    where = ("_CRYOSTORM_LAUNCHER_PID", "_CRYOSTORM_HOOK_DIR", "_CRYOSTORM_PREFIX")  # this process, that install
+
+    def telemetry(env: Mapping[str, str]) -> dict[str, str]:
+        return {k: v for k, v in env.items() if k.startswith(("OTEL_", "_CRYOSTORM_")) and k not in where}
+
+    assert telemetry(real) == telemetry(planned)
