@@ -109,7 +109,7 @@ def _install_recorders() -> None:
         response.status_code, response._content, response.url = 200, b"", url
         return response
 
-    requests.Session.request = request  # type: ignore[method-assign]
+    requests.Session.request = request  # type: ignore[method-assign,assignment]
 
 
 def _read(path: Any) -> str | None:
@@ -162,7 +162,7 @@ def _configure() -> dict[str, Any]:
     if SIDE == "upstream":
         from opentelemetry.sdk._configuration import _OTelSDKConfigurator
 
-        _OTelSDKConfigurator().configure()  # the oracle: upstream's own configurator, private by name
+        _OTelSDKConfigurator().configure()  # type: ignore[no-untyped-call]  # the oracle: upstream's own configurator, private by name
         from opentelemetry import propagate
 
         importlib.reload(propagate)  # reads OTEL_PROPAGATORS at import, as in a fresh program
