@@ -24,6 +24,7 @@ from __future__ import annotations
 import gzip
 import importlib
 import json
+import math
 import os
 import select
 import signal
@@ -140,14 +141,20 @@ def _warm_up() -> None:
                    "opentelemetry.exporter.otlp.proto.http._log_exporter", "opentelemetry.propagators.b3",
                    "opentelemetry.proto.collector.trace.v1.trace_service_pb2",
                    "opentelemetry.proto.collector.metrics.v1.metrics_service_pb2",
-                   "opentelemetry.proto.collector.logs.v1.logs_service_pb2", "requests", "grpc"):
+                   "opentelemetry.proto.collector.logs.v1.logs_service_pb2", "requests", "grpc",
+                   "opentelemetry.propagators.composite", "opentelemetry.trace.propagation.tracecontext",
+                   "opentelemetry.baggage.propagation"):
         importlib.import_module(module)
     if SIDE == "upstream":
         importlib.import_module("opentelemetry.sdk._configuration")
+        # The installed distributions' entry points, read once (the SDK caches them per process):
+        # every child inherits the cache instead of scanning site-packages again.
+        importlib.import_module("opentelemetry.util._importlib_metadata").entry_points()
     else:
         for module in ("cryostorm_run.hook.distro", "cryostorm_run.hook.entrypoints", "cryostorm_run.export.providers",
                        "cryostorm_run.export.signals", "cryostorm_run.export.otlp", "cryostorm_run.export.otlp_send",
-                       "cryostorm_run.export.otlp_encode", "cryostorm_run.common.runtime"):
+                       "cryostorm_run.export.otlp_encode", "cryostorm_run.common.runtime",
+                       "cryostorm_run.export.logbridge", "cryostorm_run.hook.instrument"):
             importlib.import_module(module)
     _install_recorders()
 
@@ -265,7 +272,9 @@ def _exporter_of(signal_name: str, requests: list[dict[str, Any]], built: dict[s
     if not requests:
         return {"kind": "console" if any("Console" in n for n in names) else f"other: {names}"}
     r = requests[0]
-    timeout = None if r["timeout"] is None else round(r["timeout"], 1)
+    # Some exporters pass what is left of their deadline (a few ms less, more on a loaded machine): the
+    # generated timeouts are multiples of 0.5 s, so the next multiple of 0.5 s is the configured one.
+    timeout = None if r["timeout"] is None else math.ceil(round(r["timeout"], 3) * 2) / 2
     out: dict[str, Any] = {"requests": len(requests), "timeout": timeout,
                            "headers": r["headers"], "compression": r["compression"]}
     if r["transport"] == "grpc":
