@@ -77,15 +77,19 @@ class Runtime:
         return sig
 
 
-def parse_pairs(text: str, *, strict: bool = False) -> dict[str, str]:
-    """OTel's `k=v,k2=v2` (percent-decoded). `strict`: a malformed item is a ValueError, else skipped."""
+def parse_pairs(text: str, *, strict: bool = False, decode_keys: bool = True) -> dict[str, str]:
+    """OTel's `k=v,k2=v2` (percent-decoded). `strict`: a malformed item is a ValueError, else skipped.
+
+    `decode_keys=False` for OTEL_RESOURCE_ATTRIBUTES: the SDK decodes only the values there (headers:
+    names and values), so `k%2Cx=v` is the attribute `k%2Cx` for it, and so for cryostorm."""
     out: dict[str, str] = {}
     for item in text.split(","):
         if not item.strip():
             continue
         key, sep, value = item.partition("=")
         if sep and key.strip():
-            out[urllib.parse.unquote(key.strip())] = urllib.parse.unquote(value.strip())
+            name = urllib.parse.unquote(key.strip()) if decode_keys else key.strip()
+            out[name] = urllib.parse.unquote(value.strip())
         elif strict:
             raise ValueError(f"expected key=value pairs separated by commas, got {item.strip()!r}")
     return out
@@ -147,7 +151,7 @@ def _signal(env: Mapping[str, str], name: str) -> SignalRuntime:
 
 def runtime_from_env(env: Mapping[str, str]) -> Runtime:
     """Parse the variables written by `cryostorm_run.launch.envmap.env_rows` (standard OTel defaults otherwise)."""
-    attrs = parse_pairs(env.get("OTEL_RESOURCE_ATTRIBUTES", ""))
+    attrs = parse_pairs(env.get("OTEL_RESOURCE_ATTRIBUTES", ""), decode_keys=False)
     arg = env.get("OTEL_TRACES_SAMPLER_ARG")
     propagators = tuple(p.strip() for p in env.get("OTEL_PROPAGATORS", "tracecontext,baggage").split(",") if p.strip())
     return Runtime(

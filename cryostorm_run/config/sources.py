@@ -215,7 +215,7 @@ def _resource_attributes(raw: str) -> list[tuple[Path_, Any]]:
 
     out: list[tuple[Path_, Any]] = []
     extra: dict[str, str] = {}
-    for key, value in parse_pairs(raw, strict=True).items():
+    for key, value in parse_pairs(raw, strict=True, decode_keys=False).items():  # as the SDK reads them
         if key in _RESOURCE_KEYS:
             out.append((_RESOURCE_KEYS[key], value))
         else:

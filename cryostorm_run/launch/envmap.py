@@ -122,9 +122,14 @@ def signal_endpoint(settings: TelemetryModel, signal: str) -> str:
     return base + SIGNALS[signal][1]
 
 
-def encode_pairs(pairs: dict[str, str]) -> str:
-    """`k=v,k2=v2` with the OTel percent-encoding of separators."""
-    return ",".join(f"{urllib.parse.quote(k, safe='')}={urllib.parse.quote(v, safe='')}" for k, v in pairs.items())
+def encode_pairs(pairs: dict[str, str], *, literal_keys: bool = False) -> str:
+    """`k=v,k2=v2` with the OTel percent-encoding of separators. `literal_keys`: for
+    OTEL_RESOURCE_ATTRIBUTES, whose keys the SDK does not decode: written as they are (but `,` and `=`,
+    which would split the list)."""
+    def key(k: str) -> str:
+        return k.replace(",", "%2C").replace("=", "%3D") if literal_keys else urllib.parse.quote(k, safe="")
+
+    return ",".join(f"{key(k)}={urllib.parse.quote(v, safe='')}" for k, v in pairs.items())
 
 
 def _seconds(millis: int) -> str:
@@ -143,8 +148,8 @@ def env_rows(settings: TelemetryModel) -> list[EnvRow]:
         **{k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in s.service.additional_attributes.items()},
     }
     rows.append(
-        EnvRow("OTEL_RESOURCE_ATTRIBUTES", encode_pairs(attrs), "service.version, service.environment, "
-               "service.additional_attributes")
+        EnvRow("OTEL_RESOURCE_ATTRIBUTES", encode_pairs(attrs, literal_keys=True),
+               "service.version, service.environment, service.additional_attributes")
     )
     sampler = s.tracing.sampling_strategy
     rows.append(EnvRow("OTEL_TRACES_SAMPLER", sampler.value, "tracing.sampling_strategy"))
