@@ -41,6 +41,7 @@ from cryostorm_run.diagnose.doctor import (
     library_table,
     targets,
 )
+from cryostorm_run.launch.plan import LaunchError
 
 __all__ = ["BootstrapError", "Environment", "Plan", "bootstrap", "command_environment", "line_of", "line_pins",
            "missing", "moved_line", "on_line", "plan",
@@ -53,12 +54,9 @@ _PROBE_CODE = ("import importlib.metadata as m, importlib.util, json, sys; print
                "[[d.metadata['Name'], d.version, d.requires or []] for d in m.distributions()]}))")
 
 
-class BootstrapError(Exception):
-    """bootstrap cannot go on; `exit_code` 1 (the installer failed) or 2 (usage)."""
-
-    def __init__(self, message: str, exit_code: int) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
+class BootstrapError(LaunchError):
+    """bootstrap cannot go on; `exit_code` 1 (the installer failed) or 2 (usage). A LaunchError, so the
+    CLI's one boundary turns it into its exit code even where the command does not catch it first."""
 
 
 @dataclass(frozen=True)
