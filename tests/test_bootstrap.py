@@ -226,3 +226,44 @@ def test_bootstrap_installs_once_checks_clean_is_idempotent_and_the_app_is_trace
     assert query.kind == "CLIENT" and query.scope == "opentelemetry.instrumentation.sqlalchemy", query
     assert query.trace_id == server.trace_id, query
     print(f"BOOTSTRAP {kind}: venv with the app in {made:.0f} s, first run {first_s:.1f} s, second {second_s:.1f} s")
+
+
+def uv_venv(path: Path, built: Path, *packages: str) -> Path:
+    assert run([UV, "venv", "-q", "--python", PYTHON, path], "uv venv", timeout=120).returncode == 0
+    done = run([UV, "pip", "install", "-q", "--python", path / "bin" / "python", built, *packages], "uv pip install",
+               timeout=600)
+    assert done.returncode == 0, done.stderr
+    return path
+
+
+def run_bootstrap(venv: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(venv / "bin" / "cryostorm-run"), "bootstrap", *args], env=app_env(venv, {}),
+                          capture_output=True, text=True, timeout=300, check=False)
+
+
+def test_the_installed_line_is_kept_when_it_has_every_instrumentation(wheel: Path, tmp_path: Path) -> None:  # noqa: F811
+    """A team on the floor line (SDK 1.40.0 / contrib 0.61b0, for which requests' and click's
+    instrumentations were released): the requirements stay on that line."""
+    venv = uv_venv(tmp_path / "venv", wheel, "opentelemetry-sdk==1.40.0", "requests", "click")
+    listed = run_bootstrap(venv)
+    assert listed.returncode == 0, listed.stderr
+    requirements = listed.stdout.splitlines()
+    assert {"opentelemetry-instrumentation-click>=0.61b0,<0.61b1", "opentelemetry-instrumentation-requests>=0.61b0,"
+            "<0.61b1", "opentelemetry-sdk==1.40.0", "opentelemetry-instrumentation==0.61b0"} <= set(requirements)
+    assert "on the installed line (api 1.40.0 / contrib 0.61b0)" in listed.stderr, listed.stderr
+    assert installer_calls(listed.stderr) == []  # listing installs nothing
+
+
+def test_keep_line_refuses_to_move_a_line_that_lacks_an_instrumentation(wheel: Path, tmp_path: Path) -> None:  # noqa: F811
+    """1.45.2 / 0.66b2 has no Flask instrumentation (the index has 0.66b1, then nothing newer)."""
+    venv = uv_venv(tmp_path / "venv", wheel, "opentelemetry-sdk==1.45.2", "opentelemetry-instrumentation==0.66b2",
+                   "flask")
+    refused = run_bootstrap(venv, "--install", "--keep-line")
+    assert refused.returncode == 1, refused.stderr
+    assert refused.stdout == "" and installer_calls(refused.stderr) == []
+    lacking = "opentelemetry-instrumentation-click, opentelemetry-instrumentation-flask"
+    assert (f"the installed OpenTelemetry line (api 1.45.2 / contrib 0.66b2) has no release of {lacking}"
+            in refused.stderr), refused.stderr
+    assert "--keep-line: nothing installed" in refused.stderr and " pip install " in refused.stderr
+    shown = run([UV, "pip", "show", "--python", venv / "bin" / "python", "opentelemetry-instrumentation-flask"], "show")
+    assert shown.returncode != 0, shown.stdout  # nothing was installed
