@@ -90,7 +90,7 @@ def command_environment(command: Sequence[str], environ: Mapping[str, str]) -> E
     if facts is None:
         raise BootstrapError(f"-- {command[0]}: {found[0][0]} ({found[1]}) could not be run to read its "
                              "installed packages", EXIT_FAILED)
-    dists = collect((name, version, requires) for name, version, requires in facts["dists"])
+    dists = collect((n, v, r) for n, v, r in facts["dists"])
     if OWN not in dists:
         raise BootstrapError(f"-- {command[0]} runs {facts['python']} in {facts['prefix']}, where {OWN} is not "
                              f"installed: install it there first ({facts['python']} -m pip install {OWN}), then "
@@ -304,5 +304,23 @@ def _install(installer: inst.Installer, found: Plan, dry_run: bool, say: Callabl
     if not clean:
         say(f"{installer.name} check finds broken requirements after the install:\n{report}")
         return EXIT_FAILED
-    say(f"installed {', '.join(found.needed)} on {found.line_after}; {installer.name} check: no broken requirements")
+    now = _installed_in(installer.python)
+    absent = [name for name in found.needed if now is not None and name not in now]
+    if absent:
+        say(f"{installer.name} exited 0, but these are still not installed in {installer.python}'s environment: "
+            f"{', '.join(absent)}")
+        return EXIT_FAILED
+    line = line_of({n: d.version for n, d in now.items()}) if now is not None else found.line_after
+    say(f"installed {', '.join(found.needed)} on {line}; {installer.name} check: no broken requirements")
     return EXIT_OK
+
+
+def _installed_in(python: str) -> dict[str, Dist] | None:
+    """What the interpreter's environment holds now, read afresh in a child (this process's import
+    caches predate the install)."""
+    import os
+
+    from cryostorm_run.diagnose.doctor import run_probe
+
+    facts = run_probe([python], _PROBE_CODE, os.environ)
+    return None if facts is None else collect((n, v, r) for n, v, r in facts["dists"])
