@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-TYPER_COMMANDS = ("check-config", "print-env", "doctor", "schema", "--version")
+TYPER_COMMANDS = ("check-config", "print-env", "doctor", "bootstrap", "schema", "--version")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -21,7 +21,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     elif args[0] in ("-h", "--help"):
         from cryostorm_run.cli._run import usage
 
-        commands = "check-config, print-env, doctor, schema"
+        commands = "check-config, print-env, doctor, bootstrap, schema"
         sys.stdout.write(usage() + f"\nCommands: {commands} (cryostorm-run COMMAND --help)\n")
         raise SystemExit(0)
     from cryostorm_run.cli._run import main as run_main

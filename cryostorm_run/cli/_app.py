@@ -1,4 +1,4 @@
-"""The typer commands: check-config, print-env, doctor and schema (reports on stderr, data on stdout)."""
+"""The typer commands: check-config, print-env, doctor, bootstrap and schema (reports on stderr, data on stdout)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from cryostorm_run._version import __version__
-from cryostorm_run.cli._common import EXIT_USAGE, FLAGS, UsageError, boundary, load, overrides_from
+from cryostorm_run.cli._common import EXIT_USAGE, FLAGS, UsageError, boundary, fail, load, overrides_from
 
 EXIT_PROBE_FAILED = 3  # check-config --probe: an endpoint cannot be reached or refused the export
 
@@ -238,6 +238,60 @@ def doctor(
             text = render_report(report)
             sys.stderr.write(clean(text, len(text)))
         return 1 if report.problems else 0
+
+    boundary(run, debug)
+
+
+@app.command("bootstrap", context_settings={"allow_interspersed_args": False})
+def bootstrap(
+    command: Annotated[Optional[list[str]], typer.Argument(  # noqa: UP045
+        help="-- COMMAND [ARGS...]: bootstrap the environment of the interpreter COMMAND runs.")] = None,
+    install: Annotated[bool, typer.Option("--install", help="Install them, in one call of the environment's "
+                                          "installer, then check that every requirement is met.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="With --install: show the install command, "
+                                          "install nothing.")] = False,
+    keep_line: Annotated[bool, typer.Option("--keep-line", help="Never move the installed OpenTelemetry line: "
+                                            "if it lacks a needed instrumentation, exit 1 with the proposal.")] = False,
+    installer: Annotated[str, typer.Option("--installer", help="auto (uv in a uv-managed environment, pip "
+                                           "otherwise), pip or uv.")] = "auto",
+    debug: Debug = False,
+) -> None:
+    """The instrumentation packages this environment needs, on its OpenTelemetry line: one requirement a
+    line on stdout (usable as -r), or installed with --install. Exit 0 nothing to do or done, 1 the
+    install failed, 2 usage error."""
+
+    def run() -> int:
+        import shutil
+
+        from cryostorm_run.config.sources import Problem
+        from cryostorm_run.diagnose import installer as installers
+        from cryostorm_run.diagnose.bootstrap import BootstrapError, command_environment, this_environment
+        from cryostorm_run.diagnose.bootstrap import bootstrap as run_bootstrap
+
+        if installer not in installers.INSTALLERS:
+            raise UsageError([Problem("--installer", installer, "unknown installer",
+                                      f"allowed: {', '.join(installers.INSTALLERS)}")])
+        if dry_run and not install:
+            raise UsageError([Problem("--dry-run", None, "shows the install command, so it needs --install",
+                                      "cryostorm-run bootstrap --install --dry-run")])
+
+        def say(line: str) -> None:
+            from cryostorm_run.common.shown import clean
+
+            text = f"cryostorm: {line}\n"
+            sys.stderr.write(clean(text, len(text)))
+            sys.stderr.flush()
+
+        try:
+            env = command_environment(command, os.environ) if command else this_environment()
+            chosen = installers.choose(installer, env.python, env.prefix, env.has_pip,
+                                       lambda name: shutil.which(name, path=os.environ.get("PATH")))
+            if isinstance(chosen, str):
+                raise BootstrapError(f"no installer for {env.prefix}: {chosen}", 1)
+            return run_bootstrap(env, chosen, install=install, dry_run=dry_run, keep_line=keep_line, say=say,
+                                 out=sys.stdout.write)
+        except BootstrapError as exc:
+            fail(f"cryostorm: {exc}", exc.exit_code)
 
     boundary(run, debug)
 

@@ -21,7 +21,8 @@ import re
 import shlex
 from collections.abc import Iterable
 
-__all__ = ["OWN", "PREFIX", "disagree_message", "installed_line_command", "line_command", "normalize"]
+__all__ = ["OWN", "PREFIX", "disagree_message", "installed_line_command", "line_command", "line_requirements",
+           "normalize"]
 
 OWN = "cryostorm-run"
 PREFIX = "opentelemetry-"
@@ -45,10 +46,10 @@ def _own_otel(requires: Iterable[str]) -> dict[str, str]:
     return found
 
 
-def line_command(installed: Iterable[tuple[str, Iterable[str]]], add: Iterable[str] = ()) -> str:
-    """`pip install` of the installed OpenTelemetry packages and of every other installed package that
-    requires one (names only: e.g. FastAPI requires opentelemetry-api), cryostorm-run's own
-    OpenTelemetry requirements and `add` (requirement strings), sorted, each shell-quoted.
+def line_requirements(installed: Iterable[tuple[str, Iterable[str]]], add: Iterable[str] = ()) -> list[str]:
+    """The installed OpenTelemetry packages and every other installed package that requires one (names
+    only: e.g. FastAPI requires opentelemetry-api), cryostorm-run's own OpenTelemetry requirements and
+    `add` (requirement strings), sorted by name, one requirement each.
     `installed`: (name, its Requires-Dist lines) of each installed distribution."""
     wanted: dict[str, str] = {}
     own: dict[str, str] = {}
@@ -65,7 +66,12 @@ def line_command(installed: Iterable[tuple[str, Iterable[str]]], add: Iterable[s
         key = normalize(match.group(1)) if match else text
         if key not in wanted or wanted[key] == key:  # a bare name never replaces a constraint
             wanted[key] = text.replace(" ", "")
-    return "pip install " + " ".join(shlex.quote(wanted[k]) for k in sorted(wanted))
+    return [wanted[k] for k in sorted(wanted)]
+
+
+def line_command(installed: Iterable[tuple[str, Iterable[str]]], add: Iterable[str] = ()) -> str:
+    """`pip install` of `line_requirements(installed, add)`, each shell-quoted."""
+    return "pip install " + " ".join(shlex.quote(r) for r in line_requirements(installed, add))
 
 
 def installed_line_command(add: Iterable[str] = ()) -> str:

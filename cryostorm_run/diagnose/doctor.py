@@ -24,10 +24,12 @@ import subprocess
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from cryostorm_run.common.otel_line import OWN, PREFIX, line_command, normalize
 
-__all__ = ["Dist", "DoctorReport", "Finding", "diagnose", "installed", "render_report"]
+__all__ = ["CONTRIB_ANCHOR", "CONTRIB_VERSION", "Dist", "DoctorReport", "Finding", "Target", "collect", "diagnose",
+           "installed", "library_table", "python_of", "render_report", "run_probe", "targets"]
 
 
 @dataclass(frozen=True)
@@ -65,12 +67,17 @@ def installed(paths: Sequence[str] | None = None) -> dict[str, Dist]:
     """Installed distributions by normalized name; the first one on the path wins, as for imports."""
     import importlib.metadata
 
+    search = list(paths) if paths is not None else sys.path
+    dists = importlib.metadata.distributions(path=search)
+    return collect((d.metadata["Name"], d.version, d.requires or ()) for d in dists)
+
+
+def collect(entries: Iterable[tuple[str | None, str, Iterable[str]]]) -> dict[str, Dist]:
+    """(name, version, Requires-Dist lines) in path order -> Dist by normalized name, the first one winning."""
     found: dict[str, Dist] = {}
-    for dist in importlib.metadata.distributions(path=list(paths) if paths is not None else sys.path):
-        name = dist.metadata["Name"]
-        if not name or normalize(name) in found:
-            continue
-        found[normalize(name)] = Dist(normalize(name), dist.version, tuple(dist.requires or ()))
+    for name, version, requires in entries:
+        if name and normalize(name) not in found:
+            found[normalize(name)] = Dist(normalize(name), version, tuple(requires))
     return found
 
 
@@ -82,7 +89,7 @@ def installed(paths: Sequence[str] | None = None) -> dict[str, Dist]:
 # requirements can be broken by following it.
 
 _STABLE_CORE = ("opentelemetry-api", "opentelemetry-sdk", "opentelemetry-proto")
-_CONTRIB_VERSION = re.compile(r"^0\.\d+b\d+$")
+CONTRIB_VERSION = re.compile(r"^0\.\d+b\d+$")
 CONTRIB_ANCHOR = "opentelemetry-instrumentation"
 
 
@@ -92,7 +99,7 @@ def _stable(dists: Mapping[str, Dist]) -> list[Dist]:
 
 
 def _contrib(dists: Mapping[str, Dist]) -> list[Dist]:
-    return [d for d in dists.values() if d.name.startswith("opentelemetry-") and _CONTRIB_VERSION.match(d.version)]
+    return [d for d in dists.values() if d.name.startswith("opentelemetry-") and CONTRIB_VERSION.match(d.version)]
 
 
 def fix_command(dists: Mapping[str, Dist], add: Iterable[str] = ()) -> str:
@@ -170,51 +177,68 @@ def _package_check(report: DoctorReport, dists: Mapping[str, Dist]) -> None:
 _NOT_TARGETS = {("pydantic", "opentelemetry-instrumentation-tortoiseorm")}
 
 
-def _libraries() -> list[dict[str, str]]:
-    from opentelemetry.instrumentation.bootstrap_gen import libraries
+def library_table() -> list[dict[str, str]]:
+    """opentelemetry-instrumentation's table of instrumentable libraries (its `bootstrap_gen`)."""
+    from opentelemetry.instrumentation.bootstrap_gen import libraries as table
 
-    return list(libraries)
+    return list(table)
+
+
+@dataclass(frozen=True)
+class Target:
+    """An installed library that an instrumentation package exists for."""
+
+    library: Dist
+    instrumentation: str  # normalized name of the instrumentation package
+    supports: str  # the library versions that instrumentation supports, e.g. `<2.1.0,>=1.0.0`
+    supported: bool  # the installed library is among them
+
+
+def targets(dists: Mapping[str, Dist], table: Iterable[Mapping[str, str]]) -> list[Target]:
+    """Each installed library with an instrumentation in `table` (once per pair, in table order)."""
+    from packaging.requirements import Requirement
+
+    found: dict[tuple[str, str], Target] = {}
+    for entry in table:
+        lib, inst = Requirement(entry["library"]), Requirement(entry["instrumentation"])
+        key = (normalize(lib.name), normalize(inst.name))
+        have = dists.get(key[0])
+        if have is None or key in found or key in _NOT_TARGETS:
+            continue
+        found[key] = Target(have, key[1], str(lib.specifier), lib.specifier.contains(have.version, prereleases=True))
+    return list(found.values())
 
 
 def _instrumentation_check(report: DoctorReport, dists: Mapping[str, Dist],
-                           libraries: Iterable[Mapping[str, str]]) -> None:
-    from packaging.requirements import Requirement
-
+                           table: Iterable[Mapping[str, str]]) -> None:
     anchor = dists.get(CONTRIB_ANCHOR)
     if anchor is None:
         report.add("instrumentations", "problem", f"{CONTRIB_ANCHOR} is not installed: nothing can be instrumented",
                    fix_command(dists, [CONTRIB_ANCHOR]))
         return
     broken = {who for who, _, _ in _broken_requirements(dists)}
-    seen: set[tuple[str, str]] = set()
-    for entry in libraries:
-        lib, inst = Requirement(entry["library"]), Requirement(entry["instrumentation"])
-        key = (normalize(lib.name), normalize(inst.name))
-        have_lib = dists.get(key[0])
-        if have_lib is None or key in seen or key in _NOT_TARGETS:
-            continue
-        seen.add(key)
-        lib_ok = lib.specifier.contains(have_lib.version, prereleases=True)
-        have_inst = dists.get(key[1])
-        label = f"{lib.name} {have_lib.version}"
+    for target in targets(dists, table):
+        inst = target.instrumentation
+        have_inst = dists.get(inst)
+        label = f"{target.library.name} {target.library.version}"
         if have_inst is None:
-            if lib_ok:
+            if target.supported:
                 # By name, together with the installed OpenTelemetry packages: pip picks the release of it
                 # that fits them, or moves them all to the newest line that has one (bootstrap_gen's
                 # `==` names the anchor's version, which need not exist for this package).
-                report.add("instrumentations", "info", f"{label}: not instrumented ({key[1]} is not installed)",
-                           fix_command(dists, [key[1]]))
+                report.add("instrumentations", "info", f"{label}: not instrumented ({inst} is not installed)",
+                           fix_command(dists, [inst]))
             continue
-        if key[1] in broken:
+        if inst in broken:
             report.add("instrumentations", "problem",
-                       f"{label}: {key[1]} {have_inst.version} is not from the line of {CONTRIB_ANCHOR} "
+                       f"{label}: {inst} {have_inst.version} is not from the line of {CONTRIB_ANCHOR} "
                        f"{anchor.version}", fix_command(dists))
-        elif not lib_ok:
+        elif not target.supported:
             report.add("instrumentations", "problem",
-                       f"{label}: outside what {key[1]} {have_inst.version} supports ({lib.specifier}), so it is "
-                       "not instrumented", f"use {lib.name} {lib.specifier}")
+                       f"{label}: outside what {inst} {have_inst.version} supports ({target.supports}), so it is "
+                       "not instrumented", f"use {target.library.name} {target.supports}")
         else:
-            report.add("instrumentations", "ok", f"{label}: instrumented by {key[1]} {have_inst.version}")
+            report.add("instrumentations", "ok", f"{label}: instrumented by {inst} {have_inst.version}")
 
 
 # -- the command's interpreter ----------------------------------------------------------------------
@@ -247,6 +271,18 @@ def python_of(path: str, search_path: str | None) -> tuple[list[str], str] | Non
     return words[:1], f"a script whose #! line runs {words[0]}"
 
 
+def run_probe(interpreter: Sequence[str], code: str, environ: Mapping[str, str]) -> dict[str, Any] | None:
+    """Run `code` in `interpreter` (its JSON object on the last stdout line), or None if it cannot be run."""
+    env = {k: v for k, v in environ.items() if k != "PYTHONPATH" or v}
+    try:
+        done = subprocess.run([*interpreter, "-c", code], capture_output=True, text=True, timeout=20, env=env,
+                              check=False)
+        facts = json.loads(done.stdout.strip().splitlines()[-1])
+    except (OSError, subprocess.TimeoutExpired, ValueError, IndexError):
+        return None
+    return facts if isinstance(facts, dict) else None
+
+
 def _command_check(report: DoctorReport, command: Sequence[str], environ: Mapping[str, str]) -> None:
     from cryostorm_run.common.interpreter import hook_skipping_flags
     from cryostorm_run.launch.plan import LaunchError, resolve_command
@@ -262,12 +298,8 @@ def _command_check(report: DoctorReport, command: Sequence[str], environ: Mappin
                    "programs it starts", "check the python it runs: cryostorm-run doctor -- PYTHON")
         return
     interpreter, how = found
-    env = {k: v for k, v in environ.items() if k != "PYTHONPATH" or v}
-    try:
-        done = subprocess.run([*interpreter, "-c", _PROBE_CODE], capture_output=True, text=True, timeout=20, env=env,
-                              check=False)
-        facts = json.loads(done.stdout.strip().splitlines()[-1])
-    except (OSError, subprocess.TimeoutExpired, ValueError, IndexError):
+    facts = run_probe(interpreter, _PROBE_CODE, environ)
+    if facts is None:
         report.add("command", "problem", f"{command[0]} resolves to {path} ({how}), which could not be run to check it")
         return
     where = f"{command[0]} resolves to {path} ({how}), Python {facts['version']} in {facts['prefix']}"
@@ -297,7 +329,7 @@ def diagnose(
     dists = installed(paths)
     report = DoctorReport(contrib_version=dists[CONTRIB_ANCHOR].version if CONTRIB_ANCHOR in dists else None)
     _package_check(report, dists)
-    _instrumentation_check(report, dists, _libraries() if libraries is None else libraries)
+    _instrumentation_check(report, dists, library_table() if libraries is None else libraries)
     if command:
         _command_check(report, command, os.environ if environ is None else environ)
     return report
