@@ -142,7 +142,32 @@ def attach(logger_provider: Any, level: int) -> OtelLogHandler:
 
     FINDER.install()
     FINDER.when_imported("celery.signals", functools.partial(_reattach_after_celery_logging, handler))
+    FINDER.when_imported("logging.config", functools.partial(_reattach_after_logging_config, handler))
     return handler
+
+
+def _reattach_after_logging_config(handler: OtelLogHandler, config: Any) -> None:
+    """`dictConfig` and `fileConfig` replace the root logger's handlers: the program's records would
+    silently stop being exported. The bridge goes back on the root logger after each, next to the
+    program's own handlers (which print; the bridge prints nothing while they exist)."""
+
+    def wrap(original: Any) -> Any:
+        if getattr(original, "_cryostorm", False):
+            return original
+
+        @functools.wraps(original)
+        def configure(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return original(*args, **kwargs)
+            finally:
+                if handler in _ATTACHED and handler not in logging.root.handlers:
+                    logging.root.addHandler(handler)
+
+        configure._cryostorm = True  # type: ignore[attr-defined]
+        return configure
+
+    config.dictConfig = wrap(config.dictConfig)
+    config.fileConfig = wrap(config.fileConfig)
 
 
 def _reattach_after_celery_logging(handler: OtelLogHandler, signals: Any) -> None:
