@@ -12,8 +12,10 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import CRYOSTORM_RUN, PYTHON, child_env, run_launcher
+from conftest import CRYOSTORM_RUN, PYTHON, ROOT, child_env, run_launcher
 from otlp_receiver import Receiver
+
+APPS = ROOT / "tests" / "apps"
 
 # Each program logs the way real ones do; `body` is a record it emits (exported under cryostorm), or None.
 PROGRAMS = {
@@ -159,3 +161,53 @@ def test_pretty_metrics_are_one_line_per_point(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert re.search(r"^\d\d:\d\d:\d\d\.\d{3} metric   jobs\{queue=q1\} 3$", result.stderr, re.M), result.stderr
     assert "{\n" not in result.stderr
+
+
+# command, request path, request lines on stderr (uvicorn writes its access lines to stdout)
+SERVERS = {
+    "flask dev server": (["-m", "flask", "--app", "workers_flask", "run", "--port", "{port}"], "/work", 3),
+    "uvicorn": (["-m", "uvicorn", "workers_fastapi:app", "--port", "{port}"], "/work", 0),
+}
+
+
+def serve_three_requests(command: list[str], path: str, env: dict[str, str]) -> str:
+    """Start a server, send it three requests, stop it with Ctrl-C; its stderr, every number as N."""
+    import signal
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen([arg.format(port=port) for arg in command], cwd=APPS, env=child_env(env),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).read()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the server did not start"
+                time.sleep(0.1)
+        for _ in range(3):
+            urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10).read()
+        time.sleep(0.3)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=30)
+    return re.sub(r"\d+", "N", stderr)  # pids, ports, dates and times differ from run to run
+
+
+@pytest.mark.parametrize("name", list(SERVERS))
+def test_a_servers_stderr_is_unchanged(otlp_receiver: Receiver, name: str) -> None:
+    command, path, request_lines = SERVERS[name]
+    plain = serve_three_requests([PYTHON, *command], path, {})
+    env = {"CRYOSTORM_SERVICE__NAME": "matrix", "CRYOSTORM_EXPORTER_TYPE": "otlp",
+           "CRYOSTORM_COLLECTOR": otlp_receiver.grpc_endpoint,
+           "CRYOSTORM_LOGGING__EXPORT_CONFIG__SCHEDULE_DELAY_MILLIS": "100"}
+    under = serve_three_requests([CRYOSTORM_RUN, "--", PYTHON, *command], path, env)
+    assert "cryostorm: service=matrix" in under
+    assert own_lines(under) == plain
+    assert plain.count(f"GET {path}") == request_lines  # the server's own request lines, there in both
