@@ -57,8 +57,11 @@ def metric_lines(metrics_data: Any) -> str:
     lines = []
     for resource_metrics in metrics_data.resource_metrics:
         for scope_metrics in resource_metrics.scope_metrics:
+            own = scope_metrics.scope.name == "cryostorm"  # cryostorm.exporter.*: worth a line once not 0
             for metric in scope_metrics.metrics:
                 for point in metric.data.data_points:
+                    if own and getattr(point, "value", None) == 0:
+                        continue
                     labels = ",".join(f"{k}={_one_line(v)}" for k, v in (point.attributes or {}).items())
                     name = f"{metric.name}{{{labels}}}" if labels else metric.name
                     lines.append(f"{_clock(None)} metric   {name} {_point(point)}\n")
