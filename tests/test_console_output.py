@@ -165,14 +165,16 @@ def test_pretty_metrics_are_one_line_per_point(tmp_path: Path) -> None:
     assert "{\n" not in result.stderr
 
 
-# command, request path, request lines on stderr (uvicorn writes its access lines to stdout)
+# command, request path, request lines on stderr (uvicorn writes its access lines to stdout), directory
 SERVERS = {
-    "flask dev server": (["-m", "flask", "--app", "workers_flask", "run", "--port", "{port}"], "/work", 3),
-    "uvicorn": (["-m", "uvicorn", "workers_fastapi:app", "--port", "{port}"], "/work", 0),
+    "flask dev server": (["-m", "flask", "--app", "workers_flask", "run", "--port", "{port}"], "/work", 3, APPS),
+    "uvicorn": (["-m", "uvicorn", "workers_fastapi:app", "--port", "{port}"], "/work", 0, APPS),
+    "django runserver": (["manage.py", "runserver", "--noreload", "127.0.0.1:{port}"], "/items/7", 3,
+                         APPS / "django_site"),
 }
 
 
-def serve_three_requests(command: list[str], path: str, env: dict[str, str]) -> str:
+def serve_three_requests(command: list[str], path: str, env: dict[str, str], cwd: Path) -> str:
     """Start a server, send it three requests, stop it with Ctrl-C; its stderr, every number as N."""
     import signal
     import socket
@@ -182,7 +184,7 @@ def serve_three_requests(command: list[str], path: str, env: dict[str, str]) -> 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    proc = subprocess.Popen([arg.format(port=port) for arg in command], cwd=APPS, env=child_env(env),
+    proc = subprocess.Popen([arg.format(port=port) for arg in command], cwd=cwd, env=child_env(env),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 30
@@ -203,13 +205,58 @@ def serve_three_requests(command: list[str], path: str, env: dict[str, str]) -> 
 
 
 @pytest.mark.parametrize("name", list(SERVERS))
-def test_a_servers_stderr_is_unchanged(otlp_receiver: Receiver, name: str) -> None:
-    command, path, request_lines = SERVERS[name]
-    plain = serve_three_requests([PYTHON, *command], path, {})
+def test_a_servers_stderr_is_unchanged(otlp_receiver: Receiver, tmp_path: Path, name: str) -> None:
+    command, path, request_lines, cwd = SERVERS[name]
+    database = {"DJANGO_SITE_DB": str(tmp_path / "items.sqlite")}
+    plain = serve_three_requests([PYTHON, *command], path, database, cwd)
+    env = {**database, "CRYOSTORM_SERVICE__NAME": "matrix", "CRYOSTORM_EXPORTER_TYPE": "otlp",
+           "CRYOSTORM_COLLECTOR": otlp_receiver.grpc_endpoint,
+           "CRYOSTORM_LOGGING__EXPORT_CONFIG__SCHEDULE_DELAY_MILLIS": "100"}
+    under = serve_three_requests([CRYOSTORM_RUN, "--", PYTHON, *command], path, env, cwd)
+    assert "cryostorm: service=matrix" in under
+    assert own_lines(under) == plain
+    shown_path = re.sub(r"\d+", "N", path)
+    assert plain.count(f"GET {shown_path}") == request_lines  # the server's own request lines, there in both
+
+
+def celery_worker_output(argv: list[str], env: dict[str, str], broker: Path) -> str:
+    """A celery prefork worker runs two tasks, one after the other, then gets SIGTERM: its output, with
+    task ids, addresses and numbers normalised."""
+    import signal
+    import time
+
+    celery = str(Path(PYTHON).parent / "celery")
+    log = broker.parent / f"worker-{len(list(broker.parent.glob('worker-*')))}.log"
+    env = {**env, "CELERY_FS_DIR": str(broker)}
+    worker_argv = [*argv, celery, "-A", "celery_app", "worker", "--pool", "prefork", "--concurrency", "1",
+                   "--loglevel", "info", "--without-mingle", "--without-gossip", "--hostname", "matrix@host"]
+    with log.open("wb") as out:  # a file: the worker never blocks on it
+        worker = subprocess.Popen(worker_argv, env=child_env(env), cwd=APPS, stdout=out, stderr=subprocess.STDOUT,
+                                  start_new_session=True)
+    try:
+        for done in (1, 2):
+            send = "from celery_app import add; add.delay(1, 2)"
+            subprocess.run([PYTHON, "-c", send], cwd=APPS, env=child_env(env), check=True, timeout=60)
+            deadline = time.monotonic() + 60
+            while log.read_text(errors="replace").count(" succeeded in ") < done:
+                assert time.monotonic() < deadline, log.read_text(errors="replace")
+                time.sleep(0.1)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=60)
+    text = log.read_text(errors="replace")
+    text = re.sub(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", "UUID", text)
+    text = re.sub(r"0x[0-9a-f]+", "0xADDR", text)
+    return re.sub(r"\d+(\.\d+)?", "N", text)
+
+
+def test_a_celery_workers_output_is_unchanged(otlp_receiver: Receiver, tmp_path: Path) -> None:
+    plain = celery_worker_output([], {}, tmp_path / "broker-plain")
     env = {"CRYOSTORM_SERVICE__NAME": "matrix", "CRYOSTORM_EXPORTER_TYPE": "otlp",
            "CRYOSTORM_COLLECTOR": otlp_receiver.grpc_endpoint,
            "CRYOSTORM_LOGGING__EXPORT_CONFIG__SCHEDULE_DELAY_MILLIS": "100"}
-    under = serve_three_requests([CRYOSTORM_RUN, "--", PYTHON, *command], path, env)
+    under = celery_worker_output([CRYOSTORM_RUN, "--"], env, tmp_path / "broker-under")
     assert "cryostorm: service=matrix" in under
     assert own_lines(under) == plain
-    assert plain.count(f"GET {path}") == request_lines  # the server's own request lines, there in both
+    assert plain.count(" succeeded in ") == 2
+    otlp_receiver.wait_for_logs(lambda logs: sum(r.body.startswith("adding 1 and 2") for r in logs) >= 2)
