@@ -81,8 +81,8 @@ def test_usage_names_every_command_and_subcommand_help_is_plain(command: str) ->
     assert command in usage
     sub = run_launcher([command, "--help"])
     assert sub.returncode == 0
-    assert "<bool>" not in sub.stdout and "╭" not in sub.stdout
-    assert not re.search(r"--(json|debug|strict|probe|probe-span)\s+<", sub.stdout)
+    assert "╭" not in sub.stdout
+    assert "<" not in sub.stdout  # no "<bool>" after a flag, no "<list[str]>": values named as in --help
 
 
 def test_exporter_help_lists_every_exporter() -> None:

@@ -201,15 +201,15 @@ def print_env(
 @app.command("doctor", context_settings={"allow_interspersed_args": False})
 def doctor(
     command: Annotated[Optional[list[str]], typer.Argument(  # noqa: UP045
-        metavar="COMMAND",
-        help="-- COMMAND [ARGS...]: also check that the interpreter running COMMAND can run the hook.")] = None,
+        metavar="-- COMMAND", hidden=True)] = None,  # in the docstring: typer would add "<list[str]>"
     paths: Annotated[list[Path], typer.Option("--path", metavar="DIR", help="Also look for packages in this directory "
                                               "(e.g. another site-packages), before sys.path.")] = [],  # noqa: B006
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")] = False,
     debug: Debug = False,
 ) -> None:
     """Check installed instrumentations, OpenTelemetry package versions and the command's interpreter.
-    Exit 0 when healthy, 1 when there are problems."""
+    Exit 0 when healthy, 1 when there are problems. With -- COMMAND [ARGS...]: also check that the
+    interpreter running COMMAND can run the hook."""
 
     def run() -> int:
         from cryostorm_run.diagnose.doctor import diagnose, render_report
