@@ -170,6 +170,7 @@ def test_mapping_covers_every_setting() -> None:
         "CRYOSTORM_TRACING__ADDITIONAL_EXPORTER_ARGS": "a=1", "CRYOSTORM_TRACING__ADDITIONAL_PROCESSOR_ARGS": "a=1",
         "CRYOSTORM_METRICS__ADDITIONAL_EXPORTER_ARGS": "a=1", "CRYOSTORM_LOGGING__ADDITIONAL_EXPORTER_ARGS": "a=1",
         "CRYOSTORM_LOGGING__ADDITIONAL_PROCESSOR_ARGS": "a=1", "CRYOSTORM_TRACING__SAMPLING_STRATEGY": "traceidratio",
+        "CRYOSTORM_LOGGING__CONSOLE_ECHO": "true",
     }
     per_signal = {f"CRYOSTORM_{s}__{k}": v for s in ("TRACING", "METRICS", "LOGGING") for k, v in (
         ("HEADERS", "a=c"), ("COMPRESSION", "gzip"), ("TIMEOUT_MILLIS", "1000"), ("INSECURE", "true"))}

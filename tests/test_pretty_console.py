@@ -142,9 +142,10 @@ def test_pretty_is_an_exporter_name_for_every_signal() -> None:
     assert ExporterType("pretty") is ExporterType.CONSOLE_PRETTY
     env = settings_env(TelemetrySettings(exporter_type="pretty"))
     assert env["OTEL_TRACES_EXPORTER"] == env["OTEL_METRICS_EXPORTER"] == env["OTEL_LOGS_EXPORTER"] == "pretty"
-    # Metrics and logs have no tree to draw: they keep the JSON console exporters.
-    assert METRIC_READERS["pretty"] is METRIC_READERS["console"]
-    assert LOG_EXPORTERS["pretty"] is LOG_EXPORTERS["console"]
+    # Metrics and logs have no tree to draw: one line per point and per record (tests/test_console_output.py);
+    # `console` chooses by terminal, `pretty` is always for people.
+    assert METRIC_READERS["pretty"] is not METRIC_READERS["console"]
+    assert LOG_EXPORTERS["pretty"] is not LOG_EXPORTERS["console"]
     assert SPAN_EXPORTERS["console"] is not SPAN_EXPORTERS["pretty"]
 
 

@@ -64,7 +64,7 @@ _HISTOGRAMS = (
 ALLOWED_METRICS = frozenset(
     [f"{name}_total" for name in _COUNTERS]
     + [f"{name}_{suffix}" for name in _HISTOGRAMS for suffix in ("bucket", "sum", "count")]
-    + ["llm_active_sessions"]
+    + ["llm_active_sessions", "target_info"]  # target_info: the service of a directly scraped app
 )
 # Every instrument the app creates should appear on the dashboard at least once.
 INSTRUMENT_PREFIXES = (*(f"{n}_total" for n in _COUNTERS), *_HISTOGRAMS, "llm_active_sessions")

@@ -5,25 +5,25 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-TYPER_COMMANDS = ("check-config", "print-env", "doctor", "bootstrap", "schema", "--version")
-
 
 def main(argv: Sequence[str] | None = None) -> None:
     """`cryostorm-run [OPTIONS] -- COMMAND ...`, `cryostorm-run check-config`, `cryostorm-run print-env`."""
+    from cryostorm_run.cli._common import COMMANDS
+
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] == "run":
         args = args[1:]
-    elif not args or args[0] in TYPER_COMMANDS:
+    elif args and args[0] in (*COMMANDS, "--version"):
         from cryostorm_run.cli._app import app
 
         app(args=args, prog_name="cryostorm-run")
         return
-    elif args[0] in ("-h", "--help"):
+    elif not args or args[0] in ("-h", "--help"):
         from cryostorm_run.cli._run import usage
 
-        commands = "check-config, print-env, doctor, bootstrap, schema"
-        sys.stdout.write(usage() + f"\nCommands: {commands} (cryostorm-run COMMAND --help)\n")
-        raise SystemExit(0)
+        # One help, asked for or not; without arguments it is a usage error (exit 2), on stderr.
+        (sys.stdout if args else sys.stderr).write(usage())
+        raise SystemExit(0 if args else 2)
     from cryostorm_run.cli._run import main as run_main
 
     run_main(args)

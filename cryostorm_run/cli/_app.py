@@ -19,19 +19,25 @@ app = typer.Typer(
     name="cryostorm-run",
     help="Zero-code OpenTelemetry for Python programs: cryostorm-run [OPTIONS] -- COMMAND [ARGS...]",
     add_completion=False,
-    no_args_is_help=True,
     pretty_exceptions_enable=False,
+    # Plain help, in the style of `cryostorm-run --help`: no `<bool>` after a flag that takes no value,
+    # and `[tool.cryostorm]` in a help text is shown, not read as markup.
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-EnvFile = Annotated[Optional[Path], typer.Option("--env-file", help="Read settings from a dotenv file.")]  # noqa: UP045
+EnvFile = Annotated[Optional[Path], typer.Option(  # noqa: UP045
+    "--env-file", metavar="PATH", help="Read settings from a dotenv file.")]
 ConfigFile = Annotated[Optional[Path], typer.Option(  # noqa: UP045
-    "--config-file", help="An OpenTelemetry configuration file (YAML, file_format 1.x; as OTEL_CONFIG_FILE): it "
-    "decides the OpenTelemetry settings. cryostorm.toml / [tool.cryostorm] is read without an option.")]
-SetOpt = Annotated[list[str], typer.Option("--set", help="KEY=VALUE by dotted path, e.g. tracing.sample_rate=0.5")]
-ServiceName = Annotated[Optional[str], typer.Option("--service-name", help=FLAGS["--service-name"][1])]  # noqa: UP045
-Exporter = Annotated[Optional[str], typer.Option("--exporter", help=FLAGS["--exporter"][1])]  # noqa: UP045
-Endpoint = Annotated[Optional[str], typer.Option("--endpoint", help=FLAGS["--endpoint"][1])]  # noqa: UP045
+    "--config-file", metavar="PATH", help="An OpenTelemetry configuration file (YAML, file_format 1.x; as "
+    "OTEL_CONFIG_FILE): it decides the OpenTelemetry settings. cryostorm.toml / [tool.cryostorm] is read "
+    "without an option.")]
+SetOpt = Annotated[list[str], typer.Option("--set", metavar="KEY=VALUE",
+                                           help="KEY=VALUE by dotted path, e.g. tracing.sample_rate=0.5")]
+ServiceName = Annotated[Optional[str], typer.Option(  # noqa: UP045
+    "--service-name", metavar="VALUE", help=FLAGS["--service-name"][1])]
+Exporter = Annotated[Optional[str], typer.Option("--exporter", metavar="VALUE", help=FLAGS["--exporter"][1])]  # noqa: UP045
+Endpoint = Annotated[Optional[str], typer.Option("--endpoint", metavar="VALUE", help=FLAGS["--endpoint"][1])]  # noqa: UP045
 Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks of internal errors.")]
 
 
@@ -48,32 +54,6 @@ def _stderr_console() -> Any:
     return Console(stderr=True, highlight=False, soft_wrap=False)
 
 
-def flatten(value: Any, prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Any]]:
-    if isinstance(value, dict) and value and not (prefix and prefix[-1] in ("additional_attributes",)):
-        items: list[tuple[tuple[str, ...], Any]] = []
-        for key, sub in value.items():
-            items += flatten(sub, (*prefix, str(key)))
-        return items
-    return [(prefix, value)]
-
-
-def effective_rows(loaded: Any) -> list[dict[str, Any]]:
-    """Every effective setting: dotted name, shown value (secrets masked), source."""
-    from cryostorm_run.common.shown import mask_url
-    from cryostorm_run.config.sources import is_secret_path
-
-    data = loaded.settings.model_dump(mode="json")
-    rows = []
-    for path, raw in flatten(data):
-        shown = "****" if is_secret_path(path) and raw not in (None, "", {}) else raw
-        if isinstance(shown, (list, dict)):
-            shown = json.dumps(shown)
-        if isinstance(shown, str):
-            shown = mask_url(shown)  # user:password@ and ?token= of any URL-like value
-        rows.append({"setting": ".".join(path), "value": shown, "source": loaded.origin(path).describe()})
-    return rows
-
-
 @app.command("check-config")
 def check_config(
     env_file: EnvFile = None,
@@ -85,7 +65,8 @@ def check_config(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")] = False,
     strict: Annotated[bool, typer.Option("--strict", help="Treat warnings as errors (exit 2).")] = False,
     probe: Annotated[bool, typer.Option("--probe", help="Connect to each OTLP endpoint; exit 3 if one fails.")] = False,
-    probe_timeout: Annotated[float, typer.Option("--probe-timeout", min=0.1, help="Seconds per endpoint.")] = 3.0,
+    probe_timeout: Annotated[float, typer.Option("--probe-timeout", min=0.1, metavar="SECONDS",
+                                                 help="Seconds per endpoint.")] = 3.0,
     probe_span: Annotated[bool, typer.Option("--probe-span", help="With --probe: send one test span.")] = False,
     debug: Debug = False,
 ) -> None:
@@ -93,6 +74,8 @@ def check_config(
     (or, with --strict, if there are warnings), 3 if a --probe fails."""
 
     def run() -> int:
+        from cryostorm_run.cli._rows import effective_rows
+
         loaded = _load(env_file, assignments, service_name, exporter, endpoint, config_file)
         rows = effective_rows(loaded)
         rows += [{"setting": name, "value": value, "source": origin.describe()}  # an OTel file's limits
@@ -135,14 +118,17 @@ def _print_table(rows: list[dict[str, Any]]) -> None:
     from rich.table import Table
     from rich.text import Text
 
+    from cryostorm_run.cli._rows import shown_value
     from cryostorm_run.common.shown import printable
 
     table = Table(title="cryostorm settings (valid)", title_justify="left")
     for column in ("setting", "value", "source"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")  # a long name or value wraps, never cut
+    whole = 100_000  # printable() escapes control characters; nothing is shortened
     for row in rows:
         # Text, not markup: a value holding "[/x]" is shown, never parsed; control characters escaped.
-        table.add_row(Text(row["setting"]), Text(printable(row["value"], 80)), Text(printable(row["source"], 200)))
+        table.add_row(Text(row["setting"]), Text(printable(shown_value(row["value"]), whole)),
+                      Text(printable(row["source"], whole)))
     _stderr_console().print(table)
 
 
@@ -154,7 +140,7 @@ def print_env(
     service_name: ServiceName = None,
     exporter: Exporter = None,
     endpoint: Endpoint = None,
-    fmt: Annotated[str, typer.Option("--format", help="shell (safe to eval), dotenv (for a shell's "
+    fmt: Annotated[str, typer.Option("--format", metavar="FORMAT", help="shell (safe to eval), dotenv (for a shell's "
                                      "`set -a; . FILE` and python-dotenv), json, docker (a docker run --env-file) "
                                      "or k8s (a container's env: list); docker and k8s leave out PYTHONPATH"
                                      )] = "shell",
@@ -214,14 +200,15 @@ def print_env(
 @app.command("doctor", context_settings={"allow_interspersed_args": False})
 def doctor(
     command: Annotated[Optional[list[str]], typer.Argument(  # noqa: UP045
-        help="-- COMMAND [ARGS...]: also check that the interpreter running COMMAND can run the hook.")] = None,
-    paths: Annotated[list[Path], typer.Option("--path", help="Also look for packages in this directory "
+        metavar="-- COMMAND", hidden=True)] = None,  # in the docstring: typer would add "<list[str]>"
+    paths: Annotated[list[Path], typer.Option("--path", metavar="DIR", help="Also look for packages in this directory "
                                               "(e.g. another site-packages), before sys.path.")] = [],  # noqa: B006
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")] = False,
     debug: Debug = False,
 ) -> None:
     """Check installed instrumentations, OpenTelemetry package versions and the command's interpreter.
-    Exit 0 when healthy, 1 when there are problems."""
+    Exit 0 when healthy, 1 when there are problems. With -- COMMAND [ARGS...]: also check that the
+    interpreter running COMMAND can run the hook."""
 
     def run() -> int:
         from cryostorm_run.diagnose.doctor import diagnose, render_report

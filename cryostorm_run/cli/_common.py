@@ -9,14 +9,18 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from cryostorm_run.config.enums import ExporterType
 from cryostorm_run.config.sources import Path_, Problem
 
 EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
+# The typer commands, in the order of the help.
+COMMANDS = ("check-config", "print-env", "doctor", "bootstrap", "schema")
+
 # Shortcut flags: each is only another spelling of one settings path (see --set for all of them).
 FLAGS: dict[str, tuple[Path_, str]] = {
     "--service-name": (("service", "name"), "service.name"),
-    "--exporter": (("exporter_type",), "exporter_type: console, pretty, otlp, none (all signals)"),
+    "--exporter": (("exporter_type",), f"exporter_type for all signals: {', '.join(ExporterType.choices())}"),
     "--endpoint": (("collector",), "collector URL for all signals, e.g. http://collector:4317"),
 }
 

@@ -11,12 +11,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from cryostorm_run.cli._common import FLAGS, UsageError, boundary, load, overrides_from
+from cryostorm_run.cli._common import COMMANDS, FLAGS, UsageError, boundary, load, overrides_from
 from cryostorm_run.config.sources import Problem
 
 USAGE = """\
 Usage: cryostorm-run [OPTIONS] -- COMMAND [ARGS...]
-       cryostorm-run check-config | print-env | --version | --help
+       cryostorm-run {commands} | --version | --help
 
 Run COMMAND with OpenTelemetry configured from CRYOSTORM_* / OTEL_* settings.
 
@@ -30,12 +30,14 @@ Options (before --):
   --verbose              full startup report (each instrumentation and why)
   --debug                show tracebacks for internal errors
   -h, --help             show this help
+
+Commands: {command_list} (cryostorm-run COMMAND --help)
 """
 
 
 def usage() -> str:
     flags = "\n".join(f"  {flag + ' VALUE':<22} {help_}" for flag, (_, help_) in FLAGS.items())
-    return USAGE.format(flags=flags)
+    return USAGE.format(flags=flags, commands=" | ".join(COMMANDS), command_list=", ".join(COMMANDS))
 
 
 def parse(args: Sequence[str]) -> tuple[dict[str, object], list[str]]:

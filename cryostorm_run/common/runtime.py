@@ -67,6 +67,7 @@ class Runtime:
     schema_url: str | None = None
     excluded_urls: str = ""
     children: str = "all"
+    log_echo: bool = False  # logging.console_echo
 
     @property
     def environment(self) -> str:
@@ -172,4 +173,5 @@ def runtime_from_env(env: Mapping[str, str]) -> Runtime:
         schema_url=env.get("_CRYOSTORM_SCHEMA_URL") or None,
         excluded_urls=env.get("OTEL_PYTHON_EXCLUDED_URLS", ""),
         children=(env.get("_CRYOSTORM_CHILDREN") or "all").lower(),
+        log_echo=(env.get("_CRYOSTORM_LOGS_ECHO") or "").strip().lower() == "true",
     )

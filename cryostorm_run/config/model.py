@@ -302,6 +302,8 @@ class LoggingConfig(_SignalConfig):
     export_timeout_millis: Millis | None = Field(None, description="Overrides export_config")
     max_queue_size: Positive | None = Field(None, description="Overrides export_config")
     additional_processor_args: ExtraArgs = Field(default_factory=dict)
+    console_echo: bool = Field(False, description="Also write each exported log record to stderr as one line "
+                               "(time, level, logger, message, trace id); off: the program's stderr is its own")
 
 
 class TelemetryModel(BaseConfig):

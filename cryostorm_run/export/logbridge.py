@@ -1,10 +1,11 @@
 """Bridge from the standard `logging` module to OpenTelemetry logs, without changing what the app sees.
 
-Attaching a handler to the root logger has two side effects other launchers suffer from:
-`logging.lastResort` stops printing the app's warnings (a handler now exists), and
-`logging.basicConfig()` becomes a no-op (the root already has a handler). This bridge undoes
-both: it prints through `lastResort` exactly when Python would have, and it steps aside while
-`basicConfig` runs.
+Attaching a handler to the root logger, as other launchers do, changes the program: `logging.lastResort`
+stops printing its warnings, `logging.basicConfig()` becomes a no-op, `dictConfig` or celery silently
+remove the handler, and libraries that look for a handler before adding their own (werkzeug's request
+lines) print nothing. So the bridge is on no logger: `Logger.callHandlers` hands it each record that
+reaches the root logger, after the program's own handlers (or lastResort) had it. The program's
+handlers are exactly its own.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import functools
 import logging
 import time
-import weakref
 from contextvars import ContextVar
 from typing import Any
 
@@ -93,76 +93,47 @@ class OtelLogHandler(logging.Handler):
         # The SDK's own diagnostics (an unreachable collector...) are printed, never exported:
         # exporting them through the failing exporter would feed the failure with its own errors.
         exported = record.levelno >= self.export_level and not record.name.startswith("opentelemetry.")
-        handled = super().handle(record) if exported else False
-        _last_resort(record, self)
-        return bool(handled)
+        return bool(super().handle(record)) if exported else False
 
 
-def _last_resort(record: logging.LogRecord, ours: logging.Handler) -> None:
-    """Print via `logging.lastResort` if no handler but ours exists on the record's path."""
-    last = logging.lastResort
-    if last is None or record.levelno < last.level:
-        return
-    logger: logging.Logger | None = logging.getLogger(record.name) if record.name != "root" else logging.root
-    while logger is not None:
-        if any(h is not ours for h in logger.handlers):
-            return
-        if not logger.propagate:
-            return
-        logger = logger.parent
-    last.handle(record)
+_ATTACHED: list[OtelLogHandler] = []  # bridges attached and not yet detached
+_ORIGINAL_CALL_HANDLERS = logging.Logger.callHandlers
 
 
-_ORIGINAL_BASIC_CONFIG = logging.basicConfig
-_ATTACHED: weakref.WeakSet[logging.Handler] = weakref.WeakSet()  # bridges attached and not yet detached
+def _reaches_root(logger: logging.Logger) -> bool:
+    """Whether a record logged on `logger` propagates up to the root logger (where a handler on the root
+    would have seen it)."""
+    current: logging.Logger | None = logger
+    while current is not None and current.parent is not None:
+        if not current.propagate:
+            return False
+        current = current.parent
+    return True
 
 
-def _basic_config_without_us(**kwargs: Any) -> None:
-    ours = [h for h in logging.root.handlers if isinstance(h, OtelLogHandler)]
-    for handler in ours:
-        logging.root.removeHandler(handler)
-    try:
-        _ORIGINAL_BASIC_CONFIG(**kwargs)
-    finally:
-        for handler in ours:
-            if handler not in logging.root.handlers:
-                logging.root.addHandler(handler)
+def _call_handlers(self: logging.Logger, record: logging.LogRecord) -> None:
+    _ORIGINAL_CALL_HANDLERS(self, record)  # the program's handlers, or lastResort, exactly as without us
+    if _ATTACHED and _reaches_root(self):
+        for handler in list(_ATTACHED):
+            handler.handle(record)
 
 
-functools.update_wrapper(_basic_config_without_us, _ORIGINAL_BASIC_CONFIG)
+functools.update_wrapper(_call_handlers, _ORIGINAL_CALL_HANDLERS)
 
 
 def attach(logger_provider: Any, level: int) -> OtelLogHandler:
-    """Attach the bridge to the root logger (and keep `basicConfig` working for the app)."""
+    """Export every record that reaches the root logger, leaving the program's handlers as they are."""
     handler = OtelLogHandler(logger_provider, level)
-    _ATTACHED.add(handler)
-    logging.root.addHandler(handler)
-    logging.basicConfig = _basic_config_without_us
-    from cryostorm_run.hook.instrument import FINDER
-
-    FINDER.install()
-    FINDER.when_imported("celery.signals", functools.partial(_reattach_after_celery_logging, handler))
+    _ATTACHED.append(handler)
+    logging.Logger.callHandlers = _call_handlers  # type: ignore[method-assign]
     return handler
 
 
-def _reattach_after_celery_logging(handler: OtelLogHandler, signals: Any) -> None:
-    """A celery worker empties the root logger's handlers when it sets up its logging
-    (`worker_hijack_root_logger`, on by default), which would silently end log export in the worker
-    and in every pool child forked from it. Its `after_setup_logger` signal comes right after that:
-    the bridge goes back on the root logger then, next to celery's own handler."""
-
-    def reattach(sender: Any = None, **kwargs: Any) -> None:
-        if handler in _ATTACHED and handler not in logging.root.handlers:
-            logging.root.addHandler(handler)
-
-    signals.after_setup_logger.connect(reattach, weak=False)
-
-
 def detach(handler: logging.Handler) -> None:
-    _ATTACHED.discard(handler)
-    logging.root.removeHandler(handler)
-    if not any(isinstance(h, OtelLogHandler) for h in logging.root.handlers):
-        logging.basicConfig = _ORIGINAL_BASIC_CONFIG
+    if handler in _ATTACHED:
+        _ATTACHED.remove(handler)
+    if not _ATTACHED:
+        logging.Logger.callHandlers = _ORIGINAL_CALL_HANDLERS  # type: ignore[method-assign]
 
 
 def inject_trace_context(service_name: str) -> None:

@@ -43,7 +43,11 @@ def _unknown(signal: str, name: str, registry: dict[str, Any]) -> TelemetrySetup
 def _console_spans(_: SignalRuntime) -> Any:
     from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
-    return ConsoleSpanExporter(out=STDERR)  # type: ignore[arg-type]
+    from cryostorm_run.export.compact import ByTerminal
+    from cryostorm_run.export.pretty import PrettySpanExporter
+
+    # On a terminal, the readable tree; JSON for machines (a pipe, a file, a container log)
+    return ByTerminal(PrettySpanExporter(), ConsoleSpanExporter(out=STDERR))  # type: ignore[arg-type]
 
 
 def _memory_spans(_: SignalRuntime) -> Any:
@@ -151,7 +155,21 @@ def _periodic(rt: Runtime, exporter: Any) -> Any:
 def _console_metrics(rt: Runtime) -> Any:
     from opentelemetry.sdk.metrics.export import ConsoleMetricExporter
 
-    return _periodic(rt, ConsoleMetricExporter(out=STDERR))  # type: ignore[arg-type]
+    from cryostorm_run.export.compact import ByTerminal
+
+    return _periodic(rt, ByTerminal(_compact_metrics(), ConsoleMetricExporter(out=STDERR)))  # type: ignore[arg-type]
+
+
+def _compact_metrics() -> Any:
+    from opentelemetry.sdk.metrics.export import ConsoleMetricExporter
+
+    from cryostorm_run.export.compact import metric_lines
+
+    return ConsoleMetricExporter(out=STDERR, formatter=metric_lines)  # type: ignore[arg-type]
+
+
+def _pretty_metrics(rt: Runtime) -> Any:
+    return _periodic(rt, _compact_metrics())
 
 
 def _otlp_metrics(rt: Runtime) -> Any:
@@ -184,7 +202,7 @@ def _prometheus_metrics(rt: Runtime) -> Any:
 
 METRIC_READERS: dict[str, Callable[[Runtime], Any]] = {
     "console": _console_metrics,
-    "pretty": _console_metrics,  # no tree to draw for metrics: the JSON console exporter
+    "pretty": _pretty_metrics,  # one line per metric point
     "otlp": _otlp_metrics,
     "in_memory": _memory_metrics,
     "prometheus": _prometheus_metrics,
@@ -216,7 +234,17 @@ def build_meter_provider(rt: Runtime, resource: Resource, outputs: dict[str, Any
 def _console_logs(_: SignalRuntime) -> Any:
     from opentelemetry.sdk._logs.export import ConsoleLogRecordExporter
 
-    return ConsoleLogRecordExporter(out=STDERR)  # type: ignore[arg-type]
+    from cryostorm_run.export.compact import ByTerminal
+
+    return ByTerminal(_compact_logs(_), ConsoleLogRecordExporter(out=STDERR))  # type: ignore[arg-type]
+
+
+def _compact_logs(_: SignalRuntime) -> Any:
+    from opentelemetry.sdk._logs.export import ConsoleLogRecordExporter
+
+    from cryostorm_run.export.compact import log_line
+
+    return ConsoleLogRecordExporter(out=STDERR, formatter=log_line)  # type: ignore[arg-type]
 
 
 def _lazy_log_exporter(sig: SignalRuntime) -> Any:
@@ -237,7 +265,7 @@ def _memory_logs(_: SignalRuntime) -> Any:
 
 LOG_EXPORTERS: dict[str, Callable[[SignalRuntime], Any]] = {
     "console": _console_logs,
-    "pretty": _console_logs,  # log records stay the JSON console exporter's
+    "pretty": _compact_logs,  # one line per log record
     "otlp": _lazy_log_exporter,
     "in_memory": _memory_logs,
 }
@@ -256,7 +284,7 @@ def log_processor(sig: SignalRuntime, exporter: Any) -> Any:
 
 
 def build_logger_provider(rt: Runtime, resource: Resource, outputs: dict[str, Any] | None = None) -> Any:
-    """`outputs`: receives the exporter under "logs" (not the development console echo)."""
+    """`outputs`: receives the exporter under "logs" (not the console echo)."""
     from opentelemetry.sdk._logs import LoggerProvider
 
     sig = rt.logs
@@ -267,9 +295,10 @@ def build_logger_provider(rt: Runtime, resource: Resource, outputs: dict[str, An
     provider.add_log_record_processor(log_processor(sig, exporter))
     if outputs is not None:
         outputs["logs"] = exporter
-    if rt.environment == "development" and sig.exporter not in ("console", "pretty"):
-        # Seed 3.10: in development, log records are also echoed to the console.
+    if rt.log_echo and sig.exporter not in ("console", "pretty"):
+        # logging.console_echo: each exported record also as one line on stderr (seed 3.10 did this in
+        # every development run, as JSON: 434 stderr lines for three Flask requests, errors twice).
         from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
 
-        provider.add_log_record_processor(SimpleLogRecordProcessor(_console_logs(sig)))
+        provider.add_log_record_processor(SimpleLogRecordProcessor(_compact_logs(sig)))
     return provider

@@ -16,6 +16,22 @@ from typing import Any, NoReturn
 _DONE = False
 HOOK_DIR_VAR = "_CRYOSTORM_HOOK_DIR"
 REPORT_VAR = "_CRYOSTORM_REPORT"
+# Interpreters multiprocessing starts for its own bookkeeping (`python -c "from multiprocessing.X import
+# main; ..."`): they never run the program's code, so they never emit. Configuring telemetry there cost
+# ~0.5 s of CPU each and printed a start-up line that looked like one more worker.
+HELPERS = ("multiprocessing.resource_tracker", "multiprocessing.semaphore_tracker")  # the latter: Python < 3.8
+# The forkserver runs no program code either, but the workers it forks inherit what it configured: it
+# announces itself, saying what it is (its workers, forked, print no line of their own).
+FORKSERVER = "multiprocessing.forkserver"
+
+
+def helper_role(argv: list[str]) -> tuple[str | None, bool]:
+    """(the multiprocessing module this interpreter serves, whether it can emit), or (None, True)."""
+    code = argv[argv.index("-c") + 1] if "-c" in argv[:-1] else ""
+    for module in (*HELPERS, FORKSERVER):
+        if code.startswith(f"from {module} import main"):
+            return module, module == FORKSERVER
+    return None, True
 
 
 def warn(message: str) -> None:
@@ -69,8 +85,14 @@ def initialize() -> None:
     # While initialising, children must not run the hook again (no recursion).
     if pythonpath is not None and hook_dir:
         os.environ["PYTHONPATH"] = _without(pythonpath, hook_dir)
+    role, emits = helper_role(list(getattr(sys, "orig_argv", sys.argv)))
     try:
-        _initialize(started)
+        if not emits:
+            if os.environ.get(REPORT_VAR) == "verbose":
+                warn(f"pid={os.getpid()} ppid={os.getppid()} process={role}: not instrumented (a helper "
+                     "that runs none of the program's code)")
+            return
+        _initialize(started, role)
     except Exception as exc:
         warn(f"telemetry disabled in this process: {type(exc).__name__}: {exc}")
     finally:
@@ -78,7 +100,7 @@ def initialize() -> None:
             os.environ["PYTHONPATH"] = pythonpath
 
 
-def _initialize(started: float) -> None:
+def _initialize(started: float, role: str | None) -> None:
     from cryostorm_run.hook import instrument as _instrument
     from cryostorm_run.hook import sdk_warnings as _diagnostics
     from cryostorm_run.hook.entrypoints import entry_points
@@ -107,7 +129,7 @@ def _initialize(started: float) -> None:
     import gc
 
     gc.freeze()
-    _report(providers, (time.perf_counter() - started) * 1000)
+    _report(providers, (time.perf_counter() - started) * 1000, role)
 
 
 def _check_versions() -> None:
@@ -285,7 +307,7 @@ def _in_main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-def _report(providers: Any, elapsed_ms: float) -> None:
+def _report(providers: Any, elapsed_ms: float, role: str | None = None) -> None:
     from cryostorm_run.common.shown import printable
     from cryostorm_run.hook.instrument import STATUS
 
@@ -299,7 +321,7 @@ def _report(providers: Any, elapsed_ms: float) -> None:
         f"service={service} env={env} pid={os.getpid()} ppid={os.getppid()} {exporters} "
         f"sampler={rt.sampler} instrumented={len(STATUS.instrumented)} on-import={len(STATUS.watching)} "
         f"hook={elapsed_ms:.0f}ms"
-    )
+    ) + (f" process={role}" if role else "")
     warn(line)
     if mode == "verbose":
         for name in STATUS.instrumented:

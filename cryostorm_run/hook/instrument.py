@@ -46,8 +46,8 @@ INSTRUMENT_KWARGS: dict[str, dict[str, Any]] = {
     "starlette": {"exclude_spans": ["receive", "send"]},
 }
 
-# Handled by cryostorm itself: the log bridge exports records (keeping lastResort and basicConfig
-# working) and a record factory adds otelTraceID/otelSpanID, as opentelemetry-instrumentation-logging
+# Handled by cryostorm itself: the log bridge exports records (the program's handlers, lastResort and
+# basicConfig untouched) and a record factory adds otelTraceID/otelSpanID, as opentelemetry-instrumentation-logging
 # would, without importing it at start-up (`logging` is always imported already).
 BUILT_IN = {"logging": "handled by cryostorm's log bridge"}
 

@@ -245,6 +245,8 @@ def _cryostorm_rows(s: TelemetryModel) -> list[EnvRow]:
     ]
     if s.schema_url:
         rows.append(EnvRow("_CRYOSTORM_SCHEMA_URL", s.schema_url, "schema_url"))
+    if s.logging.console_echo:
+        rows.append(EnvRow("_CRYOSTORM_LOGS_ECHO", "true", "logging.console_echo"))
     extra_args = {
         "_CRYOSTORM_TRACES_EXPORTER_ARGS": (s.tracing.additional_exporter_args, "tracing.additional_exporter_args"),
         "_CRYOSTORM_TRACES_PROCESSOR_ARGS": (s.tracing.additional_processor_args, "tracing.additional_processor_args"),
