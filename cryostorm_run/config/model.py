@@ -224,8 +224,9 @@ class ExportConfig(BaseConfig):
     max_queue_size: Positive = Field(16_384, description="Items buffered before new ones are dropped")
     max_block_millis: Annotated[int, Field(ge=0, le=10_000)] = Field(
         500,
-        description="Queue full and the collector answering quickly (within 50 ms: a burst to a near collector): "
-        "wait up to this for room instead of dropping (0: never wait; a distant or failing collector: never)",
+        description="Queue full and the collector answering quickly (within a tenth of this, 50 ms by default: a "
+        "burst to a near collector): wait up to this for room instead of dropping (0: never wait; a distant or "
+        "failing collector: never)",
     )
     max_in_flight: Annotated[int, Field(ge=1, le=32)] = Field(
         4,

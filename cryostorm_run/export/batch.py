@@ -44,10 +44,20 @@ KEEP_WHILE_FAILING = 8
 GROW_BATCHES = 4
 GROWN_BYTES_MAX = 1 << 20
 
-# A full queue waits for room (`max_block_s`) only behind a collector answering within this: room
-# then comes in milliseconds. Behind a distant one it would hold the program for a round trip, so
-# the item is dropped and reported instead.
-QUICK_ANSWER_S = 0.05
+# A full queue waits for room (`max_block_s`) only behind a collector whose answers take at most
+# this share of the longest wait allowed (50 ms for the default 500 ms): room then comes soon. Behind
+# a distant one a wait would hold the program for a round trip, so the item is dropped and reported.
+QUICK_ANSWER_SHARE = 0.1
+
+class _RetryLater:
+    """What an exporter returns when the collector stayed unreachable (a transient failure) for a
+    batch's whole retry budget: the queue keeps the batch, in front, and retries it, instead of giving
+    it up; an outage then costs only what the queue's bound sheds (counted and reported)."""
+
+    name = "RETRY_LATER"
+
+
+RETRY_LATER = _RetryLater()
 
 # Batch queues of this process, for the exit report (what was dropped, what is still queued).
 BATCH_QUEUES: weakref.WeakSet[BatchQueue] = weakref.WeakSet()
@@ -143,7 +153,9 @@ class BatchQueue:
             return False
         deadline = time.monotonic() + self.max_block_s
         while self._held() >= self.max_queue_size:
-            if time.monotonic() >= deadline or self.last_duration_s > QUICK_ANSWER_S or not self.keeping_up():
+            answer_s = getattr(self.exporter, "answer_s", None)  # its last request alone, when it says
+            quick = (self.last_duration_s if answer_s is None else answer_s) <= self.max_block_s * QUICK_ANSWER_SHARE
+            if time.monotonic() >= deadline or not quick or not self.keeping_up():
                 return False
             time.sleep(0.0005)  # releases the GIL: the worker drains the queue meanwhile
         return True
@@ -278,10 +290,11 @@ class BatchQueue:
     def _export_batch(self, batch: list[Any]) -> None:
         key = id(batch)
         started = self._exports[key] = time.monotonic()
-        ok = False
+        ok = again = False
         try:
             result = self._export(batch)
             ok = getattr(result, "name", "SUCCESS") == "SUCCESS" and result is not False
+            again = result is RETRY_LATER
         except Exception as exc:  # an exporter bug must not kill the worker
             logging.getLogger("opentelemetry.cryostorm.export").warning(
                 "exporting %d %s failed: %s: %s", len(batch), self.kind, type(exc).__name__, exc)
@@ -292,6 +305,8 @@ class BatchQueue:
                 self.last_ok = ok
                 if ok:
                     self.exported += len(batch)
+                elif again:  # still queued, in front: taken again at once (given up only at the exit deadline)
+                    self.queue.extendleft(reversed(batch))
                 else:
                     self.failed += len(batch)
                 self.in_flight -= len(batch)

@@ -12,6 +12,7 @@ from typing import Any
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from cryostorm_run.common.runtime import SignalRuntime
+from cryostorm_run.export.batch import RETRY_LATER
 from cryostorm_run.export.errors import TelemetrySetupError, exporting, fault_target, note_transport_error
 from cryostorm_run.export.otlp_send import TRANSIENT_CODES, TRANSIENT_HTTP, reachable
 
@@ -199,14 +200,16 @@ class LazySpanExporter(_Lazy, SpanExporter):
         data = otlp_encode.request_bytes(spans)
         with exporting(*self.fault_target):
             attempt = otlp_send.deliver(sender, data, budget_s=self.retry_budget_s, stop=self._stop,
-                                        on_answer=self._answered, what=f"{len(spans)} spans")
+                                        on_answer=self._answered, what=f"{len(spans)} spans", kept=True)
         if attempt.ok:
             report_partial_success("traces", attempt.response)
             return SpanExportResult.SUCCESS
+        if attempt.transient and not self._stop.is_set():
+            return RETRY_LATER  # type: ignore[return-value]  # the queue keeps the batch (see batch.py)
         return SpanExportResult.FAILURE
 
-    def _answered(self, ok: bool) -> None:
-        self.answering = ok
+    def _answered(self, ok: bool, seconds: float) -> None:
+        self.answering, self.answer_s = ok, seconds  # the request alone (not building the transport)
 
 
 def _headers(sig: SignalRuntime) -> dict[str, str] | None:

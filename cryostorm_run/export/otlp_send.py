@@ -177,9 +177,11 @@ class HttpSender:
 
 
 def deliver(sender: Any, data: bytes, *, budget_s: float, stop: threading.Event,
-            on_answer: Callable[[bool], None], what: str) -> Attempt:
+            on_answer: Callable[[bool, float], None], what: str, kept: bool = False) -> Attempt:
     """Send `data`, retrying transient failures with backoff (or the collector's own delay) for up to
-    `budget_s`; `on_answer(ok)` after each attempt (the queue tells a stuck collector by it)."""
+    `budget_s`; `on_answer(ok, seconds)` after each attempt (the queue tells a stuck collector by it,
+    and a near one by how soon it answers).
+    `kept`: a transient failure past the budget leaves the data queued (said so, not "failed")."""
     import random
 
     from cryostorm_run.export.errors import CONFIGURATION_FAULTS, explain
@@ -189,8 +191,9 @@ def deliver(sender: Any, data: bytes, *, budget_s: float, stop: threading.Event,
     told = False
     where = getattr(sender, "target", None) or sender.url
     while True:
+        sent = time.monotonic()
         attempt: Attempt = sender.send(data, sender.timeout)
-        on_answer(attempt.ok)
+        on_answer(attempt.ok, time.monotonic() - sent)
         if attempt.ok or not attempt.transient or stop.is_set():
             break
         explained = None if told else explain(attempt.error)
@@ -205,7 +208,10 @@ def deliver(sender: Any, data: bytes, *, budget_s: float, stop: threading.Event,
         if stop.wait(wait):
             break
         delay = min(delay * 2, 1.0)  # back within about a second of the collector
-    if not attempt.ok:
+    if not attempt.ok and kept and attempt.transient and not stop.is_set():
+        _logger.warning("exporting %s to %s: no answer for %.0f s, kept in the queue and retried: %s", what, where,
+                        time.monotonic() - started, attempt.error)
+    elif not attempt.ok:
         _logger.warning("exporting %s to %s failed%s: %s", what, where,
                         " (retried until the budget ran out)" if attempt.transient else "", attempt.error)
     return attempt
