@@ -270,7 +270,8 @@ def _exporter_of(signal_name: str, requests: list[dict[str, Any]], built: dict[s
     if not names:
         return {"kind": "none"}
     if not requests:
-        return {"kind": "console" if any("Console" in n for n in names) else f"other: {names}"}
+        # cryostorm's `console`: ByTerminal picks a one-line or the SDK's JSON console exporter per export
+        return {"kind": "console" if any("Console" in n or n == "ByTerminal" for n in names) else f"other: {names}"}
     r = requests[0]
     # Some exporters pass what is left of their deadline (a few ms less, more on a loaded machine): the
     # generated timeouts are multiples of 0.5 s, so the next multiple of 0.5 s is the configured one.
