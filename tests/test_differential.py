@@ -104,10 +104,6 @@ ALLOWED: dict[str, tuple[str, Rule]] = {
         "an https endpoint is TLS whatever OTEL_EXPORTER_OTLP_*INSECURE says, on both sides; the OTLP/gRPC exporter "
         "then skips the signal's own certificate files because of the flag (system CAs instead); cryostorm uses them",
         lambda path, up, cs, raw: path.endswith("/tls") and _insecure_https(path.split("/")[0].upper(), raw)),
-    "log echo in development": ("in the development environment (the default) log records are also echoed to "
-                                "the console (seed 3.10): one more log processor",
-                                lambda path, up, cs, raw: path == "log_processors" and cs == up + 1
-                                and _environment(raw) == "development"),
 }
 
 # -- refusals cryostorm documents (README "Standard OTEL_* variables you already have") ---------------
