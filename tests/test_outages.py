@@ -98,10 +98,13 @@ def test_an_outage_and_a_rolling_restart_lose_nothing(otlp_receiver: Receiver, t
         assert srv.stop() == 0, srv.output()  # SIGTERM to the master: a rolling restart
     output = srv.output()
     received = otlp_receiver.wait_for_spans(
-        lambda spans: sum(1 for s in spans if s.kind == "SERVER") >= total, timeout=60)
+        lambda spans: len({s.span_id for s in spans if s.kind == "SERVER"}) >= total, timeout=60)
     server_spans = [s for s in received if s.kind == "SERVER"]
-    assert len(server_spans) == total, f"served {total}, received {len(server_spans)}: {output[-3000:]}"
-    assert len({s.span_id for s in server_spans}) == total  # each once
+    unique = {s.span_id for s in server_spans}
+    assert len(unique) == total, f"served {total}, received {len(unique)}: {output[-3000:]}"  # every one
+    # At least once: a request the receiver took just as it was stopped never got its answer, so that
+    # batch is sent again (seen once in CI: 512 twice). Never more than what was in flight then.
+    assert len(server_spans) - total <= 2 * 4 * 2048, f"{len(server_spans) - total} duplicates"
     assert "dropped" not in output and "not delivered" not in output, output[-3000:]
 
 
