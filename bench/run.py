@@ -1392,7 +1392,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="rewrite the .md (and tidy the .json) of an earlier run from its .json; measures nothing")
     parser.add_argument("--distant", action="store_true",
                         help="only the distant-collector measure (bench/distant.py: sink answering after 50 ms, "
-                        "200 ms, 2 s; ~8 min)")
+                        "200 ms, 2 s; ~12 min)")
     parser.add_argument("--soak", action="store_true",
                         help="only the soak measure (bench/soak.py: 10 min per launcher, collector flapping)")
     parser.add_argument("--max-wait", type=float, default=60.0,
