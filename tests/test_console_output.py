@@ -1,15 +1,18 @@
 """Console output for people (issue 15): the program's stderr is its own, byte for byte, while its log
 records are exported; cryostorm's console exporters write one line per log record on a terminal and with
-`pretty`; JSON stays for machines; the echo of exported records happens only when asked."""
+`pretty`; JSON stays for machines (`console` off a terminal, `console_json` always); the echo of exported
+records happens only when asked."""
 
 from __future__ import annotations
 
+import json
 import os
 import pty
 import re
 import subprocess
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import CRYOSTORM_RUN, PYTHON, ROOT, child_env, run_launcher
@@ -145,12 +148,71 @@ def test_on_a_terminal_a_log_record_is_one_readable_line(tmp_path: Path, exporte
     assert len(lines) <= 4, stderr
 
 
-def test_off_a_terminal_the_console_exporter_stays_json(tmp_path: Path) -> None:
+def json_documents(text: str) -> tuple[list[dict[str, Any]], str]:
+    """The JSON documents the SDK's console exporters wrote (each starts a line with `{`), and every
+    other line."""
+    decoder = json.JSONDecoder()
+    documents: list[dict[str, Any]] = []
+    rest: list[str] = []
+    at = 0
+    while at < len(text):
+        if text.startswith("{", at):
+            document, at = decoder.raw_decode(text, at)
+            documents.append(document)
+            if text.startswith("\n", at):
+                at += 1
+        else:
+            end = text.find("\n", at) + 1 or len(text)
+            rest.append(text[at:end])
+            at = end
+    return documents, "".join(rest)
+
+
+@pytest.mark.parametrize(("exporter", "stderr_is"), [("console_json", "a terminal"), ("console_json", "a pipe"),
+                                                      ("console", "a pipe")])
+def test_json_for_machines_for_every_signal(tmp_path: Path, exporter: str, stderr_is: str) -> None:
+    # `console_json` always, `console` off a terminal: the SDK's own JSON documents (on a terminal,
+    # `console` writes lines: test_on_a_terminal_a_log_record_is_one_readable_line).
     script = tmp_path / "program.py"
-    script.write_text(SPAN_AND_LOG)
-    result = run_launcher(["--quiet", "--", PYTHON, str(script)], {"CRYOSTORM_METRICS__ENABLED": "false"})
+    script.write_text("from opentelemetry import metrics\n"
+                      "metrics.get_meter('demo').create_counter('jobs').add(3, {'queue': 'q1'})\n" + SPAN_AND_LOG)
+    # The echo would add a line per record: with a console exporter, the records are on stderr already.
+    env = {"CRYOSTORM_EXPORTER_TYPE": exporter, "CRYOSTORM_LOGGING__CONSOLE_ECHO": "true", "NO_COLOR": "1"}
+    args = ["--quiet", "--", PYTHON, str(script)]
+    if stderr_is == "a terminal":
+        stdout, stderr = run_on_a_terminal(args, env)
+    else:
+        result = run_launcher(args, env)
+        assert result.returncode == 0, result.stderr
+        stdout, stderr = result.stdout, result.stderr
+    trace_id = "0x" + stdout.strip()
+    documents, rest = json_documents(stderr)
+    assert rest == "inside work\n"  # the program's own line; not one line for people
+    spans = [d for d in documents if "context" in d]
+    records = [d for d in documents if "body" in d]
+    points = [(m["name"], p["value"]) for d in documents for rm in d.get("resource_metrics", ())
+              for sm in rm["scope_metrics"] for m in sm["metrics"] for p in m["data"]["data_points"]]
+    assert [(s["name"], s["context"]["trace_id"]) for s in spans] == [("work", trace_id)]
+    assert [(r["body"], r["severity_text"], r["trace_id"]) for r in records] == [("inside work", "WARN", trace_id)]
+    assert ("jobs", 3) in points
+    assert spans[0]["resource"]["attributes"]["service.name"] == "unknown-service"
+
+
+def test_console_json_is_an_exporter_name_for_every_signal() -> None:
+    result = run_launcher(["print-env", "--format", "json", "--exporter", "console_json"])
     assert result.returncode == 0, result.stderr
-    assert '"body": "inside work"' in result.stderr and '"name": "work"' in result.stderr
+    env = json.loads(result.stdout)
+    assert [env[f"OTEL_{s}_EXPORTER"] for s in ("TRACES", "METRICS", "LOGS")] == ["console_json"] * 3
+    # ...read back as cryostorm's own name, like `pretty`
+    result = run_launcher(["print-env", "--format", "json"], {"OTEL_TRACES_EXPORTER": "console_json"})
+    assert json.loads(result.stdout)["OTEL_TRACES_EXPORTER"] == "console_json"
+
+
+def test_a_wrong_exporter_name_is_refused_listing_console_json() -> None:
+    result = run_launcher(["check-config", "--exporter", "console-json"])
+    assert result.returncode == 2
+    assert "--exporter = 'console-json'" in result.stderr
+    assert "(allowed: console, pretty, console_json, otlp, in_memory, prometheus or none)" in result.stderr
 
 
 def test_pretty_metrics_are_one_line_per_point(tmp_path: Path) -> None:

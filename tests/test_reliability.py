@@ -204,7 +204,7 @@ def test_exporter_that_is_not_installed_leaves_the_program_running(tmp_path: Pat
     assert (result.returncode, result.stdout) == (0, "still here\n")
     assert result.stderr.splitlines() == [
         "cryostorm: telemetry disabled in this process: TelemetrySetupError: unknown traces exporter 'zipkin'; "
-        "allowed: console, in_memory, otlp, pretty, none"]
+        "allowed: console, console_json, in_memory, otlp, pretty, none"]
 
 
 def test_users_sitecustomize_that_raises(tmp_path: Path) -> None:

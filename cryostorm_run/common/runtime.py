@@ -28,7 +28,7 @@ class Batch:
 
 @dataclass(frozen=True)
 class SignalRuntime:
-    exporter: str = "none"  # otlp | console | in_memory | prometheus | none
+    exporter: str = "none"  # otlp | console | pretty | console_json | in_memory | prometheus | none
     endpoint: str = ""
     protocol: str = "grpc"
     headers: Mapping[str, str] = field(default_factory=dict)

@@ -28,8 +28,13 @@ class EnvironmentType(_StrEnum):
 
 
 class ExporterType(_StrEnum):
+    """Where each signal goes. The three console exporters write to stderr (stdout is the program's):
+    `console` for people on a terminal and JSON otherwise, `pretty` always for people, `console_json`
+    always the SDK's JSON documents (for machines, even on a terminal)."""
+
     CONSOLE = "console"
-    CONSOLE_PRETTY = "pretty"  # traces as a readable tree on stderr; metrics and logs as `console`
+    CONSOLE_PRETTY = "pretty"  # a tree per trace, one line per log record and per metric point
+    CONSOLE_JSON = "console_json"  # the SDK's console exporters' JSON, terminal or not
     OTLP = "otlp"
     IN_MEMORY = "in_memory"
     PROMETHEUS = "prometheus"  # metrics only: a pull endpoint scraped by Prometheus

@@ -70,6 +70,7 @@ _NO_EXPORTER = "cryostorm has no {} exporter; export OTLP to a collector that fo
 _HTTP_SESSION = ("cryostorm gives the OTLP/HTTP exporter its own session (to read partial-success replies), so "
                  "the exporter loads no credential provider; use OTEL_EXPORTER_OTLP_HEADERS, a user:password@ "
                  "endpoint or the certificate variables")
+_EXPORTER_NOTE = "none: the signal is disabled; pretty and console_json: cryostorm's own, read by its hook"
 _GRPC_CREDENTIALS = "read by the OTLP/gRPC exporter when no certificate is configured"
 
 
@@ -162,7 +163,7 @@ def _inventory() -> dict[str, Rule]:
             inv[f"{prefix}_{key}"] = _mapped("spec", f"{signal}.export_config.{field}", f"{prefix}_{key}")
     for signal, upper in SIGNALS.items():
         inv[f"OTEL_{upper}_EXPORTER"] = _mapped("spec", f"{signal}.exporter_type, {signal}.enabled",
-                                                f"OTEL_{upper}_EXPORTER", note="none: the signal is disabled")
+                                                f"OTEL_{upper}_EXPORTER", note=_EXPORTER_NOTE)
     for key, field in _OTLP_SETTINGS.items():
         general = "collector" if field == "collector" else f"otlp.{field}"
         note = _OTLP_NOTES.get(key, "")

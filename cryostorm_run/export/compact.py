@@ -1,8 +1,8 @@
 """Console output for people: one line per log record, one line per metric point.
 
 The SDK's console exporters write each record as a ~30-line JSON document holding the whole resource;
-that stays the output for machines (stderr not a terminal, with the `console` exporter). On a terminal,
-and always with `pretty`, a log record is one line::
+that stays the output for machines (stderr not a terminal, with the `console` exporter; always, with
+`console_json`). On a terminal, and always with `pretty`, a log record is one line::
 
     12:00:01.234 WARNING  hello: hello from a program  trace=4bf92f35
     12:00:01.240 ERROR    app.db: query failed  trace=4bf92f35  ! TimeoutError: upstream took too long

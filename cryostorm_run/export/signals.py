@@ -40,14 +40,18 @@ def _unknown(signal: str, name: str, registry: dict[str, Any]) -> TelemetrySetup
 # -- traces --------------------------------------------------------------------------------------
 
 
-def _console_spans(_: SignalRuntime) -> Any:
+def _json_spans(_: SignalRuntime) -> Any:
     from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
+    return ConsoleSpanExporter(out=STDERR)  # type: ignore[arg-type]
+
+
+def _console_spans(sig: SignalRuntime) -> Any:
     from cryostorm_run.export.compact import ByTerminal
     from cryostorm_run.export.pretty import PrettySpanExporter
 
     # On a terminal, the readable tree; JSON for machines (a pipe, a file, a container log)
-    return ByTerminal(PrettySpanExporter(), ConsoleSpanExporter(out=STDERR))  # type: ignore[arg-type]
+    return ByTerminal(PrettySpanExporter(), _json_spans(sig))
 
 
 def _memory_spans(_: SignalRuntime) -> Any:
@@ -65,6 +69,7 @@ def _pretty_spans(_: SignalRuntime) -> Any:
 SPAN_EXPORTERS: dict[str, Callable[[SignalRuntime], Any]] = {
     "console": _console_spans,
     "pretty": _pretty_spans,
+    "console_json": _json_spans,  # the SDK's JSON documents, terminal or not
     "otlp": lambda sig: LazySpanExporter(sig, sig.batch.export_timeout_ms / 1000, sig.batch.max_in_flight),
     "in_memory": _memory_spans,
 }
@@ -152,12 +157,16 @@ def _periodic(rt: Runtime, exporter: Any) -> Any:
     )
 
 
-def _console_metrics(rt: Runtime) -> Any:
+def _json_metrics() -> Any:
     from opentelemetry.sdk.metrics.export import ConsoleMetricExporter
 
+    return ConsoleMetricExporter(out=STDERR)  # type: ignore[arg-type]
+
+
+def _console_metrics(rt: Runtime) -> Any:
     from cryostorm_run.export.compact import ByTerminal
 
-    return _periodic(rt, ByTerminal(_compact_metrics(), ConsoleMetricExporter(out=STDERR)))  # type: ignore[arg-type]
+    return _periodic(rt, ByTerminal(_compact_metrics(), _json_metrics()))
 
 
 def _compact_metrics() -> Any:
@@ -203,6 +212,7 @@ def _prometheus_metrics(rt: Runtime) -> Any:
 METRIC_READERS: dict[str, Callable[[Runtime], Any]] = {
     "console": _console_metrics,
     "pretty": _pretty_metrics,  # one line per metric point
+    "console_json": lambda rt: _periodic(rt, _json_metrics()),
     "otlp": _otlp_metrics,
     "in_memory": _memory_metrics,
     "prometheus": _prometheus_metrics,
@@ -231,12 +241,16 @@ def build_meter_provider(rt: Runtime, resource: Resource, outputs: dict[str, Any
 # -- logs ----------------------------------------------------------------------------------------
 
 
-def _console_logs(_: SignalRuntime) -> Any:
+def _json_logs(_: SignalRuntime) -> Any:
     from opentelemetry.sdk._logs.export import ConsoleLogRecordExporter
 
+    return ConsoleLogRecordExporter(out=STDERR)  # type: ignore[arg-type]
+
+
+def _console_logs(sig: SignalRuntime) -> Any:
     from cryostorm_run.export.compact import ByTerminal
 
-    return ByTerminal(_compact_logs(_), ConsoleLogRecordExporter(out=STDERR))  # type: ignore[arg-type]
+    return ByTerminal(_compact_logs(sig), _json_logs(sig))
 
 
 def _compact_logs(_: SignalRuntime) -> Any:
@@ -266,6 +280,7 @@ def _memory_logs(_: SignalRuntime) -> Any:
 LOG_EXPORTERS: dict[str, Callable[[SignalRuntime], Any]] = {
     "console": _console_logs,
     "pretty": _compact_logs,  # one line per log record
+    "console_json": _json_logs,
     "otlp": _lazy_log_exporter,
     "in_memory": _memory_logs,
 }
@@ -295,7 +310,7 @@ def build_logger_provider(rt: Runtime, resource: Resource, outputs: dict[str, An
     provider.add_log_record_processor(log_processor(sig, exporter))
     if outputs is not None:
         outputs["logs"] = exporter
-    if rt.log_echo and sig.exporter not in ("console", "pretty"):
+    if rt.log_echo and sig.exporter not in ("console", "pretty", "console_json"):  # already on stderr
         # logging.console_echo: each exported record also as one line on stderr (seed 3.10 did this in
         # every development run, as JSON: 434 stderr lines for three Flask requests, errors twice).
         from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
