@@ -25,7 +25,7 @@ _WHERE = {
     "ProcessorType": "cryostorm_run.config.enums",
     "PropagatorType": "cryostorm_run.config.enums",
     "SamplingStrategy": "cryostorm_run.config.enums",
-    "ConfigError": "cryostorm_run.config.loading",
+    "ConfigError": "cryostorm_run.config.errors",
     "load_settings": "cryostorm_run.config.loading",
     "TelemetryModel": "cryostorm_run.config.model",
     "TelemetrySetupError": "cryostorm_run.export.errors",
@@ -59,7 +59,8 @@ if TYPE_CHECKING:
         PropagatorType,
         SamplingStrategy,
     )
-    from cryostorm_run.config.loading import ConfigError, load_settings
+    from cryostorm_run.config.errors import ConfigError
+    from cryostorm_run.config.loading import load_settings
     from cryostorm_run.config.model import TelemetryModel
     from cryostorm_run.export.errors import TelemetrySetupError
     from cryostorm_run.facade.telemetry import Telemetry

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -15,6 +18,9 @@ ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 BIN = Path(sys.executable).parent
 CRYOSTORM_RUN = str(BIN / "cryostorm-run")
+# The launchers the suite runs share one plan cache of their own, never the developer's (~/.cache).
+PLAN_CACHE = tempfile.mkdtemp(prefix="cryostorm-plan-cache-")
+atexit.register(shutil.rmtree, PLAN_CACHE, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)
@@ -31,6 +37,7 @@ def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
            if not k.upper().startswith(("CRYOSTORM_", "OTEL_", "_CRYOSTORM_")) and k != "PYTHONPATH"}
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     env.setdefault("CRYOSTORM_SHUTDOWN_TIMEOUT_MILLIS", "5000")
+    env.setdefault("CRYOSTORM_PLAN_CACHE", PLAN_CACHE)
     env.update(extra or {})
     return env
 

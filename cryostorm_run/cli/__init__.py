@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 def main(argv: Sequence[str] | None = None) -> None:
     """`cryostorm-run [OPTIONS] -- COMMAND ...`, `cryostorm-run check-config`, `cryostorm-run print-env`."""
-    from cryostorm_run.cli._common import COMMANDS
+    from cryostorm_run.cli._flags import COMMANDS
 
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] == "run":

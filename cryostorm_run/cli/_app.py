@@ -47,6 +47,18 @@ def _load(env_file: Path | None, assignments: list[str], service: str | None, ex
     return load(env_file, overrides_from(flags, assignments), otel_config=otel_config)
 
 
+def _warm_plan_cache(loaded: Any, options: dict[str, Any]) -> None:
+    """Valid settings: keep their plan, so `cryostorm-run [the same options] -- CMD` skips validation
+    (e.g. `RUN cryostorm-run check-config` in a Dockerfile; see launch/plancache.py)."""
+    from cryostorm_run.cli._run import cache_key
+    from cryostorm_run.launch import plancache
+    from cryostorm_run.launch.plan import prepare_loaded
+
+    directory = plancache.cache_dir(os.environ)
+    if directory is not None:
+        plancache.store(directory, cache_key(options, os.environ), prepare_loaded(loaded, os.environ))
+
+
 def _stderr_console() -> Any:
     from rich.console import Console
 
@@ -77,6 +89,9 @@ def check_config(
         from cryostorm_run.cli._rows import effective_rows
 
         loaded = _load(env_file, assignments, service_name, exporter, endpoint, config_file)
+        _warm_plan_cache(loaded, {"env_file": env_file, "otel_config": config_file, "set": assignments,
+                                  "flags": {"--service-name": service_name, "--exporter": exporter,
+                                            "--endpoint": endpoint}})
         rows = effective_rows(loaded)
         rows += [{"setting": name, "value": value, "source": origin.describe()}  # an OTel file's limits
                  for name, (value, origin) in sorted(loaded.file_env.items())]
@@ -151,7 +166,7 @@ def print_env(
     """Print the OTEL_* (and PYTHONPATH) environment the program would get, and where each value came from."""
 
     def run() -> int:
-        from cryostorm_run.config.loading import ConfigError
+        from cryostorm_run.config.errors import ConfigError
         from cryostorm_run.config.sources import Problem
         from cryostorm_run.launch.envformat import (
             FORMATS,

@@ -4,25 +4,20 @@ from __future__ import annotations
 
 import os
 import sys
-import traceback
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from cryostorm_run.config.enums import ExporterType
-from cryostorm_run.config.sources import Path_, Problem
+from cryostorm_run.cli._flags import COMMANDS, FLAGS
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from cryostorm_run.config.sources import Problem
+
+__all__ = ["COMMANDS", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_RUNTIME", "EXIT_USAGE", "FLAGS", "UsageError", "boundary",
+           "fail", "load", "overrides_from", "render_problems"]
 
 EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-
-# The typer commands, in the order of the help.
-COMMANDS = ("check-config", "print-env", "doctor", "bootstrap", "schema")
-
-# Shortcut flags: each is only another spelling of one settings path (see --set for all of them).
-FLAGS: dict[str, tuple[Path_, str]] = {
-    "--service-name": (("service", "name"), "service.name"),
-    "--exporter": (("exporter_type",), f"exporter_type for all signals: {', '.join(ExporterType.choices())}"),
-    "--endpoint": (("collector",), "collector URL for all signals, e.g. http://collector:4317"),
-}
 
 
 class UsageError(Exception):
@@ -70,7 +65,7 @@ def fail(message: str, code: int) -> NoReturn:
 
 def boundary(func: Callable[[], int | None], debug: bool) -> NoReturn:
     """The one place exceptions become exit codes (0 ok, 1 runtime, 2 config, 126/127, 130)."""
-    from cryostorm_run.config.loading import ConfigError
+    from cryostorm_run.config.errors import ConfigError  # light: the `--` path may not have loaded pydantic
     from cryostorm_run.launch.plan import LaunchError
 
     try:
@@ -87,6 +82,8 @@ def boundary(func: Callable[[], int | None], debug: bool) -> NoReturn:
         raise
     except Exception as exc:
         if debug:
+            import traceback
+
             from cryostorm_run.common.shown import clean
 
             text = _mask_text(traceback.format_exc())

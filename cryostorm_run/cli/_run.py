@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
-from pathlib import Path
-from typing import NoReturn
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from cryostorm_run.cli._common import COMMANDS, FLAGS, UsageError, boundary, load, overrides_from
-from cryostorm_run.config.sources import Problem
+
+if TYPE_CHECKING:
+    from cryostorm_run.config.sources import Problem
+    from cryostorm_run.launch.plan import Prepared
 
 USAGE = """\
 Usage: cryostorm-run [OPTIONS] -- COMMAND [ARGS...]
@@ -40,6 +42,12 @@ def usage() -> str:
     return USAGE.format(flags=flags, commands=" | ".join(COMMANDS), command_list=", ".join(COMMANDS))
 
 
+def _path(value: str) -> Any:
+    from pathlib import Path
+
+    return Path(value)
+
+
 def parse(args: Sequence[str]) -> tuple[dict[str, object], list[str]]:
     """Split launcher options from the command; raise UsageError naming the bad option."""
     options: dict[str, object] = {"env_file": None, "otel_config": None, "set": [], "flags": {}, "report": "line",
@@ -62,51 +70,84 @@ def parse(args: Sequence[str]) -> tuple[dict[str, object], list[str]]:
         if name in ("--env-file", "--config-file", "--set", *FLAGS):
             value = inline if eq else (items.pop(0) if items else None)
             if value is None:
-                raise UsageError([Problem(name, None, "expects a value")])
+                raise UsageError([_problem(name, None, "expects a value")])
             if name == "--env-file":
-                options["env_file"] = Path(value)
+                options["env_file"] = _path(value)
             elif name == "--config-file":
-                options["otel_config"] = Path(value)
+                options["otel_config"] = _path(value)
             elif name == "--set":
                 options["set"].append(value)  # type: ignore[attr-defined]
             else:
                 options["flags"][name] = value  # type: ignore[index]
             continue
         if arg.startswith("-"):
-            raise UsageError([Problem(arg, None, "unknown option", "see cryostorm-run --help")])
+            raise UsageError([_problem(arg, None, "unknown option", "see cryostorm-run --help")])
         return options, [arg, *items]  # no `--`: the command starts here
     return options, []
 
 
 def main(args: Sequence[str]) -> NoReturn:
     debug = "--debug" in args
-    # pydantic looks for plugins through every distribution's metadata (~30 ms): the launcher
-    # validates a fixed model and needs none. Not passed on to the program.
-    set_here = "PYDANTIC_DISABLE_PLUGINS" not in os.environ
-    if set_here:
-        os.environ["PYDANTIC_DISABLE_PLUGINS"] = "__all__"
 
     def run() -> int:
-        from cryostorm_run.launch.plan import exec_plan, plan_launch
+        from cryostorm_run.launch import plancache
+        from cryostorm_run.launch.plan import exec_plan, finish
 
         options, command = parse(args)
         if options.get("help"):
             sys.stdout.write(usage())
             return 0
-        overrides = overrides_from(options["flags"], options["set"])  # type: ignore[arg-type]
-        loaded = load(options["env_file"], overrides, otel_config=options["otel_config"])  # type: ignore[arg-type]
-        if set_here:
-            del os.environ["PYDANTIC_DISABLE_PLUGINS"]
+        directory = plancache.cache_dir(os.environ)
+        key = None if directory is None else cache_key(options, os.environ)
+        prepared = None if directory is None or key is None else plancache.lookup(directory, key)
+        if prepared is None:  # the full validation (pydantic); a valid result is kept for next time
+            prepared = _validate(options, os.environ)
+            if directory is not None and key is not None:
+                plancache.store(directory, key, prepared)
         if not command:
-            raise UsageError([Problem("COMMAND", None, "no command given", "cryostorm-run [OPTIONS] -- COMMAND")])
-        # What an OpenTelemetry configuration file replaces never reaches the program's SDK; its limits do.
-        environ = {k: v for k, v in os.environ.items() if k not in loaded.dropped_env}
-        environ.update({name: value for name, (value, _) in loaded.file_env.items()})
-        plan = plan_launch(loaded.settings, command, environ, report=str(options["report"]))
-        from cryostorm_run.common.shown import clean
+            raise UsageError([_problem("COMMAND", None, "no command given", "cryostorm-run [OPTIONS] -- COMMAND")])
+        plan = finish(prepared, command, os.environ, report=str(options["report"]))
+        if prepared.warnings or plan.warnings:
+            from cryostorm_run.common.shown import clean
 
-        for warning in (*loaded.warnings, *plan.warnings):
-            sys.stderr.write(f"cryostorm-run: warning: {clean(str(warning))}\n")
+            for warning in (*prepared.warnings, *plan.warnings):
+                sys.stderr.write(f"cryostorm-run: warning: {clean(warning)}\n")
         exec_plan(plan)
 
     boundary(run, debug)
+
+
+def cache_key(options: Mapping[str, Any], environ: Mapping[str, str]) -> bytes:
+    """The plan cache's key for these launcher options (`check-config` warms the same one)."""
+    from cryostorm_run.launch import plancache
+
+    flags = {name: str(value) for name, value in options["flags"].items() if value is not None}
+    return plancache.material(environ, _str(options["env_file"]), _str(options["otel_config"]),
+                              [str(item) for item in options["set"]], flags)
+
+
+def _str(path: object) -> str | None:
+    return None if path is None else str(path)
+
+
+def _validate(options: Mapping[str, Any], environ: Mapping[str, str]) -> Prepared:
+    from cryostorm_run.launch.plan import prepare_loaded
+
+    # pydantic looks for plugins through every distribution's metadata (~30 ms): the launcher
+    # validates a fixed model and needs none. Not passed on to the program.
+    set_here = "PYDANTIC_DISABLE_PLUGINS" not in os.environ
+    if set_here:
+        os.environ["PYDANTIC_DISABLE_PLUGINS"] = "__all__"
+    try:
+        overrides = overrides_from(options["flags"], options["set"])
+        loaded = load(options["env_file"], overrides, otel_config=options["otel_config"])
+    finally:
+        if set_here:
+            os.environ.pop("PYDANTIC_DISABLE_PLUGINS", None)
+    return prepare_loaded(loaded, environ)
+
+
+def _problem(name: str, value: str | None, message: str, hint: str = "") -> Problem:
+    from cryostorm_run.config.sources import Problem
+
+    return Problem(name, value, message, hint)

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from cryostorm_run.config.advice import Advice, advise
 from cryostorm_run.config.configfile import read_config_file
+from cryostorm_run.config.errors import ConfigError
 from cryostorm_run.config.model import TelemetryModel, redact_userinfo
 from cryostorm_run.config.names import iter_leaf_names
 from cryostorm_run.config.otelfile import read_otel_file
@@ -33,14 +34,6 @@ from cryostorm_run.config.sources import (
     origin_of,
     read_env_file,
 )
-
-
-class ConfigError(Exception):
-    """Invalid configuration: every problem at once, each naming the input as the user wrote it."""
-
-    def __init__(self, problems: Sequence[Problem]) -> None:
-        super().__init__("\n".join(f"{p.name}={p.value!r}: {p.message}" for p in problems))
-        self.problems = list(problems)
 
 
 @dataclass(frozen=True)

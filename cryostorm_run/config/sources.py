@@ -20,6 +20,8 @@ SIGNAL_OTEL = {"tracing": "TRACES", "metrics": "METRICS", "logging": "LOGS"}
 _SIGNAL_PATH = {"traces": "/v1/traces", "metrics": "/v1/metrics", "logs": "/v1/logs"}
 
 Path_ = tuple[str, ...]
+# CRYOSTORM_* variables of the environment that are not settings: the launcher reads them itself.
+NOT_SETTINGS = frozenset({"CRYOSTORM_PLAN_CACHE"})  # launch/plancache.py ENV_VAR
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,8 @@ def read_cryostorm(
 ) -> list[Entry]:
     entries = []
     for key, value in environ.items():
+        if origin_kind == "cryostorm_env" and key.upper() in NOT_SETTINGS:
+            continue
         if key.upper().startswith(PREFIX) and len(key) > len(PREFIX):
             path = tuple(part.lower() for part in key[len(PREFIX) :].split(DELIMITER))
             entries.append(Entry(path, value, Origin(origin_kind, key, file)))

@@ -11,17 +11,19 @@ Example:
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NamedTuple, NoReturn
 
 from cryostorm_run.common.interpreter import hook_skipping_flags
-from cryostorm_run.config.inventory import MAPPED, READ
-from cryostorm_run.config.model import TelemetryModel
-from cryostorm_run.launch.envmap import program_defaults, settings_env
+
+# Light on purpose: the `--` path with a cached plan imports this module and no more than the standard
+# library's basics (no pydantic; no dataclasses, pathlib or shutil either: ~15 ms of every container start).
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from cryostorm_run.config.loading import Loaded
+    from cryostorm_run.config.model import TelemetryModel
 
 EXIT_NOT_EXECUTABLE = 126
 EXIT_NOT_FOUND = 127
@@ -36,13 +38,64 @@ class LaunchError(Exception):
         self.exit_code = exit_code
 
 
-@dataclass(frozen=True)
-class LaunchPlan:
+class LaunchPlan(NamedTuple):
     executable: str
     argv: tuple[str, ...]
     env: Mapping[str, str]
     instrumented: bool
     warnings: tuple[str, ...] = ()
+
+
+class Prepared(NamedTuple):
+    """What the validated settings decide for the program's environment, whatever the command:
+    take `file_drop` out and set `file_put` (an OpenTelemetry configuration file's doing), then,
+    when instrumented, take `drop` out and set `put`. Plain data, so `launch.plancache` can keep it."""
+
+    enabled: bool
+    drop: tuple[str, ...]
+    put: tuple[tuple[str, str], ...]
+    file_drop: tuple[str, ...] = ()
+    file_put: tuple[tuple[str, str], ...] = ()
+    warnings: tuple[str, ...] = ()  # the settings' warnings (advice), printed before exec
+    files: tuple[str, ...] = ()  # files the settings name, found by the validation
+
+
+def prepare(settings: TelemetryModel, environ: Mapping[str, str]) -> Prepared:
+    """The settings' part of a plan: what the program's environment loses and gets."""
+    from cryostorm_run.config.inventory import MAPPED, READ
+    from cryostorm_run.launch.envmap import program_defaults, settings_env
+
+    if not settings.enabled:
+        return Prepared(False, (), ())
+    put = [*settings_env(settings).items()]
+    put += [(name, value) for name, (value, _) in program_defaults(environ).items()]
+    return Prepared(True, tuple(sorted(MAPPED | READ)), tuple(put))
+
+
+def prepare_loaded(loaded: Loaded, environ: Mapping[str, str]) -> Prepared:
+    """`prepare` for settings as loaded, with what an OpenTelemetry configuration file replaces (never
+    reaches the program's SDK) and sets (its limits), and the warnings about the settings."""
+    file_put = tuple((name, value) for name, (value, _) in loaded.file_env.items())
+    prepared = prepare(loaded.settings, _file_stage(environ, tuple(loaded.dropped_env), file_put))
+    from pathlib import Path
+
+    files = sorted({str(v) for v in _leaves(loaded.settings.model_dump()) if isinstance(v, Path)})
+    return Prepared(prepared.enabled, prepared.drop, prepared.put, tuple(sorted(loaded.dropped_env)), file_put,
+                    tuple(str(w) for w in loaded.warnings), tuple(files))
+
+
+def _leaves(node: object) -> list[object]:
+    if isinstance(node, dict):
+        return [leaf for value in node.values() for leaf in _leaves(value)]
+    if isinstance(node, (list, tuple)):
+        return [leaf for value in node for leaf in _leaves(value)]
+    return [node]
+
+
+def _file_stage(environ: Mapping[str, str], drop: Sequence[str], put: Sequence[tuple[str, str]]) -> dict[str, str]:
+    env = {k: v for k, v in environ.items() if k not in drop}
+    env.update(put)
+    return env
 
 
 # PYTHONPATH entries that belong to other agents' bootstraps (their own sitecustomize).
@@ -65,7 +118,24 @@ def other_agent(pythonpath: str | None) -> tuple[str, str] | None:
 
 def hook_dir() -> Path:
     """The directory holding the hook's `sitecustomize.py`, put first on the program's `PYTHONPATH`."""
-    return Path(__file__).resolve().parent.parent / "hook" / "pythonpath"
+    from pathlib import Path
+
+    return Path(_hook_dir())
+
+
+def _hook_dir() -> str:
+    return os.path.join(os.path.dirname(os.path.dirname(os.path.realpath(__file__))), "hook", "pythonpath")
+
+
+def _which(command: str, search_path: str) -> str | None:
+    """`shutil.which` on POSIX (shutil itself imports zlib, bz2, lzma: not on the `--` path)."""
+    if not search_path:
+        return None
+    for directory in search_path.split(os.pathsep):
+        candidate = os.path.join(directory, command)
+        if os.path.exists(candidate) and os.access(candidate, os.X_OK) and not os.path.isdir(candidate):
+            return candidate
+    return None
 
 
 def resolve_command(command: str, search_path: str | None) -> str:
@@ -76,7 +146,7 @@ def resolve_command(command: str, search_path: str | None) -> str:
         if os.path.isdir(command) or not os.access(command, os.X_OK):
             raise LaunchError(f"{command}: permission denied (not an executable file)", EXIT_NOT_EXECUTABLE)
         return command
-    found = shutil.which(command, path=search_path if search_path is not None else os.defpath)
+    found = _which(command, search_path if search_path is not None else os.defpath)
     if found is not None:
         return found
     for directory in (search_path or os.defpath).split(os.pathsep):
@@ -99,11 +169,24 @@ def plan_launch(
     report: str = "line",
 ) -> LaunchPlan:
     """What to exec: the resolved program, its arguments and its complete environment."""
+    return finish(prepare(settings, environ), argv, environ, report=report)
+
+
+def finish(
+    prepared: Prepared,
+    argv: Sequence[str],
+    environ: Mapping[str, str],
+    *,
+    report: str = "line",
+) -> LaunchPlan:
+    """`plan_launch` from the settings' part (`prepare`, or `launch.plancache`): everything that depends
+    on the command and the moment (its path, PYTHONPATH, the launcher's PID) is decided here."""
     if not argv:
         raise LaunchError("no command given: cryostorm-run [OPTIONS] -- COMMAND [ARGS...]", 2)
     executable = resolve_command(argv[0], environ.get("PATH"))
+    environ = _file_stage(environ, prepared.file_drop, prepared.file_put)
     env = dict(environ)
-    if not settings.enabled:
+    if not prepared.enabled:
         return LaunchPlan(executable, tuple(argv), env, instrumented=False)
     agent = other_agent(environ.get("PYTHONPATH"))
     if agent is not None:
@@ -114,11 +197,10 @@ def plan_launch(
     if environ.get("_CRYOSTORM_LAUNCHER_PID"):
         warnings = ("already running under cryostorm-run: the program is instrumented once, "
                     "with this (inner) invocation's settings",)
-    for name in MAPPED | READ:  # absorbed into the settings; the child sees exactly the settings
+    for name in prepared.drop:  # absorbed into the settings; the child sees exactly the settings
         env.pop(name, None)
-    env.update(settings_env(settings))
-    env.update((name, value) for name, (value, _) in program_defaults(environ).items())
-    hook = str(hook_dir())
+    env.update(prepared.put)
+    hook = _hook_dir()
     env["PYTHONPATH"] = _pythonpath(hook, environ.get("PYTHONPATH"))
     env["_CRYOSTORM_HOOK_DIR"] = hook
     env["_CRYOSTORM_PREFIX"] = sys.prefix

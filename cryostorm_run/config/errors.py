@@ -1,0 +1,18 @@
+"""The configuration error, apart from the loading machinery: the CLI's error boundary catches it
+without importing pydantic (the `--` path with a cached plan never does)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from cryostorm_run.config.sources import Problem
+
+
+class ConfigError(Exception):
+    """Invalid configuration: every problem at once, each naming the input as the user wrote it."""
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        super().__init__("\n".join(f"{p.name}={p.value!r}: {p.message}" for p in problems))
+        self.problems = list(problems)
