@@ -43,6 +43,9 @@ RESULTS = BENCH / "results"
 ANCHOR_VENV = WORK / "anchor-venv"
 DDTRACE_VENV = WORK / "ddtrace-venv"
 PROJECT_VENV = ROOT / ".venv"
+# --reference VENV: an earlier cryostorm-run (its own venv) measured in the same throughput rounds, so a
+# regression is told from a machine that is faster or slower than on the day of an older results file
+REFERENCE: dict[str, Path] = {}
 
 SDK_VERSION = "1.45.2"
 CONTRIB_VERSION = "0.66b2"
@@ -739,6 +742,10 @@ def measure_throughput(sink: Sink, profile: Profile, record: dict[str, Any]) -> 
     log(f"\n== throughput: FastAPI GET /hello, wrk -t2 -c32 -d{profile.wrk_duration_s}s, {profile.rounds} round(s) ==")
     variants = [bare(PROJECT_VENV, "bare", "uvicorn (bare)"), anchor(sink.grpc), cryostorm(sink.grpc),
                 ddtrace(sink.dd)]
+    if "venv" in REFERENCE:
+        ours = cryostorm(sink.grpc)
+        variants.append(Variant("reference", f"cryostorm-run from {REFERENCE['venv']}", REFERENCE["venv"],
+                                [str(REFERENCE["venv"] / "bin" / "cryostorm-run"), "--quiet", "--"], ours.env))
     runs: dict[str, list[dict[str, Any]]] = {v.key: [] for v in variants}
     for round_no in range(profile.rounds):
         order = variants[round_no % len(variants):] + variants[:round_no % len(variants)]
@@ -766,6 +773,9 @@ def measure_throughput(sink: Sink, profile: Profile, record: dict[str, Any]) -> 
     out["anchor_vs_bare"] = ratio(med["anchor"]["rps"], med["bare"]["rps"])
     out["cryostorm_vs_bare"] = ratio(med["cryostorm"]["rps"], med["bare"]["rps"])
     out["ddtrace_vs_bare"] = ratio(med["ddtrace"]["rps"], med["bare"]["rps"])
+    if "reference" in med:
+        out["rps_ratio_reference"] = ratio(med["cryostorm"]["rps"], med["reference"]["rps"])
+        out["reference_venv"] = str(REFERENCE["venv"])
     record["throughput"] = [v.shown("uvicorn", "--app-dir", "bench/apps", "--host", LOCAL, "--port", "<free port>",
                                     "--no-access-log", "--log-level", "warning", "hello_app:app") for v in variants]
     record["throughput_load"] = (f"wrk -t2 -c32 -d{profile.wrk_warmup_s}s <url> (warmup, discarded); "
@@ -1045,6 +1055,11 @@ def evaluate(results: dict[str, Any]) -> list[Goal]:
                           f"{fmt(m['cryostorm']['rps'], 0)} vs {fmt(m['anchor']['rps'], 0)} req/s"))
         goals.append(Goal("FastAPI /hello p99 latency, cryostorm / anchor", t["p99_ratio"], "<=", 1.0,
                           f"{fmt(m['cryostorm']['p99_ms'])} vs {fmt(m['anchor']['p99_ms'])} ms"))
+        if "rps_ratio_reference" in t:
+            goals.append(Goal("FastAPI /hello req/s, cryostorm / the reference cryostorm (no regression)",
+                              t["rps_ratio_reference"], ">=", 0.95,
+                              f"{fmt(m['cryostorm']['rps'], 0)} vs {fmt(m['reference']['rps'], 0)} req/s; reference: "
+                              f"{t['reference_venv']}"))
         goals.append(Goal("FastAPI /hello req/s, cryostorm / bare python", t["cryostorm_vs_bare"], ">=", 0.65,
                           f"{fmt(m['cryostorm']['rps'], 0)} vs {fmt(m['bare']['rps'], 0)} req/s"))
         goals.append(Goal("FastAPI /hello p99 latency, cryostorm / bare python",
@@ -1421,7 +1436,7 @@ def own_measure(distant_collector: bool) -> int:
     return distant.main([]) if distant_collector else soak.main([])
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="cryostorm-run vs opentelemetry-instrument, side by side (throughput also vs ddtrace-run)")
     parser.add_argument("--quick", action="store_true", help="short run: fewer runs, shorter wrk")
@@ -1442,8 +1457,16 @@ def main(argv: list[str] | None = None) -> int:
                         "200 ms, 2 s; ~12 min)")
     parser.add_argument("--soak", action="store_true",
                         help="only the soak measure (bench/soak.py: 10 min per launcher, collector flapping)")
+    parser.add_argument("--reference", metavar="VENV", type=Path,
+                        help="also measure the cryostorm-run installed in VENV (e.g. an earlier commit's) in the "
+                        "throughput rounds: no regression is shown against it in the same run")
     parser.add_argument("--max-wait", type=float, default=60.0,
                         help="longest wait (s) for the machine to calm down before each measurement (0: never)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
     args = parser.parse_args(argv)
 
     if args.render or args.distant or args.soak:
@@ -1457,6 +1480,10 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown section(s): {', '.join(sorted(unknown))}")
 
+    if args.reference:
+        if not (args.reference / "bin" / "cryostorm-run").exists():
+            parser.error(f"--reference {args.reference}: no bin/cryostorm-run in that venv")
+        REFERENCE["venv"] = args.reference.resolve()
     started = time.monotonic()
     MONITOR.threshold_pct, MONITOR.max_wait_s = args.busy_threshold, args.max_wait
     WORK.mkdir(parents=True, exist_ok=True)

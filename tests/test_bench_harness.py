@@ -379,3 +379,20 @@ def test_startup_goals_are_issue_17s() -> None:
     text = harness.render(_startup_results(cryostorm_ms=95.0, hook_ms=55.0), list(good.values()), markdown=True)
     assert "| hook-alone | 68.0 |" in text and "| launcher-alone | 41.0 |" in text
     assert "launcher alone 27.0 ms over bare python; hook alone in a child 55.0 ms" in text
+
+
+def test_a_reference_cryostorm_in_the_same_run_shows_a_regression() -> None:
+    """`--reference VENV`: an earlier cryostorm in the same throughput rounds; >= 0.95x of its req/s."""
+    results = _throughput_results(with_ddtrace=True)
+    t = results["throughput"]
+    assert isinstance(t, dict)
+    for rps, passed in ((2200.0, True), (2400.0, False)):
+        t["runs"]["reference"] = [{"rps": rps, "p99_ms": 30.0, "errors": 0, "non_2xx": 0, "foreign_cpu_pct": 1.0}]
+        t["median"]["reference"] = {"rps": rps, "p99_ms": 30.0, "spans_per_request": 1.0, "dd_traces_per_request": 0,
+                                    "server_peak_rss_kb": 51200, "foreign_cpu_pct_max": 1.0}
+        t.update(rps_ratio_reference=2200 / rps, reference_venv="/old/venv")
+        goal = {g.name: g for g in harness.evaluate(results)}[
+            "FastAPI /hello req/s, cryostorm / the reference cryostorm (no regression)"]
+        assert (goal.op, goal.target, goal.passed) == (">=", 0.95, passed)
+        assert "/old/venv" in goal.detail
+        assert f"| reference | {rps:,.0f} |" in harness.render(results, [goal], markdown=True)
