@@ -249,6 +249,7 @@ def _exporters(signal_name: str, provider: Any) -> list[str]:
     if provider is None:
         return []
     if signal_name == "metrics":
+        provider = getattr(provider, "sdk_provider", provider)  # cryostorm's lazy provider: the SDK's inside
         readers = getattr(provider, "_metric_readers", None)
         if readers is None:
             readers = provider._sdk_config.metric_readers
@@ -311,6 +312,7 @@ def _describe(built: dict[str, Any], sent: dict[str, list[dict[str, Any]]]) -> d
         d["blrp"] = _batch(lp._multi_log_record_processor._log_record_processors, "log records")
         d["log_processors"] = len(lp._multi_log_record_processor._log_record_processors)
     if mp is not None:
+        mp = getattr(mp, "sdk_provider", mp)  # cryostorm's lazy provider: the SDK's inside
         config = mp._sdk_config
         readers = getattr(mp, "_metric_readers", None)
         readers = list(config.metric_readers if readers is None else readers)

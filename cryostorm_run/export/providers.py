@@ -37,7 +37,7 @@ class Providers:
     resource: Resource
     propagator: TextMapPropagator
     tracer_provider: TracerProvider | None = None
-    meter_provider: Any = None
+    meter_provider: Any = None  # a LazyMeterProvider (export/lazymeter.py); `.sdk_provider`: the SDK's
     logger_provider: Any = None
     log_handler: logging.Handler | None = None
     exporters: dict[str, str] = field(default_factory=dict)  # signal → "otlp grpc http://..." (no secrets)
@@ -148,10 +148,12 @@ def _describe(sig: SignalRuntime) -> str:
     return f"otlp {sig.protocol} {sig.endpoint}" if sig.exporter == "otlp" else sig.exporter
 
 
-def build_providers(rt: Runtime, *, id_generator: IdGenerator | None = None) -> Providers:
+def build_providers(rt: Runtime, *, id_generator: IdGenerator | None = None, lazy_metrics: bool = False) -> Providers:
     """Build tracer, meter and logger providers for `rt` without installing them.
 
     `id_generator` replaces the SDK's random trace and span ids (deterministic ids in tests).
+    `lazy_metrics`: the SDK's MeterProvider is built on the first `get_meter()` (the hook's choice:
+    most processes of a program never record a metric); see export/lazymeter.py.
     """
     if rt.sampler not in SAMPLERS:
         raise TelemetrySetupError(f"unknown sampler {rt.sampler!r}; allowed: {', '.join(SAMPLERS)}")
@@ -170,7 +172,7 @@ def build_providers(rt: Runtime, *, id_generator: IdGenerator | None = None) -> 
     if rt.metrics.enabled:
         from cryostorm_run.export.signals import build_meter_provider
 
-        providers.meter_provider = build_meter_provider(rt, resource, providers.outputs)
+        providers.meter_provider = build_meter_provider(rt, resource, providers.outputs, lazy=lazy_metrics)
         providers.exporters["metrics"] = _describe(rt.metrics)
     if rt.logs.enabled:
         from cryostorm_run.export.signals import build_logger_provider

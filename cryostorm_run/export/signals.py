@@ -15,6 +15,7 @@ from opentelemetry.sdk.trace.sampling import Sampler
 from cryostorm_run.common.runtime import Runtime, SignalRuntime
 from cryostorm_run.export.batch import KEEP_WHILE_FAILING, BatchQueue
 from cryostorm_run.export.errors import TelemetrySetupError, exporting
+from cryostorm_run.export.lazymeter import LazyMeterProvider
 from cryostorm_run.export.otlp import LazySpanExporter, _Lazy, otlp_factory
 from cryostorm_run.export.processors import log_batch_processor, span_batch_processor
 
@@ -219,23 +220,29 @@ METRIC_READERS: dict[str, Callable[[Runtime], Any]] = {
 }
 
 
-def build_meter_provider(rt: Runtime, resource: Resource, outputs: dict[str, Any] | None = None) -> Any:
-    """`outputs`: receives the metric reader under "metrics"."""
-    from opentelemetry.sdk.metrics import MeterProvider
+def build_meter_provider(rt: Runtime, resource: Resource, outputs: dict[str, Any] | None = None, *,
+                         lazy: bool = False) -> LazyMeterProvider:
+    """`outputs`: receives the metric reader under "metrics" (once the SDK's provider is built).
 
+    `lazy`: the SDK's MeterProvider is built on the first `get_meter()` (export/lazymeter.py), except
+    for the Prometheus exporter, whose scrape endpoint comes up at start-up. Otherwise it is built now,
+    and a configuration it cannot be built with raises here.
+    """
     if rt.metrics.exporter not in METRIC_READERS:
         raise _unknown("metrics", rt.metrics.exporter, METRIC_READERS)
-    reader = METRIC_READERS[rt.metrics.exporter](rt)
-    if outputs is not None:
-        outputs["metrics"] = reader
-    class CryostormMeterProvider(MeterProvider):
-        used = False  # a meter was asked for: there may be metrics to export at exit
 
-        def get_meter(self, name: str, *args: Any, **kwargs: Any) -> Any:
-            self.used = self.used or name != "cryostorm"  # cryostorm's own meter comes with items
-            return super().get_meter(name, *args, **kwargs)
+    def build() -> Any:
+        from opentelemetry.sdk.metrics import MeterProvider
 
-    return CryostormMeterProvider(resource=resource, metric_readers=[reader], shutdown_on_exit=False)
+        reader = METRIC_READERS[rt.metrics.exporter](rt)
+        if outputs is not None:
+            outputs["metrics"] = reader
+        return MeterProvider(resource=resource, metric_readers=[reader], shutdown_on_exit=False)
+
+    provider = LazyMeterProvider(build)
+    if not lazy or rt.metrics.exporter == "prometheus":
+        provider.sdk_provider  # noqa: B018  # built now: its errors are setup errors
+    return provider
 
 
 # -- logs ----------------------------------------------------------------------------------------

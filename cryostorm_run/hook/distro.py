@@ -29,7 +29,7 @@ class CryostormConfigurator:
         from cryostorm_run.common.runtime import runtime_from_env
         from cryostorm_run.export.providers import build_providers, install
 
-        providers = build_providers(runtime_from_env(os.environ))
+        providers = build_providers(runtime_from_env(os.environ), lazy_metrics=True)
         install(providers)
         CryostormConfigurator.providers = providers
 
