@@ -174,3 +174,31 @@ def test_a_meter_asked_for_by_the_build_itself_follows_the_built_provider() -> N
     provider.get_meter("app")
     assert inner.meters == ["opentelemetry-sdk", "app"]  # the early meter was handed the built provider
     early[0].create_counter("exported").add(1)
+
+
+def test_the_first_item_s_callbacks_run_in_an_export_worker_not_the_programs_thread() -> None:
+    """cryostorm's own metrics are registered on the first queued item; with the lazy meter provider that
+    builds the SDK one (~20 ms): in the first export worker, so the program's first request never waits."""
+    import threading
+    import time
+
+    from cryostorm_run.export import batch
+
+    seen: list[str] = []
+    saved = (list(batch.ON_FIRST_ITEM), batch._first_item_seen)
+    batch.ON_FIRST_ITEM[:] = [lambda: seen.append(threading.current_thread().name)]
+    batch._first_item_seen = False
+    try:
+        exported: list[int] = []
+        queue = batch.BatchQueue(type("E", (), {"export": lambda self, b: exported.extend(b) or True})(), "spans",
+                                 max_queue_size=64, schedule_delay_ms=50, max_export_batch_size=8)
+        assert queue.put(1)
+        deadline = time.monotonic() + 10
+        while not seen and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert seen == ["cryostorm-export-spans"]
+        assert queue.put(2)
+        assert queue.shutdown(5000)
+        assert sorted(exported) == [1, 2] and seen == ["cryostorm-export-spans"]  # once per process
+    finally:
+        batch.ON_FIRST_ITEM[:], batch._first_item_seen = saved

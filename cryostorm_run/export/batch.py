@@ -200,14 +200,13 @@ class BatchQueue:
 
     def _start_worker(self) -> None:
         global _first_item_seen
-        if not _first_item_seen:
-            _first_item_seen = True
-            for callback in ON_FIRST_ITEM:
-                with contextlib.suppress(Exception):  # cryostorm's own metrics must never cost an item
-                    callback()
+        first: tuple[Callable[[], None], ...] = ()
+        if not _first_item_seen:  # run by the first worker: the program's thread never waits for them
+            _first_item_seen, first = True, tuple(ON_FIRST_ITEM)
         name, workers = f"cryostorm-export-{self.kind.split()[0]}", []
         for n in range(self.max_in_flight):
-            worker = threading.Thread(target=self._run, name=name if n == 0 else f"{name}-{n + 1}", daemon=True)
+            worker = threading.Thread(target=self._run, args=(first if n == 0 else (),),
+                                      name=name if n == 0 else f"{name}-{n + 1}", daemon=True)
             try:
                 worker.start()
             except RuntimeError:  # interpreter shutting down: flush/shutdown drain inline
@@ -216,9 +215,12 @@ class BatchQueue:
         self._workers = workers
         self._worker = workers[0] if workers else None
 
-    def _run(self) -> None:
+    def _run(self, first: Sequence[Callable[[], None]] = ()) -> None:
         from opentelemetry import context
 
+        for callback in first:  # cryostorm's own metrics (building the SDK meter provider: ~20 ms)
+            with contextlib.suppress(Exception):  # they must never cost an item
+                callback()
         context.attach(_suppressed())  # an exporter's own HTTP/gRPC calls must not become telemetry
         while True:
             batch = self._next_batch()

@@ -1,7 +1,8 @@
 """cryostorm's own counters as metrics, exported with the program's (in the spirit of the Collector's
 `otelcol_exporter_sent_spans` / `otelcol_exporter_send_failed_spans`).
 
-Registered when the first item is queued in this process (`batch.ON_FIRST_ITEM`), so a process that
+Registered by the first export worker once an item is queued in this process (`batch.ON_FIRST_ITEM`; not in
+the program's thread: with the lazy meter provider that builds the SDK one, ~20 ms), so a process that
 produces no telemetry exports no metrics of cryostorm's either (and never builds an exporter for them).
 
 | metric | kind | meaning |
