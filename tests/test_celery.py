@@ -83,7 +83,12 @@ def test_celery_prefork_workers(otlp_receiver: Receiver, tmp_path: Path, delay_m
         check_spans(spans, task_ids, worker.pid)
         runs = {s.resource["process.pid"]: s for s in by_name(spans, RUN)}
         check_logs(rcv, runs)
-        check_metrics(rcv, {pid: s.resource["service.instance.id"] for pid, s in runs.items()})
+        try:
+            check_metrics(rcv, {pid: s.resource["service.instance.id"] for pid, s in runs.items()})
+        except AssertionError as exc:  # which child, and what it said at exit (seen once under heavy load)
+            got = {m.resource["process.pid"] for m in rcv.metrics() if m.name == RUNTIME_METRIC}
+            pytest.fail(f"{exc}\nchildren that ran a task: {sorted(runs)}; with the runtime metric: {sorted(got)}"
+                        f"\nworker output:\n{log.read_text(errors='replace')}")
         # Each child leaves after its one task; the next one is a new pid. All gone by now, or soon
         # (billiard waits 1 s after reporting a child's death): nothing kept them alive to export.
         deadline = time.monotonic() + 15

@@ -153,9 +153,32 @@ def _lazy_metric_exporter(sig: SignalRuntime) -> Any:
 def _periodic(rt: Runtime, exporter: Any) -> Any:
     from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 
-    return PeriodicExportingMetricReader(
+    return _fork_safe(PeriodicExportingMetricReader(
         exporter, export_interval_millis=rt.metric_interval_ms, export_timeout_millis=rt.metric_timeout_ms
-    )
+    ))
+
+
+def _fork_safe(reader: Any) -> Any:
+    """The SDK's periodic reader restarts its thread in a forked child but keeps its `_export_lock`: a
+    child forked while the parent was exporting (billiard respawns pool children from a supervisor
+    thread at any moment) inherits it held and never exports a metric; its exit flush then waits out
+    shutdown_timeout_millis. The child gets a fresh lock. Feature-detected (README, "Private
+    attributes"); without that attribute, the SDK's own behaviour."""
+    import threading
+    import weakref
+
+    if not hasattr(os, "register_at_fork") or not isinstance(getattr(reader, "_export_lock", None),
+                                                              type(threading.Lock())):
+        return reader
+    ref = weakref.ref(reader)
+
+    def renew() -> None:
+        alive = ref()
+        if alive is not None:
+            alive._export_lock = threading.Lock()
+
+    os.register_at_fork(after_in_child=renew)
+    return reader
 
 
 def _json_metrics() -> Any:
