@@ -66,16 +66,19 @@ def test_celery_prefork_workers(otlp_receiver: Receiver, tmp_path: Path, delay_m
     argv = [CRYOSTORM_RUN, "--quiet", "--", CELERY, "-A", "celery_app", "worker", "--pool", "prefork",
             "--concurrency", "2", "--max-tasks-per-child", "1", "--loglevel", "warning"]
     send = f"import json; from celery_app import add; print(json.dumps([add.delay(i, i).id for i in range({TASKS})]))"
+    # The tasks are sent before the worker starts: kombu's filesystem transport writes a message file
+    # in place, and a worker polling meanwhile can read one half written (JSONDecodeError, an
+    # "Unrecoverable error" that stops the worker; seen once in a loaded run).
+    producer = subprocess.run(
+        [CRYOSTORM_RUN, "--quiet", "--", PYTHON, "-c", send], cwd=APPS, capture_output=True, text=True,
+        env=child_env(celery_env(rcv, broker, "celery-producer", delay_ms)), timeout=60, check=False,
+    )
+    assert producer.returncode == 0 and producer.stderr == "", producer.stderr
+    task_ids = json.loads(producer.stdout)
     with log.open("wb") as out:  # a file, not a pipe: the worker can never block on it
         worker = subprocess.Popen(argv, env=child_env(celery_env(rcv, broker, "celery-worker", delay_ms)), cwd=APPS,
                                   stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        producer = subprocess.run(
-            [CRYOSTORM_RUN, "--quiet", "--", PYTHON, "-c", send], cwd=APPS, capture_output=True, text=True,
-            env=child_env(celery_env(rcv, broker, "celery-producer", delay_ms)), timeout=60, check=False,
-        )
-        assert producer.returncode == 0 and producer.stderr == "", producer.stderr
-        task_ids = json.loads(producer.stdout)
         try:
             spans = rcv.wait_for_spans(complete, timeout=60)
         except AssertionError as exc:
