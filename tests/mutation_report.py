@@ -52,6 +52,34 @@ def status(code: int | None) -> str:
     return "not checked" if code is None else f"exit {code}"
 
 
+Row = tuple[str, int, int, dict[str, list[str]]]  # module, mutants, killed, mutant names by status
+
+
+def rows() -> list[Row]:
+    found = []
+    for module in modules():
+        by_status: dict[str, list[str]] = {}
+        for name, code in results(module).items():
+            by_status.setdefault(status(code), []).append(name)
+        total = sum(len(names) for names in by_status.values())
+        found.append((module, total, len(by_status.get("killed", [])), by_status))
+    return found
+
+
+def score(killed: int, total: int) -> str:
+    return f"{100 * killed / total:.1f} %" if total else "-"
+
+
+def print_table(table: list[Row]) -> None:
+    print(f"{'module':<40} {'mutants':>7} {'killed':>7} {'survived':>8} {'no tests':>8} {'other':>6} {'score':>7}")
+    for module, total, killed, by_status in table:
+        survived, no_tests = len(by_status.get("survived", [])), len(by_status.get("no tests", []))
+        other = total - killed - survived - no_tests
+        print(f"{module:<40} {total:>7} {killed:>7} {survived:>8} {no_tests:>8} {other:>6} {score(killed, total):>7}")
+    all_total, all_killed = sum(r[1] for r in table), sum(r[2] for r in table)
+    print(f"{'all':<40} {all_total:>7} {all_killed:>7} {'':>8} {'':>8} {'':>6} {score(all_killed, all_total):>7}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--survivors", action="store_true", help="list every mutant not killed")
@@ -59,37 +87,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min", type=float, default=0.0, help="exit 1 when a module scores under this percent")
     args = parser.parse_args(argv)
 
-    rows = []
-    for module in modules():
-        by_status: dict[str, list[str]] = {}
-        for name, code in results(module).items():
-            by_status.setdefault(status(code), []).append(name)
-        total = sum(len(names) for names in by_status.values())
-        killed = len(by_status.get("killed", []))
-        rows.append((module, total, killed, by_status))
-
+    table = rows()
     if args.markdown:
-        for module, total, killed, _ in rows:
-            print(f"| `{module}` | {total} | {killed} | {100 * killed / total if total else 0:.1f} % |")
+        for module, total, killed, _ in table:
+            print(f"| `{module}` | {total} | {killed} | {score(killed, total)} |")
     else:
-        print(f"{'module':<40} {'mutants':>7} {'killed':>7} {'survived':>8} {'no tests':>8} {'other':>6} {'score':>7}")
-        for module, total, killed, by_status in rows:
-            survived, no_tests = len(by_status.get("survived", [])), len(by_status.get("no tests", []))
-            other = total - killed - survived - no_tests
-            score = f"{100 * killed / total:.1f} %" if total else "-"
-            print(f"{module:<40} {total:>7} {killed:>7} {survived:>8} {no_tests:>8} {other:>6} {score:>7}")
-        all_total = sum(r[1] for r in rows)
-        all_killed = sum(r[2] for r in rows)
-        if all_total:
-            print(f"{'all':<40} {all_total:>7} {all_killed:>7} {'':>8} {'':>8} {'':>6} "
-                  f"{100 * all_killed / all_total:.1f} %")
+        print_table(table)
     if args.survivors:
-        for module, _, _, by_status in rows:
+        for _, _, _, by_status in table:
             for state, names in sorted(by_status.items()):
                 if state != "killed":
                     for name in sorted(names, key=lambda n: (n.rsplit("_", 1)[0], int(n.rsplit("_", 1)[1]))):
                         print(f"{state}: {name}")
-    low = [module for module, total, killed, _ in rows if total and 100 * killed / total < args.min]
+    low = [module for module, total, killed, _ in table if total and 100 * killed / total < args.min]
     if low:
         print(f"under {args.min} %: {', '.join(low)}", file=sys.stderr)
         return 1

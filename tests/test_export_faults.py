@@ -101,8 +101,10 @@ WHAT_AND_FIX = [
 ]
 
 
-@pytest.mark.parametrize(("case", "what_and_fix"), list(zip(CASES, WHAT_AND_FIX, strict=True)), ids=[c[0] for c in CASES])
-def test_each_class_says_what_happened_and_the_fix(case: tuple[str, Target, str], what_and_fix: tuple[str, str]) -> None:
+@pytest.mark.parametrize(("case", "what_and_fix"), list(zip(CASES, WHAT_AND_FIX, strict=True)),
+                         ids=[c[0] for c in CASES])
+def test_each_class_says_what_happened_and_the_fix(case: tuple[str, Target, str],
+                                                   what_and_fix: tuple[str, str]) -> None:
     kind, target, text = case
     assert classify(text, target) == (kind, *what_and_fix)
 
@@ -133,7 +135,8 @@ MORE_CASES = [
      ("tls_untrusted", "the TLS certificate of 127.0.0.1:4317 is not trusted (CERTIFICATE_VERIFY_FAILED)",
       "check that otlp.certificate_file (/etc/ca.pem) holds the CA that signed the collector's certificate")),
     (GRPC_PLAIN, "gRPC UNIMPLEMENTED: unknown service opentelemetry.proto.collector.trace.v1.TraceService",
-     ("not_found", "the collector answered UNIMPLEMENTED", "is this an OTLP/gRPC port, with a pipeline for this signal?")),
+     ("not_found", "the collector answered UNIMPLEMENTED",
+      "is this an OTLP/gRPC port, with a pipeline for this signal?")),
     (HTTP_PLAIN, "Failed to export batch code: 404, reason: Not Found",
      ("not_found", "the collector answered HTTP 404",
       "no OTLP receiver at this path: check the collector path (cryostorm adds /v1/<signal>)")),

@@ -229,7 +229,7 @@ def test_the_time_left_runs_out_at_the_deadline(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(probe_types.time, "monotonic", lambda: 100.0)
     assert probe_types.remaining(100.5) == 0.5
     for deadline in (100.0, 99.0):  # at the deadline, nothing is left
-        with pytest.raises(TimeoutError, match="^timed out$"):
+        with pytest.raises(TimeoutError, match=r"^timed out$"):
             probe_types.remaining(deadline)
     failure = probe_types.ProbeFailure("refused", "connection refused", "start the collector")
     assert (str(failure), failure.kind, failure.message, failure.hint) == (
