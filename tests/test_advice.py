@@ -215,3 +215,12 @@ def test_advice_module_stays_off_typer_and_rich() -> None:
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('typer', 'rich', 'click')))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_leaf_names_reach_into_optional_nested_models() -> None:
+    from cryostorm_run.config.names import iter_leaf_names
+
+    names = set(iter_leaf_names())
+    assert {"CRYOSTORM_SERVICE__NAME", "CRYOSTORM_COLLECTOR__PORT"} <= names
+    # `tracing.collector` is `CollectorEndpoint | None`: its fields are names too
+    assert {"CRYOSTORM_TRACING__COLLECTOR", "CRYOSTORM_TRACING__COLLECTOR__PORT"} <= names

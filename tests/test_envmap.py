@@ -10,7 +10,14 @@ import pytest
 
 from cryostorm_run import TelemetrySettings, load_settings
 from cryostorm_run.common.runtime import runtime_from_env
-from cryostorm_run.launch.envmap import env_rows, settings_env
+from cryostorm_run.launch.envmap import (
+    effective_headers,
+    encode_pairs,
+    env_rows,
+    program_defaults,
+    settings_env,
+    signal_endpoint,
+)
 
 
 def env_for(environ: dict[str, str]) -> dict[str, str]:
@@ -188,3 +195,42 @@ def test_mapping_covers_every_setting() -> None:
         and not any(".".join(leaf.split(".")[:n]) in named for n in range(1, leaf.count(".") + 2))
     ]
     assert missing == []
+
+
+# -- the seams mutation testing found (tox -e mutation) ---------------------------------------------
+
+
+def test_encode_pairs_percent_encodes_separators_and_keeps_resource_keys_literal() -> None:
+    assert encode_pairs({"a,b=c/d": "x y/z,=é"}) == "a%2Cb%3Dc%2Fd=x%20y%2Fz%2C%3D%C3%A9"
+    # OTEL_RESOURCE_ATTRIBUTES keys are not decoded by the SDK: only `,` and `=` are escaped
+    assert encode_pairs({"a,b=c/d": "v/1", "k": "2"}, literal_keys=True) == "a%2Cb%3Dc/d=v%2F1,k=2"
+
+
+def test_credentials_in_the_collector_url_become_basic_auth_named_by_their_setting() -> None:
+    general = load_settings({"CRYOSTORM_EXPORTER_TYPE": "otlp", "CRYOSTORM_COLLECTOR": "http://user:pw@h:4317",
+                             "CRYOSTORM_OTLP__PROTOCOL": "grpc"}).settings
+    assert effective_headers(general, "tracing") == (
+        {"authorization": "Basic dXNlcjpwdw=="}, "otlp.headers, collector.username, collector.password")
+    own = load_settings({"CRYOSTORM_EXPORTER_TYPE": "otlp", "CRYOSTORM_TRACING__COLLECTOR": "http://user@h:4317/a/b/c",
+                         "CRYOSTORM_OTLP__PROTOCOL": "grpc"}).settings
+    assert effective_headers(own, "tracing") == (  # no password: "user:"
+        {"authorization": "Basic dXNlcjo="}, "otlp.headers, tracing.collector.username, tracing.collector.password")
+    assert effective_headers(own, "metrics") == ({}, "otlp.headers")
+    # gRPC takes scheme://host:port only, whatever path the URL has
+    assert signal_endpoint(own, "tracing") == "http://h:4317"
+
+
+def test_boolean_resource_attributes_and_disabled_propagation_as_the_sdk_reads_them() -> None:
+    env = env_for({"CRYOSTORM_SERVICE__ADDITIONAL_ATTRIBUTES": '{"flag": true, "n": 1}',
+                   "CRYOSTORM_PROPAGATION__ENABLED": "false"})
+    assert env["OTEL_RESOURCE_ATTRIBUTES"].endswith(",flag=true,n=1")
+    assert env["OTEL_PROPAGATORS"] == "none"
+
+
+def test_program_defaults_say_why_and_yield_to_the_programs_own_values() -> None:
+    semconv = ("http", "default: stable HTTP semantic conventions")
+    quiet = ("NONE", "default: no gRPC C-core log lines (cryostorm names export errors)")
+    assert program_defaults({}) == {"OTEL_SEMCONV_STABILITY_OPT_IN": semconv, "GRPC_VERBOSITY": quiet}
+    assert program_defaults({"GRPC_TRACE": "tcp"}) == {"OTEL_SEMCONV_STABILITY_OPT_IN": semconv}
+    assert program_defaults({"GRPC_TRACE": ""}) == {"OTEL_SEMCONV_STABILITY_OPT_IN": semconv, "GRPC_VERBOSITY": quiet}
+    assert program_defaults({"OTEL_SEMCONV_STABILITY_OPT_IN": "", "GRPC_VERBOSITY": "DEBUG"}) == {}

@@ -74,6 +74,99 @@ def test_the_fixes_are_the_probes() -> None:
     assert classify(CASES[4][2], GRPC_PLAIN).fix == "if the collector serves TLS on this port, use https://"  # type: ignore[union-attr]
 
 
+# What each of CASES says and its fix, word for word (what the program's stderr line is made of).
+WHAT_AND_FIX = [
+    ("TLS is configured but 127.0.0.1:4317 answers in plaintext (WRONG_VERSION_NUMBER)",
+     "for a plaintext collector use http:// (gRPC: or otlp.insecure=true / OTEL_EXPORTER_OTLP_INSECURE=true)"),
+    ("TLS is configured but 127.0.0.1:4318 answers in plaintext (WRONG_VERSION_NUMBER)",
+     "for a plaintext collector use http://"),
+    ("the TLS certificate of 127.0.0.1:4317 is not trusted (self signed certificate)",
+     "set otlp.certificate_file to the CA bundle that signed the collector's certificate"),
+    ("the TLS certificate of 127.0.0.1:4318 is not trusted (self-signed certificate)",
+     "set otlp.certificate_file to the CA bundle that signed the collector's certificate"),
+    ("127.0.0.1:4317 closed the connection without an answer (Socket closed): it may expect TLS",
+     "if the collector serves TLS on this port, use https://"),
+    ("127.0.0.1:4318 closed the connection without an answer (Connection aborted): it may expect TLS",
+     "if the collector serves TLS on this port, use https://"),
+    ("connection to 127.0.0.1:4317 refused", "is the collector running and listening on port 4317?"),
+    ("connection to 127.0.0.1:4318 refused", "is the collector running and listening on port 4318?"),
+    ("no answer from 127.0.0.1:4317 in time (DEADLINE_EXCEEDED)",
+     "the collector is slow or overloaded, or this port is not an OTLP receiver"),
+    ("no answer from 127.0.0.1:4318 in time (ReadTimeout)",
+     "the collector is slow or overloaded, or this port is not an OTLP receiver"),
+    ("the collector answered UNAUTHENTICATED", "check otlp.headers (e.g. the authorization token)"),
+    ("the collector answered HTTP 401", "check otlp.headers (e.g. the authorization token)"),
+    ("the collector answered PERMISSION_DENIED", "the credentials in otlp.headers are not allowed to export here"),
+    ("the collector answered HTTP 403", "the credentials in otlp.headers are not allowed to export here"),
+]
+
+
+@pytest.mark.parametrize(("case", "what_and_fix"), list(zip(CASES, WHAT_AND_FIX, strict=True)),
+                         ids=[c[0] for c in CASES])
+def test_each_class_says_what_happened_and_the_fix(case: tuple[str, Target, str],
+                                                   what_and_fix: tuple[str, str]) -> None:
+    kind, target, text = case
+    assert classify(text, target) == (kind, *what_and_fix)
+
+
+HANDSHAKE_FIX_GRPC = ("does the collector serve TLS on port 4317? for a plaintext collector use http:// "
+                      "(gRPC: or otlp.insecure=true / OTEL_EXPORTER_OTLP_INSECURE=true)")
+MORE_CASES = [
+    (Target("http://collector.invalid:4317", grpc=True), "failed to connect to all addresses; last error: "
+     "UNAVAILABLE: dns:collector.invalid:4317: DNS resolution failed for collector.invalid:4317",
+     ("dns", "the host name of collector.invalid:4317 does not resolve", "check the host name in the collector URL")),
+    (Target("http://collector.invalid:4318/v1/logs", grpc=False), "ConnectionError: HTTPConnectionPool(host="
+     "'collector.invalid', port=4318): Max retries exceeded with url: /v1/logs (Caused by NameResolutionError("
+     "\"Failed to resolve 'collector.invalid' ([Errno -2] Name or service not known)\"))",
+     ("dns", "the host name of collector.invalid:4318 does not resolve", "check the host name in the collector URL")),
+    (GRPC, "failed to connect to all addresses; last error: UNKNOWN: ipv4:127.0.0.1:4317: Tls handshake failed "
+     "(TSI_PROTOCOL_FAILURE): SSL_ERROR_SYSCALL",
+     ("tls", "the TLS handshake with 127.0.0.1:4317 failed (Tls handshake failed)", HANDSHAKE_FIX_GRPC)),
+    (HTTP, "SSLError: HTTPSConnectionPool(host='127.0.0.1', port=4318): Max retries exceeded (Caused by SSLError("
+     "SSLError(1, '[SSL: SSLV3_ALERT_HANDSHAKE_FAILURE] sslv3 alert handshake failure (_ssl.c:1006)')))",
+     ("tls", "the TLS handshake with 127.0.0.1:4318 failed (SSLError)",
+      "does the collector serve TLS on port 4318? for a plaintext collector use http://")),
+    (Target("http://10.0.0.1:4318/v1/traces", grpc=False), "ConnectTimeout: HTTPConnectionPool(host='10.0.0.1', "
+     "port=4318): Max retries exceeded with url: /v1/traces (Caused by ConnectTimeoutError(<urllib3.connection."
+     "HTTPConnection object>, 'Connection to 10.0.0.1 timed out. (connect timeout=10)'))",
+     ("timeout", "no connection to 10.0.0.1:4318 in time (ConnectTimeout)",
+      "check the host and port, and any firewall in between")),
+    (Target("https://127.0.0.1:4317", grpc=True, certificate="/etc/ca.pem"), "CERTIFICATE_VERIFY_FAILED",
+     ("tls_untrusted", "the TLS certificate of 127.0.0.1:4317 is not trusted (CERTIFICATE_VERIFY_FAILED)",
+      "check that otlp.certificate_file (/etc/ca.pem) holds the CA that signed the collector's certificate")),
+    (GRPC_PLAIN, "gRPC UNIMPLEMENTED: unknown service opentelemetry.proto.collector.trace.v1.TraceService",
+     ("not_found", "the collector answered UNIMPLEMENTED",
+      "is this an OTLP/gRPC port, with a pipeline for this signal?")),
+    (HTTP_PLAIN, "Failed to export batch code: 404, reason: Not Found",
+     ("not_found", "the collector answered HTTP 404",
+      "no OTLP receiver at this path: check the collector path (cryostorm adds /v1/<signal>)")),
+    # the port a URL without one is reached on, as the exporters do
+    (Target("https://collector.example", grpc=False), "Connection refused",
+     ("refused", "connection to collector.example:443 refused", "is the collector running and listening on port 443?")),
+    (Target("collector.example", grpc=True), "Connection refused",
+     ("refused", "connection to collector.example:80 refused", "is the collector running and listening on port 80?")),
+    (Target("http://[::1]:4317", grpc=True), "Connection refused",  # the port is after the last colon
+     ("refused", "connection to ::1:4317 refused", "is the collector running and listening on port 4317?")),
+]
+
+
+@pytest.mark.parametrize(("target", "text", "expected"), MORE_CASES, ids=[c[2][0] for c in MORE_CASES])
+def test_dns_handshake_connect_timeout_and_status_classes(target: Target, text: str,
+                                                          expected: tuple[str, str, str]) -> None:
+    assert classify(text, target) == expected
+
+
+@pytest.mark.parametrize(("target", "text"), [
+    (HTTP_PLAIN, "Failed to export batch code: 500, reason: Internal Server Error"),  # no class of its own
+    (GRPC_PLAIN, "Failed to export metrics, code: 401"),  # an HTTP code in a gRPC exporter's text
+    (HTTP_PLAIN, "gRPC UNAUTHENTICATED"),  # a gRPC status in an HTTP exporter's text
+    (GRPC_PLAIN, "SSL_ERROR_SYSCALL"),  # TLS words from a plaintext channel
+    (Target("http://127.0.0.1:4317", grpc=True, tls=True), "Socket closed"),  # TLS asked for by flag, not scheme
+])
+def test_texts_that_name_no_class_are_not_guessed(target: Target, text: str) -> None:
+    assert classify(text, target) is None
+
+
 def test_a_closed_socket_on_a_tls_channel_is_not_called_a_tls_port() -> None:
     assert classify("gRPC UNAVAILABLE: ipv4:127.0.0.1:4317: Socket closed", GRPC) is None
 

@@ -12,7 +12,8 @@ import yaml
 from typer.testing import CliRunner
 
 from cryostorm_run.cli._app import app
-from cryostorm_run.launch.envformat import FORMATS
+from cryostorm_run.config.sources import Origin
+from cryostorm_run.launch.envformat import FORMATS, EnvLine, Unrepresentable, render_env, row_source
 
 SECRET = "Bearer fmt-secret-5566"
 ENV = {"CRYOSTORM_SERVICE__NAME": "it's (x) \"quoted\" \\", "CRYOSTORM_EXPORTER_TYPE": "otlp",
@@ -129,3 +130,70 @@ def test_unknown_format_lists_all_formats() -> None:
     result = CliRunner().invoke(app, ["print-env", "--format", "xml"])
     assert result.exit_code == 2
     assert "allowed: shell, dotenv, json, docker, k8s" in result.stderr
+
+
+# -- the formats as pure functions (render_env, row_source): exact output, the seams mutation testing found
+
+def line(value: str, name: str = "OTEL_SERVICE_NAME", source: str = "default") -> EnvLine:
+    return EnvLine(name, value, source)
+
+
+@pytest.mark.parametrize(("fmt", "value", "reason"), [
+    ("docker", "two\nlines", "contains a line break, which a docker --env-file cannot hold"),
+    ("docker", "cr\r", "contains a line break, which a docker --env-file cannot hold"),
+    ("dotenv", "cr\r", "contains a carriage return, which python-dotenv reads as a line break"),
+    ("dotenv", "${HOME}", "contains ${, which dotenv readers expand as a variable"),
+    ("dotenv", "it's $(x)", "contains $ or ` (which a shell expands in double quotes) and also ' or \\ (which single "
+                            "quotes cannot hold for both a shell and python-dotenv)"),
+    ("dotenv", "`x`\\\\", "contains $ or ` (which a shell expands in double quotes) and also ' or \\ (which single "
+                          "quotes cannot hold for both a shell and python-dotenv)"),
+])
+def test_each_refusal_names_its_format_the_variable_and_why(fmt: str, value: str, reason: str) -> None:
+    refused = line(value)
+    with pytest.raises(Unrepresentable) as caught:
+        render_env([line("ok", "OTEL_FIRST"), refused], fmt)
+    assert (caught.value.fmt, caught.value.line, caught.value.reason) == (fmt, refused, reason)
+    assert str(caught.value) == f"OTEL_SERVICE_NAME: {reason}"
+
+
+@pytest.mark.parametrize(("value", "written"), [
+    ("plain $HOME `x`", "'plain $HOME `x`'"),  # single quotes: nothing expands
+    ("it's", "\"it's\""),  # a ' needs double quotes
+    ("a\\\\b", '"a\\\\\\\\b"'),  # so does \\ (python-dotenv undoes it in single quotes)
+    ("ends\\", '"ends\\\\"'),  # and a trailing \ (it would escape the closing quote)
+    ('say "hi"\'', '"say \\"hi\\"\'"'),
+])
+def test_dotenv_quotes_each_value_the_way_both_readers_undo(value: str, written: str) -> None:
+    assert render_env([line(value)], "dotenv") == f"# default\nOTEL_SERVICE_NAME={written}\n"
+
+
+def test_json_is_indented_by_two() -> None:
+    assert render_env([line("1", "A"), line("2", "B")], "json") == '{\n  "A": "1",\n  "B": "2"\n}\n'
+
+
+def test_k8s_escapes_what_yaml_would_not_read_back_and_leaves_out_pythonpath() -> None:
+    lines = [line('q"b\\c\x01\x85\u2028é'), line("/here", "PYTHONPATH")]
+    assert render_env(lines, "k8s") == (
+        "# env: of a container spec (PYTHONPATH left out: run the program under cryostorm-run in the image)\n"
+        "- name: OTEL_SERVICE_NAME\n"
+        '  value: "q\\"b\\\\c\\x01\\x85\\u2028é"  # default\n')
+
+
+def test_a_long_source_comment_is_cut_at_500_characters() -> None:
+    long = "from " + "x" * 516  # 521 characters: over 500 + the 20 the cut leaves room for
+    assert render_env([line("v", source=long)], "docker") == f"# {long[:500]}… (521 chars)\nOTEL_SERVICE_NAME=v\n"
+    assert render_env([line("v", source=long[:520])], "docker") == f"# {long[:520]}\nOTEL_SERVICE_NAME=v\n"
+
+
+def test_row_source_names_every_input_that_was_set_in_precedence_order() -> None:
+    origins = {("otlp", "headers"): Origin("cryostorm_env", "CRYOSTORM_OTLP__HEADERS"),
+               ("tracing", "headers"): Origin("otel_env", "OTEL_EXPORTER_OTLP_TRACES_HEADERS"),
+               ("collector",): Origin("flag", "--set collector"),
+               ("logging", "export_config", "batch_size"): Origin("env_file", "CRYOSTORM_LOGGING__EXPORT_CONFIG__"
+                                                                               "BATCH_SIZE", ".env")}
+    assert row_source("tracing.headers, otlp.headers", origins) == (
+        "from OTEL_EXPORTER_OTLP_TRACES_HEADERS, CRYOSTORM_OTLP__HEADERS")
+    assert row_source("otlp.headers,otlp.headers", origins) == "from CRYOSTORM_OTLP__HEADERS"  # each name once
+    assert row_source("collector.port", origins) == "from --set collector"  # set as a whole
+    assert row_source("logging.export_config", origins) == "from CRYOSTORM_LOGGING__EXPORT_CONFIG__BATCH_SIZE in .env"
+    assert row_source("metrics.export_interval_millis", origins) == "default"

@@ -221,3 +221,16 @@ def test_a_port_that_never_answers_times_out_once(protocol: str) -> None:
         result = one(probe(settings, {}, timeout=0.5))
     assert (result.kind, result.message) == ("timeout", "no answer within 0.5 s")
     assert result.hint == "the collector is slow or overloaded, or this port is not an OTLP receiver"
+
+
+def test_the_time_left_runs_out_at_the_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cryostorm_run.diagnose import probe_types
+
+    monkeypatch.setattr(probe_types.time, "monotonic", lambda: 100.0)
+    assert probe_types.remaining(100.5) == 0.5
+    for deadline in (100.0, 99.0):  # at the deadline, nothing is left
+        with pytest.raises(TimeoutError, match=r"^timed out$"):
+            probe_types.remaining(deadline)
+    failure = probe_types.ProbeFailure("refused", "connection refused", "start the collector")
+    assert (str(failure), failure.kind, failure.message, failure.hint) == (
+        "connection refused", "refused", "connection refused", "start the collector")
