@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -21,6 +22,11 @@ CRYOSTORM_RUN = str(BIN / "cryostorm-run")
 # The launchers the suite runs share one plan cache of their own, never the developer's (~/.cache).
 PLAN_CACHE = tempfile.mkdtemp(prefix="cryostorm-plan-cache-")
 atexit.register(shutil.rmtree, PLAN_CACHE, ignore_errors=True)
+# The Ctrl-C tests send SIGINT to their children. A suite started in the background by a script
+# (`pytest &`) ignores SIGINT, and an ignored signal stays ignored through exec: every child would
+# shrug off the Ctrl-C it is sent and the test would time out. The children get the default instead.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)
