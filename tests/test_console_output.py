@@ -297,8 +297,14 @@ def celery_worker_output(argv: list[str], env: dict[str, str], broker: Path) -> 
                                   start_new_session=True)
     try:
         for done in (1, 2):
+            # written aside, then renamed into the queue whole: the worker never sees a half-written message
+            outbox = broker / f"outbox-{done}"
+            outbox.mkdir(parents=True)
             send = "from celery_app import add; add.delay(1, 2)"
-            subprocess.run([PYTHON, "-c", send], cwd=APPS, env=child_env(env), check=True, timeout=60)
+            subprocess.run([PYTHON, "-c", send], cwd=APPS, env=child_env({**env, "CELERY_FS_OUT": str(outbox)}),
+                           check=True, timeout=60)
+            (message,) = outbox.iterdir()
+            message.rename(broker / "queue" / message.name)
             deadline = time.monotonic() + 60
             while log.read_text(errors="replace").count(" succeeded in ") < done:
                 assert time.monotonic() < deadline, log.read_text(errors="replace")

@@ -2,6 +2,10 @@
 
 CELERY_FS_DIR (required) holds the transport's folders: the queue (`queue/`), its exchange table (`control/`)
 and `processed/` (unused: store_processed is off).
+CELERY_FS_OUT (optional): the folder a producer writes its messages to instead of the queue. The transport
+writes a message in place (open, then write), so a worker polling the queue can take the file between the
+two and lose the message; a test that sends while a worker runs writes them here and renames them into
+`queue/` whole (see tests/test_console_output.py).
 Worker: celery -A celery_app worker --pool prefork ...   Producer: from celery_app import add; add.delay(1, 2)
 """
 
@@ -24,7 +28,7 @@ app.conf.update(
     broker_url="filesystem://",
     broker_transport_options={
         "data_folder_in": str(_QUEUE),
-        "data_folder_out": str(_QUEUE),
+        "data_folder_out": os.environ.get("CELERY_FS_OUT") or str(_QUEUE),
         "processed_folder": str(_PROCESSED),
         "control_folder": str(_CONTROL),
         "store_processed": False,
