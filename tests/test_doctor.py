@@ -240,3 +240,25 @@ def test_non_python_command_and_missing_command(tmp_path: Path) -> None:
     missing = diagnose(["no-such-command-xyz"], environ={"PATH": str(tmp_path)}, libraries=[])
     assert messages(missing, "problem") == [
         ("no-such-command-xyz: command not found (searched PATH)", "check the command and PATH")]
+
+
+def test_a_refused_setting_is_a_problem_named_as_written_and_a_valid_one_is_ok(tmp_path: Path) -> None:
+    # `cryostorm-run -- COMMAND` would refuse to start with these settings: doctor must not say healthy.
+    refused = {"CRYOSTORM_TRACING__SAMPLE_RATE": "1.5", "OTEL_EXPORTER_OTLP_ENDPOINT": "ftp://user:hunter2@c:21"}
+    result = CliRunner().invoke(app, ["doctor"], env=refused)
+    assert result.exit_code == 1, result.output
+    assert "PROBLEM CRYOSTORM_TRACING__SAMPLE_RATE = '1.5': " in result.stderr
+    assert "PROBLEM OTEL_EXPORTER_OTLP_ENDPOINT = 'ftp://****:****@c:21': " in result.stderr
+    assert "hunter2" not in result.output
+    assert "refuses to start (exit 2)" in result.stderr
+    assert result.stderr.index("Configuration") < result.stderr.index("OpenTelemetry packages")
+    # the same in --json, and a valid environment: ok, with what check-config would warn about as info
+    result = CliRunner().invoke(app, ["doctor", "--json"], env=refused)
+    found = [(f["status"], f["message"].split(" = ")[0]) for f in json.loads(result.stdout)["findings"]
+             if f["section"] == "configuration"]
+    assert sorted(found) == [("problem", "CRYOSTORM_TRACING__SAMPLE_RATE"), ("problem", "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    report = diagnose(environ={"CRYOSTORM_COLLECTOR": "http://c:4317"}, libraries=[], configuration=True)
+    found = [(f.status, f.message) for f in report.findings if f.section == "configuration"]
+    assert found[-1] == ("ok", "the settings in this environment are valid")
+    assert [status for status, _ in found[:-1]] == ["info"] and "CRYOSTORM_EXPORTER_TYPE=otlp" in found[0][1]
+    assert all(f.section != "configuration" for f in diagnose(environ=refused, libraries=[]).findings)

@@ -221,15 +221,15 @@ def doctor(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")] = False,
     debug: Debug = False,
 ) -> None:
-    """Check installed instrumentations, OpenTelemetry package versions and the command's interpreter.
-    Exit 0 when healthy, 1 when there are problems. With -- COMMAND [ARGS...]: also check that the
-    interpreter running COMMAND can run the hook."""
+    """Check the settings, installed instrumentations, OpenTelemetry package versions and the command's
+    interpreter. Exit 0 when healthy, 1 when there are problems. With -- COMMAND [ARGS...]: also check that
+    the interpreter running COMMAND can run the hook."""
 
     def run() -> int:
         from cryostorm_run.diagnose.doctor import diagnose, render_report
 
         search = [*map(str, paths), *sys.path] if paths else None
-        report = diagnose(command or None, environ=os.environ, paths=search)
+        report = diagnose(command or None, environ=os.environ, paths=search, configuration=True)
         if as_json:
             findings = [{"section": f.section, "status": f.status, "message": f.message, "fix": f.fix}
                         for f in report.findings]

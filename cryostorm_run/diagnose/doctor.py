@@ -43,7 +43,7 @@ class Dist:
 class Finding:
     """`status`: ok, problem, or info (a suggestion that does not make the environment unhealthy)."""
 
-    section: str  # packages, instrumentations, command
+    section: str  # configuration, packages, instrumentations, command
     status: str
     message: str
     fix: str = ""
@@ -318,16 +318,42 @@ def _command_check(report: DoctorReport, command: Sequence[str], environ: Mappin
         report.add("command", "ok", f"{where}: the hook will instrument it")
 
 
+_CONFIG_FIX = "`cryostorm-run check-config` shows every setting, where it came from and how to fix it"
+
+
+def _configuration_check(report: DoctorReport, environ: Mapping[str, str]) -> None:
+    """The settings `cryostorm-run -- COMMAND` would read here (environment, config file in the working
+    directory): a refused one is a problem, as it stops the launcher before the program starts."""
+    from cryostorm_run.config.errors import ConfigError
+    from cryostorm_run.config.loading import load_settings
+
+    try:
+        loaded = load_settings(environ)
+    except ConfigError as exc:  # the problems are already safe to show (masked, escaped, shortened)
+        for p in exc.problems:
+            shown = "" if p.value is None else f" = '{p.value}'"
+            report.add("configuration", "problem", f"{p.name}{shown}: {p.message}" + (f" ({p.hint})" if p.hint else ""),
+                       f"{_CONFIG_FIX}; until then `cryostorm-run -- COMMAND` refuses to start (exit 2)")
+        return
+    for advice in loaded.warnings:
+        report.add("configuration", "info", str(advice))
+    report.add("configuration", "ok", "the settings in this environment are valid", _CONFIG_FIX)
+
+
 def diagnose(
     command: Sequence[str] | None = None,
     *,
     environ: Mapping[str, str] | None = None,
     paths: Sequence[str] | None = None,
     libraries: Iterable[Mapping[str, str]] | None = None,
+    configuration: bool = False,
 ) -> DoctorReport:
-    """Check the packages on `paths` (default: sys.path) and, with a `command`, its interpreter."""
+    """Check the packages on `paths` (default: sys.path) and, with a `command`, its interpreter;
+    with `configuration`, also the settings in `environ` (the `doctor` command does)."""
     dists = installed(paths)
     report = DoctorReport(contrib_version=dists[CONTRIB_ANCHOR].version if CONTRIB_ANCHOR in dists else None)
+    if configuration:
+        _configuration_check(report, os.environ if environ is None else environ)
     _package_check(report, dists)
     _instrumentation_check(report, dists, library_table() if libraries is None else libraries)
     if command:
@@ -335,7 +361,8 @@ def diagnose(
     return report
 
 
-_TITLES = {"packages": "OpenTelemetry packages", "instrumentations": "Instrumentations", "command": "Command"}
+_TITLES = {"configuration": "Configuration", "packages": "OpenTelemetry packages",
+           "instrumentations": "Instrumentations", "command": "Command"}
 _MARKS = {"ok": "ok     ", "problem": "PROBLEM", "info": "-      "}
 
 
