@@ -218,10 +218,13 @@ class BatchQueue:
     def _run(self, first: Sequence[Callable[[], None]] = ()) -> None:
         from opentelemetry import context
 
-        for callback in first:  # cryostorm's own metrics (building the SDK meter provider: ~20 ms)
-            with contextlib.suppress(Exception):  # they must never cost an item
-                callback()
-        context.attach(_suppressed())  # an exporter's own HTTP/gRPC calls must not become telemetry
+        from cryostorm_run.export.forkgate import exporter_build
+
+        with exporter_build():  # its imports are never half done at a fork (export/forkgate.py)
+            for callback in first:  # cryostorm's own metrics (building the SDK meter provider: ~20 ms)
+                with contextlib.suppress(Exception):  # they must never cost an item
+                    callback()
+            context.attach(_suppressed())  # an exporter's own HTTP/gRPC calls must not become telemetry
         while True:
             batch = self._next_batch()
             if batch is None:

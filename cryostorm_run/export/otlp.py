@@ -14,6 +14,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from cryostorm_run.common.runtime import SignalRuntime
 from cryostorm_run.export.batch import RETRY_LATER
 from cryostorm_run.export.errors import TelemetrySetupError, exporting, fault_target, note_transport_error
+from cryostorm_run.export.forkgate import BUILD_BROKEN, exporter_build, grpc_call
 from cryostorm_run.export.otlp_send import TRANSIENT_CODES, TRANSIENT_HTTP, reachable
 
 # -- lazy OTLP exporters ------------------------------------------------------------------------
@@ -54,7 +55,9 @@ class _Lazy:
                 # One exporter is built at a time in the process: each signal's worker builds its own on
                 # its first export, and two threads importing grpc at once can see it half-initialised
                 # ("cannot import name 'ChannelCredentials' from partially initialized module 'grpc'").
-                with BUILD_LOCK[0]:
+                with BUILD_LOCK[0], exporter_build():  # never half-loaded at a fork (export/forkgate.py)
+                    if BUILD_BROKEN[0]:
+                        raise TelemetrySetupError("forked while the parent was loading an exporter: none can load")
                     self._real = self._factory()
             return self._real
 
@@ -273,9 +276,8 @@ def otlp_factory(signal: str, sig: SignalRuntime) -> Callable[[], Any]:
         ("logs", "http/protobuf"): ("opentelemetry.exporter.otlp.proto.http._log_exporter", "OTLPLogExporter"),
     }
     key = (signal, sig.protocol)
-    # The OTLP exporter modules import opentelemetry.sdk._logs, whose import starts a thread pool
-    # (Resource.create). An exporter may have to be built at exit, when Python 3.12 refuses new
-    # threads: import it now (it already is whenever logs are enabled).
+    # The exporter modules import opentelemetry.sdk._logs, which starts a thread pool (Resource.create); an
+    # exporter may be built at exit, when Python 3.12 refuses new threads: import it now (as logs do anyway).
     import opentelemetry.sdk._logs  # noqa: F401
 
     if key not in modules:
@@ -328,10 +330,6 @@ def report_partial_success(signal: str, response: Any) -> None:
         )
 
 
-# OTLP's retryable gRPC codes and HTTP statuses (RESOURCE_EXHAUSTED, 429: the collector is overloaded).
-_TRANSIENT_CODES = TRANSIENT_CODES
-_TRANSIENT_HTTP = TRANSIENT_HTTP
-
 
 class _CheckedStub:
     def __init__(self, stub: Any, signal: str, state: _ExportState) -> None:
@@ -341,11 +339,12 @@ class _CheckedStub:
 
     def Export(self, *args: Any, **kwargs: Any) -> Any:
         try:
-            response = self._stub.Export(*args, **kwargs)
+            with grpc_call():  # never in flight when the process forks (export/forkgate.py)
+                response = self._stub.Export(*args, **kwargs)
         except Exception as error:  # grpc.RpcError: the exporter decides; we note whether to retry later
             code_of = getattr(error, "code", None)
             code = code_of() if callable(code_of) else None
-            self._state.transient = getattr(code, "name", "") in _TRANSIENT_CODES
+            self._state.transient = getattr(code, "name", "") in TRANSIENT_CODES  # OTLP's retryable codes
             details = getattr(error, "details", None)  # SDK 1.40 logs the code only: keep what it leaves out
             note_transport_error(f"gRPC {getattr(code, 'name', '')}: {details() if callable(details) else ''}")
             raise
@@ -378,7 +377,7 @@ def _checked_session(signal: str, state: _ExportState) -> Any:
                 state.transient = True
                 note_transport_error(f"{type(error).__name__}: {error}")  # the exporter may log only "timeout"
                 raise
-            state.transient = response.status_code in _TRANSIENT_HTTP
+            state.transient = response.status_code in TRANSIENT_HTTP
             return response
 
     module, name = _RESPONSES[signal]

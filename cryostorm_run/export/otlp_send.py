@@ -58,6 +58,8 @@ class GrpcSender:
         import grpc
         from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
+        from cryostorm_run.export import forkgate
+
         endpoint = str(kwargs.get("endpoint") or "http://localhost:4317")
         parsed = urllib.parse.urlparse(endpoint)
         # As the SDK's exporter: https is TLS; otherwise the insecure flag, or else the scheme decides.
@@ -81,10 +83,12 @@ class GrpcSender:
                                                response_deserializer=ExportTraceServiceResponse.FromString)
         self._metadata = tuple((kwargs.get("headers") or {}).items()) or None
         self._rpc_error = grpc.RpcError
+        self._forkgate = forkgate
 
     def send(self, data: bytes, timeout: float) -> Attempt:
         try:
-            response = self._call(data, timeout=timeout, metadata=self._metadata)
+            with self._forkgate.grpc_call():  # never in flight when the process forks (export/forkgate.py)
+                response = self._call(data, timeout=timeout, metadata=self._metadata)
         except self._rpc_error as error:
             code = error.code() if callable(getattr(error, "code", None)) else None
             name = getattr(code, "name", "UNKNOWN")
