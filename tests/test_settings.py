@@ -503,3 +503,56 @@ def test_a_whole_value_set_above_replaces_the_parts_set_below(tmp_path: Path) ->
         "CRYOSTORM_SERVICE__ADDITIONAL_ATTRIBUTES__B"
     assert loaded.origin(("service", "additional_attributes", "a")).describe() == \
         "CRYOSTORM_SERVICE__ADDITIONAL_ATTRIBUTES"
+
+
+OTEL_FILE = """\
+file_format: "1.1"
+resource:
+  attributes:
+    - name: service.name
+      value: ${SVC:-from-file}
+tracer_provider:
+  processors:
+    - batch:
+        exporter:
+          otlp_grpc:
+            endpoint: http://collector:4317
+"""
+
+
+def test_an_opentelemetry_configuration_file_decides_the_opentelemetry_settings(tmp_path: Path) -> None:
+    path = tmp_path / "otel.yaml"
+    path.write_text(OTEL_FILE)
+    loaded = load_settings({"OTEL_SERVICE_NAME": "env-name", "SVC": "substituted", "OTEL_CONFIG_FILE": "other.yaml",
+                            "CRYOSTORM_LOGGING__LEVEL": "debug"}, otel_config=path, config_dir=None)
+    s = loaded.settings
+    assert (s.service.name, s.tracing.exporter_type, s.logging.level.value) == ("substituted", ExporterType.OTLP,
+                                                                                 "DEBUG")
+    assert s.tracing.collector is not None and s.tracing.collector.base_url(OtlpProtocol.GRPC) == \
+        "http://collector:4317"
+    assert loaded.origin(("service", "name")).describe() == f"{path}:4 resource.attributes[0]"
+    assert [(w.code, w.message) for w in loaded.warnings] == [
+        ("ineffective-with-config-file", f"OTEL_CONFIG_FILE=other.yaml has no effect: --config-file {path} names "
+                                         "the file"),
+        ("ineffective-with-config-file", f"OTEL_SERVICE_NAME has no effect: the OpenTelemetry configuration file "
+                                         f"{path} decides service.name (with a configuration file, the other sources "
+                                         "of OpenTelemetry settings are ignored, as the specification says)")]
+    # named by OTEL_CONFIG_FILE alone: the same file, nothing ineffective
+    loaded = load_settings({"OTEL_CONFIG_FILE": str(path)}, config_dir=None)
+    assert (loaded.settings.service.name, loaded.warnings) == ("from-file", ())
+
+
+def test_problems_of_every_source_are_reported_together(tmp_path: Path) -> None:
+    (tmp_path / "cryostorm.toml").write_text("[tracing]\nsample_rate = [")
+    bad_otel = tmp_path / "otel.yaml"
+    bad_otel.write_text('file_format: "1.1"\nlog_level: debug\n')
+    found = problems({"OTEL_SDK_DISABLED": "yes"}, config_dir=tmp_path, env_file=tmp_path / "missing.env",
+                     otel_config=bad_otel)
+    assert [name for name, _, _, _ in found] == [
+        "cryostorm.toml", "--env-file", "OTEL_SDK_DISABLED", f"{bad_otel}:2 log_level"]
+
+
+def test_the_config_file_and_the_env_file_each_set_their_own_settings(tmp_path: Path) -> None:
+    (tmp_path / "cryostorm.toml").write_text("[service]\nversion = \"9.9\"\n")
+    loaded = load_settings({}, config_dir=tmp_path, env_file=env_file(tmp_path, "CRYOSTORM_SERVICE__NAME=file\n"))
+    assert (loaded.settings.service.name, loaded.settings.service.version) == ("file", "9.9")
