@@ -383,6 +383,17 @@ def test_prometheus_without_its_exporter_package_is_refused(
     assert load_settings({}).settings.metrics.exporter_type is None  # not wanted, not looked for
 
 
+def test_prometheus_without_its_package_is_named_as_written(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda module, *a: None if module == "opentelemetry.exporter.prometheus" else real(module, *a))
+    for environ, overrides, name in (({"OTEL_METRICS_EXPORTER": "prometheus"}, [], "OTEL_METRICS_EXPORTER"),
+                                     ({}, [Override("--exporter", ("exporter_type",), "prometheus")], "--exporter")):
+        assert [p[0] for p in problems(environ, overrides=overrides)] == [name]
+
+
 def test_a_package_whose_lookup_fails_counts_as_missing(monkeypatch: pytest.MonkeyPatch) -> None:
     import importlib.util
 
