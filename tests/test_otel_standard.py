@@ -335,3 +335,11 @@ def test_a_refused_variable_is_named_with_the_reason_and_a_secret_one_masked(tmp
     assert [(p.name, p.value, p.message, p.hint) for p in info.value.problems] == [(
         f"OTEL_EXPORTER_ZIPKIN_ENDPOINT in {dotenv}", "http://z:9411", "not supported by cryostorm-run: cryostorm "
         "has no Zipkin exporter; export OTLP to a collector that forwards to Zipkin", "unset it")]
+
+
+def test_an_endpoint_keeps_its_path_and_a_url_without_host_is_reported_by_the_model() -> None:
+    s = load_settings({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318/ABX/"}, config_dir=None).settings
+    assert s.collector.path == "/ABX"  # only the trailing slash goes
+    assert problem_tuples({"OTEL_EXPORTER_OTLP_ENDPOINT": "http:///v1"}) == [(
+        "OTEL_EXPORTER_OTLP_ENDPOINT", "http:///v1",
+        "invalid host '': use a host name or IP address, without scheme or port", "")]

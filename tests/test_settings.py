@@ -567,3 +567,13 @@ def test_the_config_file_and_the_env_file_each_set_their_own_settings(tmp_path: 
     (tmp_path / "cryostorm.toml").write_text("[service]\nversion = \"9.9\"\n")
     loaded = load_settings({}, config_dir=tmp_path, env_file=env_file(tmp_path, "CRYOSTORM_SERVICE__NAME=file\n"))
     assert (loaded.settings.service.name, loaded.settings.service.version) == ("file", "9.9")
+
+
+def test_the_launchers_own_variable_is_passed_over_wherever_it_comes(tmp_path: Path) -> None:
+    from cryostorm_run.common.shown import printable
+
+    loaded = load_settings({"CRYOSTORM_PLAN_CACHE": "/tmp/x", "CRYOSTORM_SERVICE__NAME": "after"})
+    assert loaded.settings.service.name == "after"
+    too_long = tmp_path / ("y" * 300)
+    assert problems({}, env_file=too_long) == [
+        ("--env-file", printable(str(too_long)), "cannot use this path: File name too long", "")]
