@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from conftest import examples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans as upstream
@@ -60,7 +61,7 @@ def ours(batch: list[Any]) -> ExportTraceServiceRequest:
     return ExportTraceServiceRequest.FromString(_otlp_encode.encode_spans(batch))
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(spans(), max_size=6), st.lists(st.booleans(), min_size=6, max_size=6))
 def test_the_same_request_as_upstream(batch: list[ReadableSpan], queued_encoded: list[bool]) -> None:
     expected = upstream(batch)
