@@ -577,3 +577,14 @@ def test_the_launchers_own_variable_is_passed_over_wherever_it_comes(tmp_path: P
     too_long = tmp_path / ("y" * 300)
     assert problems({}, env_file=too_long) == [
         ("--env-file", printable(str(too_long)), "cannot use this path: File name too long", "")]
+
+
+def test_each_value_records_the_kind_of_source_it_came_from(tmp_path: Path) -> None:
+    path = env_file(tmp_path, "CRYOSTORM_SERVICE__VERSION=2\n")
+    loaded = load_settings({"OTEL_SERVICE_NAME": "x", "CRYOSTORM_ENABLED": "true"}, env_file=path,
+                           overrides=[Override("--exporter", ("exporter_type",), "console")])
+    kinds = {p: (o.kind, o.name, o.file) for p, o in loaded.origins.items()}
+    assert kinds == {("service", "name"): ("otel_env", "OTEL_SERVICE_NAME", None),
+                     ("enabled",): ("cryostorm_env", "CRYOSTORM_ENABLED", None),
+                     ("service", "version"): ("env_file", "CRYOSTORM_SERVICE__VERSION", str(path)),
+                     ("exporter_type",): ("flag", "--exporter", None)}
