@@ -588,3 +588,24 @@ def test_each_value_records_the_kind_of_source_it_came_from(tmp_path: Path) -> N
                      ("enabled",): ("cryostorm_env", "CRYOSTORM_ENABLED", None),
                      ("service", "version"): ("env_file", "CRYOSTORM_SERVICE__VERSION", str(path)),
                      ("exporter_type",): ("flag", "--exporter", None)}
+
+
+def test_the_files_limits_replace_the_programs_variables(tmp_path: Path) -> None:
+    path = tmp_path / "limits.yaml"
+    path.write_text('file_format: "1.1"\nattribute_limits:\n  attribute_count_limit: 64\n')
+    loaded = load_settings({"OTEL_ATTRIBUTE_COUNT_LIMIT": "10"}, otel_config=path, config_dir=None)
+    assert loaded.dropped_env == frozenset({"OTEL_ATTRIBUTE_COUNT_LIMIT"})
+    assert {name: (value, origin.describe()) for name, (value, origin) in loaded.file_env.items()} == {
+        "OTEL_ATTRIBUTE_COUNT_LIMIT": ("64", f"{path}:3 attribute_limits.attribute_count_limit")}
+
+
+def test_a_source_problem_and_a_validation_problem_are_reported_together(tmp_path: Path) -> None:
+    (tmp_path / "cryostorm.toml").write_text("[tracing]\nsample_rate = [")
+    found = problems({"CRYOSTORM_TRACING__SAMPLE_RATE": "2"}, config_dir=tmp_path)
+    assert [name for name, _, _, _ in found] == ["cryostorm.toml", "CRYOSTORM_TRACING__SAMPLE_RATE"]
+
+
+def test_attributes_from_the_config_file_and_the_environment_are_merged(tmp_path: Path) -> None:
+    (tmp_path / "cryostorm.toml").write_text('[service.additional_attributes]\nteam = "core"\n')
+    loaded = load_settings({"OTEL_RESOURCE_ATTRIBUTES": "region=eu"}, config_dir=tmp_path)
+    assert loaded.settings.service.additional_attributes == {"team": "core", "region": "eu"}
