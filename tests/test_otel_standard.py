@@ -343,3 +343,9 @@ def test_an_endpoint_keeps_its_path_and_a_url_without_host_is_reported_by_the_mo
     assert problem_tuples({"OTEL_EXPORTER_OTLP_ENDPOINT": "http:///v1"}) == [(
         "OTEL_EXPORTER_OTLP_ENDPOINT", "http:///v1",
         "invalid host '': use a host name or IP address, without scheme or port", "")]
+
+
+def test_a_refused_variable_does_not_hide_the_problems_of_the_others() -> None:
+    assert [p[0] for p in problem_tuples({"OTEL_EXPORTER_ZIPKIN_ENDPOINT": "http://z:9411",
+                                          "OTEL_SDK_DISABLED": "yes"})] == [
+        "OTEL_EXPORTER_ZIPKIN_ENDPOINT", "OTEL_SDK_DISABLED"]
