@@ -118,3 +118,33 @@ def test_a_span_it_cannot_encode_is_left_out_and_the_others_are_sent(caplog: pyt
         data = _otlp_encode.request_bytes(queued)
     assert ExportTraceServiceRequest.FromString(data) == upstream([normal, normal])
     assert "odd kind" in caplog.text
+
+
+def test_dropped_counts_integer_bounds_and_trace_state_byte_for_byte(caplog: pytest.LogCaptureFixture) -> None:
+    # Beyond an equal message: the very bytes upstream serializes (no stray empty field, nothing unknown).
+    from opentelemetry.attributes import BoundedAttributes
+    from opentelemetry.trace import TraceState
+
+    def bounded() -> BoundedAttributes:
+        return BoundedAttributes(maxlen=1, attributes={"a": 1, "b": 2})  # one attribute dropped
+
+    remote = SpanContext(3, 4, True, trace_state=TraceState([("k", "v")]))
+    spans = [
+        ReadableSpan("events and links", SpanContext(1, 2, False), start_time=1, end_time=2,
+                     events=[Event("e", bounded(), 5)],
+                     links=[Link(remote, bounded()), Link(SpanContext(5, 6, False))]),
+        ReadableSpan("integers", SpanContext(1, 3, False, trace_state=TraceState()), start_time=1, end_time=2,
+                     attributes={"min": -(2**63), "max": 2**63 - 1, "below": -(2**63) - 1, "above": 2**63}),
+    ]
+    for span in spans:
+        assert _otlp_encode.encode_spans([span]) == upstream([span]).SerializeToString()
+    assert "Failed to encode key below" in caplog.text and "Failed to encode key above" in caplog.text
+
+
+def test_a_queued_object_without_a_name_is_logged_as_such(caplog: pytest.LogCaptureFixture) -> None:
+    normal = ReadableSpan("s", SpanContext(1, 2, False))
+    with caplog.at_level("ERROR", "opentelemetry.cryostorm.export"):
+        data = _otlp_encode.request_bytes([normal, object()])
+    assert ExportTraceServiceRequest.FromString(data) == upstream([normal])
+    [record] = [r for r in caplog.records if r.name == "opentelemetry.cryostorm.export"]
+    assert record.getMessage() == "Failed to encode span '?': 'object' object has no attribute 'resource'"
