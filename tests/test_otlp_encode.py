@@ -148,3 +148,40 @@ def test_a_queued_object_without_a_name_is_logged_as_such(caplog: pytest.LogCapt
     assert ExportTraceServiceRequest.FromString(data) == upstream([normal])
     [record] = [r for r in caplog.records if r.name == "opentelemetry.cryostorm.export"]
     assert record.getMessage() == "Failed to encode span '?': 'object' object has no attribute 'resource'"
+
+
+def test_varint_edges_byte_for_byte() -> None:
+    # lengths and integers around each 7-bit step: one byte up to 127, two from 128, ...
+    ints = {f"i{n}": n for n in (0, 1, 127, 128, 16255, 16256, 16383, 16384, 2**63 - 1, -1)}
+    for size in (127, 128, 129, 16384):
+        span = ReadableSpan("x" * size, SpanContext(1, 2, False), start_time=1, end_time=2, attributes=ints)
+        assert _otlp_encode.encode_spans([span]) == upstream([span]).SerializeToString()
+
+
+def test_an_attribute_it_cannot_encode_is_logged_with_upstreams_words(caplog: pytest.LogCaptureFixture) -> None:
+    odd = object()
+    span = ReadableSpan("s", SpanContext(1, 2, False), attributes={"above": 2**63, "odd": odd})
+    with caplog.at_level("ERROR"):
+        upstream([span])
+    theirs = sorted(r.getMessage() for r in caplog.records)
+    caplog.clear()
+    with caplog.at_level("ERROR"):
+        ours([span])
+    assert sorted(r.getMessage() for r in caplog.records) == theirs
+    assert len(theirs) == 2
+
+
+def test_short_string_attributes_are_encoded_once_and_then_taken_from_the_cache() -> None:
+    _otlp_encode._KV_CACHE.clear()
+    limit = _otlp_encode._KV_CACHE_VALUE_MAX
+    span = ReadableSpan("s", SpanContext(1, 2, False), attributes={"k": "v", "edge": "e" * limit,
+                                                                  "long": "l" * (limit + 1)})
+    first = _otlp_encode.encode_spans([span])
+    cached = {(key, value) for _, key, value in _otlp_encode._KV_CACHE if key in ("k", "edge", "long")}
+    assert cached == {("k", "v"), ("edge", "e" * limit)}
+    # what the cache holds is what is sent: a planted entry shows it is read, not encoded again
+    [tag] = {tag for tag, key, _ in _otlp_encode._KV_CACHE if key == "k"}
+    _otlp_encode._KV_CACHE[(tag, "k", "v")] = _otlp_encode._KV_CACHE[(tag, "k", "v")].replace(b"v", b"w")
+    second = _otlp_encode.encode_spans([span])
+    _otlp_encode._KV_CACHE.clear()
+    assert second != first and second == first.replace(b"\x01v", b"\x01w")
