@@ -185,3 +185,25 @@ def test_short_string_attributes_are_encoded_once_and_then_taken_from_the_cache(
     second = _otlp_encode.encode_spans([span])
     _otlp_encode._KV_CACHE.clear()
     assert second != first and second == first.replace(b"\x01v", b"\x01w")
+
+
+def test_a_text_attribute_it_cannot_encode_is_skipped_and_logged_like_upstream(
+        caplog: pytest.LogCaptureFixture) -> None:
+    span = ReadableSpan("s", SpanContext(1, 2, False), attributes={"bad": "\ud800", "ok": "1"})  # a lone surrogate
+    with caplog.at_level("ERROR"):
+        expected = upstream([span])
+    theirs = [r.getMessage() for r in caplog.records]
+    caplog.clear()
+    with caplog.at_level("ERROR"):
+        assert ours([span]) == expected
+    assert [r.getMessage() for r in caplog.records] == theirs
+    assert [kv.key for kv in expected.resource_spans[0].scope_spans[0].spans[0].attributes] == ["ok"]
+
+
+def test_the_attribute_cache_never_holds_more_than_its_bound() -> None:
+    _otlp_encode._KV_CACHE.clear()
+    bound = _otlp_encode._KV_CACHE_MAX
+    _otlp_encode._KV_CACHE.update({(b"", f"filler{i}", "v"): b"" for i in range(bound - 1)})
+    ours([ReadableSpan("s", SpanContext(1, 2, False), resource=Resource({}), attributes={"a": "1", "b": "2"})])
+    assert len(_otlp_encode._KV_CACHE) <= bound
+    _otlp_encode._KV_CACHE.clear()
