@@ -207,3 +207,29 @@ def test_the_attribute_cache_never_holds_more_than_its_bound() -> None:
     ours([ReadableSpan("s", SpanContext(1, 2, False), resource=Resource({}), attributes={"a": "1", "b": "2"})])
     assert len(_otlp_encode._KV_CACHE) <= bound
     _otlp_encode._KV_CACHE.clear()
+
+
+def test_dropped_attributes_events_and_links_of_a_span_byte_for_byte() -> None:
+    from opentelemetry.attributes import BoundedAttributes
+    from opentelemetry.sdk.util import BoundedList
+
+    events, links = BoundedList(1), BoundedList(1)
+    events.extend([Event("e1", None, 5), Event("e2", None, 6)])
+    links.extend([Link(SpanContext(3, 4, False)), Link(SpanContext(3, 5, False))])
+    span = ReadableSpan("s", SpanContext(1, 2, False), parent=SpanContext(1, 9, True), start_time=1, end_time=2,
+                        attributes=BoundedAttributes(maxlen=1, attributes={"a": 1, "b": 2}), events=events,
+                        links=links, status=Status(StatusCode.OK))
+    assert (span.dropped_attributes, span.dropped_events, span.dropped_links) == (1, 1, 1)
+    assert _otlp_encode.encode_spans([span]) == upstream([span]).SerializeToString()
+
+
+def test_a_resource_and_a_scope_are_encoded_once_and_then_taken_from_the_cache() -> None:
+    resource, scope = Resource({"r": "1"}), InstrumentationScope("lib", "2.0")
+    span = ReadableSpan("s", SpanContext(1, 2, False), resource=resource, instrumentation_scope=scope)
+    first = _otlp_encode.encode_spans([span])
+    assert first == upstream([span]).SerializeToString()
+    # planted encodings show the caches are read (the same objects are not encoded again)
+    _otlp_encode._RESOURCES[id(resource)] = (resource, _otlp_encode._RESOURCES[id(resource)][1].replace(b"1", b"7"))
+    _otlp_encode._SCOPES[id(scope)] = (scope, _otlp_encode._SCOPES[id(scope)][1].replace(b"2.0", b"3.0"))
+    second = _otlp_encode.encode_spans([span])
+    assert second == first.replace(b"\x011", b"\x017").replace(b"2.0", b"3.0")
