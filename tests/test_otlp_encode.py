@@ -233,3 +233,15 @@ def test_a_resource_and_a_scope_are_encoded_once_and_then_taken_from_the_cache()
     _otlp_encode._SCOPES[id(scope)] = (scope, _otlp_encode._SCOPES[id(scope)][1].replace(b"2.0", b"3.0"))
     second = _otlp_encode.encode_spans([span])
     assert second == first.replace(b"\x011", b"\x017").replace(b"2.0", b"3.0")
+
+
+def test_a_span_it_cannot_encode_is_logged_by_name(caplog: pytest.LogCaptureFixture) -> None:
+    class Odd(ReadableSpan):
+        @property
+        def kind(self) -> Any:
+            raise RuntimeError("odd kind")
+
+    with caplog.at_level("ERROR", "opentelemetry.cryostorm.export"):
+        _otlp_encode.request_bytes([Odd("odd", SpanContext(1, 3, False))])
+    assert [r.getMessage() for r in caplog.records if r.name == "opentelemetry.cryostorm.export"] == [
+        "Failed to encode span 'odd': odd kind"]
