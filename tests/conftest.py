@@ -29,6 +29,20 @@ if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+UNDER_MUTMUT = "MUTANT_UNDER_TEST" in os.environ  # mutmut sets it in every process it starts, before any import
+if UNDER_MUTMUT:  # a failing example is reported unshrunk: only killed-or-not counts there
+    from hypothesis import Phase, settings
+
+    settings.register_profile("mutation", phases=(Phase.explicit, Phase.reuse, Phase.generate))
+    settings.load_profile("mutation")
+
+
+def examples(count: int) -> int:
+    """A property test's number of examples: a tenth (at least 20) under mutmut (`tox -e mutation`), where each
+    surviving mutant runs every test that reaches it; the suite itself always runs `count`."""
+    return max(20, count // 10) if UNDER_MUTMUT else count
+
+
 @pytest.fixture(autouse=True)
 def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
     """No CRYOSTORM_*/OTEL_* variable of the developer's shell leaks into a test."""

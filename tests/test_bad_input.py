@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from cli_helpers import leaf_settings
-from conftest import CRYOSTORM_RUN, PYTHON, child_env
+from conftest import CRYOSTORM_RUN, PYTHON, child_env, examples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
@@ -122,7 +122,7 @@ def invalid_environments(draw: st.DrawFn) -> dict[str, str]:
     return env
 
 
-@settings(max_examples=1200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(1200), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(invalid_environments())
 def test_every_invalid_environment_is_refused_naming_its_variable(env: dict[str, str]) -> None:
     with pytest.raises(ConfigError) as info:
@@ -133,7 +133,7 @@ def test_every_invalid_environment_is_refused_naming_its_variable(env: dict[str,
         assert problem.message
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(invalid_environments(), st.sampled_from([["check-config"], ["check-config", "--json"], ["print-env"],
                                                 ["print-env", "--format", "docker"]]))
 def test_every_command_refuses_with_exit_2_never_an_internal_error(env: dict[str, str], args: list[str]) -> None:

@@ -88,6 +88,50 @@ def test_per_signal_certificates_follow_each_exporter(tmp_path: Path) -> None:
     assert [p.name for p in info.value.problems] == ["OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE"]
 
 
+def test_tls_files_the_grpc_exporter_would_ignore_are_refused_for_the_signal_concerned(tmp_path: Path) -> None:
+    files = {}
+    for name in ("ca", "cert", "key", "mca"):
+        files[name] = tmp_path / f"{name}.pem"
+        files[name].write_text("x")
+    # traces go over OTLP/HTTP (each file taken on its own: nothing to refuse), metrics over gRPC
+    base = {**OTLP, "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf",
+            "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL": "grpc"}
+    loaded = problem_tuples({**base, "OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE": str(files["cert"]),
+                             "OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY": str(files["key"]),
+                             "OTEL_EXPORTER_OTLP_METRICS_CLIENT_CERTIFICATE": str(files["cert"]),
+                             "OTEL_EXPORTER_OTLP_METRICS_CLIENT_KEY": str(files["key"])})
+    assert loaded == [("OTEL_EXPORTER_OTLP_METRICS_CLIENT_CERTIFICATE", None,
+                       "ignored by the OTLP/gRPC exporter without a certificate for the same signal",
+                       "also set the signal's certificate (OTEL_EXPORTER_OTLP_METRICS_CERTIFICATE)")]
+    loaded = problem_tuples({**base, "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE": str(files["cert"]),
+                             "OTEL_EXPORTER_OTLP_CLIENT_KEY": str(files["key"]),
+                             "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE": str(files["ca"]),
+                             "OTEL_EXPORTER_OTLP_METRICS_CERTIFICATE": str(files["mca"])})
+    assert loaded == [("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", None,
+                       "ignored by the OTLP/gRPC exporter for metrics, which has its own certificate "
+                       "(OTEL_EXPORTER_OTLP_METRICS_CERTIFICATE) and no client certificate of its own",
+                       "set OTEL_EXPORTER_OTLP_METRICS_CLIENT_CERTIFICATE and _CLIENT_KEY too")]
+
+
+def problem_tuples(environ: dict[str, str]) -> list[tuple[str, str | None, str, str]]:
+    with pytest.raises(ConfigError) as info:
+        load_settings(environ, config_dir=None)
+    return [(p.name, p.value, p.message, p.hint) for p in info.value.problems]
+
+
+def test_a_per_signal_http_url_without_the_signal_path_is_refused_with_the_fix() -> None:
+    http = {"OTEL_TRACES_EXPORTER": "console", "OTEL_METRICS_EXPORTER": "otlp", "OTEL_LOGS_EXPORTER": "console",
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"}
+    assert problem_tuples({**http, "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": " http://gw:4318/custom/ "}) == [(
+        "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", None,
+        "the OTLP/HTTP exporter uses this URL as it is, but it does not end in /v1/metrics, "
+        "which cryostorm adds to a collector URL",
+        "write the full URL ending in /v1/metrics, or set the base URL in OTEL_EXPORTER_OTLP_ENDPOINT")]
+    # a trailing slash or blanks around the full URL are no reason to refuse it
+    env = env_for({**http, "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": " http://gw:4318/otlp/v1/metrics/ "})
+    assert env["OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"] == "http://gw:4318/otlp/v1/metrics"
+
+
 def test_grpc_header_names_are_lower_cased_as_the_exporters_parse_them() -> None:
     env = env_for({**OTLP, "OTEL_EXPORTER_OTLP_HEADERS": "Authorization=Bearer x"})
     assert _grpc_kwargs(runtime_from_env(env).traces)["headers"] == {"authorization": "Bearer x"}
@@ -135,6 +179,22 @@ def test_url_credentials_and_an_authorization_header_are_refused() -> None:
     [problem] = info.value.problems
     assert problem.name == "OTEL_EXPORTER_OTLP_ENDPOINT"
     assert "OTEL_EXPORTER_OTLP_TRACES_HEADERS" in problem.message and "pw-1234" not in str(problem)
+
+
+def test_a_signal_url_with_credentials_and_the_general_authorization_header_are_refused() -> None:
+    # traces are not sent over OTLP (checked and passed over), metrics are: the problem names the metrics URL
+    # and the general headers variable, since metrics have no headers of their own.
+    with pytest.raises(ConfigError) as info:
+        load_settings({"OTEL_TRACES_EXPORTER": "console", "OTEL_METRICS_EXPORTER": "otlp",
+                       "OTEL_LOGS_EXPORTER": "console",
+                       "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": "http://user:pw-1234@collector:4317",
+                       "OTEL_EXPORTER_OTLP_HEADERS": "Authorization=Bearer t"}, config_dir=None)
+    [problem] = info.value.problems
+    assert (problem.name, problem.value, problem.message, problem.hint) == (
+        "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", None,
+        "the URL's user:password@ becomes an Authorization: Basic header for metrics, "
+        "but OTEL_EXPORTER_OTLP_HEADERS sets an authorization header too",
+        "keep one of them: remove the credentials from the URL or the authorization header")
 
 
 def test_an_invalid_url_with_credentials_is_reported_without_them() -> None:
@@ -186,3 +246,106 @@ def test_a_per_signal_http_url_is_used_as_written_or_refused(tmp_path: Path) -> 
         assert problem.name.startswith("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") and "/v1/traces" in problem.message
     # Over gRPC the path is ignored by the exporter (and cryostorm warns about it): accepted.
     load_settings({**OTLP, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://gw:4317/custom"}, config_dir=None)
+
+
+# -- each OTEL_* variable read as the SDK reads it -------------------------------------------------
+
+
+def test_timeouts_are_seconds_up_to_a_day() -> None:
+    s = load_settings({"OTEL_EXPORTER_OTLP_TIMEOUT": "86400", "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT": "0.0016",
+                       "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT": "1e1"}, config_dir=None).settings
+    assert (s.otlp.timeout_millis, s.tracing.timeout_millis, s.metrics.timeout_millis) == (86_400_000, 2, 10_000)
+    for raw in ("86400.01", "nan", "inf"):
+        assert problem_tuples({"OTEL_EXPORTER_OTLP_TIMEOUT": raw}) == [
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", raw, "expected a number of seconds up to 86400 (one day)", "")]
+    assert problem_tuples({"OTEL_EXPORTER_OTLP_LOGS_TIMEOUT": "soon"}) == [
+        ("OTEL_EXPORTER_OTLP_LOGS_TIMEOUT", "soon", "expected a number of seconds, e.g. 10", "")]
+
+
+def test_exporter_names_are_read_as_the_sdk_reads_them() -> None:
+    s = load_settings({"OTEL_TRACES_EXPORTER": " NONE ", "OTEL_METRICS_EXPORTER": "console,",
+                       "OTEL_LOGS_EXPORTER": " Otlp_Proto_Grpc "}, config_dir=None).settings
+    assert s.tracing.enabled is False and s.metrics.exporter_type.value == "console"
+    assert (s.logging.exporter_type.value, s.logging.protocol.value) == ("otlp", "grpc")
+    assert problem_tuples({"OTEL_LOGS_EXPORTER": "otlp,console"}) == [(
+        "OTEL_LOGS_EXPORTER", "otlp,console", "exactly one exporter per signal is supported, got 'otlp,console'", "")]
+    # the exporter name that fixes the protocol outranks the signal's protocol variable, wherever it is written
+    s = load_settings({"OTEL_TRACES_EXPORTER": "otlp_proto_http", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "grpc",
+                       "OTEL_SERVICE_NAME": "b", "OTEL_RESOURCE_ATTRIBUTES": "service.name=a"},
+                      config_dir=None).settings
+    assert (s.tracing.protocol.value, s.service.name) == ("http/protobuf", "b")
+
+
+def test_sdk_disabled_and_propagators() -> None:
+    assert load_settings({"OTEL_SDK_DISABLED": " TRUE "}, config_dir=None).settings.enabled is False
+    assert load_settings({"OTEL_SDK_DISABLED": "false"}, config_dir=None).settings.enabled is True
+    assert load_settings({"OTEL_SDK_DISABLED": ""}, config_dir=None).settings.enabled is True
+    assert problem_tuples({"OTEL_SDK_DISABLED": "yes"}) == [
+        ("OTEL_SDK_DISABLED", "yes", "expected true or false, got 'yes'", "")]
+    s = load_settings({"OTEL_PROPAGATORS": " TraceContext, ,B3 "}, config_dir=None).settings
+    assert [p.value for p in s.propagation.propagator_types] == ["tracecontext", "b3"]
+    assert load_settings({"OTEL_PROPAGATORS": " None "}, config_dir=None).settings.propagation.enabled is False
+
+
+def test_resource_attributes_fill_the_service_and_keep_the_rest() -> None:
+    loaded = load_settings({"OTEL_RESOURCE_ATTRIBUTES": "service.name=a,service.version=2,"
+                            "deployment.environment.name=production"}, config_dir=None)
+    s = loaded.settings
+    assert (s.service.name, s.service.version, s.service.environment.value) == ("a", "2", "production")
+    assert loaded.origin(("service", "additional_attributes")).describe() == "default"  # nothing else was given
+    s = load_settings({"OTEL_RESOURCE_ATTRIBUTES": "a%2Cb=1%2C2,deployment.environment=staging"},
+                      config_dir=None).settings
+    assert (s.service.environment.value, s.service.additional_attributes) == ("staging", {"a%2Cb": "1,2"})
+
+
+def test_endpoints_lose_the_signal_path_and_get_the_https_port() -> None:
+    s = load_settings({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318/v1/traces/",
+                       "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": " http://t:4318/v1/traces/ ",
+                       "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": "https://u:p@m/v1/metrics",
+                       "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT": "http://l:4318/x/v1/logs"}, config_dir=None).settings
+    assert s.collector.path == "/v1/traces"  # the general URL is a base URL: kept as written
+    assert s.tracing.collector is not None and (s.tracing.collector.host, s.tracing.collector.path) == ("t", "")
+    assert s.metrics.collector is not None and (s.metrics.collector.port, s.metrics.collector.username) == (443, "u")
+    assert s.logging.collector is not None and s.logging.collector.path == "/x"
+    # whitespace only: unset, as for the exporters
+    s = load_settings({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://g:4317", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "  "},
+                      config_dir=None).settings
+    assert s.tracing.collector is None
+    # what is wrong with a URL is reported by the model, as written
+    for url, message in (("https://host:99999", "invalid port in 'https://host:99999'"),
+                         ("ftp://host", "URL scheme must be http or https, got 'ftp'"),
+                         ("host:4317", "expected a URL such as http://collector:4317, got 'host:4317' (no scheme)")):
+        assert problem_tuples({"OTEL_EXPORTER_OTLP_ENDPOINT": url}) == [
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", url, message, "")]
+    assert problem_tuples({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c"}) == [(
+        "OTEL_EXPORTER_OTLP_ENDPOINT", "http://c",
+        "an http URL without a port: the OpenTelemetry exporters would send to port 80 (http/protobuf) or 443 "
+        "(grpc), not to an OTLP port; write the port, e.g. http://collector:4318 (http/protobuf) or "
+        "http://collector:4317 (grpc)", "")]
+
+
+def test_a_refused_variable_is_named_with_the_reason_and_a_secret_one_masked(tmp_path: Path) -> None:
+    assert problem_tuples({"OTEL_EXPORTER_JAEGER_PASSWORD": "pw"}) == [(
+        "OTEL_EXPORTER_JAEGER_PASSWORD", "****", "not supported by cryostorm-run: cryostorm has no Jaeger exporter; "
+        "export OTLP to a collector that forwards to Jaeger", "unset it")]
+    dotenv = tmp_path / "app.env"
+    dotenv.write_text("OTEL_EXPORTER_ZIPKIN_ENDPOINT=http://z:9411\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings({}, env_file=dotenv, config_dir=None)
+    assert [(p.name, p.value, p.message, p.hint) for p in info.value.problems] == [(
+        f"OTEL_EXPORTER_ZIPKIN_ENDPOINT in {dotenv}", "http://z:9411", "not supported by cryostorm-run: cryostorm "
+        "has no Zipkin exporter; export OTLP to a collector that forwards to Zipkin", "unset it")]
+
+
+def test_an_endpoint_keeps_its_path_and_a_url_without_host_is_reported_by_the_model() -> None:
+    s = load_settings({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318/ABX/"}, config_dir=None).settings
+    assert s.collector.path == "/ABX"  # only the trailing slash goes
+    assert problem_tuples({"OTEL_EXPORTER_OTLP_ENDPOINT": "http:///v1"}) == [(
+        "OTEL_EXPORTER_OTLP_ENDPOINT", "http:///v1",
+        "invalid host '': use a host name or IP address, without scheme or port", "")]
+
+
+def test_a_refused_variable_does_not_hide_the_problems_of_the_others() -> None:
+    assert [p[0] for p in problem_tuples({"OTEL_EXPORTER_ZIPKIN_ENDPOINT": "http://z:9411",
+                                          "OTEL_SDK_DISABLED": "yes"})] == [
+        "OTEL_EXPORTER_ZIPKIN_ENDPOINT", "OTEL_SDK_DISABLED"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from conftest import examples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans as upstream
@@ -60,7 +61,7 @@ def ours(batch: list[Any]) -> ExportTraceServiceRequest:
     return ExportTraceServiceRequest.FromString(_otlp_encode.encode_spans(batch))
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(spans(), max_size=6), st.lists(st.booleans(), min_size=6, max_size=6))
 def test_the_same_request_as_upstream(batch: list[ReadableSpan], queued_encoded: list[bool]) -> None:
     expected = upstream(batch)
@@ -117,3 +118,130 @@ def test_a_span_it_cannot_encode_is_left_out_and_the_others_are_sent(caplog: pyt
         data = _otlp_encode.request_bytes(queued)
     assert ExportTraceServiceRequest.FromString(data) == upstream([normal, normal])
     assert "odd kind" in caplog.text
+
+
+def test_dropped_counts_integer_bounds_and_trace_state_byte_for_byte(caplog: pytest.LogCaptureFixture) -> None:
+    # Beyond an equal message: the very bytes upstream serializes (no stray empty field, nothing unknown).
+    from opentelemetry.attributes import BoundedAttributes
+    from opentelemetry.trace import TraceState
+
+    def bounded() -> BoundedAttributes:
+        return BoundedAttributes(maxlen=1, attributes={"a": 1, "b": 2})  # one attribute dropped
+
+    remote = SpanContext(3, 4, True, trace_state=TraceState([("k", "v")]))
+    spans = [
+        ReadableSpan("events and links", SpanContext(1, 2, False), start_time=1, end_time=2,
+                     events=[Event("e", bounded(), 5)],
+                     links=[Link(remote, bounded()), Link(SpanContext(5, 6, False))]),
+        ReadableSpan("integers", SpanContext(1, 3, False, trace_state=TraceState()), start_time=1, end_time=2,
+                     attributes={"min": -(2**63), "max": 2**63 - 1, "below": -(2**63) - 1, "above": 2**63}),
+    ]
+    for span in spans:
+        assert _otlp_encode.encode_spans([span]) == upstream([span]).SerializeToString()
+    assert "Failed to encode key below" in caplog.text and "Failed to encode key above" in caplog.text
+
+
+def test_a_queued_object_without_a_name_is_logged_as_such(caplog: pytest.LogCaptureFixture) -> None:
+    normal = ReadableSpan("s", SpanContext(1, 2, False))
+    with caplog.at_level("ERROR", "opentelemetry.cryostorm.export"):
+        data = _otlp_encode.request_bytes([normal, object()])
+    assert ExportTraceServiceRequest.FromString(data) == upstream([normal])
+    [record] = [r for r in caplog.records if r.name == "opentelemetry.cryostorm.export"]
+    assert record.getMessage() == "Failed to encode span '?': 'object' object has no attribute 'resource'"
+
+
+def test_varint_edges_byte_for_byte() -> None:
+    # lengths and integers around each 7-bit step: one byte up to 127, two from 128, ...
+    ints = {f"i{n}": n for n in (0, 1, 127, 128, 16255, 16256, 16383, 16384, 2**63 - 1, -1)}
+    for size in (127, 128, 129, 16384):
+        span = ReadableSpan("x" * size, SpanContext(1, 2, False), start_time=1, end_time=2, attributes=ints)
+        assert _otlp_encode.encode_spans([span]) == upstream([span]).SerializeToString()
+
+
+def test_an_attribute_it_cannot_encode_is_logged_with_upstreams_words(caplog: pytest.LogCaptureFixture) -> None:
+    odd = object()
+    span = ReadableSpan("s", SpanContext(1, 2, False), attributes={"above": 2**63, "odd": odd})
+    with caplog.at_level("ERROR"):
+        upstream([span])
+    theirs = sorted(r.getMessage() for r in caplog.records)
+    caplog.clear()
+    with caplog.at_level("ERROR"):
+        ours([span])
+    assert sorted(r.getMessage() for r in caplog.records) == theirs
+    assert len(theirs) == 2
+
+
+def test_short_string_attributes_are_encoded_once_and_then_taken_from_the_cache() -> None:
+    _otlp_encode._KV_CACHE.clear()
+    limit = _otlp_encode._KV_CACHE_VALUE_MAX
+    span = ReadableSpan("s", SpanContext(1, 2, False), attributes={"k": "v", "edge": "e" * limit,
+                                                                  "long": "l" * (limit + 1)})
+    first = _otlp_encode.encode_spans([span])
+    cached = {(key, value) for _, key, value in _otlp_encode._KV_CACHE if key in ("k", "edge", "long")}
+    assert cached == {("k", "v"), ("edge", "e" * limit)}
+    # what the cache holds is what is sent: a planted entry shows it is read, not encoded again
+    [tag] = {tag for tag, key, _ in _otlp_encode._KV_CACHE if key == "k"}
+    _otlp_encode._KV_CACHE[(tag, "k", "v")] = _otlp_encode._KV_CACHE[(tag, "k", "v")].replace(b"v", b"w")
+    second = _otlp_encode.encode_spans([span])
+    _otlp_encode._KV_CACHE.clear()
+    assert second != first and second == first.replace(b"\x01v", b"\x01w")
+
+
+def test_a_text_attribute_it_cannot_encode_is_skipped_and_logged_like_upstream(
+        caplog: pytest.LogCaptureFixture) -> None:
+    span = ReadableSpan("s", SpanContext(1, 2, False), attributes={"bad": "\ud800", "ok": "1"})  # a lone surrogate
+    with caplog.at_level("ERROR"):
+        expected = upstream([span])
+    theirs = [r.getMessage() for r in caplog.records]
+    caplog.clear()
+    with caplog.at_level("ERROR"):
+        assert ours([span]) == expected
+    assert [r.getMessage() for r in caplog.records] == theirs
+    assert [kv.key for kv in expected.resource_spans[0].scope_spans[0].spans[0].attributes] == ["ok"]
+
+
+def test_the_attribute_cache_never_holds_more_than_its_bound() -> None:
+    _otlp_encode._KV_CACHE.clear()
+    bound = _otlp_encode._KV_CACHE_MAX
+    _otlp_encode._KV_CACHE.update({(b"", f"filler{i}", "v"): b"" for i in range(bound - 1)})
+    ours([ReadableSpan("s", SpanContext(1, 2, False), resource=Resource({}), attributes={"a": "1", "b": "2"})])
+    assert len(_otlp_encode._KV_CACHE) <= bound
+    _otlp_encode._KV_CACHE.clear()
+
+
+def test_dropped_attributes_events_and_links_of_a_span_byte_for_byte() -> None:
+    from opentelemetry.attributes import BoundedAttributes
+    from opentelemetry.sdk.util import BoundedList
+
+    events, links = BoundedList(1), BoundedList(1)
+    events.extend([Event("e1", None, 5), Event("e2", None, 6)])
+    links.extend([Link(SpanContext(3, 4, False)), Link(SpanContext(3, 5, False))])
+    span = ReadableSpan("s", SpanContext(1, 2, False), parent=SpanContext(1, 9, True), start_time=1, end_time=2,
+                        attributes=BoundedAttributes(maxlen=1, attributes={"a": 1, "b": 2}), events=events,
+                        links=links, status=Status(StatusCode.OK))
+    assert (span.dropped_attributes, span.dropped_events, span.dropped_links) == (1, 1, 1)
+    assert _otlp_encode.encode_spans([span]) == upstream([span]).SerializeToString()
+
+
+def test_a_resource_and_a_scope_are_encoded_once_and_then_taken_from_the_cache() -> None:
+    resource, scope = Resource({"r": "1"}), InstrumentationScope("lib", "2.0")
+    span = ReadableSpan("s", SpanContext(1, 2, False), resource=resource, instrumentation_scope=scope)
+    first = _otlp_encode.encode_spans([span])
+    assert first == upstream([span]).SerializeToString()
+    # planted encodings show the caches are read (the same objects are not encoded again)
+    _otlp_encode._RESOURCES[id(resource)] = (resource, _otlp_encode._RESOURCES[id(resource)][1].replace(b"1", b"7"))
+    _otlp_encode._SCOPES[id(scope)] = (scope, _otlp_encode._SCOPES[id(scope)][1].replace(b"2.0", b"3.0"))
+    second = _otlp_encode.encode_spans([span])
+    assert second == first.replace(b"\x011", b"\x017").replace(b"2.0", b"3.0")
+
+
+def test_a_span_it_cannot_encode_is_logged_by_name(caplog: pytest.LogCaptureFixture) -> None:
+    class Odd(ReadableSpan):
+        @property
+        def kind(self) -> Any:
+            raise RuntimeError("odd kind")
+
+    with caplog.at_level("ERROR", "opentelemetry.cryostorm.export"):
+        _otlp_encode.request_bytes([Odd("odd", SpanContext(1, 3, False))])
+    assert [r.getMessage() for r in caplog.records if r.name == "opentelemetry.cryostorm.export"] == [
+        "Failed to encode span 'odd': odd kind"]

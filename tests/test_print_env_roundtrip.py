@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 
 import yaml
+from conftest import examples
 from dotenv import dotenv_values
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -33,7 +34,7 @@ PAYLOADS = ["'", '"', "$", "${HOME}", "${X:-y}", "$HOME", "$(touch pwned)", "`to
 CHARS = st.characters(exclude_categories=("Cs",), exclude_characters="\x00")  # env values hold no NUL
 HOSTILE = st.lists(st.sampled_from(PAYLOADS) | st.text(CHARS, min_size=1, max_size=4), min_size=1, max_size=8
                    ).map("".join).filter(lambda v: len(v) <= 255)  # service.name: 1-255 characters
-EXAMPLES = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+EXAMPLES = settings(max_examples=examples(80), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def print_env(fmt: str, value: str) -> tuple[int, str, str]:

@@ -239,3 +239,373 @@ def test_component_without_its_package_is_refused_with_the_pip_line() -> None:
     # b3 is installed for the tests: accepted
     s = load_settings({"OTEL_PROPAGATORS": "b3"}).settings
     assert [p.value for p in s.propagation.propagator_types] == ["b3"]
+
+
+# -- every problem exactly as it is printed: name, value shown, message, hint ---------------------
+
+
+def config_problems(tmp_path: Path, toml: str) -> list[tuple[str, str | None, str, str]]:
+    (tmp_path / "cryostorm.toml").write_text(toml)
+    return problems({}, config_dir=tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        ({"CRYOSTORM_TRACING__EXPORTER_TYPE": "nope"}, ("CRYOSTORM_TRACING__EXPORTER_TYPE", "nope",
+          "not an allowed value", "allowed: console, pretty, console_json, otlp, in_memory, prometheus or none")),
+        ({"CRYOSTORM_COLLECTOR__PORT": "x"}, ("CRYOSTORM_COLLECTOR__PORT", "x", "Input should be a valid integer, "
+          "unable to parse string as an integer", "use a plain number, e.g. 5000")),
+        ({"CRYOSTORM_TRACING__SAMPLE_RATE": "abc"}, ("CRYOSTORM_TRACING__SAMPLE_RATE", "abc", "Input should be a valid "
+          "number, unable to parse string as a number", "use a plain number, e.g. 5000")),
+        ({"CRYOSTORM_TRACING__SAMPLE_RATE": "2"}, ("CRYOSTORM_TRACING__SAMPLE_RATE", "2",
+          "Input should be less than or equal to 1", "allowed: <= 1.0")),
+        # a validator's message loses pydantic's "Value error, " and quotes the URL without its user:password@
+        ({"CRYOSTORM_COLLECTOR": "http://a:b@c:99999"}, ("CRYOSTORM_COLLECTOR", "http://****:****@c:99999",
+          "invalid port in 'http://****:****@c:99999'", "")),
+        # a check over a group of values: named by the input beneath it, no value shown (the group is a mapping)
+        ({"CRYOSTORM_COLLECTOR__PASSWORD": "pw"}, ("CRYOSTORM_COLLECTOR__PASSWORD", None,
+          "a password needs a username (user:password@ in the URL)", "")),
+    ],
+)
+def test_each_kind_of_problem_is_worded_exactly(environ: dict[str, str], expected: tuple[str, str, str, str]) -> None:
+    assert problems(environ) == [expected]
+
+
+@pytest.mark.parametrize(
+    ("toml", "expected"),
+    [
+        ("enabled = [1]", ("cryostorm.toml enabled", "[1]", "Input should be a valid boolean", "allowed: true, false")),
+        ("enabled = 5", ("cryostorm.toml enabled", "5", "Input should be a valid boolean, unable to interpret input",
+                         "allowed: true, false")),
+        ("[collector]\nport = 1.5", ("cryostorm.toml collector.port", "1.5", "Input should be a valid integer, "
+                                     "got a number with a fractional part", "use a plain number, e.g. 5000")),
+        # not a number, not a bool: no hint; a value that is not text is shown as written
+        ("[service]\nname = 5", ("cryostorm.toml service.name", "5", "Input should be a valid string", "")),
+        ("excluded_paths = 5", ("cryostorm.toml excluded_paths", "5", "Input should be a valid list", "")),
+        # a header whose value is not text: the value stays masked
+        ('[otlp.headers]\n"x-api-key" = 5', ("cryostorm.toml otlp.headers", "****",
+                                             "Input should be a valid string", "")),
+    ],
+)
+def test_config_file_values_of_the_wrong_type_are_worded_exactly(
+        tmp_path: Path, toml: str, expected: tuple[str, str, str, str]) -> None:
+    assert config_problems(tmp_path, toml) == [expected]
+
+
+def test_an_attribute_value_that_is_a_list_is_refused_once_per_allowed_type(tmp_path: Path) -> None:
+    # pydantic reports each branch of str | bool | int | float; two bad attributes give the same four problems,
+    # printed once; the list's items are never taken for a branch's name, and no value is shown
+    found = config_problems(tmp_path, '[service.additional_attributes]\nk = ["str", "int"]\nj = [2]')
+    assert found == [("cryostorm.toml service.additional_attributes", None, f"Input should be a valid {kind}", hint)
+                     for kind, hint in (("string", ""), ("boolean", "allowed: true, false"), ("integer", ""),
+                                        ("number", ""))]
+
+
+@pytest.mark.parametrize(
+    ("headers", "message"),
+    [
+        ("Bearer canary-123", "expected key=value pairs separated by commas, got '****'"),
+        ("authorization=Bearer canary-123,oops", "expected key=value pairs separated by commas, got '****'"),
+        ("oops,authorization=Bearer canary-123", "expected key=value pairs separated by commas, got '****'"),
+        # the longest piece is masked first: a value inside another is never left half shown
+        ("k=zz,abzzc", "expected key=value pairs separated by commas, got '****'"),
+        # header names stay readable; a value is masked wherever it appears, whole (with its own '=')
+        ("authorization=a=b,bad name=x", "invalid header name 'bad name': use letters, digits and - only"),
+        ("authorization=digits,bad name=x", "invalid header name 'bad name': use letters, **** and - only"),
+    ],
+)
+def test_a_header_problem_never_quotes_a_header_value(headers: str, message: str) -> None:
+    assert problems({"CRYOSTORM_OTLP__HEADERS": headers}) == [("CRYOSTORM_OTLP__HEADERS", "****", message, "")]
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "hint"),
+    [
+        ("CRYOSTORM_COLLECTOR__POR", "4317", "did you mean CRYOSTORM_COLLECTOR__PORT?"),  # the 2nd closest is a secret
+        ("CRYOSTORM_API_TOKEN", "****", "remove it, or check the spelling"),  # only a loose match (FASTAPI_TELEMETRY)
+        ("CRYOSTORM_AUTH_KEY", "****", "remove it, or check the spelling"),
+        ("CRYOSTORM_PASSWD", "****", "remove it, or check the spelling"),
+        ("CRYOSTORM_SOME_CREDENTIAL", "****", "remove it, or check the spelling"),
+        ("CRYOSTORM_SENDHEADER", "****", "did you mean CRYOSTORM_ENABLED?"),
+    ],
+)
+def test_unknown_variables_mask_what_looks_secret_and_suggest_only_a_close_name(name: str, value: str,
+                                                                                  hint: str) -> None:
+    assert problems({name: "s3cret"}) == [(name, value if value == "****" else "s3cret", "unknown setting", hint)]
+
+
+@pytest.mark.parametrize(
+    ("toml", "expected"),
+    [
+        ("[collector]\npor = 4317", ("cryostorm.toml collector.por", "4317", "unknown setting",
+                                     "did you mean collector.port?")),
+        ('[otlp]\nhost = "x"', ("cryostorm.toml otlp.host", "x", "unknown setting",
+                                "remove it, or check the spelling")),  # otlp.headers is only a loose match
+        ('[collector]\nextra_auth = "x"', ("cryostorm.toml collector.extra_auth", "****", "unknown setting",
+                                           "did you mean collector.path?")),
+    ],
+)
+def test_unknown_config_file_keys_mask_what_looks_secret(tmp_path: Path, toml: str,
+                                                         expected: tuple[str, str, str, str]) -> None:
+    assert config_problems(tmp_path, toml) == [expected]
+
+
+def test_unknown_dotted_assignment_has_no_suggestion() -> None:
+    assert problems({}, overrides=[parse_dotted("--set", "tracing.sample_rat=1")]) == [
+        ("--set tracing.sample_rat", "1", "unknown setting", "remove it, or check the spelling")]
+
+
+def test_dotted_assignment_splits_at_the_first_equals_sign() -> None:
+    assert parse_dotted("--set", "otlp.headers=authorization=Bearer x") == Override(
+        "--set otlp.headers", ("otlp", "headers"), "authorization=Bearer x")
+    with pytest.raises(ConfigError) as info:
+        parse_dotted("--set", "no-equals-sign")
+    [problem] = info.value.problems
+    assert (problem.name, problem.value, problem.message, problem.hint) == (
+        "--set", "no-equals-sign", "expected KEY=VALUE, e.g. tracing.sample_rate=0.5", "")
+
+
+@pytest.mark.parametrize(
+    ("environ", "name"),
+    [({"CRYOSTORM_METRICS__EXPORTER_TYPE": "prometheus"}, "CRYOSTORM_METRICS__EXPORTER_TYPE"),
+     ({"CRYOSTORM_EXPORTER_TYPE": "prometheus"}, "CRYOSTORM_EXPORTER_TYPE")],
+)
+def test_prometheus_without_its_exporter_package_is_refused(
+        monkeypatch: pytest.MonkeyPatch, environ: dict[str, str], name: str) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda module, *a: None if module == "opentelemetry.exporter.prometheus" else real(module, *a))
+    assert problems(environ) == [(name, "prometheus", "'prometheus' needs a package that is not installed",
+                                  "pip install opentelemetry-exporter-prometheus==0.66b2")]
+    assert load_settings({}).settings.metrics.exporter_type is None  # not wanted, not looked for
+
+
+def test_prometheus_without_its_package_is_named_as_written(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda module, *a: None if module == "opentelemetry.exporter.prometheus" else real(module, *a))
+    for environ, overrides, name in (({"OTEL_METRICS_EXPORTER": "prometheus"}, [], "OTEL_METRICS_EXPORTER"),
+                                     ({}, [Override("--exporter", ("exporter_type",), "prometheus")], "--exporter")):
+        assert [p[0] for p in problems(environ, overrides=overrides)] == [name]
+
+
+def test_a_package_whose_lookup_fails_counts_as_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    def broken(module: str, *args: object) -> None:
+        raise ValueError(f"{module}.__spec__ is None")  # what find_spec raises for a half-imported module
+
+    monkeypatch.setattr(importlib.util, "find_spec", broken)
+    assert problems({"OTEL_PROPAGATORS": "b3"}) == [("OTEL_PROPAGATORS", "b3", "'b3' needs a package that is not "
+                                                     "installed", "pip install opentelemetry-propagator-b3")]
+
+
+@pytest.mark.parametrize(("kind", "field", "hint"), [
+    ("greater_than", {"gt": 5}, "allowed: > 5"), ("greater_than_equal", {"ge": 5}, "allowed: >= 5"),
+    ("less_than", {"lt": 5}, "allowed: < 5"), ("less_than_equal", {"le": 5}, "allowed: <= 5"),
+])
+def test_every_bound_pydantic_reports_gets_its_hint(kind: str, field: dict[str, int], hint: str) -> None:
+    # No setting has an `lt` bound today; the explanation is checked against pydantic's own errors for all four.
+    from typing import Annotated
+
+    from pydantic import BaseModel, Field, ValidationError
+
+    from cryostorm_run.config.loading import _explain
+    from cryostorm_run.config.sources import Origin
+
+    class Bounded(BaseModel):
+        n: Annotated[int, Field(**field)]  # type: ignore[call-overload]
+
+    with pytest.raises(ValidationError) as info:
+        Bounded(n=0 if "greater" in kind else 9)
+    [err] = info.value.errors(include_url=False)
+    assert err["type"] == kind
+    explained = _explain(err, {"n": 9}, {("n",): Origin("cryostorm_env", "CRYOSTORM_N")})
+    assert (explained.name, explained.value, explained.hint) == ("CRYOSTORM_N", "9", hint)
+
+
+# -- sources: what each reader makes of its input --------------------------------------------------
+
+
+def test_every_origin_describes_itself_as_the_user_wrote_it() -> None:
+    from cryostorm_run.config.sources import DEFAULT, Origin
+
+    assert Origin("env_file", "OTEL_SERVICE_NAME", "app.env").describe() == "OTEL_SERVICE_NAME in app.env"
+    assert Origin("config_file", "tracing.sample_rate", "cryostorm.toml").describe() == \
+        "cryostorm.toml tracing.sample_rate"
+    assert Origin("otel_file", "resource.attributes", "otel.yaml:3").describe() == "otel.yaml:3 resource.attributes"
+    assert Origin("flag", "--service-name").describe() == "--service-name"
+    assert Origin("cryostorm_env", "CRYOSTORM_ENABLED").describe() == "CRYOSTORM_ENABLED"
+    assert DEFAULT.describe() == "default"
+
+
+def test_a_problem_is_made_printable_and_short_once() -> None:
+    from cryostorm_run.config.sources import Problem, SourceError
+
+    problem = Problem("N" * 300, "v" * 100, "m" * 600, "h" * 600)
+    assert problem.name == "N" * 200 + "… (300 chars)"
+    assert problem.value == "v" * 60 + "… (100 chars)"
+    assert (problem.message, problem.hint) == ("m" * 500 + "… (600 chars)", "h" * 500 + "… (600 chars)")
+    assert Problem("A\x1b", None, "m\x07").name == "A\\x1b" and Problem("A", None, "m\x07").value is None
+    assert Problem("A", None, "m\x07").message == "m\\x07"
+    error = SourceError([Problem("A", None, "first"), Problem("B", "x", "second")])
+    assert str(error) == "A: first; B: second" and [p.name for p in error.problems] == ["A", "B"]
+
+
+def test_what_counts_as_a_secret() -> None:
+    from cryostorm_run.config.sources import is_secret_name, is_secret_path, mask
+
+    assert all(is_secret_name(n) for n in ("otel_exporter_otlp_headers", "CRYOSTORM_COLLECTOR__PASSWORD",
+                                           "CRYOSTORM_OTLP__HEADERS__AUTHORIZATION", "MY_TOKEN_FILE", "A_SECRET_B"))
+    assert not any(is_secret_name(n) for n in ("CRYOSTORM_PASSWORD_FILE", "HEADER", "CRYOSTORM_COLLECTOR"))
+    assert is_secret_path(("otlp", "headers")) and is_secret_path(("collector", "password"))
+    assert not is_secret_path(("collector", "username"))
+    assert (mask("x"), mask(0), mask(""), mask(None)) == ("****", "****", "", "")
+
+
+def test_cryostorm_variables_are_read_whatever_their_case_but_not_the_launchers_own(tmp_path: Path) -> None:
+    loaded = load_settings({"cryostorm_service__name": "low", "CRYOSTORM_": "x", "cryostorm_plan_cache": "1"})
+    assert loaded.settings.service.name == "low"
+    assert loaded.origin(("service", "name")).describe() == "cryostorm_service__name"
+    # the plan cache variable is the launcher's, in the environment only: in an env file it is a setting
+    path = env_file(tmp_path, "CRYOSTORM_PLAN_CACHE=1\n")
+    assert problems({}, env_file=path) == [
+        (f"CRYOSTORM_PLAN_CACHE in {path}", "1", "unknown setting", "remove it, or check the spelling")]
+
+
+def test_env_file_problems_are_worded_exactly(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.env"
+    assert problems({}, env_file=missing) == [("--env-file", str(missing), "no such file", "check the path")]
+    undecodable = tmp_path / "latin1.env"
+    undecodable.write_bytes(b"OTEL_SERVICE_NAME=\xff\n")
+    [(name, value, message, hint)] = problems({}, env_file=undecodable)
+    assert (name, value, hint) == ("--env-file", str(undecodable), "")
+    assert message.startswith("cannot read: 'utf-8' codec can't decode byte 0xff")
+    too_long = tmp_path / ("x" * 300)
+    [(name, _, message, _)] = problems({}, env_file=too_long)
+    assert (name, message) == ("--env-file", "cannot use this path: File name too long")
+    path = env_file(tmp_path, "OTEL_CONFIG_FILE=otel.yaml\n")
+    assert problems({}, env_file=path) == [(f"OTEL_CONFIG_FILE in {path}", "otel.yaml",
+                                            "an env file cannot name the OpenTelemetry configuration file",
+                                            "set OTEL_CONFIG_FILE in the environment or use --config-file")]
+
+
+def test_env_file_lines_without_a_value_are_unset(tmp_path: Path) -> None:
+    path = env_file(tmp_path, "OTEL_CONFIG_FILE=  \nOTEL_EXPORTER_OTLP_TRACES_ENDPOINT\nCRYOSTORM_SERVICE__NAME=svc\n")
+    loaded = load_settings({}, env_file=path)
+    assert loaded.settings.tracing.collector is None and loaded.settings.service.name == "svc"
+
+
+def test_a_whole_value_set_above_replaces_the_parts_set_below(tmp_path: Path) -> None:
+    path = env_file(tmp_path, "CRYOSTORM_COLLECTOR__PORT=1\n")
+    loaded = load_settings({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4317"}, env_file=path)
+    assert (loaded.settings.collector.host, loaded.settings.collector.port) == ("c", 4317)
+    assert loaded.origin(("collector", "port")).describe() == "OTEL_EXPORTER_OTLP_ENDPOINT"
+    # and a part set above a whole value merges into it, each keeping its origin
+    loaded = load_settings({"CRYOSTORM_SERVICE__ADDITIONAL_ATTRIBUTES": "a=1",
+                            "CRYOSTORM_SERVICE__ADDITIONAL_ATTRIBUTES__B": "2", "OTEL_RESOURCE_ATTRIBUTES": "c=3"})
+    assert loaded.settings.service.additional_attributes == {"a": "1", "b": "2"}
+    assert loaded.origin(("service", "additional_attributes", "b")).describe() == \
+        "CRYOSTORM_SERVICE__ADDITIONAL_ATTRIBUTES__B"
+    assert loaded.origin(("service", "additional_attributes", "a")).describe() == \
+        "CRYOSTORM_SERVICE__ADDITIONAL_ATTRIBUTES"
+
+
+OTEL_FILE = """\
+file_format: "1.1"
+resource:
+  attributes:
+    - name: service.name
+      value: ${SVC:-from-file}
+tracer_provider:
+  processors:
+    - batch:
+        exporter:
+          otlp_grpc:
+            endpoint: http://collector:4317
+"""
+
+
+def test_an_opentelemetry_configuration_file_decides_the_opentelemetry_settings(tmp_path: Path) -> None:
+    path = tmp_path / "otel.yaml"
+    path.write_text(OTEL_FILE)
+    loaded = load_settings({"OTEL_SERVICE_NAME": "env-name", "SVC": "substituted", "OTEL_CONFIG_FILE": "other.yaml",
+                            "CRYOSTORM_LOGGING__LEVEL": "debug"}, otel_config=path, config_dir=None)
+    s = loaded.settings
+    assert (s.service.name, s.tracing.exporter_type, s.logging.level.value) == ("substituted", ExporterType.OTLP,
+                                                                                 "DEBUG")
+    assert s.tracing.collector is not None and s.tracing.collector.base_url(OtlpProtocol.GRPC) == \
+        "http://collector:4317"
+    assert loaded.origin(("service", "name")).describe() == f"{path}:4 resource.attributes[0]"
+    assert [(w.code, w.message) for w in loaded.warnings] == [
+        ("ineffective-with-config-file", f"OTEL_CONFIG_FILE=other.yaml has no effect: --config-file {path} names "
+                                         "the file"),
+        ("ineffective-with-config-file", f"OTEL_SERVICE_NAME has no effect: the OpenTelemetry configuration file "
+                                         f"{path} decides service.name (with a configuration file, the other sources "
+                                         "of OpenTelemetry settings are ignored, as the specification says)")]
+    # named by OTEL_CONFIG_FILE alone: the same file, nothing ineffective
+    loaded = load_settings({"OTEL_CONFIG_FILE": str(path)}, config_dir=None)
+    assert (loaded.settings.service.name, loaded.warnings) == ("from-file", ())
+
+
+def test_problems_of_every_source_are_reported_together(tmp_path: Path) -> None:
+    (tmp_path / "cryostorm.toml").write_text("[tracing]\nsample_rate = [")
+    bad_otel = tmp_path / "otel.yaml"
+    bad_otel.write_text('file_format: "1.1"\nlog_level: debug\n')
+    found = problems({"OTEL_SDK_DISABLED": "yes"}, config_dir=tmp_path, env_file=tmp_path / "missing.env",
+                     otel_config=bad_otel)
+    assert [name for name, _, _, _ in found] == [
+        "cryostorm.toml", "--env-file", "OTEL_SDK_DISABLED", f"{bad_otel}:2 log_level"]
+
+
+def test_the_config_file_and_the_env_file_each_set_their_own_settings(tmp_path: Path) -> None:
+    (tmp_path / "cryostorm.toml").write_text("[service]\nversion = \"9.9\"\n")
+    loaded = load_settings({}, config_dir=tmp_path, env_file=env_file(tmp_path, "CRYOSTORM_SERVICE__NAME=file\n"))
+    assert (loaded.settings.service.name, loaded.settings.service.version) == ("file", "9.9")
+
+
+def test_the_launchers_own_variable_is_passed_over_wherever_it_comes(tmp_path: Path) -> None:
+    from cryostorm_run.common.shown import printable
+
+    loaded = load_settings({"CRYOSTORM_PLAN_CACHE": "/tmp/x", "CRYOSTORM_SERVICE__NAME": "after"})
+    assert loaded.settings.service.name == "after"
+    too_long = tmp_path / ("y" * 300)
+    assert problems({}, env_file=too_long) == [
+        ("--env-file", printable(str(too_long)), "cannot use this path: File name too long", "")]
+
+
+def test_each_value_records_the_kind_of_source_it_came_from(tmp_path: Path) -> None:
+    path = env_file(tmp_path, "CRYOSTORM_SERVICE__VERSION=2\n")
+    loaded = load_settings({"OTEL_SERVICE_NAME": "x", "CRYOSTORM_ENABLED": "true"}, env_file=path,
+                           overrides=[Override("--exporter", ("exporter_type",), "console")])
+    kinds = {p: (o.kind, o.name, o.file) for p, o in loaded.origins.items()}
+    assert kinds == {("service", "name"): ("otel_env", "OTEL_SERVICE_NAME", None),
+                     ("enabled",): ("cryostorm_env", "CRYOSTORM_ENABLED", None),
+                     ("service", "version"): ("env_file", "CRYOSTORM_SERVICE__VERSION", str(path)),
+                     ("exporter_type",): ("flag", "--exporter", None)}
+
+
+def test_the_files_limits_replace_the_programs_variables(tmp_path: Path) -> None:
+    path = tmp_path / "limits.yaml"
+    path.write_text('file_format: "1.1"\nattribute_limits:\n  attribute_count_limit: 64\n')
+    loaded = load_settings({"OTEL_ATTRIBUTE_COUNT_LIMIT": "10"}, otel_config=path, config_dir=None)
+    assert loaded.dropped_env == frozenset({"OTEL_ATTRIBUTE_COUNT_LIMIT"})
+    assert {name: (value, origin.describe()) for name, (value, origin) in loaded.file_env.items()} == {
+        "OTEL_ATTRIBUTE_COUNT_LIMIT": ("64", f"{path}:3 attribute_limits.attribute_count_limit")}
+
+
+def test_a_source_problem_and_a_validation_problem_are_reported_together(tmp_path: Path) -> None:
+    (tmp_path / "cryostorm.toml").write_text("[tracing]\nsample_rate = [")
+    found = problems({"CRYOSTORM_TRACING__SAMPLE_RATE": "2"}, config_dir=tmp_path)
+    assert [name for name, _, _, _ in found] == ["cryostorm.toml", "CRYOSTORM_TRACING__SAMPLE_RATE"]
+
+
+def test_attributes_from_the_config_file_and_the_environment_are_merged(tmp_path: Path) -> None:
+    (tmp_path / "cryostorm.toml").write_text('[service.additional_attributes]\nteam = "core"\n')
+    loaded = load_settings({"OTEL_RESOURCE_ATTRIBUTES": "region=eu"}, config_dir=tmp_path)
+    assert loaded.settings.service.additional_attributes == {"team": "core", "region": "eu"}
