@@ -609,3 +609,22 @@ def test_attributes_from_the_config_file_and_the_environment_are_merged(tmp_path
     (tmp_path / "cryostorm.toml").write_text('[service.additional_attributes]\nteam = "core"\n')
     loaded = load_settings({"OTEL_RESOURCE_ATTRIBUTES": "region=eu"}, config_dir=tmp_path)
     assert loaded.settings.service.additional_attributes == {"team": "core", "region": "eu"}
+
+
+@pytest.mark.parametrize(("lower", "name", "value", "reason"), [
+    ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:99999"}, "OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:99999",
+     "invalid port"),
+    ({"CRYOSTORM_COLLECTOR": "http://c:99999"}, "CRYOSTORM_COLLECTOR", "http://c:99999", "invalid port"),
+])
+def test_a_bad_value_under_a_nested_override_is_refused_not_dropped(
+        lower: dict[str, str], name: str, value: str, reason: str) -> None:
+    # The port set over it must not make the bad URL (and its host) vanish: the collector would
+    # silently become localhost:4317.
+    with pytest.raises(ConfigError) as caught:
+        load_settings({**lower, "CRYOSTORM_COLLECTOR__PORT": "4317"}, config_dir=None)
+    (problem,) = caught.value.problems
+    assert (problem.name, problem.value) == (name, value)
+    assert reason in problem.message
+    # a good URL under the same override keeps its host
+    s = load_settings({name: "http://c:4318", "CRYOSTORM_COLLECTOR__PORT": "4317"}, config_dir=None).settings
+    assert (s.collector.host, s.collector.port) == ("c", 4317)

@@ -347,13 +347,19 @@ def merge(entries: Iterable[Entry]) -> tuple[dict[str, Any], dict[Path_, Origin]
     data: dict[str, Any] = {}
     origins: dict[Path_, Origin] = {}
     for entry in entries:
-        node = data
+        node: dict[str, Any] | None = data
         for part in entry.path[:-1]:
+            assert node is not None
             child = node.get(part)
             if not isinstance(child, dict):
                 child = _as_dict(child)
+                if child is None:  # a lower value that cannot be taken apart: validation names it as written
+                    node = None
+                    break
                 node[part] = child
             node = child
+        if node is None:
+            continue
         leaf = entry.path[-1]
         if isinstance(entry.value, dict) and isinstance(node.get(leaf), dict):
             node[leaf] = {**node[leaf], **entry.value}
@@ -365,8 +371,9 @@ def merge(entries: Iterable[Entry]) -> tuple[dict[str, Any], dict[Path_, Origin]
     return data, origins
 
 
-def _as_dict(value: Any) -> dict[str, Any]:
-    """A URL or `k=v` string set at a lower precedence, exploded so a nested override can merge."""
+def _as_dict(value: Any) -> dict[str, Any] | None:
+    """A URL or `k=v` string set at a lower precedence, exploded so a nested override can merge; None when
+    it cannot be (the override is then not applied, and validating the string names its problem)."""
     if isinstance(value, str):
         from cryostorm_run.config.model import _split_mapping, parse_collector_url
 
@@ -376,7 +383,7 @@ def _as_dict(value: Any) -> dict[str, Any]:
             parsed = _split_mapping(value)
             return dict(parsed) if isinstance(parsed, dict) else {}
         except ValueError:
-            return {}
+            return None
     return {}
 
 
