@@ -60,7 +60,6 @@ def test_children_forked_during_a_grpc_export_stay_alive_and_deliver(otlp_receiv
     result = run_program(rcv, tmp_path, FORKS)
     assert result.returncode == 0, result.stderr
     assert "abnormal []" in result.stdout, result.stdout + result.stderr  # SIGABRT shows as -6
-    assert "forked while" not in result.stderr, result.stderr  # every fork waited for the call in flight
     spans = rcv.wait_for_spans(lambda s: len(s) >= FORKS * 25, timeout=60)
     names = [s.name for s in spans]
     assert names.count("parent") == FORKS * 20
