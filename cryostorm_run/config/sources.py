@@ -347,27 +347,24 @@ def merge(entries: Iterable[Entry]) -> tuple[dict[str, Any], dict[Path_, Origin]
     data: dict[str, Any] = {}
     origins: dict[Path_, Origin] = {}
     for entry in entries:
-        node: dict[str, Any] | None = data
+        node = data
         for part in entry.path[:-1]:
-            assert node is not None
             child = node.get(part)
             if not isinstance(child, dict):
-                child = _as_dict(child)
-                if child is None:  # a lower value that cannot be taken apart: validation names it as written
-                    node = None
+                exploded = _as_dict(child)
+                if exploded is None:  # cannot be taken apart: not overridden, and validation names it as written
                     break
-                node[part] = child
+                node[part] = child = exploded
             node = child
-        if node is None:
-            continue
-        leaf = entry.path[-1]
-        if isinstance(entry.value, dict) and isinstance(node.get(leaf), dict):
-            node[leaf] = {**node[leaf], **entry.value}
         else:
-            node[leaf] = entry.value
-        for known in [p for p in origins if p[: len(entry.path)] == entry.path]:
-            del origins[known]
-        origins[entry.path] = entry.origin
+            leaf = entry.path[-1]
+            if isinstance(entry.value, dict) and isinstance(node.get(leaf), dict):
+                node[leaf] = {**node[leaf], **entry.value}
+            else:
+                node[leaf] = entry.value
+            for known in [p for p in origins if p[: len(entry.path)] == entry.path]:
+                del origins[known]
+            origins[entry.path] = entry.origin
     return data, origins
 
 
