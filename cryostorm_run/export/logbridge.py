@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import sys
 import time
 from contextvars import ContextVar
 from typing import Any
@@ -139,17 +140,22 @@ def detach(handler: logging.Handler) -> None:
 def inject_trace_context(service_name: str) -> None:
     """Give every LogRecord the active trace ids, under opentelemetry-instrumentation-logging's
     attribute names (otelTraceID, otelSpanID, otelTraceSampled, otelServiceName) so existing
-    formats keep working, plus `trace_id`/`span_id`."""
-    from opentelemetry.trace import INVALID_SPAN_CONTEXT, get_current_span
+    formats keep working, plus `trace_id`/`span_id`.
 
+    The trace API is looked up, not imported: no span can be active before the program (or an
+    instrumentation) imported it, and importing it here would cost every process that logs ~15 ms."""
     previous = logging.getLogRecordFactory()
     if getattr(previous, "_cryostorm", False):
         return
 
     def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
         record = previous(*args, **kwargs)
-        ctx = get_current_span().get_span_context()
-        if ctx is INVALID_SPAN_CONTEXT or not ctx.is_valid:
+        current = getattr(sys.modules.get("opentelemetry.trace"), "get_current_span", None)
+        try:
+            ctx = current().get_span_context() if current is not None else None
+        except Exception:  # the trace API half imported in this thread: no span is active yet
+            ctx = None
+        if ctx is None or not ctx.is_valid:
             record.otelTraceID = record.trace_id = "0"
             record.otelSpanID = record.span_id = "0"
             record.otelTraceSampled = False

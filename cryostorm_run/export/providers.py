@@ -7,141 +7,62 @@ holds the program's exit hostage.
 
 from __future__ import annotations
 
-import logging
-import os
 import sys
 import threading
-import uuid
-from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from opentelemetry.propagators.textmap import TextMapPropagator
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.id_generator import IdGenerator
-
-from cryostorm_run._version import __version__
 from cryostorm_run.common.runtime import Runtime, SignalRuntime
-from cryostorm_run.export.errors import TelemetrySetupError
-from cryostorm_run.export.otlp import _LAZY
-from cryostorm_run.export.sampling import SAMPLERS, build_propagator
+
+if TYPE_CHECKING:
+    import logging
+
+    from opentelemetry.propagators.textmap import TextMapPropagator
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.id_generator import IdGenerator
 
 # -- providers -------------------------------------------------------------------------------
 
 
-@dataclass
 class Providers:
-    """Everything `build_providers` made; nothing global until `install`."""
+    """Everything `build_providers` made; nothing global until `install`.
 
-    runtime: Runtime
-    resource: Resource
-    propagator: TextMapPropagator
-    tracer_provider: TracerProvider | None = None
-    meter_provider: Any = None  # a LazyMeterProvider (export/lazymeter.py); `.sdk_provider`: the SDK's
-    logger_provider: Any = None
-    log_handler: logging.Handler | None = None
-    exporters: dict[str, str] = field(default_factory=dict)  # signal → "otlp grpc http://..." (no secrets)
-    # signal → the exporter (traces, logs) or metric reader (metrics) the provider got. The SDK has
-    # no public way back to a MeterProvider's readers; cryostorm_run.testing reads in-memory ones here.
-    outputs: dict[str, Any] = field(default_factory=dict)
-
-
-class _Resource(Resource):
-    """A Resource that knows which process it describes, and hashes once per process.
-
-    Fork: a worker is a new instance with its own pid. Its attributes carry this process's
-    identity (`service.instance.id`, `process.pid`), looked up through the public `attributes`
-    property, so every provider's resource follows a fork on every SDK release without reaching
-    into the providers. Hash: the OTLP encoders group spans by resource, hashing it for every
-    span; the SDK's hash serialises all attributes to JSON each time (~40 % of the encoding cost of
-    a small span here), so it is kept for the life of the process.
+    In the hook, what has been built so far: each signal's provider is built when the program first
+    uses it (`deferred`, export/deferred.py), so a field may still be None for an enabled signal.
     """
 
-    _cryostorm_pid = -1
-    _cryostorm_attributes: dict[str, Any] | None = None
-    _cryostorm_hash: int | None = None
+    def __init__(self, runtime: Runtime, resource: Resource | None = None,
+                 propagator: TextMapPropagator | None = None) -> None:
+        self.runtime = runtime
+        self.resource = resource  # built with the first provider
+        self.propagator = propagator
+        self.tracer_provider: TracerProvider | None = None
+        self.meter_provider: Any = None  # a LazyMeterProvider (export/lazymeter.py); `.sdk_provider`: the SDK's
+        self.logger_provider: Any = None
+        self.log_handler: logging.Handler | None = None
+        # signal → "otlp grpc http://..." (no secrets), for every enabled signal
+        self.exporters = {name: _describe(sig) for name, sig in (("traces", runtime.traces),
+                          ("metrics", runtime.metrics), ("logs", runtime.logs)) if sig.enabled}
+        # signal → the exporter (traces, logs) or metric reader (metrics) the provider got. The SDK has
+        # no public way back to a MeterProvider's readers; cryostorm_run.testing reads in-memory ones here.
+        self.outputs: dict[str, Any] = {}
+        self.deferred: Any = None  # the hook's: builds each signal at its first use (export/deferred.py)
 
-    @property
-    def attributes(self) -> Any:
-        pid = os.getpid()
-        if self._cryostorm_pid != pid or self._cryostorm_attributes is None:
-            current = dict(super().attributes)
-            current.update(_process_identity())
-            self._cryostorm_attributes, self._cryostorm_hash, self._cryostorm_pid = current, None, pid
-        return self._cryostorm_attributes
-
-    def __hash__(self) -> int:
-        attributes = self.attributes  # refreshes the cache after a fork
-        if self._cryostorm_hash is None:
-            import json
-
-            self._cryostorm_hash = hash((json.dumps(attributes, sort_keys=True, default=str), self.schema_url))
-        return self._cryostorm_hash
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Resource):
-            return NotImplemented
-        return dict(self.attributes) == dict(other.attributes) and self.schema_url == other.schema_url
-
-    def merge(self, other: Resource) -> Resource:
-        merged = super().merge(other)  # the SDK merges at fork on some releases: stay a _Resource
-        return _Resource(merged.attributes, merged.schema_url)
-
-
-_IDENTITY: tuple[int, dict[str, Any]] = (-1, {})
-
-
-def _process_identity() -> dict[str, Any]:
-    """This process's identity, one per pid: the same on every signal's resource."""
-    global _IDENTITY
-    pid = os.getpid()
-    if _IDENTITY[0] != pid:
-        _IDENTITY = (pid, {"service.instance.id": str(uuid.uuid4()), "process.pid": pid})
-    return _IDENTITY[1]
+    def built(self) -> bool:
+        """Whether any provider exists in this process (so there may be telemetry to flush)."""
+        return any(p is not None for p in (self.tracer_provider, self.meter_provider, self.logger_provider))
 
 
 def reidentify_after_fork(p: Providers) -> None:
-    """A forked worker is a new instance with its own pid, on every signal (see `_Resource`)."""
-    _process_identity()
-    p.resource.attributes  # noqa: B018  # computed now, in the child, not on the first export
+    """A forked worker is a new instance with its own pid, on every signal (see export/resource.py)."""
+    if p.resource is not None:  # nothing built yet: the resource will be built in this process, as it
+        p.resource.attributes  # noqa: B018  # computed now, in the child, not on the first export
 
 
-# platform.machine() → the semantic conventions' host.arch values
-_HOST_ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64", "i386": "x86", "i686": "x86",
-              "x86": "x86", "ppc64le": "ppc64", "ppc64": "ppc64", "ppc": "ppc32", "s390x": "s390x", "armv7l": "arm32"}
+def build_resource(rt: Runtime) -> Any:
+    from cryostorm_run.export.resource import build_resource as build
 
-
-def _cheap_detected() -> dict[str, Any]:
-    """What semantic conventions describe and costs nothing to know: the SDK, the runtime, the host."""
-    import platform
-    import socket
-
-    from opentelemetry.sdk.version import __version__ as sdk_version
-
-    implementation = sys.implementation
-    return {
-        "telemetry.sdk.language": "python",
-        "telemetry.sdk.name": "opentelemetry",
-        "telemetry.sdk.version": sdk_version,
-        "process.runtime.name": implementation.name,
-        "process.runtime.version": ".".join(str(v) for v in implementation.version[:3]),
-        "process.runtime.description": sys.version,
-        "process.executable.path": sys.executable,
-        "host.name": socket.gethostname(),
-        "host.arch": _HOST_ARCH.get(platform.machine().lower(), platform.machine().lower() or "unknown"),
-    }
-
-
-def build_resource(rt: Runtime) -> Resource:
-    attrs: dict[str, Any] = {
-        **_cheap_detected(),
-        "telemetry.distro.name": "cryostorm-run",
-        "telemetry.distro.version": __version__,
-        **rt.resource_attributes,
-        "service.name": rt.service_name,
-        **_process_identity(),
-    }
-    return _Resource(attrs, rt.schema_url)
+    return build(rt)
 
 
 def _describe(sig: SignalRuntime) -> str:
@@ -152,41 +73,72 @@ def build_providers(rt: Runtime, *, id_generator: IdGenerator | None = None, laz
     """Build tracer, meter and logger providers for `rt` without installing them.
 
     `id_generator` replaces the SDK's random trace and span ids (deterministic ids in tests).
-    `lazy_metrics`: the SDK's MeterProvider is built on the first `get_meter()` (the hook's choice:
-    most processes of a program never record a metric); see export/lazymeter.py.
+    `lazy_metrics`: the SDK's MeterProvider is built on the first `get_meter()`; see export/lazymeter.py.
     """
+    from cryostorm_run.export.sampling import build_propagator
+
+    check_sampler(rt)
+    providers = Providers(rt, None, build_propagator(rt.propagators))
+    if rt.traces.enabled:
+        build_traces(providers, id_generator)
+    if rt.metrics.enabled:
+        build_metrics(providers, lazy_metrics)
+    if rt.logs.enabled:
+        build_logs(providers)
+    return providers
+
+
+def check_sampler(rt: Runtime) -> None:
+    from cryostorm_run.export.errors import TelemetrySetupError
+    from cryostorm_run.export.sampling import SAMPLERS
+
     if rt.sampler not in SAMPLERS:
         raise TelemetrySetupError(f"unknown sampler {rt.sampler!r}; allowed: {', '.join(SAMPLERS)}")
+
+
+def resource_of(p: Providers) -> Resource:
+    """The resource of `p`, built now if no provider was built yet."""
     # concurrent.futures.thread must register its fork handler (which releases its global lock in
     # the child) before the providers register theirs: the SDK's run a thread pool in the child,
     # and handlers run in registration order. Otherwise every os.fork() child deadlocks.
     import concurrent.futures.thread  # noqa: F401
-    resource = build_resource(rt)
-    providers = Providers(rt, resource, build_propagator(rt.propagators))
-    if rt.traces.enabled:
-        from cryostorm_run.export.signals import build_tracer_provider
 
-        sampler = SAMPLERS[rt.sampler](rt.sampler_arg)
-        providers.tracer_provider = build_tracer_provider(rt, resource, sampler, id_generator, providers.outputs)
-        providers.exporters["traces"] = _describe(rt.traces)
-    if rt.metrics.enabled:
-        from cryostorm_run.export.signals import build_meter_provider
+    if p.resource is None:
+        p.resource = build_resource(p.runtime)
+    return p.resource
 
-        providers.meter_provider = build_meter_provider(rt, resource, providers.outputs, lazy=lazy_metrics)
-        providers.exporters["metrics"] = _describe(rt.metrics)
-    if rt.logs.enabled:
-        from cryostorm_run.export.signals import build_logger_provider
 
-        providers.logger_provider = build_logger_provider(rt, resource, providers.outputs)
-        providers.exporters["logs"] = _describe(rt.logs)
-    return providers
+def build_traces(p: Providers, id_generator: IdGenerator | None = None) -> TracerProvider:
+    from cryostorm_run.export.sampling import SAMPLERS
+    from cryostorm_run.export.signals import build_tracer_provider
+
+    rt = p.runtime
+    sampler = SAMPLERS[rt.sampler](rt.sampler_arg)
+    p.tracer_provider = build_tracer_provider(rt, resource_of(p), sampler, id_generator, p.outputs)
+    return p.tracer_provider
+
+
+def build_metrics(p: Providers, lazy: bool) -> Any:
+    """A LazyMeterProvider; with `lazy`, the SDK's is built at the first meter."""
+    from cryostorm_run.export.signals import build_meter_provider
+
+    p.meter_provider = build_meter_provider(p.runtime, resource_of(p), p.outputs, lazy=lazy)
+    return p.meter_provider
+
+
+def build_logs(p: Providers) -> Any:
+    from cryostorm_run.export.signals import build_logger_provider
+
+    p.logger_provider = build_logger_provider(p.runtime, resource_of(p), p.outputs)
+    return p.logger_provider
 
 
 def install(p: Providers) -> None:
     """Make `p` the process-wide OpenTelemetry providers (set-once globals)."""
     from opentelemetry import trace
 
-    _install_propagator(p.propagator)
+    if p.propagator is not None:
+        _install_propagator(p.propagator)
     if p.tracer_provider is not None:
         trace.set_tracer_provider(p.tracer_provider)
     if p.meter_provider is not None:
@@ -220,6 +172,8 @@ def _install_propagator(propagator: TextMapPropagator) -> None:
 
 
 def rt_level(rt: Runtime) -> int:
+    import logging
+
     level = logging.getLevelName(rt.log_level)
     return level if isinstance(level, int) else logging.INFO
 
@@ -235,6 +189,7 @@ def build_exporters_before_exit(p: Providers) -> None:
     import threading
 
     from cryostorm_run.export.batch import BATCH_QUEUES
+    from cryostorm_run.export.otlp import _LAZY
 
     produced = any(batch.seen for batch in list(BATCH_QUEUES))
     produced = produced or bool(getattr(p.meter_provider, "used", False))

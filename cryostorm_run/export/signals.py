@@ -243,6 +243,18 @@ METRIC_READERS: dict[str, Callable[[Runtime], Any]] = {
 }
 
 
+def sdk_meter_provider(rt: Runtime, resource: Resource, outputs: dict[str, Any] | None = None) -> Any:
+    """The SDK's MeterProvider with the configured reader. `outputs`: receives the reader under "metrics"."""
+    from opentelemetry.sdk.metrics import MeterProvider
+
+    if rt.metrics.exporter not in METRIC_READERS:
+        raise _unknown("metrics", rt.metrics.exporter, METRIC_READERS)
+    reader = METRIC_READERS[rt.metrics.exporter](rt)
+    if outputs is not None:
+        outputs["metrics"] = reader
+    return MeterProvider(resource=resource, metric_readers=[reader], shutdown_on_exit=False)
+
+
 def build_meter_provider(rt: Runtime, resource: Resource, outputs: dict[str, Any] | None = None, *,
                          lazy: bool = False) -> LazyMeterProvider:
     """`outputs`: receives the metric reader under "metrics" (once the SDK's provider is built).
@@ -253,16 +265,7 @@ def build_meter_provider(rt: Runtime, resource: Resource, outputs: dict[str, Any
     """
     if rt.metrics.exporter not in METRIC_READERS:
         raise _unknown("metrics", rt.metrics.exporter, METRIC_READERS)
-
-    def build() -> Any:
-        from opentelemetry.sdk.metrics import MeterProvider
-
-        reader = METRIC_READERS[rt.metrics.exporter](rt)
-        if outputs is not None:
-            outputs["metrics"] = reader
-        return MeterProvider(resource=resource, metric_readers=[reader], shutdown_on_exit=False)
-
-    provider = LazyMeterProvider(build)
+    provider = LazyMeterProvider(lambda: sdk_meter_provider(rt, resource, outputs))
     if not lazy or rt.metrics.exporter == "prometheus":
         provider.sdk_provider  # noqa: B018  # built now: its errors are setup errors
     return provider

@@ -95,7 +95,9 @@ class TelemetryApi:
     def propagator(self) -> TextMapPropagator:
         """The configured propagators as one; OpenTelemetry's global one before initialisation."""
         providers = self._state.providers
-        return providers.propagator if providers is not None else propagate.get_global_textmap()
+        if providers is not None and providers.propagator is not None:
+            return providers.propagator
+        return propagate.get_global_textmap()
 
     # -- traces ----------------------------------------------------------------------------------
 

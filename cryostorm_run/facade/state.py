@@ -93,6 +93,8 @@ def _launcher_providers() -> Providers | None:
     distro = sys.modules.get("cryostorm_run.hook.distro")
     configurator = getattr(distro, "CryostormConfigurator", None)
     providers: Providers | None = getattr(configurator, "providers", None)
+    if providers is not None and providers.deferred is not None:
+        providers.deferred.build_all()  # the hook builds each signal at first use: this is the facade's
     return providers
 
 

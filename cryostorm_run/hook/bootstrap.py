@@ -101,20 +101,23 @@ def initialize() -> None:
 
 
 def _initialize(started: float, role: str | None) -> None:
+    from cryostorm_run.export.deferred import Deferred
     from cryostorm_run.hook import instrument as _instrument
-    from cryostorm_run.hook import sdk_warnings as _diagnostics
     from cryostorm_run.hook.entrypoints import entry_points
-
-    _diagnostics.install()
-    from cryostorm_run.export.logbridge import inject_trace_context
 
     groups = entry_points(GROUPS)
     # By name, so cryostorm's win over any other installed distro or configurator.
     distro = _LazyDistro(_named(groups["opentelemetry_distro"], "cryostorm", "opentelemetry_distro"))
     configurator_cls = _named(groups["opentelemetry_configurator"], "cryostorm", "opentelemetry_configurator").load()
-    configurator_cls().configure()
+    configurator_cls().configure(deferred=True)
     providers = configurator_cls.providers
-    inject_trace_context(providers.runtime.service_name)
+    # Each signal is built at its first use (export/deferred.py): a process that never emits imports no
+    # OpenTelemetry module at all. The exit hook that builds exporters is needed once one is built.
+    deferred = Deferred(providers, warn, lambda: _after_first_build(providers))
+    finder = _instrument.FINDER
+    finder.install()
+    finder.when_imported("logging", lambda module: _on_logging(providers))
+    deferred.watch(finder.when_imported)
     _check_versions()
     _instrument.instrument(distro, groups["opentelemetry_instrumentor"], warn)
     _register_exit(providers)
@@ -122,14 +125,33 @@ def _initialize(started: float, role: str | None) -> None:
     if hook_dir and os.environ.get("_CRYOSTORM_CHILDREN", "all") == "all":  # none: children meant without it
         from cryostorm_run.hook.children import watch
 
-        watch(hook_dir, warn, _instrument.FINDER.when_imported)
-    # What the hook built lives as long as the process (the SDK, the instrumentation machinery, these
-    # modules: ~18k objects); a full garbage collection need not walk it again each time, and every
-    # walk is a pause of the program. Frozen objects are still freed when no longer referenced.
+        watch(hook_dir, warn, finder.when_imported)
+    # What the hook built lives as long as the process (the instrumentation machinery, these modules);
+    # a full garbage collection need not walk it again each time, and every walk is a pause of the
+    # program. Frozen objects are still freed when no longer referenced.
     import gc
 
     gc.freeze()
     _report(providers, (time.perf_counter() - started) * 1000, role)
+
+
+def _on_logging(providers: Any) -> None:
+    """`logging` imported (by the program, or by OpenTelemetry's first module): the SDK's own warnings
+    to stderr, trace ids on every record, and the bridge that exports records (its provider is built at
+    the first record it exports)."""
+    try:
+        from cryostorm_run.export.logbridge import attach, inject_trace_context
+        from cryostorm_run.export.providers import rt_level
+        from cryostorm_run.hook import sdk_warnings
+
+        sdk_warnings.install()
+        inject_trace_context(providers.runtime.service_name)
+        if providers.runtime.logs.enabled and providers.log_handler is None:
+            from cryostorm_run.export.deferred import BridgeProvider
+
+            providers.log_handler = attach(BridgeProvider(providers.deferred), rt_level(providers.runtime))
+    except Exception as exc:  # never break the program's import of logging
+        warn(f"logs not bridged in this process: {type(exc).__name__}: {exc}")
 
 
 def _check_versions() -> None:
@@ -155,6 +177,8 @@ def _register_exit(providers: Any) -> None:
         if os.getpid() in flushed_pid:  # atexit and a multiprocessing finalizer may both call it
             return
         flushed_pid.append(os.getpid())
+        if not providers.built() and providers.log_handler is None:
+            return  # nothing was built in this process: nothing to send, nothing lost
         timeout = providers.runtime.shutdown_timeout_ms / 1000
         flushed = shutdown(providers)
         report = loss_report()
@@ -165,9 +189,8 @@ def _register_exit(providers: Any) -> None:
                      "(raise export_config.max_queue_size, or reduce volume)")
             if counts["failed"]:
                 warn(f"{counts['failed']} {kind} not delivered: the exporter gave up on them (see the errors above)")
-        from cryostorm_run.export.otlp import REJECTED
-
-        for kind, count in sorted(REJECTED.items()):
+        otlp = sys.modules.get("cryostorm_run.export.otlp")  # not loaded: nothing was sent over OTLP
+        for kind, count in sorted(getattr(otlp, "REJECTED", {}).items()):
             warn(f"the collector rejected {count} {kind} items in total (partial success; see above)")
         if not flushed:
             targets = ", ".join(f"{k}: {v}" for k, v in providers.exporters.items() if v.startswith("otlp"))
@@ -177,7 +200,6 @@ def _register_exit(providers: Any) -> None:
                  f"delivered; exporters still busy ({targets or 'none'}); exiting anyway")
 
     atexit.register(flush_at_exit)
-    _before_interpreter_shutdown(providers)
 
     def after_fork_in_child() -> None:
         # gunicorn/celery/multiprocessing workers: the SDK restarts its worker threads and cryostorm's
@@ -225,7 +247,6 @@ def _register_exit(providers: Any) -> None:
         signal.signal(signal.SIGTERM, on_sigterm)
     _flush_before_a_reraised_signal(flush_at_exit)
     _flush_before_os_exit(flush_at_exit)
-    _report_while_running(providers)
 
 
 def _flush_before_os_exit(flush_at_exit: Any) -> None:
@@ -237,9 +258,8 @@ def _flush_before_os_exit(flush_at_exit: Any) -> None:
 
     def _exit(status: int, /) -> NoReturn:
         try:
-            from cryostorm_run.export.batch import BATCH_QUEUES
-
-            if any(batch.queue or batch.in_flight or batch.dropped or batch.failed for batch in list(BATCH_QUEUES)):
+            queues = getattr(sys.modules.get("cryostorm_run.export.batch"), "BATCH_QUEUES", [])  # none: nothing queued
+            if any(batch.queue or batch.in_flight or batch.dropped or batch.failed for batch in list(queues)):
                 flush_at_exit()
         except BaseException:  # never stand between the program and its exit
             pass
@@ -275,17 +295,24 @@ def _flush_before_a_reraised_signal(flush_at_exit: Any) -> None:
     signal.raise_signal = raise_signal
 
 
+def _after_first_build(providers: Any) -> None:
+    """Once the first provider is about to be built: what only a process with telemetry needs."""
+    _report_while_running(providers)
+    _before_interpreter_shutdown(providers)
+
+
 def _report_while_running(providers: Any) -> None:
     """Losses are told while the program runs (a server may never exit), and counted as metrics."""
     from cryostorm_run.export import batch
 
     batch.REPORTERS.append(warn)
-    meter_provider = providers.meter_provider
-    if meter_provider is not None:
+    if providers.runtime.metrics.enabled:
         def own_metrics() -> None:
             from cryostorm_run.export.selfmetrics import register
 
-            register(meter_provider)
+            meter_provider = providers.deferred.meter_provider()
+            if meter_provider is not None:
+                register(meter_provider)
 
         batch.ON_FIRST_ITEM.append(own_metrics)
 
@@ -298,7 +325,10 @@ def _before_interpreter_shutdown(providers: Any) -> None:
 
     register = getattr(threading, "_register_atexit", None)  # CPython >= 3.9, used by concurrent.futures
     if register is not None:
-        register(lambda: build_exporters_before_exit(providers))
+        import contextlib
+
+        with contextlib.suppress(RuntimeError):  # the first provider built during interpreter shutdown
+            register(lambda: build_exporters_before_exit(providers))
 
 
 def _in_main_thread() -> bool:

@@ -26,10 +26,17 @@ class CryostormConfigurator:
         self._configure(**kwargs)
 
     def _configure(self, **kwargs: Any) -> None:
+        """`deferred=True` (the hook's call): nothing is built yet; export/deferred.py builds each signal
+        at its first use. Otherwise (another launcher loading this configurator) everything is built and
+        installed now."""
         from cryostorm_run.common.runtime import runtime_from_env
-        from cryostorm_run.export.providers import build_providers, install
+        from cryostorm_run.export.providers import Providers, build_providers, install
 
-        providers = build_providers(runtime_from_env(os.environ), lazy_metrics=True)
+        runtime = runtime_from_env(os.environ)
+        if kwargs.get("deferred"):
+            CryostormConfigurator.providers = Providers(runtime)
+            return
+        providers = build_providers(runtime, lazy_metrics=True)
         install(providers)
         CryostormConfigurator.providers = providers
 

@@ -13,9 +13,6 @@ import threading
 import time
 from collections import Counter
 
-from cryostorm_run.common.shown import clean
-from cryostorm_run.export.errors import explain
-
 WINDOW_S = 10.0
 
 
@@ -30,6 +27,9 @@ class DiagnosticsHandler(logging.Handler):
         self._lock_ = threading.Lock()
 
     def emit(self, record: logging.LogRecord) -> None:
+        from cryostorm_run.common.shown import clean  # here: installed in every process, used in few
+        from cryostorm_run.export.errors import explain
+
         try:
             message = record.getMessage()
             if record.exc_info and record.exc_info[1] is not None:

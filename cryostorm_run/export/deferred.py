@@ -1,0 +1,228 @@
+"""The hook's providers, each built when the program first uses its signal (issue #17).
+
+The hook used to import the OpenTelemetry SDK and build every provider at start-up: ~60 ms in every
+Python process of the program (each worker, each `subprocess`, each spawn child), most of which never
+emit anything. Now it imports no OpenTelemetry module at start-up. Each piece is set up when the
+program reaches it, and is then what it was before:
+
+| when the program imports | what is set up |
+|---|---|
+| `logging` | the SDK-diagnostics handler on the `opentelemetry` logger, the trace-id record factory, |
+| | and the log bridge, whose provider is built at the first record it exports (hook/bootstrap.py) |
+| `opentelemetry.trace` | its `get_tracer_provider` and `set_tracer_provider` build and install the SDK's |
+| | TracerProvider on their first call (`get_tracer` goes through the first) |
+| `opentelemetry._logs` | the same for `get_logger_provider`, `set_logger_provider` and `get_logger` |
+| `opentelemetry.metrics` | the LazyMeterProvider (the SDK's is built at the first meter, export/lazymeter.py) |
+| `opentelemetry.propagate` | the configured propagators, set as the global one |
+
+So the program sees the same providers as before: `trace.get_tracer_provider()` is the SDK's
+TracerProvider (an `isinstance` check holds; `add_span_processor` works), and its own
+`set_tracer_provider` is refused as before, because ours is built first. Instrumentations ask for a
+tracer when their library is imported, so a server has its providers before it serves anything.
+
+Nothing is built inside an import the build needs: the callbacks above only wrap functions or build
+API objects; the SDK is imported when a wrapped function is *called*. A build that fails is said once
+on stderr and leaves that signal off in this process; the program runs on.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from cryostorm_run.export.providers import Providers
+
+
+class Deferred:
+    """Builds `providers`' signals at their first use (see the module docstring)."""
+
+    def __init__(self, providers: Providers, warn: Callable[[str], None],
+                 on_first_build: Callable[[], None] = lambda: None) -> None:
+        self.providers = providers
+        self._warn = warn
+        self._on_first_build = on_first_build
+        self._first_done = False
+        self._lock = threading.RLock()
+        self._building: dict[str, int] = {}  # signal → the thread building it now
+        self._failed: set[str] = set()
+        self._set_tracer_provider: Callable[[Any], None] | None = None  # the API's own, unwrapped
+        self._set_logger_provider: Callable[[Any], None] | None = None
+        providers.deferred = self
+
+    # -- building ---------------------------------------------------------------------------------
+
+    def _build(self, signal: str, build: Callable[[], Any]) -> None:
+        if signal in self._failed or self._building.get(signal) == threading.get_ident():
+            return  # failed before, or asked for by its own build (that caller gets the API's default)
+        with self._lock:
+            if signal in self._failed or self._building.get(signal) is not None:
+                return
+            self._building[signal] = threading.get_ident()
+            try:
+                if not self._first_done:
+                    self._first_done = True
+                    self._on_first_build()
+                build()
+            except Exception as exc:  # never break the program: say it once, that signal stays off
+                self._failed.add(signal)
+                self._warn(f"{signal} disabled in this process: {type(exc).__name__}: {exc}")
+            finally:
+                del self._building[signal]
+
+    def traces(self) -> None:
+        """Build and install the TracerProvider, once."""
+        p = self.providers
+        if p.tracer_provider is None and p.runtime.traces.enabled:
+            self._build("traces", self._build_traces)
+
+    def _build_traces(self) -> None:
+        from cryostorm_run.export.providers import build_traces
+
+        if self.providers.tracer_provider is None:
+            provider = build_traces(self.providers)
+            if self._set_tracer_provider is None:  # built before the program imported the API
+                import opentelemetry.trace  # noqa: F401  (its import wraps it: patch_trace)
+            if self._set_tracer_provider is not None:
+                self._set_tracer_provider(provider)
+
+    def logs(self) -> Any:
+        """The SDK's LoggerProvider (built and installed now if it was not yet), or None if it cannot be."""
+        p = self.providers
+        if p.logger_provider is None and p.runtime.logs.enabled:
+            self._build("logs", self._build_logs)
+        return p.logger_provider
+
+    def _build_logs(self) -> None:
+        from cryostorm_run.export.providers import build_logs
+
+        if self.providers.logger_provider is None:
+            provider = build_logs(self.providers)
+            if self._set_logger_provider is None:
+                import opentelemetry._logs  # noqa: F401  (its import wraps it: patch_logs)
+            if self._set_logger_provider is not None:
+                self._set_logger_provider(provider)
+
+    def meter_provider(self) -> Any:
+        """The LazyMeterProvider (installed now if the program has not imported the metrics API yet)."""
+        if self.providers.meter_provider is None and self.providers.runtime.metrics.enabled:
+            import opentelemetry.metrics  # noqa: F401  (its import installs it: patch_metrics)
+        return self.providers.meter_provider
+
+    def build_all(self) -> None:
+        """Everything enabled, now (the facade reuses the hook's providers and needs them built)."""
+        import opentelemetry.propagate  # noqa: F401  (its import sets the propagator)
+
+        self.traces()
+        self.meter_provider()
+        self.logs()
+
+    # -- what the program's imports trigger -----------------------------------------------------------
+
+    def watch(self, when_imported: Callable[[str, Callable[[Any], None]], None]) -> None:
+        """Register the import callbacks (see the module docstring); none of them runs the SDK's imports."""
+        rt = self.providers.runtime
+        when_imported("opentelemetry.propagate", self._propagate)
+        if rt.traces.enabled:
+            when_imported("opentelemetry.trace", self._patch_trace)
+        if rt.logs.enabled:
+            when_imported("opentelemetry._logs", self._patch_logs)
+        if rt.metrics.enabled:
+            if rt.metrics.exporter == "prometheus":  # its scrape endpoint comes up at start-up
+                self._build("metrics", self._build_metrics)
+                return
+            else:
+                when_imported("opentelemetry.metrics", lambda module: self._build("metrics", self._build_metrics))
+
+    def _build_metrics(self) -> None:
+        """The LazyMeterProvider, installed. Called right after `opentelemetry.metrics` is imported, maybe
+        inside the SDK's own imports: nothing of the SDK is imported before the first meter."""
+        from opentelemetry import metrics
+
+        from cryostorm_run.export.lazymeter import LazyMeterProvider
+        from cryostorm_run.export.providers import resource_of
+
+        p = self.providers
+        if p.meter_provider is None:
+
+            def build() -> Any:
+                from cryostorm_run.export.signals import sdk_meter_provider
+
+                return sdk_meter_provider(p.runtime, resource_of(p), p.outputs)
+
+            provider = LazyMeterProvider(build)
+            if p.runtime.metrics.exporter == "prometheus":
+                provider.sdk_provider  # noqa: B018  # its scrape endpoint comes up at start-up
+            p.meter_provider = provider
+            metrics.set_meter_provider(provider)
+
+    def _propagate(self, module: Any) -> None:
+        from cryostorm_run.export.sampling import build_propagator
+
+        try:
+            self.providers.propagator = propagator = build_propagator(self.providers.runtime.propagators)
+        except Exception as exc:
+            self._warn(f"propagators not set in this process: {type(exc).__name__}: {exc}")
+            return
+        module.set_global_textmap(propagator)
+
+    def _patch_trace(self, module: Any) -> None:
+        original_get, original_set = module.get_tracer_provider, module.set_tracer_provider
+        self._set_tracer_provider = original_set
+
+        @functools.wraps(original_get)
+        def get_tracer_provider() -> Any:
+            self.traces()
+            return original_get()
+
+        @functools.wraps(original_set)
+        def set_tracer_provider(tracer_provider: Any) -> None:
+            self.traces()  # ours first, as when it was installed at start-up: the API refuses this one
+            original_set(tracer_provider)
+
+        module.get_tracer_provider, module.set_tracer_provider = get_tracer_provider, set_tracer_provider
+
+    def _patch_logs(self, module: Any) -> None:
+        original_get, original_set = module.get_logger_provider, module.set_logger_provider
+        original_logger = module.get_logger
+        self._set_logger_provider = original_set
+
+        @functools.wraps(original_get)
+        def get_logger_provider() -> Any:
+            self.logs()
+            return original_get()
+
+        @functools.wraps(original_set)
+        def set_logger_provider(logger_provider: Any) -> None:
+            self.logs()
+            original_set(logger_provider)
+
+        @functools.wraps(original_logger)
+        def get_logger(*args: Any, **kwargs: Any) -> Any:
+            self.logs()
+            return original_logger(*args, **kwargs)
+
+        module.get_logger_provider, module.set_logger_provider = get_logger_provider, set_logger_provider
+        module.get_logger = get_logger
+
+
+class BridgeProvider:
+    """What the log bridge sends records to: the SDK's LoggerProvider, built at the first record."""
+
+    def __init__(self, deferred: Deferred) -> None:
+        self._deferred = deferred
+
+    def get_logger(self, name: str) -> Any:
+        provider = self._deferred.logs()
+        return provider.get_logger(name) if provider is not None else _DISCARD
+
+
+class _Discard:
+    """Logs could not be built in this process (said once on stderr): records go nowhere."""
+
+    def emit(self, record: Any) -> None:
+        pass
+
+
+_DISCARD = _Discard()
