@@ -28,6 +28,7 @@ on stderr and leaves that signal off in this process; the program runs on.
 from __future__ import annotations
 
 import functools
+import os
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -50,6 +51,11 @@ class Deferred:
         self._set_tracer_provider: Callable[[Any], None] | None = None  # the API's own, unwrapped
         self._set_logger_provider: Callable[[Any], None] | None = None
         providers.deferred = self
+        # A fork while another thread was building leaves the lock held in the child for good.
+        os.register_at_fork(after_in_child=self._after_fork_in_child)
+
+    def _after_fork_in_child(self) -> None:
+        self._lock, self._building = threading.RLock(), {}
 
     # -- building ---------------------------------------------------------------------------------
 

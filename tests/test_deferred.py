@@ -1,0 +1,99 @@
+"""The hook builds each signal at its first use (export/deferred.py), and the program sees what it saw
+when everything was built at start-up: the SDK's own providers, in whatever order it imports things.
+
+Real launcher, real programs as subprocesses, the real OTLP receiver.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from conftest import CRYOSTORM_RUN, child_env
+from otlp_receiver import Receiver
+
+# What a process that emits nothing must not import (the SDK, the APIs, even `logging`).
+NOT_AT_START = ("logging", "opentelemetry.trace", "opentelemetry._logs", "opentelemetry.metrics",
+                "opentelemetry.propagate", "opentelemetry.sdk.trace", "opentelemetry.sdk._logs",
+                "opentelemetry.sdk.resources", "opentelemetry.context")
+
+
+def _run(program: str, receiver: Receiver, **extra: str) -> subprocess.CompletedProcess[str]:
+    env = {"CRYOSTORM_EXPORTER_TYPE": "otlp", "CRYOSTORM_COLLECTOR": receiver.grpc_endpoint,
+           "CRYOSTORM_SERVICE__NAME": "deferred", **extra}
+    done = subprocess.run([CRYOSTORM_RUN, "--quiet", "--", sys.executable, "-c", program], env=child_env(env),
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr and "disabled in this process" not in done.stderr, done.stderr
+    return done
+
+
+def test_a_process_that_emits_nothing_imports_no_opentelemetry(otlp_receiver: Receiver) -> None:
+    probe = ("import sys, json; print(json.dumps({'hook': 'cryostorm_run.hook.bootstrap' in sys.modules, "
+             f"'loaded': sorted(m for m in {NOT_AT_START!r} if m in sys.modules)}}))")
+    result = json.loads(_run(probe, otlp_receiver).stdout)
+    assert result == {"hook": True, "loaded": []}
+
+
+@pytest.mark.parametrize("first", ["from opentelemetry import trace",
+                                   "from opentelemetry.sdk.trace import TracerProvider",
+                                   "from opentelemetry.sdk.metrics import MeterProvider",
+                                   "from opentelemetry.sdk._logs import LoggerProvider",
+                                   "import logging"])
+def test_the_program_gets_the_sdk_tracer_provider_whatever_it_imports_first(
+        otlp_receiver: Receiver, first: str) -> None:
+    """Each first import sets up its part right after it runs, inside the import of the SDK's own
+    modules where the SDK imports the API: nothing may import a half-loaded module there."""
+    program = (f"{first}\n"
+               "from opentelemetry import trace\n"
+               "from opentelemetry.sdk.trace import TracerProvider\n"
+               "provider = trace.get_tracer_provider()\n"
+               "print(type(provider).__name__, isinstance(provider, TracerProvider))\n"
+               "trace.set_tracer_provider(TracerProvider())  # the program's own: refused, ours stays\n"
+               "print(trace.get_tracer_provider() is provider)\n"
+               "with trace.get_tracer('app').start_as_current_span('work'): pass\n")
+    done = _run(program, otlp_receiver)
+    assert done.stdout.split() == ["TracerProvider", "True", "True"]
+    [span] = otlp_receiver.wait_for_spans("work")
+    assert span.resource["service.name"] == "deferred"
+
+
+def test_a_span_processor_the_program_adds_gets_the_spans(otlp_receiver: Receiver) -> None:
+    """OpenTelemetry half set up: the program adds its own processor to the global provider."""
+    program = ("from opentelemetry import trace\n"
+               "from opentelemetry.sdk.trace.export import SimpleSpanProcessor\n"
+               "from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter\n"
+               "mine = InMemorySpanExporter()\n"
+               "trace.get_tracer_provider().add_span_processor(SimpleSpanProcessor(mine))\n"
+               "with trace.get_tracer('app').start_as_current_span('both'): pass\n"
+               "print([s.name for s in mine.get_finished_spans()])\n")
+    assert _run(program, otlp_receiver).stdout.strip() == "['both']"
+    otlp_receiver.wait_for_spans("both")
+
+
+def test_a_log_record_builds_the_logs_and_is_exported_with_its_trace(otlp_receiver: Receiver) -> None:
+    program = ("import logging\n"
+               "logging.getLogger('app').warning('before any span')\n"
+               "from opentelemetry import trace, _logs\n"
+               "from opentelemetry.sdk._logs import LoggerProvider\n"
+               "with trace.get_tracer('app').start_as_current_span('outer') as span:\n"
+               "    record = logging.getLogRecordFactory()('app', 30, 'p.py', 1, 'x', (), None)\n"
+               "    print(record.otelTraceID == format(span.get_span_context().trace_id, '032x'))\n"
+               "    logging.getLogger('app').warning('inside')\n"
+               "print(isinstance(_logs.get_logger_provider(), LoggerProvider))\n")
+    assert _run(program, otlp_receiver).stdout.split() == ["True", "True"]
+    logs = otlp_receiver.wait_for_logs(lambda got: {"before any span", "inside"} <= {r.body for r in got})
+    [outer] = otlp_receiver.wait_for_spans("outer")
+    inside = next(r for r in logs if r.body == "inside")
+    assert inside.trace_id == outer.trace_id
+
+
+def test_metrics_the_program_records_are_exported(otlp_receiver: Receiver) -> None:
+    program = ("from opentelemetry import metrics\n"
+               "metrics.get_meter('app').create_counter('deferred.count').add(3)\n")
+    _run(program, otlp_receiver)
+    [metric] = [m for m in otlp_receiver.wait_for_metrics(lambda got: any(m.name == "deferred.count" for m in got))
+                if m.name == "deferred.count"]
+    assert sum(p["value"] for p in metric.points) == 3
