@@ -97,3 +97,37 @@ def test_metrics_the_program_records_are_exported(otlp_receiver: Receiver) -> No
     [metric] = [m for m in otlp_receiver.wait_for_metrics(lambda got: any(m.name == "deferred.count" for m in got))
                 if m.name == "deferred.count"]
     assert sum(p["value"] for p in metric.points) == 3
+
+
+def test_the_names_checked_at_start_up_are_the_ones_the_builders_know() -> None:
+    """export/deferred.py checks names at start-up without importing the registries (they import the SDK)."""
+    from cryostorm_run.export import deferred, sampling, signals
+
+    registries = {"traces": signals.SPAN_EXPORTERS, "metrics": signals.METRIC_READERS, "logs": signals.LOG_EXPORTERS}
+    assert {signal: tuple(sorted(names)) for signal, names in registries.items()} == deferred.EXPORTERS
+    assert tuple(sampling.SAMPLERS) == deferred.SAMPLERS
+    assert tuple(sampling.PROPAGATORS) == deferred.PROPAGATORS
+
+
+@pytest.mark.parametrize(("variable", "value", "said"), [
+    ("OTEL_TRACES_EXPORTER", "zipkin", "unknown traces exporter 'zipkin'; allowed: console, console_json, in_memory, "
+     "otlp, pretty, none"),
+    ("OTEL_LOGS_EXPORTER", "syslog", "unknown logs exporter 'syslog'; allowed: console, console_json, in_memory, "
+     "otlp, pretty, none"),
+    ("OTEL_TRACES_SAMPLER", "sometimes", "unknown sampler 'sometimes'; allowed: always_on, always_off, traceidratio, "
+     "parentbased_always_on, parentbased_always_off, parentbased_traceidratio"),
+    ("OTEL_PROPAGATORS", "tracecontext,xray", "unknown propagator 'xray'; allowed: tracecontext, baggage, b3, "
+     "b3multi, jaeger"),
+])
+def test_a_name_nothing_knows_is_told_at_start_up_even_if_nothing_is_emitted(variable: str, value: str,
+                                                                             said: str) -> None:
+    """An environment written by hand (the launcher refuses these): told at once, telemetry off, the program
+    runs, as when every provider was built at start-up."""
+    from cryostorm_run.launch.plan import hook_dir
+
+    env = child_env({"PYTHONPATH": str(hook_dir()), "OTEL_TRACES_EXPORTER": "console", "OTEL_LOGS_EXPORTER": "console",
+                     variable: value, "_CRYOSTORM_REPORT": "quiet"})
+    done = subprocess.run([sys.executable, "-c", "print('still here')"], env=env, capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert (done.returncode, done.stdout) == (0, "still here\n")
+    assert done.stderr.splitlines() == [f"cryostorm: telemetry disabled in this process: TelemetrySetupError: {said}"]

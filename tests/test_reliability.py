@@ -283,9 +283,9 @@ SHED_PROBE = """
 import time
 from opentelemetry import trace
 from cryostorm_run.export.batch import BATCH_QUEUES
+tracer = trace.get_tracer("t")  # the hook builds the tracer provider (and its queue) at the first use
 [p] = [p for p in BATCH_QUEUES if p.kind == "spans"]
 queue = p.queue
-tracer = trace.get_tracer("t")
 for _ in range(600):  # one batch goes out: its export is now refused-and-retried, or waiting on the collector
     with tracer.start_as_current_span("warm"):
         pass

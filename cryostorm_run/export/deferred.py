@@ -33,7 +33,34 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from cryostorm_run.common.runtime import Runtime
 from cryostorm_run.export.providers import Providers
+
+# The names export/signals.py and export/sampling.py know, checked at start-up without importing them (and
+# so the SDK): an environment written by hand that names an unknown one is told at once, as when everything
+# was built at start-up. tests/test_deferred.py keeps them equal to those registries.
+EXPORTERS = {"traces": ("console", "console_json", "in_memory", "otlp", "pretty"),
+             "metrics": ("console", "console_json", "in_memory", "otlp", "pretty", "prometheus"),
+             "logs": ("console", "console_json", "in_memory", "otlp", "pretty")}
+SAMPLERS = ("always_on", "always_off", "traceidratio", "parentbased_always_on", "parentbased_always_off",
+            "parentbased_traceidratio")
+PROPAGATORS = ("tracecontext", "baggage", "b3", "b3multi", "jaeger")
+
+
+def check(rt: Runtime) -> None:
+    """Raise TelemetrySetupError, with the message building would give, for a name nothing knows."""
+    problem = next((f"unknown {signal} exporter {rt.signal(signal).exporter!r}; allowed: "
+                    f"{', '.join(names)}, none" for signal, names in EXPORTERS.items()
+                    if rt.signal(signal).enabled and rt.signal(signal).exporter not in names), None)
+    if problem is None and rt.traces.enabled and rt.sampler not in SAMPLERS:
+        problem = f"unknown sampler {rt.sampler!r}; allowed: {', '.join(SAMPLERS)}"
+    unknown = [name for name in rt.propagators if name not in PROPAGATORS]
+    if problem is None and unknown:
+        problem = f"unknown propagator {unknown[0]!r}; allowed: {', '.join(PROPAGATORS)}"
+    if problem is not None:
+        from cryostorm_run.export.errors import TelemetrySetupError
+
+        raise TelemetrySetupError(problem)
 
 
 class Deferred:

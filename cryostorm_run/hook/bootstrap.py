@@ -101,7 +101,7 @@ def initialize() -> None:
 
 
 def _initialize(started: float, role: str | None) -> None:
-    from cryostorm_run.export.deferred import Deferred
+    from cryostorm_run.export.deferred import Deferred, check
     from cryostorm_run.hook import instrument as _instrument
     from cryostorm_run.hook.entrypoints import entry_points
 
@@ -111,6 +111,7 @@ def _initialize(started: float, role: str | None) -> None:
     configurator_cls = _named(groups["opentelemetry_configurator"], "cryostorm", "opentelemetry_configurator").load()
     configurator_cls().configure(deferred=True)
     providers = configurator_cls.providers
+    check(providers.runtime)  # a name nothing knows: said now, telemetry off, as when built at start-up
     # Each signal is built at its first use (export/deferred.py): a process that never emits imports no
     # OpenTelemetry module at all. The exit hook that builds exporters is needed once one is built.
     deferred = Deferred(providers, warn, lambda: _after_first_build(providers))
@@ -338,12 +339,12 @@ def _in_main_thread() -> bool:
 
 
 def _report(providers: Any, elapsed_ms: float, role: str | None = None) -> None:
-    from cryostorm_run.common.shown import printable
-    from cryostorm_run.hook.instrument import STATUS
-
     mode = os.environ.get(REPORT_VAR, "line")
     if mode == "quiet":
         return
+    from cryostorm_run.common.shown import printable
+    from cryostorm_run.hook.instrument import STATUS
+
     rt = providers.runtime
     exporters = " ".join(f"{k}={v}" for k, v in providers.exporters.items()) or "no signals"
     service, env = printable(rt.service_name, 100), printable(rt.environment or "-", 100)  # no terminal escapes

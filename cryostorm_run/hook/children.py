@@ -23,7 +23,6 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from cryostorm_run.common.interpreter import hook_skipping_flags, is_interpreter_name
-from cryostorm_run.common.shown import quoted
 
 _TOLD: set[tuple[str, str]] = set()
 
@@ -92,6 +91,8 @@ def _check(argv: Any, executable: Any, env: Any, hook_dir: str, warn: Callable[[
         if key in _TOLD:
             return
         _TOLD.add(key)
+        from cryostorm_run.common.shown import quoted  # here: its patterns cost every process at start-up
+
         warn(f"child process {quoted(command)} will have no telemetry: {reason} (if that is meant: "
              "CRYOSTORM_CHILD_PROCESSES=none)")
     except Exception:  # never stand between the program and its child
