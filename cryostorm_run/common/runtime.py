@@ -7,8 +7,6 @@ the `Telemetry` facade configures itself: one path from settings to providers.
 
 from __future__ import annotations
 
-import json
-import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -89,11 +87,19 @@ def parse_pairs(text: str, *, strict: bool = False, decode_keys: bool = True) ->
             continue
         key, sep, value = item.partition("=")
         if sep and key.strip():
-            name = urllib.parse.unquote(key.strip()) if decode_keys else key.strip()
-            out[name] = urllib.parse.unquote(value.strip())
+            name = _unquote(key.strip()) if decode_keys else key.strip()
+            out[name] = _unquote(value.strip())
         elif strict:
             raise ValueError(f"expected key=value pairs separated by commas, got {item.strip()!r}")
     return out
+
+
+def _unquote(text: str) -> str:
+    if "%" not in text:  # nothing to decode: urllib.parse (with ipaddress) stays out of every process
+        return text
+    import urllib.parse
+
+    return urllib.parse.unquote(text)
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
@@ -103,7 +109,11 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
 
 def _json(env: Mapping[str, str], name: str) -> dict[str, Any]:
     raw = env.get(name)
-    return dict(json.loads(raw)) if raw else {}
+    if not raw:
+        return {}
+    import json
+
+    return dict(json.loads(raw))
 
 
 def _signal(env: Mapping[str, str], name: str) -> SignalRuntime:
