@@ -131,3 +131,31 @@ def test_a_name_nothing_knows_is_told_at_start_up_even_if_nothing_is_emitted(var
                           timeout=60, check=False)
     assert (done.returncode, done.stdout) == (0, "still here\n")
     assert done.stderr.splitlines() == [f"cryostorm: telemetry disabled in this process: TelemetrySetupError: {said}"]
+
+
+FREEZE_PROBE = """
+import gc, json, weakref
+class Node:
+    pass
+freed = []
+cycle = Node(); cycle.me = cycle; weakref.finalize(cycle, freed.append, "cycle")
+gc.collect()  # the cycle, still referenced, is now in the oldest generation
+del cycle  # garbage now; only a full collection frees it
+before = gc.get_freeze_count()
+{first_use}
+print(json.dumps({{"frozen_more": gc.get_freeze_count() > before, "cycle_freed": freed == ["cycle"]}}))
+"""
+
+
+@pytest.mark.parametrize(("first_use", "frozen"), [
+    ("import requests", True),  # its instrumentation asks for a tracer while the program imports it
+    ("from opentelemetry import trace; trace.get_tracer('app')", False),  # the program's own first use: no freeze
+])
+def test_the_first_build_during_a_library_import_frees_garbage_then_freezes(
+        otlp_receiver: Receiver, first_use: str, frozen: bool) -> None:
+    """Built while the program imports a library (start-up in all but name), the SDK's objects are frozen as
+    when the hook built them at start-up; garbage cycles that already existed are freed first, never kept."""
+    result = json.loads(_run(FREEZE_PROBE.format(first_use=first_use), otlp_receiver).stdout)
+    assert result["frozen_more"] is frozen
+    if frozen:  # (without a freeze, a full collection of the program's own may or may not have run yet)
+        assert result["cycle_freed"] is True

@@ -114,7 +114,7 @@ def _initialize(started: float, role: str | None) -> None:
     check(providers.runtime)  # a name nothing knows: said now, telemetry off, as when built at start-up
     # Each signal is built at its first use (export/deferred.py): a process that never emits imports no
     # OpenTelemetry module at all. The exit hook that builds exporters is needed once one is built.
-    deferred = Deferred(providers, warn, lambda: _after_first_build(providers))
+    deferred = Deferred(providers, warn, lambda: _after_first_build(providers), _instrument.in_import_callback)
     finder = _instrument.FINDER
     finder.install()
     finder.when_imported("logging", lambda module: _on_logging(providers))

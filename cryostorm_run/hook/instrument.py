@@ -124,8 +124,12 @@ class PostImportFinder:
         return spec
 
     def _fire(self, module: ModuleType) -> None:
-        for callback in self.callbacks.pop(module.__name__, []):
-            callback(module)
+        _STATE.firing = getattr(_STATE, "firing", 0) + 1
+        try:
+            for callback in self.callbacks.pop(module.__name__, []):
+                callback(module)
+        finally:
+            _STATE.firing -= 1
 
     def install(self) -> None:
         if self not in sys.meta_path:
@@ -140,6 +144,11 @@ class PostImportFinder:
 
 
 FINDER = PostImportFinder()
+
+
+def in_import_callback() -> bool:
+    """Whether this thread is running a post-import callback: the program is importing a library."""
+    return bool(getattr(_STATE, "firing", 0))
 
 
 def _installed(module: str) -> bool:
