@@ -206,43 +206,28 @@ class Deferred:
         module.set_global_textmap(propagator)
 
     def _patch_trace(self, module: Any) -> None:
-        original_get, original_set = module.get_tracer_provider, module.set_tracer_provider
-        self._set_tracer_provider = original_set
-
-        @functools.wraps(original_get)
-        def get_tracer_provider() -> Any:
-            self.traces()
-            return original_get()
-
-        @functools.wraps(original_set)
-        def set_tracer_provider(tracer_provider: Any) -> None:
-            self.traces()  # ours first, as when it was installed at start-up: the API refuses this one
-            original_set(tracer_provider)
-
-        module.get_tracer_provider, module.set_tracer_provider = get_tracer_provider, set_tracer_provider
+        # get_tracer goes through get_tracer_provider; the program's own set_tracer_provider finds ours
+        # built first, as when it was installed at start-up, so the API refuses it
+        self._set_tracer_provider = _call_first(module, "set_tracer_provider", self.traces)
+        _call_first(module, "get_tracer_provider", self.traces)
 
     def _patch_logs(self, module: Any) -> None:
-        original_get, original_set = module.get_logger_provider, module.set_logger_provider
-        original_logger = module.get_logger
-        self._set_logger_provider = original_set
+        self._set_logger_provider = _call_first(module, "set_logger_provider", self.logs)
+        _call_first(module, "get_logger_provider", self.logs)
+        _call_first(module, "get_logger", self.logs)  # its own lookup does not go through the wrapped one
 
-        @functools.wraps(original_get)
-        def get_logger_provider() -> Any:
-            self.logs()
-            return original_get()
 
-        @functools.wraps(original_set)
-        def set_logger_provider(logger_provider: Any) -> None:
-            self.logs()
-            original_set(logger_provider)
+def _call_first(module: Any, name: str, first: Callable[[], Any]) -> Callable[..., Any]:
+    """Replace `module.name` with a wrapper that calls `first()`, then the original; return the original."""
+    original: Callable[..., Any] = getattr(module, name)
 
-        @functools.wraps(original_logger)
-        def get_logger(*args: Any, **kwargs: Any) -> Any:
-            self.logs()
-            return original_logger(*args, **kwargs)
+    @functools.wraps(original)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        first()
+        return original(*args, **kwargs)
 
-        module.get_logger_provider, module.set_logger_provider = get_logger_provider, set_logger_provider
-        module.get_logger = get_logger
+    setattr(module, name, wrapper)
+    return original
 
 
 def _freeze() -> None:
