@@ -159,3 +159,52 @@ def test_the_first_build_during_a_library_import_frees_garbage_then_freezes(
     assert result["frozen_more"] is frozen
     if frozen:  # (without a freeze, a full collection of the program's own may or may not have run yet)
         assert result["cycle_freed"] is True
+
+
+FORK_DURING_BUILD = """
+import logging, os, sys, threading, time
+from opentelemetry import trace  # the program's own imports, done: the thread only builds
+def first_use():
+    if sys.argv[1] == "logs":
+        logging.getLogger("app").warning("first, from a thread")
+    else:
+        with trace.get_tracer("app").start_as_current_span("first, from a thread"):
+            pass
+thread = threading.Thread(target=first_use)
+thread.start()
+time.sleep(float(sys.argv[2]))  # the thread is building the provider now (~50 ms of imports)
+pid = os.fork()
+if pid == 0:
+    logging.getLogger("app").warning("from the child " + sys.argv[2])
+    with trace.get_tracer("app").start_as_current_span("from the child " + sys.argv[2]):
+        pass
+    sys.exit(0)
+thread.join()
+print("child", os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), flush=True)
+"""
+
+
+@pytest.mark.parametrize("first", ["logs", "traces"])
+def test_a_fork_while_another_thread_builds_the_first_provider(otlp_receiver: Receiver, first: str) -> None:
+    """The fork waits for the build (export/forkgate.py). Before, the child waited for good on an import
+    lock held by the building thread, which it does not have (every run, at each of these delays); and
+    with the fork waiting, on logging's and concurrent.futures' locks, taken by their fork handlers."""
+    import os
+    import signal
+
+    env = child_env({"CRYOSTORM_EXPORTER_TYPE": "otlp", "CRYOSTORM_COLLECTOR": otlp_receiver.grpc_endpoint,
+                     "CRYOSTORM_SERVICE__NAME": "deferred", "CRYOSTORM_METRICS__ENABLED": "false"})
+    for delay in ("0.005", "0.02"):
+        proc = subprocess.Popen([CRYOSTORM_RUN, "--quiet", "--", sys.executable, "-c", FORK_DURING_BUILD, first,
+                                 delay], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                start_new_session=True)
+        try:
+            out, err = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            out, err = proc.communicate()
+            pytest.fail(f"hung (first use: {first}, fork after {delay} s): {out} {err}")
+        assert (proc.returncode, out) == (0, "child 0\n"), err
+        assert "forked while" not in err, err  # the wait was enough: nothing to tell
+        otlp_receiver.wait_for_logs(f"from the child {delay}", timeout=30)
+        otlp_receiver.wait_for_spans(f"from the child {delay}", timeout=30)

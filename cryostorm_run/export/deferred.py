@@ -96,13 +96,18 @@ class Deferred:
                 return
             self._building[signal] = threading.get_ident()
             first = not self._first_done
+            from cryostorm_run.export.forkgate import exporter_build  # not at start-up: it imports logging
+
             try:
-                if first:
-                    self._first_done = True
-                    self._on_first_build()
-                build()
-                if first and self._freeze_if():
-                    _freeze()
+                # A fork waits until the build's imports are done (export/forkgate.py): a child forked while
+                # another thread imported the SDK would wait for that module's import lock for good.
+                with exporter_build():
+                    if first:
+                        self._first_done = True
+                        self._on_first_build()
+                    build()
+                    if first and self._freeze_if():
+                        _freeze()
             except Exception as exc:  # never break the program: say it once, that signal stays off
                 self._failed.add(signal)
                 self._warn(f"{signal} disabled in this process: {type(exc).__name__}: {exc}")

@@ -20,7 +20,9 @@ delayed: it runs no Python fork handlers.
 
 from __future__ import annotations
 
+import concurrent.futures.thread  # noqa: F401  (both before our fork handlers are registered: see below)
 import contextlib
+import logging  # noqa: F401
 import os
 import sys
 import threading
@@ -111,6 +113,11 @@ def _after_fork_in_child() -> None:
             sys.stderr.write(f"cryostorm: warning: this process was forked {text}\n")
 
 
+# `before` handlers run in reverse order of registration. logging's takes its module lock and
+# concurrent.futures.thread's its global shutdown lock; ours waits for builds under way, which create
+# loggers and submit to thread pools (the SDK's resource detection): both locks. So ours is registered after
+# theirs (imported above), to run first: the other way round, a fork waiting for a build deadlocked with
+# them until the wait ran out.
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,
                         after_in_child=_after_fork_in_child)

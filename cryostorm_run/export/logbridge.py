@@ -61,6 +61,9 @@ class OtelLogHandler(logging.Handler):
             _EMITTING.reset(token)
 
     def _emit(self, record: logging.LogRecord) -> None:
+        # The logger first: in the hook, the first one builds the logs SDK, and with it imports the API
+        # below, while a fork waits (export/deferred.py); the imports here are then done already.
+        logger = self._provider.get_logger(record.name)
         from opentelemetry._logs import LogRecord
         from opentelemetry.context import get_current
 
@@ -78,7 +81,7 @@ class OtelLogHandler(logging.Handler):
             attributes["exception.type"] = record.exc_info[0].__name__
             attributes["exception.message"] = str(record.exc_info[1])
             attributes["exception.stacktrace"] = "".join(traceback.format_exception(*record.exc_info))
-        self._provider.get_logger(record.name).emit(
+        logger.emit(
             LogRecord(
                 timestamp=int(record.created * 1e9),
                 observed_timestamp=time.time_ns(),

@@ -27,8 +27,11 @@ class DiagnosticsHandler(logging.Handler):
         self._lock_ = threading.Lock()
 
     def emit(self, record: logging.LogRecord) -> None:
-        from cryostorm_run.common.shown import clean  # here: installed in every process, used in few
-        from cryostorm_run.export.errors import explain
+        from cryostorm_run.export.forkgate import exporter_build
+
+        with exporter_build():  # imported here (installed in every process, used in few): a fork waits for it
+            from cryostorm_run.common.shown import clean
+            from cryostorm_run.export.errors import explain
 
         try:
             message = record.getMessage()
