@@ -130,6 +130,20 @@ def test_invalid_configuration_with_the_canary_present(tmp_path: Path, monkeypat
     assert_clean(output)
 
 
+@pytest.mark.parametrize(("headers", "secret"), [("a=b,broken", "b"), ("x=y,nokey", "y"), ("k=re,nokey", "re")])
+def test_a_short_header_value_is_masked_without_garbling_the_message(headers: str, secret: str) -> None:
+    # A one- or two-letter value used to be masked inside every word: "separated ****y commas".
+    code, output = invoke(["check-config"], {"CRYOSTORM_OTLP__HEADERS": headers})
+    assert code == 2, output
+    assert "expected key=value pairs separated by commas" in output, output
+    assert f"'{secret}'" not in output and f"={secret}," not in output, output
+    from cryostorm_run.common.shown import mask_values
+
+    assert mask_values(f"got '{secret}', value={secret}; separated by commas", [secret]) == \
+        "got '****', value=****; separated by commas"
+    assert mask_values(f"Bearer{CANARY}x and ({CANARY})", [CANARY]) == "Bearer****x and (****)"
+
+
 @pytest.mark.parametrize("debug", [False, True])
 def test_internal_error(monkeypatch: pytest.MonkeyPatch, debug: bool) -> None:
     def explode(*_: object) -> list[object]:

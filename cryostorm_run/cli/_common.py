@@ -102,10 +102,8 @@ def _mask_text(text: str) -> str:
     from cryostorm_run.common.runtime import parse_pairs
     from cryostorm_run.config.model import redact_userinfo
 
-    text = redact_userinfo(text)
-    for name, value in os.environ.items():
-        if "HEADERS" in name.upper():
-            for secret in parse_pairs(value).values():
-                if secret:
-                    text = text.replace(secret, "****")
-    return text
+    from cryostorm_run.common.shown import mask_values
+
+    secrets = [secret for name, value in os.environ.items() if "HEADERS" in name.upper()
+               for secret in parse_pairs(value).values()]
+    return mask_values(redact_userinfo(text), secrets)

@@ -12,8 +12,9 @@ Example:
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
-__all__ = ["clean", "mask_url", "printable", "quoted"]
+__all__ = ["clean", "mask_url", "mask_values", "printable", "quoted"]
 
 # C0 and C1 controls, DEL, the Unicode line separators and bidi overrides that rearrange a line, and
 # lone surrogates (undecodable bytes of an environment value, which no terminal can show).
@@ -59,6 +60,26 @@ def mask_url(text: str) -> str:
     text = _USERINFO.sub(_userinfo, text)
     text = _QUERY.sub(_query, text)
     return _FRAGMENT.sub(lambda m: m.group(1) + _MARK, text)
+
+
+_WHOLE_BELOW = 8  # a shorter secret is masked only where it is not part of a longer word
+
+
+def mask_values(text: str, values: Iterable[object]) -> str:
+    """Every one of `values` (secrets: header values, tokens) replaced by **** in `text`, longest first.
+
+    A short value is masked only where it stands alone (not inside a longer word): a one-letter header
+    value must not turn "separated by commas" into "separated ****y commas". Where it is quoted, after
+    `=` or between separators, it is masked; a longer value is masked wherever it appears.
+    """
+    for value in sorted({v for v in values if isinstance(v, str) and v}, key=len, reverse=True):
+        if len(value) >= _WHOLE_BELOW:
+            text = text.replace(value, _MARK)
+            continue
+        before = r"(?<![A-Za-z0-9])" if value[0].isalnum() else ""
+        after = r"(?![A-Za-z0-9])" if value[-1].isalnum() else ""
+        text = re.sub(before + re.escape(value) + after, _MARK, text)
+    return text
 
 
 def clean(text: str, limit: int = 2000) -> str:

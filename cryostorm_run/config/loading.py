@@ -305,10 +305,9 @@ def _scrub(message: str, raw: Any) -> str:
         _, sep, value = item.partition("=")
         piece = (value if sep else item).strip()
         pieces |= {piece, urllib.parse.unquote(piece)}
-    for piece in sorted(pieces, key=len, reverse=True):
-        if piece:
-            message = message.replace(piece, "****")
-    return message
+    from cryostorm_run.common.shown import mask_values
+
+    return mask_values(message, pieces)
 
 
 def _bounds_hint(kind: str, ctx: Mapping[str, Any]) -> str:

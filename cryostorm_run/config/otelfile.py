@@ -162,10 +162,9 @@ def _header_values(node: Any, inside: bool = False) -> Iterator[str]:
 
 
 def _masked(message: str, secrets: list[str]) -> str:
-    for secret in secrets:
-        if secret and secret not in ("name", "value"):
-            message = message.replace(secret, "****")
-    return message
+    from cryostorm_run.common.shown import mask_values
+
+    return mask_values(message, (secret for secret in secrets if secret not in ("name", "value")))
 
 
 def _schema_problems(found: OtelFile, jsonschema: Any) -> list[Problem]:

@@ -155,10 +155,9 @@ def _transport_check(target: ProbeTarget, deadline: float, timeout: float) -> No
 
 
 def _mask(text: str, target: ProbeTarget) -> str:
-    for _, value in target.headers:
-        if value:
-            text = text.replace(value, "****")
-    return text
+    from cryostorm_run.common.shown import mask_values
+
+    return mask_values(text, (value for _, value in target.headers))
 
 
 def probe(
