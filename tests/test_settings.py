@@ -378,8 +378,12 @@ def test_prometheus_without_its_exporter_package_is_refused(
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda module, *a: None if module == "opentelemetry.exporter.prometheus" else real(module, *a))
+    from importlib.metadata import version
+
+    # the installed SDK kept (pip picks the exporter release made for it), never a version guessed for it
     assert problems(environ) == [(name, "prometheus", "'prometheus' needs a package that is not installed",
-                                  "pip install opentelemetry-exporter-prometheus==0.66b2")]
+                                  "pip install opentelemetry-exporter-prometheus "
+                                  f"'opentelemetry-sdk=={version('opentelemetry-sdk')}'")]
     assert load_settings({}).settings.metrics.exporter_type is None  # not wanted, not looked for
 
 

@@ -150,8 +150,19 @@ _OPTIONAL = {
     "b3": ("opentelemetry.propagators.b3", "opentelemetry-propagator-b3"),
     "b3multi": ("opentelemetry.propagators.b3", "opentelemetry-propagator-b3"),
     "jaeger": ("opentelemetry.propagators.jaeger", "opentelemetry-propagator-jaeger"),
-    "prometheus": ("opentelemetry.exporter.prometheus", "opentelemetry-exporter-prometheus==0.66b2"),
+    "prometheus": ("opentelemetry.exporter.prometheus", "opentelemetry-exporter-prometheus"),
 }
+
+
+def _install_hint(requirement: str) -> str:
+    """`pip install <requirement>` that keeps the installed SDK: pip picks the release made for it, instead
+    of the newest (which would upgrade the SDK) or a version guessed from another package's."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"pip install {requirement} 'opentelemetry-sdk=={version('opentelemetry-sdk')}'"
+    except PackageNotFoundError:
+        return f"pip install {requirement}"
 
 
 def _missing_packages(settings: TelemetryModel, origins: Mapping[Path_, Origin]) -> list[Problem]:
@@ -179,7 +190,7 @@ def _missing_packages(settings: TelemetryModel, origins: Mapping[Path_, Origin])
             origin = origin_of(path, origins)
             name = origin.describe() if origin is not DEFAULT else PREFIX + DELIMITER.join(p.upper() for p in path)
             problems.append(Problem(name, value, f"{value!r} needs a package that is not installed",
-                                    f"pip install {requirement}"))
+                                    _install_hint(requirement)))
     return problems
 
 
