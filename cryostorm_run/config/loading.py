@@ -155,8 +155,9 @@ _OPTIONAL = {
 
 
 def _install_hint(requirement: str) -> str:
-    """`pip install <requirement>` that keeps the installed SDK: pip picks the release made for it, instead
-    of the newest (which would upgrade the SDK) or a version guessed from another package's."""
+    """`pip install <requirement>` that keeps the installed SDK, for a package that requires one SDK line
+    (the Prometheus exporter): pip picks the release made for it, instead of the newest (which would
+    upgrade the SDK) or a version guessed from another package's."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:
@@ -190,7 +191,8 @@ def _missing_packages(settings: TelemetryModel, origins: Mapping[Path_, Origin])
             origin = origin_of(path, origins)
             name = origin.describe() if origin is not DEFAULT else PREFIX + DELIMITER.join(p.upper() for p in path)
             problems.append(Problem(name, value, f"{value!r} needs a package that is not installed",
-                                    _install_hint(requirement)))
+                                    _install_hint(requirement) if value == "prometheus" else
+                                    f"pip install {requirement}"))
     return problems
 
 
