@@ -632,3 +632,20 @@ def test_a_bad_value_under_a_nested_override_is_refused_not_dropped(
     # a good URL under the same override keeps its host
     s = load_settings({name: "http://c:4318", "CRYOSTORM_COLLECTOR__PORT": "4317"}, config_dir=None).settings
     assert (s.collector.host, s.collector.port) == ("c", 4317)
+
+
+@pytest.mark.parametrize("bad_otel", ["OTEL_EXPORTER_OTLP_TIMEOUT=x", "OTEL_SDK_DISABLED=maybe",
+                                      "OTEL_RESOURCE_ATTRIBUTES=%%zz", "OTEL_TRACES_EXPORTER=a,b"])
+def test_a_variable_that_cannot_be_read_hides_no_other_problem(tmp_path: Path, bad_otel: str) -> None:
+    # One OTEL_* value that could not be converted used to drop every environment setting, so a bad
+    # CRYOSTORM_* value (or a bad OTEL_* value the model checks) was reported only once that one was fixed.
+    name, _, value = bad_otel.partition("=")
+    environ = {name: value, "CRYOSTORM_TRACING__SAMPLE_RATE": "7", "OTEL_BSP_MAX_QUEUE_SIZE": "0"}
+    assert [p[0] for p in problems(environ)] == [name, "CRYOSTORM_TRACING__SAMPLE_RATE", "OTEL_BSP_MAX_QUEUE_SIZE"]
+    # the same in an env file (its settings still validated, and the environment's)
+    path = env_file(tmp_path, f"{bad_otel}\nCRYOSTORM_OTLP__TIMEOUT_MILLIS=-1\n")
+    found = [p[0] for p in problems({"CRYOSTORM_TRACING__SAMPLE_RATE": "7"}, env_file=path)]
+    assert found[0] == f"{name} in {path}" and len(found) == 3, found
+    assert "CRYOSTORM_TRACING__SAMPLE_RATE" in found and f"CRYOSTORM_OTLP__TIMEOUT_MILLIS in {path}" in found
+    # what could be read is still used: a valid configuration otherwise loads as before
+    assert load_settings({"CRYOSTORM_TRACING__SAMPLE_RATE": "0.5"}).settings.tracing.sample_rate == 0.5

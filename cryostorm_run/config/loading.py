@@ -101,10 +101,12 @@ def load_settings(
             entries += read_env_file(env_file)
         except SourceError as exc:
             problems += exc.problems
+            entries += exc.entries
     try:
         entries += environ_entries(environ)
     except SourceError as exc:
         problems += exc.problems
+        entries += exc.entries
     entries += [Entry(o.path, o.value, Origin("flag", o.flag)) for o in overrides]
     ineffective: list[str] = []
     dropped: frozenset[str] = frozenset()

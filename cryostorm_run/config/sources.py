@@ -77,9 +77,14 @@ class Problem:
 
 
 class SourceError(ValueError):
-    def __init__(self, problems: list[Problem]) -> None:
+    """`problems` with an input; `entries`: what could be read of it all the same, so the settings that
+    are fine are still validated and every problem is reported at once (not one bad OTEL_* variable
+    hiding a bad CRYOSTORM_* one until it is fixed)."""
+
+    def __init__(self, problems: list[Problem], entries: list[Entry] | None = None) -> None:
         super().__init__("; ".join(f"{p.name}: {p.message}" for p in problems))
         self.problems = problems
+        self.entries = entries or []
 
 
 def is_secret_path(path: Path_) -> bool:
@@ -318,8 +323,16 @@ def read_otel(environ: Mapping[str, str], origin_kind: str = "otel_env", file: s
             shown = mask(raw) if is_secret_name(key) else raw
             problems.append(Problem(origin.describe(), shown, str(exc)))
     if problems:
-        raise SourceError(problems)
+        raise SourceError(problems, entries)
     return entries
+
+
+def _otel_then_cryostorm(values: Mapping[str, str], origin_kind: str, file: str | None = None) -> list[Entry]:
+    try:
+        otel = read_otel(values, origin_kind.replace("cryostorm_env", "otel_env"), file)
+    except SourceError as exc:
+        raise SourceError(exc.problems, exc.entries + read_cryostorm(values, origin_kind, file)) from None
+    return otel + read_cryostorm(values, origin_kind, file)
 
 
 def read_env_file(path: Path) -> list[Entry]:
@@ -336,7 +349,7 @@ def read_env_file(path: Path) -> list[Entry]:
         values = {k: v or "" for k, v in dotenv_values(path).items()}
     except (OSError, UnicodeDecodeError) as exc:
         raise SourceError([Problem("--env-file", str(path), f"cannot read: {exc}")]) from None
-    return read_otel(values, "env_file", str(path)) + read_cryostorm(values, "env_file", str(path))
+    return _otel_then_cryostorm(values, "env_file", str(path))
 
 
 # -- merging -----------------------------------------------------------------------------------
@@ -395,4 +408,4 @@ def origin_of(path: Path_, origins: Mapping[Path_, Origin]) -> Origin:
 
 def environ_entries(environ: Mapping[str, str]) -> list[Entry]:
     """Environment entries, lowest precedence first: OTEL_* then CRYOSTORM_*."""
-    return read_otel(environ) + read_cryostorm(environ)
+    return _otel_then_cryostorm(environ, "cryostorm_env")
