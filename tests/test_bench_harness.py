@@ -220,7 +220,7 @@ def test_parse_loss_report_without_losses() -> None:
     empty = harness.parse_loss_report("Traceback? no\n")
     assert empty == {"dropped": {}, "failed": {}, "unflushed": {}, "lines": [], "other_lines": 0}
     vague = harness.parse_loss_report(
-        "cryostorm: telemetry not fully flushed within 2 s (shutdown_timeout_millis): the current export not "
+        "cryostorm: telemetry not fully flushed within 2 s (shutdown_timeout_millis): the last metrics export not "
         "delivered; exporters still busy (none); exiting anyway\n")
     assert vague["unflushed"] == {}
     assert len(vague["lines"]) == 1

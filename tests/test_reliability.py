@@ -383,3 +383,18 @@ def test_cryostorms_own_counters_are_exported_as_metrics(otlp_receiver: Receiver
     otlp_receiver.wait_for_metrics(lambda metrics: sent(metrics) == 50, timeout=20)
     names = {m.name for m in otlp_receiver.metrics()}
     assert {"cryostorm.exporter.send_failed", "cryostorm.exporter.dropped", "cryostorm.exporter.queue_size"} <= names
+
+
+def test_an_unfinished_metrics_export_at_exit_is_named(otlp_receiver: Receiver) -> None:
+    # Nothing queued is left, only the metrics' last export unanswered at the deadline: the exit line
+    # says which export (it used to say "the current export").
+    otlp_receiver.set_fault(Fault.SLOW, delay=5)
+    env = child_env({"CRYOSTORM_EXPORTER_TYPE": "otlp", "CRYOSTORM_COLLECTOR": otlp_receiver.grpc_endpoint,
+                     "CRYOSTORM_SERVICE__NAME": "reliability", "CRYOSTORM_TRACING__ENABLED": "false",
+                     "CRYOSTORM_LOGGING__ENABLED": "false", "CRYOSTORM_SHUTDOWN_TIMEOUT_MILLIS": "1000"})
+    code = "from opentelemetry import metrics; metrics.get_meter('m').create_counter('c').add(1)"
+    proc = subprocess.run([CRYOSTORM_RUN, "--quiet", "--", PYTHON, "-c", code], env=env, capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert ("telemetry not fully flushed within 1 s (shutdown_timeout_millis): the last metrics export not "
+            "delivered") in proc.stderr, proc.stderr

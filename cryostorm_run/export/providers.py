@@ -47,6 +47,7 @@ class Providers:
         # no public way back to a MeterProvider's readers; cryostorm_run.testing reads in-memory ones here.
         self.outputs: dict[str, Any] = {}
         self.deferred: Any = None  # the hook's: builds each signal at its first use (export/deferred.py)
+        self.stopping = ""  # the signal `shutdown` is flushing now ("" once all are done), for the exit message
 
     def built(self) -> bool:
         """Whether any provider exists in this process (so there may be telemetry to flush)."""
@@ -229,12 +230,15 @@ def shutdown(p: Providers, timeout_s: float | None = None) -> bool:
             from cryostorm_run.export.logbridge import detach
 
             detach(p.log_handler)
-        for provider in (p.tracer_provider, p.logger_provider, p.meter_provider):
+        for name, provider in (("traces", p.tracer_provider), ("logs", p.logger_provider),
+                               ("metrics", p.meter_provider)):
             if provider is not None:
+                p.stopping = name
                 try:
                     provider.shutdown()
                 except Exception as exc:  # one broken exporter must not stop the others
                     print(f"cryostorm: telemetry shutdown error: {exc}", file=sys.stderr)
+        p.stopping = ""
 
     worker = threading.Thread(target=work, name="cryostorm-shutdown", daemon=True)
     try:
@@ -270,8 +274,11 @@ def _shutdown_inline(p: Providers, timeout: float) -> bool:
     try:
         for batch in list(BATCH_QUEUES):
             batch.shutdown(timeout_millis=remaining_ms())
-        if p.meter_provider is not None and remaining_ms() > 0:  # out of time: reported by the caller
-            p.meter_provider.shutdown(timeout_millis=remaining_ms())
+        if p.meter_provider is not None:
+            p.stopping = "metrics"
+            if remaining_ms() > 0:  # out of time: reported by the caller
+                p.meter_provider.shutdown(timeout_millis=remaining_ms())
+                p.stopping = ""
         for provider in (p.tracer_provider, p.logger_provider):  # their batch queues are done
             if provider is not None:
                 provider.shutdown()

@@ -196,7 +196,8 @@ def _register_exit(providers: Any) -> None:
         if not flushed:
             targets = ", ".join(f"{k}: {v}" for k, v in providers.exporters.items() if v.startswith("otlp"))
             lost = ", ".join(f"{c['queued'] + c['in_flight']} {kind}" for kind, c in sorted(report.items())
-                             if c["queued"] + c["in_flight"]) or "the current export"
+                             if c["queued"] + c["in_flight"]) or (
+                f"the last {providers.stopping} export" if providers.stopping else "an export in flight")
             warn(f"telemetry not fully flushed within {timeout:g} s (shutdown_timeout_millis): {lost} not "
                  f"delivered; exporters still busy ({targets or 'none'}); exiting anyway")
 
