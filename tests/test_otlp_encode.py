@@ -245,3 +245,28 @@ def test_a_span_it_cannot_encode_is_logged_by_name(caplog: pytest.LogCaptureFixt
         _otlp_encode.request_bytes([Odd("odd", SpanContext(1, 3, False))])
     assert [r.getMessage() for r in caplog.records if r.name == "opentelemetry.cryostorm.export"] == [
         "Failed to encode span 'odd': odd kind"]
+
+
+def test_equal_ints_bools_and_floats_never_share_a_cached_encoding() -> None:
+    # True == 1 == 1.0 with one hash: only exact small ints (and short strings) are cached, so a bool or
+    # float with the same key and an equal value is encoded as itself, before and after the int
+    _otlp_encode._KV_CACHE.clear()
+    values = [1, True, 1.0, "1", 0, False, 0.0, 200, 65535, 65536, -1]
+    batch = [ReadableSpan("s", SpanContext(1, 2, False), attributes={"k": value}) for value in values * 2]
+    assert ours(batch) == upstream(batch)
+    assert {value for _, key, value in _otlp_encode._KV_CACHE if key == "k"} == {1, "1", 0, 200, 65535}
+    assert {type(value) for _, key, value in _otlp_encode._KV_CACHE if key == "k"} == {int, str}
+
+
+def test_a_real_sdk_span_byte_for_byte() -> None:
+    # the SDK's own Span (its attributes a BoundedAttributes behind a read-only view), as the processor gets it
+    from opentelemetry.sdk.trace import TracerProvider
+
+    tracer = TracerProvider().get_tracer("t", "1")
+    span = tracer.start_span("GET", kind=SpanKind.SERVER, attributes={"http.request.method": "GET",
+                                                                     "server.port": 8000, "ok": True})
+    span.set_attributes({"http.response.status_code": 200, "http.route": "/hello", "ratio": 0.5})
+    span.end()
+    for _ in range(2):  # the second time from the cache
+        assert ours([span]) == upstream([span])
+        assert ours([_otlp_encode.preencode(span)]) == upstream([span])

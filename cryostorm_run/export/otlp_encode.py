@@ -101,9 +101,19 @@ def _key_value(key: str, value: Any) -> bytes:
     return _str(b"\x0a", key) + _field(b"\x12", _any_value(value))
 
 
-_KV_CACHE: dict[tuple[bytes, str, str], bytes] = {}
-_KV_CACHE_MAX = 4096  # string attributes repeat (method, scheme, route): bounded, cleared when full
+_KV_CACHE: dict[tuple[bytes, str, Any], bytes] = {}
+_KV_CACHE_MAX = 4096  # string and small int attributes repeat (method, route, port, status): bounded, cleared when full
 _KV_CACHE_VALUE_MAX = 128  # longer values (SQL, URLs with ids) rarely repeat: not cached, so <= ~2 MB
+
+
+def _items(attributes: Mapping[str, Any]) -> Any:
+    # A span's attributes are a read-only view of the SDK's BoundedAttributes: iterating the view runs the
+    # Mapping ABC in Python per item; its public `copy()` (the view's copy is the mapping's) is a plain dict.
+    try:
+        copied = attributes.copy()  # type: ignore[attr-defined]
+    except AttributeError:
+        return attributes.items()
+    return copied.items() if type(copied) is dict else attributes.items()
 
 
 def _attributes(tag: bytes, attributes: Mapping[str, Any] | None) -> list[bytes]:
@@ -112,8 +122,11 @@ def _attributes(tag: bytes, attributes: Mapping[str, Any] | None) -> list[bytes]
         return []
     out = []
     cache = _KV_CACHE
-    for key, value in attributes.items():
-        if type(value) is str and len(value) <= _KV_CACHE_VALUE_MAX:
+    for key, value in _items(attributes):
+        kind = type(value)
+        # only exact str and int values are cached: a bool or float equal to a cached int (True == 1 ==
+        # 1.0, same hash) never looks one up, and a str never equals an int
+        if (kind is str and len(value) <= _KV_CACHE_VALUE_MAX) or (kind is int and -1 < value < 65536):
             encoded = cache.get((tag, key, value))
             if encoded is None:
                 try:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -22,10 +21,11 @@ def span_batch_processor(batch: BatchQueue, preencode: Callable[[Any], Any] | No
             context = span.context
             if context is None or not context.trace_flags.sampled:
                 return
-            encode = preencode if getattr(batch.exporter, "direct", False) else None
-            if encode is not None:
-                with contextlib.suppress(Exception):  # queued as is: the exporter's own encoder takes it
-                    span = encode(span)
+            if preencode is not None and getattr(batch.exporter, "direct", False):
+                try:
+                    span = preencode(span)
+                except Exception:  # noqa: S110  (queued as is: the exporter's own encoder takes it)
+                    pass
             batch.put(span)
 
         def shutdown(self) -> None:
