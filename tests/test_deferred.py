@@ -60,6 +60,24 @@ def test_the_program_gets_the_sdk_tracer_provider_whatever_it_imports_first(
     assert span.resource["service.name"] == "deferred"
 
 
+def test_once_built_the_api_functions_are_the_apis_own_again(otlp_receiver: Receiver) -> None:
+    # FastAPI asks for the global providers on every request: after the first build those calls no longer
+    # pass through cryostorm's wrappers (one taken earlier still works, and still gets ours)
+    program = ("from opentelemetry import trace, _logs\n"
+               "early = trace.get_tracer_provider\n"
+               "names = ['get_tracer_provider', 'set_tracer_provider']\n"
+               "before = [hasattr(getattr(trace, n), '__wrapped__') for n in names]\n"
+               "provider = trace.get_tracer_provider()\n"
+               "after = [hasattr(getattr(trace, n), '__wrapped__') for n in names]\n"
+               "logs = [hasattr(getattr(_logs, n), '__wrapped__') for n in ('get_logger_provider', 'get_logger')]\n"
+               "_logs.get_logger('x')\n"
+               "logs += [hasattr(getattr(_logs, n), '__wrapped__') for n in ('get_logger_provider', 'get_logger')]\n"
+               "print(before, after, logs, early() is provider, type(provider).__module__)\n")
+    done = _run(program, otlp_receiver)
+    assert done.stdout.strip() == ("[True, True] [False, False] [True, True, False, False] True "
+                                   "opentelemetry.sdk.trace"), done.stdout
+
+
 def test_a_span_processor_the_program_adds_gets_the_spans(otlp_receiver: Receiver) -> None:
     """OpenTelemetry half set up: the program adds its own processor to the global provider."""
     program = ("from opentelemetry import trace\n"

@@ -213,25 +213,48 @@ class Deferred:
     def _patch_trace(self, module: Any) -> None:
         # get_tracer goes through get_tracer_provider; the program's own set_tracer_provider finds ours
         # built first, as when it was installed at start-up, so the API refuses it
-        self._set_tracer_provider = _call_first(module, "set_tracer_provider", self.traces)
-        _call_first(module, "get_tracer_provider", self.traces)
+        done, group = self._settled("traces"), _Group()
+        self._set_tracer_provider = _call_first(module, "set_tracer_provider", self.traces, done, group)
+        _call_first(module, "get_tracer_provider", self.traces, done, group)
 
     def _patch_logs(self, module: Any) -> None:
-        self._set_logger_provider = _call_first(module, "set_logger_provider", self.logs)
-        _call_first(module, "get_logger_provider", self.logs)
-        _call_first(module, "get_logger", self.logs)  # its own lookup does not go through the wrapped one
+        done, group = self._settled("logs"), _Group()
+        self._set_logger_provider = _call_first(module, "set_logger_provider", self.logs, done, group)
+        _call_first(module, "get_logger_provider", self.logs, done, group)
+        _call_first(module, "get_logger", self.logs, done, group)  # its own lookup skips the wrapped one
+
+    def _settled(self, signal: str) -> Callable[[], bool]:
+        """Whether `signal` is built and installed (or failed for good): its wrappers are then no longer needed."""
+        field = "tracer_provider" if signal == "traces" else "logger_provider"
+        return lambda: getattr(self.providers, field) is not None or signal in self._failed
 
 
-def _call_first(module: Any, name: str, first: Callable[[], Any]) -> Callable[..., Any]:
-    """Replace `module.name` with a wrapper that calls `first()`, then the original; return the original."""
+class _Group(list[tuple[str, Any, Any]]):
+    """A signal's wrapped API functions: (name, wrapper, original)."""
+
+
+def _call_first(module: Any, name: str, first: Callable[[], Any], done: Callable[[], bool],
+                group: _Group) -> Callable[..., Any]:
+    """Replace `module.name` with a wrapper that calls `first()`, then the original; return the original.
+
+    Once `done()` (the signal built and installed), the module gets back its own functions, every one in
+    `group` (a signal's wrappers): the program's calls (FastAPI asks for the global providers on every
+    request) no longer pass through cryostorm. A reference taken while wrapped keeps the wrapper, which
+    then only calls `first()` (a no-op).
+    """
     original: Callable[..., Any] = getattr(module, name)
 
     @functools.wraps(original)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         first()
+        if done():
+            for each, wrapped, unwrapped in group:
+                if getattr(module, each, None) is wrapped:
+                    setattr(module, each, unwrapped)
         return original(*args, **kwargs)
 
     setattr(module, name, wrapper)
+    group.append((name, wrapper, original))
     return original
 
 
