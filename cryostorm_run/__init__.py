@@ -9,7 +9,6 @@ Example:
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
 
 # Names are imported on first use (PEP 562): the hook imports cryostorm_run.hook.bootstrap in every
 # instrumented process, and must not pay for pydantic or typer through this package's __init__.
@@ -45,7 +44,10 @@ _WHERE = {
     "TracingConfig": "cryostorm_run.settings",
 }
 
+TYPE_CHECKING = False  # not typing's: the hook keeps typing out of every process
 if TYPE_CHECKING:
+    from typing import Any
+
     from cryostorm_run._version import __version__
     from cryostorm_run.config.enums import (
         ChildPropagation,

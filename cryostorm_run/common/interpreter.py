@@ -11,7 +11,10 @@ Example:
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+
+TYPE_CHECKING = False  # not typing's: the hook keeps typing out of every process
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 __all__ = ["hook_skipping_flags", "is_interpreter_name"]
 

@@ -7,9 +7,76 @@ the `Telemetry` facade configures itself: one path from settings to providers.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+TYPE_CHECKING = False  # not `typing.TYPE_CHECKING`: this module runs in every process, typing stays out
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from dataclasses import dataclass, field
+    from typing import Any
+else:
+    # What the type checker sees as frozen dataclasses is, at run time, `_record` (below): importing
+    # `dataclasses` (with `inspect`, `ast`, `tokenize`, ...) cost every instrumented process ~4 ms.
+    def dataclass(frozen: bool = True) -> Callable[[type], type]:
+        return _record
+
+    def field(default_factory: Callable[[], Any]) -> Any:
+        return _Factory(default_factory)
+
+
+class _Factory:
+    __slots__ = ("make",)
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self.make = make
+
+
+def _record(cls: type) -> type:
+    """What `@dataclass(frozen=True)` gives these classes, for fields that all have defaults: `__init__`
+    (positional or keyword), `__eq__`, `__hash__`, `__repr__`, and no assignment after construction
+    (tests/test_runtime_record.py holds it to the real dataclass's behaviour)."""
+    names = tuple(cls.__annotations__)  # this class's own fields (no base has any), in order
+    defaults = tuple(cls.__dict__[name] for name in names)
+    title = cls.__qualname__
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        if len(args) > len(names):
+            raise TypeError(f"{title}.__init__() takes from 1 to {len(names) + 1} positional arguments but "
+                            f"{len(args) + 1} were given")
+        values = dict(zip(names, args, strict=False))
+        for name, value in kwargs.items():
+            if name not in names:
+                raise TypeError(f"{title}.__init__() got an unexpected keyword argument '{name}'")
+            if name in values:
+                raise TypeError(f"{title}.__init__() got multiple values for argument '{name}'")
+            values[name] = value
+        for name, default in zip(names, defaults, strict=True):
+            value = values[name] if name in values else default.make() if type(default) is _Factory else default
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self: Any, name: str, value: Any) -> None:
+        raise AttributeError(f"cannot assign to field '{name}'")
+
+    def __delattr__(self: Any, name: str) -> None:
+        raise AttributeError(f"cannot delete field '{name}'")
+
+    def __eq__(self: Any, other: Any) -> Any:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return all(getattr(self, name) == getattr(other, name) for name in names)
+
+    def __hash__(self: Any) -> int:
+        return hash(tuple(getattr(self, name) for name in names))
+
+    def __repr__(self: Any) -> str:
+        return f"{title}({', '.join(f'{name}={getattr(self, name)!r}' for name in names)})"
+
+    for method in (__init__, __setattr__, __delattr__, __eq__, __hash__, __repr__):
+        method.__qualname__ = f"{title}.{method.__name__}"
+        setattr(cls, method.__name__, method)
+    for name, default in zip(names, defaults, strict=True):
+        if type(default) is _Factory:
+            delattr(cls, name)  # as a dataclass field with a default_factory: no class attribute
+    return cls
+
 
 SIGNAL_NAMES = {"traces": "TRACES", "metrics": "METRICS", "logs": "LOGS"}
 

@@ -30,11 +30,14 @@ from __future__ import annotations
 import functools
 import os
 import threading
-from collections.abc import Callable
-from typing import Any
 
 from cryostorm_run.common.runtime import Runtime
 from cryostorm_run.export.providers import Providers
+
+TYPE_CHECKING = False  # not typing's: the hook keeps typing out of every process
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
 
 # The names export/signals.py and export/sampling.py know, checked at start-up without importing them (and
 # so the SDK): an environment written by hand that names an unknown one is told at once, as when everything
@@ -213,12 +216,14 @@ class Deferred:
     def _patch_trace(self, module: Any) -> None:
         # get_tracer goes through get_tracer_provider; the program's own set_tracer_provider finds ours
         # built first, as when it was installed at start-up, so the API refuses it
-        done, group = self._settled("traces"), _Group()
+        done = self._settled("traces")
+        group: list[tuple[str, Any, Any]] = []  # (name, wrapper, original)
         self._set_tracer_provider = _call_first(module, "set_tracer_provider", self.traces, done, group)
         _call_first(module, "get_tracer_provider", self.traces, done, group)
 
     def _patch_logs(self, module: Any) -> None:
-        done, group = self._settled("logs"), _Group()
+        done = self._settled("logs")
+        group: list[tuple[str, Any, Any]] = []
         self._set_logger_provider = _call_first(module, "set_logger_provider", self.logs, done, group)
         _call_first(module, "get_logger_provider", self.logs, done, group)
         _call_first(module, "get_logger", self.logs, done, group)  # its own lookup skips the wrapped one
@@ -229,12 +234,8 @@ class Deferred:
         return lambda: getattr(self.providers, field) is not None or signal in self._failed
 
 
-class _Group(list[tuple[str, Any, Any]]):
-    """A signal's wrapped API functions: (name, wrapper, original)."""
-
-
 def _call_first(module: Any, name: str, first: Callable[[], Any], done: Callable[[], bool],
-                group: _Group) -> Callable[..., Any]:
+                group: list[tuple[str, Any, Any]]) -> Callable[..., Any]:
     """Replace `module.name` with a wrapper that calls `first()`, then the original; return the original.
 
     Once `done()` (the signal built and installed), the module gets back its own functions, every one in

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import sys
 import threading
-from typing import TYPE_CHECKING, Any
 
 from cryostorm_run.common.runtime import Runtime, SignalRuntime
 
+TYPE_CHECKING = False  # not typing's: the hook keeps typing out of every process
 if TYPE_CHECKING:
     import logging
+    from typing import Any
 
     from opentelemetry.propagators.textmap import TextMapPropagator
     from opentelemetry.sdk.resources import Resource

@@ -11,7 +11,10 @@ import os
 import signal
 import sys
 import time
-from typing import Any, NoReturn
+
+TYPE_CHECKING = False  # not typing's: the hook keeps typing out of every process
+if TYPE_CHECKING:
+    from typing import Any, NoReturn
 
 _DONE = False
 HOOK_DIR_VAR = "_CRYOSTORM_HOOK_DIR"

@@ -19,10 +19,13 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
 
 from cryostorm_run.common.interpreter import hook_skipping_flags, is_interpreter_name
+
+TYPE_CHECKING = False  # not typing's: the hook keeps typing out of every process
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
+    from typing import Any
 
 _TOLD: set[tuple[str, str]] = set()
 

@@ -14,7 +14,10 @@ when the first instrumentation is activated.
 from __future__ import annotations
 
 import os
-from typing import Any
+
+TYPE_CHECKING = False  # not typing's: the hook keeps typing out of every process
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class CryostormConfigurator:

@@ -12,8 +12,11 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from collections.abc import Iterable
-from typing import Any
+
+TYPE_CHECKING = False  # not typing's: the hook keeps typing out of every process
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from typing import Any
 
 
 class EntryPoint:

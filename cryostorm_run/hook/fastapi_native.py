@@ -17,8 +17,11 @@ from __future__ import annotations
 import functools
 import os
 import sys
-from collections.abc import Callable, MutableMapping
-from typing import Any
+
+TYPE_CHECKING = False  # not typing's: the hook keeps typing out of every process
+if TYPE_CHECKING:
+    from collections.abc import Callable, MutableMapping
+    from typing import Any
 
 MODE_VAR = "_CRYOSTORM_FASTAPI"
 NATIVE_MODES = ("native", "native_operations")

@@ -13,10 +13,13 @@ import importlib.util
 import os
 import sys
 import threading
-from collections.abc import Callable, Sequence
 from importlib.machinery import ModuleSpec
 from types import ModuleType
-from typing import Any
+
+TYPE_CHECKING = False  # not typing's: the hook keeps typing out of every process
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from typing import Any
 
 # Entry-point names that differ from the module they instrument. None: activate at start-up.
 MODULE_OF: dict[str, str | None] = {
