@@ -166,20 +166,37 @@ def capture_settings(service_name: str = "test-service") -> TelemetrySettings:
     )
 
 
+_CANNOT_RESET = ("cannot reset OpenTelemetry's global providers with this opentelemetry-api ({}); run each "
+                 "test that configures telemetry in its own process")
+
+
 def reset_opentelemetry_globals() -> None:
     """Forget OpenTelemetry's set-once global providers and propagator. For tests only.
 
-    The only place cryostorm touches OpenTelemetry's private globals; those names are pinned
-    together with the OpenTelemetry version in pyproject.toml. Tracers obtained earlier through
+    It has to set OpenTelemetry's private globals (the API offers no reset); listed in the README
+    ("Private attributes"). They are checked first: with an API that no longer has one of them, a
+    RuntimeError says so and nothing is changed. Tracers obtained earlier through
     `opentelemetry.trace.get_tracer` keep the provider they already resolved to.
     """
     from opentelemetry import propagate, trace
-    from opentelemetry._logs import _internal as logs_internal
     from opentelemetry.baggage.propagation import W3CBaggagePropagator
-    from opentelemetry.metrics import _internal as metrics_internal
     from opentelemetry.propagators.composite import CompositePropagator
     from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-    from opentelemetry.util._once import Once
+
+    try:
+        from opentelemetry._logs import _internal as logs_internal
+        from opentelemetry.metrics import _internal as metrics_internal
+        from opentelemetry.util._once import Once
+    except ImportError as exc:
+        raise RuntimeError(_CANNOT_RESET.format(f"{exc.name or exc} cannot be imported")) from None
+    wanted = ((trace, ("_TRACER_PROVIDER_SET_ONCE", "_TRACER_PROVIDER")),
+              (metrics_internal, ("_METER_PROVIDER_SET_ONCE", "_METER_PROVIDER", "_PROXY_METER_PROVIDER",
+                                  "_ProxyMeterProvider")),
+              (logs_internal, ("_LOGGER_PROVIDER_SET_ONCE", "_LOGGER_PROVIDER", "_PROXY_LOGGER_PROVIDER",
+                               "ProxyLoggerProvider")))
+    missing = [f"{module.__name__}.{name}" for module, names in wanted for name in names if not hasattr(module, name)]
+    if missing:
+        raise RuntimeError(_CANNOT_RESET.format(f"{', '.join(missing)} missing"))
 
     trace._TRACER_PROVIDER_SET_ONCE = Once()
     trace._TRACER_PROVIDER = None

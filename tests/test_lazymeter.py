@@ -202,3 +202,23 @@ def test_the_first_item_s_callbacks_run_in_an_export_worker_not_the_programs_thr
         assert sorted(exported) == [1, 2] and seen == ["cryostorm-export-spans"]  # once per process
     finally:
         batch.ON_FIRST_ITEM[:], batch._first_item_seen = saved
+
+
+def test_without_the_apis_private_proxy_a_meter_asked_for_by_the_build_is_a_no_op(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # the listed fallback (README, "Private attributes"): an API without `_ProxyMeter` costs those metrics only
+    import opentelemetry.metrics._internal as internal
+    from opentelemetry.metrics import NoOpMeter
+
+    monkeypatch.delattr(internal, "_ProxyMeter")
+    inner = _Built()
+    early: list[Any] = []
+
+    def build() -> _Built:
+        early.append(provider.get_meter("opentelemetry-sdk"))
+        return inner
+
+    provider = LazyMeterProvider(build)
+    provider.get_meter("app")
+    assert isinstance(early[0], NoOpMeter) and inner.meters == ["app"]
+    early[0].create_counter("exported").add(1)  # harmless

@@ -136,3 +136,20 @@ def test_the_documented_plugin_setup_works_in_a_users_suite(pytester: pytest.Pyt
     )
     result = pytester.runpytest_subprocess("-W", "error", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
+
+
+@pytest.mark.parametrize(("module", "name"), [("opentelemetry.trace", "_TRACER_PROVIDER_SET_ONCE"),
+                                              ("opentelemetry.metrics._internal", "_PROXY_METER_PROVIDER"),
+                                              ("opentelemetry._logs._internal", "_LOGGER_PROVIDER")])
+def test_resetting_globals_an_api_no_longer_has_is_refused_and_changes_nothing(module: str, name: str) -> None:
+    # the listed fallback (README, "Private attributes"): a clear error, not a half-reset process
+    import importlib
+
+    from cryostorm_run.testing import reset_opentelemetry_globals
+
+    provider = trace.get_tracer_provider()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delattr(importlib.import_module(module), name)
+        with pytest.raises(RuntimeError, match=rf"cannot reset .*{module}\.{name} missing.*own process"):
+            reset_opentelemetry_globals()
+        assert trace.get_tracer_provider() is provider

@@ -99,7 +99,12 @@ class LazyMeterProvider(MeterProvider):
             if self._builder == threading.get_ident():
                 # Asked for by the build itself (an exporter's own metrics): it gets a meter that
                 # follows the provider once built, as the API's proxy did before the provider was set.
-                from opentelemetry.metrics._internal import _ProxyMeter
+                # The API's private proxy (listed in the README, "Private attributes"); without it
+                # those metrics are not recorded (a no-op meter), the build and everything else unchanged.
+                try:
+                    from opentelemetry.metrics._internal import _ProxyMeter
+                except ImportError:
+                    return NoOpMeter(name, *args, **kwargs)
 
                 named = {key: kwargs[key] for key in ("version", "schema_url") if key in kwargs}
                 waiting = _ProxyMeter(name, *args[:2], **named)
