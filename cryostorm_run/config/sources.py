@@ -55,11 +55,8 @@ class Entry:
 
 @dataclass(frozen=True)
 class Problem:
-    """One invalid input: the name as written, the value (already masked if secret), what is wrong.
-
-    Everything is made safe to show on a terminal here, once for every message: secrets in URLs
-    masked, control characters escaped, long values shortened (see `common.shown`).
-    """
+    """One invalid input: the name as written, the value (already masked if secret), what is wrong. Made
+    safe to show here, once: URL secrets masked, control characters escaped, long values cut (`common.shown`)."""
 
     name: str
     value: str | None
@@ -77,9 +74,7 @@ class Problem:
 
 
 class SourceError(ValueError):
-    """`problems` with an input; `entries`: what could be read of it all the same, so the settings that
-    are fine are still validated and every problem is reported at once (not one bad OTEL_* variable
-    hiding a bad CRYOSTORM_* one until it is fixed)."""
+    """`problems`; `entries`: what could be read all the same (still validated: every problem told at once)."""
 
     def __init__(self, problems: list[Problem], entries: list[Entry] | None = None) -> None:
         super().__init__("; ".join(f"{p.name}: {p.message}" for p in problems))
@@ -211,12 +206,9 @@ def _propagators(raw: str) -> list[tuple[Path_, Any]]:
     return [(("propagation", "propagator_types"), names)]
 
 
-_RESOURCE_KEYS: dict[str, Path_] = {
-    "service.name": ("service", "name"),
-    "service.version": ("service", "version"),
-    "deployment.environment.name": ("service", "environment"),
-    "deployment.environment": ("service", "environment"),
-}
+_RESOURCE_KEYS: dict[str, Path_] = {"service.name": ("service", "name"), "service.version": ("service", "version"),
+                                     "deployment.environment.name": ("service", "environment"),
+                                     "deployment.environment": ("service", "environment")}
 
 
 def _resource_attributes(raw: str) -> list[tuple[Path_, Any]]:
@@ -270,14 +262,11 @@ def _otel_table() -> dict[str, Converter]:
         var = f"OTEL_EXPORTER_OTLP_{upper}_"
         per_signal: dict[str, Converter] = {
             "ENDPOINT": _endpoint((signal, "collector"), _SIGNAL_PATH[upper.lower()]),
-            "PROTOCOL": _to((signal, "protocol")),
-            "HEADERS": _to((signal, "headers")),
-            "COMPRESSION": _to((signal, "compression")),
             "TIMEOUT": _seconds_to_millis((signal, "timeout_millis")),
-            "INSECURE": _to((signal, "insecure")),
-            "CERTIFICATE": _to((signal, "certificate_file")),
-            "CLIENT_CERTIFICATE": _to((signal, "client_certificate_file")),
-            "CLIENT_KEY": _to((signal, "client_key_file")),
+            **{suffix: _to((signal, name)) for suffix, name in (
+                ("PROTOCOL", "protocol"), ("HEADERS", "headers"), ("COMPRESSION", "compression"),
+                ("INSECURE", "insecure"), ("CERTIFICATE", "certificate_file"),
+                ("CLIENT_CERTIFICATE", "client_certificate_file"), ("CLIENT_KEY", "client_key_file"))},
         }
         table.update({var + suffix: _unless_empty(convert) for suffix, convert in per_signal.items()})
     return table
@@ -305,8 +294,8 @@ def read_otel(environ: Mapping[str, str], origin_kind: str = "otel_env", file: s
     for key in keys:
         raw = environ[key]
         origin = Origin(origin_kind, key, file)
+        shown = mask(raw) if is_secret_name(key) else raw
         if refused(key, raw):  # empty is unset, as for the SDK; a value cryostorm honours anyway passes
-            shown = mask(raw) if is_secret_name(key) else raw
             reason = "not supported by cryostorm-run: " + INVENTORY[key].reason
             problems.append(Problem(origin.describe(), shown, reason, "unset it"))
             continue
@@ -320,7 +309,6 @@ def read_otel(environ: Mapping[str, str], origin_kind: str = "otel_env", file: s
             for path, value in convert(raw):
                 entries.append(Entry(path, value, origin))
         except ValueError as exc:
-            shown = mask(raw) if is_secret_name(key) else raw
             problems.append(Problem(origin.describe(), shown, str(exc)))
     if problems:
         raise SourceError(problems, entries)
