@@ -46,8 +46,6 @@ _WHERE = {
 
 TYPE_CHECKING = False  # not typing's: the hook keeps typing out of every process
 if TYPE_CHECKING:
-    from typing import Any
-
     from cryostorm_run._version import __version__
     from cryostorm_run.config.enums import (
         ChildPropagation,
@@ -80,7 +78,7 @@ if TYPE_CHECKING:
     )
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     module = _WHERE.get(name)
     if module is None:
         raise AttributeError(f"module 'cryostorm_run' has no attribute {name!r}")

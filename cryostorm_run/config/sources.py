@@ -260,14 +260,12 @@ def _otel_table() -> dict[str, Converter]:
     for signal, upper in SIGNAL_OTEL.items():
         table[f"OTEL_{upper}_EXPORTER"] = _exporter(signal)
         var = f"OTEL_EXPORTER_OTLP_{upper}_"
-        per_signal: dict[str, Converter] = {
-            "ENDPOINT": _endpoint((signal, "collector"), _SIGNAL_PATH[upper.lower()]),
-            "TIMEOUT": _seconds_to_millis((signal, "timeout_millis")),
-            **{suffix: _to((signal, name)) for suffix, name in (
-                ("PROTOCOL", "protocol"), ("HEADERS", "headers"), ("COMPRESSION", "compression"),
-                ("INSECURE", "insecure"), ("CERTIFICATE", "certificate_file"),
-                ("CLIENT_CERTIFICATE", "client_certificate_file"), ("CLIENT_KEY", "client_key_file"))},
-        }
+        per_signal: dict[str, Converter] = {"ENDPOINT": _endpoint((signal, "collector"), _SIGNAL_PATH[upper.lower()])}
+        for suffix, name in (("PROTOCOL", "protocol"), ("HEADERS", "headers"), ("COMPRESSION", "compression"),
+                             ("TIMEOUT", "timeout_millis"), ("INSECURE", "insecure"),
+                             ("CERTIFICATE", "certificate_file"), ("CLIENT_CERTIFICATE", "client_certificate_file"),
+                             ("CLIENT_KEY", "client_key_file")):
+            per_signal[suffix] = _seconds_to_millis((signal, name)) if suffix == "TIMEOUT" else _to((signal, name))
         table.update({var + suffix: _unless_empty(convert) for suffix, convert in per_signal.items()})
     return table
 
