@@ -130,6 +130,24 @@ def test_invalid_configuration_with_the_canary_present(tmp_path: Path, monkeypat
     assert_clean(output)
 
 
+@pytest.mark.parametrize("headers_list", [f"api-key=x1,Bearer{CANARY}", f"{CANARY}", f"a=b,{CANARY},c=d"])
+def test_a_malformed_headers_list_in_an_otel_config_file_is_masked(tmp_path: Path, headers_list: str) -> None:
+    # A token pasted without its header name used to be quoted in clear ("got 'Bearer...'").
+    (tmp_path / "otel.yaml").write_text(
+        'file_format: "1.0"\ntracer_provider:\n  processors:\n    - batch:\n        exporter:\n'
+        f'          otlp_grpc:\n            endpoint: http://localhost:4317\n'
+        f'            headers_list: "{headers_list}"\n')
+    for args in (["check-config"], ["print-env"], ["check-config", "--json"]):
+        code, output = invoke([*args, "--config-file", str(tmp_path / "otel.yaml")], {})
+        assert code == 2, output
+        assert "headers_list" in output and "expected key=value pairs separated by commas, got '****'" in output
+        assert_clean(output)
+    result = run_launcher(["--config-file", str(tmp_path / "otel.yaml"), "--", sys.executable, "-c", "print(1)"])
+    assert result.returncode == 2 and result.stdout == ""
+    assert "headers_list = '" in result.stderr, result.stderr  # the list as written, its values masked
+    assert_clean(result.stdout, result.stderr)
+
+
 @pytest.mark.parametrize(("headers", "secret"), [("a=b,broken", "b"), ("x=y,nokey", "y"), ("k=re,nokey", "re")])
 def test_a_short_header_value_is_masked_without_garbling_the_message(headers: str, secret: str) -> None:
     # A one- or two-letter value used to be masked inside every word: "separated ****y commas".

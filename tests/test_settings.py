@@ -303,20 +303,25 @@ def test_an_attribute_value_that_is_a_list_is_refused_once_per_allowed_type(tmp_
 
 
 @pytest.mark.parametrize(
-    ("headers", "message"),
+    ("headers", "shown", "message"),
     [
-        ("Bearer canary-123", "expected key=value pairs separated by commas, got '****'"),
-        ("authorization=Bearer canary-123,oops", "expected key=value pairs separated by commas, got '****'"),
-        ("oops,authorization=Bearer canary-123", "expected key=value pairs separated by commas, got '****'"),
+        ("Bearer canary-123", "****", "expected key=value pairs separated by commas, got '****'"),
+        # the value is shown with its header names (values masked) and the message says which item is wrong
+        ("authorization=Bearer canary-123,oops", "authorization=****,****",
+         "expected key=value pairs separated by commas, got '****' (item 2 of 2)"),
+        ("oops,authorization=Bearer canary-123", "****,authorization=****",
+         "expected key=value pairs separated by commas, got '****' (item 1 of 2)"),
         # the longest piece is masked first: a value inside another is never left half shown
-        ("k=zz,abzzc", "expected key=value pairs separated by commas, got '****'"),
+        ("k=zz,abzzc", "k=****,****", "expected key=value pairs separated by commas, got '****' (item 2 of 2)"),
         # header names stay readable; a value is masked wherever it appears, whole (with its own '=')
-        ("authorization=a=b,bad name=x", "invalid header name 'bad name': use letters, digits and - only"),
-        ("authorization=digits,bad name=x", "invalid header name 'bad name': use letters, **** and - only"),
+        ("authorization=a=b,bad name=x", "authorization=****,bad name=****",
+         "invalid header name 'bad name': use letters, digits and - only"),
+        ("authorization=digits,bad name=x", "authorization=****,bad name=****",
+         "invalid header name 'bad name': use letters, **** and - only"),
     ],
 )
-def test_a_header_problem_never_quotes_a_header_value(headers: str, message: str) -> None:
-    assert problems({"CRYOSTORM_OTLP__HEADERS": headers}) == [("CRYOSTORM_OTLP__HEADERS", "****", message, "")]
+def test_a_header_problem_never_quotes_a_header_value(headers: str, shown: str, message: str) -> None:
+    assert problems({"CRYOSTORM_OTLP__HEADERS": headers}) == [("CRYOSTORM_OTLP__HEADERS", shown, message, "")]
 
 
 @pytest.mark.parametrize(

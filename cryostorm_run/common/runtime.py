@@ -149,15 +149,15 @@ def parse_pairs(text: str, *, strict: bool = False, decode_keys: bool = True) ->
     `decode_keys=False` for OTEL_RESOURCE_ATTRIBUTES: the SDK decodes only the values there (headers:
     names and values), so `k%2Cx=v` is the attribute `k%2Cx` for it, and so for cryostorm."""
     out: dict[str, str] = {}
-    for item in text.split(","):
-        if not item.strip():
-            continue
+    items = [item for item in text.split(",") if item.strip()]
+    for number, item in enumerate(items, 1):
         key, sep, value = item.partition("=")
         if sep and key.strip():
             name = _unquote(key.strip()) if decode_keys else key.strip()
             out[name] = _unquote(value.strip())
         elif strict:
-            raise ValueError(f"expected key=value pairs separated by commas, got {item.strip()!r}")
+            where = f" (item {number} of {len(items)})" if len(items) > 1 else ""
+            raise ValueError(f"expected key=value pairs separated by commas, got {item.strip()!r}{where}")
     return out
 
 

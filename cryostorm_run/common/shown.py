@@ -82,6 +82,34 @@ def mask_values(text: str, values: Iterable[object]) -> str:
     return text
 
 
+def mask_pairs(text: str) -> str:
+    """A `k=v,k2=v2` list of secrets, shown: names readable, every value masked (`api-key=****,x=****`); an
+    item without `=` (often a token pasted alone) is masked whole."""
+    items = []
+    for item in text.split(","):
+        name, sep, value = item.partition("=")
+        if not item.strip():
+            items.append(item)
+        elif sep and name.strip():
+            items.append(f"{name}={_MARK if value.strip() else ''}")
+        else:
+            items.append(_MARK)
+    return ",".join(items)
+
+
+def mask_pair_values(message: str, text: str) -> str:
+    """`message` with every piece of the `k=v,...` list `text` that could be a secret value masked (each value,
+    each item without `=`, percent-decoded too); the names stay readable."""
+    import urllib.parse
+
+    pieces = {text.strip()}
+    for item in text.split(","):
+        _, sep, value = item.partition("=")
+        piece = (value if sep else item).strip()
+        pieces |= {piece, urllib.parse.unquote(piece)}
+    return mask_values(message, pieces)
+
+
 def clean(text: str, limit: int = 2000) -> str:
     """A whole message (lines kept): URL secrets masked, control characters escaped, at most ~`limit` chars."""
     return _cut(_CONTROLS_BUT_NEWLINE.sub(_escape, mask_url(text)), limit, len(text))

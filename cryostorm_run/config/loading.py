@@ -287,7 +287,8 @@ def _explain(err: Mapping[str, Any], data: Mapping[str, Any], origins: Mapping[P
         shown = None  # a group of values; each is named above and may hold a secret
     else:
         # Problem makes it printable: URL secrets masked, control characters escaped, shortened.
-        shown = None if raw is _MISSING else (mask(raw) if secret else raw if isinstance(raw, str) else repr(raw))
+        plain = raw if isinstance(raw, str) else repr(raw)
+        shown = None if raw is _MISSING else (_masked(raw, path) if secret else plain)
     kind = err["type"]
     ctx = err.get("ctx") or {}
     if kind == "extra_forbidden":
@@ -313,16 +314,18 @@ def _scrub(message: str, raw: Any) -> str:
     that could be a value; header names stay readable."""
     if not isinstance(raw, str):
         return message
-    import urllib.parse
+    from cryostorm_run.common.shown import mask_pair_values
 
-    pieces = {raw.strip()}
-    for item in raw.split(","):
-        _, sep, value = item.partition("=")
-        piece = (value if sep else item).strip()
-        pieces |= {piece, urllib.parse.unquote(piece)}
-    from cryostorm_run.common.shown import mask_values
+    return mask_pair_values(message, raw)
 
-    return mask_values(message, pieces)
+
+def _masked(raw: Any, path: Path_) -> str:
+    """A secret input as shown: a header list keeps its names (`api-key=****,****`), anything else is ****."""
+    if isinstance(raw, str) and "headers" in path and "=" in raw:
+        from cryostorm_run.common.shown import mask_pairs
+
+        return mask_pairs(raw)
+    return mask(raw)
 
 
 def _bounds_hint(kind: str, ctx: Mapping[str, Any]) -> str:

@@ -226,8 +226,12 @@ def _transport(m: _Mapper, signal: str, body: Mapping[str, Any], at: Key) -> Non
     if body.get("headers_list"):
         try:
             headers.update(parse_pairs(body["headers_list"], strict=True))
-        except ValueError as exc:
-            m.problems.append(Problem(m.found.where((*at, "headers_list")), None, str(exc)))
+        except ValueError as exc:  # its message quotes the bad item, which may be a token pasted alone
+            from cryostorm_run.common.shown import mask_pair_values, mask_pairs
+
+            message = mask_pair_values(str(exc), str(body["headers_list"]))
+            m.problems.append(Problem(m.found.where((*at, "headers_list")), mask_pairs(str(body["headers_list"])),
+                                      message))
     # headers win over headers_list (spec); one whose value is empty (`${API_TOKEN}` unset) is not sent
     headers.update({h["name"]: h["value"] for h in body.get("headers") or ()})
     headers = {name: value for name, value in headers.items() if value}
