@@ -255,9 +255,15 @@ def config_problems(tmp_path: Path, toml: str) -> list[tuple[str, str | None, st
         ({"CRYOSTORM_TRACING__EXPORTER_TYPE": "nope"}, ("CRYOSTORM_TRACING__EXPORTER_TYPE", "nope",
           "not an allowed value", "allowed: console, pretty, console_json, otlp, in_memory, prometheus or none")),
         ({"CRYOSTORM_COLLECTOR__PORT": "x"}, ("CRYOSTORM_COLLECTOR__PORT", "x", "Input should be a valid integer, "
-          "unable to parse string as an integer", "use a plain number, e.g. 5000")),
+          "unable to parse string as an integer", "use a port number, e.g. 4317")),
         ({"CRYOSTORM_TRACING__SAMPLE_RATE": "abc"}, ("CRYOSTORM_TRACING__SAMPLE_RATE", "abc", "Input should be a valid "
-          "number, unable to parse string as a number", "use a plain number, e.g. 5000")),
+          "number, unable to parse string as a number", "use a ratio from 0 to 1, e.g. 0.25 to keep a quarter of "
+          "the traces")),
+        # the example fits the setting: milliseconds for a duration, a count for a size
+        ({"CRYOSTORM_OTLP__TIMEOUT_MILLIS": "10s"}, ("CRYOSTORM_OTLP__TIMEOUT_MILLIS", "10s", "Input should be a "
+          "valid integer, unable to parse string as an integer", "use a plain number of milliseconds, e.g. 5000")),
+        ({"CRYOSTORM_LOGGING__MAX_QUEUE_SIZE": "big"}, ("CRYOSTORM_LOGGING__MAX_QUEUE_SIZE", "big", "Input should be "
+          "a valid integer, unable to parse string as an integer", "use a plain number, e.g. 512")),
         ({"CRYOSTORM_TRACING__SAMPLE_RATE": "2"}, ("CRYOSTORM_TRACING__SAMPLE_RATE", "2",
           "Input should be less than or equal to 1", "allowed: <= 1.0")),
         # a validator's message loses pydantic's "Value error, " and quotes the URL without its user:password@
@@ -279,7 +285,7 @@ def test_each_kind_of_problem_is_worded_exactly(environ: dict[str, str], expecte
         ("enabled = 5", ("cryostorm.toml enabled", "5", "Input should be a valid boolean, unable to interpret input",
                          "allowed: true, false")),
         ("[collector]\nport = 1.5", ("cryostorm.toml collector.port", "1.5", "Input should be a valid integer, "
-                                     "got a number with a fractional part", "use a plain number, e.g. 5000")),
+                                     "got a number with a fractional part", "use a port number, e.g. 4317")),
         # not a number, not a bool: no hint; a value that is not text is shown as written
         ("[service]\nname = 5", ("cryostorm.toml service.name", "5", "Input should be a valid string", "")),
         ("excluded_paths = 5", ("cryostorm.toml excluded_paths", "5", "Input should be a valid list", "")),

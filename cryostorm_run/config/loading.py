@@ -305,7 +305,7 @@ def _explain(err: Mapping[str, Any], data: Mapping[str, Any], origins: Mapping[P
     elif kind in ("bool_parsing", "bool_type"):
         hint = "allowed: true, false"
     elif kind in ("int_parsing", "float_parsing", "int_from_float"):
-        hint = "use a plain number, e.g. 5000"
+        hint = _number_hint(path[-1] if path else "")
     return Problem(name, shown, message, hint)
 
 
@@ -326,6 +326,16 @@ def _masked(raw: Any, path: Path_) -> str:
 
         return mask_pairs(raw)
     return mask(raw)
+
+
+def _number_hint(name: str) -> str:
+    if name == "sample_rate":
+        return "use a ratio from 0 to 1, e.g. 0.25 to keep a quarter of the traces"
+    if name == "port":
+        return "use a port number, e.g. 4317"
+    if name.endswith("_millis"):
+        return "use a plain number of milliseconds, e.g. 5000"
+    return "use a plain number, e.g. 512"
 
 
 def _bounds_hint(kind: str, ctx: Mapping[str, Any]) -> str:
