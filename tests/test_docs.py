@@ -23,12 +23,16 @@ def test_readme_commands_are_the_ones_ci_runs() -> None:
     assert [line.strip() for line in ci if "pytest" in line and not line.lstrip().startswith("#")] == [commands[1]]
     loop = ci.index('for entry in "${LINES[@]}"; do')
     assert loop < ci.index("  " + commands[1]) < ci.index("done")
-    lines = [line.strip().strip('"').split("|")[0] for line in ci[ci.index("LINES=("):loop] if line.startswith('  "')]
+    lines = [line.strip().strip('"').split("|")[:2] for line in ci[ci.index("LINES=("):loop] if line.startswith('  "')]
     assert len(lines) >= 1
-    # ... and the README's "Lines CI proves" table lists exactly those lines.
+    # ... and the README's "Lines CI proves" table lists exactly those lines, each on its Python.
     table = text[text.index("**Lines CI proves**"):]
     table = table[:table.index("\n\n", table.index("|---"))]
-    assert [row.split("|")[1].strip() for row in table.splitlines() if row.startswith("|")][2:] == lines
+    rows = [[cell.strip() for cell in row.split("|")] for row in table.splitlines() if row.startswith("|")][2:]
+    assert [[row[1], row[4]] for row in rows] == lines
+    # Together they prove each Python pyproject claims but the machines' own (every session runs the suite on it).
+    claimed = re.findall(r'"Programming Language :: Python :: (3\.\d+)"', (ROOT / "pyproject.toml").read_text())
+    assert len(claimed) >= 4 and {python for _, python in lines} | {"3.11"} == set(claimed)
 
 
 def test_readme_main_command_runs() -> None:
