@@ -106,6 +106,52 @@ def test_tls_headers_and_gzip_reach_a_collector_over_the_span_transport(tmp_path
             assert {r.headers.get("content-type") for r in traces} == {"application/x-protobuf"}
 
 
+@pytest.mark.parametrize(("certificate_file", "bundle", "delivered"), [
+    ("ours", None, True),  # the collector's CA as otlp.certificate_file
+    ("ours", "system", False),  # REQUESTS_CA_BUNDLE wins over certificate_file: as for the SDK's exporter
+    (None, "ours", True),  # REQUESTS_CA_BUNDLE alone
+    (None, None, False),  # the system's CAs do not know a self-signed collector
+])
+def test_the_http_sender_verifies_the_collector_as_the_sdks_exporter_does(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, certificate_file: str | None, bundle: str | None,
+        delivered: bool) -> None:
+    # The sender prepares its request once (and reads the environment then); what verifies the collector
+    # must still be what `requests.Session.post` would use, as upstream's OTLPSpanExporter gets it.
+    import certifi
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SpanExportResult
+    from otlp_receiver import make_self_signed_cert
+
+    from cryostorm_run.export.otlp_send import HttpSender
+
+    cert, key = make_self_signed_cert(tmp_path)
+    paths = {"ours": cert, "system": certifi.where(), None: None}
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        monkeypatch.delenv(name, raising=False)
+    if bundle:
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", paths[bundle])
+    span = TracerProvider().get_tracer("t").start_span("verified")
+    span.end()
+    with Receiver(tls=(cert, key)) as rcv:
+        url = rcv.http_endpoint + "/v1/traces"
+        kwargs = {"endpoint": url, "timeout": 5}
+        if certificate_file:
+            kwargs["certificate_file"] = paths[certificate_file]
+        sender = HttpSender(kwargs, 1)
+        try:
+            ours = sender.send(b"", 5)
+        finally:
+            sender.close()
+        upstream = OTLPSpanExporter(endpoint=url, certificate_file=paths[certificate_file] or None, timeout=5)
+        try:
+            theirs = upstream.export([span])
+        finally:
+            upstream.shutdown()
+        assert (theirs is SpanExportResult.SUCCESS) is delivered
+        assert ours.ok is delivered, ours
+
+
 # -- the queue itself: several exports in flight, each item once -----------------------------------
 
 
