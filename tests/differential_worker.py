@@ -90,9 +90,12 @@ def _install_recorders() -> None:
             if hasattr(module, name):
                 setattr(module, name, fake)
 
-    def request(self: Any, method: str, url: str, **kwargs: Any) -> Any:
-        headers = {k.lower(): v for k, v in {**self.headers, **(kwargs.get("headers") or {})}.items()}
-        data = kwargs.get("data") or b""
+    # Session.send: what every request of a Session goes through (the SDK's exporters call post, cryostorm's
+    # transport sends a request it prepared once), with the environment's settings merged in.
+    def send(self: Any, prepared: Any, **kwargs: Any) -> Any:
+        url = prepared.url
+        headers = {k.lower(): v for k, v in prepared.headers.items()}
+        data = prepared.body or b""
         encoding = headers.pop("content-encoding", "none")
         if encoding == "gzip":
             data = gzip.decompress(data)
@@ -110,7 +113,7 @@ def _install_recorders() -> None:
         response.status_code, response._content, response.url = 200, b"", url
         return response
 
-    requests.Session.request = request  # type: ignore[method-assign,assignment]
+    requests.Session.send = send  # type: ignore[method-assign,assignment]
 
 
 def _read(path: Any) -> str | None:

@@ -335,7 +335,8 @@ def test_a_json_file_with_tabs_is_read_with_its_lines_and_the_program_never_sees
     broken = write(tmp_path, '{\n\t"file_format": "1.1",\n}\n', "broken.json")
     with pytest.raises(ConfigError, match="invalid JSON") as caught:
         load_settings({"OTEL_CONFIG_FILE": str(broken)}, config_dir=None)
-    assert caught.value.problems[0].name == f"{broken}:3"
+    # the line Python's json names: the trailing comma's from 3.13 on, where the object ends before
+    assert caught.value.problems[0].name == f"{broken}:{2 if sys.version_info >= (3, 13) else 3}"
 
 
 def test_a_file_configured_program_keeps_the_bounded_exit_and_the_loss_report(tmp_path: Path) -> None:

@@ -7,8 +7,10 @@ real OTLP receiver). The break each one was checked against is named in its docs
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -217,6 +219,49 @@ def test_an_exporter_built_before_fork_is_not_shared_by_the_child(otlp_receiver:
     assert in_child != first, "the child exported over the parent's connection"
     if protocol == "grpc":  # the control: a gRPC channel keeps its connection, so peers do tell connections apart
         assert first == last, "the parent should keep its own gRPC connection across the fork"
+
+
+FORKING_SCRIPT = """
+import os, sys, threading
+from opentelemetry import trace
+tracer = trace.get_tracer("fork-warning")
+with tracer.start_as_current_span("before-fork"):
+    pass
+provider = trace.get_tracer_provider()  # without cryostorm: the API's proxy, nothing to flush
+getattr(provider, "force_flush", lambda timeout: True)(20_000)  # with it: the export threads run now
+if sys.argv[1] == "own-thread":
+    stop = threading.Event()
+    threading.Thread(target=stop.wait, name="the-programs-own").start()
+pid = os.fork()
+if pid == 0:
+    os._exit(0)
+os.waitpid(pid, 0)
+if sys.argv[1] == "own-thread":
+    stop.set()
+print("forked")
+"""
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+@pytest.mark.parametrize("threads", ["single", "own-thread"])
+def test_a_fork_warns_exactly_as_without_cryostorm(otlp_receiver: Receiver, protocol: str, threads: str) -> None:
+    """Python 3.12+ warns when a multi-threaded process forks (shown where __main__ forks). A program that
+    is single-threaded without cryostorm must not get that warning because of the export threads; one with
+    threads of its own gets it as it would without cryostorm. Oracle: the same program run plainly.
+    Break checked: forkgate._quiet_fork_warning doing nothing -> on 3.12+ the single-threaded program
+    printed the DeprecationWarning under cryostorm only."""
+    env = otlp_env(otlp_receiver, protocol, CRYOSTORM_LOGGING__ENABLED="false", CRYOSTORM_OTLP__TIMEOUT_MILLIS="10000")
+    plain = subprocess.run([PYTHON, "-c", FORKING_SCRIPT, threads], env=child_env(), capture_output=True, text=True,
+                           check=False,
+                           timeout=60)
+    ours = run_launcher(["--quiet", "--", PYTHON, "-c", FORKING_SCRIPT, threads], env, timeout=90)
+    assert plain.returncode == ours.returncode == 0, (plain.stderr, ours.stderr)
+    assert plain.stdout == ours.stdout == "forked\n"
+    warned = "is multi-threaded, use of fork() may lead to deadlocks"
+    assert (warned in plain.stderr) == (threads == "own-thread" and sys.version_info >= (3, 12)), plain.stderr
+    # the same lines but for the pid in the warning
+    assert re.sub(r"pid=\d+", "pid=N", ours.stderr) == re.sub(r"pid=\d+", "pid=N", plain.stderr)
+    assert {s.name for s in otlp_receiver.wait_for_spans(lambda got: len(got) >= 1, timeout=30)} == {"before-fork"}
 
 
 # -- instrumentations and logging -----------------------------------------------------------------

@@ -27,6 +27,7 @@ import os
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 
 FORK_WAIT_S = 0.25
@@ -74,7 +75,57 @@ def exporter_build() -> contextlib.AbstractContextManager[None]:
     return _under_way("build")
 
 
+# Python 3.12+ warns at every fork of a process that has other threads ("This process is multi-threaded,
+# use of fork() may lead to deadlocks in the child", a DeprecationWarning shown where __main__ forks). The
+# export threads are telemetry's, made safe to fork across (this module, the queues' after-fork resets): a
+# program that is single-threaded without cryostorm must not get that warning with it. So, for a fork where
+# every other thread is telemetry's (cryostorm's export workers, the SDK's `Otel*` readers and processors,
+# grpcio's core threads), the warning is ignored; a program with threads of its own still gets it.
+_FORK_WARNING = r"This process \(pid=\d+\) is multi-threaded, use of fork\(\) may lead to deadlocks"
+_TELEMETRY_THREADS = ("cryostorm-", "Otel")
+_GRPC_CORE_THREADS = ("grpc", "event_engine", "lifeguard", "default-executo", "resolver-execu", "timer_manager")
+_QUIET: list[warnings.catch_warnings] = []
+
+
+def only_telemetry_threads() -> bool:
+    """Is every thread of this process but the calling one telemetry's?"""
+    me = threading.current_thread()
+    python_ids = set()
+    for thread in threading.enumerate():
+        if thread is not me and not thread.name.startswith(_TELEMETRY_THREADS):
+            return False
+        python_ids.add(thread.native_id)
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:  # not Linux: Python counts its own threads only
+        return True
+    for task in tasks:
+        if task.isdigit() and int(task) not in python_ids:
+            try:
+                with open(f"/proc/self/task/{task}/comm") as comm:
+                    name = comm.read().strip()
+            except OSError:  # ended meanwhile
+                continue
+            if not name.startswith(_GRPC_CORE_THREADS):
+                return False
+    return True
+
+
+def _quiet_fork_warning() -> None:
+    if sys.version_info >= (3, 12) and only_telemetry_threads():
+        quiet = warnings.catch_warnings()
+        quiet.__enter__()
+        warnings.filterwarnings("ignore", message=_FORK_WARNING, category=DeprecationWarning)
+        _QUIET.append(quiet)
+
+
+def _restore_warnings() -> None:
+    while _QUIET:
+        _QUIET.pop().__exit__(None, None, None)
+
+
 def _before_fork() -> None:
+    _quiet_fork_warning()
     gate = _GATE
     start = time.monotonic()
     with gate.cond:
@@ -89,6 +140,7 @@ def _before_fork() -> None:
 
 
 def _after_fork_in_parent() -> None:
+    _restore_warnings()
     gate = _GATE
     with gate.cond:
         gate.forking -= 1
@@ -97,6 +149,7 @@ def _after_fork_in_parent() -> None:
 
 def _after_fork_in_child() -> None:
     global _GATE
+    _restore_warnings()
     left = _GATE.left
     _GATE = _Gate()  # the parent's calls and builds, and their threads, do not exist here
     BUILD_BROKEN[0] = BUILD_BROKEN[0] or bool(left["build"])
