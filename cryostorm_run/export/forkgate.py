@@ -78,13 +78,15 @@ def exporter_build() -> contextlib.AbstractContextManager[None]:
 # Python 3.12+ warns at every fork of a process that has other threads ("This process is multi-threaded,
 # use of fork() may lead to deadlocks in the child", a DeprecationWarning shown where __main__ forks). The
 # export threads are telemetry's, made safe to fork across (this module, the queues' after-fork resets): a
-# program that is single-threaded without cryostorm must not get that warning with it. So, for a fork where
-# every other thread is telemetry's (cryostorm's export workers, the SDK's `Otel*` readers and processors,
-# grpcio's core threads), the warning is ignored; a program with threads of its own still gets it.
+# program that is single-threaded without cryostorm must not get that warning with it. So before a fork
+# where every other thread is telemetry's (cryostorm's export workers, the SDK's `Otel*` readers and
+# processors, grpcio's core threads), a filter ignoring that one message is put first; before a fork where
+# the program has threads of its own, it is taken out again, and the program gets the warning as it would
+# without cryostorm. Python warns after the fork's `after_in_parent` handlers (3.13), so the filter stays
+# until the next fork decides again; that message is only ever given by a fork.
 _FORK_WARNING = r"This process \(pid=\d+\) is multi-threaded, use of fork\(\) may lead to deadlocks"
 _TELEMETRY_THREADS = ("cryostorm-", "Otel")
 _GRPC_CORE_THREADS = ("grpc", "event_engine", "lifeguard", "default-executo", "resolver-execu", "timer_manager")
-_QUIET: list[warnings.catch_warnings] = []
 
 
 def only_telemetry_threads() -> bool:
@@ -112,16 +114,16 @@ def only_telemetry_threads() -> bool:
 
 
 def _quiet_fork_warning() -> None:
-    if sys.version_info >= (3, 12) and only_telemetry_threads():
-        quiet = warnings.catch_warnings()
-        quiet.__enter__()
-        warnings.filterwarnings("ignore", message=_FORK_WARNING, category=DeprecationWarning)
-        _QUIET.append(quiet)
-
-
-def _restore_warnings() -> None:
-    while _QUIET:
-        _QUIET.pop().__exit__(None, None, None)
+    if sys.version_info < (3, 12):
+        return
+    found = [entry for entry in warnings.filters if entry[0] == "ignore" and entry[2] is DeprecationWarning
+             and getattr(entry[1], "pattern", None) == _FORK_WARNING]
+    if only_telemetry_threads():
+        if not found:  # put in once: each change of the filters makes Python show "once" warnings again
+            warnings.filterwarnings("ignore", message=_FORK_WARNING, category=DeprecationWarning)
+        return
+    for entry in found:  # an "ignore" leaves no trace in warning registries: removing it is all it takes
+        warnings.filters.remove(entry)
 
 
 def _before_fork() -> None:
@@ -140,7 +142,6 @@ def _before_fork() -> None:
 
 
 def _after_fork_in_parent() -> None:
-    _restore_warnings()
     gate = _GATE
     with gate.cond:
         gate.forking -= 1
@@ -149,7 +150,6 @@ def _after_fork_in_parent() -> None:
 
 def _after_fork_in_child() -> None:
     global _GATE
-    _restore_warnings()
     left = _GATE.left
     _GATE = _Gate()  # the parent's calls and builds, and their threads, do not exist here
     BUILD_BROKEN[0] = BUILD_BROKEN[0] or bool(left["build"])
