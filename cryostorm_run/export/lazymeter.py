@@ -115,7 +115,11 @@ class LazyMeterProvider(MeterProvider):
             sdk = self.sdk_provider
         except Exception as exc:
             self._failed = True
-            _say(f"metrics disabled in this process: {type(exc).__name__}: {exc}")
+            if not (name == "cryostorm" and _interpreter_shutting_down(exc)):
+                _say(f"metrics disabled in this process: {type(exc).__name__}: {exc}")
+            # else: only cryostorm's own counters asked for it (the first export worker registers them), and
+            # the program has ended: Python 3.12 starts no thread then (the SDK's metric reader needs one).
+            # Nothing of the program's is lost, so nothing is said.
             return NoOpMeter(name, *args, **kwargs)
         meter: Meter = sdk.get_meter(name, *args, **kwargs)
         return meter
@@ -135,6 +139,10 @@ class LazyMeterProvider(MeterProvider):
                 self._shutdown = True
                 return
         sdk.shutdown(timeout_millis=timeout_millis)
+
+
+def _interpreter_shutting_down(exc: Exception) -> bool:
+    return not threading.main_thread().is_alive() or (isinstance(exc, RuntimeError) and "shutdown" in str(exc))
 
 
 def _say(message: str) -> None:
