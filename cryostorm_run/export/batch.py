@@ -104,6 +104,7 @@ class BatchQueue:
         self._worker: threading.Thread | None = None  # the first of `_workers`, once started
         self._workers: list[threading.Thread] = []
         self._closed = False
+        self._exporter_shut = False
         self._reported_at = float("-inf")
         self._reported = (0, 0, 0)
 
@@ -348,7 +349,10 @@ class BatchQueue:
             done = not any(worker.is_alive() for worker in workers)
         else:
             done = self._drain_here(deadline)
-        shutdown = getattr(self.exporter, "shutdown", None)
+        # Once: the exit path shuts the queues down, then the providers, whose processors shut them down
+        # again (the SDK's exporters warn "Exporter already shutdown" at a second call).
+        shutdown = None if self._exporter_shut else getattr(self.exporter, "shutdown", None)
+        self._exporter_shut = True
         if shutdown is not None:
             with contextlib.suppress(Exception):  # the exporter's own trouble: the queue's outcome counts
                 shutdown()

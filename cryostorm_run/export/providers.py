@@ -245,7 +245,10 @@ def shutdown(p: Providers, timeout_s: float | None = None) -> bool:
     try:
         worker.start()
     except RuntimeError:  # Python 3.12 refuses new threads during interpreter shutdown (atexit)
-        return _shutdown_inline(p, timeout)
+        try:
+            return _shutdown_inline(p, timeout)
+        except KeyboardInterrupt:  # a second Ctrl-C while flushing, as below
+            return False
     try:
         worker.join(timeout)
     except KeyboardInterrupt:  # a second Ctrl-C while flushing: stop waiting, the caller reports the rest
