@@ -259,8 +259,8 @@ def shutdown(p: Providers, timeout_s: float | None = None) -> bool:
 def _shutdown_inline(p: Providers, timeout: float) -> bool:
     """The same shutdown without a thread of our own, bounded through the queues' own deadlines.
 
-    Batch queues are shut down first with the remaining time: each joins its worker (which makes
-    the last export) or drains in this thread for at most that long.
+    Batch queues are shut down first, each within its export timeout and the remaining time: each joins
+    its worker (which makes the last export) or drains in this thread for at most that long.
     """
     import time
 
@@ -276,8 +276,8 @@ def _shutdown_inline(p: Providers, timeout: float) -> bool:
 
         detach(p.log_handler)
     try:
-        for batch in list(BATCH_QUEUES):
-            batch.shutdown(timeout_millis=remaining_ms())
+        for batch in list(BATCH_QUEUES):  # each within its export timeout, as the providers' shutdown gives it
+            batch.shutdown(timeout_millis=min(remaining_ms(), int(batch.export_timeout_s * 1000)))
         if p.meter_provider is not None:
             p.stopping = "metrics"
             if remaining_ms() > 0:  # out of time: reported by the caller
