@@ -256,6 +256,14 @@ def shutdown(p: Providers, timeout_s: float | None = None) -> bool:
     return not worker.is_alive()
 
 
+def _metrics_not_delivered() -> bool:
+    """The OTLP metrics exporter's last export (the one the shutdown made) failed, or is unanswered: the
+    reader gives up on it at its deadline and the exporter's shutdown cancels it, without a word."""
+    otlp = sys.modules.get("cryostorm_run.export.otlp")  # not loaded: no OTLP metrics exporter
+    return any(lazy.fault_target[0] == "metrics" and (lazy.in_flight or not lazy.last_ok)
+               for lazy in list(getattr(otlp, "_LAZY", ())))
+
+
 def _shutdown_inline(p: Providers, timeout: float) -> bool:
     """The same shutdown without a thread of our own, bounded through the queues' own deadlines.
 
@@ -282,6 +290,8 @@ def _shutdown_inline(p: Providers, timeout: float) -> bool:
             p.stopping = "metrics"
             if remaining_ms() > 0:  # out of time: reported by the caller
                 p.meter_provider.shutdown(timeout_millis=remaining_ms())
+                if remaining_ms() == 0 or _metrics_not_delivered():  # reported by the caller
+                    return False
                 p.stopping = ""
         for provider in (p.tracer_provider, p.logger_provider):  # their batch queues are done
             if provider is not None:
