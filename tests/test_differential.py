@@ -163,8 +163,12 @@ class Worker:
 
 
 def _base_env() -> dict[str, str]:
+    # requests' own CA-bundle variables are not OpenTelemetry's: where one is set (as on these machines) it
+    # wins over certificate_file for SDK 1.45+ and for cryostorm, not for SDK 1.40-1.44, which passed the file
+    # per request (README, "Known limits"); the comparison is of what the OTel settings build.
     return {k: v for k, v in os.environ.items()
-            if not k.upper().startswith(("CRYOSTORM_", "OTEL_", "_CRYOSTORM_")) and k != "PYTHONPATH"}
+            if not k.upper().startswith(("CRYOSTORM_", "OTEL_", "_CRYOSTORM_"))
+            and k not in ("PYTHONPATH", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")}
 
 
 def flatten(value: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
