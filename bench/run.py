@@ -320,11 +320,22 @@ def ensure_venvs() -> None:
         missing = missing_requirements(python, reqs)
         if missing:
             raise SystemExit(f"{label} venv still misses {missing}")
+    compile_packages([project_python, *([REFERENCE["venv"] / "bin" / "python"] if "venv" in REFERENCE else [])])
     for tool in ("hyperfine", "wrk"):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} not found on PATH (Debian: apt-get install {tool})")
     if not Path("/usr/bin/time").exists():
         raise SystemExit("/usr/bin/time not found (Debian: apt-get install time)")
+
+
+def compile_packages(pythons: Sequence[Path]) -> None:
+    """Byte-compile cryostorm_run where each venv imports it from, as installing a wheel does: an editable
+    install's source tree may have no `__pycache__` (e.g. with PYTHONDONTWRITEBYTECODE=1 in the shell, which
+    every variant inherits), and compiling ~40 modules at every start is not what users pay (2026-12-01:
+    the launcher alone measured +32 ms over bare python without them, +5 ms with them)."""
+    for python in pythons:
+        where = run([str(python), "-c", "import cryostorm_run, os; print(os.path.dirname(cryostorm_run.__file__))"])
+        run([str(python), "-m", "compileall", "-q", where.stdout.strip()], timeout=300)
 
 
 def free_port() -> int:
@@ -743,9 +754,7 @@ def measure_throughput(sink: Sink, profile: Profile, record: dict[str, Any]) -> 
     variants = [bare(PROJECT_VENV, "bare", "uvicorn (bare)"), anchor(sink.grpc), cryostorm(sink.grpc),
                 ddtrace(sink.dd)]
     if "venv" in REFERENCE:
-        ours = cryostorm(sink.grpc)
-        variants.append(Variant("reference", f"cryostorm-run from {REFERENCE['venv']}", REFERENCE["venv"],
-                                [str(REFERENCE["venv"] / "bin" / "cryostorm-run"), "--quiet", "--"], ours.env))
+        variants.append(reference(cryostorm(sink.grpc)))
     runs: dict[str, list[dict[str, Any]]] = {v.key: [] for v in variants}
     for round_no in range(profile.rounds):
         order = variants[round_no % len(variants):] + variants[:round_no % len(variants)]
@@ -795,7 +804,7 @@ def one_burst(v: Variant, sink: Sink) -> dict[str, Any]:
     return {
         "creation_s": stats["seconds"], "rate": stats["rate"], "delivered": delivered,
         "delivered_pct": 100.0 * delivered / BURST_SPANS, "peak_rss_kb": rss,
-        "reported_dropped": reported_drops(result.stderr) if v.key == "cryostorm" else None,
+        "reported_dropped": reported_drops(result.stderr) if v.key in ("cryostorm", "reference") else None,
         "export_requests": counts["requests"], "rejected_requests": counts["rejected"],
         "stderr_tail": result.stderr[-800:], "foreign_cpu_pct": cpu["foreign_cpu_pct"],
     }
@@ -806,6 +815,12 @@ def burst_variants(sink: Sink, protocol: str, extra: dict[str, str] | None = Non
     ours_extra = {"CRYOSTORM_SHUTDOWN_TIMEOUT_MILLIS": "60000", **(extra or {})}
     return (anchor(endpoint, protocol=protocol, metrics=False, logs=False),
             cryostorm(endpoint, protocol=protocol, metrics=False, logs=False, extra=ours_extra))
+
+
+def reference(ours: Variant) -> Variant:
+    """The earlier cryostorm of `--reference VENV`, run exactly as `ours` (same settings)."""
+    return Variant("reference", f"cryostorm-run from {REFERENCE['venv']}", REFERENCE["venv"],
+                   [str(REFERENCE["venv"] / "bin" / "cryostorm-run"), "--quiet", "--"], ours.env)
 
 
 def summarize_bursts(rs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -825,6 +840,8 @@ def measure_burst(sink: Sink, profile: Profile, record: dict[str, Any]) -> dict[
     record["burst"] = []
     for protocol in ("grpc", "http/protobuf"):
         variants = burst_variants(sink, protocol)
+        if "venv" in REFERENCE:  # the earlier cryostorm in the same runs: a regression told from a faster anchor
+            variants = (*variants, reference(variants[1]))
         record["burst"] += [v.shown("python", "bench/apps/burst.py", str(BURST_SPANS)) for v in variants]
         runs: dict[str, list[dict[str, Any]]] = {v.key: [] for v in variants}
         for i in range(profile.burst_runs):
@@ -838,6 +855,9 @@ def measure_burst(sink: Sink, profile: Profile, record: dict[str, Any]) -> dict[
         summary = {key: summarize_bursts(rs) for key, rs in runs.items()}
         out[protocol] = {"runs": runs, "median": summary,
                          "rate_ratio": ratio(summary["cryostorm"]["rate"], summary["anchor"]["rate"])}
+        if "reference" in summary:
+            out[protocol]["rate_ratio_reference"] = ratio(summary["cryostorm"]["rate"], summary["reference"]["rate"])
+            out[protocol]["reference_venv"] = str(REFERENCE["venv"])
     return out
 
 
@@ -1079,6 +1099,12 @@ def evaluate(results: dict[str, Any]) -> list[Goal]:
                               f"{fmt(m['anchor']['delivered_pct'])} %"))
             goals.append(Goal(f"burst {label}: creation rate, cryostorm / anchor", b[protocol]["rate_ratio"], ">=", 1.0,
                               f"{fmt(m['cryostorm']['rate'], 0)} vs {fmt(m['anchor']['rate'], 0)} spans/s"))
+            if "rate_ratio_reference" in b[protocol]:
+                goals.append(Goal(f"burst {label}: creation rate, cryostorm / the reference cryostorm (no regression)",
+                                  b[protocol]["rate_ratio_reference"], ">=", 0.95,
+                                  f"{fmt(m['cryostorm']['rate'], 0)} vs {fmt(m['reference']['rate'], 0)} spans/s, "
+                                  f"reference delivered {fmt(m['reference']['delivered_pct'])} %; reference: "
+                                  f"{b[protocol]['reference_venv']}"))
     f = results.get("forced_drops")
     if f:
         detail = "; ".join(f"lost {r['lost']:,} / reported {r['reported_dropped']}" for r in f["runs"])
@@ -1260,10 +1286,10 @@ def render(results: dict[str, Any], goals: list[Goal], markdown: bool) -> str:  
     if b:
         rows = []
         for protocol in ("grpc", "http/protobuf"):
-            for key in ("anchor", "cryostorm"):
+            for key in b[protocol]["median"]:  # anchor, cryostorm (and reference, when measured)
                 m = b[protocol]["median"][key]
                 rs = b[protocol]["runs"][key]
-                dropped = [d for d in m["reported_dropped"] if d is not None] if key == "cryostorm" else "-"
+                dropped = [d for d in m["reported_dropped"] if d is not None] if key != "anchor" else "-"
                 rows.append([protocol, key, fmt(m["rate"], 0), " / ".join(fmt(r["rate"], 0) for r in rs),
                              fmt(m["delivered_pct"]), " / ".join(fmt(r["delivered_pct"]) for r in rs),
                              fmt(m["peak_rss_kb"] / 1024, 0), dropped or "none", m["foreign_cpu_pct_max"]])

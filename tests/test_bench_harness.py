@@ -396,3 +396,33 @@ def test_a_reference_cryostorm_in_the_same_run_shows_a_regression() -> None:
         assert (goal.op, goal.target, goal.passed) == (">=", 0.95, passed)
         assert "/old/venv" in goal.detail
         assert f"| reference | {rps:,.0f} |" in harness.render(results, [goal], markdown=True)
+
+
+def test_a_reference_cryostorm_in_the_same_bursts_shows_a_regression() -> None:
+    """`--reference VENV` also runs the earlier cryostorm in the burst: >= 0.95x of its creation rate, per
+    protocol, so a regression is told apart from an anchor that measures faster on the day."""
+
+    def launcher(rate: float, delivered: float, dropped: int | None) -> dict[str, object]:
+        return {"rate": rate, "delivered_pct": delivered, "delivered_pct_min": delivered, "peak_rss_kb": 40960,
+                "reported_dropped": [dropped], "foreign_cpu_pct_max": 0.5}
+
+    for reference_rate, passed in ((40_000.0, True), (46_000.0, False)):
+        burst = {}
+        for protocol in ("grpc", "http/protobuf"):
+            median = {"anchor": launcher(30_000.0, 55.0, None), "cryostorm": launcher(43_000.0, 100.0, None),
+                      "reference": launcher(reference_rate, 100.0, None)}
+            burst[protocol] = {"runs": {k: [{"rate": v["rate"], "delivered_pct": v["delivered_pct"]}]
+                                        for k, v in median.items()},
+                               "median": median, "rate_ratio": 43_000 / 30_000,
+                               "rate_ratio_reference": 43_000 / reference_rate, "reference_venv": "/old/venv"}
+        results: dict[str, object] = {"burst": burst}
+        goals = {g.name: g for g in harness.evaluate(results)}
+        for label in ("gRPC", "HTTP"):
+            goal = goals[f"burst {label}: creation rate, cryostorm / the reference cryostorm (no regression)"]
+            assert (goal.op, goal.target, goal.passed) == (">=", 0.95, passed)
+            assert "/old/venv" in goal.detail and "reference delivered 100.00 %" in goal.detail
+        text = harness.render(results, list(goals.values()), markdown=True)
+        assert f"| http/protobuf | reference | {reference_rate:,.0f} |" in text
+    for b in burst.values():  # as measured without --reference
+        del b["rate_ratio_reference"], b["reference_venv"], b["median"]["reference"], b["runs"]["reference"]
+    assert not any("reference" in g.name for g in harness.evaluate({"burst": burst}))

@@ -44,8 +44,9 @@ class Launch:
 
 
 def launch(cache: Path | str, extra: Mapping[str, str] | None = None, args: tuple[str, ...] = (),
-           cwd: Path | None = None, command: tuple[str, ...] = (PYTHON, "-c", DUMP)) -> Launch:
-    env = child_env({**BASE, "CRYOSTORM_PLAN_CACHE": str(cache), **(extra or {})})
+           cwd: Path | None = None, command: tuple[str, ...] = (PYTHON, "-c", DUMP),
+           base: Mapping[str, str] = BASE) -> Launch:
+    env = child_env({**base, "CRYOSTORM_PLAN_CACHE": str(cache), **(extra or {})})
     result = subprocess.run([PYTHON, "-X", "importtime", CRYOSTORM_RUN, "--quiet", *args, "--", *command],
                             env=env, cwd=cwd, capture_output=True, text=True, timeout=60, check=False)
     return Launch(result)
@@ -83,6 +84,90 @@ def test_a_hit_imports_no_pydantic_nor_the_cli_stack(tmp_path: Path) -> None:
                                                      "rich", "click", "dotenv", "dataclasses", "importlib.metadata")
                    if m == f or m.startswith(f + "."))
     assert heavy == []
+
+
+# What a hit must not import beyond bare Python (cost on this machine, 2026-12-01, with the modules' .pyc):
+# typing with re, enum and functools ~8 ms; hashlib's OpenSSL bindings ~3 ms (hmac imports them too);
+# contextlib ~1.5 ms. With them the launcher took +17 ms over bare python, without them +4.4 ms.
+NOT_ON_A_HIT = ("typing", "re", "enum", "functools", "contextlib", "hashlib", "_hashlib", "hmac")
+
+
+def test_a_hit_imports_no_typing_nor_hashlib(tmp_path: Path) -> None:
+    """Break checked: `from typing import TYPE_CHECKING` back in cli/_flags.py, `import hashlib` back in
+    launch/plancache.py: each fails."""
+    bare = subprocess.run([PYTHON, "-X", "importtime", "-c", "pass"], env=child_env({}), capture_output=True,
+                          text=True, check=True)
+    by_python = {line.rsplit("|", 1)[1].strip() for line in bare.stderr.splitlines() if line.startswith("import time:")}
+    quiet = {**{k: v for k, v in BASE.items() if k != "OTEL_TRACES_SAMPLR"}, "CRYOSTORM_SERVICE__NAME": "svc"}
+    # (no warning: printing one imports `re`)
+    launch(tmp_path, base=quiet)
+    hit = launch(tmp_path, base=quiet)
+    assert hit.code == 0 and hit.hit and hit.stderr == ""
+    assert sorted((hit.imported - by_python) & set(NOT_ON_A_HIT)) == []
+
+
+def test_without_the_standard_librarys_private_hash_modules_hashlib_reads_the_same_entries(tmp_path: Path) -> None:
+    """plancache takes BLAKE2b and SHAKE256 from `_blake2`/`_sha3` when present, else from hashlib: an entry
+    written by either is read by the other (same functions, same bytes). Break checked: `_sha3`'s
+    shake_128 taken as shake_256 -> the cross reads miss."""
+    blocked = "import sys; sys.modules['_sha3'] = None; "  # (hashlib's own blake2b is `_blake2`'s)
+    script = """
+import hashlib, sys
+from cryostorm_run.launch import plancache
+from cryostorm_run.launch.plan import Prepared
+fallback = plancache.shake_256 is hashlib.shake_256
+key = b"inputs"
+if sys.argv[1] == "store":
+    plancache.store(sys.argv[2], key, Prepared(True, ("OTEL_A",), (("OTEL_B", "secret"),), warnings=("w",)))
+    print(fallback)
+else:
+    print(fallback, plancache.lookup(sys.argv[2], key))
+"""
+    def run(python_prefix: str, *args: str) -> str:
+        result = subprocess.run([PYTHON, "-c", python_prefix + script, *args], env=child_env({}),
+                                capture_output=True, text=True, check=True)
+        return result.stdout.strip()
+
+    expected = ("Prepared(enabled=True, drop=('OTEL_A',), put=(('OTEL_B', 'secret'),), file_drop=(), file_put=(), "
+                "warnings=('w',), files=())")
+    fast, slow = tmp_path / "fast", tmp_path / "slow"
+    assert run("", "store", str(fast)) == "False"  # the private modules are used where present
+    assert run(blocked, "store", str(slow)) == "True"
+    assert run(blocked, "lookup", str(fast)) == f"True {expected}"
+    assert run("", "lookup", str(slow)) == f"False {expected}"
+    assert [p.read_bytes() for p in entries(fast)] == [p.read_bytes() for p in entries(slow)]
+
+
+def test_the_plans_records_are_what_typing_namedtuple_makes() -> None:
+    """launch/plan.py declares LaunchPlan and Prepared as typing.NamedTuple for the type checker and builds
+    them without typing at run time: compared with the real ones (the module's source run with
+    TYPE_CHECKING true). Break checked: defaults dropped from the stand-in -> fails."""
+    import types
+
+    from cryostorm_run.launch import plan
+
+    source = Path(plan.__file__).read_text(encoding="utf-8")
+    assert "TYPE_CHECKING = False" in source
+    real = types.ModuleType("plan_real")
+    exec(compile(source.replace("TYPE_CHECKING = False", "TYPE_CHECKING = True", 1), "plan_real", "exec"),
+         real.__dict__)
+    for name, args in (("LaunchPlan", ("python3", ("python3",), (("A", "1"),), True)),
+                       ("Prepared", (True, ("OTEL_A",), (("OTEL_B", "b"),)))):
+        ours, theirs = getattr(plan, name), getattr(real, name)
+        assert ours is not theirs and "NamedTuple" not in str(type(ours).__mro__)
+        assert ours._fields == theirs._fields
+        assert ours._field_defaults == theirs._field_defaults
+        assert ours.__doc__ == theirs.__doc__ and ours.__qualname__ == theirs.__qualname__
+        made, real_made = ours(*args), theirs(*args)
+        assert repr(made) == repr(real_made) and tuple(made) == tuple(real_made) and made == real_made
+        assert hash(made) == hash(real_made) and made._asdict() == real_made._asdict()
+        assert repr(made._replace(**{ours._fields[0]: False})) == repr(real_made._replace(**{ours._fields[0]: False}))
+        for bad in ((), (*args, *range(10))):
+            with pytest.raises(TypeError) as ours_error:
+                ours(*bad)
+            with pytest.raises(TypeError) as theirs_error:
+                theirs(*bad)
+            assert str(ours_error.value) == str(theirs_error.value)
 
 
 def _otel_file(directory: Path, text: str) -> Path:

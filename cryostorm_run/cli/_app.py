@@ -11,7 +11,8 @@ from typing import Annotated, Any, Optional
 import typer
 
 from cryostorm_run._version import __version__
-from cryostorm_run.cli._common import EXIT_USAGE, FLAGS, UsageError, boundary, fail, load, overrides_from
+from cryostorm_run.cli._common import EXIT_USAGE, UsageError, boundary, fail, load, overrides_from
+from cryostorm_run.cli._flags import flag_help
 
 EXIT_PROBE_FAILED = 3  # check-config --probe: an endpoint cannot be reached or refused the export
 
@@ -35,9 +36,9 @@ ConfigFile = Annotated[Optional[Path], typer.Option(  # noqa: UP045
 SetOpt = Annotated[list[str], typer.Option("--set", metavar="KEY=VALUE",
                                            help="KEY=VALUE by dotted path, e.g. tracing.sample_rate=0.5")]
 ServiceName = Annotated[Optional[str], typer.Option(  # noqa: UP045
-    "--service-name", metavar="VALUE", help=FLAGS["--service-name"][1])]
-Exporter = Annotated[Optional[str], typer.Option("--exporter", metavar="VALUE", help=FLAGS["--exporter"][1])]  # noqa: UP045
-Endpoint = Annotated[Optional[str], typer.Option("--endpoint", metavar="VALUE", help=FLAGS["--endpoint"][1])]  # noqa: UP045
+    "--service-name", metavar="VALUE", help=flag_help("--service-name"))]
+Exporter = Annotated[Optional[str], typer.Option("--exporter", metavar="VALUE", help=flag_help("--exporter"))]  # noqa: UP045
+Endpoint = Annotated[Optional[str], typer.Option("--endpoint", metavar="VALUE", help=flag_help("--endpoint"))]  # noqa: UP045
 Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks of internal errors.")]
 
 

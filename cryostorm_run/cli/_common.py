@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, NoReturn
 
 from cryostorm_run.cli._flags import COMMANDS, FLAGS
 
+TYPE_CHECKING = False  # not typing's: the `--` path imports this module (see cli/_run.py)
 if TYPE_CHECKING:
     from pathlib import Path
+    from typing import Any, NoReturn
 
     from cryostorm_run.config.sources import Problem
 

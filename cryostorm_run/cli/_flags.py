@@ -3,10 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from cryostorm_run.config.enums import ExporterType
-
+TYPE_CHECKING = False  # not typing's: the `--` path keeps typing (and re, enum) out of every start
 if TYPE_CHECKING:
     from cryostorm_run.config.sources import Path_
 
@@ -16,6 +13,16 @@ COMMANDS = ("check-config", "print-env", "doctor", "bootstrap", "schema")
 # Shortcut flags: each is only another spelling of one settings path (see --set for all of them).
 FLAGS: dict[str, tuple[Path_, str]] = {
     "--service-name": (("service", "name"), "service.name"),
-    "--exporter": (("exporter_type",), f"exporter_type for all signals: {', '.join(ExporterType.choices())}"),
+    "--exporter": (("exporter_type",), "exporter_type for all signals: {choices}"),
     "--endpoint": (("collector",), "collector URL for all signals, e.g. http://collector:4317"),
 }
+
+
+def flag_help(flag: str) -> str:
+    """A shortcut flag's help, with the choices filled in (they import the settings' enums)."""
+    text = FLAGS[flag][1]
+    if "{choices}" in text:
+        from cryostorm_run.config.enums import ExporterType
+
+        text = text.format(choices=", ".join(ExporterType.choices()))
+    return text

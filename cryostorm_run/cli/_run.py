@@ -8,11 +8,14 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, NoReturn
 
 from cryostorm_run.cli._common import COMMANDS, FLAGS, UsageError, boundary, load, overrides_from
+from cryostorm_run.cli._flags import flag_help
 
+TYPE_CHECKING = False  # not typing's: this is every container start's path (typing brings re and more)
 if TYPE_CHECKING:
+    from typing import Any, NoReturn
+
     from cryostorm_run.config.sources import Problem
     from cryostorm_run.launch.plan import Prepared
 
@@ -38,7 +41,7 @@ Commands: {command_list} (cryostorm-run COMMAND --help)
 
 
 def usage() -> str:
-    flags = "\n".join(f"  {flag + ' VALUE':<22} {help_}" for flag, (_, help_) in FLAGS.items())
+    flags = "\n".join(f"  {flag + ' VALUE':<22} {flag_help(flag)}" for flag in FLAGS)
     return USAGE.format(flags=flags, commands=" | ".join(COMMANDS), command_list=", ".join(COMMANDS))
 
 

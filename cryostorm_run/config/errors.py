@@ -4,8 +4,8 @@ without importing pydantic (the `--` path with a cached plan never does)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
+TYPE_CHECKING = False  # not typing's: the `--` path's error boundary imports this module at every start
 if TYPE_CHECKING:
     from cryostorm_run.config.sources import Problem
 

@@ -13,17 +13,39 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, NamedTuple, NoReturn
 
 from cryostorm_run.common.interpreter import hook_skipping_flags
 
 # Light on purpose: the `--` path with a cached plan imports this module and no more than the standard
-# library's basics (no pydantic; no dataclasses, pathlib or shutil either: ~15 ms of every container start).
+# library's basics (no pydantic; no dataclasses, pathlib or shutil either: ~15 ms of every container start;
+# nor typing, which brings re, enum and functools: ~8 ms more).
+TYPE_CHECKING = False  # not typing's
 if TYPE_CHECKING:
     from pathlib import Path
+    from typing import NamedTuple, NoReturn
 
     from cryostorm_run.config.loading import Loaded
     from cryostorm_run.config.model import TelemetryModel
+
+else:
+    from collections import namedtuple
+
+    class _NamedTupleMeta(type):
+        """`class X(NamedTuple)` at run time without typing: the same `collections.namedtuple` that
+        typing.NamedTuple makes from the annotations and defaults (tests/test_plancache.py compares)."""
+
+        def __new__(mcls, name: str, bases: tuple[type, ...], namespace: dict[str, object]) -> type:
+            if not bases:  # NamedTuple itself
+                return super().__new__(mcls, name, bases, namespace)
+            fields = tuple(namespace.get("__annotations__", {}))
+            defaults = [namespace[field] for field in fields if field in namespace]
+            made: type = namedtuple(name, fields, defaults=defaults, module=str(namespace["__module__"]))
+            made.__qualname__ = str(namespace.get("__qualname__", name))
+            made.__doc__ = namespace.get("__doc__") or made.__doc__  # type: ignore[assignment]
+            return made
+
+    class NamedTuple(metaclass=_NamedTupleMeta):
+        pass
 
 EXIT_NOT_EXECUTABLE = 126
 EXIT_NOT_FOUND = 127

@@ -15,14 +15,20 @@ launcher given those same inputs can read it; a corrupt or foreign entry fails i
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import marshal
 import os
 import sys
 from collections.abc import Mapping, Sequence
 
 from cryostorm_run.launch.plan import Prepared
+
+try:  # the standard library's own BLAKE2b and SHAKE256 (hashlib's, the same functions) without importing
+    # hashlib, whose OpenSSL bindings (`_hashlib`, which `hmac` imports too) cost every start ~3 ms. One of
+    # the places listed in the README ("Private attributes"); tests/test_plancache.py checks the fallback.
+    from _blake2 import blake2b
+    from _sha3 import shake_256  # type: ignore[import-not-found,unused-ignore]
+except ImportError:
+    from hashlib import blake2b, shake_256
 
 ENV_VAR = "CRYOSTORM_PLAN_CACHE"  # a directory, or off; read by the launcher only (not a setting)
 OFF = ("off", "0", "false", "no", "none")
@@ -86,9 +92,7 @@ def lookup(directory: str, key: bytes) -> Prepared | None:
         if not blob.startswith(MAGIC):
             return None
         tag, cipher = blob[len(MAGIC):len(MAGIC) + 32], blob[len(MAGIC) + 32:]
-        import hmac
-
-        if not hmac.compare_digest(tag, _tag(key, cipher)):
+        if _tag(key, tag) != _tag(key, _tag(key, cipher)):  # compared as MACs of the tags: no timing to learn
             return None  # corrupt, foreign, or written for other inputs
         record = marshal.loads(_xor(cipher, _stream(key, len(cipher))))  # our own bytes: checked above
         prepared = Prepared(*record)
@@ -117,8 +121,10 @@ def store(directory: str, key: bytes, prepared: Prepared) -> None:
         os.replace(temporary, os.path.join(directory, name))
         _prune(directory)
     except OSError:  # not writable (read-only, full, not a directory): no cache, silently
-        with contextlib.suppress(OSError):
+        try:  # noqa: SIM105 (contextlib costs the `--` path ~1.5 ms: functools, types)
             os.unlink(temporary)
+        except OSError:
+            pass
 
 
 def _prune(directory: str) -> None:
@@ -129,7 +135,7 @@ def _prune(directory: str) -> None:
 
 
 def _digest(key: bytes, purpose: bytes, size: int = 32) -> bytes:
-    return hashlib.blake2b(key, digest_size=size, person=b"cryostorm-" + purpose).digest()
+    return blake2b(key, digest_size=size, person=b"cryostorm-" + purpose).digest()
 
 
 def _name(key: bytes) -> str:
@@ -137,11 +143,12 @@ def _name(key: bytes) -> str:
 
 
 def _tag(key: bytes, cipher: bytes) -> bytes:
-    return hashlib.blake2b(cipher, digest_size=32, key=_digest(key, b"mac", 64)).digest()
+    return blake2b(cipher, digest_size=32, key=_digest(key, b"mac", 64)).digest()
 
 
 def _stream(key: bytes, size: int) -> bytes:
-    return hashlib.shake_256(_digest(key, b"stream", 64)).digest(size)
+    stream: bytes = shake_256(_digest(key, b"stream", 64)).digest(size)
+    return stream
 
 
 def _xor(data: bytes, stream: bytes) -> bytes:
