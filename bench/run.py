@@ -1164,7 +1164,16 @@ def environment_info() -> dict[str, Any]:
         "packages": {"anchor": freeze(anchor_py), "cryostorm": freeze(project_py), "ddtrace": freeze(ddtrace_py)},
         "cryostorm_version": first_line([str(PROJECT_VENV / "bin" / "cryostorm-run"), "--version"]),
         "tools": {"hyperfine": first_line(["hyperfine", "--version"]), "wrk": first_line(["wrk", "-v"])},
+        "commit": commit_measured(),
     }
+
+
+def commit_measured() -> str:
+    """The commit of the code measured, and what differed from it (results are committed with it)."""
+    head = run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], check=False).stdout.strip() or "unknown"
+    changed = run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"], check=False).stdout.split("\n")
+    files = sorted(line[3:] for line in changed if line.strip())
+    return f"{head} (changed since: {', '.join(files)})" if files else f"{head} (clean)"
 
 
 def render_faults(x: dict[str, Any] | None, markdown: bool) -> list[tuple[str, str]]:
@@ -1399,6 +1408,7 @@ def write_results(results: dict[str, Any], goals: list[Goal], suffix: str) -> tu
         f"{m['machine']}, hostname `{m['hostname']}`",
         f"- Python: anchor venv `{env['python']['anchor']}`; project venv `{env['python']['cryostorm']}`",
         f"- {env['cryostorm_version']}; {env['tools']['hyperfine']}; {env['tools']['wrk']}",
+        *([f"- measured at commit {env['commit']}"] if env.get("commit") else []),
         "- load average (1/5/15 min) at start and around each section (other work on the machine shows up "
         "here): " + loadavg_text(results.get("loadavg", {})),
         f"- {gates_text(results.get('quiet_gates', []))}",

@@ -426,3 +426,14 @@ def test_a_reference_cryostorm_in_the_same_bursts_shows_a_regression() -> None:
     for b in burst.values():  # as measured without --reference
         del b["rate_ratio_reference"], b["reference_venv"], b["median"]["reference"], b["runs"]["reference"]
     assert not any("reference" in g.name for g in harness.evaluate({"burst": burst}))
+
+
+def test_results_name_the_commit_they_measured() -> None:
+    """Results are committed with the commit they measured: the harness records it, and what differed."""
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True, check=True).stdout.strip()
+    recorded = harness.commit_measured()
+    assert recorded.startswith(f"{head} (")
+    assert recorded.endswith("(clean)") == (not dirty)
