@@ -1171,7 +1171,8 @@ def environment_info() -> dict[str, Any]:
 def commit_measured() -> str:
     """The commit of the code measured, and what differed from it (results are committed with it)."""
     head = run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], check=False).stdout.strip() or "unknown"
-    changed = run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"], check=False).stdout.split("\n")
+    status = ["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"]
+    changed = run(status, check=False).stdout.split("\n")
     files = sorted(line[3:] for line in changed if line.strip())
     return f"{head} (changed since: {', '.join(files)})" if files else f"{head} (clean)"
 
