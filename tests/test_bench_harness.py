@@ -437,3 +437,11 @@ def test_results_name_the_commit_they_measured() -> None:
     recorded = harness.commit_measured()
     assert recorded.startswith(f"{head} (")
     assert recorded.endswith("(clean)") == (not dirty)
+
+
+def test_the_per_request_measure_names_its_variants() -> None:
+    """bench/perrequest.py loads (it shares run.py's harness) and says what it compares."""
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / "perrequest.py"), "--help"], capture_output=True,
+                            text=True, check=False, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert all(name in result.stdout for name in ("`bare`", "`sdk-floor`", "`sdk-export`", "`cryostorm`"))
