@@ -358,11 +358,16 @@ def diagnose(
     _instrumentation_check(report, dists, library_table() if libraries is None else libraries)
     if command:
         _command_check(report, command, os.environ if environ is None else environ)
+    if configuration:
+        from cryostorm_run.diagnose.startup import startup_finding
+
+        package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        report.add("start-up", *startup_finding(package, os.environ if environ is None else environ))
     return report
 
 
 _TITLES = {"configuration": "Configuration", "packages": "OpenTelemetry packages",
-           "instrumentations": "Instrumentations", "command": "Command"}
+           "instrumentations": "Instrumentations", "command": "Command", "start-up": "Start-up"}
 _MARKS = {"ok": "ok     ", "problem": "PROBLEM", "info": "-      "}
 
 
