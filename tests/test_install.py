@@ -124,6 +124,17 @@ def test_flask_install_resolves_and_pip_check_is_clean(flask_venv: Path) -> None
     assert len(set(contrib.values())) == 1, f"contrib packages on different lines: {contrib}"
 
 
+def test_pip_installs_cryostorm_byte_compiled_as_doctor_reports(flask_venv: Path) -> None:
+    """pip compiles a wheel's modules when it installs (even with PYTHONDONTWRITEBYTECODE=1 in the
+    environment): the start-up line of doctor, run in the fresh venv, says so."""
+    result = subprocess.run([str(flask_venv / "bin" / "cryostorm-run"), "doctor", "--json"],
+                            env=child_env({"PYTHONDONTWRITEBYTECODE": "1"}), capture_output=True, text=True,
+                            timeout=120, check=False)
+    startup = [f for f in json.loads(result.stdout)["findings"] if f["section"] == "start-up"]
+    assert [f["status"] for f in startup] == ["ok"], startup
+    assert str(flask_venv) in startup[0]["message"] and "byte-compiled" in startup[0]["message"]
+
+
 FLASK_SERVERS = {
     "flask-run": ["flask", "--app", "install_flask", "run", "--host", "127.0.0.1", "--port", "{port}"],
     "gunicorn": ["gunicorn", "--bind", "127.0.0.1:{port}", "-w", "2", "--no-control-socket", "install_flask:app"],
