@@ -349,20 +349,22 @@ def diagnose(
     configuration: bool = False,
 ) -> DoctorReport:
     """Check the packages on `paths` (default: sys.path) and, with a `command`, its interpreter;
-    with `configuration`, also the settings in `environ` (the `doctor` command does)."""
+    with `configuration`, also the settings in `environ` and whether cryostorm's own modules are
+    byte-compiled (the `doctor` command does)."""
+    environ = os.environ if environ is None else environ
     dists = installed(paths)
     report = DoctorReport(contrib_version=dists[CONTRIB_ANCHOR].version if CONTRIB_ANCHOR in dists else None)
     if configuration:
-        _configuration_check(report, os.environ if environ is None else environ)
+        _configuration_check(report, environ)
     _package_check(report, dists)
     _instrumentation_check(report, dists, library_table() if libraries is None else libraries)
     if command:
-        _command_check(report, command, os.environ if environ is None else environ)
+        _command_check(report, command, environ)
     if configuration:
         from cryostorm_run.diagnose.startup import startup_finding
 
         package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        report.add("start-up", *startup_finding(package, os.environ if environ is None else environ))
+        report.add("start-up", *startup_finding(package, environ))
     return report
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping
+from importlib.util import MAGIC_NUMBER, cache_from_source
 
 
 def stale_modules(package_dir: str) -> tuple[list[str], int]:
@@ -34,8 +35,6 @@ def stale_modules(package_dir: str) -> tuple[list[str], int]:
 def _fresh(source: str) -> bool:
     """Would the importer use the cached `.pyc` of `source`? (PEP 552 header: magic, flags, then the
     source's mtime and size for a timestamp-based one; a hash-based one is taken as it is.)"""
-    from importlib.util import MAGIC_NUMBER, cache_from_source
-
     try:
         with open(cache_from_source(source), "rb") as fh:
             header = fh.read(16)
@@ -58,13 +57,11 @@ def startup_finding(package_dir: str, environ: Mapping[str, str]) -> tuple[str, 
     shown = ", ".join(stale[:3]) + (f" and {len(stale) - 3} more" if len(stale) > 3 else "")
     fix = (f"compile them where they are installed, e.g. in the image: RUN {sys.executable} -m compileall -q "
            f"{package_dir} (with uv: uv pip install --compile-bytecode, or UV_COMPILE_BYTECODE=1)")
-    writable = os.access(package_dir, os.W_OK) and not environ.get("PYTHONDONTWRITEBYTECODE") \
-        and not sys.flags.dont_write_bytecode
-    if writable:
+    no_bytecode = bool(environ.get("PYTHONDONTWRITEBYTECODE")) or bool(sys.flags.dont_write_bytecode)
+    if not no_bytecode and os.access(package_dir, os.W_OK):
         return ("info", f"{len(stale)} of cryostorm's {total} modules are not byte-compiled ({shown}): the first "
                 "start compiles and keeps them here, but a container started from an image compiles them at every "
                 "start", fix)
-    why = "PYTHONDONTWRITEBYTECODE is set" if environ.get("PYTHONDONTWRITEBYTECODE") or \
-        sys.flags.dont_write_bytecode else f"{package_dir} is not writable"
+    why = "PYTHONDONTWRITEBYTECODE is set" if no_bytecode else f"{package_dir} is not writable"
     return ("info", f"{len(stale)} of cryostorm's {total} modules are not byte-compiled ({shown}) and {why}: "
             "every start compiles them again", fix)
