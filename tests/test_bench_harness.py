@@ -10,8 +10,9 @@ import sys
 from types import ModuleType
 
 import pytest
-from conftest import ROOT
+from conftest import CRYOSTORM_RUN, PYTHON, ROOT, child_env
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+from otlp_receiver import Receiver
 
 
 def _load_harness() -> ModuleType:
@@ -445,3 +446,34 @@ def test_the_per_request_measure_names_its_variants() -> None:
                             text=True, check=False, timeout=60)
     assert result.returncode == 0, result.stderr
     assert all(name in result.stdout for name in ("`bare`", "`sdk-floor`", "`sdk-export`", "`cryostorm`"))
+
+
+def _perrequest_driver() -> str:
+    spec = importlib.util.spec_from_file_location("bench_perrequest", ROOT / "bench" / "perrequest.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    driver: str = module.DRIVER
+    return driver
+
+
+def test_the_per_request_measure_serves_one_server_span_per_request_in_each_variant(
+        otlp_receiver: Receiver) -> None:
+    """The SDK floor and cryostorm-run make the same spans per request: one SERVER span (FastAPI's operation
+    spans off, as cryostorm-run's default has them), so their difference is the export path, not span count."""
+    driver, apps = _perrequest_driver(), str(ROOT / "bench" / "apps")
+    floor = subprocess.run([PYTHON, "-c", driver, "sdk-floor", "unused", "40", "--count-spans"],
+                           env=child_env({"BENCH_APPS": apps}), capture_output=True, text=True, timeout=120,
+                           check=False)
+    assert floor.returncode == 0, floor.stderr
+    under = subprocess.run([CRYOSTORM_RUN, "--quiet", "--", PYTHON, "-c", driver, "cryostorm", "unused", "40",
+                            "--count-spans"],
+                           env=child_env({"BENCH_APPS": apps, "CRYOSTORM_EXPORTER_TYPE": "otlp",
+                                          "CRYOSTORM_COLLECTOR": otlp_receiver.grpc_endpoint,
+                                          "CRYOSTORM_SERVICE__NAME": "perrequest"}),
+                           capture_output=True, text=True, timeout=120, check=False)
+    assert under.returncode == 0, under.stderr
+    for result in (floor, under):
+        assert result.stdout.splitlines()[:2] == ["SERVER GET /hello", "1.00 spans per request"], result.stdout
+    spans = otlp_receiver.wait_for_spans(40)
+    assert len(spans) == 40 and {(s.kind, s.name) for s in spans} == {("SERVER", "GET /hello")}
