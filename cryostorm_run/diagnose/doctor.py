@@ -349,8 +349,8 @@ def diagnose(
     configuration: bool = False,
 ) -> DoctorReport:
     """Check the packages on `paths` (default: sys.path) and, with a `command`, its interpreter;
-    with `configuration`, also the settings in `environ` and whether cryostorm's own modules are
-    byte-compiled (the `doctor` command does)."""
+    with `configuration`, also the settings in `environ` and whether cryostorm's own modules and the
+    environment's packages are byte-compiled (the `doctor` command does)."""
     environ = os.environ if environ is None else environ
     dists = installed(paths)
     report = DoctorReport(contrib_version=dists[CONTRIB_ANCHOR].version if CONTRIB_ANCHOR in dists else None)
@@ -361,10 +361,10 @@ def diagnose(
     if command:
         _command_check(report, command, environ)
     if configuration:
-        from cryostorm_run.diagnose.startup import startup_finding
+        from cryostorm_run.diagnose.startup import startup_findings
 
-        package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        report.add("start-up", *startup_finding(package, environ))
+        for finding in startup_findings(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), environ):
+            report.add("start-up", *finding)
     return report
 
 
