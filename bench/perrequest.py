@@ -98,6 +98,12 @@ async def main():
     loop = asyncio.get_running_loop()
     for _ in range(0 if checking else 1000):  # warm: first-use builds, caches
         await loop.create_task(one())
+    # Steady state, as a server runs: what was warmed exported once (so exporters are built and connected:
+    # cryostorm builds its exporter on first use, importing grpc on its worker thread) before measuring.
+    from opentelemetry import metrics, trace
+    for provider in (trace.get_tracer_provider(), metrics.get_meter_provider()):
+        if hasattr(provider, "force_flush"):
+            provider.force_flush()
     started = time.process_time()
     for _ in range(count):
         await loop.create_task(one())
@@ -129,12 +135,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=20_000)
     parser.add_argument("--count-spans", action="store_true",
                         help="only show the spans each variant makes per request (a few requests, nothing timed)")
+    parser.add_argument("--no-pin", action="store_true",
+                        help="let the variants' threads run on every CPU (see README: the exporting threads' "
+                             "GIL hand-offs then cost the program's thread more)")
     args = parser.parse_args(argv)
     # Everything (the sink, each variant and its threads) on one CPU, inherited by every child: on this
     # machine's vCPUs a busy neighbour slows the measured thread by ~28 % (the same SDK-floor driver: 156 µs
     # per request alone, 200 µs beside a busy loop), so the sink decoding exports on the other vCPU would be
     # counted against the variants that export. On one CPU each variant's process time is its own work.
-    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+    if not args.no_pin:
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     WORK.mkdir(parents=True, exist_ok=True)
     sink = Sink(PROJECT_VENV / "bin" / "python", WORK / "sink-perrequest.stderr")
     if args.count_spans:
