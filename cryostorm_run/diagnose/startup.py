@@ -76,8 +76,11 @@ def uncompiled_packages(site_dir: str, skip: str = "") -> tuple[list[str], int]:
     return found, total
 
 
-def _no_bytecode(environ: Mapping[str, str]) -> bool:
-    return bool(environ.get("PYTHONDONTWRITEBYTECODE")) or bool(sys.flags.dont_write_bytecode)
+def _every_start(folder: str, environ: Mapping[str, str]) -> str:
+    """Why every start compiles `folder`'s modules again ("": the first start keeps what it compiles)."""
+    if environ.get("PYTHONDONTWRITEBYTECODE") or sys.flags.dont_write_bytecode:
+        return "PYTHONDONTWRITEBYTECODE is set"
+    return "" if os.access(folder, os.W_OK) else f"{folder} is not writable"
 
 
 def _compile_fix(folder: str) -> str:
@@ -92,11 +95,11 @@ def startup_finding(package_dir: str, environ: Mapping[str, str]) -> tuple[str, 
         return "ok", f"cryostorm's {total} modules are byte-compiled ({package_dir})", ""
     shown = ", ".join(stale[:3]) + (f" and {len(stale) - 3} more" if len(stale) > 3 else "")
     fix = _compile_fix(package_dir)
-    if not _no_bytecode(environ) and os.access(package_dir, os.W_OK):
+    why = _every_start(package_dir, environ)
+    if not why:
         return ("info", f"{len(stale)} of cryostorm's {total} modules are not byte-compiled ({shown}): the first "
                 "start compiles and keeps them here, but a container started from an image compiles them at every "
                 "start", fix)
-    why = "PYTHONDONTWRITEBYTECODE is set" if _no_bytecode(environ) else f"{package_dir} is not writable"
     return ("info", f"{len(stale)} of cryostorm's {total} modules are not byte-compiled ({shown}) and {why}: "
             "every start compiles them again", fix)
 
@@ -110,10 +113,10 @@ def environment_finding(site_dir: str, package_dir: str, environ: Mapping[str, s
         return "ok", f"the environment's {total} packages are byte-compiled ({site_dir})", ""
     shown = ", ".join(found[:4]) + (f" and {len(found) - 4} more" if len(found) > 4 else "")
     head = f"{len(found)} of the {total} packages in {site_dir} were installed without byte-compiling ({shown})"
-    if not _no_bytecode(environ) and os.access(site_dir, os.W_OK):
+    why = _every_start(site_dir, environ)
+    if not why:
         return ("info", f"{head}: the first start compiles those the program imports and keeps them, but a "
                 "container started from an image compiles them at every start", _compile_fix(site_dir))
-    why = "PYTHONDONTWRITEBYTECODE is set" if _no_bytecode(environ) else f"{site_dir} is not writable"
     return ("info", f"{head} and {why}: every start compiles those the program imports again (for FastAPI, "
             "uvicorn and the SDK ~0.5 s)", _compile_fix(site_dir))
 
