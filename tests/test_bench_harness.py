@@ -457,7 +457,7 @@ def _perrequest_driver() -> str:
     return driver
 
 
-def test_the_per_request_measure_serves_one_server_span_per_request_in_each_variant(
+def test_the_per_request_measure_serves_one_server_span_per_request_at_the_floor_and_under_cryostorm(
         otlp_receiver: Receiver) -> None:
     """The SDK floor and cryostorm-run make the same spans per request: one SERVER span (FastAPI's operation
     spans off, as cryostorm-run's default has them), so their difference is the export path, not span count."""

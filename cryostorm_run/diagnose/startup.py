@@ -113,12 +113,12 @@ def environment_finding(site_dir: str, package_dir: str, environ: Mapping[str, s
         return "ok", f"the environment's {total} packages are byte-compiled ({site_dir})", ""
     shown = ", ".join(found[:4]) + (f" and {len(found) - 4} more" if len(found) > 4 else "")
     head = f"{len(found)} of the {total} packages in {site_dir} were installed without byte-compiling ({shown})"
-    why = _every_start(site_dir, environ)
+    fix, why = _compile_fix(site_dir), _every_start(site_dir, environ)
     if not why:
         return ("info", f"{head}: the first start compiles those the program imports and keeps them, but a "
-                "container started from an image compiles them at every start", _compile_fix(site_dir))
+                "container started from an image compiles them at every start", fix)
     return ("info", f"{head} and {why}: every start compiles those the program imports again (for FastAPI, "
-            "uvicorn and the SDK ~0.5 s)", _compile_fix(site_dir))
+            "uvicorn and the SDK ~0.5 s)", fix)
 
 
 def startup_findings(package_dir: str, environ: Mapping[str, str]) -> list[tuple[str, str, str]]:
