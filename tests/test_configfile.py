@@ -104,6 +104,15 @@ def test_invalid_values_are_named_by_file_and_key(tmp_path: Path) -> None:
             "did you mean tracing.sample_rate?") in problems
 
 
+def test_opentelemetrys_section_names_in_a_config_file_suggest_cryostorms(tmp_path: Path) -> None:
+    write(tmp_path, "cryostorm.toml", '[traces]\nsampler = "always_on"\n[logs]\nlevel = "debug"\n')
+    with pytest.raises(ConfigError) as info:
+        load_settings({}, config_dir=tmp_path)
+    assert [(p.name, p.value, p.hint) for p in info.value.problems] == [
+        ("cryostorm.toml traces.sampler", "always_on", "did you mean tracing.sampling_strategy?"),
+        ("cryostorm.toml logs.level", "debug", "did you mean logging.level?")]
+
+
 def test_broken_toml_and_two_config_files_are_errors(tmp_path: Path) -> None:
     write(tmp_path, "cryostorm.toml", "[tracing\n")
     with pytest.raises(ConfigError) as info:

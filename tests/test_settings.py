@@ -109,6 +109,31 @@ def test_unknown_setting_is_an_error_with_a_suggestion() -> None:
     assert hint == "did you mean CRYOSTORM_TRACING__SAMPLE_RATE?"
 
 
+@pytest.mark.parametrize(
+    ("name", "suggested"),
+    [
+        ("CRYOSTORM_TRACES__ENABLED", "CRYOSTORM_TRACING__ENABLED"),  # OpenTelemetry's word for the signal
+        ("CRYOSTORM_LOGS__LEVEL", "CRYOSTORM_LOGGING__LEVEL"),
+        ("CRYOSTORM_METRIC__EXPORT_INTERVAL_MILLIS", "CRYOSTORM_METRICS__EXPORT_INTERVAL_MILLIS"),
+        ("CRYOSTORM_SPANS__EXPORT_CONFIG__BATCH_SIZE", "CRYOSTORM_TRACING__EXPORT_CONFIG__BATCH_SIZE"),
+        ("CRYOSTORM_TRACES__SAMPLER", "CRYOSTORM_TRACING__SAMPLING_STRATEGY"),
+        ("CRYOSTORM_TRACE__SAMPLER_ARG", "CRYOSTORM_TRACING__SAMPLE_RATE"),
+        ("CRYOSTORM_ENDPOINT", "CRYOSTORM_COLLECTOR"),
+        ("CRYOSTORM_TRACES__ENDPOINT", "CRYOSTORM_TRACING__COLLECTOR"),
+        ("CRYOSTORM_PROPAGATORS", "CRYOSTORM_PROPAGATION__PROPAGATOR_TYPES"),
+    ],
+)
+def test_opentelemetrys_words_for_a_setting_suggest_cryostorms(name: str, suggested: str) -> None:
+    # The value is shown as written, also when the whole section is unknown (no `traces` section at all).
+    assert problems({name: "v1"}) == [(name, "v1", "unknown setting", f"did you mean {suggested}?")]
+
+
+def test_each_input_in_an_unknown_section_is_its_own_problem_and_a_secret_stays_masked() -> None:
+    assert problems({"CRYOSTORM_TRACES__ENABLED": "false", "CRYOSTORM_TRACES__HEADERS": "authorization=s3cret"}) == [
+        ("CRYOSTORM_TRACES__ENABLED", "false", "unknown setting", "did you mean CRYOSTORM_TRACING__ENABLED?"),
+        ("CRYOSTORM_TRACES__HEADERS", "****", "unknown setting", "did you mean CRYOSTORM_TRACING__HEADERS?")]
+
+
 def test_cross_field_error_names_every_input_involved() -> None:
     [(name, _, message, _)] = problems({
         "CRYOSTORM_TRACING__EXPORT_CONFIG__BATCH_SIZE": "5000", "OTEL_BSP_MAX_QUEUE_SIZE": "100"})

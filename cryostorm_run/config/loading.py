@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import difflib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ from cryostorm_run.config.advice import Advice, advise
 from cryostorm_run.config.configfile import read_config_file
 from cryostorm_run.config.errors import ConfigError
 from cryostorm_run.config.model import TelemetryModel, redact_userinfo
-from cryostorm_run.config.names import iter_leaf_names
+from cryostorm_run.config.names import unknown_setting
 from cryostorm_run.config.otelfile import read_otel_file
 from cryostorm_run.config.otelmap import FileEnv, chosen_file, file_decides
 from cryostorm_run.config.sources import (
@@ -122,7 +121,7 @@ def load_settings(
     try:
         settings = TelemetryModel.model_validate(data)
     except ValidationError as exc:
-        problems += [_explain(err, data, origins) for err in exc.errors(include_url=False)]
+        problems += [_explain(err, data, origins) for err in _per_input(exc.errors(include_url=False), origins)]
     else:
         raw = {k: v for _, values in _env_file_values(env_file) for k, v in values.items()}
         raw.update(environ)  # the OTEL_* values as written (the environment outranks the env file)
@@ -270,6 +269,18 @@ def _dedupe(problems: list[Problem]) -> list[Problem]:
     return unique
 
 
+def _per_input(errors: list[Any], origins: Mapping[Path_, Origin]) -> Iterator[Any]:
+    """pydantic's errors, an unknown section (CRYOSTORM_TRACES__ENABLED: there is no `traces`) as one per
+    input beneath it, so each is named, shown and matched on its own."""
+    for err in errors:
+        path = tuple(str(p) for p in err["loc"] if not isinstance(p, int))
+        below = sorted(p for p in origins if len(p) > len(path) and p[:len(path)] == path)
+        if err["type"] == "extra_forbidden" and path not in origins and below:
+            yield from ({**err, "loc": p} for p in below)
+        else:
+            yield err
+
+
 def _explain(err: Mapping[str, Any], data: Mapping[str, Any], origins: Mapping[Path_, Origin]) -> Problem:
     loc = tuple(str(p) for p in err["loc"] if not isinstance(p, int))
     # pydantic reports union/tagged branches in loc (e.g. 'int', 'function-after[...]'): drop them.
@@ -292,7 +303,7 @@ def _explain(err: Mapping[str, Any], data: Mapping[str, Any], origins: Mapping[P
     kind = err["type"]
     ctx = err.get("ctx") or {}
     if kind == "extra_forbidden":
-        return _unknown(name, origin, shown)
+        return unknown_setting(name, origin, shown)
     if kind == "enum":
         return Problem(name, shown, "not an allowed value", f"allowed: {ctx.get('expected', '')}".replace("'", ""))
     message = str(err["msg"])
@@ -342,27 +353,6 @@ def _bounds_hint(kind: str, ctx: Mapping[str, Any]) -> str:
     words = {"greater_than": "> ", "greater_than_equal": ">= ", "less_than": "< ", "less_than_equal": "<= "}
     bound = ctx.get("gt", ctx.get("ge", ctx.get("lt", ctx.get("le"))))
     return f"allowed: {words[kind]}{bound}"
-
-
-def _unknown(name: str, origin: Origin, shown: str | None) -> Problem:
-    hint = "remove it, or check the spelling"
-    close: list[str] = []
-    if origin.kind == "config_file":  # dotted keys: compare with the model's dotted names
-        dotted = [n[len(PREFIX):].lower().replace(DELIMITER, ".") for n in iter_leaf_names()]
-        close = difflib.get_close_matches(origin.name.lower(), dotted, n=1, cutoff=0.75)
-    elif origin.name.upper().startswith(PREFIX):
-        close = difflib.get_close_matches(origin.name.upper(), list(iter_leaf_names()), n=1, cutoff=0.75)
-    if close:
-        hint = f"did you mean {close[0]}?"
-    # A misspelt secret is still a secret: CRYOSTORM_OTLP__HEADERZ=authorization=... must stay masked.
-    if any(_looks_secret(n) for n in (origin.name, *close)):
-        shown = mask(shown)
-    return Problem(name, shown, "unknown setting", hint)
-
-
-def _looks_secret(name: str) -> bool:
-    upper = name.upper()
-    return is_secret_name(name) or any(word in upper for word in ("HEADER", "AUTH", "PASSW", "CREDENTIAL"))
 
 
 _MISSING = object()
