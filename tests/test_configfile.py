@@ -105,10 +105,11 @@ def test_invalid_values_are_named_by_file_and_key(tmp_path: Path) -> None:
 
 
 def test_opentelemetrys_section_names_in_a_config_file_suggest_cryostorms(tmp_path: Path) -> None:
-    write(tmp_path, "cryostorm.toml", '[traces]\nsampler = "always_on"\n[logs]\nlevel = "debug"\n')
+    write(tmp_path, "cryostorm.toml", '[traces]\nsampler = "always_on"\nenabled = false\n[logs]\nlevel = "debug"\n')
     with pytest.raises(ConfigError) as info:
         load_settings({}, config_dir=tmp_path)
-    assert [(p.name, p.value, p.hint) for p in info.value.problems] == [
+    assert [(p.name, p.value, p.hint) for p in info.value.problems] == [  # values shown as TOML has them
+        ("cryostorm.toml traces.enabled", "false", "did you mean tracing.enabled?"),
         ("cryostorm.toml traces.sampler", "always_on", "did you mean tracing.sampling_strategy?"),
         ("cryostorm.toml logs.level", "debug", "did you mean logging.level?")]
 

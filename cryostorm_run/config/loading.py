@@ -298,7 +298,7 @@ def _explain(err: Mapping[str, Any], data: Mapping[str, Any], origins: Mapping[P
         shown = None  # a group of values; each is named above and may hold a secret
     else:
         # Problem makes it printable: URL secrets masked, control characters escaped, shortened.
-        plain = raw if isinstance(raw, str) else repr(raw)
+        plain = raw if isinstance(raw, str) else str(raw).lower() if isinstance(raw, bool) else repr(raw)
         shown = None if raw is _MISSING else (_masked(raw, path) if secret else plain)
     kind = err["type"]
     ctx = err.get("ctx") or {}
