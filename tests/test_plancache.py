@@ -193,18 +193,19 @@ tracer_provider:
 
 @pytest.mark.parametrize("change", ["cryostorm variable", "otel variable", "grpc variable", "env file",
                                     "config file", "otel config file", "variable the otel file reads",
-                                    "installed packages", "option"])
+                                    "variable the env file reads", "installed packages", "option"])
 def test_every_input_that_can_change_the_plan_misses(tmp_path: Path, change: str) -> None:
     """Break checked, one at a time in plancache.material: the env list, `_read(env_file)`, the
-    config files, the OpenTelemetry file's text, `_references`, sys.path mtimes, the options -> the
-    changed launch hits with the stale plan (the assertions on its environment fail)."""
+    config files, the OpenTelemetry file's text, `_references` (of either file), sys.path mtimes, the
+    options -> the changed launch hits with the stale plan (the assertions on its environment fail)."""
     cache, work, extra_path = tmp_path / "cache", tmp_path / "work", tmp_path / "extra"
     work.mkdir()
     extra_path.mkdir()
     env_file = work / "settings.env"
-    env_file.write_text("CRYOSTORM_SERVICE__VERSION=1.0\n")
+    env_file.write_text("CRYOSTORM_SERVICE__VERSION=1.0\n" if change != "variable the env file reads"
+                        else "CRYOSTORM_SERVICE__VERSION=${VER_FROM_ENV}\n")  # python-dotenv expands it
     (work / "cryostorm.toml").write_text('[service]\nname = "toml-a"\n')
-    extra = {"PYTHONPATH": str(extra_path), "SVC_FROM_FILE": "svc-a"}
+    extra = {"PYTHONPATH": str(extra_path), "SVC_FROM_FILE": "svc-a", "VER_FROM_ENV": "1.0"}
     args: tuple[str, ...] = ("--env-file", str(env_file))
     if change in ("otel config file", "variable the otel file reads"):
         args += ("--config-file", str(_otel_file(work, OTEL_YAML)))
@@ -218,6 +219,7 @@ def test_every_input_that_can_change_the_plan_misses(tmp_path: Path, change: str
             "config file": ("OTEL_SERVICE_NAME", "toml-b"),
             "otel config file": ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "4999"),
             "variable the otel file reads": ("OTEL_SERVICE_NAME", "svc-b"), "installed packages": (None, None),
+            "variable the env file reads": ("OTEL_RESOURCE_ATTRIBUTES", "service.version=2.0"),
             "option": ("OTEL_SERVICE_NAME", "from-flag")}
     if change == "cryostorm variable":
         extra["CRYOSTORM_SERVICE__NAME"] = "changed"
@@ -233,6 +235,8 @@ def test_every_input_that_can_change_the_plan_misses(tmp_path: Path, change: str
         _otel_file(work, OTEL_YAML.replace("127.0.0.1:4317", "127.0.0.1:4999"))
     elif change == "variable the otel file reads":
         extra["SVC_FROM_FILE"] = "svc-b"
+    elif change == "variable the env file reads":
+        extra["VER_FROM_ENV"] = "2.0"
     elif change == "installed packages":
         (extra_path / "newly_installed.py").write_text("")  # a directory on sys.path changed
     else:

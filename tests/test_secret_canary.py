@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from conftest import run_launcher
 from otlp_receiver import Receiver
 from typer.testing import CliRunner
@@ -237,3 +239,75 @@ def test_a_refused_url_message_shows_the_masked_url() -> None:
     code, output = invoke(["check-config"], {"CRYOSTORM_COLLECTOR": f"http://me:{CANARY}@collector:4318/v1?token=t"})
     assert code == 2
     assert "http://****:****@collector:4318/v1?token=****" in output
+
+
+@pytest.mark.parametrize(
+    ("name", "headers"),
+    [
+        ("CRYOSTORM_OTLP__HEADERS", f'{{"authorization": "Bearer {CANARY}\\nx"}}'),  # JSON: a line break inside
+        ("OTEL_EXPORTER_OTLP_HEADERS", f"authorization=Bearer%20{CANARY}%0D%0Ax"),
+        ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", f"authorization=Bearer%20{CANARY}%07"),
+    ],
+)
+def test_a_header_value_with_a_control_character_is_refused_before_the_program_starts(name: str,
+                                                                                      headers: str) -> None:
+    # Neither HTTP nor gRPC can send it: the exporter would fail inside the program, quoting the value.
+    env = {**otlp_env("http://collector:4318"), "CRYOSTORM_OTLP__PROTOCOL": "http/protobuf"}
+    del env["CRYOSTORM_OTLP__HEADERS"]  # it would win over the OTEL_* ones
+    result = run_launcher(["--", sys.executable, "-c", "print('STARTED')"], env={**env, name: headers})
+    assert result.returncode == 2, result.stderr
+    assert "STARTED" not in result.stdout
+    assert "has a control character" in result.stderr and name in result.stderr
+    assert_clean(result.stdout, result.stderr)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [f'{{"authorization": " Bearer {CANARY}\\n"}}', f"authorization=%20Bearer%20{CANARY}%0A%20"],
+)
+def test_whitespace_around_a_header_value_is_dropped_as_the_sdk_drops_it(headers: str) -> None:
+    from opentelemetry.util.re import parse_env_headers
+
+    if not headers.startswith("{"):  # the SDK's own reading of the variable: decoded, then stripped
+        assert parse_env_headers(headers, liberal=True) == {"authorization": f"Bearer {CANARY}"}
+    env = {**otlp_env("http://collector:4318"), "CRYOSTORM_OTLP__PROTOCOL": "http/protobuf",
+           "CRYOSTORM_OTLP__HEADERS": headers, "CRYOSTORM_PLAN_CACHE": "off"}
+    program = "import os; print(os.environ['OTEL_EXPORTER_OTLP_TRACES_HEADERS'])"
+    result = run_launcher(["--quiet", "--", sys.executable, "-c", program], env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"authorization=Bearer%20{CANARY}\n"
+
+
+def test_a_cryostorm_line_never_quotes_a_header_value_of_the_environment(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    # What reaches the program's stderr from the hook (an exporter's error quoting the header it refused),
+    # in each form a message may quote it: as set, decoded, and as repr() writes a value with a line break.
+    from cryostorm_run.hook.bootstrap import warn
+
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_HEADERS", f"authorization=Bearer%20{CANARY}")
+    monkeypatch.setenv("CRYOSTORM_LOGGING__HEADERS", f'{{"api-key": "{CANARY[::-1]}\\n"}}')
+    warn(f"cannot build the OTLP exporter: InvalidHeader: 'Bearer {CANARY}' and 'Bearer%20{CANARY}'")
+    warn(f"exporting 1 log records failed: InvalidHeader: in header value: {CANARY[::-1]!r}")
+    monkeypatch.setenv("CRYOSTORM_TRACING__HEADERS", f'{{"x-token": "{CANARY[:8]}\\n{CANARY[8:]}"}}')
+    warn(f"exporting 1 spans failed: InvalidHeader: in header value: {CANARY[:8] + chr(10) + CANARY[8:]!r}")
+    err = capsys.readouterr().err
+    assert err.count("cryostorm: ") == 3 and "****" in err
+    assert CANARY not in err and CANARY[::-1] not in err and CANARY[:8] not in err, err
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["authorization", "api-key", "X-Scope"]),
+                          st.text(alphabet=" %20AB=c:+/", max_size=12)), min_size=1, max_size=3))
+def test_header_lists_read_as_the_sdk_reads_them(pairs: list[tuple[str, str]]) -> None:
+    # Upstream is the oracle: OTEL_EXPORTER_OTLP_HEADERS decoded, then stripped, name by name, as
+    # the SDK's parse_env_headers has it (it also lower-cases names: header names are case-insensitive).
+    from opentelemetry.util.re import parse_env_headers
+
+    from cryostorm_run.common.runtime import parse_pairs
+
+    text = ",".join(f"{name}={value}" for name, value in pairs)
+    try:
+        expected = parse_env_headers(text, liberal=True)
+    except ValueError:  # upstream refuses it (e.g. a lone '%'): nothing to compare
+        return
+    assert {name.lower(): value for name, value in parse_pairs(text).items()} == expected

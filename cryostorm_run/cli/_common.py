@@ -100,10 +100,7 @@ def boundary(func: Callable[[], int | None], debug: bool) -> NoReturn:
 
 def _mask_text(text: str) -> str:
     """Remove any configured header value from a message (secrets never printed in clear)."""
-    from cryostorm_run.common.runtime import parse_pairs
-    from cryostorm_run.common.shown import mask_values
+    from cryostorm_run.common.shown import header_secrets, mask_values
     from cryostorm_run.config.model import redact_userinfo
 
-    secrets = [secret for name, value in os.environ.items() if "HEADERS" in name.upper()
-               for secret in parse_pairs(value).values()]
-    return mask_values(redact_userinfo(text), secrets)
+    return mask_values(redact_userinfo(text), header_secrets(os.environ))

@@ -153,12 +153,19 @@ def parse_pairs(text: str, *, strict: bool = False, decode_keys: bool = True) ->
     for number, item in enumerate(items, 1):
         key, sep, value = item.partition("=")
         if sep and key.strip():
-            name = _unquote(key.strip()) if decode_keys else key.strip()
-            out[name] = _unquote(value.strip())
+            if decode_keys:  # headers as the SDK's parse_env_headers reads them: a value of W3C baggage
+                # octets is percent-decoded, any other (`Bearer x`) taken as written; then stripped
+                encoded = all(char in _BAGGAGE_OCTETS for char in value.strip())
+                out[(_unquote(key) if encoded else key).strip()] = (_unquote(value) if encoded else value).strip()
+            else:  # resource attributes: stripped, then decoded, as the SDK's OTELResourceDetector has it
+                out[key.strip()] = _unquote(value.strip())
         elif strict:
             where = f" (item {number} of {len(items)})" if len(items) > 1 else ""
             raise ValueError(f"expected key=value pairs separated by commas, got {item.strip()!r}{where}")
     return out
+
+
+_BAGGAGE_OCTETS = frozenset(map(chr, range(0x21, 0x7F))) - frozenset('",;\\')
 
 
 def _unquote(text: str) -> str:

@@ -12,9 +12,9 @@ Example:
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
-__all__ = ["clean", "mask_url", "mask_values", "printable", "quoted"]
+__all__ = ["clean", "header_secrets", "mask_url", "mask_values", "printable", "quoted", "scrubbed"]
 
 # C0 and C1 controls, DEL, the Unicode line separators and bidi overrides that rearrange a line, and
 # lone surrogates (undecodable bytes of an environment value, which no terminal can show).
@@ -82,6 +82,42 @@ def mask_values(text: str, values: Iterable[object]) -> str:
     return text
 
 
+def header_secrets(environ: Mapping[str, str]) -> list[str]:
+    """Every header value set in `environ` (any variable whose name has HEADERS: `k=v,...` or a JSON object),
+    in each form a message may quote it: as set, percent-decoded, stripped, and as `repr` writes it (a
+    value with a newline is quoted `'Bearer x\\n'` by an exception's message)."""
+    found: set[str] = set()
+    for name, text in environ.items():
+        if "HEADERS" not in name.upper() or not text.strip():
+            continue
+        values: list[object] = []
+        if text.lstrip().startswith("{"):
+            import json
+
+            try:
+                loaded = json.loads(text)
+            except ValueError:
+                loaded = None
+            values = list(loaded.values()) if isinstance(loaded, dict) else [text.strip()]
+        else:
+            for item in text.split(","):
+                _, sep, value = item.partition("=")
+                values.append(value if sep else item)
+        for value in values:
+            if isinstance(value, str):
+                forms = {value, value.strip(), _decoded(value), _decoded(value).strip()}
+                found |= forms | {repr(form)[1:-1] for form in forms}
+    return [value for value in found if value.strip()]
+
+
+def _decoded(text: str) -> str:
+    if "%" not in text:
+        return text
+    import urllib.parse
+
+    return urllib.parse.unquote(text)
+
+
 def mask_pairs(text: str) -> str:
     """A `k=v,k2=v2` list of secrets, shown: names readable, every value masked (`api-key=****,x=****`); an
     item without `=` (often a token pasted alone) is masked whole."""
@@ -113,6 +149,14 @@ def mask_pair_values(message: str, text: str) -> str:
 def clean(text: str, limit: int = 2000) -> str:
     """A whole message (lines kept): URL secrets masked, control characters escaped, at most ~`limit` chars."""
     return _cut(_CONTROLS_BUT_NEWLINE.sub(_escape, mask_url(text)), limit, len(text))
+
+
+def scrubbed(message: str) -> str:
+    """A `cryostorm:` line's text: `clean`, and every header value of this process's environment masked
+    (an exporter's error may quote the header it refused)."""
+    import os
+
+    return clean(mask_values(message, header_secrets(os.environ)))
 
 
 def printable(value: object, limit: int = 60) -> str:

@@ -165,10 +165,23 @@ class CollectorEndpoint(BaseConfig):
 
 
 def _check_header_names(value: dict[str, SecretStr] | None) -> dict[str, SecretStr] | None:
-    for name in value or {}:
+    """Header names HTTP can send, and values without what neither HTTP nor gRPC can send (a control
+    character: a newline pasted with a token). Values are stripped of surrounding whitespace, as the SDK
+    does when it reads OTEL_EXPORTER_OTLP_HEADERS. Never quotes a value: it is a secret."""
+    if not value:
+        return value
+    checked = {}
+    for name, secret in value.items():
         if not _HEADER_NAME.match(name):
-            raise ValueError(f"invalid header name {name!r}: use letters, digits and - only")
-    return value
+            raise ValueError(f"invalid header name {name!r}: use letters, digits and !#$%&'*+-.^_`|~ only")
+        text = secret.get_secret_value().strip()
+        bad = next((i for i, char in enumerate(text) if ord(char) < 0x20 or ord(char) == 0x7F), None)
+        if bad is not None:
+            raise ValueError(f"the value of header {name!r} has a control character ({text[bad]!r} at position "
+                             f"{bad + 1} of {len(text)}): headers cannot carry it; remove it (a line break "
+                             "copied with a token?)")
+        checked[name] = SecretStr(text)
+    return checked
 
 
 def _check_file(value: Path | None) -> Path | None:

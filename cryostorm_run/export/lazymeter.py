@@ -146,7 +146,7 @@ def _interpreter_shutting_down(exc: Exception) -> bool:
 
 
 def _say(message: str) -> None:
-    from cryostorm_run.common.shown import clean
+    from cryostorm_run.common.shown import scrubbed
 
     with contextlib.suppress(OSError, ValueError, AttributeError):  # no usable stderr: nothing better to do
-        sys.stderr.write(f"cryostorm: {clean(message)}\n")
+        sys.stderr.write(f"cryostorm: {scrubbed(message)}\n")

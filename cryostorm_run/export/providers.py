@@ -202,7 +202,10 @@ def build_exporters_before_exit(p: Providers) -> None:
             try:
                 lazy._get()
             except Exception as exc:  # reported once; the exit flush will then report what was lost
-                print(f"cryostorm: cannot build the OTLP exporter: {type(exc).__name__}: {exc}", file=sys.stderr)
+                from cryostorm_run.common.shown import scrubbed
+
+                print(f"cryostorm: {scrubbed(f'cannot build the OTLP exporter: {type(exc).__name__}: {exc}')}",
+                      file=sys.stderr)
 
 
 def loss_report() -> dict[str, dict[str, int]]:
@@ -238,7 +241,9 @@ def shutdown(p: Providers, timeout_s: float | None = None) -> bool:
                 try:
                     provider.shutdown()
                 except Exception as exc:  # one broken exporter must not stop the others
-                    print(f"cryostorm: telemetry shutdown error: {exc}", file=sys.stderr)
+                    from cryostorm_run.common.shown import scrubbed
+
+                    print(f"cryostorm: {scrubbed(f'telemetry shutdown error: {exc}')}", file=sys.stderr)
         p.stopping = ""
 
     worker = threading.Thread(target=work, name="cryostorm-shutdown", daemon=True)
@@ -297,5 +302,7 @@ def _shutdown_inline(p: Providers, timeout: float) -> bool:
             if provider is not None:
                 provider.shutdown()
     except Exception as exc:  # one broken exporter must not stop the program's exit
-        print(f"cryostorm: telemetry shutdown error: {exc}", file=sys.stderr)
+        from cryostorm_run.common.shown import scrubbed
+
+        print(f"cryostorm: {scrubbed(f'telemetry shutdown error: {exc}')}", file=sys.stderr)
     return time.monotonic() < deadline and all(batch.stopped for batch in list(BATCH_QUEUES))

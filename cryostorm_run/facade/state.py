@@ -136,6 +136,8 @@ def _flush(providers: Providers, timeout_s: float) -> bool:
                 try:
                     provider.force_flush(int(timeout_s * 1000))
                 except Exception as exc:  # one broken exporter must not stop the others
-                    print(f"cryostorm: telemetry flush error: {exc}", file=sys.stderr)
+                    from cryostorm_run.common.shown import scrubbed
+
+                    print(f"cryostorm: {scrubbed(f'telemetry flush error: {exc}')}", file=sys.stderr)
 
     return _bounded(work, timeout_s)

@@ -38,11 +38,12 @@ def helper_role(argv: list[str]) -> tuple[str | None, bool]:
 
 
 def warn(message: str) -> None:
-    from cryostorm_run.common.shown import clean
+    from cryostorm_run.common.shown import scrubbed
 
     try:
-        # Messages quote settings and errors: URL secrets masked, control characters escaped.
-        sys.stderr.write(f"cryostorm: {clean(message)}\n")
+        # Messages quote settings and errors (an exporter's error may quote a header it refused): header
+        # values and URL secrets masked, control characters escaped.
+        sys.stderr.write(f"cryostorm: {scrubbed(message)}\n")
         sys.stderr.flush()
     except (OSError, ValueError, AttributeError):
         pass  # no usable stderr (closed, or pythonw): nothing better to do

@@ -30,7 +30,7 @@ class DiagnosticsHandler(logging.Handler):
         from cryostorm_run.export.forkgate import exporter_build
 
         with exporter_build():  # imported here (installed in every process, used in few): a fork waits for it
-            from cryostorm_run.common.shown import clean
+            from cryostorm_run.common.shown import scrubbed
             from cryostorm_run.export.errors import explain
 
         try:
@@ -51,7 +51,7 @@ class DiagnosticsHandler(logging.Handler):
                 self._last[key] = now
                 more = self._suppressed.pop(key, 0)
             suffix = f" (+{more} similar in the last {self.window_s:g} s)" if more else ""
-            text = clean(message)  # URL secrets masked, control characters escaped
+            text = scrubbed(message)  # header values and URL secrets masked, control characters escaped
             sys.stderr.write(f"cryostorm: {record.levelname.lower()}: {text}{suffix}\n")
         except Exception:
             self.handleError(record)

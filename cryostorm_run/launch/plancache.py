@@ -70,14 +70,15 @@ def material(environ: Mapping[str, str], env_file: str | None, otel_config: str 
 
     env = sorted((k, v) for k, v in environ.items() if relevant(k))
     otel_file = otel_config if otel_config is not None else environ.get("OTEL_CONFIG_FILE", "").strip() or None
-    otel_text = _read(otel_file)
-    if otel_text:  # ${NAME} in an OpenTelemetry configuration file reads any variable
-        env += sorted((name, environ.get(name)) for name in _references(otel_text))  # type: ignore[misc]
+    otel_text, env_text = _read(otel_file), _read(env_file)
+    for text in (otel_text, env_text):  # ${NAME} in either file (python-dotenv expands it too) reads any variable
+        if text:
+            env += sorted((name, environ.get(name)) for name in _references(text))  # type: ignore[misc]
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     inputs = (
         MAGIC, __version__, sys.version, sys.prefix, os.getcwd(),
         env_file, otel_config, tuple(assignments), tuple(sorted(flags.items())), tuple(env),
-        _read(env_file), otel_text, tuple(_read(name) for name in _CONFIG_FILES),
+        env_text, otel_text, tuple(_read(name) for name in _CONFIG_FILES),
         tuple((entry, _mtime(entry)) for entry in sys.path),
         tuple(_listing(os.path.join(here, folder)) for folder in _VALIDATORS),
     )
