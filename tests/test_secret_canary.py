@@ -8,9 +8,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import run_launcher
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from conftest import run_launcher
 from otlp_receiver import Receiver
 from typer.testing import CliRunner
 
