@@ -140,7 +140,11 @@ def _env_file_values(env_file: Path | None) -> list[tuple[str, Mapping[str, str]
         return []
     from dotenv import dotenv_values
 
+    from cryostorm_run.config.sources import unparsable_lines
+
     try:
+        if unparsable_lines(env_file):  # reported already (and python-dotenv would log each line again)
+            return []
         return [(str(env_file), {k: v or "" for k, v in dotenv_values(env_file).items()})]
     except (OSError, UnicodeDecodeError):
         return []

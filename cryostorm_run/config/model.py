@@ -194,6 +194,10 @@ def _check_file(value: Path | None) -> Path | None:
         raise ValueError(f"cannot use this path ({reason}): expected the path of an existing file, "
                          "each name in it at most 255 characters") from None
     if not found:
+        if value.is_dir():
+            raise ValueError(f"{str(value)!r} is a directory: expected the path of a file")
+        if value.exists():
+            raise ValueError(f"{str(value)!r} is not a regular file (a device or a pipe): expected the path of a file")
         raise ValueError(f"no such file {str(value)!r}")
     return value
 

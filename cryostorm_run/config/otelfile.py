@@ -94,9 +94,20 @@ def _walk(node: Any, path: Key, yaml: Any, loader: Any, ctx: dict[str, Any], lin
     """Substitute in scalar values (keys never), retype a lone unquoted reference, record lines (a
     mapping's value: the line of its key)."""
     ctx["lines"].setdefault(path, line or node.start_mark.line + 1)
+    if id(node) in ctx["open"]:  # `a: &x [*x]`: settings are a tree, and every reader would recurse for ever
+        ctx["errors"].append((path, "an alias refers to a node that contains it (a recursive structure)"))
+        return
     if id(node) in ctx["seen"]:  # an alias: the anchored node is substituted once
         return
     ctx["seen"].add(id(node))
+    ctx["open"].add(id(node))
+    try:
+        _walk_children(node, path, yaml, loader, ctx)
+    finally:
+        ctx["open"].discard(id(node))
+
+
+def _walk_children(node: Any, path: Key, yaml: Any, loader: Any, ctx: dict[str, Any]) -> None:
     if isinstance(node, yaml.ScalarNode):
         if node.tag == "tag:yaml.org,2002:str" and "$" in node.value:
             raw = node.value
@@ -122,7 +133,8 @@ def _parse(text: str, label: str, environ: Mapping[str, str], yaml: Any) -> Otel
         root = loader.get_single_node()
         if root is None:
             raise _fail(label, "the file is empty", "start from the example in the README (file_format: \"1.1\")")
-        ctx: dict[str, Any] = {"seen": set(), "lines": {}, "used": set(), "errors": [], "environ": environ}
+        ctx: dict[str, Any] = {"seen": set(), "open": set(), "lines": {}, "used": set(), "errors": [],
+                               "environ": environ}
         _walk(root, (), yaml, loader, ctx)
         if ctx["errors"]:
             raise SourceError([Problem(f"{label}:{ctx['lines'].get(p, 1)} {dotted(p)}", None, m)

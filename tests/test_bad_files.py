@@ -1,0 +1,66 @@
+"""Files the settings come from that cannot be read as they stand: refused before the program starts (exit 2),
+each problem named by file and line, no secret shown, and nothing said by the libraries that read them."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import run_launcher
+
+PROGRAM = ["--", sys.executable, "-c", "print('STARTED')"]
+
+
+def test_an_env_file_line_python_dotenv_cannot_read_is_refused_not_skipped(tmp_path: Path) -> None:
+    # python-dotenv skips such a line (logging "could not parse statement"): the setting on it was lost.
+    env_file = tmp_path / "settings.env"
+    env_file.write_text('CRYOSTORM_SERVICE__NAME=checkout\nCRYOSTORM_OTLP__HEADERS="authorization=Bearer s3cr3tv4lue\n'
+                        "CRYOSTORM_EXPORTER_TYPE=console\nthis line is not a setting\n")
+    result = run_launcher(["--env-file", str(env_file), *PROGRAM])
+    assert result.returncode == 2, result.stderr
+    assert "STARTED" not in result.stdout
+    assert f"--env-file {env_file} line 2 = 'CRYOSTORM_OTLP__HEADERS=…'\n    not a NAME=value line" in result.stderr
+    assert f"--env-file {env_file} line 4\n    not a NAME=value line" in result.stderr
+    assert "s3cr3tv4lue" not in result.stderr and "python-dotenv" not in result.stderr, result.stderr
+
+
+def test_a_well_formed_env_file_with_comments_exports_and_quoted_lines_still_runs(tmp_path: Path) -> None:
+    env_file = tmp_path / "settings.env"
+    env_file.write_text('# settings\nexport CRYOSTORM_SERVICE__NAME=checkout\n\nCRYOSTORM_SERVICE__VERSION="1 2"\n'
+                        "CRYOSTORM_EXPORTER_TYPE=console\nNOTE='two\nlines'\n")
+    result = run_launcher(["--quiet", "--env-file", str(env_file), *PROGRAM])
+    assert (result.returncode, result.stdout) == (0, "STARTED\n"), result.stderr
+
+
+@pytest.mark.parametrize(("path", "said"), [
+    ("/dev/null", "not a regular file (a device or a pipe): write the settings to a file"),
+    ("{tmp}", "is a directory, not a file"),
+    ("{tmp}/missing.env", "no such file"),
+])
+def test_an_env_file_that_is_not_a_file_says_what_it_is(tmp_path: Path, path: str, said: str) -> None:
+    path = path.replace("{tmp}", str(tmp_path))
+    result = run_launcher(["--env-file", path, *PROGRAM])
+    assert result.returncode == 2 and "STARTED" not in result.stdout
+    assert f"  --env-file = '{path}'\n    {said} (check the path)" in result.stderr, result.stderr
+
+
+def test_a_certificate_that_is_a_directory_says_so(tmp_path: Path) -> None:
+    result = run_launcher(PROGRAM, env={"OTEL_EXPORTER_OTLP_CERTIFICATE": str(tmp_path)})
+    assert result.returncode == 2 and "STARTED" not in result.stdout
+    assert f"'{tmp_path}' is a directory: expected the path of a file" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize(("text", "where"), [
+    ("a: &a [*a]\n", ":1 a[0]"),
+    ('file_format: "1.0"\nresource: &r\n  attributes:\n    - name: x\n      value: *r\n',
+     ":5 resource.attributes[0].value"),
+])
+def test_a_recursive_yaml_alias_is_an_invalid_file_not_an_internal_error(tmp_path: Path, text: str,
+                                                                         where: str) -> None:
+    config = tmp_path / "otel.yaml"
+    config.write_text(text)
+    result = run_launcher(["--config-file", str(config), *PROGRAM])
+    assert result.returncode == 2, result.stderr
+    assert f"{config}{where}\n    an alias refers to a node that contains it (a recursive structure)" in result.stderr
+    assert "internal error" not in result.stderr and "Traceback" not in result.stderr
