@@ -11,7 +11,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from cryostorm_run._version import __version__
-from cryostorm_run.cli._common import EXIT_USAGE, UsageError, boundary, fail, load, overrides_from
+from cryostorm_run.cli._common import EXIT_USAGE, UsageError, boundary, fail, load, missing_value, overrides_from, warn
 from cryostorm_run.cli._flags import flag_help
 
 EXIT_PROBE_FAILED = 3  # check-config --probe: an endpoint cannot be reached or refused the export
@@ -28,7 +28,8 @@ app = typer.Typer(
 )
 
 EnvFile = Annotated[Optional[Path], typer.Option(  # noqa: UP045
-    "--env-file", metavar="PATH", help="Read settings from a dotenv file.")]
+    "--env-file", metavar="PATH", help="Read settings from a dotenv file: below CRYOSTORM_* and OTEL_* variables, "
+    "above cryostorm.toml / [tool.cryostorm] and the defaults.")]
 ConfigFile = Annotated[Optional[Path], typer.Option(  # noqa: UP045
     "--config-file", metavar="PATH", help="An OpenTelemetry configuration file (YAML, file_format 1.x; as "
     "OTEL_CONFIG_FILE): it decides the OpenTelemetry settings. cryostorm.toml / [tool.cryostorm] is read "
@@ -40,6 +41,29 @@ ServiceName = Annotated[Optional[str], typer.Option(  # noqa: UP045
 Exporter = Annotated[Optional[str], typer.Option("--exporter", metavar="VALUE", help=flag_help("--exporter"))]  # noqa: UP045
 Endpoint = Annotated[Optional[str], typer.Option("--endpoint", metavar="VALUE", help=flag_help("--endpoint"))]  # noqa: UP045
 Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks of internal errors.")]
+
+
+# What a usage error of each command leaves undone (the `--` path's: nothing was started).
+NOTHING = {"check-config": "nothing was checked", "print-env": "nothing was printed", "doctor": "nothing was checked",
+           "bootstrap": "nothing was installed"}
+
+
+def _refuse_missing_values(ctx: typer.Context) -> None:
+    """click takes whatever follows an option as its value: `check-config --service-name --json` would name
+    the service `--json`, `print-env --env-file -- ...` read a file named `--`. Refused as on the `--` path."""
+    command = str(ctx.info_name)
+    options = [param for param in ctx.command.get_params(ctx) if param.param_type_name == "option"]
+    names = {name for option in options for name in (*option.opts, *option.secondary_opts)}
+    problems = []
+    for option in options:
+        flag = getattr(option, "is_flag", False)
+        value = None if flag or option.name is None else ctx.params.get(option.name)
+        for item in value if isinstance(value, (list, tuple)) else (value,):
+            text = None if item is None else str(item)
+            if text is not None and (text == "--" or text.partition("=")[0] in names):
+                problems.append(missing_value(option.opts[0], text, command))
+    if problems:
+        raise UsageError(problems, note=NOTHING[command])
 
 
 def _load(env_file: Path | None, assignments: list[str], service: str | None, exporter: str | None,
@@ -69,6 +93,7 @@ def _stderr_console() -> Any:
 
 @app.command("check-config")
 def check_config(
+    ctx: typer.Context,
     env_file: EnvFile = None,
     config_file: ConfigFile = None,
     assignments: SetOpt = [],  # noqa: B006 (typer reads the default, never mutates it)
@@ -87,8 +112,22 @@ def check_config(
     (or, with --strict, if there are warnings), 3 if a --probe fails."""
 
     def run() -> int:
+        from cryostorm_run.config.errors import ConfigError
+
+        try:
+            return checked()
+        except (ConfigError, UsageError) as exc:
+            if as_json:  # still a document on stdout; the same report as without --json on stderr
+                problems = [{"name": p.name, "value": p.value, "message": p.message, "hint": p.hint}
+                            for p in exc.problems]  # as the loader made them: masked, escaped, shortened
+                sys.stdout.write(json.dumps({"valid": False, "settings": [], "warnings": [], "problems": problems},
+                                            indent=2) + "\n")
+            raise
+
+    def checked() -> int:
         from cryostorm_run.cli._rows import effective_rows
 
+        _refuse_missing_values(ctx)
         loaded = _load(env_file, assignments, service_name, exporter, endpoint, config_file)
         _warm_plan_cache(loaded, {"env_file": env_file, "otel_config": config_file, "set": assignments,
                                   "flags": {"--service-name": service_name, "--exporter": exporter,
@@ -110,8 +149,7 @@ def check_config(
             sys.stdout.write(json.dumps(data, indent=2) + "\n")
         else:
             _print_table(rows)
-        for warning in loaded.warnings:
-            sys.stderr.write(f"cryostorm-run: warning: {warning}\n")
+        warn(loaded.warnings)
         if results is not None and not as_json:
             from cryostorm_run.common.shown import clean
             from cryostorm_run.diagnose.probe import render_results
@@ -150,6 +188,7 @@ def _print_table(rows: list[dict[str, Any]]) -> None:
 
 @app.command("print-env")
 def print_env(
+    ctx: typer.Context,
     env_file: EnvFile = None,
     config_file: ConfigFile = None,
     assignments: SetOpt = [],  # noqa: B006
@@ -167,7 +206,6 @@ def print_env(
     """Print the OTEL_* (and PYTHONPATH) environment the program would get, and where each value came from."""
 
     def run() -> int:
-        from cryostorm_run.config.errors import ConfigError
         from cryostorm_run.config.sources import Problem
         from cryostorm_run.launch.envformat import (
             FORMATS,
@@ -180,9 +218,12 @@ def print_env(
         from cryostorm_run.launch.envmap import SEMCONV_OPT_IN, env_rows, program_defaults
         from cryostorm_run.launch.plan import _pythonpath, hook_dir
 
+        _refuse_missing_values(ctx)
         if fmt not in FORMATS:
-            raise ConfigError([Problem("--format", fmt, "unknown format", f"allowed: {', '.join(FORMATS)}")])
+            raise UsageError([Problem("--format", fmt, "unknown format", f"allowed: {', '.join(FORMATS)}")],
+                             note=NOTHING["print-env"])
         loaded = _load(env_file, assignments, service_name, exporter, endpoint, config_file)
+        warn(loaded.warnings)  # as `cryostorm-run -- CMD` would; stdout stays the document alone
         from cryostorm_run.common.shown import mask_url
 
         def shown(secret: bool, value: str) -> str:
@@ -206,7 +247,8 @@ def print_env(
             line = exc.line
             raise UsageError([Problem(f"{line.name} ({line.source})", line.value, exc.reason,
                                       f"use --format {OTHER_FORMATS[fmt]}")],
-                             f"--format {fmt} cannot hold this value") from None
+                             f"--format {fmt} cannot hold this value", note=NOTHING["print-env"],
+                             configuration=True) from None
         sys.stdout.write(text)
         return 0
 
@@ -215,6 +257,7 @@ def print_env(
 
 @app.command("doctor", context_settings={"allow_interspersed_args": False})
 def doctor(
+    ctx: typer.Context,
     command: Annotated[Optional[list[str]], typer.Argument(  # noqa: UP045
         metavar="-- COMMAND", hidden=True)] = None,  # in the docstring: typer would add "<list[str]>"
     paths: Annotated[list[Path], typer.Option("--path", metavar="DIR", help="Also look for packages in this directory "
@@ -227,8 +270,15 @@ def doctor(
     the interpreter running COMMAND can run the hook."""
 
     def run() -> int:
+        from cryostorm_run.config.sources import Problem
         from cryostorm_run.diagnose.doctor import diagnose, render_report
 
+        _refuse_missing_values(ctx)
+        missing = [Problem("--path", str(path), "no such directory" if not path.exists() else "not a directory",
+                           "a directory to look for packages in, e.g. another environment's site-packages")
+                   for path in paths if not path.is_dir()]
+        if missing:
+            raise UsageError(missing, note=NOTHING["doctor"])
         search = [*map(str, paths), *sys.path] if paths else None
         report = diagnose(command or None, environ=os.environ, paths=search, configuration=True)
         if as_json:
@@ -247,21 +297,23 @@ def doctor(
 
 @app.command("bootstrap", context_settings={"allow_interspersed_args": False})
 def bootstrap(
+    ctx: typer.Context,
     command: Annotated[Optional[list[str]], typer.Argument(  # noqa: UP045
-        help="-- COMMAND [ARGS...]: bootstrap the environment of the interpreter COMMAND runs.")] = None,
+        metavar="-- COMMAND", hidden=True)] = None,  # in the docstring: typer would add "<list[str]>"
     install: Annotated[bool, typer.Option("--install", help="Install them, in one call of the environment's "
                                           "installer, then check that every requirement is met.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="With --install: show the install command, "
                                           "install nothing.")] = False,
     keep_line: Annotated[bool, typer.Option("--keep-line", help="Never move the installed OpenTelemetry line: "
                                             "if it lacks a needed instrumentation, exit 1 with the proposal.")] = False,
-    installer: Annotated[str, typer.Option("--installer", help="auto (uv in a uv-managed environment, pip "
-                                           "otherwise), pip or uv.")] = "auto",
+    installer: Annotated[str, typer.Option("--installer", metavar="INSTALLER", help="auto (uv in a uv-managed "
+                                           "environment, pip otherwise), pip or uv.")] = "auto",
     debug: Debug = False,
 ) -> None:
     """The instrumentation packages this environment needs, on its OpenTelemetry line: one requirement a
-    line on stdout (usable as -r), or installed with --install. Exit 0 nothing to do or done, 1 the
-    install failed, 2 usage error."""
+    line on stdout (usable as -r), or installed with --install. With -- COMMAND [ARGS...]: those of the
+    environment of the interpreter COMMAND runs. Exit 0 nothing to do or done, 1 the install failed, 2 usage
+    error."""
 
     def run() -> int:
         import shutil
@@ -271,12 +323,13 @@ def bootstrap(
         from cryostorm_run.diagnose.bootstrap import BootstrapError, command_environment, this_environment
         from cryostorm_run.diagnose.bootstrap import bootstrap as run_bootstrap
 
+        _refuse_missing_values(ctx)
         if installer not in installers.INSTALLERS:
             raise UsageError([Problem("--installer", installer, "unknown installer",
-                                      f"allowed: {', '.join(installers.INSTALLERS)}")])
+                                      f"allowed: {', '.join(installers.INSTALLERS)}")], note=NOTHING["bootstrap"])
         if dry_run and not install:
             raise UsageError([Problem("--dry-run", None, "shows the install command, so it needs --install",
-                                      "cryostorm-run bootstrap --install --dry-run")])
+                                      "cryostorm-run bootstrap --install --dry-run")], note=NOTHING["bootstrap"])
 
         def say(line: str) -> None:
             from cryostorm_run.common.shown import clean

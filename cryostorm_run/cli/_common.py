@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from cryostorm_run.cli._flags import COMMANDS, FLAGS
 
@@ -16,16 +16,68 @@ if TYPE_CHECKING:
     from cryostorm_run.config.sources import Problem
 
 __all__ = ["COMMANDS", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_RUNTIME", "EXIT_USAGE", "FLAGS", "UsageError", "boundary",
-           "fail", "load", "overrides_from", "render_problems"]
+           "fail", "load", "missing_value", "overrides_from", "render_problems", "warn"]
 
 EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 class UsageError(Exception):
-    def __init__(self, problems: Sequence[Problem], title: str = "usage error") -> None:
+    """A command line that cannot be run. `note` says what did not happen (the `--` path: nothing was
+    started); `configuration`: the problem is a setting's value, so check-config's footer helps."""
+
+    def __init__(self, problems: Sequence[Problem], title: str = "usage error", *,
+                 note: str = "nothing was started", configuration: bool = False) -> None:
         super().__init__("; ".join(p.message for p in problems))
         self.problems = list(problems)
         self.title = title
+        self.note = note
+        self.configuration = configuration
+
+
+def missing_value(option: str, value: str | None, command: str = "") -> Problem:
+    """`option` got no value, or `--` or another option where its value belongs (`--service-name -- CMD`
+    would otherwise name the service `--`). `command`: the typer command, "" for the `--` path."""
+    from cryostorm_run.cli._flags import EXAMPLES
+    from cryostorm_run.config.sources import Problem
+
+    if value is None:
+        message = "expects a value"
+    elif value == "--":
+        message = "expects a value, not --, which ends the options"
+    else:
+        value = value.partition("=")[0]  # the option alone: `--set=otlp.headers=k=SECRET` is not shown
+        message = f"expects a value, not the option {value}"
+    example = f"cryostorm-run {command + ' ' if command else ''}{option} {EXAMPLES.get(option, 'VALUE')}"
+    allowed = _allowed(option)
+    return Problem(option, value, message,
+                   f"e.g. {example}{'' if command else ' -- COMMAND'}" + (f"; allowed: {allowed}" if allowed else ""))
+
+
+def _allowed(option: str) -> str:
+    """The values an option takes, where they are a fixed list (only on the error path: imports)."""
+    if option == "--exporter":
+        from cryostorm_run.config.enums import ExporterType
+
+        return ", ".join(ExporterType.choices())
+    if option == "--format":
+        from cryostorm_run.launch.envformat import FORMATS
+
+        return ", ".join(FORMATS)
+    if option == "--installer":
+        from cryostorm_run.diagnose.installer import INSTALLERS
+
+        return ", ".join(INSTALLERS)
+    return ""
+
+
+def warn(warnings: Iterable[object]) -> None:
+    """The settings' warnings (advice), one `cryostorm-run: warning:` line each on stderr: the same lines
+    from `cryostorm-run -- CMD`, check-config and print-env."""
+    lines = [str(warning) for warning in warnings]
+    if lines:  # a warning may come from the plan cache: made safe to show again
+        from cryostorm_run.common.shown import clean
+
+        sys.stderr.write("".join(f"cryostorm-run: warning: {clean(line)}\n" for line in lines))
 
 
 def overrides_from(flag_values: Mapping[str, str | None], assignments: Sequence[str]) -> list[Any]:
@@ -44,14 +96,17 @@ def load(env_file: Path | None, overrides: Sequence[Any], environ: Mapping[str, 
                          otel_config=otel_config)
 
 
-def render_problems(problems: Sequence[Problem], title: str = "invalid configuration") -> str:
+def render_problems(problems: Sequence[Problem], title: str = "invalid configuration",
+                    note: str = "nothing was started", footer: bool = True) -> str:
+    """`footer`: the check-config pointer, for problems with settings (not for an unknown option)."""
     count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
-    lines = [f"cryostorm-run: {title} ({count}); nothing was started."]
+    lines = [f"cryostorm-run: {title} ({count})" + (f"; {note}." if note else ".")]
     for p in problems:
         shown = "" if p.value is None else f" = '{p.value}'"  # already printable (see Problem)
         lines.append(f"  {p.name}{shown}")
         lines.append(f"    {p.message}" + (f" ({p.hint})" if p.hint else ""))
-    lines.append("Fix the values above; `cryostorm-run check-config` shows every setting and where it came from.")
+    if footer:
+        lines.append("Fix the values above; `cryostorm-run check-config` shows every setting and where it came from.")
     return "\n".join(lines)
 
 
@@ -74,7 +129,7 @@ def boundary(func: Callable[[], int | None], debug: bool) -> NoReturn:
     except ConfigError as exc:
         fail(render_problems(exc.problems), EXIT_USAGE)
     except UsageError as exc:
-        fail(render_problems(exc.problems, exc.title), EXIT_USAGE)
+        fail(render_problems(exc.problems, exc.title, exc.note, footer=exc.configuration), EXIT_USAGE)
     except LaunchError as exc:
         fail(f"cryostorm-run: {exc}", exc.exit_code)
     except KeyboardInterrupt:

@@ -18,6 +18,21 @@ FLAGS: dict[str, tuple[Path_, str]] = {
 }
 
 
+# An example value of each option that takes one, for the error when it is missing ("--service-name --").
+EXAMPLES = {
+    "--env-file": "prod.env",
+    "--config-file": "otel.yaml",
+    "--set": "tracing.sample_rate=0.5",
+    "--service-name": "checkout",
+    "--exporter": "otlp",
+    "--endpoint": "http://collector:4317",
+    "--format": "dotenv",
+    "--installer": "pip",
+    "--path": "/srv/app/.venv/lib/python3.11/site-packages",
+    "--probe-timeout": "5",
+}
+
+
 def flag_help(flag: str) -> str:
     """A shortcut flag's help, with the choices filled in (they import the settings' enums)."""
     text = FLAGS[flag][1]

@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 
-from cryostorm_run.cli._common import COMMANDS, FLAGS, UsageError, boundary, load, overrides_from
+from cryostorm_run.cli._common import COMMANDS, FLAGS, UsageError, boundary, load, missing_value, overrides_from, warn
 from cryostorm_run.cli._flags import flag_help
 
 TYPE_CHECKING = False  # not typing's: this is every container start's path (typing brings re and more)
@@ -26,7 +26,8 @@ Usage: cryostorm-run [OPTIONS] -- COMMAND [ARGS...]
 Run COMMAND with OpenTelemetry configured from CRYOSTORM_* / OTEL_* settings.
 
 Options (before --):
-  --env-file PATH        read settings from a dotenv file (lowest precedence above defaults)
+  --env-file PATH        read settings from a dotenv file: below CRYOSTORM_* and OTEL_* variables,
+                         above cryostorm.toml / [tool.cryostorm] and the defaults
   --config-file PATH     an OpenTelemetry configuration file (YAML, file_format 1.x, as OTEL_CONFIG_FILE):
                          it decides the OpenTelemetry settings; cryostorm.toml needs no option
   --set KEY=VALUE        set any setting by its dotted path, e.g. --set tracing.sample_rate=0.5
@@ -51,6 +52,10 @@ def _path(value: str) -> Any:
     return Path(value)
 
 
+VALUE_OPTIONS = ("--env-file", "--config-file", "--set", *FLAGS)
+SWITCHES = ("-h", "--help", "--quiet", "--verbose", "--debug")
+
+
 def parse(args: Sequence[str]) -> tuple[dict[str, object], list[str]]:
     """Split launcher options from the command; raise UsageError naming the bad option."""
     options: dict[str, object] = {"env_file": None, "otel_config": None, "set": [], "flags": {}, "report": "line",
@@ -64,16 +69,17 @@ def parse(args: Sequence[str]) -> tuple[dict[str, object], list[str]]:
             options["help"] = True
             continue
         if arg in ("--quiet", "--verbose"):
+            if options["report"] not in ("line", arg[2:]):  # the README: `--quiet | --verbose`, one or the other
+                raise UsageError([_problem("--quiet and --verbose", None, "cannot be used together",
+                                           "keep one: --quiet prints no start-up report, --verbose the full one")])
             options["report"] = arg[2:]
             continue
         if arg == "--debug":
             options["debug"] = True
             continue
         name, eq, inline = arg.partition("=")
-        if name in ("--env-file", "--config-file", "--set", *FLAGS):
-            value = inline if eq else (items.pop(0) if items else None)
-            if value is None:
-                raise UsageError([_problem(name, None, "expects a value")])
+        if name in VALUE_OPTIONS:
+            value = inline if eq else _next_value(name, items)
             if name == "--env-file":
                 options["env_file"] = _path(value)
             elif name == "--config-file":
@@ -87,6 +93,15 @@ def parse(args: Sequence[str]) -> tuple[dict[str, object], list[str]]:
             raise UsageError([_problem(arg, None, "unknown option", "see cryostorm-run --help")])
         return options, [arg, *items]  # no `--`: the command starts here
     return options, []
+
+
+def _next_value(name: str, items: list[str]) -> str:
+    """The value of `name` written as the next argument. `--service-name -- CMD` would name the service
+    `--`: the `--`, or a launcher option, where the value belongs is refused (`--service-name=--` is not)."""
+    value = items.pop(0) if items else None
+    if value is None or value == "--" or value.partition("=")[0] in (*VALUE_OPTIONS, *SWITCHES):
+        raise UsageError([missing_value(name, value)])
+    return value
 
 
 def main(args: Sequence[str]) -> NoReturn:
@@ -110,11 +125,7 @@ def main(args: Sequence[str]) -> NoReturn:
         if not command:
             raise UsageError([_problem("COMMAND", None, "no command given", "cryostorm-run [OPTIONS] -- COMMAND")])
         plan = finish(prepared, command, os.environ, report=str(options["report"]))
-        if prepared.warnings or plan.warnings:
-            from cryostorm_run.common.shown import clean
-
-            for warning in (*prepared.warnings, *plan.warnings):
-                sys.stderr.write(f"cryostorm-run: warning: {clean(warning)}\n")
+        warn((*prepared.warnings, *plan.warnings))
         exec_plan(plan)
 
     boundary(run, debug)

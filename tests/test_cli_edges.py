@@ -1,0 +1,192 @@
+"""The CLI's edges: an option without its value, --json when invalid, print-env's warnings, plain help
+metavars, --quiet with --verbose, doctor --path, the --env-file help and the usage errors' footer."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from conftest import PYTHON, ROOT, run_launcher
+from typer.testing import CliRunner
+
+from cryostorm_run.cli._app import app
+from cryostorm_run.cli._common import UsageError
+from cryostorm_run.cli._run import parse
+
+CANARY = "canary-edge-5e6f7a"
+FOOTER = "`cryostorm-run check-config` shows every setting"
+
+
+def invoke(args: list[str], env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    result = CliRunner().invoke(app, args, env=env or {})
+    return result.exit_code, result.stdout, result.stderr
+
+
+def program(marker: Path) -> list[str]:
+    """A command that leaves a file behind if it ever runs."""
+    return [PYTHON, "-c", f"open({str(marker)!r}, 'w'); print('STARTED')"]
+
+
+# -- an option whose value would be `--`, another option, or nothing -----------------------------------------
+
+@pytest.mark.parametrize("option", ["--service-name", "--exporter", "--endpoint", "--env-file", "--config-file",
+                                    "--set"])
+@pytest.mark.parametrize("after", [["--"], ["--quiet", "--"], ["--verbose", "--"]])
+def test_the_launcher_refuses_an_option_without_its_value(tmp_path: Path, option: str, after: list[str]) -> None:
+    marker = tmp_path / "started"
+    result = run_launcher([option, *after, *program(marker)])
+    assert result.returncode == 2, result.stderr
+    assert (result.stdout, marker.exists()) == ("", False)
+    assert f"  {option} = '{after[0]}'\n    expects a value" in result.stderr
+    assert f"e.g. cryostorm-run {option} " in result.stderr  # how to write it
+    assert "Traceback" not in result.stderr and "internal error" not in result.stderr
+
+
+def test_the_launcher_names_what_an_option_allows() -> None:
+    result = run_launcher(["--exporter", "--", "true"])
+    assert result.returncode == 2
+    assert "allowed: console, pretty, console_json, otlp, in_memory, prometheus, none" in result.stderr
+
+
+def test_the_launcher_parser_takes_values_as_written() -> None:
+    with pytest.raises(UsageError, match="expects a value"):
+        parse(["--service-name"])
+    with pytest.raises(UsageError, match="not the option --debug"):
+        parse(["--env-file", "--debug", "--", "x"])
+    # With `=` the value is what was written, even `--`; a value merely starting with `-` is a value.
+    assert parse(["--service-name=--", "--", "x"])[0]["flags"] == {"--service-name": "--"}
+    assert parse(["--service-name", "-svc-", "--", "x"])[0]["flags"] == {"--service-name": "-svc-"}
+
+
+def test_an_option_taken_for_a_value_is_named_without_its_value() -> None:
+    result = run_launcher(["--endpoint", f"--set=otlp.headers=authorization={CANARY}", "--", "true"])
+    assert result.returncode == 2
+    assert "  --endpoint = '--set'\n    expects a value, not the option --set" in result.stderr
+    assert CANARY not in result.stderr
+    code, out, err = invoke(["check-config", "--json", "--endpoint", f"--set=otlp.headers=authorization={CANARY}"])
+    assert code == 2
+    assert CANARY not in out + err
+
+
+@pytest.mark.parametrize(("args", "shown"), [
+    (["check-config", "--service-name", "--json"], "--service-name = '--json'"),
+    (["check-config", "--env-file", "--"], "--env-file = '--'"),
+    (["print-env", "--exporter", "--"], "--exporter = '--'"),
+    (["print-env", "--format", "--show-secrets"], "--format = '--show-secrets'"),
+    (["doctor", "--path", "--", "python"], "--path = '--'"),
+    (["bootstrap", "--installer", "--dry-run"], "--installer = '--dry-run'"),
+])
+def test_every_command_refuses_an_option_without_its_value(args: list[str], shown: str) -> None:
+    code, out, err = invoke(args)
+    assert code == 2, err
+    assert out == ""
+    assert f"  {shown}\n    expects a value" in err
+    assert f"e.g. cryostorm-run {args[0]} {args[1]} " in err
+    assert FOOTER not in err and "Traceback" not in err
+
+
+# -- check-config --json when the configuration is invalid ---------------------------------------------------
+
+def test_check_config_json_lists_the_problems_when_invalid() -> None:
+    env = {"CRYOSTORM_TRACING__SAMPLE_RATE": "9", "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://user:{CANARY}@c:99999"}
+    code, out, err = invoke(["check-config", "--json"], env)
+    assert code == 2
+    data = json.loads(out)
+    assert data["valid"] is False and data["settings"] == [] and data["warnings"] == []
+    problems = {p["name"]: p for p in data["problems"]}
+    assert set(problems) == set(env)
+    assert problems["CRYOSTORM_TRACING__SAMPLE_RATE"]["value"] == "9"
+    assert problems["CRYOSTORM_TRACING__SAMPLE_RATE"]["hint"] == "allowed: <= 1.0"
+    assert "less than or equal to 1" in problems["CRYOSTORM_TRACING__SAMPLE_RATE"]["message"]
+    assert set(problems["OTEL_EXPORTER_OTLP_ENDPOINT"]) == {"name", "value", "message", "hint"}
+    assert CANARY not in out + err
+    assert "invalid configuration (2 problems)" in err  # the report for people stays on stderr
+
+
+def test_check_config_json_for_a_usage_error_and_unchanged_when_valid() -> None:
+    code, out, _ = invoke(["check-config", "--json", "--set", "--"])
+    assert code == 2
+    assert json.loads(out)["problems"][0]["name"] == "--set"
+    code, out, _ = invoke(["check-config", "--json"])
+    assert code == 0
+    assert set(json.loads(out)) == {"valid", "settings", "warnings"}
+
+
+# -- print-env prints the launcher's warnings ----------------------------------------------------------------
+
+def test_print_env_prints_the_warnings_on_stderr_only() -> None:
+    warning = ("cryostorm-run: warning: OTEL_SERVICE_NAM is not an OpenTelemetry variable and is ignored "
+               "(did you mean OTEL_SERVICE_NAME?)\n")
+    typo = run_launcher(["print-env", "--format", "json"], {"OTEL_SERVICE_NAM": "x"})
+    plain = run_launcher(["print-env", "--format", "json"])
+    assert typo.returncode == 0
+    assert typo.stderr == warning
+    assert typo.stdout == plain.stdout  # stdout: the document alone, fit for a file
+    assert warning in run_launcher(["check-config"], {"OTEL_SERVICE_NAM": "x"}).stderr  # the same line
+
+
+# -- plain help ---------------------------------------------------------------------------------------------
+
+def test_bootstrap_help_names_values_plainly() -> None:
+    result = run_launcher(["bootstrap", "--help"])
+    assert result.returncode == 0
+    assert "<" not in result.stdout  # no "<list[str]>" nor "<str>"
+    assert "--installer INSTALLER" in result.stdout
+    assert "[-- COMMAND]..." in result.stdout and "With -- COMMAND [ARGS...]" in result.stdout
+
+
+def test_env_file_help_follows_the_readme_precedence() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert "`cryostorm.toml` or `[tool.cryostorm]`" in readme and "(below `--env-file`, above defaults)" in readme
+    for text in (run_launcher(["--help"]).stdout, run_launcher(["print-env", "--help"]).stdout):
+        help_ = " ".join(text.split("--env-file PATH", 1)[1].split("--config-file", 1)[0].split())
+        assert "lowest precedence" not in help_
+        assert re.search(r"below CRYOSTORM_\* and OTEL_\* variables, above cryostorm\.toml", help_), help_
+
+
+# -- --quiet with --verbose ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("both", [["--quiet", "--verbose"], ["--verbose", "--quiet"]])
+def test_quiet_and_verbose_together_are_refused(tmp_path: Path, both: list[str]) -> None:
+    marker = tmp_path / "started"
+    result = run_launcher([*both, "--", *program(marker)])
+    assert result.returncode == 2, result.stderr
+    assert (result.stdout, marker.exists()) == ("", False)
+    assert "  --quiet and --verbose\n    cannot be used together (keep one:" in result.stderr
+    assert FOOTER not in result.stderr
+
+
+# -- doctor --path -------------------------------------------------------------------------------------------
+
+def test_doctor_refuses_a_path_that_is_not_a_directory(tmp_path: Path) -> None:
+    missing, afile = tmp_path / "nowhere", tmp_path / "file"
+    afile.write_text("")
+    code, out, err = invoke(["doctor", "--json", "--path", str(missing), "--path", str(tmp_path),
+                             "--path", str(afile)])
+    assert code == 2
+    assert out == ""
+    assert f"  --path = '{missing}'\n    no such directory" in err
+    assert f"  --path = '{afile}'\n    not a directory" in err
+    assert f"'{tmp_path}'" not in err
+    assert "usage error (2 problems); nothing was checked." in err
+
+
+# -- the footer of usage errors -----------------------------------------------------------------------------
+
+def test_an_unknown_option_gets_no_check_config_footer() -> None:
+    result = run_launcher(["--bogus", "--", "true"])
+    assert result.returncode == 2
+    assert result.stderr == ("cryostorm-run: usage error (1 problem); nothing was started.\n"
+                             "  --bogus\n    unknown option (see cryostorm-run --help)\n")
+    assert FOOTER not in run_launcher(["--"]).stderr  # no command given
+    assert FOOTER not in invoke(["bootstrap", "--dry-run"])[2]
+
+
+def test_a_problem_with_a_setting_keeps_the_footer() -> None:
+    assert FOOTER in run_launcher(["--", "true"], {"CRYOSTORM_TRACING__SAMPLE_RATE": "9"}).stderr
+    code, out, err = invoke(["print-env", "--format", "docker"], {"CRYOSTORM_SERVICE__NAME": "two\nlines"})
+    assert (code, out) == (2, "")
+    assert "--format docker cannot hold this value (1 problem); nothing was printed." in err
+    assert FOOTER in err
