@@ -298,6 +298,8 @@ def read_otel(environ: Mapping[str, str], origin_kind: str = "otel_env", file: s
             problems.append(Problem(origin.describe(), shown, reason, "unset it"))
             continue
         convert = table.get(key)
+        if raw == "" and key.startswith("OTEL_"):  # the specification: an empty value is as if unset
+            continue  # (compose files write `X=${X:-}`); the SDK ignores it too
         if key == "OTEL_CONFIG_FILE" and origin_kind == "env_file" and raw.strip():
             problems.append(Problem(origin.describe(), raw, "an env file cannot name the OpenTelemetry configuration "
                                     "file", "set OTEL_CONFIG_FILE in the environment or use --config-file"))

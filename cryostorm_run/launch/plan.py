@@ -221,6 +221,8 @@ def finish(
                     "with this (inner) invocation's settings",)
     for name in prepared.drop:  # absorbed into the settings; the child sees exactly the settings
         env.pop(name, None)
+    for name in [k for k, v in env.items() if not v and k.startswith("OTEL_")]:  # passed on, but empty: unset, as
+        del env[name]  # the specification reads it (the SDK would fail on some, e.g. OTEL_METRICS_EXEMPLAR_FILTER)
     env.update(prepared.put)
     hook = _hook_dir()
     env["PYTHONPATH"] = _pythonpath(hook, environ.get("PYTHONPATH"))
