@@ -5,7 +5,9 @@ stops printing its warnings, `logging.basicConfig()` becomes a no-op, `dictConfi
 remove the handler, and libraries that look for a handler before adding their own (werkzeug's request
 lines) print nothing. So the bridge is on no logger: `Logger.callHandlers` hands it each record that
 reaches the root logger, after the program's own handlers (or lastResort) had it. The program's
-handlers are exactly its own.
+handlers are exactly its own. A record that one of OpenTelemetry's own logging handlers of the program's
+had on its way (the SDK's `LoggingHandler` on the root logger, as OpenTelemetry's docs show) was exported
+by it: the bridge steps aside for it, and says so once.
 """
 
 from __future__ import annotations
@@ -104,20 +106,57 @@ _ATTACHED: list[OtelLogHandler] = []  # bridges attached and not yet detached
 _ORIGINAL_CALL_HANDLERS = logging.Logger.callHandlers
 
 
-def _reaches_root(logger: logging.Logger) -> bool:
-    """Whether a record logged on `logger` propagates up to the root logger (where a handler on the root
-    would have seen it)."""
-    current: logging.Logger | None = logger
-    while current is not None and current.parent is not None:
+# Handler classes seen on the way of a record that are not OpenTelemetry's own logging handlers (the SDK's
+# `LoggingHandler`, or opentelemetry-instrumentation-logging's): a program that attached one of those
+# exports the records that reach it itself.
+_PLAIN: set[type] = set()
+_TOLD: list[str] = []  # the program's own OpenTelemetry handler was found (said once per process)
+
+
+def _exported_by(logger: logging.Logger, handler: logging.Handler) -> bool:
+    """Whether `handler` (on `logger`, of a class not known as plain yet) is OpenTelemetry's own."""
+    cls = type(handler)
+    if not any(str(getattr(c, "__module__", "")).startswith("opentelemetry.") for c in cls.__mro__):
+        _PLAIN.add(cls)
+        return False
+    _step_aside(logger, handler)
+    return True
+
+
+def _bridged(logger: logging.Logger, record: logging.LogRecord) -> bool:
+    """Whether the bridge exports a record logged on `logger`: it propagates up to the root logger (where
+    a handler on the root would have seen it) and no OpenTelemetry logging handler of the program's on its
+    way exported it already (`logging.getLogger().addHandler(LoggingHandler())`, as OpenTelemetry's docs
+    show) at its level. A cheap check per record: most loggers on the way have no handler, the others a known
+    class."""
+    current = logger
+    while True:
+        for handler in current.handlers:
+            if type(handler) not in _PLAIN and record.levelno >= handler.level and _exported_by(current, handler):
+                return False
+        if current.parent is None:
+            return True
         if not current.propagate:
             return False
         current = current.parent
-    return True
+
+
+def _step_aside(logger: logging.Logger, handler: logging.Handler) -> None:
+    if _TOLD:
+        return
+    _TOLD.append(logger.name)
+    cls = type(handler)
+    where = "the root logger" if logger.parent is None else f"logger {logger.name!r}"
+    from cryostorm_run.hook.bootstrap import warn  # here: only a program with its own handler needs it
+
+    warn(f"the program attached its own OpenTelemetry logging handler ({cls.__module__}.{cls.__qualname__}) to "
+         f"{where}: it exports the records it gets, so cryostorm's log bridge steps aside for them (each "
+         "record is exported once)")
 
 
 def _call_handlers(self: logging.Logger, record: logging.LogRecord) -> None:
     _ORIGINAL_CALL_HANDLERS(self, record)  # the program's handlers, or lastResort, exactly as without us
-    if _ATTACHED and _reaches_root(self):
+    if _ATTACHED and _bridged(self, record):
         for handler in list(_ATTACHED):
             handler.handle(record)
 

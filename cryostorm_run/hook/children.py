@@ -2,8 +2,9 @@
 
 The hook reaches every Python process of the program through PYTHONPATH. A child started with an
 environment of its own (`subprocess.run([...], env={"A": "1"})`, `os.execve(..., env)`) whose
-PYTHONPATH lacks the hook's directory, or an interpreter started with `-E`/`-I`/`-S`, runs with no
-telemetry, and nothing would say so. `subprocess.Popen` and `os.execv`/`os.execve` are wrapped (not
+PYTHONPATH lacks the hook's directory, one that inherits an `os.environ` whose PYTHONPATH the program
+replaced (`os.environ["PYTHONPATH"] = "/some/dir"`), or an interpreter started with `-E`/`-I`/`-S`, runs
+with no telemetry, and nothing would say so. `subprocess.Popen` and `os.execv`/`os.execve` are wrapped (not
 an audit hook: a Python audit hook runs on every audited event of the program, `sys._getframe` of
 each log call included, which made a logging call ~1.8x slower here) to print one line per child
 command and reason. Only children of this environment's interpreter count: another interpreter
@@ -55,9 +56,14 @@ def _ours(program: str, env: Mapping[str, str] | None) -> str | None:
     return interpreter if os.path.dirname(os.path.abspath(interpreter)) == here else None
 
 
+def _has_hook(env: Mapping[str, str], hook_dir: str) -> bool:
+    return hook_dir in {os.path.abspath(p) for p in str(env.get("PYTHONPATH", "")).split(os.pathsep) if p}
+
+
 def lost_reason(argv: Sequence[str], executable: str | None, env: Mapping[str, str] | None,
-                hook_dir: str) -> str | None:
-    """Why a child started so would run without the hook (None: it runs it, or is not ours)."""
+                hook_dir: str, inherited: Mapping[str, str] | None = None) -> str | None:
+    """Why a child started so would run without the hook (None: it runs it, or is not ours). `inherited`:
+    the environment a child started without `env=` gets (`os.environ` at the time of the call)."""
     if not argv and not executable:
         return None
     program = str(executable or argv[0])
@@ -68,10 +74,12 @@ def lost_reason(argv: Sequence[str], executable: str | None, env: Mapping[str, s
     if flags:
         reason = f"it is started with {flags}, which skips the site hook; drop {flags}"
     elif env is not None:
-        entries = {os.path.abspath(p) for p in str(env.get("PYTHONPATH", "")).split(os.pathsep) if p}
-        if hook_dir not in entries:
+        if not _has_hook(env, hook_dir):
             reason = ("its env= has no PYTHONPATH entry for cryostorm's hook; pass the environment on "
                       "(env={**os.environ, ...}) or keep PYTHONPATH as the program got it")
+    elif inherited is not None and not _has_hook(inherited, hook_dir):
+        reason = ("os.environ, which it inherits, has no PYTHONPATH entry for cryostorm's hook; add to PYTHONPATH "
+                  "rather than replace it, or keep PYTHONPATH as the program got it")
     if reason is None or _ours(program, env) is None:
         return None
     return reason
@@ -85,8 +93,10 @@ def _check(argv: Any, executable: Any, env: Any, hook_dir: str, warn: Callable[[
             argv = shlex.split(os.fsdecode(argv)) if isinstance(argv, (str, bytes)) else [os.fspath(argv)]
         argv = [os.fsdecode(a) if isinstance(a, (bytes, os.PathLike)) else str(a) for a in argv]
         executable = os.fsdecode(executable) if executable is not None else None
+        if env is os.environ:  # passed on as it is: what the child would inherit anyway
+            env = None
         env = {os.fsdecode(k): os.fsdecode(v) for k, v in env.items()} if env is not None else None
-        reason = lost_reason(argv, executable, env, hook_dir)
+        reason = lost_reason(argv, executable, env, hook_dir, os.environ if env is None else None)
         if reason is None:
             return
         command = " ".join([os.path.basename(argv[0]), *argv[1:]])

@@ -3,7 +3,9 @@
 `opentelemetry-instrument` imports every installed instrumentation (and so every instrumented
 library) at start-up. Here each `opentelemetry_instrumentor` entry point is activated when the
 library it instruments is first imported (a post-import hook on `sys.meta_path`), or at once if
-it is already imported. Dependency checks are those of opentelemetry-instrumentation.
+it is already imported. Dependency checks are those of opentelemetry-instrumentation. A program that
+imports an instrumentation module itself (`import opentelemetry.instrumentation.requests`), which then
+imports its library, gets it activated once that module has finished importing, not half-initialised.
 """
 
 from __future__ import annotations
@@ -74,9 +76,10 @@ _STATE = threading.local()  # .depth: activations in progress; .pending: imports
 class _NotifyingLoader:
     """Runs the real loader, then the callbacks; the module keeps its real loader."""
 
-    def __init__(self, loader: Any, on_loaded: Callable[[ModuleType], None]) -> None:
+    def __init__(self, loader: Any, on_loaded: Callable[[ModuleType], None], loading: set[str]) -> None:
         self._loader = loader
         self._on_loaded = on_loaded
+        self._loading = loading
 
     def create_module(self, spec: ModuleSpec) -> ModuleType | None:
         module: ModuleType | None = self._loader.create_module(spec)
@@ -86,7 +89,11 @@ class _NotifyingLoader:
         module.__loader__ = self._loader
         if module.__spec__ is not None:
             module.__spec__.loader = self._loader
-        self._loader.exec_module(module)
+        self._loading.add(module.__name__)
+        try:
+            self._loader.exec_module(module)
+        finally:
+            self._loading.discard(module.__name__)
         self._on_loaded(module)
 
     def __getattr__(self, name: str) -> Any:
@@ -104,6 +111,7 @@ class PostImportFinder:
 
     def __init__(self) -> None:
         self.callbacks: dict[str, list[Callable[[ModuleType], None]]] = {}
+        self.loading: set[str] = set()  # watched modules whose code is running now (in any thread)
         self._busy: set[str] = set()
 
     def find_spec(self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None) -> Any:
@@ -123,7 +131,7 @@ class PostImportFinder:
             self._busy.discard(fullname)
         if spec.loader is None or not hasattr(spec.loader, "exec_module"):
             return spec
-        spec.loader = _NotifyingLoader(spec.loader, self._fire)  # type: ignore[assignment]
+        spec.loader = _NotifyingLoader(spec.loader, self._fire, self.loading)  # type: ignore[assignment]
         return spec
 
     def _fire(self, module: ModuleType) -> None:
@@ -144,6 +152,11 @@ class PostImportFinder:
             callback(module)
             return
         self.callbacks.setdefault(name, []).append(callback)
+
+    def follow(self, name: str) -> None:
+        """Track `name`'s import (`loading`), so that a callback can still be added while its code runs."""
+        if name and name not in sys.modules:
+            self.callbacks.setdefault(name, [])
 
 
 FINDER = PostImportFinder()
@@ -202,9 +215,20 @@ def _activate(distro: Any, ep: Any, warn: Callable[[str], None]) -> None:
         _STATE.depth = 0
 
 
+def _entry_module(ep: Any) -> str:
+    """The module an entry point loads its instrumentor from (`opentelemetry.instrumentation.requests`)."""
+    return str(getattr(ep, "value", "")).partition(":")[0].strip()
+
+
 def _activate_now(distro: Any, ep: Any, warn: Callable[[str], None]) -> None:
     with _LOCK:
         if ep.name in STATUS.instrumented or ep.name in STATUS.failed or ep.name in STATUS.skipped:
+            return
+        entry_module = _entry_module(ep)
+        if entry_module in FINDER.loading:
+            # The program imports the instrumentation module itself and that is what imported the library:
+            # the module is half-initialised (its instrumentor not defined yet). Activated once it is done.
+            FINDER.when_imported(entry_module, functools.partial(_on_import, distro, ep, warn))
             return
         try:
             conflict = _conflict(ep)
@@ -290,6 +314,7 @@ def instrument(distro: Any, entry_points: Sequence[Any], warn: Callable[[str], N
     if native and _installed("fastapi"):
         # Decided when fastapi is imported (its version says whether it has native telemetry).
         fastapi_ep = next((ep for ep in entry_points if ep.name == "fastapi"), None)
+        FINDER.follow(_entry_module(fastapi_ep))  # "" (nothing to follow) when it is not installed
         STATUS.watching["fastapi"] = "fastapi"
         FINDER.when_imported("fastapi", functools.partial(_on_fastapi, distro, fastapi_ep, warn))
     for ep in entry_points:
@@ -306,6 +331,7 @@ def instrument(distro: Any, entry_points: Sequence[Any], warn: Callable[[str], N
             _activate(distro, ep, warn)
         elif _installed(module):
             STATUS.watching[ep.name] = module
+            FINDER.follow(_entry_module(ep))  # the program may import it first (then it imports the library)
             on_import = _on_django if ep.name == "django" else _on_import
             FINDER.when_imported(module, functools.partial(on_import, distro, ep, warn))
         elif ep.name in MODULE_OF:
