@@ -4,6 +4,7 @@ metavars, --quiet with --verbose, doctor --path, the --env-file help and the usa
 from __future__ import annotations
 
 import json
+import sys
 import re
 from pathlib import Path
 
@@ -190,3 +191,25 @@ def test_a_problem_with_a_setting_keeps_the_footer() -> None:
     assert (code, out) == (2, "")
     assert "--format docker cannot hold this value (1 problem); nothing was printed." in err
     assert FOOTER in err
+
+
+@pytest.mark.parametrize("switch", [{"OTEL_SDK_DISABLED": "true"}, {"CRYOSTORM_ENABLED": "false"}])
+def test_the_kill_switch_runs_the_program_whatever_else_is_wrong(switch: dict[str, str]) -> None:
+    # Telemetry turned off during an incident must not keep the program from starting over another setting.
+    env = {**switch, "OTEL_EXPORTER_OTLP_ENDPOINT": "collector:4317",
+           "CRYOSTORM_OTLP__HEADERS": "authorization=Bearer s3cr3tv4lue,bad name=x"}
+    result = run_launcher(["--", sys.executable, "-c", "import os; print('STARTED', 'PYTHONPATH' in os.environ)"],
+                          env=env)
+    assert (result.returncode, result.stdout) == (0, "STARTED False\n"), result.stderr
+    name = next(iter(switch))
+    assert result.stderr.startswith(f"cryostorm-run: warning: telemetry is off ({name}), so the program runs "
+                                    "without it; with it on, these settings would be refused: "), result.stderr
+    assert "OTEL_EXPORTER_OTLP_ENDPOINT" in result.stderr and "CRYOSTORM_OTLP__HEADERS" in result.stderr
+    assert "s3cr3tv4lue" not in result.stderr
+
+
+def test_a_kill_switch_that_is_itself_wrong_is_refused() -> None:
+    result = run_launcher(["--", sys.executable, "-c", "print('STARTED')"],
+                          env={"CRYOSTORM_ENABLED": "maybe", "OTEL_TRACES_EXPORTER": "zipkin"})
+    assert result.returncode == 2 and "STARTED" not in result.stdout
+    assert "CRYOSTORM_ENABLED = 'maybe'" in result.stderr

@@ -152,13 +152,40 @@ def _validate(options: Mapping[str, Any], environ: Mapping[str, str]) -> Prepare
     set_here = "PYDANTIC_DISABLE_PLUGINS" not in os.environ
     if set_here:
         os.environ["PYDANTIC_DISABLE_PLUGINS"] = "__all__"
+    from cryostorm_run.config.errors import ConfigError
+
     try:
         overrides = overrides_from(options["flags"], options["set"])
         loaded = load(options["env_file"], overrides, otel_config=options["otel_config"])
+    except ConfigError as error:
+        switch = _switched_off(environ, [str(item) for item in options["set"]])
+        if switch is None or any(p.name == switch for p in error.problems):
+            raise
+        # The kill switch works whatever else is wrong: the program runs as it is, and the rest is told.
+        from cryostorm_run.launch.plan import Prepared
+
+        said = "; ".join(f"{p.name}: {p.message}" for p in error.problems)
+        return Prepared(False, (), (), warnings=(f"telemetry is off ({switch}), so the program runs without it; "
+                                                 f"with it on, these settings would be refused: {said}",))
     finally:
         if set_here:
             os.environ.pop("PYDANTIC_DISABLE_PLUGINS", None)
     return prepare_loaded(loaded, environ)
+
+
+def _switched_off(environ: Mapping[str, str], assignments: Sequence[str]) -> str | None:
+    """The input that turns telemetry off (`--set enabled=false`, CRYOSTORM_ENABLED=false, OTEL_SDK_DISABLED=true),
+    as the user wrote it, or None."""
+    off = ("false", "0", "no", "off")
+    for item in assignments:
+        name, _, value = item.partition("=")
+        if name.strip().lower() == "enabled" and value.strip().lower() in off:
+            return "--set"
+    if environ.get("CRYOSTORM_ENABLED", "").strip().lower() in off:
+        return "CRYOSTORM_ENABLED"
+    if environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return "OTEL_SDK_DISABLED"
+    return None
 
 
 def _problem(name: str, value: str | None, message: str, hint: str = "") -> Problem:
