@@ -101,8 +101,8 @@ def header_secrets(environ: Mapping[str, str]) -> list[str]:
             values = list(loaded.values()) if isinstance(loaded, dict) else [text.strip()]
         else:
             for item in text.split(","):
-                _, sep, value = item.partition("=")
-                values.append(value if sep else item)
+                _, sep, piece = item.partition("=")
+                values.append(piece if sep else item)
         for value in values:
             if isinstance(value, str):
                 forms = {value, value.strip(), _decoded(value), _decoded(value).strip()}

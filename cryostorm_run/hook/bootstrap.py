@@ -6,15 +6,13 @@ one clear line on stderr and the program runs on.
 
 from __future__ import annotations
 
-import atexit
 import os
-import signal
 import sys
 import time
 
 TYPE_CHECKING = False  # not typing's: the hook keeps typing out of every process
 if TYPE_CHECKING:
-    from typing import Any, NoReturn
+    from typing import Any
 
 _DONE = False
 HOOK_DIR_VAR = "_CRYOSTORM_HOOK_DIR"
@@ -106,6 +104,7 @@ def initialize() -> None:
 
 def _initialize(started: float, role: str | None) -> None:
     from cryostorm_run.export.deferred import Deferred, check
+    from cryostorm_run.hook import exiting
     from cryostorm_run.hook import instrument as _instrument
     from cryostorm_run.hook.entrypoints import entry_points
 
@@ -118,14 +117,15 @@ def _initialize(started: float, role: str | None) -> None:
     check(providers.runtime)  # a name nothing knows: said now, telemetry off, as when built at start-up
     # Each signal is built at its first use (export/deferred.py): a process that never emits imports no
     # OpenTelemetry module at all. The exit hook that builds exporters is needed once one is built.
-    deferred = Deferred(providers, warn, lambda: _after_first_build(providers), _instrument.in_import_callback)
+    deferred = Deferred(providers, warn, lambda: exiting.after_first_build(providers),
+                        _instrument.in_import_callback)
     finder = _instrument.FINDER
     finder.install()
     finder.when_imported("logging", lambda module: _on_logging(providers))
     deferred.watch(finder.when_imported)
     _check_versions()
     _instrument.instrument(distro, groups["opentelemetry_instrumentor"], warn)
-    _register_exit(providers)
+    exiting.register_exit(providers)
     hook_dir = os.environ.get(HOOK_DIR_VAR, "")
     if hook_dir and os.environ.get("_CRYOSTORM_CHILDREN", "all") == "all":  # none: children meant without it
         from cryostorm_run.hook.children import watch
@@ -169,178 +169,6 @@ def _check_versions() -> None:
         from cryostorm_run.common.otel_line import disagree_message
 
         warn(disagree_message(f"opentelemetry-api {api}, opentelemetry-sdk {sdk}"))
-
-
-def _register_exit(providers: Any) -> None:
-    from cryostorm_run.export.providers import shutdown
-
-    flushed_pid: list[int] = []
-
-    def flush_at_exit() -> None:
-        from cryostorm_run.export.providers import loss_report
-
-        if os.getpid() in flushed_pid:  # atexit and a multiprocessing finalizer may both call it
-            return
-        flushed_pid.append(os.getpid())
-        if not providers.built() and providers.log_handler is None:
-            return  # nothing was built in this process: nothing to send, nothing lost
-        timeout = providers.runtime.shutdown_timeout_ms / 1000
-        flushed = shutdown(providers)
-        report = loss_report()
-        for kind, counts in sorted(report.items()):
-            if counts["dropped"]:
-                warn(f"{counts['dropped']} {kind} dropped because the export queue was full or the collector was "
-                     "not keeping up "
-                     "(raise export_config.max_queue_size, or reduce volume)")
-            if counts["failed"]:
-                warn(f"{counts['failed']} {kind} not delivered: the exporter gave up on them (see the errors above)")
-        otlp = sys.modules.get("cryostorm_run.export.otlp")  # not loaded: nothing was sent over OTLP
-        for kind, count in sorted(getattr(otlp, "REJECTED", {}).items()):
-            warn(f"the collector rejected {count} {kind} items in total (partial success; see above)")
-        if not flushed:
-            targets = ", ".join(f"{k}: {v}" for k, v in providers.exporters.items() if v.startswith("otlp"))
-            lost = ", ".join(f"{c['queued'] + c['in_flight']} {kind}" for kind, c in sorted(report.items())
-                             if c["queued"] + c["in_flight"]) or (
-                f"the last {providers.stopping} export" if providers.stopping else "an export in flight")
-            warn(f"telemetry not fully flushed within {timeout:g} s (shutdown_timeout_millis): {lost} not "
-                 f"delivered; exporters still busy ({targets or 'none'}); exiting anyway")
-
-    atexit.register(flush_at_exit)
-
-    def after_fork_in_child() -> None:
-        # gunicorn/celery/multiprocessing workers: the SDK restarts its worker threads and cryostorm's
-        # lazy exporters open their own connections; the resource gets this worker's identity.
-        try:
-            from cryostorm_run.export.providers import reidentify_after_fork
-
-            reidentify_after_fork(providers)
-        except Exception as exc:
-            warn(f"after fork: {type(exc).__name__}: {exc}")
-
-    os.register_at_fork(after_in_child=after_fork_in_child)
-
-    def flush_in_multiprocessing_children(module: Any) -> None:
-        # multiprocessing children leave through os._exit (no atexit) and clear the finalizers
-        # inherited from the parent; its after-fork hooks run after that, so the flush is
-        # registered as one of its finalizers from there.
-        from multiprocessing.util import Finalize
-
-        module.register_after_fork(providers, lambda p: Finalize(p, flush_at_exit, exitpriority=100))
-
-    def flush_in_celery_pool_children(module: Any) -> None:
-        # celery prefork children (billiard) also leave through os._exit, from inside billiard's worker
-        # loop: before multiprocessing's finalizers would run, so the one above never does. Celery
-        # sends worker_process_shutdown in the child right before (`max_tasks_per_child`, pool shutdown).
-        def flush(sender: Any = None, **kwargs: Any) -> None:
-            flush_at_exit()
-
-        module.worker_process_shutdown.connect(flush, weak=False)
-
-    from cryostorm_run.hook.instrument import FINDER
-
-    FINDER.install()
-    FINDER.when_imported("multiprocessing.util", flush_in_multiprocessing_children)
-    FINDER.when_imported("celery.signals", flush_in_celery_pool_children)
-    # A program killed by SIGTERM with the default action never runs atexit. When the program
-    # has no handler of its own, flush first, then die by the same signal (exit status 128+15).
-    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL and _in_main_thread():
-        def on_sigterm(signum: int, frame: Any) -> None:
-            atexit.unregister(flush_at_exit)
-            flush_at_exit()
-            signal.signal(signum, signal.SIG_DFL)
-            os.kill(os.getpid(), signum)
-
-        signal.signal(signal.SIGTERM, on_sigterm)
-    _flush_before_a_reraised_signal(flush_at_exit)
-    _flush_before_os_exit(flush_at_exit)
-
-
-def _flush_before_os_exit(flush_at_exit: Any) -> None:
-    """A process that leaves through `os._exit` (a forked child, a worker pool) runs no atexit: flush
-    first when anything is still queued (bounded by shutdown_timeout_millis), and report what is left."""
-    original = os._exit
-    if getattr(original, "cryostorm", False):
-        return
-
-    def _exit(status: int, /) -> NoReturn:
-        try:
-            queues = getattr(sys.modules.get("cryostorm_run.export.batch"), "BATCH_QUEUES", [])  # none: nothing queued
-            if any(batch.queue or batch.in_flight or batch.dropped or batch.failed for batch in list(queues)):
-                flush_at_exit()
-        except BaseException:  # never stand between the program and its exit
-            pass
-        original(status)
-
-    _exit.cryostorm = True  # type: ignore[attr-defined]
-    _exit.__wrapped__ = original  # type: ignore[attr-defined]
-    os._exit = _exit  # type: ignore[assignment]  # positional-only status, as the original
-
-
-def _flush_before_a_reraised_signal(flush_at_exit: Any) -> None:
-    """Servers that shut down gracefully on SIGTERM and then re-raise it with the default action
-    (uvicorn, also as gunicorn's UvicornWorker, whose worker resets every handler to SIG_DFL first)
-    die by the signal: no atexit, no flush. `signal.raise_signal` is wrapped so that raising a
-    terminating signal whose action is the default flushes first (bounded), then raises it as asked:
-    the process still ends the way the server intends, with the same status."""
-    fatal = {getattr(signal, name) for name in ("SIGTERM", "SIGHUP", "SIGQUIT") if hasattr(signal, name)}
-    original = signal.raise_signal
-    if getattr(original, "cryostorm", False):
-        return
-
-    def raise_signal(signum: int, /) -> None:
-        try:
-            if signum in fatal and signal.getsignal(signum) is signal.SIG_DFL:
-                atexit.unregister(flush_at_exit)
-                flush_at_exit()
-        except Exception as exc:  # never stand between the program and its signal
-            warn(f"flush before signal {signum}: {type(exc).__name__}: {exc}")
-        original(signum)
-
-    raise_signal.cryostorm = True  # type: ignore[attr-defined]
-    raise_signal.__wrapped__ = original  # type: ignore[attr-defined]
-    signal.raise_signal = raise_signal
-
-
-def _after_first_build(providers: Any) -> None:
-    """Once the first provider is about to be built: what only a process with telemetry needs."""
-    _report_while_running(providers)
-    _before_interpreter_shutdown(providers)
-
-
-def _report_while_running(providers: Any) -> None:
-    """Losses are told while the program runs (a server may never exit), and counted as metrics."""
-    from cryostorm_run.export import batch
-
-    batch.REPORTERS.append(warn)
-    if providers.runtime.metrics.enabled:
-        def own_metrics() -> None:
-            from cryostorm_run.export.selfmetrics import register
-
-            meter_provider = providers.deferred.meter_provider()
-            if meter_provider is not None:
-                register(meter_provider)
-
-        batch.ON_FIRST_ITEM.append(own_metrics)
-
-
-def _before_interpreter_shutdown(providers: Any) -> None:
-    import concurrent.futures.thread  # noqa: F401  (its exit hook must be registered before ours)
-    import threading
-
-    from cryostorm_run.export.providers import build_exporters_before_exit
-
-    register = getattr(threading, "_register_atexit", None)  # CPython >= 3.9, used by concurrent.futures
-    if register is not None:
-        import contextlib
-
-        with contextlib.suppress(RuntimeError):  # the first provider built during interpreter shutdown
-            register(lambda: build_exporters_before_exit(providers))
-
-
-def _in_main_thread() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread()
 
 
 def _report(providers: Any, elapsed_ms: float, role: str | None = None) -> None:

@@ -1,0 +1,251 @@
+"""How a process with telemetry leaves: the exit flush and what starts it (atexit, SIGTERM, a re-raised
+signal, `os._exit`, multiprocessing and celery pool children), the exporters built before the interpreter
+shuts down, a SIGTERM that comes during that work, and an exit by Ctrl-C that stays one.
+
+Part of the hook (imported by `bootstrap` once telemetry is configured); every line it prints goes
+through `bootstrap.warn`.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import signal
+import sys
+
+from cryostorm_run.hook.bootstrap import warn
+
+TYPE_CHECKING = False  # not typing's: the hook keeps typing out of every process
+if TYPE_CHECKING:
+    from typing import Any, NoReturn
+
+
+# The exit work under way in this process (its pid while the exporters are built for the exit or the exit
+# flush runs) and a terminating signal that came meanwhile: it is acted on once that work is done.
+_EXITING: dict[str, int | None] = {"pid": None, "signal": None}
+
+
+def register_exit(providers: Any) -> None:
+    flushed_pid: list[int] = []
+
+    def flush_at_exit() -> None:
+        if os.getpid() in flushed_pid:  # atexit and a multiprocessing finalizer may both call it
+            _die_by_a_deferred_signal()
+            return
+        flushed_pid.append(os.getpid())
+        _EXITING["pid"] = os.getpid()
+        try:
+            _flush_and_report(providers)
+        finally:
+            _EXITING["pid"] = None
+            _die_by_a_deferred_signal()
+
+    def at_exit() -> None:
+        flush_at_exit()
+        _keep_an_interrupted_exit()
+
+    atexit.register(at_exit)
+
+    def after_fork_in_child() -> None:
+        # gunicorn/celery/multiprocessing workers: the SDK restarts its worker threads and cryostorm's
+        # lazy exporters open their own connections; the resource gets this worker's identity.
+        try:
+            from cryostorm_run.export.providers import reidentify_after_fork
+
+            reidentify_after_fork(providers)
+        except Exception as exc:
+            warn(f"after fork: {type(exc).__name__}: {exc}")
+
+    os.register_at_fork(after_in_child=after_fork_in_child)
+
+    def flush_in_multiprocessing_children(module: Any) -> None:
+        # multiprocessing children leave through os._exit (no atexit) and clear the finalizers
+        # inherited from the parent; its after-fork hooks run after that, so the flush is
+        # registered as one of its finalizers from there.
+        from multiprocessing.util import Finalize
+
+        module.register_after_fork(providers, lambda p: Finalize(p, flush_at_exit, exitpriority=100))
+
+    def flush_in_celery_pool_children(module: Any) -> None:
+        # celery prefork children (billiard) also leave through os._exit, from inside billiard's worker
+        # loop: before multiprocessing's finalizers would run, so the one above never does. Celery
+        # sends worker_process_shutdown in the child right before (`max_tasks_per_child`, pool shutdown).
+        def flush(sender: Any = None, **kwargs: Any) -> None:
+            flush_at_exit()
+
+        module.worker_process_shutdown.connect(flush, weak=False)
+
+    from cryostorm_run.hook.instrument import FINDER
+
+    FINDER.install()
+    FINDER.when_imported("multiprocessing.util", flush_in_multiprocessing_children)
+    FINDER.when_imported("celery.signals", flush_in_celery_pool_children)
+    _flush_on_sigterm(at_exit, flush_at_exit)
+    _flush_before_a_reraised_signal(flush_at_exit)
+    _flush_before_os_exit(flush_at_exit)
+
+
+def _flush_and_report(providers: Any) -> None:
+    from cryostorm_run.export.providers import loss_report, shutdown
+
+    if not providers.built() and providers.log_handler is None:
+        return  # nothing was built in this process: nothing to send, nothing lost
+    timeout = providers.runtime.shutdown_timeout_ms / 1000
+    flushed = shutdown(providers)
+    report = loss_report()
+    for kind, counts in sorted(report.items()):
+        if counts["dropped"]:
+            warn(f"{counts['dropped']} {kind} dropped because the export queue was full or the collector was "
+                 "not keeping up "
+                 "(raise export_config.max_queue_size, or reduce volume)")
+        if counts["failed"]:
+            warn(f"{counts['failed']} {kind} not delivered: the exporter gave up on them (see the errors above)")
+    otlp = sys.modules.get("cryostorm_run.export.otlp")  # not loaded: nothing was sent over OTLP
+    for kind, count in sorted(getattr(otlp, "REJECTED", {}).items()):
+        warn(f"the collector rejected {count} {kind} items in total (partial success; see above)")
+    if not flushed:
+        targets = ", ".join(f"{k}: {v}" for k, v in providers.exporters.items() if v.startswith("otlp"))
+        lost = ", ".join(f"{c['queued'] + c['in_flight']} {kind}" for kind, c in sorted(report.items())
+                         if c["queued"] + c["in_flight"]) or (
+            f"the last {providers.stopping} export" if providers.stopping else "an export in flight")
+        warn(f"telemetry not fully flushed within {timeout:g} s (shutdown_timeout_millis): {lost} not "
+             f"delivered; exporters still busy ({targets or 'none'}); exiting anyway")
+
+
+def _flush_on_sigterm(at_exit: Any, flush_at_exit: Any) -> None:
+    """A program killed by SIGTERM with the default action never runs atexit. When the program has no
+    handler of its own, flush first, then die by the same signal (exit status 128+15)."""
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL or not _in_main_thread():
+        return
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        if _EXITING["pid"] == os.getpid():
+            # It interrupted the exit work (a pool terminating workers that are already leaving): dying
+            # now would lose what is queued without a word, and waiting here for the export thread could
+            # deadlock on what the interrupted code holds. That work ends (bounded), then the signal acts.
+            _EXITING["signal"] = signum
+            return
+        atexit.unregister(at_exit)
+        flush_at_exit()
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+
+
+def _flush_before_os_exit(flush_at_exit: Any) -> None:
+    """A process that leaves through `os._exit` (a forked child, a worker pool) runs no atexit: flush
+    first when anything is still queued (bounded by shutdown_timeout_millis), and report what is left."""
+    original = os._exit
+    if getattr(original, "cryostorm", False):
+        return
+
+    def _exit(status: int, /) -> NoReturn:
+        try:
+            queues = getattr(sys.modules.get("cryostorm_run.export.batch"), "BATCH_QUEUES", [])  # none: nothing queued
+            if any(batch.queue or batch.in_flight or batch.dropped or batch.failed for batch in list(queues)):
+                flush_at_exit()
+        except BaseException:  # never stand between the program and its exit
+            pass
+        original(status)
+
+    _exit.cryostorm = True  # type: ignore[attr-defined]
+    _exit.__wrapped__ = original  # type: ignore[attr-defined]
+    os._exit = _exit  # type: ignore[assignment]  # positional-only status, as the original
+
+
+def _flush_before_a_reraised_signal(flush_at_exit: Any) -> None:
+    """Servers that shut down gracefully on SIGTERM and then re-raise it with the default action
+    (uvicorn, also as gunicorn's UvicornWorker, whose worker resets every handler to SIG_DFL first)
+    die by the signal: no atexit, no flush. `signal.raise_signal` is wrapped so that raising a
+    terminating signal whose action is the default flushes first (bounded), then raises it as asked:
+    the process still ends the way the server intends, with the same status."""
+    fatal = {getattr(signal, name) for name in ("SIGTERM", "SIGHUP", "SIGQUIT") if hasattr(signal, name)}
+    original = signal.raise_signal
+    if getattr(original, "cryostorm", False):
+        return
+
+    def raise_signal(signum: int, /) -> None:
+        try:
+            if signum in fatal and signal.getsignal(signum) is signal.SIG_DFL:
+                atexit.unregister(flush_at_exit)  # (at_exit is what atexit holds; flushing twice is a no-op)
+                flush_at_exit()
+        except Exception as exc:  # never stand between the program and its signal
+            warn(f"flush before signal {signum}: {type(exc).__name__}: {exc}")
+        original(signum)
+
+    raise_signal.cryostorm = True  # type: ignore[attr-defined]
+    raise_signal.__wrapped__ = original  # type: ignore[attr-defined]
+    signal.raise_signal = raise_signal
+
+
+def after_first_build(providers: Any) -> None:
+    """Once the first provider is about to be built: what only a process with telemetry needs."""
+    _report_while_running(providers)
+    _before_interpreter_shutdown(providers)
+
+
+def _report_while_running(providers: Any) -> None:
+    """Losses are told while the program runs (a server may never exit), and counted as metrics."""
+    from cryostorm_run.export import batch
+
+    batch.REPORTERS.append(warn)
+    if providers.runtime.metrics.enabled:
+        def own_metrics() -> None:
+            from cryostorm_run.export.selfmetrics import register
+
+            meter_provider = providers.deferred.meter_provider()
+            if meter_provider is not None:
+                register(meter_provider)
+
+        batch.ON_FIRST_ITEM.append(own_metrics)
+
+
+def _before_interpreter_shutdown(providers: Any) -> None:
+    import concurrent.futures.thread  # noqa: F401  (its exit hook must be registered before ours)
+    import threading
+
+    from cryostorm_run.export.providers import build_exporters_before_exit
+
+    register = getattr(threading, "_register_atexit", None)  # CPython >= 3.9, used by concurrent.futures
+    if register is not None:
+        import contextlib
+
+        def build() -> None:
+            _EXITING["pid"] = os.getpid()  # a SIGTERM now waits for the exit flush (see on_sigterm)
+            try:
+                build_exporters_before_exit(providers)
+            finally:
+                _EXITING["pid"] = None
+
+        with contextlib.suppress(RuntimeError):  # the first provider built during interpreter shutdown
+            register(build)
+
+
+def _in_main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _die_by_a_deferred_signal() -> None:
+    """A terminating signal came during the exit work: now that it is done, end as the signal would have."""
+    signum = _EXITING["signal"]
+    if signum is not None and _EXITING["pid"] is None:
+        _EXITING["signal"] = None
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+
+
+def _keep_an_interrupted_exit() -> None:
+    """A program ended by an unhandled KeyboardInterrupt (Ctrl-C) dies by SIGINT once the interpreter has shut
+    down (status 130 in a shell), unless code run in the meantime cleared CPython's mark of it: any `exec` or
+    `eval` of a string does (namedtuple and dataclass creation, imports of modules that use them), and the
+    exit flush builds and imports what it needs. The mark is set again, the way CPython sets it: by a
+    KeyboardInterrupt escaping evaluated code. Not in an interactive session (its last error is not its end)."""
+    if isinstance(getattr(sys, "last_value", None), KeyboardInterrupt) and not hasattr(sys, "ps1") \
+            and not sys.flags.interactive:
+        try:  # noqa: SIM105  (contextlib stays out of the hook)
+            exec("raise KeyboardInterrupt")
+        except KeyboardInterrupt:
+            pass

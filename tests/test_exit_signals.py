@@ -1,0 +1,107 @@
+"""How the program ends stays its own: Ctrl-C still ends it by SIGINT, a SIGTERM that comes while the exit
+flush runs still ends it by SIGTERM, and neither costs the telemetry already made (real receiver)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import CRYOSTORM_RUN, child_env
+from otlp_receiver import Fault, Receiver
+
+
+def otlp(receiver: Receiver, name: str) -> dict[str, str]:
+    return {"CRYOSTORM_EXPORTER_TYPE": "otlp", "CRYOSTORM_COLLECTOR": receiver.grpc_endpoint,
+            "CRYOSTORM_SERVICE__NAME": name, "CRYOSTORM_SERVICE__ENVIRONMENT": "production",
+            "CRYOSTORM_METRICS__ENABLED": "false"}
+
+
+def run(program: str, env: dict[str, str] | None, timeout: float = 60,
+        file: bool = False) -> subprocess.CompletedProcess[str]:
+    """`program` (code, or a script's path with `file`) under cryostorm-run (env given) or bare (env None)."""
+    argv = [sys.executable, program] if file else [sys.executable, "-c", program]
+    if env is not None:
+        argv = [CRYOSTORM_RUN, "--quiet", "--", *argv]
+    return subprocess.run(argv, env=child_env(env or {}), capture_output=True, text=True, timeout=timeout,
+                          check=False)
+
+
+INTERRUPTED = """
+import logging
+from opentelemetry import trace
+with trace.get_tracer("t").start_as_current_span("before-ctrl-c"):
+    logging.getLogger("app").warning("about to be interrupted")
+raise KeyboardInterrupt
+"""
+
+
+def test_ctrl_c_ends_the_program_by_sigint_as_without_cryostorm(otlp_receiver: Receiver) -> None:
+    # CPython ends a program whose KeyboardInterrupt nobody caught by SIGINT (130 in a shell) unless code
+    # run at exit cleared its mark: the exit flush's imports (an exec of a string) did, and it ended with 1.
+    bare = run(INTERRUPTED, None)
+    assert bare.returncode == -2, bare.stderr
+    under = run(INTERRUPTED, otlp(otlp_receiver, "ctrl-c"))
+    assert under.returncode == bare.returncode, under.stderr
+    assert "KeyboardInterrupt" in under.stderr
+    assert [s.name for s in otlp_receiver.wait_for_spans(1, timeout=20)] == ["before-ctrl-c"]
+
+
+TERMINATED_WHILE_LEAVING = """
+import os, signal, threading, time
+from opentelemetry import trace
+tracer = trace.get_tracer("t")
+for i in range(100):
+    with tracer.start_as_current_span(f"span-{i}"):
+        pass
+def terminate_once_the_program_is_leaving():
+    while threading.main_thread().is_alive():  # false once the interpreter starts to shut down
+        time.sleep(0.002)
+    os.kill(os.getpid(), signal.SIGTERM)  # as a supervisor would, while the exit flush is under way
+threading.Thread(target=terminate_once_the_program_is_leaving, daemon=True).start()
+print("done", flush=True)
+"""
+
+
+def test_a_sigterm_during_the_exit_flush_waits_for_it_then_ends_the_program_by_sigterm(
+        otlp_receiver: Receiver) -> None:
+    # Without the fix the handler found the flush "already done" and died at once: 0 of 100 delivered, no word.
+    otlp_receiver.set_fault(Fault.SLOW, delay=1.0)  # the exit flush takes a second: the SIGTERM comes inside it
+    env = {**otlp(otlp_receiver, "sigterm-while-leaving"), "CRYOSTORM_LOGGING__ENABLED": "false",
+           "CRYOSTORM_TRACING__EXPORT_CONFIG__SCHEDULE_DELAY_MILLIS": "60000"}  # only the exit flush sends them
+    under = run(TERMINATED_WHILE_LEAVING, env)
+    # ended by the signal once the flush is done, as a SIGTERM during a (longer) exit ends any program
+    assert (under.returncode, under.stdout) == (-15, "done\n"), under.stderr
+    assert len(otlp_receiver.wait_for_spans(100, timeout=20)) == 100, under.stderr
+
+
+POOL = """
+import multiprocessing, os
+from opentelemetry import trace
+
+def work(i):
+    with trace.get_tracer("pool").start_as_current_span(f"task-{i}"):
+        return i * i
+
+if __name__ == "__main__":
+    ctx = multiprocessing.get_context("{method}")
+    with ctx.Pool(2) as pool:  # as Python's documentation shows it: __exit__ terminates the workers
+        print(sum(pool.map(work, range(20))), flush=True)
+"""
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_a_pool_used_as_a_context_manager_delivers_every_workers_spans(otlp_receiver: Receiver, tmp_path: Path,
+                                                                       method: str) -> None:
+    # Pool.__exit__ sends SIGTERM to workers that have already begun to leave (their exit flush running):
+    # that flush ends first (fork: they died at once, spans lost without a word; spawn: the handler waited
+    # on the export thread for what the interrupted build held, and the spans were reported lost).
+    env = {**otlp(otlp_receiver, f"pool-{method}"), "CRYOSTORM_LOGGING__ENABLED": "false"}
+    script = tmp_path / "pool_app.py"  # spawn's workers import the program's module: a file, not -c
+    script.write_text(POOL.replace("{method}", method))
+    under = run(str(script), env, timeout=90, file=True)
+    assert (under.returncode, under.stdout) == (0, "2470\n"), under.stderr
+    spans = otlp_receiver.wait_for_spans(20, timeout=30)
+    assert sorted(s.name for s in spans) == sorted(f"task-{i}" for i in range(20)), under.stderr
+    assert "not delivered" not in under.stderr and "not fully flushed" not in under.stderr, under.stderr
