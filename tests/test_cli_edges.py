@@ -4,8 +4,8 @@ metavars, --quiet with --verbose, doctor --path, the --env-file help and the usa
 from __future__ import annotations
 
 import json
-import sys
 import re
+import sys
 from pathlib import Path
 
 import pytest

@@ -299,7 +299,7 @@ def test_without_the_reading_libraries_the_file_is_refused_with_the_pip_command(
     with pytest.raises(ConfigError) as caught:
         load_settings({"OTEL_CONFIG_FILE": str(config)}, config_dir=None)
     (problem,) = caught.value.problems
-    assert problem.name == str(config) and "pip install 'cryostorm-run[config-file]'" in problem.hint
+    assert problem.name == f"OTEL_CONFIG_FILE {config}" and "pip install 'cryostorm-run[config-file]'" in problem.hint
 
 
 def test_the_readme_example_is_valid_and_a_lone_reference_is_typed(tmp_path: Path) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,8 +12,8 @@ from pydantic import ValidationError
 from cryostorm_run.config.advice import Advice, advise
 from cryostorm_run.config.configfile import read_config_file
 from cryostorm_run.config.errors import ConfigError
+from cryostorm_run.config.explain import explain_errors
 from cryostorm_run.config.model import TelemetryModel, redact_userinfo
-from cryostorm_run.config.names import unknown_setting
 from cryostorm_run.config.otelfile import read_otel_file
 from cryostorm_run.config.otelmap import FileEnv, chosen_file, file_decides
 from cryostorm_run.config.sources import (
@@ -26,9 +26,6 @@ from cryostorm_run.config.sources import (
     Problem,
     SourceError,
     environ_entries,
-    is_secret_name,
-    is_secret_path,
-    mask,
     merge,
     origin_of,
     read_env_file,
@@ -115,13 +112,17 @@ def load_settings(
         try:
             entries, file_env, notes, dropped = file_decides(read_otel_file(chosen[0], environ), entries, environ)
             ineffective = [*chosen[1], *notes]
-        except SourceError as exc:
-            problems += exc.problems
+        except SourceError as exc:  # named by the input that chose the file
+            chooser = "--config-file" if otel_config is not None else "OTEL_CONFIG_FILE"
+            problems += [Problem(f"{chooser} {p.name}", p.value, p.message, p.hint)
+                         if p.name == str(chosen[0]) else p for p in exc.problems]
     data, origins = merge(entries)
     try:
         settings = TelemetryModel.model_validate(data)
     except ValidationError as exc:
-        problems += [_explain(err, data, origins) for err in _per_input(exc.errors(include_url=False), origins)]
+        written = {k: v for _, values in _env_file_values(env_file) for k, v in values.items()}
+        written.update(environ)  # each variable as the user wrote it, to show it so
+        problems += explain_errors(exc.errors(include_url=False), data, origins, written)
     else:
         raw = {k: v for _, values in _env_file_values(env_file) for k, v in values.items()}
         raw.update(environ)  # the OTEL_* values as written (the environment outranks the env file)
@@ -271,101 +272,3 @@ def _dedupe(problems: list[Problem]) -> list[Problem]:
             seen.add((p.name, p.message))
             unique.append(p)
     return unique
-
-
-def _per_input(errors: list[Any], origins: Mapping[Path_, Origin]) -> Iterator[Any]:
-    """pydantic's errors, an unknown section (CRYOSTORM_TRACES__ENABLED: there is no `traces`) as one per
-    input beneath it, so each is named, shown and matched on its own."""
-    for err in errors:
-        path = tuple(str(p) for p in err["loc"] if not isinstance(p, int))
-        below = sorted(p for p in origins if len(p) > len(path) and p[:len(path)] == path)
-        if err["type"] == "extra_forbidden" and path not in origins and below:
-            yield from ({**err, "loc": p} for p in below)
-        else:
-            yield err
-
-
-def _explain(err: Mapping[str, Any], data: Mapping[str, Any], origins: Mapping[Path_, Origin]) -> Problem:
-    loc = tuple(str(p) for p in err["loc"] if not isinstance(p, int))
-    # pydantic reports union/tagged branches in loc (e.g. 'int', 'function-after[...]'): drop them.
-    path = tuple(p for p in loc if p.isidentifier() or ("-" in p and not p.startswith("function")))
-    origin = origin_of(path, origins)
-    raw = _lookup(data, path)
-    if origin is DEFAULT:
-        # A whole-model check (e.g. batch_size > max_queue_size): name the inputs beneath it.
-        below = sorted({o.describe() for p, o in origins.items() if p[: len(path)] == path})
-        name = ", ".join(below) or PREFIX + DELIMITER.join(p.upper() for p in path)
-    else:
-        name = origin.describe()
-    secret = is_secret_path(path) or is_secret_name(origin.name)
-    if isinstance(raw, Mapping):
-        shown = None  # a group of values; each is named above and may hold a secret
-    else:
-        # Problem makes it printable: URL secrets masked, control characters escaped, shortened.
-        plain = raw if isinstance(raw, str) else str(raw).lower() if isinstance(raw, bool) else repr(raw)
-        shown = None if raw is _MISSING else (_masked(raw, path) if secret else plain)
-    kind = err["type"]
-    ctx = err.get("ctx") or {}
-    if kind == "extra_forbidden":
-        return unknown_setting(name, origin, shown)
-    if kind == "enum":
-        return Problem(name, shown, "not an allowed value", f"allowed: {ctx.get('expected', '')}".replace("'", ""))
-    message = str(err["msg"])
-    if secret:
-        message = _scrub(message.split(", input_value=", maxsplit=1)[0], raw)
-    message = message.removeprefix("Value error, ")
-    hint = ""
-    if kind in ("greater_than", "greater_than_equal", "less_than_equal", "less_than"):
-        hint = _bounds_hint(kind, ctx)
-    elif kind in ("bool_parsing", "bool_type"):
-        hint = "allowed: true, false"
-    elif kind in ("int_parsing", "float_parsing", "int_from_float"):
-        hint = _number_hint(path[-1] if path else "")
-    return Problem(name, shown, message, hint)
-
-
-def _scrub(message: str, raw: Any) -> str:
-    """A validator's message may quote a piece of a secret input (`got 'Bearer ...'`): mask every piece
-    that could be a value; header names stay readable."""
-    if not isinstance(raw, str):
-        return message
-    from cryostorm_run.common.shown import mask_pair_values
-
-    return mask_pair_values(message, raw)
-
-
-def _masked(raw: Any, path: Path_) -> str:
-    """A secret input as shown: a header list keeps its names (`api-key=****,****`), anything else is ****."""
-    if isinstance(raw, str) and "headers" in path and "=" in raw:
-        from cryostorm_run.common.shown import mask_pairs
-
-        return mask_pairs(raw)
-    return mask(raw)
-
-
-def _number_hint(name: str) -> str:
-    if name == "sample_rate":
-        return "use a ratio from 0 to 1, e.g. 0.25 to keep a quarter of the traces"
-    if name == "port":
-        return "use a port number, e.g. 4317"
-    if name.endswith("_millis"):
-        return "use a plain number of milliseconds, e.g. 5000"
-    return "use a plain number, e.g. 512"
-
-
-def _bounds_hint(kind: str, ctx: Mapping[str, Any]) -> str:
-    words = {"greater_than": "> ", "greater_than_equal": ">= ", "less_than": "< ", "less_than_equal": "<= "}
-    bound = ctx.get("gt", ctx.get("ge", ctx.get("lt", ctx.get("le"))))
-    return f"allowed: {words[kind]}{bound}"
-
-
-_MISSING = object()
-
-
-def _lookup(data: Any, path: Path_) -> Any:
-    node = data
-    for part in path:
-        if not isinstance(node, Mapping) or part not in node:
-            return _MISSING
-        node = node[part]
-    return node
