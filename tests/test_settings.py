@@ -684,3 +684,31 @@ def test_a_variable_that_cannot_be_read_hides_no_other_problem(tmp_path: Path, b
     assert "CRYOSTORM_TRACING__SAMPLE_RATE" in found and f"CRYOSTORM_OTLP__TIMEOUT_MILLIS in {path}" in found
     # what could be read is still used: a valid configuration otherwise loads as before
     assert load_settings({"CRYOSTORM_TRACING__SAMPLE_RATE": "0.5"}).settings.tracing.sample_rate == 0.5
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        # the value as the user wrote it, and which item of a list is not allowed (was "['tracecontext', 'foo']")
+        ({"OTEL_PROPAGATORS": "tracecontext,foo"}, ("OTEL_PROPAGATORS", "tracecontext,foo",
+                                                    "not an allowed value: 'foo'",
+                                                    "allowed: tracecontext, baggage, b3, b3multi or jaeger")),
+        # a converted value is said as read (was shown as '-1000', a value nobody wrote)
+        ({"OTEL_EXPORTER_OTLP_TIMEOUT": "-1"}, ("OTEL_EXPORTER_OTLP_TIMEOUT", "-1",
+                                                "Input should be greater than 0 (read as -1000)", "allowed: > 0")),
+        ({"OTEL_RESOURCE_ATTRIBUTES": "team=a,deployment.environment.name=prod"},
+         ("OTEL_RESOURCE_ATTRIBUTES", "team=a,deployment.environment.name=prod", "not an allowed value: 'prod'",
+          "allowed: development, staging or production")),
+        # a check over a group with one input beneath it shows that input (was no value)
+        ({"CRYOSTORM_COLLECTOR__HOST": "http://x"}, ("CRYOSTORM_COLLECTOR__HOST", "http://x",
+                                                     "invalid host 'http://x': use a host name or IP address, "
+                                                     "without scheme or port", "")),
+        # a group given one value: which settings it holds, no model class name (was "instance of TracingConfig")
+        ({"CRYOSTORM_TRACING": "1"}, ("CRYOSTORM_TRACING", "1", "tracing is a group of settings, not one value",
+                                      "set the ones you mean: tracing.enabled, tracing.exporter_type, "
+                                      "tracing.collector, ...")),
+    ],
+)
+def test_a_problem_shows_the_value_as_written_and_names_what_is_wrong(environ: dict[str, str],
+                                                                       expected: tuple[str, str, str, str]) -> None:
+    assert problems(environ) == [expected]
