@@ -3,6 +3,7 @@ flush runs still ends it by SIGTERM, and neither costs the telemetry already mad
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -105,3 +106,36 @@ def test_a_pool_used_as_a_context_manager_delivers_every_workers_spans(otlp_rece
     spans = otlp_receiver.wait_for_spans(20, timeout=30)
     assert sorted(s.name for s in spans) == sorted(f"task-{i}" for i in range(20)), under.stderr
     assert "not delivered" not in under.stderr and "not fully flushed" not in under.stderr, under.stderr
+
+
+SLEEPING = """
+import time
+from opentelemetry import trace
+tracer = trace.get_tracer("t")
+for i in range(50):
+    with tracer.start_as_current_span(f"span-{i}"):
+        pass
+print("ready", flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGHUP, signal.SIGQUIT, signal.SIGTERM])
+def test_a_terminating_signal_with_the_default_action_flushes_then_ends_the_program_by_it(
+        otlp_receiver: Receiver, tmp_path: Path, signum: int) -> None:
+    # SIGHUP: the terminal or SSH session closed; SIGQUIT: Ctrl-\\. Their default action ends the process
+    # without atexit: the 50 queued spans were lost without a word (SIGTERM was already flushed).
+    env = {**otlp(otlp_receiver, "hangup"), "CRYOSTORM_LOGGING__ENABLED": "false",
+           "CRYOSTORM_TRACING__EXPORT_CONFIG__SCHEDULE_DELAY_MILLIS": "60000"}  # only a flush sends them
+    proc = subprocess.Popen([CRYOSTORM_RUN, "--quiet", "--", sys.executable, "-c", SLEEPING], env=child_env(env),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)  # a core file
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+        proc.send_signal(signum)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == -signum, err
+    assert len(otlp_receiver.wait_for_spans(50, timeout=20)) == 50, err

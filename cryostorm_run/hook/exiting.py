@@ -80,7 +80,7 @@ def register_exit(providers: Any) -> None:
     FINDER.install()
     FINDER.when_imported("multiprocessing.util", flush_in_multiprocessing_children)
     FINDER.when_imported("celery.signals", flush_in_celery_pool_children)
-    _flush_on_sigterm(at_exit, flush_at_exit)
+    _flush_on_terminating_signals(at_exit, flush_at_exit)
     _flush_before_a_reraised_signal(flush_at_exit)
     _flush_before_os_exit(flush_at_exit)
 
@@ -112,13 +112,14 @@ def _flush_and_report(providers: Any) -> None:
              f"delivered; exporters still busy ({targets or 'none'}); exiting anyway")
 
 
-def _flush_on_sigterm(at_exit: Any, flush_at_exit: Any) -> None:
-    """A program killed by SIGTERM with the default action never runs atexit. When the program has no
-    handler of its own, flush first, then die by the same signal (exit status 128+15)."""
-    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL or not _in_main_thread():
+def _flush_on_terminating_signals(at_exit: Any, flush_at_exit: Any) -> None:
+    """A program killed by SIGTERM, SIGHUP (its terminal closed) or SIGQUIT with the default action never runs
+    atexit. For each the program has no handler of its own for: flush first, then die by the same signal
+    (the same exit status, and SIGQUIT's core dump). `signal.getsignal` shows this handler for them."""
+    if not _in_main_thread():
         return
 
-    def on_sigterm(signum: int, frame: Any) -> None:
+    def on_signal(signum: int, frame: Any) -> None:
         if _EXITING["pid"] == os.getpid():
             # It interrupted the exit work (a pool terminating workers that are already leaving): dying
             # now would lose what is queued without a word, and waiting here for the export thread could
@@ -130,7 +131,10 @@ def _flush_on_sigterm(at_exit: Any, flush_at_exit: Any) -> None:
         signal.signal(signum, signal.SIG_DFL)
         os.kill(os.getpid(), signum)
 
-    signal.signal(signal.SIGTERM, on_sigterm)
+    for name in ("SIGTERM", "SIGHUP", "SIGQUIT"):
+        signum = getattr(signal, name, None)
+        if signum is not None and signal.getsignal(signum) is signal.SIG_DFL:
+            signal.signal(signum, on_signal)
 
 
 def _flush_before_os_exit(flush_at_exit: Any) -> None:
@@ -212,7 +216,7 @@ def _before_interpreter_shutdown(providers: Any) -> None:
         import contextlib
 
         def build() -> None:
-            _EXITING["pid"] = os.getpid()  # a SIGTERM now waits for the exit flush (see on_sigterm)
+            _EXITING["pid"] = os.getpid()  # a SIGTERM now waits for the exit flush (see on_signal)
             try:
                 build_exporters_before_exit(providers)
             finally:

@@ -304,11 +304,28 @@ def _on_fastapi(distro: Any, ep: Any | None, warn: Callable[[str], None], module
         warn(f"pid={os.getpid()} instrumented fastapi (FastAPI's native telemetry, {spans})")
 
 
+def _misspelt_disabled(disabled: set[str], installed: set[str], warn: Callable[[str], None]) -> None:
+    """A name in OTEL_PYTHON_DISABLED_INSTRUMENTATIONS close to an installed instrumentation's but not one (the
+    instrumentation stays on): said, with the name it was probably meant to be. Others (not installed here:
+    a variable shared by several services) are not."""
+    unknown = sorted(disabled - installed)
+    if not unknown:
+        return
+    import difflib
+
+    for name in unknown:
+        close = difflib.get_close_matches(name, sorted(installed), n=1, cutoff=0.75)
+        if close:
+            warn(f"OTEL_PYTHON_DISABLED_INSTRUMENTATIONS names {name!r}, which is no installed instrumentation, "
+                 f"so {close[0]!r} stays instrumented: did you mean {close[0]!r}?")
+
+
 def instrument(distro: Any, entry_points: Sequence[Any], warn: Callable[[str], None]) -> None:
     """Activate each instrumentor now or when its library is imported."""
     from cryostorm_run.hook.fastapi_native import NATIVE_MODES, mode
 
     disabled = {n.strip() for n in os.environ.get("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", "").split(",") if n.strip()}
+    _misspelt_disabled(disabled, {ep.name for ep in entry_points}, warn)
     FINDER.install()
     native = mode() in NATIVE_MODES and "fastapi" not in disabled
     if native and _installed("fastapi"):
