@@ -712,3 +712,8 @@ def test_a_variable_that_cannot_be_read_hides_no_other_problem(tmp_path: Path, b
 def test_a_problem_shows_the_value_as_written_and_names_what_is_wrong(environ: dict[str, str],
                                                                        expected: tuple[str, str, str, str]) -> None:
     assert problems(environ) == [expected]
+
+
+@pytest.mark.parametrize("name", ["CRYOSTORM_SERVICE__NAME", "CRYOSTORM_SERVICE__VERSION"])
+def test_a_blank_service_name_or_version_is_refused(name: str) -> None:
+    assert problems({name: "   "}) == [(name, "   ", "must not be blank: use a name, e.g. checkout", "")]

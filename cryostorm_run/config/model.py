@@ -98,6 +98,13 @@ class ServiceInfo(BaseConfig):
         default_factory=dict, description="Extra resource attributes, `k=v,k2=v2` or JSON"
     )
 
+    @field_validator("name", "version")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():  # `CRYOSTORM_SERVICE__NAME="  "`: every span of the service under a blank name
+            raise ValueError("must not be blank: use a name, e.g. checkout")
+        return value
+
 
 def parse_collector_url(value: str) -> dict[str, Any]:
     """`https://collector:4318/otlp` → the CollectorEndpoint fields; ValueError says what is wrong."""
