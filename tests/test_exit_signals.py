@@ -139,3 +139,31 @@ def test_a_terminating_signal_with_the_default_action_flushes_then_ends_the_prog
             proc.communicate()
     assert proc.returncode == -signum, err
     assert len(otlp_receiver.wait_for_spans(50, timeout=20)) == 50, err
+
+
+FORKED_WORKER = """
+import os
+from opentelemetry import trace
+tracer = trace.get_tracer("w")
+pid = os.fork()
+if pid == 0:
+    for i in range(5):
+        with tracer.start_as_current_span("in-the-worker"):
+            pass
+    os._exit(0)
+os.waitpid(pid, 0)
+print(pid, flush=True)
+"""
+
+
+def test_a_loss_line_of_another_process_than_the_program_names_its_pid() -> None:
+    # A server's workers print the same lines at once: each says whose it is; the program's own stay as they are.
+    env = {"CRYOSTORM_EXPORTER_TYPE": "otlp", "CRYOSTORM_COLLECTOR": "http://127.0.0.1:9",  # refused
+           "CRYOSTORM_SERVICE__NAME": "whose", "CRYOSTORM_SERVICE__ENVIRONMENT": "production",
+           "CRYOSTORM_METRICS__ENABLED": "false", "CRYOSTORM_LOGGING__ENABLED": "false",
+           "CRYOSTORM_SHUTDOWN_TIMEOUT_MILLIS": "500"}
+    result = run(FORKED_WORKER, env)
+    assert result.returncode == 0, result.stderr
+    worker = int(result.stdout)
+    lost = [line for line in result.stderr.splitlines() if "not delivered" in line or "not fully flushed" in line]
+    assert lost and all(line.endswith(f" (pid {worker})") for line in lost), result.stderr

@@ -93,23 +93,29 @@ def _flush_and_report(providers: Any) -> None:
     timeout = providers.runtime.shutdown_timeout_ms / 1000
     flushed = shutdown(providers)
     report = loss_report()
+    said = _whose()
     for kind, counts in sorted(report.items()):
         if counts["dropped"]:
             warn(f"{counts['dropped']} {kind} dropped because the export queue was full or the collector was "
-                 "not keeping up "
-                 "(raise export_config.max_queue_size, or reduce volume)")
+                 f"not keeping up (raise export_config.max_queue_size, or reduce volume){said}")
         if counts["failed"]:
-            warn(f"{counts['failed']} {kind} not delivered: the exporter gave up on them (see the errors above)")
+            warn(f"{counts['failed']} {kind} not delivered: the exporter gave up on them (see the errors above){said}")
     otlp = sys.modules.get("cryostorm_run.export.otlp")  # not loaded: nothing was sent over OTLP
     for kind, count in sorted(getattr(otlp, "REJECTED", {}).items()):
-        warn(f"the collector rejected {count} {kind} items in total (partial success; see above)")
+        warn(f"the collector rejected {count} {kind} items in total (partial success; see above){said}")
     if not flushed:
         targets = ", ".join(f"{k}: {v}" for k, v in providers.exporters.items() if v.startswith("otlp"))
         lost = ", ".join(f"{c['queued'] + c['in_flight']} {kind}" for kind, c in sorted(report.items())
                          if c["queued"] + c["in_flight"]) or (
             f"the last {providers.stopping} export" if providers.stopping else "an export in flight")
         warn(f"telemetry not fully flushed within {timeout:g} s (shutdown_timeout_millis): {lost} not "
-             f"delivered; exporters still busy ({targets or 'none'}); exiting anyway")
+             f"delivered; exporters still busy ({targets or 'none'}); exiting anyway{said}")
+
+
+def _whose() -> str:
+    """` (pid N)` for a line of a process other than the one cryostorm-run started (a server's worker, a
+    child): several print the same lines at once; the start-up line names each by pid too."""
+    return "" if os.environ.get("_CRYOSTORM_LAUNCHER_PID") == str(os.getpid()) else f" (pid {os.getpid()})"
 
 
 def _flush_on_terminating_signals(at_exit: Any, flush_at_exit: Any) -> None:
@@ -193,7 +199,7 @@ def _report_while_running(providers: Any) -> None:
     """Losses are told while the program runs (a server may never exit), and counted as metrics."""
     from cryostorm_run.export import batch
 
-    batch.REPORTERS.append(warn)
+    batch.REPORTERS.append(lambda line: warn(line + _whose()))
     if providers.runtime.metrics.enabled:
         def own_metrics() -> None:
             from cryostorm_run.export.selfmetrics import register
