@@ -135,3 +135,17 @@ def test_python_dash_e_is_warned_before_exec_and_doctor_names_it() -> None:
     doctor = run_launcher(["doctor", "--", PYTHON, "-I", "app.py"])
     assert doctor.returncode == 1, doctor.stderr
     assert "with -I it never imports the hook" in doctor.stderr
+
+
+def test_a_directory_says_so_and_a_script_with_a_missing_interpreter_names_it(tmp_path: Path) -> None:
+    from conftest import run_launcher
+
+    result = run_launcher(["--quiet", "--", str(tmp_path)])
+    assert (result.returncode, result.stderr) == (126, f"cryostorm-run: {tmp_path}: is a directory, not a program\n")
+    script = tmp_path / "tool"
+    script.write_text("#!/no/such/interpreter -u\nprint(1)\n")
+    script.chmod(0o755)
+    result = run_launcher(["--quiet", "--", str(script)])
+    assert result.returncode == 127, result.stderr  # as a shell says for it
+    assert result.stderr == (f"cryostorm-run: {script}: cannot execute: No such file or directory (its #! line "
+                             "names /no/such/interpreter, which does not exist)\n")

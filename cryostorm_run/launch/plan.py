@@ -165,8 +165,11 @@ def resolve_command(command: str, search_path: str | None) -> str:
     if os.sep in command or (os.altsep and os.altsep in command):
         if not os.path.exists(command):
             raise LaunchError(f"{command}: no such file", EXIT_NOT_FOUND)
-        if os.path.isdir(command) or not os.access(command, os.X_OK):
-            raise LaunchError(f"{command}: permission denied (not an executable file)", EXIT_NOT_EXECUTABLE)
+        if os.path.isdir(command):
+            raise LaunchError(f"{command}: is a directory, not a program", EXIT_NOT_EXECUTABLE)
+        if not os.access(command, os.X_OK):
+            raise LaunchError(f"{command}: permission denied (not an executable file; chmod +x it, or run it "
+                              "with its interpreter: -- python script.py)", EXIT_NOT_EXECUTABLE)
         return command
     found = _which(command, search_path if search_path is not None else os.defpath)
     if found is not None:
@@ -245,4 +248,18 @@ def exec_plan(plan: LaunchPlan) -> NoReturn:
     try:
         os.execve(plan.executable, list(plan.argv), dict(plan.env))
     except OSError as exc:
-        raise LaunchError(f"{plan.argv[0]}: cannot execute: {exc.strerror}", EXIT_NOT_EXECUTABLE) from None
+        raise LaunchError(f"{plan.argv[0]}: cannot execute: {exc.strerror}{_interpreter_missing(plan.executable)}",
+                          EXIT_NOT_EXECUTABLE if exc.errno != 2 else EXIT_NOT_FOUND) from None
+
+
+def _interpreter_missing(executable: str) -> str:
+    """For a script whose `#!` interpreter does not exist (execve says only "No such file or directory"): which."""
+    try:
+        with open(executable, "rb") as script:
+            first = script.readline(256)
+    except OSError:
+        return ""
+    if not first.startswith(b"#!"):
+        return ""
+    interpreter = first[2:].strip().split(b" ")[0].decode("utf-8", "replace")
+    return "" if os.path.exists(interpreter) else f" (its #! line names {interpreter}, which does not exist)"
