@@ -224,3 +224,17 @@ def test_leaf_names_reach_into_optional_nested_models() -> None:
     assert {"CRYOSTORM_SERVICE__NAME", "CRYOSTORM_COLLECTOR__PORT"} <= names
     # `tracing.collector` is `CollectorEndpoint | None`: its fields are names too
     assert {"CRYOSTORM_TRACING__COLLECTOR", "CRYOSTORM_TRACING__COLLECTOR__PORT"} <= names
+
+
+def test_signals_left_to_the_console_default_beside_otlp_are_told() -> None:
+    # opentelemetry-instrument's way: only OTEL_TRACES_EXPORTER=otlp set; with the distro, metrics and logs went
+    # over OTLP too, here they would be written on the program's stderr without a word
+    env = {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4317",
+           "OTEL_SERVICE_NAME": "checkout"}
+    assert warnings_for(env) == [
+        "metrics and logs go to the default exporter, console (written on the program's stderr), while traces go "
+        "over OTLP: set OTEL_METRICS_EXPORTER=otlp and OTEL_LOGS_EXPORTER=otlp to send them there too (or "
+        "CRYOSTORM_EXPORTER_TYPE=otlp for every signal), or =none to turn them off"]
+    # chosen for each signal: nothing to say
+    assert warnings_for({**env, "OTEL_METRICS_EXPORTER": "console", "OTEL_LOGS_EXPORTER": "none"}) == []
+    assert warnings_for({**env, "CRYOSTORM_EXPORTER_TYPE": "console"}) == []

@@ -190,6 +190,25 @@ def _endpoint_unused(ctx: _Context) -> Iterator[Advice]:
                      f"OTLP ({kinds}): set {fix} to send telemetry there")
 
 
+def _console_beside_otlp(ctx: _Context) -> Iterator[Advice]:
+    """Some signals chosen to go over OTLP (OTEL_TRACES_EXPORTER=otlp, as for opentelemetry-instrument), the
+    others left to the default, console: their telemetry is written on the program's stderr, where the
+    opentelemetry-distro would have sent it over OTLP too."""
+    s = ctx.settings
+    if ctx.origin(("exporter_type",)) is not DEFAULT:
+        return
+    chosen = [sig for sig in SIGNALS if effective_exporter(s, sig) is ExporterType.OTLP]
+    left = [sig for sig in SIGNALS if ctx.origin((sig, "exporter_type")) is DEFAULT and getattr(s, sig).enabled
+            and effective_exporter(s, sig) is ExporterType.CONSOLE]
+    if chosen and left:
+        fix = " and ".join(f"OTEL_{SIGNALS[sig][0]}_EXPORTER=otlp" for sig in left)
+        yield Advice("console-beside-otlp",
+                     f"{' and '.join(_signal_word(sig) for sig in left)} go to the default exporter, console (written "
+                     f"on the program's stderr), while {' and '.join(_signal_word(sig) for sig in chosen)} go over "
+                     f"OTLP: set {fix} to send them there too (or CRYOSTORM_EXPORTER_TYPE=otlp for every signal), "
+                     "or =none to turn them off")
+
+
 def _headers_on_command_line(ctx: _Context) -> Iterator[Advice]:
     flags = sorted({o.describe() for p, o in ctx.origins.items() if p[:2] == ("otlp", "headers") and o.kind == "flag"})
     if flags:
@@ -241,6 +260,7 @@ CHECKS: dict[str, Callable[[_Context], Iterator[Advice]]] = {
     "path": _path_problems,
     "timeout-looks-like-millis": _timeout_in_millis,
     "endpoint-without-otlp": _endpoint_unused,
+    "console-beside-otlp": _console_beside_otlp,
     "headers-on-command-line": _headers_on_command_line,
     "ca-bundle-overrides-certificate": _ca_bundle_overrides,
     "sample-rate-unused": _sample_rate_unused,
