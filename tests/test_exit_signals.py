@@ -127,8 +127,15 @@ def test_a_terminating_signal_with_the_default_action_flushes_then_ends_the_prog
     # without atexit: the 50 queued spans were lost without a word (SIGTERM was already flushed).
     env = {**otlp(otlp_receiver, "hangup"), "CRYOSTORM_LOGGING__ENABLED": "false",
            "CRYOSTORM_TRACING__EXPORT_CONFIG__SCHEDULE_DELAY_MILLIS": "60000"}  # only a flush sends them
-    proc = subprocess.Popen([CRYOSTORM_RUN, "--quiet", "--", sys.executable, "-c", SLEEPING], env=child_env(env),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)  # a core file
+    # Started as from a terminal, with the signal's default action: a test run in the background of a
+    # non-interactive shell or under nohup has SIGQUIT / SIGHUP ignored, which its children inherit (and a
+    # program started so rightly keeps them ignored). The child inherits the disposition at the fork.
+    inherited = signal.signal(signum, signal.SIG_DFL)
+    try:
+        proc = subprocess.Popen([CRYOSTORM_RUN, "--quiet", "--", sys.executable, "-c", SLEEPING], env=child_env(env),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)  # a core file
+    finally:
+        signal.signal(signum, inherited)
     try:
         assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
         proc.send_signal(signum)

@@ -33,7 +33,7 @@ PAYLOADS = ["'", '"', "$", "${HOME}", "${X:-y}", "$HOME", "$(touch pwned)", "`to
             "🙂", "\U0010fffd", "#", " # not a comment", "=", " ", "&&", "|", "!", "*", "%s", "é"]
 CHARS = st.characters(exclude_categories=("Cs",), exclude_characters="\x00")  # env values hold no NUL
 HOSTILE = st.lists(st.sampled_from(PAYLOADS) | st.text(CHARS, min_size=1, max_size=4), min_size=1, max_size=8
-                   ).map("".join).filter(lambda v: len(v) <= 255)  # service.name: 1-255 characters
+                   ).map("".join).filter(lambda v: len(v) <= 255 and v.strip())  # service.name: 1-255, not blank
 EXAMPLES = settings(max_examples=examples(80), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 

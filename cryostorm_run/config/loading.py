@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from cryostorm_run.config.advice import Advice, advise
 from cryostorm_run.config.configfile import read_config_file
+from cryostorm_run.config.envfile import read_env_file
 from cryostorm_run.config.errors import ConfigError
 from cryostorm_run.config.explain import explain_errors
 from cryostorm_run.config.model import TelemetryModel, redact_userinfo
@@ -28,7 +29,6 @@ from cryostorm_run.config.sources import (
     environ_entries,
     merge,
     origin_of,
-    read_env_file,
 )
 
 
@@ -141,7 +141,7 @@ def _env_file_values(env_file: Path | None) -> list[tuple[str, Mapping[str, str]
         return []
     from dotenv import dotenv_values
 
-    from cryostorm_run.config.sources import unparsable_lines
+    from cryostorm_run.config.envfile import unparsable_lines
 
     try:
         if unparsable_lines(env_file):  # reported already (and python-dotenv would log each line again)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from cryostorm_run.config.inventory import INVENTORY, refused
@@ -315,57 +314,12 @@ def read_otel(environ: Mapping[str, str], origin_kind: str = "otel_env", file: s
     return entries
 
 
-def _otel_then_cryostorm(values: Mapping[str, str], origin_kind: str, file: str | None = None) -> list[Entry]:
+def otel_then_cryostorm(values: Mapping[str, str], origin_kind: str, file: str | None = None) -> list[Entry]:
     try:
         otel = read_otel(values, origin_kind.replace("cryostorm_env", "otel_env"), file)
     except SourceError as exc:
         raise SourceError(exc.problems, exc.entries + read_cryostorm(values, origin_kind, file)) from None
     return otel + read_cryostorm(values, origin_kind, file)
-
-
-def read_env_file(path: Path) -> list[Entry]:
-    """Entries from a dotenv file: its CRYOSTORM_* lines outrank its OTEL_* lines."""
-    from dotenv import dotenv_values
-
-    try:
-        found = path.is_file()
-    except OSError as exc:  # e.g. a name over 255 characters (ENAMETOOLONG)
-        raise SourceError([Problem("--env-file", str(path), f"cannot use this path: {exc.strerror}")]) from None
-    if not found:
-        raise SourceError([Problem("--env-file", str(path), _not_a_file(path), "check the path")])
-    try:
-        unreadable = unparsable_lines(path)
-        if unreadable:  # python-dotenv would skip such a line with a log message: a setting silently lost
-            raise SourceError([Problem(f"--env-file {path} line {line}", shown, "not a NAME=value line",
-                                       "quote a value with spaces, quotes or # in it (NAME=\"a b\"), or remove "
-                                       "the line") for line, shown in unreadable])
-        values = {k: v or "" for k, v in dotenv_values(path).items()}
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SourceError([Problem("--env-file", str(path), f"cannot read: {exc}")]) from None
-    return _otel_then_cryostorm(values, "env_file", str(path))
-
-
-def _not_a_file(path: Path) -> str:
-    """Why `path`, not a regular file, cannot be read as one: missing, a directory, or something else."""
-    if path.is_dir():
-        return "is a directory, not a file"
-    return "not a regular file (a device or a pipe): write the settings to a file" if path.exists() else "no such file"
-
-
-def unparsable_lines(path: Path) -> list[tuple[int, str | None]]:
-    """The lines python-dotenv cannot read, each with what may be shown of it: the name before `=` (the value
-    may be a secret), or nothing."""
-    from dotenv.parser import parse_stream
-
-    bad = []
-    with open(path, encoding="utf-8") as stream:
-        for binding in parse_stream(stream):
-            if binding.error:
-                name, sep, _ = binding.original.string.strip().partition("=")
-                name = name.removeprefix("export ").strip()
-                shown = f"{name}=…" if sep and name.isidentifier() else None
-                bad.append((binding.original.line, shown))
-    return bad
 
 
 # -- merging -----------------------------------------------------------------------------------
@@ -424,4 +378,4 @@ def origin_of(path: Path_, origins: Mapping[Path_, Origin]) -> Origin:
 
 def environ_entries(environ: Mapping[str, str]) -> list[Entry]:
     """Environment entries, lowest precedence first: OTEL_* then CRYOSTORM_*."""
-    return _otel_then_cryostorm(environ, "cryostorm_env")
+    return otel_then_cryostorm(environ, "cryostorm_env")

@@ -147,7 +147,7 @@ def _step_aside(logger: logging.Logger, handler: logging.Handler) -> None:
     _TOLD.append(logger.name)
     cls = type(handler)
     where = "the root logger" if logger.parent is None else f"logger {logger.name!r}"
-    from cryostorm_run.hook.bootstrap import warn  # here: only a program with its own handler needs it
+    from cryostorm_run.hook.say import warn  # here: only a program with its own handler needs it
 
     warn(f"the program attached its own OpenTelemetry logging handler ({cls.__module__}.{cls.__qualname__}) to "
          f"{where}: it exports the records it gets, so cryostorm's log bridge steps aside for them (each "

@@ -10,6 +10,8 @@ import os
 import sys
 import time
 
+from cryostorm_run.hook.say import warn
+
 TYPE_CHECKING = False  # not typing's: the hook keeps typing out of every process
 if TYPE_CHECKING:
     from typing import Any
@@ -33,18 +35,6 @@ def helper_role(argv: list[str]) -> tuple[str | None, bool]:
         if code.startswith(f"from {module} import main"):
             return module, module == FORKSERVER
     return None, True
-
-
-def warn(message: str) -> None:
-    from cryostorm_run.common.shown import scrubbed
-
-    try:
-        # Messages quote settings and errors (an exporter's error may quote a header it refused): header
-        # values and URL secrets masked, control characters escaped.
-        sys.stderr.write(f"cryostorm: {scrubbed(message)}\n")
-        sys.stderr.flush()
-    except (OSError, ValueError, AttributeError):
-        pass  # no usable stderr (closed, or pythonw): nothing better to do
 
 
 def _without(path_list: str, entry: str) -> str:

@@ -3,7 +3,7 @@ signal, `os._exit`, multiprocessing and celery pool children), the exporters bui
 shuts down, a SIGTERM that comes during that work, and an exit by Ctrl-C that stays one.
 
 Part of the hook (imported by `bootstrap` once telemetry is configured); every line it prints goes
-through `bootstrap.warn`.
+through `hook.say.warn`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import os
 import signal
 import sys
 
-from cryostorm_run.hook.bootstrap import warn
+from cryostorm_run.hook.say import warn
 
 TYPE_CHECKING = False  # not typing's: the hook keeps typing out of every process
 if TYPE_CHECKING:

@@ -1,0 +1,18 @@
+"""How the hook speaks: one `cryostorm:` line on the program's stderr (header values and URL secrets masked,
+control characters escaped). Its own module, so that any part of the hook or the export path can say something
+without importing `bootstrap`."""
+
+from __future__ import annotations
+
+import sys
+
+
+def warn(message: str) -> None:
+    from cryostorm_run.common.shown import scrubbed
+
+    try:
+        # Messages quote settings and errors (an exporter's error may quote a header it refused).
+        sys.stderr.write(f"cryostorm: {scrubbed(message)}\n")
+        sys.stderr.flush()
+    except (OSError, ValueError, AttributeError):
+        pass  # no usable stderr (closed, or pythonw): nothing better to do
