@@ -29,6 +29,7 @@ from cryostorm_run.config.sources import (
     environ_entries,
     merge,
     origin_of,
+    otel_then_cryostorm,
 )
 
 
@@ -92,9 +93,12 @@ def load_settings(
             entries += read_config_file(config_dir)
         except SourceError as exc:
             problems += exc.problems
+    env_values: list[tuple[str, Mapping[str, str]]] = []  # the env file's variables as written (read once)
     if env_file is not None:
         try:
-            entries += read_env_file(env_file)
+            values = read_env_file(env_file)
+            env_values.append((str(env_file), values))
+            entries += otel_then_cryostorm(values, "env_file", str(env_file))  # its CRYOSTORM_* outrank its OTEL_*
         except SourceError as exc:
             problems += exc.problems
             entries += exc.entries
@@ -120,35 +124,18 @@ def load_settings(
     try:
         settings = TelemetryModel.model_validate(data)
     except ValidationError as exc:
-        written = {k: v for _, values in _env_file_values(env_file) for k, v in values.items()}
+        written = {k: v for _, values in env_values for k, v in values.items()}
         written.update(environ)  # each variable as the user wrote it, to show it so
         problems += explain_errors(exc.errors(include_url=False), data, origins, written)
     else:
-        raw = {k: v for _, values in _env_file_values(env_file) for k, v in values.items()}
+        raw = {k: v for _, values in env_values for k, v in values.items()}
         raw.update(environ)  # the OTEL_* values as written (the environment outranks the env file)
         problems += _missing_packages(settings, origins) + _otlp_conflicts(settings, origins, raw)
     if problems:
         raise ConfigError(_dedupe([_redacted(p) for p in problems]))
     warnings = [Advice("ineffective-with-config-file", note) for note in ineffective]
-    warnings += advise(settings, origins, environ, files=_env_file_values(env_file))
+    warnings += advise(settings, origins, environ, files=env_values)
     return Loaded(settings, origins, tuple(warnings), dropped, file_env)
-
-
-def _env_file_values(env_file: Path | None) -> list[tuple[str, Mapping[str, str]]]:
-    """The env file's variables, for the misspelt-name warning and the OTLP checks (none when it could
-    not be read: that is reported already)."""
-    if env_file is None:
-        return []
-    from dotenv import dotenv_values
-
-    from cryostorm_run.config.envfile import unparsable_lines
-
-    try:
-        if unparsable_lines(env_file):  # reported already (and python-dotenv would log each line again)
-            return []
-        return [(str(env_file), {k: v or "" for k, v in dotenv_values(env_file).items()})]
-    except (OSError, UnicodeDecodeError):
-        return []
 
 
 # Settings values that need an optional package: (module to find, pip requirement).
