@@ -158,7 +158,7 @@ def _validate(options: Mapping[str, Any], environ: Mapping[str, str]) -> Prepare
         overrides = overrides_from(options["flags"], options["set"])
         loaded = load(options["env_file"], overrides, otel_config=options["otel_config"])
     except ConfigError as error:
-        switch = _switched_off(environ, [str(item) for item in options["set"]])
+        switch = error.switched_off
         if switch is None or any(p.name == switch for p in error.problems):
             raise
         # The kill switch works whatever else is wrong: the program runs as it is, and the rest is told.
@@ -171,21 +171,6 @@ def _validate(options: Mapping[str, Any], environ: Mapping[str, str]) -> Prepare
         if set_here:
             os.environ.pop("PYDANTIC_DISABLE_PLUGINS", None)
     return prepare_loaded(loaded, environ)
-
-
-def _switched_off(environ: Mapping[str, str], assignments: Sequence[str]) -> str | None:
-    """The input that turns telemetry off (`--set enabled=false`, CRYOSTORM_ENABLED=false, OTEL_SDK_DISABLED=true),
-    as the user wrote it, or None."""
-    off = ("false", "0", "no", "off")
-    for item in assignments:
-        name, _, value = item.partition("=")
-        if name.strip().lower() == "enabled" and value.strip().lower() in off:
-            return "--set"
-    if environ.get("CRYOSTORM_ENABLED", "").strip().lower() in off:
-        return "CRYOSTORM_ENABLED"
-    if environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
-        return "OTEL_SDK_DISABLED"
-    return None
 
 
 def _problem(name: str, value: str | None, message: str, hint: str = "") -> Problem:

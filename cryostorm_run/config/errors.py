@@ -13,6 +13,9 @@ if TYPE_CHECKING:
 class ConfigError(Exception):
     """Invalid configuration: every problem at once, each naming the input as the user wrote it."""
 
-    def __init__(self, problems: Sequence[Problem]) -> None:
+    def __init__(self, problems: Sequence[Problem], switched_off: str | None = None) -> None:
         super().__init__("\n".join(f"{p.name}={p.value!r}: {p.message}" for p in problems))
         self.problems = list(problems)
+        # The input that turns telemetry off (CRYOSTORM_ENABLED=false, OTEL_SDK_DISABLED=true, ...), as the user
+        # wrote it, when it is valid itself: the `--` path then runs the program as it is.
+        self.switched_off = switched_off

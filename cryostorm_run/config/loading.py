@@ -132,10 +132,23 @@ def load_settings(
         raw.update(environ)  # the OTEL_* values as written (the environment outranks the env file)
         problems += _missing_packages(settings, origins) + _otlp_conflicts(settings, origins, raw)
     if problems:
-        raise ConfigError(_dedupe([_redacted(p) for p in problems]))
+        raise ConfigError(_dedupe([_redacted(p) for p in problems]), _switched_off(data, origins))
     warnings = [Advice("ineffective-with-config-file", note) for note in ineffective]
     warnings += advise(settings, origins, environ, files=env_values)
     return Loaded(settings, origins, tuple(warnings), dropped, file_env)
+
+
+def _switched_off(data: Mapping[str, Any], origins: Mapping[Path_, Origin]) -> str | None:
+    """The input that sets `enabled` to a valid false (from any source), as the user wrote it, or None."""
+    from pydantic import TypeAdapter
+
+    if "enabled" not in data:
+        return None
+    try:
+        on = TypeAdapter(bool).validate_python(data["enabled"])
+    except ValidationError:
+        return None
+    return None if on else origin_of(("enabled",), origins).describe()
 
 
 # Settings values that need an optional package: (module to find, pip requirement).
