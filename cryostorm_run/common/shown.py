@@ -84,38 +84,45 @@ def mask_values(text: str, values: Iterable[object]) -> str:
 
 def header_secrets(environ: Mapping[str, str]) -> list[str]:
     """Every header value set in `environ` (any variable whose name has HEADERS: `k=v,...` or a JSON object),
-    in each form a message may quote it: as set, percent-decoded, stripped, and as `repr` writes it (a
-    value with a newline is quoted `'Bearer x\\n'` by an exception's message)."""
+    in each form a message may quote it (see `_forms`)."""
     found: set[str] = set()
     for name, text in environ.items():
         if "HEADERS" not in name.upper() or not text.strip():
             continue
-        values: list[object] = []
-        if text.lstrip().startswith("{"):
-            import json
+        if not text.lstrip().startswith("{"):
+            found |= _pair_values(text)
+            continue
+        import json
 
-            try:
-                loaded = json.loads(text)
-            except ValueError:
-                loaded = None
-            values = list(loaded.values()) if isinstance(loaded, dict) else [text.strip()]
-        else:
-            for item in text.split(","):
-                _, sep, piece = item.partition("=")
-                values.append(piece if sep else item)
-        for value in values:
+        try:
+            loaded = json.loads(text)
+        except ValueError:
+            loaded = None
+        for value in loaded.values() if isinstance(loaded, dict) else [text]:
             if isinstance(value, str):
-                forms = {value, value.strip(), _decoded(value), _decoded(value).strip()}
-                found |= forms | {repr(form)[1:-1] for form in forms}
+                found |= _forms(value)
     return [value for value in found if value.strip()]
 
 
-def _decoded(text: str) -> str:
-    if "%" not in text:
-        return text
-    import urllib.parse
+def _pair_values(text: str) -> set[str]:
+    """Every piece of the `k=v,...` list `text` that could be a secret value (each value, each item without
+    `=`, the whole list), in each of its forms."""
+    pieces = _forms(text)
+    for item in text.split(","):
+        _, sep, value = item.partition("=")
+        pieces |= _forms(value if sep else item)
+    return pieces
 
-    return urllib.parse.unquote(text)
+
+def _forms(value: str) -> set[str]:
+    """`value` as set, stripped, percent-decoded, and as `repr` writes each (an exception's message quotes a
+    value with a line break as `'Bearer x\\n'`)."""
+    forms = {value, value.strip()}
+    if "%" in value:
+        import urllib.parse
+
+        forms |= {urllib.parse.unquote(value), urllib.parse.unquote(value).strip()}
+    return forms | {repr(form)[1:-1] for form in forms}
 
 
 def mask_pairs(text: str) -> str:
@@ -136,14 +143,7 @@ def mask_pairs(text: str) -> str:
 def mask_pair_values(message: str, text: str) -> str:
     """`message` with every piece of the `k=v,...` list `text` that could be a secret value masked (each value,
     each item without `=`, percent-decoded too); the names stay readable."""
-    import urllib.parse
-
-    pieces = {text.strip()}
-    for item in text.split(","):
-        _, sep, value = item.partition("=")
-        piece = (value if sep else item).strip()
-        pieces |= {piece, urllib.parse.unquote(piece)}
-    return mask_values(message, pieces)
+    return mask_values(message, _pair_values(text))
 
 
 def clean(text: str, limit: int = 2000) -> str:
