@@ -126,7 +126,8 @@ def test_a_terminating_signal_with_the_default_action_flushes_then_ends_the_prog
     # SIGHUP: the terminal or SSH session closed; SIGQUIT: Ctrl-\\. Their default action ends the process
     # without atexit: the 50 queued spans were lost without a word (SIGTERM was already flushed).
     env = {**otlp(otlp_receiver, "hangup"), "CRYOSTORM_LOGGING__ENABLED": "false",
-           "CRYOSTORM_TRACING__EXPORT_CONFIG__SCHEDULE_DELAY_MILLIS": "60000"}  # only a flush sends them
+           "CRYOSTORM_TRACING__EXPORT_CONFIG__SCHEDULE_DELAY_MILLIS": "60000",  # only a flush sends them
+           "PYTHONFAULTHANDLER": "1"}
     # Started as from a terminal, with the signal's default action: a test run in the background of a
     # non-interactive shell or under nohup has SIGQUIT / SIGHUP ignored, which its children inherit (and a
     # program started so rightly keeps them ignored). The child inherits the disposition at the fork.
@@ -140,6 +141,10 @@ def test_a_terminating_signal_with_the_default_action_flushes_then_ends_the_prog
         assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
         proc.send_signal(signum)
         _, err = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)  # faulthandler prints where every thread of the program stands
+        _, err = proc.communicate(timeout=30)
+        pytest.fail(f"still running 30 s after {signal.Signals(signum).name}; its threads:\n{err}")
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -174,3 +179,43 @@ def test_a_loss_line_of_another_process_than_the_program_names_its_pid() -> None
     worker = int(result.stdout)
     lost = [line for line in result.stderr.splitlines() if "not delivered" in line or "not fully flushed" in line]
     assert lost and all(line.endswith(f" (pid {worker})") for line in lost), result.stderr
+
+
+SIGWAITING = """
+import signal, threading
+from opentelemetry import trace
+tracer = trace.get_tracer("t")
+with tracer.start_as_current_span("before-the-wait"):  # cryostorm's export threads run from here on
+    pass
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # taken by the thread below, and only there
+taken = []
+waiter = threading.Thread(target=lambda: taken.append(signal.sigwait({signal.SIGTERM})))
+waiter.start()
+print("ready", flush=True)
+waiter.join()
+with tracer.start_as_current_span("after-the-wait"):
+    pass
+print("taken by the program's thread:", signal.Signals(taken[0]).name, flush=True)
+"""
+
+
+@pytest.mark.parametrize("attempt", range(3))
+def test_a_signal_the_program_waits_for_in_its_own_thread_is_never_taken_by_cryostorms(
+        otlp_receiver: Receiver, attempt: int) -> None:
+    # A process-directed signal goes to a thread that does not block it: cryostorm's export threads, started
+    # before the program blocked SIGTERM, took it; the program was flushed and killed by it mid-run (its
+    # graceful path never ran). Now every thread cryostorm starts blocks asynchronous signals.
+    env = {**otlp(otlp_receiver, "sigwait"), "CRYOSTORM_LOGGING__ENABLED": "false"}
+    proc = subprocess.Popen([CRYOSTORM_RUN, "--quiet", "--", sys.executable, "-c", SIGWAITING], env=child_env(env),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert (proc.returncode, out) == (0, "taken by the program's thread: SIGTERM\n"), err
+    spans = otlp_receiver.wait_for_spans(2, timeout=20)
+    assert sorted(s.name for s in spans) == ["after-the-wait", "before-the-wait"], err

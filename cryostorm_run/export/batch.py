@@ -29,6 +29,8 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from cryostorm_run.common.ownthreads import start
+
 # An exporter that does not say how long an answer may take (`answer_timeout_s`, the OTLP timeout):
 # an export still unanswered after this means the collector is stuck, not keeping up.
 ANSWER_TIMEOUT_S = 10.0
@@ -209,7 +211,7 @@ class BatchQueue:
             worker = threading.Thread(target=self._run, args=(first if n == 0 else (),),
                                       name=name if n == 0 else f"{name}-{n + 1}", daemon=True)
             try:
-                worker.start()
+                start(worker)  # leaving the program's signals to the program (common/ownthreads.py)
             except RuntimeError:  # interpreter shutting down: flush/shutdown drain inline
                 break
             workers.append(worker)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 import threading
 
+from cryostorm_run.common.ownthreads import start
 from cryostorm_run.common.runtime import Runtime, SignalRuntime
 
 TYPE_CHECKING = False  # not typing's: the hook keeps typing out of every process
@@ -248,7 +249,7 @@ def shutdown(p: Providers, timeout_s: float | None = None) -> bool:
 
     worker = threading.Thread(target=work, name="cryostorm-shutdown", daemon=True)
     try:
-        worker.start()
+        start(worker)
     except RuntimeError:  # Python 3.12 refuses new threads during interpreter shutdown (atexit)
         try:
             return _shutdown_inline(p, timeout)

@@ -153,9 +153,11 @@ def _lazy_metric_exporter(sig: SignalRuntime) -> Any:
 def _periodic(rt: Runtime, exporter: Any) -> Any:
     from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 
-    return _fork_safe(PeriodicExportingMetricReader(
+    from cryostorm_run.common.ownthreads import leaving_signals_to_the_program
+
+    return _fork_safe(leaving_signals_to_the_program(lambda: PeriodicExportingMetricReader(  # its thread
         exporter, export_interval_millis=rt.metric_interval_ms, export_timeout_millis=rt.metric_timeout_ms
-    ))
+    )))
 
 
 def _fork_safe(reader: Any) -> Any:

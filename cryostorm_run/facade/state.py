@@ -17,6 +17,7 @@ from opentelemetry.metrics import (
 from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import Tracer
 
+from cryostorm_run.common.ownthreads import start
 from cryostorm_run.export.providers import Providers, rt_level
 
 if TYPE_CHECKING:
@@ -118,7 +119,7 @@ def _state_for(providers: Providers, *, owned: bool) -> _State:
 def _bounded(work: Callable[[], None], timeout_s: float) -> bool:
     worker = threading.Thread(target=work, name="cryostorm-flush", daemon=True)
     try:
-        worker.start()
+        start(worker)
     except RuntimeError:
         # Python 3.12 refuses new threads during interpreter shutdown: this is the facade's exit
         # flush of the hook's providers, which the hook's own exit handler flushes (bounded) next.
