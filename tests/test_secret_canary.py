@@ -235,6 +235,24 @@ def test_credentials_in_accepted_urls_are_masked_in_the_table_and_print_env() ->
     assert code == 0 and f"https://user:{CANARY}@example.com/schema?token={CANARY}" in output
 
 
+@pytest.mark.parametrize("variable", ["CRYOSTORM_SERVICE__ADDITIONAL_ATTRIBUTES", "OTEL_RESOURCE_ATTRIBUTES"])
+def test_credentials_in_a_url_valued_resource_attribute_are_masked_in_every_format(variable: str) -> None:
+    # The table masked them; check-config --json printed the attribute as set, and print-env its percent-encoded
+    # form (OTEL_RESOURCE_ATTRIBUTES=vcs.repository.url.full=https%3A%2F%2Fbob%3A<token>%40...), in clear.
+    url = f"https://bob:{CANARY}@github.com/x?sig={CANARY}"
+    value = (f'{{"vcs.repository.url.full": "{url}"}}' if variable.startswith("CRYOSTORM")
+             else "vcs.repository.url.full=" + url.replace(":", "%3A").replace("/", "%2F").replace("@", "%40"))
+    env = {**otlp_env("http://collector:4318"), variable: value}
+    formats = [["print-env", "--format", fmt] for fmt in ("shell", "dotenv", "json", "docker", "k8s")]
+    for args in (["check-config"], ["check-config", "--json"], *formats):
+        code, output = invoke(args, env)
+        assert code == 0, output
+        assert args == ["check-config"] or "github.com" in output, output  # (the table folds long values)
+        assert_clean(output)
+    code, output = invoke(["print-env", "--show-secrets"], env)  # asked for: in clear
+    assert code == 0 and CANARY in output
+
+
 def test_a_refused_url_message_shows_the_masked_url() -> None:
     code, output = invoke(["check-config"], {"CRYOSTORM_COLLECTOR": f"http://me:{CANARY}@collector:4318/v1?token=t"})
     assert code == 2

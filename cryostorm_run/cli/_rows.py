@@ -60,12 +60,22 @@ def effective_rows(loaded: Any) -> list[dict[str, Any]]:
         data[signal]["collector"] = urls[(signal, "collector")]
     rows = []
     for path, raw in flatten(data):
-        shown = "****" if is_secret_path(path) and raw not in (None, "", {}) else raw
-        if isinstance(shown, str):
-            shown = mask_url(shown)  # user:password@ and ?token= of any URL-like value
+        shown = "****" if is_secret_path(path) and raw not in (None, "", {}) else _masked(raw, mask_url)
         source = _source(loaded, path) if path[-1] == "collector" else loaded.origin(path).describe()
         rows.append({"setting": ".".join(path), "value": shown, "source": source})
     return rows
+
+
+def _masked(value: Any, mask_url: Any) -> Any:
+    """`value` with user:password@ and ?token= of every URL-like string in it masked, in lists and mappings
+    too (resource attributes: `vcs.repository.url.full`)."""
+    if isinstance(value, str):
+        return mask_url(value)
+    if isinstance(value, list):
+        return [_masked(item, mask_url) for item in value]
+    if isinstance(value, dict):
+        return {key: _masked(item, mask_url) for key, item in value.items()}
+    return value
 
 
 def shown_value(value: Any) -> str:

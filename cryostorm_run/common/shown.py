@@ -28,6 +28,8 @@ _QUERY = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^?#\s]*\?)([^#\s'\"]*)")
 _FRAGMENT = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^#\s]*#)([^\s'\"]+)")
 # user:password@host written without a scheme (refused as a URL, but still a password)
 _BARE_USERINFO = re.compile(r"(?<![\w.+/:-])[^\s/?#@:'\"]+:[^\s/?#@'\"]*@(?=[\w\[])")
+# a percent-encoded scheme://... up to where a k=v list, a sentence or a quoted value goes on
+_ENCODED_URL = re.compile(r"(?i)\b[a-z][a-z0-9+.-]*%3A%2F%2F[^\s,;'\"<>]*")
 _MARK = "****"
 
 
@@ -43,6 +45,14 @@ def _userinfo(match: re.Match[str]) -> str:
     return f"{match.group(1)}{_MARK}:{_MARK}@" if ":" in match.group(2) else f"{match.group(1)}{_MARK}@"
 
 
+def _encoded_url(match: re.Match[str]) -> str:
+    import urllib.parse
+
+    decoded = urllib.parse.unquote(match.group(0))
+    masked = mask_url(decoded)
+    return match.group(0) if masked == decoded else urllib.parse.quote(masked, safe="*")
+
+
 def _query(match: re.Match[str]) -> str:
     pairs = []
     for pair in match.group(2).split("&"):
@@ -52,7 +62,10 @@ def _query(match: re.Match[str]) -> str:
 
 
 def mask_url(text: str) -> str:
-    """Every `user:password@` and query or fragment value of a URL inside `text` replaced by ****."""
+    """Every `user:password@` and query or fragment value of a URL inside `text` replaced by ****; also of a
+    percent-encoded URL (a value of OTEL_RESOURCE_ATTRIBUTES: `https%3A%2F%2Fu%3Apw%40host`)."""
+    if "%" in text and "%3A%2F%2F" in text.upper():
+        text = _ENCODED_URL.sub(_encoded_url, text)
     if "@" in text:
         text = _BARE_USERINFO.sub(f"{_MARK}:{_MARK}@", text)
     if "://" not in text:
