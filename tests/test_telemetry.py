@@ -81,7 +81,7 @@ def test_from_settings_makes_one_initialised_instance() -> None:
     assert Telemetry.get_instance() is telemetry
     other = Telemetry.from_settings(memory_settings(service={"name": "ignored"}))
     assert other is telemetry
-    assert telemetry.logger.name == "unit"
+    assert telemetry.logger.name == "unit.telemetry"
 
 
 def test_the_constructor_is_not_the_way_in() -> None:
@@ -220,17 +220,36 @@ def test_shutdown_gives_up_after_shutdown_timeout_millis() -> None:
 
 
 def test_reset_forgets_the_instance_and_restores_the_logger() -> None:
-    logging.getLogger("unit").setLevel(logging.ERROR)
+    logging.getLogger("unit.telemetry").setLevel(logging.ERROR)
     telemetry = Telemetry.from_settings(memory_settings(logging={"level": "DEBUG"}))
     assert telemetry.logger.level == logging.DEBUG
     Telemetry.reset()
     assert not telemetry.initialized
     assert isinstance(telemetry.tracer, trace.NoOpTracer)
-    assert logging.getLogger("unit").level == logging.ERROR
+    assert logging.getLogger("unit.telemetry").level == logging.ERROR
     fresh = Telemetry.get_instance()
     assert fresh is not telemetry
     assert not fresh.initialized
-    logging.getLogger("unit").setLevel(logging.NOTSET)
+    logging.getLogger("unit.telemetry").setLevel(logging.NOTSET)
+
+
+@pytest.mark.parametrize("service", ["unit", "root"])
+def test_the_programs_own_loggers_keep_their_levels_and_filters(service: str) -> None:
+    # The facade set the level of `logging.getLogger(service_name)` (INFO by default) and added its filter
+    # there: a program's DEBUG lines on the logger of its service's name vanished, and with a service named
+    # "root" every DEBUG line of the program, the root logger's level being the program's.
+    named, root = logging.getLogger(service), logging.getLogger()
+    before = (named.level, list(named.filters), root.level, list(root.filters))
+    named.setLevel(logging.DEBUG)
+    try:
+        telemetry = Telemetry.from_settings(memory_settings(service={"name": service}))
+        assert (named.level, named.filters) == (logging.DEBUG, before[1] if named is not root else before[3])
+        assert (root.level, root.filters) == (logging.DEBUG if named is root else before[2], before[3])
+        assert telemetry.logger.name == f"{service}.telemetry" and telemetry.logger.level == logging.INFO
+        Telemetry.reset()
+    finally:
+        named.setLevel(before[0])
+        root.setLevel(before[2])
 
 
 def test_configuring_again_after_a_full_reset_warns_about_nothing(caplog: pytest.LogCaptureFixture) -> None:
@@ -602,7 +621,8 @@ def test_the_applications_own_handlers_print_each_record_once(capture: Telemetry
         logging.getLogger("app").warning("the app's own warning")
     finally:
         logging.root.removeHandler(handler)
-    assert stream.getvalue().splitlines() == ["WARNING test-service careful", "WARNING app the app's own warning"]
+    assert stream.getvalue().splitlines() == ["WARNING test-service.telemetry careful",
+                                              "WARNING app the app's own warning"]
     assert [r.log_record.body for r in capture.logs()] == ["careful", "the app's own warning"]
 
 

@@ -78,10 +78,12 @@ class TelemetryApi:
 
     @property
     def logger(self) -> logging.Logger:
-        """A standard `logging.Logger` named after the service, at ``logging.level``.
+        """A standard `logging.Logger` of its own, ``<service name>.telemetry``, at ``logging.level``.
 
-        Its records carry ``trace_id`` and ``span_id`` attributes (hex) of the active span, and
-        reach the root logger, where they are exported when logs are enabled.
+        Its records carry ``trace_id`` and ``span_id`` attributes (hex) of the active span, and go up
+        through the service's logger (its handlers print them, as the program configured) to the root
+        logger, where they are exported when logs are enabled. The program's own loggers, the one named
+        after the service and the root logger included, keep their levels and filters.
 
         Example:
             >>> import logging

@@ -108,7 +108,9 @@ def _state_for(providers: Providers, *, owned: bool) -> _State:
     meter: Meter = metrics.NoOpMeter(rt.service_name)
     if providers.meter_provider is not None:
         meter = providers.meter_provider.get_meter(rt.service_name, version, rt.schema_url)
-    logger = _trace_aware_logger(rt.service_name)
+    # Its own logger, a child of the service's: the program's logger of that name (or the root logger, for
+    # a service named "root") keeps its level and filters; the facade only ever sets the level of its own.
+    logger = _trace_aware_logger(f"{rt.service_name}.telemetry")
     previous = logger.level
     # Records go up to the root logger, where the bridge (_logbridge) exports them: no handler here,
     # so the application's own logging configuration decides what is printed, exactly once.
