@@ -229,6 +229,90 @@ def test_what_cryostorm_cannot_honour_is_refused_not_ignored(tmp_path: Path) -> 
     assert all(p.message.startswith("not supported by cryostorm-run") for p in caught.value.problems)
 
 
+def test_a_zero_the_schema_allows_but_cryostorm_cannot_honour_is_refused_with_what_to_write(tmp_path: Path) -> None:
+    # Each was refused as if the file were invalid ("Input should be greater than 0"): the schema allows 0
+    # (for a timeout: no limit), so the refusal says what 0 means there and what to write instead.
+    config = write(tmp_path, """\
+        file_format: "1.1"
+        tracer_provider:
+          processors:
+            - batch:
+                schedule_delay: 0
+                export_timeout: 0
+                exporter:
+                  otlp_grpc:
+                    endpoint: http://collector:4317
+                    timeout: 0
+        meter_provider:
+          readers:
+            - periodic:
+                interval: 0
+                exporter:
+                  console:
+        """)
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"OTEL_CONFIG_FILE": str(config)}, config_dir=None)
+    found = {p.name.split(" ", 1)[1]: (p.message, p.hint) for p in caught.value.problems}
+    batch = "tracer_provider.processors[0].batch"
+    assert sorted(found) == sorted([f"{batch}.schedule_delay", f"{batch}.export_timeout",
+                                    f"{batch}.exporter.otlp_grpc.timeout",
+                                    "meter_provider.readers[0].periodic.interval"])
+    assert found[f"{batch}.exporter.otlp_grpc.timeout"] == (
+        "not supported by cryostorm-run: timeout 0 (no limit): cryostorm bounds every export, so that a collector "
+        "that never answers cannot hold the queue or the exit", "give a limit in milliseconds, e.g. 10000")
+    assert all(m.startswith("not supported by cryostorm-run: ") and "in milliseconds" in h for m, h in found.values())
+
+
+def test_an_omitted_batch_setting_is_the_schemas_own_default_for_that_signal(tmp_path: Path) -> None:
+    # A logger provider's omitted schedule_delay was given the span processor's 5000 and labelled "the spec's
+    # default"; the schema says 1000 for log records. The oracle: the vendored schema's own words.
+    import re
+
+    from cryostorm_run.config.otelspec import BATCH_DEFAULTS
+
+    schema = json.loads((ROOT / "cryostorm_run" / "config" / "otel_configuration_schema.json").read_text())
+    for signal, definition in (("tracing", "BatchSpanProcessor"), ("logging", "BatchLogRecordProcessor")):
+        properties = schema["$defs"][definition]["properties"]
+        said = {key: int(re.search(r"If omitted or null, (\d+) is used", properties[key]["description"]).group(1))
+                for key in BATCH_DEFAULTS[signal]}
+        assert said == BATCH_DEFAULTS[signal], definition
+    config = write(tmp_path, """\
+        file_format: "1.1"
+        tracer_provider:
+          processors:
+            - batch:
+                exporter:
+                  console:
+        logger_provider:
+          processors:
+            - batch:
+                exporter:
+                  console:
+        """)
+    loaded = load_settings({"OTEL_CONFIG_FILE": str(config)}, config_dir=None)
+    assert loaded.settings.tracing.export_config.schedule_delay_millis == 5000
+    assert loaded.settings.logging.export_config.schedule_delay_millis == 1000
+    assert "(omitted: 1000, the spec's default)" in loaded.origin(("logging", "export_config",
+                                                                   "schedule_delay_millis")).describe()
+
+
+def test_a_long_value_in_a_schema_error_is_shortened_and_escaped(tmp_path: Path) -> None:
+    config = write(tmp_path, f"""\
+        file_format: "1.1"
+        tracer_provider:
+          processors:
+            - batch:
+                schedule_delay: "\\e[31m{'x' * 200}"
+                exporter:
+                  console:
+        """)
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"OTEL_CONFIG_FILE": str(config)}, config_dir=None)
+    (problem,) = caught.value.problems
+    assert problem.message.startswith("does not match the configuration schema: '\\x1b[31mxxx"), problem.message
+    assert "… (205 chars)' is not of type" in problem.message and "x" * 100 not in problem.message
+
+
 @pytest.mark.parametrize("headers", [f'[{{name: authorization, value: "{SECRET}"}}]',
                                      f'{{authorization: "{SECRET}"}}',  # a mapping: the schema error quotes it
                                      f'"authorization={SECRET}"'])

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cryostorm_run.common.shown import quoted
 from cryostorm_run.config.sources import Problem, SourceError
 
 __all__ = ["REQUIREMENT", "SCHEMA_VERSION", "OtelFile", "dotted", "read_otel_file"]
@@ -185,7 +186,11 @@ def _schema_problems(found: OtelFile, jsonschema: Any) -> list[Problem]:
     problems = []
     for error in sorted(validator.iter_errors(found.data), key=lambda e: list(map(str, e.absolute_path))):
         path: Key = tuple(error.absolute_path)
-        message = _masked(error.message, secrets)
+        message = error.message
+        if isinstance(error.instance, (str, int, float)) and repr(error.instance) in message:
+            shown = _masked(error.instance, secrets) if isinstance(error.instance, str) else error.instance
+            message = message.replace(repr(error.instance), quoted(shown))  # shortened when long, escaped
+        message = _masked(message, secrets)
         hint = ""
         if error.validator == "additionalProperties" and isinstance(error.instance, dict):
             allowed = sorted(error.schema.get("properties", {}))

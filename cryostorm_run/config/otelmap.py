@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from cryostorm_run.config.otelfile import Key, OtelFile, dotted
+from cryostorm_run.config.otelspec import BATCH_DEFAULTS, LIMITS, ZERO
 from cryostorm_run.config.sources import Entry, Origin, Path_, Problem, SourceError, _endpoint
 
 __all__ = ["GOVERNED", "SUPERSEDED_ENV", "FileEnv", "chosen_file", "file_decides", "governed", "otel_file_entries"]
@@ -24,8 +25,8 @@ _SIGNALS = {"tracer_provider": ("tracing", "traces"), "meter_provider": ("metric
             "logger_provider": ("logging", "logs")}
 _OTLP_FIELDS = ("exporter_type", "collector", "protocol", "headers", "compression", "timeout_millis", "insecure",
                 "certificate_file", "client_certificate_file", "client_key_file")
-_BATCH = {"schedule_delay": ("schedule_delay_millis", 5000), "export_timeout": ("timeout_millis", 30_000),
-          "max_queue_size": ("max_queue_size", 2048), "max_export_batch_size": ("batch_size", 512)}
+_BATCH = {"schedule_delay": "schedule_delay_millis", "export_timeout": "timeout_millis",
+          "max_queue_size": "max_queue_size", "max_export_batch_size": "batch_size"}
 _LOG_OVERRIDES = ("schedule_delay_millis", "max_export_batch_size", "export_timeout_millis", "max_queue_size")
 
 # Settings the file decides (a path and everything beneath it). Not here, cryostorm's own: the exit budget,
@@ -37,29 +38,14 @@ GOVERNED: tuple[Path_, ...] = (
     *((signal, f) for signal in ("tracing", "metrics", "logging") for f in ("enabled", *_OTLP_FIELDS)),
     ("tracing", "processor_type"), ("tracing", "sampling_strategy"), ("tracing", "sample_rate"),
     ("logging", "processor_type"), *(("logging", f) for f in _LOG_OVERRIDES),
-    *((signal, "export_config", f) for signal in ("tracing", "logging") for f, _ in _BATCH.values()),
+    *((signal, "export_config", f) for signal in ("tracing", "logging") for f in _BATCH.values()),
     ("metrics", "export_interval_millis"), ("metrics", "export_timeout_millis"),
     ("metrics", "prometheus_host"), ("metrics", "prometheus_port"),
 )
-# Limits: the SDK's providers in the program read them from these variables, which the launcher writes.
-_LIMITS = {
-    "attribute_limits": {"attribute_value_length_limit": "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT",
-                         "attribute_count_limit": "OTEL_ATTRIBUTE_COUNT_LIMIT"},
-    "tracer_provider": {"attribute_value_length_limit": "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT",
-                        "attribute_count_limit": "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT",
-                        "event_count_limit": "OTEL_SPAN_EVENT_COUNT_LIMIT",
-                        "link_count_limit": "OTEL_SPAN_LINK_COUNT_LIMIT",
-                        "event_attribute_count_limit": "OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT",
-                        "link_attribute_count_limit": "OTEL_LINK_ATTRIBUTE_COUNT_LIMIT"},
-    "logger_provider": {"attribute_value_length_limit": "OTEL_LOGRECORD_ATTRIBUTE_VALUE_LENGTH_LIMIT",
-                        "attribute_count_limit": "OTEL_LOGRECORD_ATTRIBUTE_COUNT_LIMIT"},
-}
-
-
 # Variables the SDK would read in the program (cryostorm passes them on): the file replaces them, so the
 # launcher drops them from the program's environment and reports each one set.
 SUPERSEDED_ENV = frozenset({
-    *(name for names in _LIMITS.values() for name in names.values()), "OTEL_METRICS_EXEMPLAR_FILTER",
+    *(name for names in LIMITS.values() for name in names.values()), "OTEL_METRICS_EXEMPLAR_FILTER",
     "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION",
 })
 
@@ -87,13 +73,21 @@ class _Mapper:
         for key, value in node.items():
             if value is not None:
                 where = self.found.where((*at, key))
-                self.env[_LIMITS[owner][key]] = (str(value), Origin("otel_file", dotted((*at, key)),
+                self.env[LIMITS[owner][key]] = (str(value), Origin("otel_file", dotted((*at, key)),
                                                                     where.split(" ", 1)[0]))
 
     def put(self, setting: Path_, value: Any, at: Key, note: str = "") -> None:
         name = f"{dotted(at)}{note}" if at else note.strip(" ()")
         where = self.found.where(at).split(" ", 1)[0]
         self.entries.append(Entry(setting, value, Origin("otel_file", name, where)))
+
+    def put_duration(self, setting: Path_, value: Any, at: Key, note: str = "") -> None:
+        """A duration in milliseconds; one the schema allows as 0 that cryostorm cannot honour is refused."""
+        if value == 0 and at[-1] in ZERO:
+            what, hint = ZERO[str(at[-1])]
+            self.refuse(at, f"{at[-1]} {what}", hint)
+            return
+        self.put(setting, value, at, note)
 
     def refuse(self, at: Key, message: str, hint: str = "remove it from the file") -> None:
         self.problems.append(Problem(self.found.where(at), None, f"not supported by cryostorm-run: {message}", hint))
@@ -239,7 +233,7 @@ def _transport(m: _Mapper, signal: str, body: Mapping[str, Any], at: Key) -> Non
         m.put((signal, "headers"), headers, (*at, "headers" if body.get("headers") else "headers_list"))
     for key, setting in (("compression", "compression"), ("timeout", "timeout_millis")):
         if body.get(key) is not None:
-            m.put((signal, setting), body[key], (*at, key))
+            m.put_duration((signal, setting), body[key], (*at, key))
     tls = body.get("tls") or {}
     for key, setting in (("ca_file", "certificate_file"), ("cert_file", "client_certificate_file"),
                          ("key_file", "client_key_file"), ("insecure", "insecure")):
@@ -265,10 +259,11 @@ def _processors(m: _Mapper, signal: str, path_word: str, node: Mapping[str, Any]
         return
     m.put((signal, "processor_type"), kind, (*at, kind))
     if kind == "batch":
-        for key, (field, default) in _BATCH.items():
-            value = body.get(key)
+        for key, field in _BATCH.items():
+            value, default = body.get(key), BATCH_DEFAULTS[signal][key]
             note = "" if value is not None else f" (omitted: {default}, the spec's default)"
-            m.put((signal, "export_config", field), default if value is None else value, (*at, kind, key), note)
+            m.put_duration((signal, "export_config", field), default if value is None else value, (*at, kind, key),
+                           note)
     _exporter(m, signal, path_word, body["exporter"], (*at, kind, "exporter"))
 
 
@@ -286,7 +281,7 @@ def _reader(m: _Mapper, node: Mapping[str, Any], at: Key) -> None:
     if kind == "periodic":
         for key, field in (("interval", "export_interval_millis"), ("timeout", "export_timeout_millis")):
             if body.get(key) is not None:
-                m.put(("metrics", field), body[key], (*at, kind, key))
+                m.put_duration(("metrics", field), body[key], (*at, kind, key))
     _exporter(m, "metrics", "metrics", body["exporter"], (*at, kind, "exporter"))
 
 
@@ -299,7 +294,7 @@ def _provider(m: _Mapper, key: str, node: Mapping[str, Any] | None) -> None:
     for extra in node:
         if extra not in ("processors", "readers", "sampler", "views", "exemplar_filter", "limits"):
             m.refuse((*at, extra), f"{key}.{extra}")
-    if node.get("limits") and key in _LIMITS:
+    if node.get("limits") and key in LIMITS:
         m.limits(key, node["limits"], (*at, "limits"))
     m.put((signal, "enabled"), True, at)
     if key == "meter_provider":
