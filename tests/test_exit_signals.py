@@ -219,3 +219,50 @@ def test_a_signal_the_program_waits_for_in_its_own_thread_is_never_taken_by_cryo
     assert (proc.returncode, out) == (0, "taken by the program's thread: SIGTERM\n"), err
     spans = otlp_receiver.wait_for_spans(2, timeout=20)
     assert sorted(s.name for s in spans) == ["after-the-wait", "before-the-wait"], err
+
+
+THREAD_MASKS = """
+import os, re, signal, threading
+from opentelemetry import metrics, trace
+tracer = trace.get_tracer("t")
+metrics.get_meter("m").create_counter("c").add(1)  # the SDK's periodic reader and its thread
+with tracer.start_as_current_span("parent"):
+    pass
+trace.get_tracer_provider().force_flush()  # the gRPC exporter built, and grpc's own threads with it
+
+def open_to_sigterm():
+    found = []
+    for tid in os.listdir("/proc/self/task"):
+        if int(tid) == threading.main_thread().native_id:
+            continue
+        try:
+            status = open(f"/proc/self/task/{tid}/status").read()
+        except FileNotFoundError:  # ended meanwhile
+            continue
+        if not int(re.search(r"SigBlk:\\s*([0-9a-f]+)", status).group(1), 16) >> (signal.SIGTERM - 1) & 1:
+            found.append(tid)
+    return f"{len(os.listdir('/proc/self/task')) - 1} other threads, open to SIGTERM: {len(found)}"
+
+print("parent:", open_to_sigterm(), flush=True)
+pid = os.fork()  # a server's worker: the SDK's reader restarts its thread in the child
+if pid == 0:
+    with tracer.start_as_current_span("child"):
+        pass
+    trace.get_tracer_provider().force_flush()
+    print("child:", open_to_sigterm(), flush=True)
+    os._exit(0)
+os.waitpid(pid, 0)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads each thread's signal mask from /proc")
+def test_every_thread_cryostorm_starts_leaves_the_programs_signals_to_it(otlp_receiver: Receiver) -> None:
+    env = {**otlp(otlp_receiver, "masks"), "CRYOSTORM_METRICS__ENABLED": "true", "CRYOSTORM_LOGGING__ENABLED": "false"}
+    under = run(THREAD_MASKS, env)
+    assert under.returncode == 0, under.stderr
+    lines = dict(line.split(": ", 1) for line in under.stdout.splitlines())
+    assert sorted(lines) == ["child", "parent"], under.stdout
+    for who, said in lines.items():
+        count = int(said.split()[0])
+        assert count >= (3 if who == "parent" else 2) and said.endswith("open to SIGTERM: 0"), under.stdout
+    assert len(otlp_receiver.wait_for_spans(2, timeout=20)) == 2, under.stderr

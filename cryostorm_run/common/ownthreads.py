@@ -15,6 +15,7 @@ of its own write) stay unblocked. Where `signal.pthread_sigmask` does not exist 
 
 from __future__ import annotations
 
+import os
 import signal
 
 TYPE_CHECKING = False  # not typing's: the hook keeps typing out of every process
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
     from typing import TypeVar
 
     T = TypeVar("T")
+
+_SAVED: list[threading.local] = []  # the mask a forking thread had, while the fork handlers run
 
 # Raised by a thread on itself, for itself: a thread that blocks them cannot be told of its own fault.
 _OWN = ("SIGSEGV", "SIGBUS", "SIGFPE", "SIGILL", "SIGABRT", "SIGTRAP", "SIGSYS", "SIGPIPE", "SIGXFSZ")
@@ -50,3 +53,28 @@ def leaving_signals_to_the_program(build: Callable[[], T]) -> T:
 def start(thread: threading.Thread) -> None:
     """`thread.start()`, the thread blocking the program's asynchronous signals (RuntimeError as start's)."""
     leaving_signals_to_the_program(thread.start)
+
+
+def quiet_at_fork() -> None:
+    """The threads that fork handlers registered before this call start in a forked child (the SDK's periodic
+    metric reader restarts its thread there, from the forking thread) block the program's asynchronous
+    signals too: the forking thread blocks them before the fork and gets its mask back once those handlers
+    ran (handlers after a fork run in the order they were registered)."""
+    mask, register = getattr(signal, "pthread_sigmask", None), getattr(os, "register_at_fork", None)
+    if mask is None or register is None:
+        return
+    if not _SAVED:
+        import threading
+
+        _SAVED.append(threading.local())
+    saved = _SAVED[0]
+
+    def before() -> None:
+        saved.__dict__.setdefault("masks", []).append(mask(signal.SIG_BLOCK, _asynchronous()))
+
+    def after() -> None:
+        masks = saved.__dict__.get("masks")
+        if masks:
+            mask(signal.SIG_SETMASK, masks.pop())
+
+    register(before=before, after_in_child=after, after_in_parent=after)

@@ -153,11 +153,12 @@ def _lazy_metric_exporter(sig: SignalRuntime) -> Any:
 def _periodic(rt: Runtime, exporter: Any) -> Any:
     from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 
-    from cryostorm_run.common.ownthreads import leaving_signals_to_the_program
+    from cryostorm_run.common.ownthreads import leaving_signals_to_the_program, quiet_at_fork
 
-    return _fork_safe(leaving_signals_to_the_program(lambda: PeriodicExportingMetricReader(  # its thread
-        exporter, export_interval_millis=rt.metric_interval_ms, export_timeout_millis=rt.metric_timeout_ms
-    )))
+    reader = leaving_signals_to_the_program(lambda: PeriodicExportingMetricReader(  # its thread, and in a fork
+        exporter, export_interval_millis=rt.metric_interval_ms, export_timeout_millis=rt.metric_timeout_ms))
+    quiet_at_fork()  # after the reader's own fork handler, which restarts its thread in the child
+    return _fork_safe(reader)
 
 
 def _fork_safe(reader: Any) -> Any:
