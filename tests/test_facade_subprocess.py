@@ -324,3 +324,33 @@ def test_context_crosses_a_real_http_call_between_two_processes(otlp_receiver: R
     assert downstream.trace_id == f"{client.context.trace_id:032x}"
     assert downstream.parent_span_id == f"{client.context.span_id:016x}"
     assert downstream.resource["service.name"] == "downstream"
+
+
+SET_UP_BEFORE = """
+import sys
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from cryostorm_run import Telemetry, TelemetrySettings
+settings = TelemetrySettings(service={"name": "split", "environment": "production"}, exporter_type="console")
+if sys.argv[1] == "program":  # the program set OpenTelemetry up itself first
+    trace.set_tracer_provider(TracerProvider())
+    Telemetry.from_settings(settings)
+else:  # set up, shut down, set up again: the global is the first one, shut down
+    Telemetry.from_settings(settings).shutdown()
+    Telemetry.from_settings(settings)
+print("running", flush=True)
+"""
+
+
+@pytest.mark.parametrize("first", ["program", "shut-down"])
+def test_a_global_provider_set_before_the_facade_is_said_not_left_silent(first: str) -> None:
+    # Only the SDK's "Overriding of current TracerProvider is not allowed" was printed: the facade's spans went
+    # to its own provider, the libraries' to the other (one trace over two pipelines, or into a provider shut down).
+    result = subprocess.run([PYTHON, "-c", SET_UP_BEFORE, first], env=child_env({}), capture_output=True, text=True,
+                            timeout=60, check=False)
+    assert (result.returncode, result.stdout) == (0, "running\n"), result.stderr
+    ours = [line for line in result.stderr.splitlines() if line.startswith("cryostorm:")]
+    assert len(ours) == 1, result.stderr
+    kept = "tracer provider was" if first == "program" else "tracer/meter/logger providers were"
+    assert f"OpenTelemetry's global {kept} already set" in ours[0], ours
+    assert "Set OpenTelemetry up once" in ours[0]

@@ -30,7 +30,7 @@ import threading
 from typing import TYPE_CHECKING, ClassVar, ParamSpec, TypeVar
 
 from cryostorm_run.common.runtime import runtime_from_env
-from cryostorm_run.export.providers import build_providers, install, shutdown
+from cryostorm_run.export.providers import Providers, build_providers, install, shutdown
 from cryostorm_run.facade.api import TelemetryApi
 from cryostorm_run.facade.state import (
     _PRIVATE,
@@ -130,6 +130,7 @@ class Telemetry(TelemetryApi):
 
         providers = build_providers(runtime_from_env(settings_env(settings)), id_generator=id_generator)
         install(providers)
+        _tell_globals_kept(providers)
         return _state_for(providers, owned=True)
 
     @classmethod
@@ -212,3 +213,28 @@ class Telemetry(TelemetryApi):
             return
         instance.shutdown()
         instance._state = _State()
+
+
+def _tell_globals_kept(providers: Providers) -> None:
+    """OpenTelemetry's global providers are set once: when the program (or an earlier `Telemetry`, since shut
+    down) set one, this instance's own is not the global, and what libraries make goes elsewhere than what
+    it makes (a trace split over two pipelines, or dropped by a provider shut down). Said once, not silent."""
+    from opentelemetry import metrics, trace
+    from opentelemetry._logs import get_logger_provider
+
+    kept = [name for name, ours, current in (
+        ("tracer", providers.tracer_provider, trace.get_tracer_provider),
+        ("meter", providers.meter_provider, metrics.get_meter_provider),
+        ("logger", providers.logger_provider, get_logger_provider),
+    ) if ours is not None and current() is not ours]
+    if kept:
+        from cryostorm_run.common.shown import scrubbed
+
+        print("cryostorm: " + scrubbed(
+            f"warning: Telemetry.from_settings: OpenTelemetry's global {'/'.join(kept)} provider"
+            f"{' was' if len(kept) == 1 else 's were'} already set (by the program, or by a Telemetry shut down "
+            "before) and stays: what libraries and opentelemetry.trace/metrics/_logs make goes there, what this "
+            "Telemetry makes goes to its own. "
+            "Set OpenTelemetry up once: cryostorm-run alone, or from_settings before anything else sets it"),
+            file=sys.stderr)
+
