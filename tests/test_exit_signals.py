@@ -233,8 +233,8 @@ trace.get_tracer_provider().force_flush()  # the gRPC exporter built, and grpc's
 def open_to_sigterm():
     found = []
     for tid in os.listdir("/proc/self/task"):
-        if int(tid) == threading.main_thread().native_id:
-            continue
+        if int(tid) == threading.get_native_id():  # the program's thread that asks (main_thread() keeps the
+            continue                                # parent's native_id in a forked child)
         try:
             status = open(f"/proc/self/task/{tid}/status").read()
         except FileNotFoundError:  # ended meanwhile
