@@ -296,6 +296,17 @@ def test_an_omitted_batch_setting_is_the_schemas_own_default_for_that_signal(tmp
                                                                    "schedule_delay_millis")).describe()
 
 
+def test_a_newer_format_minor_is_read_with_a_warning_of_its_own(tmp_path: Path) -> None:
+    # It was told under the code "ineffective-with-config-file", which is about other inputs the file overrides.
+    config = write(tmp_path, 'file_format: "1.2"\n')
+    loaded = load_settings({"OTEL_CONFIG_FILE": str(config), "OTEL_SERVICE_NAME": "env"}, config_dir=None)
+    codes = {w.code: w.message for w in loaded.warnings}
+    assert codes["config-file-format-newer"] == (
+        f"{config}:1 file_format: file format 1.2 is newer than the schema cryostorm-run validates against (1.1); "
+        "a setting it does not know is refused, not ignored")
+    assert codes["ineffective-with-config-file"].startswith("OTEL_SERVICE_NAME has no effect")
+
+
 def test_a_long_value_in_a_schema_error_is_shortened_and_escaped(tmp_path: Path) -> None:
     config = write(tmp_path, f"""\
         file_format: "1.1"

@@ -108,14 +108,16 @@ def load_settings(
         problems += exc.problems
         entries += exc.entries
     entries += [Entry(o.path, o.value, Origin("flag", o.flag)) for o in overrides]
-    ineffective: list[str] = []
+    notes: list[tuple[str, str]] = []  # (code, text): the file's own (a newer format minor), and what it overrides
     dropped: frozenset[str] = frozenset()
     file_env: FileEnv = {}
     chosen = chosen_file(environ, otel_config)
     if chosen is not None:
         try:
-            entries, file_env, notes, dropped = file_decides(read_otel_file(chosen[0], environ), entries, environ)
-            ineffective = [*chosen[1], *notes]
+            entries, file_env, ineffective, dropped = file_decides(found := read_otel_file(chosen[0], environ),
+                                                                   entries, environ)
+            notes = [("config-file-format-newer", text) for text in found.warnings]
+            notes += [("ineffective-with-config-file", text) for text in [*chosen[1], *ineffective]]
         except SourceError as exc:  # named by the input that chose the file
             chooser = "--config-file" if otel_config is not None else "OTEL_CONFIG_FILE"
             problems += [Problem(f"{chooser} {p.name}", p.value, p.message, p.hint)
@@ -133,7 +135,7 @@ def load_settings(
         problems += _missing_packages(settings, origins) + _otlp_conflicts(settings, origins, raw)
     if problems:
         raise ConfigError(_dedupe([_redacted(p) for p in problems]), _switched_off(data, origins))
-    warnings = [Advice("ineffective-with-config-file", note) for note in ineffective]
+    warnings = [Advice(code, text) for code, text in notes]
     warnings += advise(settings, origins, environ, files=env_values)
     return Loaded(settings, origins, tuple(warnings), dropped, file_env)
 

@@ -364,7 +364,7 @@ def file_decides(found: OtelFile, others: list[Entry], environ: Mapping[str, str
     A variable the file substitutes (`${OTEL_SERVICE_NAME}`) is used, not ineffective."""
     label, referenced = found.label, found.referenced
     file_entries, file_env = otel_file_entries(found)
-    kept, notes, seen = [], [*found.warnings], set()
+    kept, notes, seen = [], [], set()
     for entry in others:
         if not governed(entry.path):
             kept.append(entry)
