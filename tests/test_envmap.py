@@ -42,7 +42,10 @@ def test_resource_attributes_are_encoded() -> None:
     assert attrs["service.version"] == "1.2"
     assert attrs["deployment.environment.name"] == attrs["deployment.environment"] == "production"
     assert attrs["team"] == "a,b=c"
-    assert attrs["shard"] == "3"
+    assert attrs["shard"] == 3  # a number set as one stays one (OTEL_RESOURCE_ATTRIBUTES holds its text)
+    assert "shard=3" in env["OTEL_RESOURCE_ATTRIBUTES"] and env["_CRYOSTORM_RESOURCE_TYPED"] == '{"shard": 3}'
+    changed = {**env, "OTEL_RESOURCE_ATTRIBUTES": env["OTEL_RESOURCE_ATTRIBUTES"].replace("shard=3", "shard=4")}
+    assert runtime_from_env(changed).resource_attributes["shard"] == "4"  # the program's own change wins, as text
 
 
 def test_grpc_endpoint_has_scheme_and_no_path() -> None:

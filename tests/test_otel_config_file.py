@@ -296,6 +296,39 @@ def test_an_omitted_batch_setting_is_the_schemas_own_default_for_that_signal(tmp
                                                                    "schedule_delay_millis")).describe()
 
 
+def test_typed_resource_attributes_arrive_with_their_type(rcv: Receiver, tmp_path: Path) -> None:
+    # They arrived as strings ('7', '0.5', 'true'): OTEL_RESOURCE_ATTRIBUTES holds text only.
+    config = write(tmp_path, f"""\
+        file_format: "1.1"
+        resource:
+          attributes:
+            - {{name: service.name, value: typed}}
+            - {{name: team.size, value: 7, type: int}}
+            - {{name: ratio, value: 1, type: double}}
+            - {{name: flag, value: true, type: bool}}
+            - {{name: untyped, value: 7}}
+            - {{name: as.text, value: false, type: string}}
+        tracer_provider:
+          processors:
+            - simple:
+                exporter:
+                  otlp_grpc:
+                    endpoint: {rcv.grpc_endpoint}
+        """)
+    result = run_launcher(["--", PYTHON, APP, "1"], {"OTEL_CONFIG_FILE": str(config)}, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    (span,) = rcv.wait_for_spans(1, timeout=20)
+    shown = {key: span.resource[key] for key in ("team.size", "ratio", "flag", "untyped", "as.text")}
+    assert shown == {"team.size": 7, "ratio": 1.0, "flag": True, "untyped": "7", "as.text": "false"}
+    assert [type(v) for v in shown.values()] == [int, float, bool, str, str]
+    wrong = write(tmp_path, 'file_format: "1.1"\nresource:\n  attributes:\n    - {name: n, value: x, type: int}\n',
+                  "wrong.yaml")
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"OTEL_CONFIG_FILE": str(wrong)}, config_dir=None)
+    assert [(p.name, p.message) for p in caught.value.problems] == [
+        (f"{wrong}:4 resource.attributes[0].value", "the value 'x' is not of its type int")]
+
+
 def test_a_newer_format_minor_is_read_with_a_warning_of_its_own(tmp_path: Path) -> None:
     # It was told under the code "ineffective-with-config-file", which is about other inputs the file overrides.
     config = write(tmp_path, 'file_format: "1.2"\n')

@@ -12,6 +12,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
     from dataclasses import dataclass, field
     from typing import Any
+
+    AttributeValue = str | bool | int | float
 else:
     # What the type checker sees as frozen dataclasses is, at run time, `_record` (below): importing
     # `dataclasses` (with `inspect`, `ast`, `tokenize`, ...) cost every instrumented process ~4 ms.
@@ -116,7 +118,7 @@ class SignalRuntime:
 @dataclass(frozen=True)
 class Runtime:
     service_name: str = "unknown_service"
-    resource_attributes: Mapping[str, str] = field(default_factory=dict)
+    resource_attributes: Mapping[str, AttributeValue] = field(default_factory=dict)
     traces: SignalRuntime = field(default_factory=SignalRuntime)
     metrics: SignalRuntime = field(default_factory=SignalRuntime)
     logs: SignalRuntime = field(default_factory=SignalRuntime)
@@ -136,7 +138,7 @@ class Runtime:
 
     @property
     def environment(self) -> str:
-        return self.resource_attributes.get("deployment.environment.name", "")
+        return str(self.resource_attributes.get("deployment.environment.name", ""))
 
     def signal(self, name: str) -> SignalRuntime:
         sig: SignalRuntime = getattr(self, name)
@@ -179,6 +181,11 @@ def _unquote(text: str) -> str:
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
     raw = env.get(name, "").strip()
     return int(float(raw)) if raw else default
+
+
+def _as_text(value: bool | int | float) -> str:
+    """A boolean or number as OTEL_RESOURCE_ATTRIBUTES holds it (as the launcher writes it)."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def _json(env: Mapping[str, str], name: str) -> dict[str, Any]:
@@ -236,11 +243,14 @@ def _signal(env: Mapping[str, str], name: str) -> SignalRuntime:
 
 def runtime_from_env(env: Mapping[str, str]) -> Runtime:
     """Parse the variables written by `cryostorm_run.launch.envmap.env_rows` (standard OTel defaults otherwise)."""
-    attrs = parse_pairs(env.get("OTEL_RESOURCE_ATTRIBUTES", ""), decode_keys=False)
+    attrs: dict[str, AttributeValue] = dict(parse_pairs(env.get("OTEL_RESOURCE_ATTRIBUTES", ""), decode_keys=False))
+    for key, value in _json(env, "_CRYOSTORM_RESOURCE_TYPED").items():  # a boolean or number set as one
+        if isinstance(value, (bool, int, float)) and attrs.get(key) == _as_text(value):
+            attrs[key] = value
     arg = env.get("OTEL_TRACES_SAMPLER_ARG")
     propagators = tuple(p.strip() for p in env.get("OTEL_PROPAGATORS", "tracecontext,baggage").split(",") if p.strip())
     return Runtime(
-        service_name=env.get("OTEL_SERVICE_NAME") or attrs.get("service.name") or "unknown_service",
+        service_name=env.get("OTEL_SERVICE_NAME") or str(attrs.get("service.name") or "unknown_service"),
         resource_attributes=attrs,
         traces=_signal(env, "traces"),
         metrics=_signal(env, "metrics"),

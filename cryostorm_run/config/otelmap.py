@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from cryostorm_run.config.otelfile import Key, OtelFile, dotted
-from cryostorm_run.config.otelspec import BATCH_DEFAULTS, LIMITS, ZERO
+from cryostorm_run.config.otelspec import BATCH_DEFAULTS, LIMITS, ZERO, typed_attribute
 from cryostorm_run.config.sources import Entry, Origin, Path_, Problem, SourceError, _endpoint
 
 __all__ = ["GOVERNED", "SUPERSEDED_ENV", "FileEnv", "chosen_file", "file_decides", "governed", "otel_file_entries"]
@@ -120,7 +120,13 @@ def _resource(m: _Mapper, node: Mapping[str, Any]) -> None:
         if isinstance(item["value"], list) or item["value"] is None:
             m.refuse((*at, "attributes", index, "value"), "array and null attribute values")
             continue
-        pairs.append((item["name"], item["value"], (*at, "attributes", index)))
+        value = typed_attribute(item["value"], item.get("type") or "string")  # "If omitted, string is used."
+        if value is None:
+            m.problems.append(Problem(m.found.where((*at, "attributes", index, "value")), None,
+                                      f"the value {item['value']!r} is not of its type {item.get('type') or 'string'}",
+                                      "make the value match .type, as the schema asks (or change the type)"))
+            continue
+        pairs.append((item["name"], value, (*at, "attributes", index)))
     extra: dict[str, Any] = {}
     for key, value, where in pairs:
         if key in _RESOURCE:

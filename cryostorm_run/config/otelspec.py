@@ -1,10 +1,13 @@
 """What the OpenTelemetry configuration schema says that `otelmap` needs as tables: the value of each omitted
-batch setting, the durations it allows as 0 that cryostorm cannot honour, and the limits' variables.
+batch setting, the durations it allows as 0 that cryostorm cannot honour, the limits' variables, and a
+resource attribute's value by its `type`.
 
 `tests/test_otel_config_file.py` checks the defaults against the vendored schema's own words.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 # The spec's value for each one omitted (the schema's "If omitted or null, N is used"): log records go sooner.
 BATCH_DEFAULTS = {signal: {"schedule_delay": delay, "export_timeout": 30_000, "max_queue_size": 2048,
@@ -31,3 +34,18 @@ LIMITS = {
     "logger_provider": {"attribute_value_length_limit": "OTEL_LOGRECORD_ATTRIBUTE_VALUE_LENGTH_LIMIT",
                         "attribute_count_limit": "OTEL_LOGRECORD_ATTRIBUTE_COUNT_LIMIT"},
 }
+
+
+def typed_attribute(value: Any, kind: str) -> Any:
+    """A resource attribute's value as its `type` says ("If omitted, string is used"); None when the value is
+    not of that type ("The type of value must match .type"). Arrays are refused before. A `string` written as
+    another YAML scalar (`7`, `true`) is taken as its text, as OTEL_RESOURCE_ATTRIBUTES would hold it."""
+    if kind == "string":
+        return str(value).lower() if isinstance(value, bool) else str(value)
+    if kind == "bool":
+        return value if isinstance(value, bool) else None
+    if kind == "int":
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+    if kind == "double":
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    return None

@@ -101,7 +101,7 @@ def _launcher_providers() -> Providers | None:
 
 def _state_for(providers: Providers, *, owned: bool) -> _State:
     rt = providers.runtime
-    version = rt.resource_attributes.get("service.version", "")
+    version = str(rt.resource_attributes.get("service.version", ""))
     tracer: Tracer = trace.NoOpTracer()
     if providers.tracer_provider is not None:
         tracer = providers.tracer_provider.get_tracer(rt.service_name, version, rt.schema_url)

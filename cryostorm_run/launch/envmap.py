@@ -151,6 +151,10 @@ def env_rows(settings: TelemetryModel) -> list[EnvRow]:
         EnvRow("OTEL_RESOURCE_ATTRIBUTES", encode_pairs(attrs, literal_keys=True),
                "service.version, service.environment, service.additional_attributes")
     )
+    typed = {k: v for k, v in s.service.additional_attributes.items() if not isinstance(v, str)}
+    if typed:  # OTEL_RESOURCE_ATTRIBUTES holds strings only: the hook gives these their type back
+        rows.append(EnvRow("_CRYOSTORM_RESOURCE_TYPED", json.dumps(typed, sort_keys=True),
+                           "service.additional_attributes (booleans and numbers)"))
     sampler = s.tracing.sampling_strategy
     rows.append(EnvRow("OTEL_TRACES_SAMPLER", sampler.value, "tracing.sampling_strategy"))
     if sampler in _RATIO:
