@@ -74,7 +74,8 @@ RSS_BASE_AT_S = 5.0  # RSS growth is measured from this sample on
 RSS_BOUND_MB = 150.0  # MB = 10**6 bytes; the default queue holds 16,384 spans
 LOSS_LINE = re.compile(r"^cryostorm: (\d+) ([a-z][a-z ]*?) (dropped because|not delivered: the exporter gave up)",
                        re.MULTILINE)
-UNFLUSHED_LINE = re.compile(r"^cryostorm: telemetry not fully flushed within [0-9.]+ s[^:]*: (.*?) not delivered",
+UNFLUSHED_LINE = re.compile(r"^cryostorm: telemetry not fully flushed within [0-9.]+ s[^:]*: (.*?) "
+                            r"not (?:confirmed )?delivered",
                             re.MULTILINE)
 
 

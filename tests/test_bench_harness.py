@@ -200,7 +200,8 @@ cryostorm: 43616 spans dropped because the export queue was full (raise export_c
 cryostorm: 12 log records dropped because the export queue was full (raise \
 export_config.max_queue_size, or reduce volume)
 cryostorm: 1024 spans not delivered: the exporter gave up on them (see the errors above)
-cryostorm: telemetry not fully flushed within 2 s (shutdown_timeout_millis): 16384 spans, 3 log records not delivered; \
+cryostorm: telemetry not fully flushed within 2 s (shutdown_timeout_millis): 16384 spans, 3 log records not confirmed \
+delivered (512 spans of them in an export still under way at the deadline: the collector may yet have those); \
 exporters still busy (traces: otlp/grpc); exiting anyway
 """
 

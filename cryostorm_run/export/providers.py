@@ -210,15 +210,17 @@ def build_exporters_before_exit(p: Providers) -> None:
 
 
 def loss_report() -> dict[str, dict[str, int]]:
-    """Per kind of item: dropped (queue full or shed), failed, still queued, being exported right now."""
+    """Per kind of item: dropped (queue full or shed), failed, still queued, being exported right now, and of
+    those how many go to a collector that answers (`under_way`: they may yet arrive)."""
     from cryostorm_run.export.batch import BATCH_QUEUES
 
     report: dict[str, dict[str, int]] = {}
     for batch in list(BATCH_QUEUES):
-        entry = report.setdefault(batch.kind, {"dropped": 0, "failed": 0, "queued": 0, "in_flight": 0})
+        entry = report.setdefault(batch.kind, {"dropped": 0, "failed": 0, "queued": 0, "in_flight": 0, "under_way": 0})
         entry["dropped"] += batch.dropped
         entry["queued"] += len(batch.queue)
         entry["in_flight"] += batch.in_flight
+        entry["under_way"] += batch.in_flight if batch.in_flight and batch.keeping_up() else 0
         entry["failed"] += batch.failed
     return report
 

@@ -105,11 +105,25 @@ def _flush_and_report(providers: Any) -> None:
         warn(f"the collector rejected {count} {kind} items in total (partial success; see above){said}")
     if not flushed:
         targets = ", ".join(f"{k}: {v}" for k, v in providers.exporters.items() if v.startswith("otlp"))
-        lost = ", ".join(f"{c['queued'] + c['in_flight']} {kind}" for kind, c in sorted(report.items())
-                         if c["queued"] + c["in_flight"]) or (
-            f"the last {providers.stopping} export" if providers.stopping else "an export in flight")
-        warn(f"telemetry not fully flushed within {timeout:g} s (shutdown_timeout_millis): {lost} not "
-             f"delivered; exporters still busy ({targets or 'none'}); exiting anyway{said}")
+        warn(f"telemetry not fully flushed within {timeout:g} s (shutdown_timeout_millis): "
+             f"{_unconfirmed(report, providers.stopping)}; exporters still busy ({targets or 'none'}); exiting anyway"
+             f"{said}")
+
+
+def _unconfirmed(report: dict[str, dict[str, int]], stopping: str) -> str:
+    """What the exit flush left: queued items were never sent; items in an export still under way at the
+    deadline, to a collector that answers (a slow one), may yet reach it (the process ends right after), so
+    they are not called lost."""
+    held = [(kind, c["queued"] + c["in_flight"], c.get("under_way", 0)) for kind, c in sorted(report.items())
+            if c["queued"] + c["in_flight"]]
+    if not held:
+        return f"the last {stopping} export not delivered" if stopping else "an export in flight not delivered"
+    text = ", ".join(f"{count} {kind}" for kind, count, _ in held) + " not confirmed delivered"
+    under_way = [f"{flying} {kind}" for kind, _, flying in held if flying]
+    if under_way:
+        text += (f" ({' and '.join(under_way)} of them in an export still under way at the deadline: the "
+                 "collector may yet have those)")
+    return text
 
 
 def _whose() -> str:
