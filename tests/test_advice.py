@@ -189,6 +189,11 @@ def test_check_config_prints_warnings_on_stderr_and_strict_exits_2() -> None:
     assert strict.exit_code == 2
     assert "cryostorm-run: --strict: 1 warning treated as errors" in strict.stderr
     assert CliRunner().invoke(app, ["check-config", "--strict"], env={}).exit_code == 0
+    # The JSON said "valid": true beside exit 2: it agrees with the exit status now, and keeps the warning.
+    for args, valid, code in ((["--strict", "--json"], False, 2), (["--json"], True, 0)):
+        shown = CliRunner().invoke(app, ["check-config", *args], env=env)
+        document = json.loads(shown.stdout)
+        assert (shown.exit_code, document["valid"], len(document["warnings"])) == (code, valid, 1), shown.stdout
 
 
 def test_check_config_json_lists_warnings() -> None:

@@ -140,8 +140,9 @@ def check_config(
             from cryostorm_run.diagnose.probe import probe as probe_endpoints
 
             results = probe_endpoints(loaded.settings, os.environ, timeout=probe_timeout, send_span=probe_span)
+        refused = strict and bool(loaded.warnings)  # --strict: a warning makes the settings invalid (exit 2)
         if as_json:
-            data: dict[str, Any] = {"valid": True, "settings": rows,
+            data: dict[str, Any] = {"valid": not refused, "settings": rows,
                                     "warnings": [{"code": w.code, "message": w.message} for w in loaded.warnings]}
             if results is not None:
                 data["probe"] = [{"signals": list(r.signals), "protocol": r.target.protocol.value, "url": r.url,
@@ -156,7 +157,7 @@ def check_config(
 
             text = render_results(results, probe_timeout)
             sys.stderr.write(clean(text, len(text)))
-        if strict and loaded.warnings:
+        if refused:
             count = len(loaded.warnings)
             sys.stderr.write(f"cryostorm-run: --strict: {count} warning{'s' if count != 1 else ''} "
                              "treated as errors\n")
