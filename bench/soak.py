@@ -48,7 +48,7 @@ from run import (
     table,
 )
 
-LOSS = re.compile(r"cryostorm: (?:spans: )?(\d+) spans? (?:dropped|not delivered)")
+LOSS = re.compile(r"cryostorm: (?:spans: )?(\d+) spans? (?:dropped|not (?:confirmed )?delivered)")
 RUNNING_LOSS = re.compile(r"cryostorm: spans: (.*) since the last report")
 
 
