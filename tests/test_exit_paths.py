@@ -44,7 +44,9 @@ for i in range(100):
     with tracer.start_as_current_span("queued"):
         pass
 print("ready", flush=True)
-time.sleep(60)
+for _ in range(600):  # short sleeps: a signal that lands between the last check of pending signals and
+    time.sleep(0.1)   # the sleep's system call has its handler run only once the sleep ends (CPython,
+                      # bare too: 5 of 1,500 runs under load); one time.sleep(60) was a 60 s hang
 """
 
 

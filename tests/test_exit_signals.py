@@ -3,6 +3,8 @@ flush runs still ends it by SIGTERM, and neither costs the telemetry already mad
 
 from __future__ import annotations
 
+import os
+import re
 import signal
 import subprocess
 import sys
@@ -116,7 +118,9 @@ for i in range(50):
     with tracer.start_as_current_span(f"span-{i}"):
         pass
 print("ready", flush=True)
-time.sleep(60)
+for _ in range(600):  # short sleeps: a signal that lands between the last check of pending signals and
+    time.sleep(0.1)   # the sleep's system call has its handler run only once the sleep ends (CPython,
+                      # bare too: 5 of 1,500 runs under load); one time.sleep(60) was a 60 s hang
 """
 
 
@@ -142,15 +146,38 @@ def test_a_terminating_signal_with_the_default_action_flushes_then_ends_the_prog
         proc.send_signal(signum)
         _, err = proc.communicate(timeout=30)
     except subprocess.TimeoutExpired:
+        masks = _signal_state(proc.pid)
         proc.send_signal(signal.SIGABRT)  # faulthandler prints where every thread of the program stands
         _, err = proc.communicate(timeout=30)
-        pytest.fail(f"still running 30 s after {signal.Signals(signum).name}; its threads:\n{err}")
+        pytest.fail(f"still running 30 s after {signal.Signals(signum).name}; {masks}\n{_main_thread_first(err)}")
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
     assert proc.returncode == -signum, err
     assert len(otlp_receiver.wait_for_spans(50, timeout=20)) == 50, err
+
+
+def _signal_state(pid: int) -> str:
+    """Each thread of `pid`: its name and signal masks (pending, blocked, ignored, caught), from /proc."""
+    lines = []
+    try:
+        for tid in sorted(os.listdir(f"/proc/{pid}/task"), key=int):
+            status = Path(f"/proc/{pid}/task/{tid}/status").read_text()
+            fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+            lines.append(f"{tid} {fields['Name'].strip()} " + " ".join(
+                f"{key}={fields[key].strip().lstrip('0') or '0'}" for key in ("SigPnd", "ShdPnd", "SigBlk", "SigIgn")
+                if key in fields))
+    except OSError as exc:
+        return f"(threads not read: {exc})"
+    return "threads (tid name masks):\n" + "\n".join(lines)
+
+
+def _main_thread_first(dump: str) -> str:
+    """faulthandler's dump, the main thread's stack first (it comes last, and a long dump gets cut)."""
+    blocks = re.split(r"\n(?=(?:Current thread|Thread) 0x)", dump)
+    main = [block for block in blocks if "<string>" in block or "line 1 in <module>" in block]
+    return "\n".join(main + [block for block in blocks if block not in main])
 
 
 FORKED_WORKER = """
