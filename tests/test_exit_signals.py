@@ -293,3 +293,16 @@ def test_every_thread_cryostorm_starts_leaves_the_programs_signals_to_it(otlp_re
         count = int(said.split()[0])
         assert count >= (3 if who == "parent" else 2) and said.endswith("open to SIGTERM: 0"), under.stdout
     assert len(otlp_receiver.wait_for_spans(2, timeout=20)) == 2, under.stderr
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads the shell's signal masks from /proc")
+def test_the_program_starts_with_the_signal_actions_it_has_when_started_directly() -> None:
+    # Python ignores SIGPIPE and SIGXFSZ in itself, and exec keeps an ignored signal ignored: a shell entrypoint
+    # under cryostorm-run had `yes` die of EPIPE with "yes: standard output: Broken pipe" on its stderr, where
+    # started directly SIGPIPE ends it quietly.
+    shell = ["/bin/sh", "-c", "grep -E '^Sig(Ign|Blk)' /proc/self/status; yes | head -n 1"]
+    bare = subprocess.run(shell, env=child_env({}), capture_output=True, text=True, timeout=30)
+    under = subprocess.run([CRYOSTORM_RUN, "--quiet", "--", *shell], env=child_env({}), capture_output=True,
+                           text=True, timeout=30)
+    assert "SigIgn:" in bare.stdout and bare.stdout.endswith("y\n"), bare
+    assert (under.returncode, under.stdout, under.stderr) == (bare.returncode, bare.stdout, bare.stderr)

@@ -11,6 +11,7 @@ Example:
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from collections.abc import Mapping, Sequence
 
@@ -22,7 +23,7 @@ from cryostorm_run.common.interpreter import hook_skipping_flags
 TYPE_CHECKING = False  # not typing's
 if TYPE_CHECKING:
     from pathlib import Path
-    from typing import NamedTuple, NoReturn
+    from typing import Any, NamedTuple, NoReturn
 
     from cryostorm_run.config.loading import Loaded
     from cryostorm_run.config.model import TelemetryModel
@@ -242,14 +243,32 @@ def finish(
 
 
 def exec_plan(plan: LaunchPlan) -> NoReturn:
-    """Replace this process with the planned program: same PID, its signals, its exit status."""
+    """Replace this process with the planned program: same PID, its signals, its exit status.
+
+    Python ignores SIGPIPE and SIGXFSZ in itself at start-up, and an ignored signal stays ignored through
+    `exec`: the program (a shell entrypoint's `yes | head -1`, a C tool) would get EPIPE errors where it dies
+    quietly when started directly. They get their default action back first, as `subprocess` gives its
+    children (the launcher cannot see whether whoever started it ignored them)."""
     sys.stdout.flush()
     sys.stderr.flush()
+    restored = _default_actions_back()
     try:
         os.execve(plan.executable, list(plan.argv), dict(plan.env))
     except OSError as exc:
+        for signum, action in restored:  # the launcher goes on to print its error: as Python started it
+            signal.signal(signum, action)
         raise LaunchError(f"{plan.argv[0]}: cannot execute: {exc.strerror}{_interpreter_missing(plan.executable)}",
                           EXIT_NOT_EXECUTABLE if exc.errno != 2 else EXIT_NOT_FOUND) from None
+
+
+def _default_actions_back() -> list[tuple[int, Any]]:
+    """SIGPIPE, SIGXFZ and SIGXFSZ, where Python ignores them, back to their default action; what they were."""
+    restored = []
+    for name in ("SIGPIPE", "SIGXFZ", "SIGXFSZ"):
+        signum = getattr(signal, name, None)
+        if signum is not None and signal.getsignal(signum) is signal.SIG_IGN:
+            restored.append((signum, signal.signal(signum, signal.SIG_DFL)))
+    return restored
 
 
 def _interpreter_missing(executable: str) -> str:
