@@ -34,7 +34,7 @@ class _Lazy:
     last_ok = True  # the last export succeeded ...
     last_duration_s = 0.0  # ... and took this long: together, "is the collector keeping up?"
     building = False  # the first export is building the real exporter (no collector contact yet)
-    answering = True  # the collector answered the last request successfully (slow or not)
+    _answering = True
     direct = False  # cryostorm's own span transport: spans are queued pre-encoded
 
     def __init__(self, factory: Callable[[], Any], retry_budget_s: float = 0.0) -> None:
@@ -48,6 +48,17 @@ class _Lazy:
         self.fault_target = getattr(factory, "fault_target", (None, None))  # (signal, Target): errors explained
         self._stop = threading.Event()
         _LAZY.add(self)
+
+    @property
+    def answering(self) -> bool:
+        """The collector answered the last request successfully (slow or not). The SDK's exporters retry
+        inside one `export` call: a request of theirs that failed counts from then on, not at its end."""
+        state = getattr(getattr(self, "_real", None), "cryostorm_state", None)
+        return self._answering and not getattr(state, "failing", False)
+
+    @answering.setter
+    def answering(self, value: bool) -> None:
+        self._answering = value
 
     def _get(self) -> Any:
         with self._lock:
@@ -126,6 +137,7 @@ class _ExportState:
     """What the last request of one OTLP exporter ended with (set by the stub/session wrappers)."""
 
     transient = False  # failed in a way worth retrying: unreachable, UNAVAILABLE, 429/502/503/504
+    failing = False  # the last request failed (the exporter may be retrying it)
 
 
 def _transient(exporter: Any) -> bool:
@@ -345,10 +357,11 @@ class _CheckedStub:
             code_of = getattr(error, "code", None)
             code = code_of() if callable(code_of) else None
             self._state.transient = getattr(code, "name", "") in TRANSIENT_CODES  # OTLP's retryable codes
+            self._state.failing = True
             details = getattr(error, "details", None)  # SDK 1.40 logs the code only: keep what it leaves out
             note_transport_error(f"gRPC {getattr(code, 'name', '')}: {details() if callable(details) else ''}")
             raise
-        self._state.transient = False
+        self._state.transient = self._state.failing = False
         report_partial_success(self._signal, response)
         return response
 
@@ -374,10 +387,11 @@ def _checked_session(signal: str, state: _ExportState) -> Any:
             try:
                 response = super().request(*args, **kwargs)
             except requests.RequestException as error:  # refused, reset, timed out: worth retrying later
-                state.transient = True
+                state.transient = state.failing = True
                 note_transport_error(f"{type(error).__name__}: {error}")  # the exporter may log only "timeout"
                 raise
             state.transient = response.status_code in TRANSIENT_HTTP
+            state.failing = not 200 <= response.status_code < 300
             return response
 
     module, name = _RESPONSES[signal]

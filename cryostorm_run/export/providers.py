@@ -220,7 +220,9 @@ def loss_report() -> dict[str, dict[str, int]]:
         entry["dropped"] += batch.dropped
         entry["queued"] += len(batch.queue)
         entry["in_flight"] += batch.in_flight
-        entry["under_way"] += batch.in_flight if batch.in_flight and batch.keeping_up() else 0
+        # Not while the exporter is still being built (grpc imported): nothing has been sent yet.
+        entry["under_way"] += batch.in_flight if batch.in_flight and batch.keeping_up() and not getattr(
+            batch.exporter, "building", False) else 0
         entry["failed"] += batch.failed
     return report
 
