@@ -58,12 +58,43 @@ def test_exit_is_bounded_when_the_collector_is_down(transport: str) -> None:
     assert "Traceback" not in proc.stderr
 
 
+LONG_OUTAGE = """
+import logging, time
+from opentelemetry import trace
+tracer = trace.get_tracer("t")
+for i in range(20):
+    with tracer.start_as_current_span("early"):
+        logging.getLogger("app").warning("early")
+time.sleep(2.5)  # every export has failed for 2.4 s when the program ends: longer than the exit's 1 s
+"""
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_an_exit_during_an_outage_longer_than_its_budget_is_not_held(transport: str) -> None:
+    # The exit flush waited its whole budget for a collector that had refused every export for seconds,
+    # then reported everything lost anyway: a gunicorn worker recycled during an outage held its slot.
+    env = {**unreachable_env(transport), "CRYOSTORM_SHUTDOWN_TIMEOUT_MILLIS": "1000",
+           "CRYOSTORM_LOGGING__EXPORT_CONFIG__SCHEDULE_DELAY_MILLIS": "100",
+           "CRYOSTORM_TRACING__EXPORT_CONFIG__SCHEDULE_DELAY_MILLIS": "100"}
+    proc = subprocess.run([CRYOSTORM_RUN, "--quiet", "--", PYTHON, "-c", LONG_OUTAGE], env=child_env(env),
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert re.search(r"^cryostorm: warning: logs, metrics, traces: not waited for at exit: the collector at "
+                     r"127\.0\.0\.1:9 has failed every export for \d+\.\d s, longer than the exit's whole 1 s "
+                     r"\(shutdown_timeout_millis\), and refuses connections or is silent now", proc.stderr, re.M), \
+        proc.stderr
+    assert "cryostorm: 20 spans not delivered: the exporter gave up on them" in proc.stderr, proc.stderr
+    assert "cryostorm: 20 log records not delivered: the exporter gave up on them" in proc.stderr, proc.stderr
+    assert "not fully flushed" not in proc.stderr, proc.stderr  # the deadline never came: not waited for
+
+
 RETRYING_AT_EXIT = """
 import logging, time
 from opentelemetry import trace
 with trace.get_tracer("t").start_as_current_span("one"):
     logging.getLogger("app").warning("one record")
-time.sleep(1.5)  # its export has begun (schedule delay 100 ms) and is being retried when the program ends
+time.sleep(0.8)  # its export has begun (schedule delay 100 ms) and is being retried when the program ends
+                 # (an outage younger than the exit's budget: waited for, see export/outage.py)
 """
 
 
@@ -449,3 +480,40 @@ def test_an_unfinished_metrics_export_at_exit_is_named(otlp_receiver: Receiver) 
     assert proc.returncode == 0, proc.stderr
     assert ("telemetry not fully flushed within 1 s (shutdown_timeout_millis): the last metrics export not "
             "delivered") in proc.stderr, proc.stderr
+
+
+class _Exporter:
+    """What export/outage.py reads of an exporter, and what giving up sets."""
+
+    def __init__(self, endpoint: str, signal: str, failing_for: float | None, answered: bool = False) -> None:
+        self.endpoint, self.fault_target, self.answered_once = endpoint, (signal, None), answered
+        self.failing_since = None if failing_for is None else time.monotonic() - failing_for
+        self.gave_up = False
+
+    def give_up(self) -> None:
+        self.gave_up = True
+
+
+def test_only_an_outage_older_than_the_exit_budget_with_the_collector_still_down_is_given_up() -> None:
+    import socket
+
+    from cryostorm_run.export.outage import give_up_on_long_outages
+
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        up = f"http://127.0.0.1:{listening.getsockname()[1]}"
+        down = "http://127.0.0.1:9"
+        cases = {
+            "long outage, still down": [_Exporter(down + "/v1/logs", "logs", 5.0), _Exporter(down, "traces", None)],
+            "long outage, accepting connections again": [_Exporter(up, "logs", 5.0)],
+            "younger than the budget": [_Exporter("http://127.0.0.2:9", "logs", 0.5)],
+            "another signal answered": [_Exporter("http://127.0.0.3:9", "logs", 5.0),
+                                        _Exporter("http://127.0.0.3:9", "traces", None, answered=True)],
+            "nothing sent yet": [_Exporter("http://127.0.0.4:9", "traces", None)],
+        }
+        give_up_on_long_outages(2.0, [exporter for group in cases.values() for exporter in group])
+    given_up = {name: [exporter.gave_up for exporter in group] for name, group in cases.items()}
+    assert given_up == {"long outage, still down": [True, True],  # the untried traces exporter too: one collector
+                        "long outage, accepting connections again": [False], "younger than the budget": [False],
+                        "another signal answered": [False, False], "nothing sent yet": [False]}

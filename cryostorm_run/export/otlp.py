@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -13,9 +14,16 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from cryostorm_run.common.runtime import SignalRuntime
 from cryostorm_run.export.batch import RETRY_LATER
-from cryostorm_run.export.errors import TelemetrySetupError, exporting, fault_target, note_transport_error
-from cryostorm_run.export.forkgate import BUILD_BROKEN, exporter_build, grpc_call
-from cryostorm_run.export.otlp_send import TRANSIENT_CODES, TRANSIENT_HTTP, reachable
+from cryostorm_run.export.errors import TelemetrySetupError, exporting, fault_target
+from cryostorm_run.export.forkgate import BUILD_BROKEN, exporter_build
+from cryostorm_run.export.otlp_send import reachable
+from cryostorm_run.export.responses import (  # noqa: F401  (REJECTED: read by the exit report)
+    REJECTED,
+    ExportState,
+    check_grpc_responses,
+    checked_session,
+    report_partial_success,
+)
 
 # -- lazy OTLP exporters ------------------------------------------------------------------------
 # The OTLP exporters import grpc/protobuf (~100 ms). They are built on the first export, in the
@@ -35,6 +43,11 @@ class _Lazy:
     last_duration_s = 0.0  # ... and took this long: together, "is the collector keeping up?"
     building = False  # the first export is building the real exporter (no collector contact yet)
     _answering = True
+    _failing_since: float | None = None
+    answered_once = False  # an export has succeeded since this process started (or forked)
+    gave_up_at_exit = False  # its collector is in a long outage: exports fail at once (export/outage.py)
+    _real_shut = False  # the real exporter's shutdown was called (it warns at a second call)
+    FAILURE: Any = False  # what a failed export returns (cryostorm's batch queue counts False as failed)
     direct = False  # cryostorm's own span transport: spans are queued pre-encoded
 
     def __init__(self, factory: Callable[[], Any], retry_budget_s: float = 0.0) -> None:
@@ -60,6 +73,14 @@ class _Lazy:
     def answering(self, value: bool) -> None:
         self._answering = value
 
+    @property
+    def failing_since(self) -> float | None:
+        """Monotonic time the first failed export since the last success began: an export under way whose
+        requests fail (the SDK's exporter retrying them) counts from its start."""
+        if self._failing_since is None and self.in_flight and not self.answering:
+            return self.export_started
+        return self._failing_since
+
     def _get(self) -> Any:
         with self._lock:
             if self._real is None:
@@ -75,13 +96,34 @@ class _Lazy:
     def _reset_after_fork(self) -> None:
         self._lock = threading.Lock()
         self._real = None  # the parent's channel is not ours: drop it without closing it
+        self._real_shut = False
         self._stop = threading.Event()
         self.handled = self.failed = self.in_flight = 0
         self.building, self.answering = False, True
+        self._failing_since, self.answered_once, self.gave_up_at_exit = None, False, False
+
+    def note_outcome(self, ok: bool, started: float) -> None:
+        """An export (or one request of it) that began at `started` succeeded or failed."""
+        if ok:
+            self._failing_since, self.answered_once = None, True
+        elif self._failing_since is None:
+            self._failing_since = started
+
+    def give_up(self) -> None:
+        """The collector is in a long outage at exit (export/outage.py): stop retrying, fail what comes.
+        The SDK's exporter retries inside an export, sleeping seconds between requests: its shutdown (public;
+        it sets an event that sleep waits on and closes the channel or session, without waiting) ends that."""
+        self.gave_up_at_exit = True
+        self._stop.set()
+        real = self._real
+        if real is not None and not self.direct and not self._real_shut:
+            self._real_shut = True
+            _quietly(real.shutdown)
 
     def shutdown(self, *args: Any, **kwargs: Any) -> None:
         self._stop.set()  # a batch being retried stops waiting
-        if self._real is not None:
+        if self._real is not None and not self._real_shut:
+            self._real_shut = True
             self._real.shutdown(*args, **kwargs)
 
     def force_flush(self, timeout_millis: float = 30_000) -> bool:
@@ -92,10 +134,12 @@ class _Lazy:
             return self._timed_export(batch)
 
     def _timed_export(self, batch: Sequence[Any]) -> Any:
-        import time
-
         self.in_flight = len(batch)
         self.handled += len(batch)
+        if self.gave_up_at_exit:
+            self.failed += len(batch)
+            self.last_ok, self.in_flight = False, 0
+            return self.FAILURE
         if self._real is None:
             # The first call builds it (imports grpc): not the collector's time. Under a busy
             # producer that import alone can take seconds; the collector counts as keeping up.
@@ -128,16 +172,17 @@ class _Lazy:
         finally:
             self.last_duration_s = time.monotonic() - started
             self.last_ok = self.answering = getattr(result, "name", "") == "SUCCESS"
+            self.note_outcome(self.last_ok, started)
             if not self.last_ok:
                 self.failed += len(batch)
             self.in_flight = 0
 
 
-class _ExportState:
-    """What the last request of one OTLP exporter ended with (set by the stub/session wrappers)."""
-
-    transient = False  # failed in a way worth retrying: unreachable, UNAVAILABLE, 429/502/503/504
-    failing = False  # the last request failed (the exporter may be retrying it)
+def _quietly(call: Callable[[], Any]) -> None:
+    try:
+        call()
+    except Exception:  # the exporter's own trouble while giving up: what is lost is reported anyway
+        logging.getLogger("opentelemetry.cryostorm.export").debug("shutdown while giving up", exc_info=True)
 
 
 def _transient(exporter: Any) -> bool:
@@ -161,6 +206,7 @@ class LazySpanExporter(_Lazy, SpanExporter):
     transport does not know: the SDK's exporter, one export at a time (the tested fallback)."""
 
     answer_timeout_s = 10.0  # an export unanswered for longer: the collector is not keeping up
+    FAILURE = SpanExportResult.FAILURE
 
     def __init__(self, sig: SignalRuntime, retry_budget_s: float, pool_size: int = 1) -> None:
         from cryostorm_run.export import otlp_send
@@ -174,6 +220,7 @@ class LazySpanExporter(_Lazy, SpanExporter):
         factory = self._sender if self.direct else otlp_factory("traces", sig)
         super().__init__(factory, retry_budget_s)
         self.fault_target = ("traces", fault_target(sig))
+        self.endpoint = sig.endpoint
         self.pool_size = pool_size
 
     def _sender(self) -> Any:
@@ -192,7 +239,8 @@ class LazySpanExporter(_Lazy, SpanExporter):
     def shutdown(self, *args: Any, **kwargs: Any) -> None:
         self._stop.set()
         real = self._real
-        if real is not None:
+        if real is not None and not self._real_shut:
+            self._real_shut = True
             (real.close if self.direct else real.shutdown)()
 
     def force_flush(self, timeout_millis: float = 30_000) -> bool:
@@ -202,6 +250,8 @@ class LazySpanExporter(_Lazy, SpanExporter):
         if not self.direct:
             with self._serial:  # the SDK's exporter: one export at a time (its state is shared)
                 return self._timed(spans)  # type: ignore[no-any-return]
+        if self.gave_up_at_exit:
+            return SpanExportResult.FAILURE
         from cryostorm_run.export import otlp_encode, otlp_send
 
         if self._real is None:
@@ -225,6 +275,7 @@ class LazySpanExporter(_Lazy, SpanExporter):
 
     def _answered(self, ok: bool, seconds: float) -> None:
         self.answering, self.answer_s = ok, seconds  # the request alone (not building the transport)
+        self.note_outcome(ok, time.monotonic() - seconds)
 
 
 def _headers(sig: SignalRuntime) -> dict[str, str] | None:
@@ -299,12 +350,12 @@ def otlp_factory(signal: str, sig: SignalRuntime) -> Callable[[], Any]:
         import importlib
 
         module, attr = modules[key]
-        state = _ExportState()
+        state = ExportState()
         if sig.protocol == "grpc":
             exporter = getattr(importlib.import_module(module), attr)(**_grpc_kwargs(sig))
-            _check_grpc_responses(exporter, signal, state)
+            check_grpc_responses(exporter, signal, state)
         else:
-            exporter = getattr(importlib.import_module(module), attr)(session=_checked_session(signal, state),
+            exporter = getattr(importlib.import_module(module), attr)(session=checked_session(signal, state),
                                                                       **_http_kwargs(sig))
         exporter.cryostorm_state = state
         return exporter
@@ -312,102 +363,3 @@ def otlp_factory(signal: str, sig: SignalRuntime) -> Callable[[], Any]:
     make.endpoint = sig.endpoint  # type: ignore[attr-defined]  # for the readiness check of the retry loop
     make.fault_target = (signal, fault_target(sig))  # type: ignore[attr-defined]
     return make
-
-
-# -- partial success ------------------------------------------------------------------------------
-# A collector may accept a request yet reject part of it (OTLP partial success). The SDK exporters
-# never read the response, so cryostorm does: each rejection is reported on stderr (rate-limited)
-# and counted for the exit report.
-
-REJECTED: dict[str, int] = {}
-_REJECTED_FIELD = {"traces": "rejected_spans", "metrics": "rejected_data_points", "logs": "rejected_log_records"}
-_RESPONSES = {
-    "traces": ("opentelemetry.proto.collector.trace.v1.trace_service_pb2", "ExportTraceServiceResponse"),
-    "metrics": ("opentelemetry.proto.collector.metrics.v1.metrics_service_pb2", "ExportMetricsServiceResponse"),
-    "logs": ("opentelemetry.proto.collector.logs.v1.logs_service_pb2", "ExportLogsServiceResponse"),
-}
-
-
-def report_partial_success(signal: str, response: Any) -> None:
-    partial = getattr(response, "partial_success", None)
-    if partial is None:
-        return
-    rejected = int(getattr(partial, _REJECTED_FIELD[signal], 0))
-    if rejected or partial.error_message:
-        REJECTED[signal] = REJECTED.get(signal, 0) + rejected
-        logging.getLogger("opentelemetry.cryostorm.export").warning(
-            "the collector rejected %d %s of a batch (partial success): %s",
-            rejected, _REJECTED_FIELD[signal].removeprefix("rejected_").replace("_", " "),
-            partial.error_message or "no reason given",
-        )
-
-
-
-class _CheckedStub:
-    def __init__(self, stub: Any, signal: str, state: _ExportState) -> None:
-        self._stub = stub
-        self._signal = signal
-        self._state = state
-
-    def Export(self, *args: Any, **kwargs: Any) -> Any:
-        try:
-            with grpc_call():  # never in flight when the process forks (export/forkgate.py)
-                response = self._stub.Export(*args, **kwargs)
-        except Exception as error:  # grpc.RpcError: the exporter decides; we note whether to retry later
-            code_of = getattr(error, "code", None)
-            code = code_of() if callable(code_of) else None
-            self._state.transient = getattr(code, "name", "") in TRANSIENT_CODES  # OTLP's retryable codes
-            self._state.failing = True
-            details = getattr(error, "details", None)  # SDK 1.40 logs the code only: keep what it leaves out
-            note_transport_error(f"gRPC {getattr(code, 'name', '')}: {details() if callable(details) else ''}")
-            raise
-        self._state.transient = self._state.failing = False
-        report_partial_success(self._signal, response)
-        return response
-
-
-def _check_grpc_responses(exporter: Any, signal: str, state: _ExportState) -> None:
-    # The exporter rebuilds its stub after UNAVAILABLE, from `_stub`: wrap both (private, guarded).
-    stub_factory = getattr(exporter, "_stub", None)
-    if os.environ.get("_CRYOSTORM_PLAIN_EXPORTERS") == "1":  # the tested fallback: no response checks
-        return
-    if stub_factory is None or getattr(exporter, "_client", None) is None:
-        return
-    exporter._stub = lambda channel: _CheckedStub(stub_factory(channel), signal, state)
-    exporter._client = _CheckedStub(exporter._client, signal, state)
-
-
-def _checked_session(signal: str, state: _ExportState) -> Any:
-    import importlib
-
-    import requests
-
-    class Session(requests.Session):
-        def request(self, *args: Any, **kwargs: Any) -> Any:
-            try:
-                response = super().request(*args, **kwargs)
-            except requests.RequestException as error:  # refused, reset, timed out: worth retrying later
-                state.transient = state.failing = True
-                note_transport_error(f"{type(error).__name__}: {error}")  # the exporter may log only "timeout"
-                raise
-            state.transient = response.status_code in TRANSIENT_HTTP
-            state.failing = not 200 <= response.status_code < 300
-            return response
-
-    module, name = _RESPONSES[signal]
-    response_cls = getattr(importlib.import_module(module), name)
-
-    def on_response(response: Any, *args: Any, **kwargs: Any) -> None:
-        if 200 <= response.status_code < 300 and response.content:
-            parsed = response_cls()
-            try:
-                parsed.ParseFromString(response.content)
-            except Exception:  # not protobuf (a proxy's page): nothing to report
-                return
-            report_partial_success(signal, parsed)
-
-    session = Session()
-    session.hooks["response"].append(on_response)
-    return session
-
-

@@ -235,6 +235,7 @@ def shutdown(p: Providers, timeout_s: float | None = None) -> bool:
     timeout = p.runtime.shutdown_timeout_ms / 1000 if timeout_s is None else timeout_s
 
     def work() -> None:
+        _give_up_on_long_outages(timeout)
         if p.log_handler is not None:
             from cryostorm_run.export.logbridge import detach
 
@@ -266,6 +267,19 @@ def shutdown(p: Providers, timeout_s: float | None = None) -> bool:
     return not worker.is_alive()
 
 
+def _give_up_on_long_outages(budget_s: float) -> None:
+    """Exporters whose collector has been down for longer than the whole exit budget do not hold the exit
+    (export/outage.py). No OTLP exporter loaded: none."""
+    otlp = sys.modules.get("cryostorm_run.export.otlp")
+    if otlp is not None:
+        import contextlib
+
+        from cryostorm_run.export.outage import give_up_on_long_outages
+
+        with contextlib.suppress(Exception):  # never in the way of the flush itself
+            give_up_on_long_outages(budget_s, list(getattr(otlp, "_LAZY", ())))
+
+
 def _metrics_not_delivered() -> bool:
     """The OTLP metrics exporter's last export (the one the shutdown made) failed, or is unanswered: the
     reader gives up on it at its deadline and the exporter's shutdown cancels it, without a word."""
@@ -285,6 +299,7 @@ def _shutdown_inline(p: Providers, timeout: float) -> bool:
     from cryostorm_run.export.batch import BATCH_QUEUES
 
     deadline = time.monotonic() + timeout
+    _give_up_on_long_outages(timeout)
 
     def remaining_ms() -> int:
         return max(0, int((deadline - time.monotonic()) * 1000))

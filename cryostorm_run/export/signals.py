@@ -144,8 +144,20 @@ def _lazy_metric_exporter(sig: SignalRuntime) -> Any:
             MetricExporter.__init__(self)
 
         def export(self, metrics_data: Any, timeout_millis: float = 10_000, **kwargs: Any) -> Any:
-            with exporting(*self.fault_target):
-                return self._get().export(metrics_data, timeout_millis=timeout_millis, **kwargs)
+            import time
+
+            from opentelemetry.sdk.metrics.export import MetricExportResult
+
+            if self.gave_up_at_exit:  # a long outage at exit (export/outage.py)
+                self.last_ok = False
+                return MetricExportResult.FAILURE
+            started, result = time.monotonic(), None
+            try:
+                with exporting(*self.fault_target):
+                    result = self._get().export(metrics_data, timeout_millis=timeout_millis, **kwargs)
+                return result
+            finally:
+                self.note_outcome(result is MetricExportResult.SUCCESS, started)
 
     return LazyMetricExporter()
 
@@ -298,9 +310,12 @@ def _compact_logs(_: SignalRuntime) -> Any:
 
 
 def _lazy_log_exporter(sig: SignalRuntime) -> Any:
+    from opentelemetry.sdk._logs import export as export_module
     from opentelemetry.sdk._logs.export import LogRecordExporter
 
     class LazyLogExporter(_Lazy, LogRecordExporter):
+        FAILURE = getattr(export_module, "LogExportResult", None) and export_module.LogExportResult.FAILURE
+
         def export(self, batch: Sequence[Any]) -> Any:
             return self._timed(batch)
 
