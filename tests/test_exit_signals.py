@@ -124,11 +124,13 @@ for _ in range(600):  # short sleeps: a signal that lands between the last check
 """
 
 
-@pytest.mark.parametrize("signum", [signal.SIGHUP, signal.SIGQUIT, signal.SIGTERM])
+@pytest.mark.parametrize("signum", [signal.SIGHUP, signal.SIGQUIT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2,
+                                    signal.SIGALRM])
 def test_a_terminating_signal_with_the_default_action_flushes_then_ends_the_program_by_it(
         otlp_receiver: Receiver, tmp_path: Path, signum: int) -> None:
     # SIGHUP: the terminal or SSH session closed; SIGQUIT: Ctrl-\\. Their default action ends the process
-    # without atexit: the 50 queued spans were lost without a word (SIGTERM was already flushed).
+    # without atexit: the 50 queued spans were lost without a word (SIGTERM was already flushed; SIGUSR1, SIGUSR2
+    # and SIGALRM, the default action of a program without a handler for them, lost them too).
     env = {**otlp(otlp_receiver, "hangup"), "CRYOSTORM_LOGGING__ENABLED": "false",
            "CRYOSTORM_TRACING__EXPORT_CONFIG__SCHEDULE_DELAY_MILLIS": "60000",  # only a flush sends them
            "PYTHONFAULTHANDLER": "1"}

@@ -23,6 +23,10 @@ if TYPE_CHECKING:
 # The exit work under way in this process (its pid while the exporters are built for the exit or the exit
 # flush runs) and a terminating signal that came meanwhile: it is acted on once that work is done.
 _EXITING: dict[str, int | None] = {"pid": None, "signal": None}
+# Signals whose default action ends the process without atexit, sent from outside: the terminal closed
+# (SIGHUP), Ctrl-\\ (SIGQUIT), a supervisor's SIGTERM, a SIGUSR1/SIGUSR2 meant for a handler the program
+# does not have, an `alarm()` watchdog (SIGALRM).
+_TERMINATING = ("SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGALRM")
 
 
 def register_exit(providers: Any) -> None:
@@ -133,9 +137,10 @@ def _whose() -> str:
 
 
 def _flush_on_terminating_signals(at_exit: Any, flush_at_exit: Any) -> None:
-    """A program killed by SIGTERM, SIGHUP (its terminal closed) or SIGQUIT with the default action never runs
-    atexit. For each the program has no handler of its own for: flush first, then die by the same signal
-    (the same exit status, and SIGQUIT's core dump). `signal.getsignal` shows this handler for them."""
+    """A program killed by SIGTERM, SIGHUP (its terminal closed), SIGQUIT, SIGUSR1, SIGUSR2 or SIGALRM with the
+    default action never runs atexit. For each the program has no handler of its own for: flush first, then
+    die by the same signal (the same exit status, and SIGQUIT's core dump). `signal.getsignal` shows this
+    handler for them."""
     if not _in_main_thread():
         return
 
@@ -151,7 +156,7 @@ def _flush_on_terminating_signals(at_exit: Any, flush_at_exit: Any) -> None:
         signal.signal(signum, signal.SIG_DFL)
         os.kill(os.getpid(), signum)
 
-    for name in ("SIGTERM", "SIGHUP", "SIGQUIT"):
+    for name in _TERMINATING:
         signum = getattr(signal, name, None)
         if signum is not None and signal.getsignal(signum) is signal.SIG_DFL:
             signal.signal(signum, on_signal)
@@ -184,7 +189,7 @@ def _flush_before_a_reraised_signal(flush_at_exit: Any) -> None:
     die by the signal: no atexit, no flush. `signal.raise_signal` is wrapped so that raising a
     terminating signal whose action is the default flushes first (bounded), then raises it as asked:
     the process still ends the way the server intends, with the same status."""
-    fatal = {getattr(signal, name) for name in ("SIGTERM", "SIGHUP", "SIGQUIT") if hasattr(signal, name)}
+    fatal = {getattr(signal, name) for name in _TERMINATING if hasattr(signal, name)}
     original = signal.raise_signal
     if getattr(original, "cryostorm", False):
         return
