@@ -25,8 +25,9 @@ if TYPE_CHECKING:
 _EXITING: dict[str, int | None] = {"pid": None, "signal": None}
 # Signals whose default action ends the process without atexit, sent from outside: the terminal closed
 # (SIGHUP), Ctrl-\\ (SIGQUIT), a supervisor's SIGTERM, a SIGUSR1/SIGUSR2 meant for a handler the program
-# does not have, an `alarm()` watchdog (SIGALRM).
-_TERMINATING = ("SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGALRM")
+# does not have. Not SIGALRM: an `alarm()` watchdog is there to end a program stuck in native code, which
+# never returns to run a Python handler (README, Known limits).
+_TERMINATING = ("SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2")
 
 
 def register_exit(providers: Any) -> None:
@@ -137,7 +138,7 @@ def _whose() -> str:
 
 
 def _flush_on_terminating_signals(at_exit: Any, flush_at_exit: Any) -> None:
-    """A program killed by SIGTERM, SIGHUP (its terminal closed), SIGQUIT, SIGUSR1, SIGUSR2 or SIGALRM with the
+    """A program killed by SIGTERM, SIGHUP (its terminal closed), SIGQUIT, SIGUSR1 or SIGUSR2 with the
     default action never runs atexit. For each the program has no handler of its own for: flush first, then
     die by the same signal (the same exit status, and SIGQUIT's core dump). `signal.getsignal` shows this
     handler for them."""
@@ -145,6 +146,11 @@ def _flush_on_terminating_signals(at_exit: Any, flush_at_exit: Any) -> None:
         return
 
     def on_signal(signum: int, frame: Any) -> None:
+        if signal.getsignal(signum) is not on_signal:
+            # Called by the program's own handler, which took `signal.getsignal`'s answer as the previous
+            # handler to chain to: the default action was not callable, so the program's handler goes on
+            # to its own end (atexit flushes then). Dying here would skip that end.
+            return
         if _EXITING["pid"] == os.getpid():
             # It interrupted the exit work (a pool terminating workers that are already leaving): dying
             # now would lose what is queued without a word, and waiting here for the export thread could
