@@ -48,13 +48,15 @@ def give_up_on_long_outages(budget_s: float, exporters: Iterable[Any]) -> None:
         if not tried or any(e.failing_since is None for e in tried):
             continue  # nothing sent yet, or the collector answered the last export of one of them
         failing_s = now - min(e.failing_since for e in tried)
-        if failing_s < budget_s or reachable(group[0].endpoint, min(0.2, budget_s / 10)):
+        # A connection takes one round trip: a distant collector that is back answers within a quarter of
+        # the budget (0.5 s by default), or it would not get far in the rest of it.
+        if failing_s < budget_s or reachable(group[0].endpoint, min(0.5, budget_s / 4)):
             continue
         names = sorted({str(e.fault_target[0] or "telemetry") for e in group})
         logging.getLogger("opentelemetry.cryostorm.export").warning(
-            "%s: not waited for at exit: the collector at %s:%d has failed every export for %.1f s, longer than "
-            "the exit's whole %g s (shutdown_timeout_millis), and refuses connections or is silent now: nothing more "
-            "is sent to it%s; what is still queued is reported lost", ", ".join(names), host, port, failing_s,
-            budget_s, " (the last metrics neither)" if "metrics" in names else "")
+            "the collector at %s:%d has failed every export for %.1f s, longer than the exit's whole %g s "
+            "(shutdown_timeout_millis), and cannot be reached now (refused, not resolved or silent): not waited "
+            "for at exit, nothing more is sent to it (%s); what is still queued is reported lost", host, port,
+            failing_s, budget_s, ", ".join(names))
         for exporter in group:
             exporter.give_up()
