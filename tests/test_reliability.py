@@ -109,8 +109,12 @@ def test_an_export_being_retried_at_the_exit_deadline_is_not_told_as_maybe_deliv
     proc = subprocess.run([CRYOSTORM_RUN, "--quiet", "--", PYTHON, "-c", RETRYING_AT_EXIT], env=child_env(env),
                           capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 0, proc.stderr
-    assert re.search(r"^cryostorm: telemetry not fully flushed within 1 s \(shutdown_timeout_millis\): 1 log records, "
-                     r"1 spans not confirmed delivered; exporters still busy", proc.stderr, re.M), proc.stderr
+    if sys.version_info[:2] == (3, 12):  # the exit flush runs inline and gives them up (README, Known limits)
+        assert "cryostorm: 1 log records not delivered: the exporter gave up on them" in proc.stderr, proc.stderr
+    else:
+        assert re.search(r"^cryostorm: telemetry not fully flushed within 1 s \(shutdown_timeout_millis\): 1 log "
+                         r"records, 1 spans not confirmed delivered; exporters still busy", proc.stderr, re.M), \
+            proc.stderr
     assert "under way" not in proc.stderr, proc.stderr
 
 

@@ -284,7 +284,7 @@ def _metrics_not_delivered() -> bool:
     """The OTLP metrics exporter's last export (the one the shutdown made) failed, or is unanswered: the
     reader gives up on it at its deadline and the exporter's shutdown cancels it, without a word."""
     otlp = sys.modules.get("cryostorm_run.export.otlp")  # not loaded: no OTLP metrics exporter
-    return any(lazy.fault_target[0] == "metrics" and (lazy.in_flight or not lazy.last_ok)
+    return any(lazy.fault_target[0] == "metrics" and not lazy.gave_up_at_exit and (lazy.in_flight or not lazy.last_ok)
                for lazy in list(getattr(otlp, "_LAZY", ())))
 
 
