@@ -11,7 +11,6 @@ Example:
 from __future__ import annotations
 
 import os
-import signal
 import sys
 from collections.abc import Mapping, Sequence
 
@@ -256,18 +255,31 @@ def exec_plan(plan: LaunchPlan) -> NoReturn:
         os.execve(plan.executable, list(plan.argv), dict(plan.env))
     except OSError as exc:
         for signum, action in restored:  # the launcher goes on to print its error: as Python started it
-            signal.signal(signum, action)
+            _signals_module().signal(signum, action)
         raise LaunchError(f"{plan.argv[0]}: cannot execute: {exc.strerror}{_interpreter_missing(plan.executable)}",
                           EXIT_NOT_EXECUTABLE if exc.errno != 2 else EXIT_NOT_FOUND) from None
 
 
+def _signals_module() -> Any:
+    """`_signal`, the C module `signal` wraps, which CPython loads at start-up: `signal` imports enum (~3 ms of
+    a start from a cached plan); the same functions and values, as plain integers (README, "Private
+    attributes"). Not loaded (another Python): `signal`."""
+    loaded = sys.modules.get("_signal")
+    if loaded is not None:
+        return loaded
+    import signal
+
+    return signal
+
+
 def _default_actions_back() -> list[tuple[int, Any]]:
     """SIGPIPE, SIGXFZ and SIGXFSZ, where Python ignores them, back to their default action; what they were."""
+    signals = _signals_module()
     restored = []
     for name in ("SIGPIPE", "SIGXFZ", "SIGXFSZ"):
-        signum = getattr(signal, name, None)
-        if signum is not None and signal.getsignal(signum) is signal.SIG_IGN:
-            restored.append((signum, signal.signal(signum, signal.SIG_DFL)))
+        signum = getattr(signals, name, None)
+        if signum is not None and signals.getsignal(signum) == signals.SIG_IGN:
+            restored.append((signum, signals.signal(signum, signals.SIG_DFL)))
     return restored
 
 
