@@ -237,17 +237,30 @@ def span_sender(protocol: str, kwargs: Mapping[str, Any], pool_size: int) -> Any
     return HttpSender(kwargs, pool_size)
 
 
+def host_port(endpoint: str | None) -> tuple[str, int] | None:
+    """(host, port) an endpoint connects to (None: none, or a port that is not a number)."""
+    if not endpoint:
+        return None
+    import urllib.parse
+
+    parsed = urllib.parse.urlsplit(endpoint if "://" in endpoint else f"http://{endpoint}")
+    try:
+        return parsed.hostname or "localhost", parsed.port or (443 if parsed.scheme == "https" else 80)
+    except ValueError:
+        return None
+
+
 def reachable(endpoint: str | None, timeout_s: float) -> bool:
     """Does the collector accept a TCP connection? (Unknown endpoint: assume so.)"""
     if not endpoint:
         return True
     import socket
-    import urllib.parse
 
-    parsed = urllib.parse.urlsplit(endpoint if "://" in endpoint else f"http://{endpoint}")
+    address = host_port(endpoint)
+    if address is None:
+        return False
     try:
-        port = parsed.port or (443 if parsed.scheme == "https" else 80)
-        with socket.create_connection((parsed.hostname or "localhost", port), timeout=timeout_s):
+        with socket.create_connection(address, timeout=timeout_s):
             return True
     except (OSError, ValueError):
         return False

@@ -19,28 +19,15 @@ from collections.abc import Iterable
 from typing import Any
 
 
-def _key(endpoint: str | None) -> tuple[str, int] | None:
-    """(host, port) of an exporter's endpoint: the signals' exporters to one collector share its fate."""
-    if not endpoint:
-        return None
-    import urllib.parse
-
-    parsed = urllib.parse.urlsplit(endpoint if "://" in endpoint else f"http://{endpoint}")
-    try:
-        return parsed.hostname or "localhost", parsed.port or (443 if parsed.scheme == "https" else 80)
-    except ValueError:
-        return None
-
-
 def give_up_on_long_outages(budget_s: float, exporters: Iterable[Any]) -> None:
     """At the start of the exit flush (`budget_s` for all of it): exporters whose collector has failed
     every export for longer than `budget_s` and does not accept a connection now give up at once."""
-    from cryostorm_run.export.otlp_send import reachable
+    from cryostorm_run.export.otlp_send import host_port, reachable
 
     now = time.monotonic()
     by_collector: dict[tuple[str, int], list[Any]] = {}
     for exporter in exporters:
-        key = _key(exporter.endpoint)
+        key = host_port(exporter.endpoint)
         if key is not None:
             by_collector.setdefault(key, []).append(exporter)
     for (host, port), group in by_collector.items():
