@@ -202,6 +202,52 @@ print("child", os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), flush=True)
 """
 
 
+SLOW_GATE = """
+import os, sys, threading, time
+class SlowDisk:  # holds the fork gate's module lock for 0.5 s while it is imported, as a slow volume would
+    def find_spec(self, name, path=None, target=None):
+        if name == "cryostorm_run.export.forkgate":
+            time.sleep(0.5)
+sys.meta_path.insert(0, SlowDisk())
+import logging
+from opentelemetry import trace
+def first_use():
+    with trace.get_tracer("app").start_as_current_span("first, from a thread"):
+        pass
+thread = threading.Thread(target=first_use)
+thread.start()
+time.sleep(0.2)
+pid = os.fork()
+if pid == 0:
+    with trace.get_tracer("app").start_as_current_span("from the child"):
+        pass
+    sys.exit(0)
+thread.join()
+print("child", os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), flush=True)
+"""
+
+
+def test_a_fork_while_another_thread_would_load_the_fork_gate(otlp_receiver: Receiver) -> None:
+    """The fork gate is loaded with logging (hook/bootstrap.py), before any build. Before, the first build
+    loaded it: a fork during that import (CI, Python 3.12: 1 run in ~75 under load) left its module lock
+    held in the child, whose own build then waited for it for good."""
+    import os
+    import signal
+
+    env = child_env({"CRYOSTORM_EXPORTER_TYPE": "otlp", "CRYOSTORM_COLLECTOR": otlp_receiver.grpc_endpoint,
+                     "CRYOSTORM_SERVICE__NAME": "deferred", "CRYOSTORM_METRICS__ENABLED": "false"})
+    proc = subprocess.Popen([CRYOSTORM_RUN, "--quiet", "--", sys.executable, "-c", SLOW_GATE], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        pytest.fail(f"hung: {out} {err}")
+    assert (proc.returncode, out) == (0, "child 0\n"), err
+    otlp_receiver.wait_for_spans("from the child", timeout=30)
+
+
 @pytest.mark.parametrize("first", ["logs", "traces"])
 def test_a_fork_while_another_thread_builds_the_first_provider(otlp_receiver: Receiver, first: str) -> None:
     """The fork waits for the build (export/forkgate.py). Before, the child waited for good on an import

@@ -99,7 +99,8 @@ class Deferred:
                 return
             self._building[signal] = threading.get_ident()
             first = not self._first_done
-            from cryostorm_run.export.forkgate import exporter_build  # not at start-up: it imports logging
+            # Loaded already: hook/bootstrap.py loads it when logging is imported, which the API does first.
+            from cryostorm_run.export.forkgate import exporter_build
 
             try:
                 # A fork waits until the build's imports are done (export/forkgate.py): a child forked while

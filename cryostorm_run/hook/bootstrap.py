@@ -135,6 +135,11 @@ def _on_logging(providers: Any) -> None:
     to stderr, trace ids on every record, and the bridge that exports records (its provider is built at
     the first record it exports)."""
     try:
+        # The fork gate (export/forkgate.py) is loaded now, in the thread that imports logging, rather than
+        # by the first build: a fork while another thread was importing it left its module lock held in the
+        # child, whose first build then waited for it for good. Its handler runs before logging's (~2 ms,
+        # concurrent.futures' import, in a process that imports logging).
+        from cryostorm_run.export import forkgate  # noqa: F401
         from cryostorm_run.export.logbridge import attach, inject_trace_context
         from cryostorm_run.export.providers import rt_level
         from cryostorm_run.hook import sdk_warnings
