@@ -227,24 +227,30 @@ print("child", os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), flush=True)
 """
 
 
-def test_a_fork_while_another_thread_would_load_the_fork_gate(otlp_receiver: Receiver) -> None:
-    """The fork gate is loaded with logging (hook/bootstrap.py), before any build. Before, the first build
-    loaded it: a fork during that import (CI, Python 3.12: 1 run in ~75 under load) left its module lock
-    held in the child, whose own build then waited for it for good."""
+def _forking_program(receiver: Receiver, *argv: str) -> tuple[int, str, str]:
+    """(status, stdout, stderr) of `python -c argv...` under cryostorm-run; the test fails if it hangs."""
     import os
     import signal
 
-    env = child_env({"CRYOSTORM_EXPORTER_TYPE": "otlp", "CRYOSTORM_COLLECTOR": otlp_receiver.grpc_endpoint,
+    env = child_env({"CRYOSTORM_EXPORTER_TYPE": "otlp", "CRYOSTORM_COLLECTOR": receiver.grpc_endpoint,
                      "CRYOSTORM_SERVICE__NAME": "deferred", "CRYOSTORM_METRICS__ENABLED": "false"})
-    proc = subprocess.Popen([CRYOSTORM_RUN, "--quiet", "--", sys.executable, "-c", SLOW_GATE], env=env,
+    proc = subprocess.Popen([CRYOSTORM_RUN, "--quiet", "--", sys.executable, "-c", *argv], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         out, err = proc.communicate(timeout=30)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         out, err = proc.communicate()
-        pytest.fail(f"hung: {out} {err}")
-    assert (proc.returncode, out) == (0, "child 0\n"), err
+        pytest.fail(f"hung ({argv[1:]}): {out} {err}")
+    return proc.returncode, out, err
+
+
+def test_a_fork_while_another_thread_would_load_the_fork_gate(otlp_receiver: Receiver) -> None:
+    """The fork gate is loaded with logging (hook/bootstrap.py), before any build. Before, the first build
+    loaded it: a fork during that import (CI, Python 3.12: 1 run in ~75 under load) left its module lock
+    held in the child, whose own build then waited for it for good."""
+    status, out, err = _forking_program(otlp_receiver, SLOW_GATE)
+    assert (status, out) == (0, "child 0\n"), err
     otlp_receiver.wait_for_spans("from the child", timeout=30)
 
 
@@ -253,22 +259,9 @@ def test_a_fork_while_another_thread_builds_the_first_provider(otlp_receiver: Re
     """The fork waits for the build (export/forkgate.py). Before, the child waited for good on an import
     lock held by the building thread, which it does not have (every run, at each of these delays); and
     with the fork waiting, on logging's and concurrent.futures' locks, taken by their fork handlers."""
-    import os
-    import signal
-
-    env = child_env({"CRYOSTORM_EXPORTER_TYPE": "otlp", "CRYOSTORM_COLLECTOR": otlp_receiver.grpc_endpoint,
-                     "CRYOSTORM_SERVICE__NAME": "deferred", "CRYOSTORM_METRICS__ENABLED": "false"})
     for delay in ("0.005", "0.02"):
-        proc = subprocess.Popen([CRYOSTORM_RUN, "--quiet", "--", sys.executable, "-c", FORK_DURING_BUILD, first,
-                                 delay], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                start_new_session=True)
-        try:
-            out, err = proc.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            out, err = proc.communicate()
-            pytest.fail(f"hung (first use: {first}, fork after {delay} s): {out} {err}")
-        assert (proc.returncode, out) == (0, "child 0\n"), err
+        status, out, err = _forking_program(otlp_receiver, FORK_DURING_BUILD, first, delay)
+        assert (status, out) == (0, "child 0\n"), err
         assert "forked while" not in err, err  # the wait was enough: nothing to tell
         otlp_receiver.wait_for_logs(f"from the child {delay}", timeout=30)
         otlp_receiver.wait_for_spans(f"from the child {delay}", timeout=30)

@@ -201,12 +201,16 @@ def test_a_loss_line_of_another_process_than_the_program_names_its_pid() -> None
     env = {"CRYOSTORM_EXPORTER_TYPE": "otlp", "CRYOSTORM_COLLECTOR": "http://127.0.0.1:9",  # refused
            "CRYOSTORM_SERVICE__NAME": "whose", "CRYOSTORM_SERVICE__ENVIRONMENT": "production",
            "CRYOSTORM_METRICS__ENABLED": "false", "CRYOSTORM_LOGGING__ENABLED": "false",
-           "CRYOSTORM_SHUTDOWN_TIMEOUT_MILLIS": "500"}
+           "CRYOSTORM_SHUTDOWN_TIMEOUT_MILLIS": "500",
+           "CRYOSTORM_TRACING__EXPORT_CONFIG__TIMEOUT_MILLIS": "200"}  # its export's failure is told before
     result = run(FORKED_WORKER, env)
     assert result.returncode == 0, result.stderr
     worker = int(result.stdout)
     lost = [line for line in result.stderr.splitlines() if "not delivered" in line or "not fully flushed" in line]
     assert lost and all(line.endswith(f" (pid {worker})") for line in lost), result.stderr
+    # and its warnings (every cryostorm line here is the worker's: the program itself exports nothing)
+    warned = [line for line in result.stderr.splitlines() if line.startswith("cryostorm: warning: traces export")]
+    assert warned and all(line.endswith(f" (pid {worker})") for line in warned), result.stderr
 
 
 SIGWAITING = """

@@ -115,6 +115,9 @@ MORE_CASES = [
     (Target("http://collector.invalid:4317", grpc=True), "failed to connect to all addresses; last error: "
      "UNAVAILABLE: dns:collector.invalid:4317: DNS resolution failed for collector.invalid:4317",
      ("dns", "the host name of collector.invalid:4317 does not resolve", "check the host name in the collector URL")),
+    (Target("http://collector.invalid:4317", grpc=True), "gRPC UNAVAILABLE: errors resolving collector.invalid:"
+     "4317: [field:hostname lookup error:address lookup failed for collector.invalid:4317: Domain name not found]",
+     ("dns", "the host name of collector.invalid:4317 does not resolve", "check the host name in the collector URL")),
     (Target("http://collector.invalid:4318/v1/logs", grpc=False), "ConnectionError: HTTPConnectionPool(host="
      "'collector.invalid', port=4318): Max retries exceeded with url: /v1/logs (Caused by NameResolutionError("
      "\"Failed to resolve 'collector.invalid' ([Errno -2] Name or service not known)\"))",

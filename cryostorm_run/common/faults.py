@@ -113,7 +113,8 @@ _GRPC_CODE = re.compile(r"\b(UNAUTHENTICATED|PERMISSION_DENIED|UNIMPLEMENTED)\b"
 _HTTP_CODE = re.compile(r"\b(?:HTTP|code:?)\s*(\d{3})\b")
 _REFUSED = re.compile(r"Connection refused|ECONNREFUSED", re.I)
 _DNS = re.compile(r"Name or service not known|nodename nor servname|Temporary failure in name resolution|"
-                  r"DNS resolution failed|No address associated with hostname", re.I)
+                  r"DNS resolution failed|No address associated with hostname|errors resolving|Domain name not found",
+                  re.I)  # the last two: grpcio's event engine (1.6x)
 # A plaintext request to a TLS port: the TLS server drops it (gRPC: "Socket closed", requests: reset or
 # "Remote end closed connection"); some answer 400 ("plain HTTP request was sent to HTTPS port").
 _CLOSED = re.compile(r"Socket closed|Connection reset by peer|Remote end closed connection|RemoteDisconnected|"

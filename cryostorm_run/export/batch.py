@@ -358,6 +358,9 @@ class BatchQueue:
         if shutdown is not None:
             with contextlib.suppress(Exception):  # the exporter's own trouble: the queue's outcome counts
                 shutdown()
+        if not done:  # the exporter stops retrying when shut down: its export's end is then counted, not guessed
+            for worker in workers:
+                worker.join(0.05)
         return done
 
     @property

@@ -61,11 +61,24 @@ def exporting(signal: str, target: Target | None) -> Iterator[None]:
         _CURRENT.export = previous
 
 
+# Per signal, what its exporter's last failed request ended with, until one succeeds (export/otlp.py clears
+# it): the exit line names it when items are left unsent (hook/exiting.py), which a short-lived process
+# needs, its retries not having run out yet (so nothing was said before).
+LAST_FAULT: dict[str, Fault] = {}
+
+
 def note_transport_error(text: str) -> None:
-    """An exception the exporter itself only summarises (the HTTP exporter's "due to timeout" line)."""
+    """A failed request: an exception the exporter itself only summarises (the HTTP exporter's "due to
+    timeout" line), or the error of one attempt of cryostorm's span transport."""
     current = getattr(_CURRENT, "export", None)
     if current is not None:
-        current[2][:] = [text]
+        signal, target, noted = current
+        noted[:] = [text]
+        fault = classify(text, target)
+        if fault is not None:
+            LAST_FAULT[signal] = fault
+        else:  # a class of its own (HTTP 500, ...): an older cause would mislead
+            LAST_FAULT.pop(signal, None)
 
 
 def explain(text: str, logger: str = FAILURE_LOGGERS[1]) -> tuple[str, Fault] | None:

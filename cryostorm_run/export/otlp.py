@@ -14,7 +14,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from cryostorm_run.common.runtime import SignalRuntime
 from cryostorm_run.export.batch import RETRY_LATER
-from cryostorm_run.export.errors import TelemetrySetupError, exporting, fault_target
+from cryostorm_run.export.errors import LAST_FAULT, TelemetrySetupError, exporting, fault_target
 from cryostorm_run.export.forkgate import BUILD_BROKEN, exporter_build
 from cryostorm_run.export.otlp_send import reachable
 from cryostorm_run.export.responses import (  # noqa: F401  (REJECTED: read by the exit report)
@@ -101,11 +101,13 @@ class _Lazy:
         self.handled = self.failed = self.in_flight = 0
         self.building, self.answering = False, True
         self._failing_since, self.answered_once, self.gave_up_at_exit = None, False, False
+        LAST_FAULT.pop(str(self.fault_target[0]), None)  # the parent's
 
     def note_outcome(self, ok: bool, started: float) -> None:
         """An export (or one request of it) that began at `started` succeeded or failed."""
         if ok:
             self._failing_since, self.answered_once = None, True
+            LAST_FAULT.pop(str(self.fault_target[0]), None)
         elif self._failing_since is None:
             self._failing_since = started
 

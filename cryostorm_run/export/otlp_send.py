@@ -198,7 +198,7 @@ def deliver(sender: Any, data: bytes, *, budget_s: float, stop: threading.Event,
     `kept`: a transient failure past the budget leaves the data queued (said so, not "failed")."""
     import random
 
-    from cryostorm_run.export.errors import CONFIGURATION_FAULTS, explain
+    from cryostorm_run.export.errors import CONFIGURATION_FAULTS, explain, note_transport_error
 
     started = time.monotonic()
     delay = 0.5
@@ -208,6 +208,8 @@ def deliver(sender: Any, data: bytes, *, budget_s: float, stop: threading.Event,
         sent = time.monotonic()
         attempt: Attempt = sender.send(data, sender.timeout)
         on_answer(attempt.ok, time.monotonic() - sent)
+        if not attempt.ok:
+            note_transport_error(attempt.error)
         if attempt.ok or not attempt.transient or stop.is_set():
             break
         explained = None if told else explain(attempt.error)

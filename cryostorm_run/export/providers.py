@@ -264,7 +264,11 @@ def shutdown(p: Providers, timeout_s: float | None = None) -> bool:
         worker.join(timeout)
     except KeyboardInterrupt:  # a second Ctrl-C while flushing: stop waiting, the caller reports the rest
         return False
-    return not worker.is_alive()
+    from cryostorm_run.export.batch import BATCH_QUEUES
+
+    # A queue's own shutdown ends at its export timeout (export_config.timeout_millis, which may be shorter
+    # than the exit's): its export then still under way is not flushed, though the providers are shut down.
+    return not worker.is_alive() and all(batch.stopped for batch in list(BATCH_QUEUES))
 
 
 def _give_up_on_long_outages(budget_s: float) -> None:

@@ -10,7 +10,7 @@ import os
 import sys
 import time
 
-from cryostorm_run.hook.say import warn
+from cryostorm_run.hook.say import warn, whose
 
 TYPE_CHECKING = False  # not typing's: the hook keeps typing out of every process
 if TYPE_CHECKING:
@@ -107,7 +107,8 @@ def _initialize(started: float, role: str | None) -> None:
     check(providers.runtime)  # a name nothing knows: said now, telemetry off, as when built at start-up
     # Each signal is built at its first use (export/deferred.py): a process that never emits imports no
     # OpenTelemetry module at all. The exit hook that builds exporters is needed once one is built.
-    deferred = Deferred(providers, warn, lambda: exiting.after_first_build(providers),
+    deferred = Deferred(providers, lambda message: warn(message + whose()),
+                        lambda: exiting.after_first_build(providers),
                         _instrument.in_import_callback)
     finder = _instrument.FINDER
     finder.install()

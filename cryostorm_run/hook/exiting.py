@@ -13,7 +13,7 @@ import os
 import signal
 import sys
 
-from cryostorm_run.hook.say import warn
+from cryostorm_run.hook.say import warn, whose
 
 TYPE_CHECKING = False  # not typing's: the hook keeps typing out of every process
 if TYPE_CHECKING:
@@ -98,7 +98,7 @@ def _flush_and_report(providers: Any) -> None:
     timeout = providers.runtime.shutdown_timeout_ms / 1000
     flushed = shutdown(providers)
     report = loss_report()
-    said = _whose()
+    said = whose()
     for kind, counts in sorted(report.items()):
         if counts["dropped"]:
             warn(f"{counts['dropped']} {kind} dropped because the export queue was full or the collector was "
@@ -111,8 +111,15 @@ def _flush_and_report(providers: Any) -> None:
     if not flushed:
         targets = ", ".join(f"{k}: {v}" for k, v in providers.exporters.items() if v.startswith("otlp"))
         warn(f"telemetry not fully flushed within {timeout:g} s (shutdown_timeout_millis): "
-             f"{_unconfirmed(report, providers.stopping)}; exporters still busy ({targets or 'none'}); exiting anyway"
-             f"{said}")
+             f"{_unconfirmed(report, providers.stopping)}{_last_faults()}; exporters still busy ({targets or 'none'}); "
+             f"exiting anyway{said}")
+
+
+def _last_faults() -> str:
+    """Why: what the last failed request of each signal still failing ended with (export/errors.py)."""
+    errors = sys.modules.get("cryostorm_run.export.errors")
+    told = {(fault.what, fault.fix): None for _, fault in sorted(getattr(errors, "LAST_FAULT", {}).items())}
+    return "".join(f"; the last attempt failed: {what}; fix: {fix}" for what, fix in told)
 
 
 def _unconfirmed(report: dict[str, dict[str, int]], stopping: str) -> str:
@@ -129,12 +136,6 @@ def _unconfirmed(report: dict[str, dict[str, int]], stopping: str) -> str:
         text += (f" ({' and '.join(under_way)} of them in an export still under way at the deadline: the "
                  "collector may yet have those)")
     return text
-
-
-def _whose() -> str:
-    """` (pid N)` for a line of a process other than the one cryostorm-run started (a server's worker, a
-    child): several print the same lines at once; the start-up line names each by pid too."""
-    return "" if os.environ.get("_CRYOSTORM_LAUNCHER_PID") == str(os.getpid()) else f" (pid {os.getpid()})"
 
 
 def _flush_on_terminating_signals(at_exit: Any, flush_at_exit: Any) -> None:
@@ -224,7 +225,7 @@ def _report_while_running(providers: Any) -> None:
     """Losses are told while the program runs (a server may never exit), and counted as metrics."""
     from cryostorm_run.export import batch
 
-    batch.REPORTERS.append(lambda line: warn(line + _whose()))
+    batch.REPORTERS.append(lambda line: warn(line + whose()))
     if providers.runtime.metrics.enabled:
         def own_metrics() -> None:
             from cryostorm_run.export.selfmetrics import register

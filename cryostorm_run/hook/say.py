@@ -4,6 +4,7 @@ without importing `bootstrap`."""
 
 from __future__ import annotations
 
+import os
 import sys
 
 
@@ -16,3 +17,9 @@ def warn(message: str) -> None:
         sys.stderr.flush()
     except (OSError, ValueError, AttributeError):
         pass  # no usable stderr (closed, or pythonw): nothing better to do
+
+
+def whose() -> str:
+    """` (pid N)` for a line of a process other than the one cryostorm-run started (a server's worker, a
+    child): several print the same lines at once; the start-up line names each by pid too."""
+    return "" if os.environ.get("_CRYOSTORM_LAUNCHER_PID") == str(os.getpid()) else f" (pid {os.getpid()})"

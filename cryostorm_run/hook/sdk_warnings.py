@@ -32,6 +32,7 @@ class DiagnosticsHandler(logging.Handler):
         with exporter_build():  # imported here (installed in every process, used in few): a fork waits for it
             from cryostorm_run.common.shown import scrubbed
             from cryostorm_run.export.errors import explain
+            from cryostorm_run.hook.say import whose
 
         try:
             message = record.getMessage()
@@ -54,7 +55,7 @@ class DiagnosticsHandler(logging.Handler):
                 more = self._suppressed.pop(key, 0)
             suffix = f" (+{more} similar in the last {self.window_s:g} s)" if more else ""
             text = scrubbed(message)  # header values and URL secrets masked, control characters escaped
-            sys.stderr.write(f"cryostorm: {record.levelname.lower()}: {text}{suffix}\n")
+            sys.stderr.write(f"cryostorm: {record.levelname.lower()}: {text}{suffix}{whose()}\n")
         except Exception:
             self.handleError(record)
 
