@@ -110,3 +110,32 @@ def test_a_queue_whose_own_timeout_ends_before_the_exits_still_tells_its_spans(o
                                     "cryostorm: telemetry not fully flushed within 1.5 s (shutdown_timeout_millis): "
                                     "5 spans not confirmed delivered"))]
         assert len(told) == 1, done.stderr
+
+
+ONE_SPAN_THEN_WAIT = """
+import time
+from opentelemetry import trace
+with trace.get_tracer("t").start_as_current_span("one"):
+    pass
+time.sleep(3)
+"""
+
+
+@pytest.mark.parametrize("transport", ["grpc", "http/protobuf"])
+def test_a_retry_budget_shorter_than_one_backoff_does_not_retry_in_a_busy_loop(otlp_receiver: Receiver,
+                                                                               transport: str) -> None:
+    # export_config.timeout_millis of 100 ms, the collector answering UNAVAILABLE / 503: each batch went back to
+    # the queue with no wait (its budget ended before the first backoff) and was sent again at once, hundreds
+    # of requests a second for as long as the outage lasted. One backoff (~0.5-1 s) now comes first.
+    otlp_receiver.set_fault(Fault.UNAVAILABLE)
+    endpoint = otlp_receiver.grpc_endpoint if transport == "grpc" else otlp_receiver.http_endpoint
+    env = {"CRYOSTORM_EXPORTER_TYPE": "otlp", "CRYOSTORM_COLLECTOR": endpoint, "CRYOSTORM_OTLP__PROTOCOL": transport,
+           "CRYOSTORM_SERVICE__NAME": "t", "CRYOSTORM_METRICS__ENABLED": "false", "CRYOSTORM_LOGGING__ENABLED": "false",
+           "CRYOSTORM_SHUTDOWN_TIMEOUT_MILLIS": "500", "CRYOSTORM_TRACING__EXPORT_CONFIG__TIMEOUT_MILLIS": "100",
+           "CRYOSTORM_TRACING__EXPORT_CONFIG__SCHEDULE_DELAY_MILLIS": "100"}
+    done = subprocess.run([CRYOSTORM_RUN, "--quiet", "--", sys.executable, "-c", ONE_SPAN_THEN_WAIT],
+                          env=child_env(env), capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    sent = [r for r in otlp_receiver.requests() if r.signal == "traces"]
+    assert 2 <= len(sent) <= 12, (len(sent), done.stderr)  # ~3.5 s at one request per 0.4-1.2 s
+    assert "1 spans not" in done.stderr or "not fully flushed" in done.stderr, done.stderr  # and told at exit

@@ -354,3 +354,32 @@ def test_a_global_provider_set_before_the_facade_is_said_not_left_silent(first: 
     kept = "tracer provider was" if first == "program" else "tracer/meter/logger providers were"
     assert f"OpenTelemetry's global {kept} already set" in ours[0], ours
     assert "Set OpenTelemetry up once" in ours[0]
+
+
+FACADE_ALONE = """
+import sys
+from cryostorm_run import Telemetry, TelemetrySettings
+telemetry = Telemetry.from_settings(TelemetrySettings(exporter_type="otlp", collector="http://127.0.0.1:9",
+                                                      service={"name": "alone"}, shutdown_timeout_millis=1000))
+for i in range(5):
+    with telemetry.start_as_current_span(f"s{i}"):
+        pass
+if sys.argv[1] == "explicit":
+    print(telemetry.shutdown())
+"""
+
+
+@pytest.mark.parametrize("ending", ["explicit", "atexit"])
+def test_the_facade_alone_tells_what_it_lost_and_why(ending: str) -> None:
+    # Without cryostorm-run, the facade's exit said only "telemetry not fully flushed ...; exiting anyway" (at
+    # exit) or nothing at all (an explicit shutdown): 5 spans lost, no count, no cause. It reports as the hook does.
+    done = subprocess.run([PYTHON, "-c", FACADE_ALONE, ending], env=child_env(), capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == ("False\n" if ending == "explicit" else ""), done.stderr
+    told = [line for line in done.stderr.splitlines() if line.startswith("cryostorm: ")]
+    assert told == ["cryostorm: telemetry not fully flushed within 1 s (shutdown_timeout_millis): 5 spans not "
+                    "confirmed delivered; the last attempt failed: connection to 127.0.0.1:9 refused; fix: is the "
+                    "collector running and listening on port 9?; exporters still busy (traces: otlp grpc "
+                    "http://127.0.0.1:9, metrics: otlp grpc http://127.0.0.1:9, logs: otlp grpc http://127.0.0.1:9); "
+                    "exiting anyway"], done.stderr

@@ -219,6 +219,8 @@ def deliver(sender: Any, data: bytes, *, budget_s: float, stop: threading.Event,
             _logger.warning("exporting %s to %s failed: %s", what, where, attempt.error)
         wait = attempt.retry_after if attempt.retry_after is not None else delay * random.uniform(0.8, 1.2)
         if time.monotonic() - started + wait >= budget_s:
+            if kept:  # back to the queue, whose worker takes it again at once: the backoff first, or a budget
+                stop.wait(wait)  # shorter than it (export_config.timeout_millis < ~0.4 s) retried in a busy loop
             break
         _logger.debug("exporting %s: %s; retrying in %.1fs", what, attempt.error, wait)
         if stop.wait(wait):

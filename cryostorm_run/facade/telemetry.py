@@ -30,7 +30,7 @@ import threading
 from typing import TYPE_CHECKING, ClassVar, ParamSpec, TypeVar
 
 from cryostorm_run.common.runtime import runtime_from_env
-from cryostorm_run.export.providers import Providers, build_providers, install, shutdown
+from cryostorm_run.export.providers import Providers, build_providers, install
 from cryostorm_run.facade.api import TelemetryApi
 from cryostorm_run.facade.state import (
     _PRIVATE,
@@ -184,15 +184,17 @@ class Telemetry(TelemetryApi):
         providers = state.providers
         if not state.initialized or providers is None:
             return True
-        if state.owned:
-            return shutdown(providers)
+        if state.owned:  # what is lost or left said as under cryostorm-run: counts, the last failure, its fix
+            from cryostorm_run.hook.exiting import flush_and_report
+
+            return flush_and_report(providers)
         return _flush(providers, providers.runtime.shutdown_timeout_ms / 1000)
 
     def _shutdown_at_exit(self) -> None:
         state = self._state
-        if state.providers is not None and not self.shutdown():
+        if state.providers is not None and not self.shutdown() and not state.owned:
             timeout = state.providers.runtime.shutdown_timeout_ms / 1000
-            print(
+            print(  # the hook's providers, only flushed here: the hook tells the rest at its own exit
                 f"cryostorm: telemetry not fully flushed within {timeout:g} s (shutdown_timeout_millis); "
                 "exiting anyway",
                 file=sys.stderr,

@@ -40,7 +40,7 @@ def register_exit(providers: Any) -> None:
         flushed_pid.append(os.getpid())
         _EXITING["pid"] = os.getpid()
         try:
-            _flush_and_report(providers)
+            flush_and_report(providers)
         finally:
             _EXITING["pid"] = None
             _die_by_a_deferred_signal()
@@ -90,11 +90,13 @@ def register_exit(providers: Any) -> None:
     _flush_before_os_exit(flush_at_exit)
 
 
-def _flush_and_report(providers: Any) -> None:
+def flush_and_report(providers: Any) -> bool:
+    """Shut `providers` down within shutdown_timeout_millis and say what was lost or left, and why (also the
+    facade's, for providers it built: facade/telemetry.py). False when the deadline passed first."""
     from cryostorm_run.export.providers import loss_report, shutdown
 
     if not providers.built() and providers.log_handler is None:
-        return  # nothing was built in this process: nothing to send, nothing lost
+        return True  # nothing was built in this process: nothing to send, nothing lost
     timeout = providers.runtime.shutdown_timeout_ms / 1000
     flushed = shutdown(providers)
     report = loss_report()
@@ -113,6 +115,7 @@ def _flush_and_report(providers: Any) -> None:
         warn(f"telemetry not fully flushed within {timeout:g} s (shutdown_timeout_millis): "
              f"{_unconfirmed(report, providers.stopping)}{_last_faults()}; exporters still busy ({targets or 'none'}); "
              f"exiting anyway{said}")
+    return flushed
 
 
 def _last_faults() -> str:

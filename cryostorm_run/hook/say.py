@@ -22,4 +22,5 @@ def warn(message: str) -> None:
 def whose() -> str:
     """` (pid N)` for a line of a process other than the one cryostorm-run started (a server's worker, a
     child): several print the same lines at once; the start-up line names each by pid too."""
-    return "" if os.environ.get("_CRYOSTORM_LAUNCHER_PID") == str(os.getpid()) else f" (pid {os.getpid()})"
+    launcher = os.environ.get("_CRYOSTORM_LAUNCHER_PID")  # not set: the facade without cryostorm-run
+    return "" if launcher in (None, str(os.getpid())) else f" (pid {os.getpid()})"
