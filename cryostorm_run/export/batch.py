@@ -364,6 +364,11 @@ class BatchQueue:
         return done
 
     @property
+    def closed(self) -> bool:
+        """Shut down (or being shut down): it takes nothing more."""
+        return self._closed
+
+    @property
     def stopped(self) -> bool:
         """True once shut down and nothing is left queued or being exported."""
         return (self._closed and not self.queue and not self.in_flight

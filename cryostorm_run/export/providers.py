@@ -252,6 +252,9 @@ def shutdown(p: Providers, timeout_s: float | None = None) -> bool:
                     print(f"cryostorm: {scrubbed(f'telemetry shutdown error: {exc}')}", file=sys.stderr)
         p.stopping = ""
 
+    from cryostorm_run.export.batch import BATCH_QUEUES
+
+    open_before = [batch for batch in list(BATCH_QUEUES) if not batch.closed]  # `p`'s among them (and any other's)
     worker = threading.Thread(target=work, name="cryostorm-shutdown", daemon=True)
     try:
         start(worker)
@@ -264,11 +267,10 @@ def shutdown(p: Providers, timeout_s: float | None = None) -> bool:
         worker.join(timeout)
     except KeyboardInterrupt:  # a second Ctrl-C while flushing: stop waiting, the caller reports the rest
         return False
-    from cryostorm_run.export.batch import BATCH_QUEUES
-
     # A queue's own shutdown ends at its export timeout (export_config.timeout_millis, which may be shorter
     # than the exit's): its export then still under way is not flushed, though the providers are shut down.
-    return not worker.is_alive() and all(batch.stopped for batch in list(BATCH_QUEUES))
+    # `p`'s queues are those this shutdown closed (another Providers' in the process, a test's, are not its).
+    return not worker.is_alive() and all(batch.stopped for batch in open_before if batch.closed)
 
 
 def _give_up_on_long_outages(budget_s: float) -> None:
