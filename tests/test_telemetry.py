@@ -695,3 +695,30 @@ def test_histogram_buckets_follow_the_unit_or_the_callers_boundaries(capture: Te
     # A 0.19 s latency lands in the (0.1, 0.25] bucket, not in "<= 5" with everything else.
     point = capture.metric("llm.duration").data.data_points[0]
     assert point.bucket_counts[seconds.index(0.25)] == 1
+
+
+def test_a_batch_queue_of_something_else_in_the_process_leaves_the_facades_shutdown_complete() -> None:
+    # The flush counted as complete only once every batch queue of the process had stopped: a queue an earlier
+    # test left behind made the facade's own shutdown() say False (CI, 12-02). Only its own queues count.
+    from cryostorm_run.export.batch import BatchQueue
+
+    release = threading.Event()
+
+    class Stuck:
+        def export(self, batch: Any) -> bool:
+            release.wait(10)
+            return True
+
+        def shutdown(self) -> None:
+            pass
+
+    other = BatchQueue(Stuck(), "spans", max_queue_size=10, schedule_delay_ms=10, max_export_batch_size=1)
+    other.put("an item of someone else's")
+    try:
+        telemetry = Telemetry.from_settings(memory_settings(tracing={"processor_type": "batch"}))
+        with telemetry.start_as_current_span("s"):
+            pass
+        assert telemetry.shutdown() is True
+    finally:
+        release.set()
+        other.shutdown(1000)
