@@ -378,8 +378,12 @@ def test_the_facade_alone_tells_what_it_lost_and_why(ending: str) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout == ("False\n" if ending == "explicit" else ""), done.stderr
     told = [line for line in done.stderr.splitlines() if line.startswith("cryostorm: ")]
-    assert told == ["cryostorm: telemetry not fully flushed within 1 s (shutdown_timeout_millis): 5 spans not "
-                    "confirmed delivered; the last attempt failed: connection to 127.0.0.1:9 refused; fix: is the "
-                    "collector running and listening on port 9?; exporters still busy (traces: otlp grpc "
-                    "http://127.0.0.1:9, metrics: otlp grpc http://127.0.0.1:9, logs: otlp grpc http://127.0.0.1:9); "
-                    "exiting anyway"], done.stderr
+    # The 5 spans counted (not confirmed delivered; or, where the exit flush runs inline, Python 3.12 at exit,
+    # given up at the deadline: README, Known limits), and why, with the fix.
+    assert [line for line in told if line.startswith((
+        "cryostorm: 5 spans not delivered: the exporter gave up on them (see the errors above)",
+        "cryostorm: telemetry not fully flushed within 1 s (shutdown_timeout_millis): 5 spans not confirmed "
+        "delivered;"))], done.stderr
+    assert [line for line in told if line.startswith("cryostorm: telemetry not fully flushed within 1 s") and
+            "; the last attempt failed: connection to 127.0.0.1:9 refused; fix: is the collector running and "
+            "listening on port 9?; exporters still busy (traces: otlp grpc http://127.0.0.1:9" in line], done.stderr
