@@ -110,11 +110,11 @@ def test_an_export_being_retried_at_the_exit_deadline_is_not_told_as_maybe_deliv
                           capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 0, proc.stderr
     if sys.version_info[:2] == (3, 12):  # the exit flush runs inline and gives them up (README, Known limits)
-        assert "cryostorm: 1 log records not delivered: the exporter gave up on them" in proc.stderr, proc.stderr
+        assert "cryostorm: 1 log record not delivered: the exporter gave up on them" in proc.stderr, proc.stderr
     else:
         # With why (a short-lived process is told nothing before: its retries have not run out yet).
         assert re.search(r"^cryostorm: telemetry not fully flushed within 1 s \(shutdown_timeout_millis\): 1 log "
-                         r"records, 1 spans not confirmed delivered; the last attempt failed: connection to "
+                         r"record, 1 span not confirmed delivered; the last attempt failed: connection to "
                          r"127\.0\.0\.1:(\d+) refused; fix: is the collector running and listening on port \1\?; "
                          r"exporters still busy", proc.stderr, re.M), proc.stderr
     assert "under way" not in proc.stderr, proc.stderr
@@ -219,7 +219,7 @@ def test_partial_success_is_reported(otlp_receiver: Receiver, transport: str) ->
     assert result.returncode == 0, result.stderr
     assert "cryostorm: warning: the collector rejected 3 spans of a batch (partial success): test rejection" \
         in result.stderr
-    assert "cryostorm: the collector rejected 3 traces items in total" in result.stderr
+    assert "cryostorm: the collector rejected 3 spans in total" in result.stderr
 
 
 def test_queue_limits_that_force_drops_are_reported() -> None:

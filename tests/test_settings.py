@@ -618,6 +618,16 @@ def test_the_launchers_own_variable_is_passed_over_wherever_it_comes(tmp_path: P
         ("--env-file", printable(str(too_long)), "cannot use this path: File name too long", "")]
 
 
+def test_the_shown_values_docstring_examples_run() -> None:
+    # Masking, shortening and counting as the stderr lines show them ("1 span", never "1 spans").
+    import doctest
+
+    from cryostorm_run.common import shown
+
+    result = doctest.testmod(shown)
+    assert (result.attempted, result.failed) == (3, 0)
+
+
 def test_each_value_records_the_kind_of_source_it_came_from(tmp_path: Path) -> None:
     path = env_file(tmp_path, "CRYOSTORM_SERVICE__VERSION=2\n")
     loaded = load_settings({"OTEL_SERVICE_NAME": "x", "CRYOSTORM_ENABLED": "true"}, env_file=path,

@@ -30,6 +30,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from cryostorm_run.common.ownthreads import start
+from cryostorm_run.common.shown import counted
 
 # An exporter that does not say how long an answer may take (`answer_timeout_s`, the OTLP timeout):
 # an export still unanswered after this means the collector is stuck, not keeping up.
@@ -308,7 +309,7 @@ class BatchQueue:
             again = result is RETRY_LATER
         except Exception as exc:  # an exporter bug must not kill the worker
             logging.getLogger("opentelemetry.cryostorm.export").warning(
-                "exporting %d %s failed: %s: %s", len(batch), self.kind, type(exc).__name__, exc)
+                "exporting %s failed: %s: %s", counted(len(batch), self.kind), type(exc).__name__, exc)
         finally:
             self._exports.pop(key, None)
             with self._cond:

@@ -13,12 +13,14 @@ from typing import Any
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from cryostorm_run.common.runtime import SignalRuntime
+from cryostorm_run.common.shown import counted
 from cryostorm_run.export.batch import RETRY_LATER
 from cryostorm_run.export.errors import LAST_FAULT, TelemetrySetupError, exporting, fault_target
 from cryostorm_run.export.forkgate import BUILD_BROKEN, exporter_build
 from cryostorm_run.export.otlp_send import reachable
-from cryostorm_run.export.responses import (  # noqa: F401  (REJECTED: read by the exit report)
+from cryostorm_run.export.responses import (  # noqa: F401  (REJECTED, REJECTED_ITEMS: read by the exit report)
     REJECTED,
+    REJECTED_ITEMS,
     ExportState,
     check_grpc_responses,
     checked_session,
@@ -267,7 +269,7 @@ class LazySpanExporter(_Lazy, SpanExporter):
         data = otlp_encode.request_bytes(spans)
         with exporting(*self.fault_target):
             attempt = otlp_send.deliver(sender, data, budget_s=self.retry_budget_s, stop=self._stop,
-                                        on_answer=self._answered, what=f"{len(spans)} spans", kept=True)
+                                        on_answer=self._answered, what=counted(len(spans), "spans"), kept=True)
         if attempt.ok:
             report_partial_success("traces", attempt.response)
             return SpanExportResult.SUCCESS

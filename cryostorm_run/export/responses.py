@@ -9,6 +9,7 @@ import logging
 import os
 from typing import Any
 
+from cryostorm_run.common.shown import counted
 from cryostorm_run.export.errors import note_transport_error
 from cryostorm_run.export.forkgate import grpc_call
 from cryostorm_run.export.otlp_send import TRANSIENT_CODES, TRANSIENT_HTTP
@@ -28,6 +29,7 @@ class ExportState:
 
 REJECTED: dict[str, int] = {}
 _REJECTED_FIELD = {"traces": "rejected_spans", "metrics": "rejected_data_points", "logs": "rejected_log_records"}
+REJECTED_ITEMS = {sig: field.removeprefix("rejected_").replace("_", " ") for sig, field in _REJECTED_FIELD.items()}
 _RESPONSES = {
     "traces": ("opentelemetry.proto.collector.trace.v1.trace_service_pb2", "ExportTraceServiceResponse"),
     "metrics": ("opentelemetry.proto.collector.metrics.v1.metrics_service_pb2", "ExportMetricsServiceResponse"),
@@ -43,8 +45,7 @@ def report_partial_success(signal: str, response: Any) -> None:
     if rejected or partial.error_message:
         REJECTED[signal] = REJECTED.get(signal, 0) + rejected
         logging.getLogger("opentelemetry.cryostorm.export").warning(
-            "the collector rejected %d %s of a batch (partial success): %s",
-            rejected, _REJECTED_FIELD[signal].removeprefix("rejected_").replace("_", " "),
+            "the collector rejected %s of a batch (partial success): %s", counted(rejected, REJECTED_ITEMS[signal]),
             partial.error_message or "no reason given",
         )
 

@@ -93,6 +93,7 @@ def register_exit(providers: Any) -> None:
 def flush_and_report(providers: Any) -> bool:
     """Shut `providers` down within shutdown_timeout_millis and say what was lost or left, and why (also the
     facade's, for providers it built: facade/telemetry.py). False when the deadline passed first."""
+    from cryostorm_run.common.shown import counted
     from cryostorm_run.export.providers import loss_report, shutdown
 
     if not providers.built() and providers.log_handler is None:
@@ -103,13 +104,16 @@ def flush_and_report(providers: Any) -> bool:
     said = whose()
     for kind, counts in sorted(report.items()):
         if counts["dropped"]:
-            warn(f"{counts['dropped']} {kind} dropped because the export queue was full or the collector was "
+            warn(f"{counted(counts['dropped'], kind)} dropped because the export queue was full or the collector was "
                  f"not keeping up (raise export_config.max_queue_size, or reduce volume){said}")
         if counts["failed"]:
-            warn(f"{counts['failed']} {kind} not delivered: the exporter gave up on them (see the errors above){said}")
+            warn(f"{counted(counts['failed'], kind)} not delivered: the exporter gave up on them (see the errors "
+                 f"above){said}")
     otlp = sys.modules.get("cryostorm_run.export.otlp")  # not loaded: nothing was sent over OTLP
-    for kind, count in sorted(getattr(otlp, "REJECTED", {}).items()):
-        warn(f"the collector rejected {count} {kind} items in total (partial success; see above){said}")
+    items = getattr(otlp, "REJECTED_ITEMS", {})
+    for sig, count in sorted(getattr(otlp, "REJECTED", {}).items()):
+        warn(f"the collector rejected {counted(count, items.get(sig, 'items'))} in total (partial success; see "
+             f"above){said}")
     if not flushed:
         targets = ", ".join(f"{k}: {v}" for k, v in providers.exporters.items() if v.startswith("otlp"))
         warn(f"telemetry not fully flushed within {timeout:g} s (shutdown_timeout_millis): "
@@ -133,8 +137,10 @@ def _unconfirmed(report: dict[str, dict[str, int]], stopping: str) -> str:
             if c["queued"] + c["in_flight"]]
     if not held:
         return f"the last {stopping} export not delivered" if stopping else "an export in flight not delivered"
-    text = ", ".join(f"{count} {kind}" for kind, count, _ in held) + " not confirmed delivered"
-    under_way = [f"{flying} {kind}" for kind, _, flying in held if flying]
+    from cryostorm_run.common.shown import counted
+
+    text = ", ".join(counted(count, kind) for kind, count, _ in held) + " not confirmed delivered"
+    under_way = [counted(flying, kind) for kind, _, flying in held if flying]
     if under_way:
         text += (f" ({' and '.join(under_way)} of them in an export still under way at the deadline: the "
                  "collector may yet have those)")
