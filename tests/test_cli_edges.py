@@ -167,7 +167,8 @@ def test_doctor_refuses_a_path_that_is_not_a_directory(tmp_path: Path) -> None:
     code, out, err = invoke(["doctor", "--json", "--path", str(missing), "--path", str(tmp_path),
                              "--path", str(afile)])
     assert code == 2
-    assert out == ""
+    assert [f["message"] for f in json.loads(out)["findings"]] == [  # --json: still its document
+        f"--path = '{missing}': no such directory", f"--path = '{afile}': not a directory"]
     assert f"  --path = '{missing}'\n    no such directory" in err
     assert f"  --path = '{afile}'\n    not a directory" in err
     assert f"'{tmp_path}'" not in err
@@ -213,3 +214,46 @@ def test_a_kill_switch_that_is_itself_wrong_is_refused() -> None:
                           env={"CRYOSTORM_ENABLED": "maybe", "OTEL_TRACES_EXPORTER": "zipkin"})
     assert result.returncode == 2 and "STARTED" not in result.stdout
     assert "CRYOSTORM_ENABLED = 'maybe'" in result.stderr
+
+
+# -- the parser's own usage errors, told as cryostorm's -------------------------------------------------------
+
+@pytest.mark.parametrize(("args", "shown", "told"), [
+    (["doctor", "--jsn"], "--jsn", "unknown option for doctor (did you mean --json? see cryostorm-run doctor --help)"),
+    (["check-config", "--probe-timeout", "abc"], "--probe-timeout = 'abc'", "unable to parse string as a number"),
+    (["check-config", "--probe-timeout=0.01"], "--probe-timeout = '0.01'", "greater than or equal to 0.1"),
+    (["print-env", "--format"], "--format", "expects a value (e.g. cryostorm-run print-env --format dotenv; "
+                                            "allowed: shell, dotenv, json, docker, k8s)"),
+    (["schema", "extra"], "the command line", "unexpected extra argument(s) (extra)"),
+], ids=["unknown-option", "not-a-number", "below-the-minimum", "missing-value", "extra-argument"])
+def test_a_commands_parse_error_names_the_option_and_its_value_as_cryostorms_errors_do(args: list[str], shown: str,
+                                                                                      told: str) -> None:
+    result = run_launcher(args)
+    assert (result.returncode, result.stdout) == (2, ""), result.stderr
+    nothing = {"doctor": "checked", "check-config": "checked", "print-env": "printed", "schema": "printed"}[args[0]]
+    assert result.stderr.startswith(f"cryostorm-run: usage error (1 problem); nothing was {nothing}.\n  {shown}\n    ")
+    assert told in result.stderr
+    assert "Usage:" not in result.stderr and "Error:" not in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("args", [["doctor", "--json", "--bogus"], ["doctor", "--json", "--path", "/no/such/dir"],
+                                  ["doctor", "--json", "--path", "--json"], ["check-config", "--json", "--bogus"],
+                                  ["check-config", "--json", "--probe-timeout", "abc"]])
+def test_json_asked_for_still_gets_its_document_on_a_usage_error(args: list[str]) -> None:
+    result = run_launcher(args)
+    assert result.returncode == 2, result.stderr
+    document = json.loads(result.stdout)
+    if args[0] == "doctor":
+        assert document["healthy"] is False
+        assert [(f["section"], f["status"]) for f in document["findings"]] == [("usage", "problem")]
+        assert document["findings"][0]["message"].startswith(args[2])
+    else:
+        assert (document["valid"], document["problems"][0]["name"]) == (False, args[2])
+    assert "usage error (1 problem)" in result.stderr  # the report for people stays on stderr
+
+
+def test_a_secret_typed_as_an_extra_argument_is_masked() -> None:
+    result = run_launcher(["check-config", f"otlp.headers=authorization=Bearer {CANARY}"])
+    assert result.returncode == 2
+    assert "unexpected extra argument(s) (otlp.headers=****" in result.stderr, result.stderr
+    assert CANARY not in result.stderr + result.stdout

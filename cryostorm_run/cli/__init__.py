@@ -15,9 +15,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         args = args[1:]
     elif args and args[0] in (*COMMANDS, "--version"):
         from cryostorm_run.cli._app import app
+        from cryostorm_run.cli._usage import is_parse_error, refuse
 
-        app(args=args, prog_name="cryostorm-run")
-        return
+        try:  # not standalone: its parse errors are told as cryostorm's (exit 2), not as click prints them
+            code = app(args=args, prog_name="cryostorm-run", standalone_mode=False)
+        except Exception as exc:
+            if not is_parse_error(exc):
+                raise
+            refuse(exc, args)
+        raise SystemExit(code if isinstance(code, int) else 0)
     elif not args or args[0] in ("-h", "--help"):
         from cryostorm_run.cli._run import usage
 

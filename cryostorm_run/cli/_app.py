@@ -13,6 +13,7 @@ import typer
 from cryostorm_run._version import __version__
 from cryostorm_run.cli._common import EXIT_USAGE, UsageError, boundary, fail, load, missing_value, overrides_from, warn
 from cryostorm_run.cli._flags import flag_help
+from cryostorm_run.cli._usage import NOTHING, json_on_usage_error
 
 EXIT_PROBE_FAILED = 3  # check-config --probe: an endpoint cannot be reached or refused the export
 
@@ -43,9 +44,6 @@ Endpoint = Annotated[Optional[str], typer.Option("--endpoint", metavar="VALUE", 
 Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks of internal errors.")]
 
 
-# What a usage error of each command leaves undone (the `--` path's: nothing was started).
-NOTHING = {"check-config": "nothing was checked", "print-env": "nothing was printed", "doctor": "nothing was checked",
-           "bootstrap": "nothing was installed"}
 
 
 def _refuse_missing_values(ctx: typer.Context) -> None:
@@ -118,10 +116,9 @@ def check_config(
             return checked()
         except (ConfigError, UsageError) as exc:
             if as_json:  # still a document on stdout; the same report as without --json on stderr
-                problems = [{"name": p.name, "value": p.value, "message": p.message, "hint": p.hint}
-                            for p in exc.problems]  # as the loader made them: masked, escaped, shortened
-                sys.stdout.write(json.dumps({"valid": False, "settings": [], "warnings": [], "problems": problems},
-                                            indent=2) + "\n")
+                from cryostorm_run.cli._usage import write_json
+
+                write_json("check-config", exc.problems)  # as the loader made them: masked, escaped, shortened
             raise
 
     def checked() -> int:
@@ -271,6 +268,13 @@ def doctor(
     the interpreter running COMMAND can run the hook."""
 
     def run() -> int:
+        try:
+            return checked()
+        except UsageError as exc:  # --json: still a document on stdout
+            json_on_usage_error("doctor", as_json, exc)
+            raise
+
+    def checked() -> int:
         from cryostorm_run.config.sources import Problem
         from cryostorm_run.diagnose.doctor import diagnose, render_report
 
