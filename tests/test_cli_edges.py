@@ -252,8 +252,21 @@ def test_json_asked_for_still_gets_its_document_on_a_usage_error(args: list[str]
     assert "usage error (1 problem)" in result.stderr  # the report for people stays on stderr
 
 
-def test_a_secret_typed_as_an_extra_argument_is_masked() -> None:
+def test_a_secret_typed_as_an_extra_argument_or_an_unknown_options_value_is_masked() -> None:
     result = run_launcher(["check-config", f"otlp.headers=authorization=Bearer {CANARY}"])
     assert result.returncode == 2
     assert "unexpected extra argument(s) (otlp.headers=****" in result.stderr, result.stderr
     assert CANARY not in result.stderr + result.stdout
+    for args in (["check-config", f"--headers=authorization={CANARY}"], [f"--headers=authorization={CANARY}", "--",
+                                                                         "true"]):
+        result = run_launcher(args)
+        assert result.returncode == 2
+        assert "\n  --headers" in result.stderr and "unknown option" in result.stderr, result.stderr
+        assert CANARY not in result.stderr + result.stdout
+
+
+def test_an_unknown_launcher_option_close_to_one_is_named() -> None:
+    result = run_launcher(["--service_name", "x", "--", "true"])
+    assert result.returncode == 2
+    assert "  --service_name\n    unknown option (did you mean --service-name? see cryostorm-run --help)" in \
+        result.stderr, result.stderr

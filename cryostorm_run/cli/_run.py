@@ -89,8 +89,12 @@ def parse(args: Sequence[str]) -> tuple[dict[str, object], list[str]]:
             else:
                 options["flags"][name] = value  # type: ignore[index]
             continue
-        if arg.startswith("-"):
-            raise UsageError([_problem(arg, None, "unknown option", "see cryostorm-run --help")])
+        if arg.startswith("-"):  # `--headers=k=SECRET`: the option alone is named, what follows its = masked
+            import difflib
+
+            close = difflib.get_close_matches(name, (*VALUE_OPTIONS, *SWITCHES), n=1, cutoff=0.8)
+            raise UsageError([_problem(name, "****" if eq else None, "unknown option",
+                                       (f"did you mean {close[0]}? " if close else "") + "see cryostorm-run --help")])
         return options, [arg, *items]  # no `--`: the command starts here
     return options, []
 
