@@ -263,8 +263,8 @@ def test_plaintext_to_a_tls_collector_and_an_untrusted_certificate(tls_receiver:
     stderr = run_program(tls.replace("https://", "http://"), protocol, tmp_path)
     # Told as given up ("failed"), or, when a batch's retry budget ends before the exit, as kept for the next
     # attempt: the same cause and fix either way.
-    assert re.search(r"^cryostorm: \w+: traces export to http://\S+(?: failed|: no answer yet, kept in the queue and "
-                     r"retried): 127\.0\.0\.1:\d+ closed the connection "
+    assert re.search(r"^cryostorm: \w+: traces export to http://\S+(?: failed|: still failing, kept in the queue to "
+                     r"be retried): 127\.0\.0\.1:\d+ closed the connection "
                      r"without an answer \(.*\): it may expect TLS; fix: if the collector serves TLS on this port, "
                      r"use https://$", stderr, re.M), stderr
     stderr = run_program(tls, protocol, tmp_path)  # TLS, but the self-signed CA is not given

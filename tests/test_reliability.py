@@ -186,7 +186,7 @@ def test_an_outage_longer_than_a_batchs_retry_budget_loses_nothing(otlp_receiver
     err = steady_through_outage(otlp_receiver, env, "20", "9", down_first=True)  # runs on after the outage
     assert "not delivered" not in err and "dropped" not in err and "not fully flushed" not in err, err
     # Told as what it is: the line read "traces export to ... failed: connection ... refused; fix: ..."
-    kept = [line for line in err.splitlines() if "kept in the queue and retried" in line]
+    kept = [line for line in err.splitlines() if "kept in the queue to be retried" in line]
     assert kept and not [line for line in err.splitlines() if " failed" in line], err
     assert kept[0].startswith("cryostorm: warning: traces export to "), kept
 

@@ -227,8 +227,8 @@ def deliver(sender: Any, data: bytes, *, budget_s: float, stop: threading.Event,
             break
         delay = min(delay * 2, 1.0)  # back within about a second of the collector
     if not attempt.ok and kept and attempt.transient and not stop.is_set():
-        _logger.warning("exporting %s to %s: no answer for %.0f s, kept in the queue and retried: %s", what, where,
-                        time.monotonic() - started, attempt.error)
+        _logger.warning("exporting %s to %s: still failing after %.1f s, kept in the queue to be retried: %s", what,
+                        where, time.monotonic() - started, attempt.error)
     elif not attempt.ok:
         _logger.warning("exporting %s to %s failed%s: %s", what, where,
                         " (retried until the budget ran out)" if attempt.transient else "", attempt.error)

@@ -42,8 +42,8 @@ class DiagnosticsHandler(logging.Handler):
             key: tuple[str, object] = (record.name, record.msg)
             if explained is not None:
                 head, fault = explained
-                if "kept in the queue and retried" in message:  # not given up: nothing is lost (yet)
-                    head = head.removesuffix(" failed") + ": no answer yet, kept in the queue and retried"
+                if "kept in the queue to be retried" in message:  # not given up: nothing is lost (yet)
+                    head = head.removesuffix(" failed") + ": still failing, kept in the queue to be retried"
                 key, message = (head, fault.kind), f"{head}: {fault.what}; fix: {fault.fix}"
             now = time.monotonic()
             with self._lock_:
