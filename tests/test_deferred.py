@@ -60,6 +60,45 @@ def test_the_program_gets_the_sdk_tracer_provider_whatever_it_imports_first(
     assert span.resource["service.name"] == "deferred"
 
 
+OWN_SET_UP = """
+from opentelemetry import _logs, metrics, trace
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+mine = InMemorySpanExporter()
+provider = TracerProvider()
+provider.add_span_processor(SimpleSpanProcessor(mine))
+trace.set_tracer_provider(provider)
+metrics.set_meter_provider(MeterProvider(metric_readers=[InMemoryMetricReader()]))
+_logs.set_logger_provider(LoggerProvider())
+with trace.get_tracer("app").start_as_current_span("work"): pass
+print(len(mine.get_finished_spans()))
+"""
+
+
+def test_a_programs_own_set_up_refused_is_told_with_what_it_means_and_how_to_keep_it(otlp_receiver: Receiver) -> None:
+    # The program's own providers were refused with only the API's "Overriding of current TracerProvider is
+    # not allowed": its processors and exporters got nothing, and nothing said why or what to do.
+    done = _run(OWN_SET_UP, otlp_receiver)
+    assert done.stdout == "0\n"  # its own exporter got nothing; the span went to cryostorm's
+    otlp_receiver.wait_for_spans("work")
+    told = [line for line in done.stderr.splitlines() if "was not installed" in line]
+    assert [line.split(" (set at ")[0] for line in told] == [
+        f"cryostorm: warning: the program's own {kind}Provider" for kind in ("Tracer", "Meter", "Logger")]
+    assert [line.split(" (set at ")[1].split(")")[0] for line in told] == ["<string>:12", "<string>:13", "<string>:14"]
+    assert "span processors and exporters attached to the program's provider receive none of them; fix: remove " \
+           "the program's own set-up of traces, or set CRYOSTORM_TRACING__ENABLED=false to leave traces to the " \
+           "program" in told[0]
+    assert "Overriding of current" not in done.stderr
+    # The fix, followed: traces left to the program, its own exporter gets the span
+    done = _run(OWN_SET_UP, otlp_receiver, CRYOSTORM_TRACING__ENABLED="false")
+    assert done.stdout == "1\n", done.stderr
+    assert "own TracerProvider" not in done.stderr and "own MeterProvider" in done.stderr
+
+
 def test_once_built_the_api_functions_are_the_apis_own_again(otlp_receiver: Receiver) -> None:
     # FastAPI asks for the global providers on every request: after the first build those calls no longer
     # pass through cryostorm's wrappers (one taken earlier still works, and still gets ours)
