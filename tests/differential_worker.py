@@ -184,7 +184,7 @@ def _configure() -> dict[str, Any]:
 
     eps = entry_points(["opentelemetry_configurator"])["opentelemetry_configurator"]
     configurator = next(ep for ep in eps if ep.name == "cryostorm").load()
-    configurator().configure()
+    configurator().configure(eager=True)  # built now (another launcher's call would step aside for the SDK's)
     p = configurator.providers
     return {"traces": p.tracer_provider, "metrics": p.meter_provider, "logs": p.logger_provider,
             "propagator": p.propagator}

@@ -35,6 +35,36 @@ def test_defaults() -> None:
     assert not any(k.startswith("OTEL_EXPORTER_OTLP") for k in env)
 
 
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+@pytest.mark.parametrize("given", [
+    {}, {"OTEL_EXPORTER_OTLP_COMPRESSION": "none"},
+    {"OTEL_EXPORTER_OTLP_COMPRESSION": "gzip", "CRYOSTORM_TRACING__COMPRESSION": "none"},
+], ids=["default", "none-given", "none-for-traces"])
+def test_the_environment_written_builds_upstreams_own_exporters(monkeypatch: pytest.MonkeyPatch, protocol: str,
+                                                                given: dict[str, str]) -> None:
+    # The program's environment held OTEL_EXPORTER_OTLP_*_COMPRESSION=none, which the SDK's OTLP/gRPC exporters
+    # refuse (InvalidCompressionValueException): a program building its own exporter from the environment, or
+    # opentelemetry-instrument run by cryostorm-run, failed. "none" is now left unset, which means the same.
+    env = env_for({"CRYOSTORM_EXPORTER_TYPE": "otlp", "CRYOSTORM_COLLECTOR": "http://c:4317",
+                   "CRYOSTORM_OTLP__PROTOCOL": protocol, **given})
+    assert not any(k.endswith("_COMPRESSION") and v == "none" for k, v in env.items())
+    if "CRYOSTORM_TRACING__COMPRESSION" in given:
+        assert env["OTEL_EXPORTER_OTLP_METRICS_COMPRESSION"] == "gzip" and "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION" \
+            not in env
+    for name in [k for k in __import__("os").environ if k.startswith("OTEL_")]:
+        monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    if protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    else:
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter  # type: ignore[assignment]
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter  # type: ignore[assignment]
+    OTLPSpanExporter().shutdown()  # upstream reads the environment itself: no exception
+    OTLPMetricExporter().shutdown()
+
+
 def test_resource_attributes_are_encoded() -> None:
     env = env_for({"CRYOSTORM_SERVICE__VERSION": "1.2", "CRYOSTORM_SERVICE__ENVIRONMENT": "production",
                    "CRYOSTORM_SERVICE__ADDITIONAL_ATTRIBUTES": '{"team": "a,b=c", "shard": 3}'})
@@ -174,6 +204,7 @@ def test_mapping_covers_every_setting() -> None:
 
     everything = {
         "CRYOSTORM_EXPORTER_TYPE": "otlp", "CRYOSTORM_OTLP__HEADERS": "a=b", "CRYOSTORM_OTLP__INSECURE": "true",
+        "CRYOSTORM_OTLP__COMPRESSION": "gzip",
         "CRYOSTORM_SCHEMA_URL": "x", "CRYOSTORM_LOGGING__SCHEDULE_DELAY_MILLIS": "1",
         "CRYOSTORM_LOGGING__MAX_EXPORT_BATCH_SIZE": "1", "CRYOSTORM_LOGGING__EXPORT_TIMEOUT_MILLIS": "1",
         "CRYOSTORM_LOGGING__MAX_QUEUE_SIZE": "1",

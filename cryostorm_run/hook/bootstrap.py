@@ -61,7 +61,7 @@ class _LazyDistro:
     def load_instrumentor(self, entry_point: Any, **kwargs: Any) -> None:
         if self._distro is None:
             self._distro = self._ep.load()()
-            self._distro.configure()
+            self._distro.configure(cryostorm=True)
         self._distro.load_instrumentor(entry_point, **kwargs)
 
 

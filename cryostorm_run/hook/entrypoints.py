@@ -92,3 +92,12 @@ def entry_points(groups: Iterable[str], path: Iterable[str] | None = None) -> di
             for group, ep_name, value in _parse(text, wanted):
                 found[group].append(EntryPoint(ep_name, value, group, dist_path))
     return found
+
+
+def step_aside(group: str, run: Any) -> None:
+    """`run(loaded)` with the first other entry point of `group` (what its loader would have taken without
+    cryostorm's); none: nothing, as that loader does without one."""
+    for entry_point in entry_points((group,))[group]:
+        if entry_point.name != "cryostorm":
+            run(entry_point.load())
+            return

@@ -189,9 +189,11 @@ def _otlp_rows(s: TelemetryModel, signal: str, upper: str) -> list[EnvRow]:
     rows = [
         EnvRow(var + "ENDPOINT", signal_endpoint(s, signal), f"{signal}.collector, collector"),
         EnvRow(var + "PROTOCOL", protocol.value, f"{signal}.protocol, otlp.protocol"),
-        EnvRow(var + "COMPRESSION", str(compression), compression_from),
         EnvRow(var + "TIMEOUT", _seconds(timeout), timeout_from),
     ]
+    if str(compression) != "none":  # "none" is left unset (the same: no compression): the SDK's gRPC exporters,
+        # which a program may build itself from this environment, raise on the value "none"
+        rows.insert(2, EnvRow(var + "COMPRESSION", str(compression), compression_from))
     headers, headers_from = effective_headers(s, signal)
     if headers:
         rows.append(EnvRow(var + "HEADERS", encode_pairs(headers), headers_from, secret=True))

@@ -227,6 +227,13 @@ def finish(
     for name in [k for k, v in env.items() if not v and k.startswith("OTEL_")]:  # passed on, but empty: unset, as
         del env[name]  # the specification reads it (the SDK would fail on some, e.g. OTEL_METRICS_EXEMPLAR_FILTER)
     env.update(prepared.put)
+    command = os.path.basename(argv[0])
+    if command in OTHER_AGENTS:  # `cryostorm-run -- opentelemetry-instrument python app.py`
+        warning = (f"the command is {command}, another agent: the program runs under its bootstrap, not "
+                   "cryostorm's hook (with cryostorm's settings as OTEL_* variables, but no cryostorm exit flush, "
+                   f"loss report or worker handling); drop {command} from the command to have cryostorm instrument "
+                   "the program")
+        return LaunchPlan(executable, tuple(argv), env, instrumented=False, warnings=(*warnings, warning))
     hook = _hook_dir()
     env["PYTHONPATH"] = _pythonpath(hook, environ.get("PYTHONPATH"))
     env["_CRYOSTORM_HOOK_DIR"] = hook
