@@ -207,6 +207,7 @@ def test_the_kill_switch_runs_the_program_whatever_else_is_wrong(switch: dict[st
                                     "without it; with it on, these settings would be refused: "), result.stderr
     assert "OTEL_EXPORTER_OTLP_ENDPOINT" in result.stderr and "CRYOSTORM_OTLP__HEADERS" in result.stderr
     assert "s3cr3tv4lue" not in result.stderr
+    assert "cryostorm: telemetry off" not in result.stderr  # said once, by the warning
 
 
 def test_a_kill_switch_that_is_itself_wrong_is_refused() -> None:

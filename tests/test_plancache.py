@@ -129,7 +129,7 @@ else:
         return result.stdout.strip()
 
     expected = ("Prepared(enabled=True, drop=('OTEL_A',), put=(('OTEL_B', 'secret'),), file_drop=(), file_put=(), "
-                "warnings=('w',), files=())")
+                "warnings=('w',), files=(), off='')")
     fast, slow = tmp_path / "fast", tmp_path / "slow"
     assert run("", "store", str(fast)) == "False"  # the private modules are used where present
     assert run(blocked, "store", str(slow)) == "True"

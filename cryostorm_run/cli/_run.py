@@ -130,6 +130,8 @@ def main(args: Sequence[str]) -> NoReturn:
             raise UsageError([_problem("COMMAND", None, "no command given", "cryostorm-run [OPTIONS] -- COMMAND")])
         plan = finish(prepared, command, os.environ, report=str(options["report"]))
         warn((*prepared.warnings, *plan.warnings))
+        if prepared.off and options["report"] != "quiet":  # the start-up report's place: no hook runs
+            sys.stderr.write(f"cryostorm: telemetry off ({prepared.off}): the program runs without it\n")
         exec_plan(plan)
 
     boundary(run, debug)

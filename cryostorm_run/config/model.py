@@ -337,7 +337,8 @@ class TelemetryModel(BaseConfig):
     SIGNALS: ClassVar[tuple[str, str, str]] = ("tracing", "metrics", "logging")
 
     enabled: bool = Field(True, description="false: `cryostorm-run -- CMD` is a plain exec, whatever else is set "
-                                            "(other settings it would refuse are told in one warning)")
+                                            "(said in one `cryostorm: telemetry off (…)` line unless --quiet; "
+                                            "other settings it would refuse are told in one warning instead)")
     service: ServiceInfo = Field(default_factory=ServiceInfo)
     exporter_type: Exporter = Field(ExporterType.CONSOLE, description="Exporter for all signals")
     collector: CollectorEndpoint = Field(default_factory=CollectorEndpoint, description="One endpoint for all")

@@ -80,6 +80,7 @@ class Prepared(NamedTuple):
     file_put: tuple[tuple[str, str], ...] = ()
     warnings: tuple[str, ...] = ()  # the settings' warnings (advice), printed before exec
     files: tuple[str, ...] = ()  # files the settings name, found by the validation
+    off: str = ""  # not enabled: the input that turned telemetry off, as the user wrote it (OTEL_SDK_DISABLED)
 
 
 def prepare(settings: TelemetryModel, environ: Mapping[str, str]) -> Prepared:
@@ -102,8 +103,13 @@ def prepare_loaded(loaded: Loaded, environ: Mapping[str, str]) -> Prepared:
     from pathlib import Path
 
     files = sorted({str(v) for v in _leaves(loaded.settings.model_dump()) if isinstance(v, Path)})
+    off = ""
+    if not prepared.enabled:
+        from cryostorm_run.config.sources import origin_of
+
+        off = origin_of(("enabled",), loaded.origins).describe()
     return Prepared(prepared.enabled, prepared.drop, prepared.put, tuple(sorted(loaded.dropped_env)), file_put,
-                    tuple(str(w) for w in loaded.warnings), tuple(files))
+                    tuple(str(w) for w in loaded.warnings), tuple(files), off)
 
 
 def _leaves(node: object) -> list[object]:

@@ -107,7 +107,7 @@ def lookup(directory: str, key: bytes) -> Prepared | None:
 def store(directory: str, key: bytes, prepared: Prepared) -> None:
     """Keep `prepared` under `key`; silently nothing when the directory is not usable."""
     record = (prepared.enabled, prepared.drop, prepared.put, prepared.file_drop, prepared.file_put,
-              prepared.warnings, prepared.files)
+              prepared.warnings, prepared.files, prepared.off)
     plain = marshal.dumps(record)
     cipher = _xor(plain, _stream(key, len(plain)))
     name = _name(key)
