@@ -387,3 +387,39 @@ def test_the_facade_alone_tells_what_it_lost_and_why(ending: str) -> None:
     assert [line for line in told if line.startswith("cryostorm: telemetry not fully flushed within 1 s") and
             "; the last attempt failed: connection to 127.0.0.1:9 refused; fix: is the collector running and "
             "listening on port 9?; exporters still busy (traces: otlp grpc http://127.0.0.1:9" in line], done.stderr
+
+
+FACADE_OUTAGE = """
+import logging, time
+from cryostorm_run import Telemetry, TelemetrySettings
+logging.basicConfig(level=logging.INFO, format="APP %(name)s: %(message)s")
+telemetry = Telemetry.from_settings(TelemetrySettings(
+    exporter_type="otlp", collector="http://127.0.0.1:9", service={"name": "alone"}, shutdown_timeout_millis=500,
+    metrics={"enabled": False}, logging={"enabled": False},
+    tracing={"export_config": {"schedule_delay_millis": 100, "timeout_millis": 300, "max_queue_size": 64, "batch_size": 16,
+                               "max_block_millis": 0}}))
+end = time.monotonic() + 4
+while time.monotonic() < end:
+    with telemetry.start_as_current_span("s"):
+        pass
+    time.sleep(0.002)
+logging.getLogger("app").info("done")
+"""
+
+
+def test_the_facade_alone_tells_an_outage_through_the_programs_logging_shaped_and_rate_limited() -> None:
+    # Without cryostorm-run, each failed batch was one raw record in the program's logging ("exporting 76 spans
+    # to 127.0.0.1:9 failed ...: gRPC UNAVAILABLE: failed to connect to all addresses; ..." 17 in 6 s, more with
+    # more workers), without cause or fix; and what the full queue shed was told only at exit.
+    done = subprocess.run([PYTHON, "-c", FACADE_OUTAGE], env=child_env(), capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.splitlines()
+    running = lines[:lines.index("APP app: done")]
+    export = [line for line in running if line.startswith("APP opentelemetry.cryostorm.export.transport: ")]
+    assert export and len(export) <= 2, done.stderr  # once per 10 s per kind (+N similar after)
+    assert all(line.endswith("fix: is the collector running and listening on port 9?") for line in export), export
+    assert "UNAVAILABLE" not in done.stderr  # the raw exporter text, replaced
+    # What the full queue shed, told while the program runs (a server may never exit), in its logging too
+    assert [line for line in running if line.startswith("APP opentelemetry.cryostorm.export: spans: ") and
+            " dropped " in line and "since the last report; so far " in line], done.stderr

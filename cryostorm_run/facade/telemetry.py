@@ -130,6 +130,9 @@ class Telemetry(TelemetryApi):
 
         providers = build_providers(runtime_from_env(settings_env(settings)), id_generator=id_generator)
         install(providers)
+        from cryostorm_run.hook.sdk_warnings import install_own
+
+        install_own()
         _tell_globals_kept(providers)
         return _state_for(providers, owned=True)
 
