@@ -396,8 +396,8 @@ logging.basicConfig(level=logging.INFO, format="APP %(name)s: %(message)s")
 telemetry = Telemetry.from_settings(TelemetrySettings(
     exporter_type="otlp", collector="http://127.0.0.1:9", service={"name": "alone"}, shutdown_timeout_millis=500,
     metrics={"enabled": False}, logging={"enabled": False},
-    tracing={"export_config": {"schedule_delay_millis": 100, "timeout_millis": 300, "max_queue_size": 64, "batch_size": 16,
-                               "max_block_millis": 0}}))
+    tracing={"export_config": {"schedule_delay_millis": 100, "timeout_millis": 300, "max_queue_size": 64,
+                               "batch_size": 16, "max_block_millis": 0}}))
 end = time.monotonic() + 4
 while time.monotonic() < end:
     with telemetry.start_as_current_span("s"):
