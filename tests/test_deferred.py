@@ -99,6 +99,57 @@ def test_a_programs_own_set_up_refused_is_told_with_what_it_means_and_how_to_kee
     assert "own TracerProvider" not in done.stderr and "own MeterProvider" in done.stderr
 
 
+OWN_INSTRUMENT = """
+import requests
+from opentelemetry.instrumentation.requests import RequestsInstrumentor
+RequestsInstrumentor().instrument(excluded_urls="internal")
+print(RequestsInstrumentor().is_instrumented_by_opentelemetry)
+"""
+
+
+def test_a_programs_own_instrument_call_that_does_nothing_is_told_with_how_to_keep_it(otlp_receiver: Receiver) -> None:
+    # The program's own RequestsInstrumentor().instrument(excluded_urls=...) found requests instrumented by
+    # cryostorm-run: upstream's bare "Attempting to instrument while already instrumented", its options ignored.
+    done = _run(OWN_INSTRUMENT, otlp_receiver)
+    assert done.stdout == "True\n"
+    assert ("cryostorm: warning: the program's own RequestsInstrumentor().instrument() at <string>:4 did nothing: "
+            "cryostorm-run had already instrumented requests with its defaults, so the options of the program's call "
+            "(hooks, excluded URLs, ...) are not applied; fix: remove the call, or set "
+            "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS=requests to leave it to the program") in done.stderr, done.stderr
+    assert "Attempting to instrument" not in done.stderr
+    # The fix, followed: the program's own call instruments requests, nothing is said
+    done = _run(OWN_INSTRUMENT, otlp_receiver, OTEL_PYTHON_DISABLED_INSTRUMENTATIONS="requests")
+    assert done.stdout == "True\n" and "instrument" not in done.stderr, done.stderr
+
+
+def test_the_hooks_activation_after_the_programs_own_is_told_as_the_programs_kept() -> None:
+    from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
+
+    from cryostorm_run.hook.own_setup import told
+
+    class SomeInstrumentor(BaseInstrumentor):  # type: ignore[misc]
+        def instrumentation_dependencies(self) -> list[str]:
+            return []
+
+        def _instrument(self, **kwargs: object) -> None:
+            pass
+
+        def _uninstrument(self, **kwargs: object) -> None:
+            pass
+
+        def instrument(self, **kwargs: object) -> str | None:  # as upstream's: the warning logged in here
+            return told("Attempting to instrument while already instrumented")
+
+    # The hook's activation path, as bootstrap's _LazyDistro.load_instrumentor calls it
+    space: dict[str, object] = {}
+    exec(compile("def load_instrumentor(i):\n    return i.instrument()\n",
+                 "/site/cryostorm_run/hook/bootstrap.py", "exec"), space)
+    line = space["load_instrumentor"](SomeInstrumentor())  # type: ignore[operator]
+    assert line == ("the program instrumented SomeInstrumentor itself (SomeInstrumentor().instrument()) before "
+                    "cryostorm-run activated it: the program's own instrumentation and its options are kept")
+    assert "did nothing" in str(SomeInstrumentor().instrument())  # called by the program: told as its own
+
+
 def test_once_built_the_api_functions_are_the_apis_own_again(otlp_receiver: Receiver) -> None:
     # FastAPI asks for the global providers on every request: after the first build those calls no longer
     # pass through cryostorm's wrappers (one taken earlier still works, and still gets ours)

@@ -5,9 +5,8 @@ An export error of a known class (TLS mismatch, untrusted certificate, refused, 
 becomes one line naming the class and the fix, counted per signal and class, instead of the
 exporter's raw text ("Socket closed", `WRONG_VERSION_NUMBER` deep in a gRPC status).
 
-A program that sets OpenTelemetry up itself gets the API's "Overriding of current TracerProvider is not
-allowed" for its `set_tracer_provider`: told here as what it means for that program (its own processors and
-exporters get nothing) and how to keep either set-up."""
+A program that sets OpenTelemetry up itself (its own provider, its own `instrument()` call) gets upstream's
+bare warnings: told as what they mean for that program and how to keep either set-up (`own_setup`)."""
 
 from __future__ import annotations
 
@@ -18,46 +17,6 @@ import time
 from collections import Counter
 
 WINDOW_S = 10.0
-
-# The API's warning when a provider is already global (its text on every supported line, 1.40 to 1.45), and
-# what the program's own provider of that kind has attached to it, and the setting that leaves it to the program.
-_REFUSED = {
-    "Overriding of current TracerProvider is not allowed": ("TracerProvider", "spans", "span processors", "TRACING",
-                                                            "traces"),
-    "Overriding of current MeterProvider is not allowed": ("MeterProvider", "measurements", "metric readers",
-                                                           "METRICS", "metrics"),
-    "Overriding of current LoggerProvider is not allowed": ("LoggerProvider", "log records", "log record processors",
-                                                            "LOGGING", "logs"),
-}
-
-
-def refused_provider(message: str) -> str | None:
-    """The line for the API's refusal of the program's own provider (None: another message)."""
-    refused = _REFUSED.get(message)
-    if refused is None:
-        return None
-    kind, items, attached, section, signal = refused
-    return (f"the program's own {kind}{_caller()} was not installed: cryostorm's stays OpenTelemetry's global one, "
-            f"so {items} made through the global API are exported by cryostorm, and the {attached} and exporters "
-            f"attached to the program's provider receive none of them; fix: remove the program's own set-up of "
-            f"{signal}, or set CRYOSTORM_{section}__ENABLED=false to leave {signal} to the program")
-
-
-def _caller() -> str:
-    """` (file:line)` of the program's call that reached the API (the first frame outside OpenTelemetry,
-    cryostorm and logging), or ""."""
-    import inspect
-    import os
-
-    frame = inspect.currentframe()
-    while frame is not None:
-        path = frame.f_code.co_filename
-        parts = path.replace("\\", "/").split("/")
-        if not ({"opentelemetry", "cryostorm_run", "logging"} & set(parts)) and not path.startswith("<frozen"):
-            return f" (set at {os.path.basename(path)}:{frame.f_lineno})"
-        frame = frame.f_back
-    return ""
-
 
 class _Window:
     """Each kind of message at most once per window; the rest counted, and told with the next one."""
@@ -89,9 +48,11 @@ def _shaped(record: logging.LogRecord) -> tuple[tuple[str, object], str, bool]:
     message = record.getMessage()
     if record.exc_info and record.exc_info[1] is not None:
         message += f": {type(record.exc_info[1]).__name__}: {record.exc_info[1]}"
-    refused = refused_provider(message)
-    if refused is not None:
-        return (record.name, record.msg), refused, True
+    from cryostorm_run.hook.own_setup import told
+
+    own = told(message)
+    if own is not None:
+        return (record.name, record.msg), own, True
     explained = explain(message, record.name)  # None unless an export failure of a known class
     if explained is None:
         return (record.name, record.msg), message, False
