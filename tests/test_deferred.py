@@ -37,6 +37,16 @@ def test_a_process_that_emits_nothing_imports_no_opentelemetry(otlp_receiver: Re
     assert result == {"hook": True, "loaded": []}
 
 
+def test_a_process_that_emits_nothing_imports_nothing_at_exit_either(otlp_receiver: Receiver) -> None:
+    # The exit report imported cryostorm_run.common.shown (its patterns: re, ~3-7 ms) in every process at exit,
+    # nothing to report or not. `-X importtime` lists every import, the exit's included: none after site's.
+    done = _run("pass", otlp_receiver, PYTHONPROFILEIMPORTTIME="1")
+    lines = done.stderr.splitlines()
+    at_start = [i for i, line in enumerate(lines) if line.startswith("import time:") and line.endswith("| site")]
+    assert at_start, done.stderr
+    assert [line for line in lines[at_start[-1] + 1:] if line.startswith("import time:")] == [], done.stderr
+
+
 @pytest.mark.parametrize("first", ["from opentelemetry import trace",
                                    "from opentelemetry.sdk.trace import TracerProvider",
                                    "from opentelemetry.sdk.metrics import MeterProvider",

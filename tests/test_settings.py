@@ -618,14 +618,14 @@ def test_the_launchers_own_variable_is_passed_over_wherever_it_comes(tmp_path: P
         ("--env-file", printable(str(too_long)), "cannot use this path: File name too long", "")]
 
 
-def test_the_shown_values_docstring_examples_run() -> None:
+@pytest.mark.parametrize(("module", "examples"), [("shown", 2), ("words", 1)])
+def test_the_shown_values_docstring_examples_run(module: str, examples: int) -> None:
     # Masking, shortening and counting as the stderr lines show them ("1 span", never "1 spans").
     import doctest
+    import importlib
 
-    from cryostorm_run.common import shown
-
-    result = doctest.testmod(shown)
-    assert (result.attempted, result.failed) == (3, 0)
+    result = doctest.testmod(importlib.import_module(f"cryostorm_run.common.{module}"))
+    assert (result.attempted, result.failed) == (examples, 0)
 
 
 def test_each_value_records_the_kind_of_source_it_came_from(tmp_path: Path) -> None:

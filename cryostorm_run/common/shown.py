@@ -7,8 +7,6 @@ Example:
     'http://****:****@host:4318/v1?token=****&x=****'
     >>> printable("x" * 100, limit=5)
     'xxxxx… (100 chars)'
-    >>> counted(1, "log records"), counted(3, "spans")
-    ('1 log record', '3 spans')
 """
 
 from __future__ import annotations
@@ -16,7 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 
-__all__ = ["clean", "counted", "header_secrets", "mask_url", "mask_values", "printable", "quoted", "scrubbed"]
+__all__ = ["clean", "header_secrets", "mask_url", "mask_values", "printable", "quoted", "scrubbed"]
 
 # C0 and C1 controls, DEL, the Unicode line separators and bidi overrides that rearrange a line, and
 # lone surrogates (undecodable bytes of an environment value, which no terminal can show).
@@ -190,8 +188,3 @@ def _cut(text: str, limit: int, length: int) -> str:
     if len(text) <= limit + 20:  # room for the suffix: a shortened text is never shortened again
         return text
     return f"{text[:limit]}… ({length} chars)"
-
-
-def counted(count: int, things: str) -> str:
-    """`count` and the plural noun `things` ("spans", "log records", "data points"), singular for one."""
-    return f"{count} {things[:-1] if count == 1 and things.endswith('s') else things}"

@@ -30,7 +30,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from cryostorm_run.common.ownthreads import start
-from cryostorm_run.common.shown import counted
+from cryostorm_run.common.words import counted
 
 # An exporter that does not say how long an answer may take (`answer_timeout_s`, the OTLP timeout):
 # an export still unanswered after this means the collector is stuck, not keeping up.

@@ -13,7 +13,7 @@ from typing import Any
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from cryostorm_run.common.runtime import SignalRuntime
-from cryostorm_run.common.shown import counted
+from cryostorm_run.common.words import counted
 from cryostorm_run.export.batch import RETRY_LATER
 from cryostorm_run.export.errors import LAST_FAULT, TelemetrySetupError, exporting, fault_target
 from cryostorm_run.export.forkgate import BUILD_BROKEN, exporter_build

@@ -9,7 +9,7 @@ import logging
 import os
 from typing import Any
 
-from cryostorm_run.common.shown import counted
+from cryostorm_run.common.words import counted
 from cryostorm_run.export.errors import note_transport_error
 from cryostorm_run.export.forkgate import grpc_call
 from cryostorm_run.export.otlp_send import TRANSIENT_CODES, TRANSIENT_HTTP

@@ -93,11 +93,11 @@ def register_exit(providers: Any) -> None:
 def flush_and_report(providers: Any) -> bool:
     """Shut `providers` down within shutdown_timeout_millis and say what was lost or left, and why (also the
     facade's, for providers it built: facade/telemetry.py). False when the deadline passed first."""
-    from cryostorm_run.common.shown import counted
     from cryostorm_run.export.providers import loss_report, shutdown
 
     if not providers.built() and providers.log_handler is None:
         return True  # nothing was built in this process: nothing to send, nothing lost
+    from cryostorm_run.common.words import counted
     timeout = providers.runtime.shutdown_timeout_ms / 1000
     flushed = shutdown(providers)
     report = loss_report()
@@ -137,7 +137,7 @@ def _unconfirmed(report: dict[str, dict[str, int]], stopping: str) -> str:
             if c["queued"] + c["in_flight"]]
     if not held:
         return f"the last {stopping} export not delivered" if stopping else "an export in flight not delivered"
-    from cryostorm_run.common.shown import counted
+    from cryostorm_run.common.words import counted
 
     text = ", ".join(counted(count, kind) for kind, count, _ in held) + " not confirmed delivered"
     under_way = [counted(flying, kind) for kind, _, flying in held if flying]
