@@ -44,8 +44,6 @@ Endpoint = Annotated[Optional[str], typer.Option("--endpoint", metavar="VALUE", 
 Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks of internal errors.")]
 
 
-
-
 def _refuse_missing_values(ctx: typer.Context) -> None:
     """click takes whatever follows an option as its value: `check-config --service-name --json` would name
     the service `--json`, `print-env --env-file -- ...` read a file named `--`. Refused as on the `--` path."""

@@ -18,6 +18,7 @@ from collections import Counter
 
 WINDOW_S = 10.0
 
+
 class _Window:
     """Each kind of message at most once per window; the rest counted, and told with the next one."""
 
@@ -44,12 +45,11 @@ def _shaped(record: logging.LogRecord) -> tuple[tuple[str, object], str, bool]:
     """(kind, line, explained): an export failure of a known class as its cause and fix, a refused provider as
     what it means; anything else as logged."""
     from cryostorm_run.export.errors import explain
+    from cryostorm_run.hook.own_setup import told
 
     message = record.getMessage()
     if record.exc_info and record.exc_info[1] is not None:
         message += f": {type(record.exc_info[1]).__name__}: {record.exc_info[1]}"
-    from cryostorm_run.hook.own_setup import told
-
     own = told(message)
     if own is not None:
         return (record.name, record.msg), own, True
@@ -74,7 +74,8 @@ class DiagnosticsHandler(logging.Handler):
 
         with exporter_build():  # imported here (installed in every process, used in few): a fork waits for it
             from cryostorm_run.common.shown import scrubbed
-            from cryostorm_run.export.errors import explain  # noqa: F401  (loaded under the gate for _shaped)
+            from cryostorm_run.export.errors import explain  # noqa: F401  (_shaped's imports, under the gate)
+            from cryostorm_run.hook.own_setup import told  # noqa: F401
             from cryostorm_run.hook.say import whose
 
         try:
