@@ -116,8 +116,8 @@ def _apply_probe(env: dict[str, str | None], probe: str | None, signal: str) -> 
         env["OTEL_BSP_MAX_QUEUE_SIZE"], env["OTEL_BSP_MAX_EXPORT_BATCH_SIZE"] = "256", "512"
     elif probe == "deflate":
         env[f"OTEL_EXPORTER_OTLP_{signal}_COMPRESSION"] = "deflate"
-    elif probe == "exporters":
-        env[f"OTEL_{signal}_EXPORTER"] = "otlp,console"
+    elif probe == "exporters":  # several for one signal, in either order, the protocol in the name or not
+        env[f"OTEL_{signal}_EXPORTER"] = ("otlp,console", "console,otlp_proto_http")[len(signal) % 2]
     elif probe == "invalid":  # one of: out of range, a protocol the Python exporters lack, malformed
         name, value = INVALID[sum(map(ord, signal)) % len(INVALID)]
         env[name.format(signal=signal)] = value

@@ -281,7 +281,9 @@ def _exporter_of(signal_name: str, requests: list[dict[str, Any]], built: dict[s
     # generated timeouts are multiples of 0.5 s, so the next multiple of 0.5 s is the configured one.
     timeout = None if r["timeout"] is None else math.ceil(round(r["timeout"], 3) * 2) / 2
     out: dict[str, Any] = {"requests": len(requests), "timeout": timeout,
-                           "headers": r["headers"], "compression": r["compression"]}
+                           "headers": r["headers"], "compression": r["compression"],
+                           # OTEL_<SIGNAL>_EXPORTER=otlp,console: a console exporter beside the OTLP one
+                           "console too": any("Console" in n or n == "ByTerminal" for n in names)}
     if r["transport"] == "grpc":
         target = r["target"]  # gRPC's DNS resolver: a target without a port means 443
         out.update(kind="otlp grpc", endpoint=target if ":" in target.rsplit("]", 1)[-1] else f"{target}:443",

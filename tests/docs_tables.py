@@ -42,6 +42,9 @@ def _type_text(annotation: Any) -> str:
             target = typing.get_args(target)[0]
     if isinstance(target, type) and issubclass(target, enum.Enum):
         return " \\| ".join(str(m.value) for m in target)
+    item = typing.get_args(target)[0] if typing.get_origin(target) is list else None
+    if isinstance(item, type) and issubclass(item, enum.Enum):  # a list of names
+        return "a,b or JSON of: " + ", ".join(str(m.value) for m in item)
     if typing.get_origin(target) is typing.Literal:
         return " \\| ".join(str(a) for a in typing.get_args(target))
     name = getattr(target, "__name__", str(target))
@@ -61,7 +64,7 @@ def _default(field: FieldInfo) -> str:
     if isinstance(value, enum.Enum):
         return f"`{value.value}`"
     if isinstance(value, list):
-        return "`" + ",".join(str(getattr(v, "value", v)) for v in value) + "`"
+        return "`" + ",".join(str(getattr(v, "value", v)) for v in value) + "`" if value else "none"
     if isinstance(value, dict):
         return "`{}`"
     return f"`{str(value).lower() if isinstance(value, bool) else value}`"

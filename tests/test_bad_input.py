@@ -96,7 +96,7 @@ OTEL_BAD = {
     "OTEL_METRIC_EXPORT_TIMEOUT": st.sampled_from(["86400001", "99999999999999999999"]),
     "OTEL_EXPORTER_OTLP_CERTIFICATE": st.sampled_from(LONG_PATHS),
     "OTEL_EXPORTER_OTLP_CLIENT_KEY": st.sampled_from(LONG_PATHS),
-    "OTEL_TRACES_EXPORTER": st.sampled_from(["zipkin", "otlp,console"]),
+    "OTEL_TRACES_EXPORTER": st.sampled_from(["zipkin", "otlp,none", "zipkin,console", "otlp,prometheus"]),
     "OTEL_METRIC_EXPORT_INTERVAL": st.sampled_from(["0", "fast"]),
     "OTEL_PROPAGATORS": st.sampled_from(["tracecontext,xray", "jaeger"]),
     "OTEL_SDK_DISABLED": st.sampled_from(["maybe"]),

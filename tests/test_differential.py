@@ -115,7 +115,6 @@ REFUSALS = {
     "batch larger than queue": ("_MAX_", ("must not exceed max_queue_size",)),
     "deployment.environment outside development|staging|production": (
         "OTEL_RESOURCE_ATTRIBUTES", ("allowed: development, staging or production",)),
-    "several exporters for one signal": ("_EXPORTER", ("exactly one exporter per signal",)),
     "compression deflate": ("_COMPRESSION", ("allowed: none or gzip",)),
     # README "Settings": values are validated (the SDK would warn and fall back to a default).
     "invalid value": ("OTEL_", ("Input should be", "allowed: grpc or http/protobuf", "expected key=value pairs",

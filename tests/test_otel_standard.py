@@ -267,8 +267,9 @@ def test_exporter_names_are_read_as_the_sdk_reads_them() -> None:
                        "OTEL_LOGS_EXPORTER": " Otlp_Proto_Grpc "}, config_dir=None).settings
     assert s.tracing.enabled is False and s.metrics.exporter_type.value == "console"
     assert (s.logging.exporter_type.value, s.logging.protocol.value) == ("otlp", "grpc")
-    assert problem_tuples({"OTEL_LOGS_EXPORTER": "otlp,console"}) == [(
-        "OTEL_LOGS_EXPORTER", "otlp,console", "exactly one exporter per signal is supported, got 'otlp,console'", "")]
+    s = load_settings({"OTEL_LOGS_EXPORTER": "console, OTLP_proto_http"}, config_dir=None).settings
+    assert (s.logging.exporter_type.value, s.logging.protocol.value, s.logging.also_export_to) == (
+        "otlp", "http/protobuf", ["console"])
     # the exporter name that fixes the protocol outranks the signal's protocol variable, wherever it is written
     s = load_settings({"OTEL_TRACES_EXPORTER": "otlp_proto_http", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "grpc",
                        "OTEL_SERVICE_NAME": "b", "OTEL_RESOURCE_ATTRIBUTES": "service.name=a"},

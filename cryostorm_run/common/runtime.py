@@ -96,6 +96,7 @@ class Batch:
 @dataclass(frozen=True)
 class SignalRuntime:
     exporter: str = "none"  # otlp | console | pretty | console_json | in_memory | prometheus | none
+    also: tuple[str, ...] = ()  # more exporters (OTEL_<SIGNAL>_EXPORTER=otlp,console), each with its own queue
     endpoint: str = ""
     protocol: str = "grpc"
     headers: Mapping[str, str] = field(default_factory=dict)
@@ -113,6 +114,11 @@ class SignalRuntime:
     @property
     def enabled(self) -> bool:
         return self.exporter != "none"
+
+    @property
+    def exporters(self) -> tuple[str, ...]:
+        """Every exporter of this signal, the first one `exporter` (none: no exporter at all)."""
+        return (self.exporter, *self.also) if self.enabled else ()
 
 
 @dataclass(frozen=True)
@@ -197,6 +203,20 @@ def _json(env: Mapping[str, str], name: str) -> dict[str, Any]:
     return dict(json.loads(raw))
 
 
+def exporter_names(raw: str) -> list[str]:
+    """OTEL_<SIGNAL>_EXPORTER's names as the SDK reads them (comma-separated, trimmed, `none` alone: none),
+    lower case, each once, OTLP's first (the one `exporter` names: its target is what reports show).
+
+    Example:
+        >>> exporter_names(" Console, otlp ,console"), exporter_names("none"), exporter_names("")
+        (['otlp', 'console'], [], [])
+    """
+    names = list(dict.fromkeys(n.strip().lower() for n in raw.split(",") if n.strip()))
+    if names == ["none"]:
+        return []
+    return sorted(names, key=lambda n: not n.startswith("otlp"))
+
+
 def _signal(env: Mapping[str, str], name: str) -> SignalRuntime:
     upper = SIGNAL_NAMES[name]
     var = f"OTEL_EXPORTER_OTLP_{upper}_"
@@ -204,7 +224,7 @@ def _signal(env: Mapping[str, str], name: str) -> SignalRuntime:
     def get(suffix: str) -> str | None:
         return env.get(var + suffix) or env.get("OTEL_EXPORTER_OTLP_" + suffix)
 
-    exporter = (env.get(f"OTEL_{upper}_EXPORTER") or "none").strip().lower()
+    exporter, *also = exporter_names(env.get(f"OTEL_{upper}_EXPORTER") or "") or ["none"]
     protocol = get("PROTOCOL") or "grpc"
     endpoint = env.get(var + "ENDPOINT") or ""
     if not endpoint:
@@ -225,6 +245,7 @@ def _signal(env: Mapping[str, str], name: str) -> SignalRuntime:
         )
     return SignalRuntime(
         exporter=exporter,
+        also=tuple(also),
         endpoint=endpoint,
         protocol=protocol,
         headers=parse_pairs(get("HEADERS") or ""),

@@ -25,6 +25,7 @@ from cryostorm_run.launch.envmap import (
     SIGNALS,
     effective_collector,
     effective_exporter,
+    effective_exporters,
     effective_protocol,
     signal_endpoint,
 )
@@ -78,7 +79,7 @@ class _Context:
         return origin_of(path, self.origins)
 
     def otlp_signals(self) -> list[str]:
-        return [s for s in SIGNALS if effective_exporter(self.settings, s) is ExporterType.OTLP]
+        return [s for s in SIGNALS if ExporterType.OTLP in effective_exporters(self.settings, s)]
 
 
 def _env_name(path: Path_) -> str:
@@ -180,7 +181,7 @@ def _endpoint_unused(ctx: _Context) -> Iterator[Advice]:
             continue
         users = [sig for sig in SIGNALS if _collector_path(s, sig) == path
                  and effective_exporter(s, sig) is not ExporterType.NONE]
-        if not users or any(effective_exporter(s, sig) is ExporterType.OTLP for sig in users):
+        if not users or any(ExporterType.OTLP in effective_exporters(s, sig) for sig in users):
             continue
         kinds = ", ".join(f"{_signal_word(sig)}: {effective_exporter(s, sig).value}" for sig in users)
         target = (*path[:-1], "exporter_type")
@@ -197,9 +198,9 @@ def _console_beside_otlp(ctx: _Context) -> Iterator[Advice]:
     s = ctx.settings
     if ctx.origin(("exporter_type",)) is not DEFAULT:
         return
-    chosen = [sig for sig in SIGNALS if effective_exporter(s, sig) is ExporterType.OTLP]
+    chosen = [sig for sig in SIGNALS if ExporterType.OTLP in effective_exporters(s, sig)]
     left = [sig for sig in SIGNALS if ctx.origin((sig, "exporter_type")) is DEFAULT and getattr(s, sig).enabled
-            and effective_exporter(s, sig) is ExporterType.CONSOLE]
+            and effective_exporters(s, sig) == [ExporterType.CONSOLE]]
     if chosen and left:
         fix = " and ".join(f"OTEL_{SIGNALS[sig][0]}_EXPORTER=otlp" for sig in left)
         yield Advice("console-beside-otlp",

@@ -162,7 +162,8 @@ def _inventory() -> dict[str, Rule]:
                            ("MAX_EXPORT_BATCH_SIZE", "batch_size"), ("MAX_QUEUE_SIZE", "max_queue_size")):
             inv[f"{prefix}_{key}"] = _mapped("spec", f"{signal}.export_config.{field}", f"{prefix}_{key}")
     for signal, upper in SIGNALS.items():
-        inv[f"OTEL_{upper}_EXPORTER"] = _mapped("spec", f"{signal}.exporter_type, {signal}.enabled",
+        inv[f"OTEL_{upper}_EXPORTER"] = _mapped("spec", f"{signal}.exporter_type, {signal}.also_export_to, "
+                                                f"{signal}.enabled",
                                                 f"OTEL_{upper}_EXPORTER", note=_EXPORTER_NOTE)
     for key, field in _OTLP_SETTINGS.items():
         general = "collector" if field == "collector" else f"otlp.{field}"

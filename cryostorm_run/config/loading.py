@@ -181,10 +181,13 @@ def _missing_packages(settings: TelemetryModel, origins: Mapping[Path_, Origin])
     wanted: list[tuple[Path_, str]] = []
     if settings.propagation.enabled:
         wanted += [(("propagation", "propagator_types"), p.value) for p in settings.propagation.propagator_types]
-    from cryostorm_run.launch.envmap import effective_exporter
+    from cryostorm_run.config.enums import ExporterType
+    from cryostorm_run.launch.envmap import effective_exporters
 
-    if effective_exporter(settings, "metrics").value == "prometheus":
+    if ExporterType.PROMETHEUS in effective_exporters(settings, "metrics"):
         path: Path_ = ("metrics", "exporter_type") if settings.metrics.exporter_type else ("exporter_type",)
+        if ExporterType.PROMETHEUS in settings.metrics.also_export_to:
+            path = ("metrics", "also_export_to")
         wanted.append((path, "prometheus"))
     problems = []
     for path, value in wanted:
@@ -218,11 +221,11 @@ def _name(path: Path_, origins: Mapping[Path_, Origin]) -> str:
 def _otlp_conflicts(settings: TelemetryModel, origins: Mapping[Path_, Origin], raw: Mapping[str, str]) -> list[Problem]:
     """OTLP inputs that cannot all mean what they say: refused rather than one silently dropped."""
     from cryostorm_run.config.enums import ExporterType, OtlpProtocol
-    from cryostorm_run.launch.envmap import SIGNALS, effective_exporter, effective_protocol
+    from cryostorm_run.launch.envmap import SIGNALS, effective_exporters, effective_protocol
 
     problems = []
     for signal in SIGNALS:
-        if effective_exporter(settings, signal) is not ExporterType.OTLP:
+        if ExporterType.OTLP not in effective_exporters(settings, signal):
             continue
         own = getattr(settings, signal)
         collector_path: Path_ = (signal, "collector") if own.collector is not None else ("collector",)

@@ -277,6 +277,9 @@ class _SignalConfig(BaseConfig):
 
     enabled: bool = True
     exporter_type: Exporter | None = Field(None, description="Overrides the top-level exporter_type")
+    also_export_to: Annotated[list[ExporterType], BeforeValidator(_lower_list)] = Field(
+        default_factory=list, description="More exporters for this signal, each with its own queue and loss "
+        "accounting (OTEL_<SIGNAL>_EXPORTER=otlp,console); one already chosen counts once")
     collector: CollectorEndpoint | None = Field(None, description="Overrides the top-level collector")
     protocol: Protocol | None = Field(None, description="Overrides otlp.protocol")
     # OTEL_EXPORTER_OTLP_<SIGNAL>_* (upstream: per-signal over general, each on its own)
@@ -296,6 +299,11 @@ class _SignalConfig(BaseConfig):
     def _check_exporter(self) -> _SignalConfig:
         if self.exporter_type is ExporterType.PROMETHEUS and not self.PROMETHEUS_OK:
             raise ValueError("exporter_type 'prometheus' is for metrics only")
+        if ExporterType.PROMETHEUS in self.also_export_to and not self.PROMETHEUS_OK:
+            raise ValueError("'prometheus' is for metrics only (also_export_to)")
+        if ExporterType.NONE in self.also_export_to:
+            raise ValueError("also_export_to: 'none' cannot be combined with other exporters (enabled=false "
+                             "turns the signal off)")
         if (self.client_certificate_file is None) != (self.client_key_file is None):
             raise ValueError("client_certificate_file and client_key_file must be set together")
         return self

@@ -34,7 +34,7 @@ from cryostorm_run.config.model import TelemetryModel
 from cryostorm_run.diagnose.probe_types import ProbeFailure, ProbeResult, ProbeTarget, remaining
 from cryostorm_run.launch.envmap import (
     SIGNALS,
-    effective_exporter,
+    effective_exporters,
     effective_headers,
     effective_protocol,
     signal_endpoint,
@@ -50,7 +50,7 @@ def probe_targets(settings: TelemetryModel) -> list[ProbeTarget]:
     """The endpoints of the signals exporting with OTLP; signals sharing one endpoint share a target."""
     targets: dict[tuple[object, ...], ProbeTarget] = {}
     for signal, (upper, path) in SIGNALS.items():
-        if effective_exporter(settings, signal) is not ExporterType.OTLP:
+        if ExporterType.OTLP not in effective_exporters(settings, signal):
             continue
         protocol = effective_protocol(settings, signal)
         url = signal_endpoint(settings, signal)

@@ -79,9 +79,13 @@ class BatchQueue:
     def __init__(self, exporter: Any, kind: str, *, max_queue_size: int, schedule_delay_ms: float,
                  max_export_batch_size: int, export_timeout_ms: float = 30_000, max_block_s: float = 0.0,
                  keep_while_failing: int = KEEP_WHILE_FAILING,
-                 export: Callable[[Sequence[Any]], Any] | None = None, max_in_flight: int = 1) -> None:
+                 export: Callable[[Sequence[Any]], Any] | None = None, max_in_flight: int = 1,
+                 copy_to: str = "") -> None:
         self.exporter = exporter
         self.kind = kind  # "spans" or "log records", as the reports name them
+        # Another exporter of the same signal (OTEL_TRACES_EXPORTER=otlp,console): its name, in its reports
+        self.copy_to = copy_to
+        self.label = f"{kind} (copy to {copy_to})" if copy_to else kind
         self.max_queue_size = max_queue_size
         self.batch_size = min(max_export_batch_size, max_queue_size)
         self.delay_s = schedule_delay_ms / 1000
@@ -188,7 +192,7 @@ class BatchQueue:
         parts = [f"{n} {why}" for n, why in ((shed, "dropped while the collector was not keeping up"),
                                              (overflow, "dropped because the export queue was full"),
                                              (failed, "not delivered (the exporter gave up on them)")) if n]
-        line = (f"{self.kind}: {', '.join(parts)} since the last report; so far {self.seen} created = "
+        line = (f"{self.label}: {', '.join(parts)} since the last report; so far {self.seen} created = "
                 f"{self.exported} delivered + {self.dropped + self.failed} lost + "
                 f"{len(self.queue) + self.in_flight} queued or in flight")
         for report in REPORTERS:
@@ -207,7 +211,7 @@ class BatchQueue:
         first: tuple[Callable[[], None], ...] = ()
         if not _first_item_seen:  # run by the first worker: the program's thread never waits for them
             _first_item_seen, first = True, tuple(ON_FIRST_ITEM)
-        name, workers = f"cryostorm-export-{self.kind.split()[0]}", []
+        name, workers = f"cryostorm-export-{self.kind.split()[0]}{'-' + self.copy_to if self.copy_to else ''}", []
         for n in range(self.max_in_flight):
             worker = threading.Thread(target=self._run, args=(first if n == 0 else (),),
                                       name=name if n == 0 else f"{name}-{n + 1}", daemon=True)
@@ -309,7 +313,7 @@ class BatchQueue:
             again = result is RETRY_LATER
         except Exception as exc:  # an exporter bug must not kill the worker
             logging.getLogger("opentelemetry.cryostorm.export").warning(
-                "exporting %s failed: %s: %s", counted(len(batch), self.kind), type(exc).__name__, exc)
+                "exporting %s failed: %s: %s", counted(len(batch), self.label), type(exc).__name__, exc)
         finally:
             self._exports.pop(key, None)
             with self._cond:
@@ -338,13 +342,17 @@ class BatchQueue:
             self._cond.notify_all()
         return event.wait(max(0.0, deadline - time.monotonic()))
 
+    def close_soon(self) -> None:
+        """Take nothing more; the workers export what is queued and stop (`shutdown` then waits for them)."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
     def shutdown(self, timeout_millis: float | None = None) -> bool:
         """Export what is queued within `timeout_millis` (default: export_timeout), then stop."""
         timeout_s = self.export_timeout_s if timeout_millis is None else timeout_millis / 1000
         deadline = time.monotonic() + timeout_s
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
+        self.close_soon()
         workers = [worker for worker in self._workers if worker.is_alive()]
         if workers:
             for worker in workers:

@@ -52,9 +52,9 @@ PROPAGATORS = ("tracecontext", "baggage", "b3", "b3multi", "jaeger")
 
 def check(rt: Runtime) -> None:
     """Raise TelemetrySetupError, with the message building would give, for a name nothing knows."""
-    problem = next((f"unknown {signal} exporter {rt.signal(signal).exporter!r}; allowed: "
-                    f"{', '.join(names)}, none" for signal, names in EXPORTERS.items()
-                    if rt.signal(signal).enabled and rt.signal(signal).exporter not in names), None)
+    problem = next((f"unknown {signal} exporter {name!r}; allowed: {', '.join(names)}, none"
+                    for signal, names in EXPORTERS.items() for name in rt.signal(signal).exporters
+                    if name not in names), None)
     if problem is None and rt.traces.enabled and rt.sampler not in SAMPLERS:
         problem = f"unknown sampler {rt.sampler!r}; allowed: {', '.join(SAMPLERS)}"
     unknown = [name for name in rt.propagators if name not in PROPAGATORS]
@@ -176,7 +176,7 @@ class Deferred:
         if rt.logs.enabled:
             when_imported("opentelemetry._logs", self._patch_logs)
         if rt.metrics.enabled:
-            if rt.metrics.exporter == "prometheus":  # its scrape endpoint comes up at start-up
+            if "prometheus" in rt.metrics.exporters:  # its scrape endpoint comes up at start-up
                 self._build("metrics", self._build_metrics)
                 return
             else:
@@ -199,7 +199,7 @@ class Deferred:
                 return sdk_meter_provider(p.runtime, resource_of(p), p.outputs)
 
             provider = LazyMeterProvider(build)
-            if p.runtime.metrics.exporter == "prometheus":
+            if "prometheus" in p.runtime.metrics.exporters:
                 provider.sdk_provider  # noqa: B018  # its scrape endpoint comes up at start-up
             p.meter_provider = provider
             metrics.set_meter_provider(provider)

@@ -69,7 +69,8 @@ def build_resource(rt: Runtime) -> Any:
 
 
 def _describe(sig: SignalRuntime) -> str:
-    return f"otlp {sig.protocol} {sig.endpoint}" if sig.exporter == "otlp" else sig.exporter
+    first = f"otlp {sig.protocol} {sig.endpoint}" if sig.exporter == "otlp" else sig.exporter
+    return "+".join((first, *sig.also))
 
 
 def build_providers(rt: Runtime, *, id_generator: IdGenerator | None = None, lazy_metrics: bool = False) -> Providers:
@@ -216,7 +217,7 @@ def loss_report() -> dict[str, dict[str, int]]:
 
     report: dict[str, dict[str, int]] = {}
     for batch in list(BATCH_QUEUES):
-        entry = report.setdefault(batch.kind, {"dropped": 0, "failed": 0, "queued": 0, "in_flight": 0, "under_way": 0})
+        entry = report.setdefault(batch.label, {"dropped": 0, "failed": 0, "queued": 0, "in_flight": 0, "under_way": 0})
         entry["dropped"] += batch.dropped
         entry["queued"] += len(batch.queue)
         entry["in_flight"] += batch.in_flight
@@ -240,6 +241,9 @@ def shutdown(p: Providers, timeout_s: float | None = None) -> bool:
             from cryostorm_run.export.logbridge import detach
 
             detach(p.log_handler)
+        for batch in open_before:  # the signals' other exporters (a console copy) flush now, not after the first's
+            if batch.copy_to:
+                batch.close_soon()
         for name, provider in (("traces", p.tracer_provider), ("logs", p.logger_provider),
                                ("metrics", p.meter_provider)):
             if provider is not None:

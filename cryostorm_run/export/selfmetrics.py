@@ -31,11 +31,12 @@ _DESCRIPTIONS = {
 }
 
 
-def _totals() -> dict[str, dict[str, int]]:
-    totals: dict[str, dict[str, int]] = {}
+def _totals() -> dict[tuple[str, str], dict[str, int]]:
+    """(signal, the exporter it copies to: "" for the signal's first) -> counts."""
+    totals: dict[tuple[str, str], dict[str, int]] = {}
     for batch in list(BATCH_QUEUES):
         signal = SIGNAL_OF_KIND.get(batch.kind, batch.kind)
-        entry = totals.setdefault(signal, dict.fromkeys(_DESCRIPTIONS, 0))
+        entry = totals.setdefault((signal, batch.copy_to), dict.fromkeys(_DESCRIPTIONS, 0))
         for field, value in batch.observe().items():
             entry[field] += value
     return totals
@@ -45,7 +46,8 @@ def _callback(field: str) -> Callable[[Any], Iterable[Any]]:
     def observe(options: Any) -> Iterable[Any]:
         from opentelemetry.metrics import Observation
 
-        return [Observation(counts[field], {"signal": signal}) for signal, counts in _totals().items()]
+        return [Observation(counts[field], {"signal": signal, **({"exporter": copy} if copy else {})})
+                for (signal, copy), counts in _totals().items()]
 
     return observe
 

@@ -38,6 +38,12 @@ def _unknown(signal: str, name: str, registry: dict[str, Any]) -> TelemetrySetup
     return TelemetrySetupError(f"unknown {signal} exporter {name!r}; allowed: {', '.join(sorted(registry))}, none")
 
 
+def _known(signal: str, sig: SignalRuntime, registry: dict[str, Any]) -> None:
+    unknown = next((name for name in sig.exporters if name not in registry), None)
+    if unknown is not None:
+        raise _unknown(signal, unknown, registry)
+
+
 # -- traces --------------------------------------------------------------------------------------
 
 
@@ -76,7 +82,8 @@ SPAN_EXPORTERS: dict[str, Callable[[SignalRuntime], Any]] = {
 }
 
 
-def span_processor(sig: SignalRuntime, exporter: Any) -> SpanProcessor:
+def span_processor(sig: SignalRuntime, exporter: Any, copy_to: str = "") -> SpanProcessor:
+    """`copy_to`: the exporter's name when it is another one of the signal's (its queue's reports name it)."""
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
     if sig.processor == "simple":
@@ -92,7 +99,7 @@ def span_processor(sig: SignalRuntime, exporter: Any) -> SpanProcessor:
     queue = BatchQueue(exporter, "spans", max_queue_size=b.max_queue_size, schedule_delay_ms=b.schedule_delay_ms,
                        max_export_batch_size=b.max_export_batch_size, export_timeout_ms=b.export_timeout_ms,
                        max_block_s=b.max_block_ms / 1000, keep_while_failing=keep,
-                       max_in_flight=b.max_in_flight if direct else 1)
+                       max_in_flight=b.max_in_flight if direct else 1, copy_to=copy_to)
     processor: SpanProcessor = span_batch_processor(queue, preencode)
     return processor
 
@@ -118,16 +125,17 @@ def build_tracer_provider(
     id_generator: IdGenerator | None = None,
     outputs: dict[str, Any] | None = None,
 ) -> TracerProvider:
-    """`id_generator`: the SDK's random one when None. `outputs`: receives the exporter under "traces"."""
+    """`id_generator`: the SDK's random one when None. `outputs`: receives the (first) exporter under
+    "traces". Each of the signal's exporters gets its own processor and queue, as in the SDK."""
     sig = rt.traces
-    if sig.exporter not in SPAN_EXPORTERS:
-        raise _unknown("traces", sig.exporter, SPAN_EXPORTERS)
+    _known("traces", sig, SPAN_EXPORTERS)
     provider = TracerProvider(resource=resource, sampler=sampler, id_generator=id_generator, shutdown_on_exit=False,
                               **_sdk_internal_metrics())
-    exporter = SPAN_EXPORTERS[sig.exporter](sig)
-    provider.add_span_processor(span_processor(sig, exporter))
-    if outputs is not None:
-        outputs["traces"] = exporter
+    for n, name in enumerate(sig.exporters):  # the first's queue reports as "spans", the others' name theirs
+        exporter = SPAN_EXPORTERS[name](sig)
+        provider.add_span_processor(span_processor(sig, exporter, copy_to=name if n else ""))
+        if outputs is not None and not n:
+            outputs["traces"] = exporter
     return provider
 
 
@@ -259,15 +267,17 @@ METRIC_READERS: dict[str, Callable[[Runtime], Any]] = {
 
 
 def sdk_meter_provider(rt: Runtime, resource: Resource, outputs: dict[str, Any] | None = None) -> Any:
-    """The SDK's MeterProvider with the configured reader. `outputs`: receives the reader under "metrics"."""
+    """The SDK's MeterProvider with a reader per configured exporter. `outputs`: receives the first reader
+    under "metrics"."""
     from opentelemetry.sdk.metrics import MeterProvider
 
-    if rt.metrics.exporter not in METRIC_READERS:
-        raise _unknown("metrics", rt.metrics.exporter, METRIC_READERS)
-    reader = METRIC_READERS[rt.metrics.exporter](rt)
+    _known("metrics", rt.metrics, METRIC_READERS)
+    readers = [METRIC_READERS[name](rt) for name in rt.metrics.exporters]
     if outputs is not None:
-        outputs["metrics"] = reader
-    return MeterProvider(resource=resource, metric_readers=[reader], shutdown_on_exit=False)
+        outputs["metrics"] = readers[0]
+    # The others first: the provider shuts its readers down in this order at exit, and a console copy then
+    # does not wait behind an OTLP export to a collector that is down.
+    return MeterProvider(resource=resource, metric_readers=readers[::-1], shutdown_on_exit=False)
 
 
 def build_meter_provider(rt: Runtime, resource: Resource, outputs: dict[str, Any] | None = None, *,
@@ -278,10 +288,9 @@ def build_meter_provider(rt: Runtime, resource: Resource, outputs: dict[str, Any
     for the Prometheus exporter, whose scrape endpoint comes up at start-up. Otherwise it is built now,
     and a configuration it cannot be built with raises here.
     """
-    if rt.metrics.exporter not in METRIC_READERS:
-        raise _unknown("metrics", rt.metrics.exporter, METRIC_READERS)
+    _known("metrics", rt.metrics, METRIC_READERS)
     provider = LazyMeterProvider(lambda: sdk_meter_provider(rt, resource, outputs))
-    if not lazy or rt.metrics.exporter == "prometheus":
+    if not lazy or "prometheus" in rt.metrics.exporters:
         provider.sdk_provider  # noqa: B018  # built now: its errors are setup errors
     return provider
 
@@ -337,7 +346,7 @@ LOG_EXPORTERS: dict[str, Callable[[SignalRuntime], Any]] = {
 }
 
 
-def log_processor(sig: SignalRuntime, exporter: Any) -> Any:
+def log_processor(sig: SignalRuntime, exporter: Any, copy_to: str = "") -> Any:
     from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
 
     if sig.processor == "simple":
@@ -345,23 +354,23 @@ def log_processor(sig: SignalRuntime, exporter: Any) -> Any:
     b = sig.batch
     queue = BatchQueue(exporter, "log records", max_queue_size=b.max_queue_size,
                        schedule_delay_ms=b.schedule_delay_ms, max_export_batch_size=b.max_export_batch_size,
-                       export_timeout_ms=b.export_timeout_ms, max_block_s=b.max_block_ms / 1000)
+                       export_timeout_ms=b.export_timeout_ms, max_block_s=b.max_block_ms / 1000, copy_to=copy_to)
     return log_batch_processor(queue)
 
 
 def build_logger_provider(rt: Runtime, resource: Resource, outputs: dict[str, Any] | None = None) -> Any:
-    """`outputs`: receives the exporter under "logs" (not the console echo)."""
+    """`outputs`: receives the (first) exporter under "logs" (not the console echo)."""
     from opentelemetry.sdk._logs import LoggerProvider
 
     sig = rt.logs
-    if sig.exporter not in LOG_EXPORTERS:
-        raise _unknown("logs", sig.exporter, LOG_EXPORTERS)
+    _known("logs", sig, LOG_EXPORTERS)
     provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
-    exporter = LOG_EXPORTERS[sig.exporter](sig)
-    provider.add_log_record_processor(log_processor(sig, exporter))
-    if outputs is not None:
-        outputs["logs"] = exporter
-    if rt.log_echo and sig.exporter not in ("console", "pretty", "console_json"):  # already on stderr
+    for n, name in enumerate(sig.exporters):
+        exporter = LOG_EXPORTERS[name](sig)
+        provider.add_log_record_processor(log_processor(sig, exporter, copy_to=name if n else ""))
+        if outputs is not None and not n:
+            outputs["logs"] = exporter
+    if rt.log_echo and not {"console", "pretty", "console_json"} & set(sig.exporters):  # already on stderr
         # logging.console_echo: each exported record also as one line on stderr (seed 3.10 did this in
         # every development run, as JSON: 434 stderr lines for three Flask requests, errors twice).
         from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor

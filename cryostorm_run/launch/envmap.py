@@ -60,6 +60,16 @@ def effective_exporter(settings: TelemetryModel, signal: str) -> ExporterType:
     return chosen
 
 
+def effective_exporters(settings: TelemetryModel, signal: str) -> list[ExporterType]:
+    """The signal's exporters, each once, OTLP first (as the hook orders them), then the effective one and
+    also_export_to's in order; none: []."""
+    first = effective_exporter(settings, signal)
+    if first is ExporterType.NONE:
+        return []
+    names = dict.fromkeys([first, *getattr(settings, signal).also_export_to])
+    return sorted(names, key=lambda e: e is not ExporterType.OTLP)
+
+
 def effective_protocol(settings: TelemetryModel, signal: str) -> OtlpProtocol:
     config: _SignalConfig = getattr(settings, signal)
     return config.protocol or settings.otlp.protocol
@@ -162,10 +172,10 @@ def env_rows(settings: TelemetryModel) -> list[EnvRow]:
     propagators = ",".join(p.value for p in s.propagation.propagator_types) if s.propagation.enabled else "none"
     rows.append(EnvRow("OTEL_PROPAGATORS", propagators, "propagation.enabled, propagation.propagator_types"))
     for signal, (upper, _) in SIGNALS.items():
-        exporter = effective_exporter(s, signal)
-        setting = f"{signal}.enabled, {signal}.exporter_type, exporter_type"
-        rows.append(EnvRow(f"OTEL_{upper}_EXPORTER", exporter.value, setting))
-        if exporter is ExporterType.OTLP:
+        exporters = effective_exporters(s, signal)
+        setting = f"{signal}.enabled, {signal}.exporter_type, exporter_type, {signal}.also_export_to"
+        rows.append(EnvRow(f"OTEL_{upper}_EXPORTER", ",".join(e.value for e in exporters) or "none", setting))
+        if ExporterType.OTLP in exporters:
             rows += _otlp_rows(s, signal, upper)
     for prefix, signal in (("OTEL_BSP", "tracing"), ("OTEL_BLRP", "logging")):
         rows += _batch_rows(s, prefix, signal)
@@ -173,7 +183,7 @@ def env_rows(settings: TelemetryModel) -> list[EnvRow]:
                        "metrics.export_interval_millis"))
     rows.append(EnvRow("OTEL_METRIC_EXPORT_TIMEOUT", str(s.metrics.export_timeout_millis),
                        "metrics.export_timeout_millis"))
-    if effective_exporter(s, "metrics") is ExporterType.PROMETHEUS:
+    if ExporterType.PROMETHEUS in effective_exporters(s, "metrics"):
         rows.append(EnvRow("OTEL_EXPORTER_PROMETHEUS_HOST", s.metrics.prometheus_host, "metrics.prometheus_host"))
         rows.append(EnvRow("OTEL_EXPORTER_PROMETHEUS_PORT", str(s.metrics.prometheus_port), "metrics.prometheus_port"))
     rows.append(EnvRow("OTEL_PYTHON_EXCLUDED_URLS", ",".join(s.excluded_paths), "excluded_paths"))
