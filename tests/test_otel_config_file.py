@@ -5,6 +5,7 @@ anything starts, inputs the file makes ineffective are reported, secrets in the 
 from __future__ import annotations
 
 import json
+import socket
 import sys
 import textwrap
 from collections.abc import Iterator
@@ -200,10 +201,10 @@ def test_what_cryostorm_cannot_honour_is_refused_not_ignored(tmp_path: Path) -> 
           processors:
             - simple:
                 exporter:
-                  console:
+                  otlp_grpc:
             - batch:
                 exporter:
-                  console:
+                  otlp_http:
           sampler:
             parent_based:
               remote_parent_sampled:
@@ -484,3 +485,75 @@ def test_a_file_configured_program_keeps_the_bounded_exit_and_the_loss_report(tm
     assert result.returncode == 0, result.stderr
     assert "telemetry not fully flushed within 1 s (shutdown_timeout_millis)" in result.stderr
     assert "50 spans" in result.stderr
+
+
+def test_a_console_copy_and_a_prometheus_reader_beside_otlp_are_honoured(rcv: Receiver, tmp_path: Path) -> None:
+    # As OTEL_TRACES_EXPORTER=otlp,console: a processor per exporter, the console one beside the OTLP one.
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    config = write(tmp_path, f"""\
+        file_format: "1.1"
+        tracer_provider:
+          processors:
+            - simple:
+                exporter:
+                  console:
+            - batch:
+                schedule_delay: 100
+                exporter:
+                  otlp_grpc:
+                    endpoint: http://127.0.0.1:{rcv.grpc_port}
+        meter_provider:
+          readers:
+            - pull:
+                exporter:
+                  prometheus/development:
+                    host: 127.0.0.1
+                    port: {port}
+            - periodic:
+                exporter:
+                  otlp_grpc:
+                    endpoint: http://127.0.0.1:{rcv.grpc_port}
+        """)
+    settings = load_settings({"OTEL_CONFIG_FILE": str(config)}, config_dir=None).settings
+    assert (settings.tracing.exporter_type.value, settings.tracing.also_export_to) == ("otlp", ["console"])
+    assert settings.tracing.export_config.schedule_delay_millis == 100  # the OTLP processor's, not the copy's
+    assert (settings.metrics.exporter_type.value, settings.metrics.also_export_to) == ("otlp", ["prometheus"])
+    assert (settings.metrics.prometheus_host, settings.metrics.prometheus_port) == ("127.0.0.1", port)
+    result = run_launcher(["--", PYTHON, APP, "2"], {"OTEL_CONFIG_FILE": str(config)}, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert sorted(s.name for s in rcv.spans()) == ["rel-0", "rel-1"]
+    assert result.stderr.count('"name": "rel-') == 2, result.stderr  # and the console's JSON, on stderr
+    assert "rel.count" in {m.name for m in rcv.metrics()}
+
+
+def test_a_second_otlp_processor_or_a_copy_with_its_own_settings_is_refused(tmp_path: Path) -> None:
+    config = write(tmp_path, """\
+        file_format: "1.1"
+        tracer_provider:
+          processors:
+            - batch:
+                exporter:
+                  otlp_grpc:
+            - simple:
+                exporter:
+                  otlp_http:
+        logger_provider:
+          processors:
+            - batch:
+                exporter:
+                  otlp_grpc:
+            - batch:
+                max_queue_size: 10
+                exporter:
+                  console:
+        """)
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"OTEL_CONFIG_FILE": str(config)}, config_dir=None)
+    found = [(p.name, p.message) for p in caught.value.problems]
+    assert found == [
+        (f"{config}:7 tracer_provider.processors[1]", "not supported by cryostorm-run: a second processor exporting "
+         "to 'otlp_http': cryostorm exports a signal to one OTLP endpoint, and beside it to the console"),
+        (f"{config}:16 logger_provider.processors[1].batch.max_queue_size", "not supported by cryostorm-run: "
+         "'max_queue_size' on a second processor (it takes the first one's settings)")], found

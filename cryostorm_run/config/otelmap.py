@@ -183,7 +183,8 @@ def _sampler(m: _Mapper, node: Mapping[str, Any], at: Key) -> None:
         m.put(("tracing", "sample_rate"), 1.0 if ratio is None else ratio, (*at, kind, "ratio"))
 
 
-def _exporter(m: _Mapper, signal: str, path_word: str, node: Mapping[str, Any], at: Key) -> None:
+def _exporter(m: _Mapper, signal: str, path_word: str, node: Mapping[str, Any], at: Key, also: bool = False) -> None:
+    """`also`: a copy's Prometheus exporter (its host and port; `_copies` names it in also_export_to)."""
     kind, body = _one(node)
     at = (*at, kind)
     if kind == "console":
@@ -191,7 +192,8 @@ def _exporter(m: _Mapper, signal: str, path_word: str, node: Mapping[str, Any], 
         return
     if kind == "prometheus/development" and signal == "metrics":
         m.only(body, at, {"host", "port"}, "the prometheus exporter")
-        m.put((signal, "exporter_type"), "prometheus", at)
+        if not also:
+            m.put((signal, "exporter_type"), "prometheus", at)
         for key in ("host", "port"):
             if body.get(key) is not None:
                 m.put((signal, f"prometheus_{key}"), body[key], (*at, key))
@@ -253,13 +255,58 @@ def _transport(m: _Mapper, signal: str, body: Mapping[str, Any], at: Key) -> Non
             m.refuse((*at, key), f"{key} {body[key]!r} (cryostorm exports {default})", "remove it")
 
 
+def _exporter_kind(node: Mapping[str, Any]) -> str:
+    """The exporter's name in a processor or reader (`batch: {exporter: {otlp_grpc: ...}}` → otlp_grpc)."""
+    _, body = _one(node)
+    exporter = body.get("exporter") if isinstance(body, Mapping) else None
+    return _one(exporter)[0] if isinstance(exporter, Mapping) and len(exporter) == 1 else ""
+
+
+def _copies(m: _Mapper, signal: str, nodes: list[Any], main: int, at: Key, copies: dict[str, Any]) -> None:
+    """The processors or readers beside the signal's main one: a console copy each (a Prometheus pull reader
+    for metrics), as `<signal>.also_export_to`. Anything else is refused: one OTLP endpoint per signal."""
+    names: dict[str, Key] = {}
+    for n, node in enumerate(nodes):
+        if n == main:
+            continue
+        kind, body = _one(node)
+        where = (*at, n, kind)
+        exporter = _exporter_kind(node)
+        name = copies.get(f"{kind}/{exporter}")
+        if name is None:
+            m.refuse((*at, n), f"a second {'reader' if signal == 'metrics' else 'processor'} exporting to "
+                     f"{exporter or kind!r}: cryostorm exports a signal to one OTLP endpoint, and beside it to the "
+                     "console" + (" or a Prometheus pull endpoint" if signal == "metrics" else ""),
+                     "keep one OTLP one (a collector can fan out to several back-ends)")
+            continue
+        extra = set(body) - {"exporter"}
+        if extra:
+            m.refuse((*where, sorted(extra)[0]), f"{sorted(extra)[0]!r} on a second "
+                     f"{'reader' if signal == 'metrics' else 'processor'} (it takes the first one's settings)",
+                     "remove it, or set it on the first one")
+            continue
+        if name == "prometheus":
+            _exporter(m, signal, signal, body["exporter"], (*where, "exporter"), also=True)
+        names.setdefault(name, where)
+    if names:
+        m.put((signal, "also_export_to"), list(names), next(iter(names.values())))
+
+
+def _main(nodes: list[Any], copies: dict[str, Any]) -> int:
+    """The one of `nodes` the signal's settings come from: the first that is not a copy, else the first."""
+    return next((n for n, node in enumerate(nodes) if f"{_one(node)[0]}/{_exporter_kind(node)}" not in copies), 0)
+
+
+_PROCESSOR_COPIES = {"batch/console": "console", "simple/console": "console"}
+_READER_COPIES = {"periodic/console": "console", "pull/prometheus/development": "prometheus"}
+
+
 def _processors(m: _Mapper, signal: str, path_word: str, node: Mapping[str, Any], at: Key) -> None:
     processors = node["processors"]
-    if len(processors) > 1:
-        m.refuse((*at, "processors", 1), "a second processor: cryostorm exports each signal through one",
-                 "keep one processor (a collector can fan out to several back-ends)")
-    at = (*at, "processors", 0)
-    kind, body = _one(processors[0])
+    main = _main(processors, _PROCESSOR_COPIES)
+    _copies(m, signal, processors, main, (*at, "processors"), _PROCESSOR_COPIES)
+    at = (*at, "processors", main)
+    kind, body = _one(processors[main])
     if kind not in ("batch", "simple"):
         m.refuse((*at, kind), f"processor {kind!r}", "use batch or simple")
         return
@@ -275,14 +322,13 @@ def _processors(m: _Mapper, signal: str, path_word: str, node: Mapping[str, Any]
 
 def _reader(m: _Mapper, node: Mapping[str, Any], at: Key) -> None:
     readers = node["readers"]
-    if len(readers) > 1:
-        m.refuse((*at, "readers", 1), "a second metric reader: cryostorm exports metrics through one",
-                 "keep one reader")
+    main = _main(readers, _READER_COPIES)
+    _copies(m, "metrics", readers, main, (*at, "readers"), _READER_COPIES)
     for key in ("views", "exemplar_filter"):
         if node.get(key) is not None:
             m.refuse((*at, key), f"meter_provider.{key}")
-    at = (*at, "readers", 0)
-    kind, body = _one(readers[0])
+    at = (*at, "readers", main)
+    kind, body = _one(readers[main])
     m.only(body, (*at, kind), {"interval", "timeout", "exporter"}, f"the {kind} reader")
     if kind == "periodic":
         for key, field in (("interval", "export_interval_millis"), ("timeout", "export_timeout_millis")):
