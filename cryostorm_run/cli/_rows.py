@@ -85,7 +85,7 @@ def shown_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, list):
-        return ",".join(map(shown_value, value))
+        return ",".join(map(shown_value, value)) if value else "[]"
     if isinstance(value, dict):
         return ",".join(f"{k}={shown_value(v)}" for k, v in value.items()) if value else "{}"
     if isinstance(value, (int, float, str)):
