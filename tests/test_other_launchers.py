@@ -50,6 +50,21 @@ def test_opentelemetry_instrument_beside_cryostorm_delivers_the_programs_spans(o
     assert span.resource["service.name"] == "beside"
 
 
+def test_the_named_configurator_reads_exporter_lists_and_entry_point_names_as_the_sdk_does(
+        otlp_receiver: Receiver) -> None:
+    # OTEL_TRACES_EXPORTER=otlp_proto_http,console: the SDK's entry-point name and a list, read without the
+    # launcher. Before: "unknown traces exporter 'otlp_proto_http'", upstream's "Configuration of cryostorm
+    # failed" traceback, and the program ran without telemetry.
+    env = {"OTEL_PYTHON_CONFIGURATOR": "cryostorm", "OTEL_TRACES_EXPORTER": "otlp_proto_http,console_json",
+           "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"{otlp_receiver.http_endpoint}/v1/traces",
+           "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",  # the name's transport wins, as in the SDK
+           "OTEL_SERVICE_NAME": "named", "OTEL_METRICS_EXPORTER": "none", "OTEL_LOGS_EXPORTER": "none"}
+    done = _run([INSTRUMENT, PYTHON, "-c", PROGRAM], env)
+    [span] = otlp_receiver.wait_for_spans("work")
+    assert (span.transport, span.resource["service.name"]) == ("http", "named")
+    assert '"name": "work"' in done.stderr, done.stderr  # the console copy
+
+
 def test_the_distro_found_by_another_launcher_sets_the_defaults_it_would_have_had() -> None:
     # opentelemetry-distro's defaults (OTLP exporters) apply as without cryostorm; under the hook, none.
     probe = ("import os\nfrom cryostorm_run.hook.base_distro import CryostormDistro\n"

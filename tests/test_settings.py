@@ -618,7 +618,7 @@ def test_the_launchers_own_variable_is_passed_over_wherever_it_comes(tmp_path: P
         ("--env-file", printable(str(too_long)), "cannot use this path: File name too long", "")]
 
 
-@pytest.mark.parametrize(("module", "examples"), [("shown", 2), ("words", 1)])
+@pytest.mark.parametrize(("module", "examples"), [("shown", 2), ("words", 1), ("runtime", 1)])
 def test_the_shown_values_docstring_examples_run(module: str, examples: int) -> None:
     # Masking, shortening and counting as the stderr lines show them ("1 span", never "1 spans").
     import doctest

@@ -203,18 +203,30 @@ def _json(env: Mapping[str, str], name: str) -> dict[str, Any]:
     return dict(json.loads(raw))
 
 
+# The SDK's OTLP exporter entry points that name their transport: otlp over that protocol.
+OTLP_EXPORTER_NAMES = {"otlp_proto_grpc": "grpc", "otlp_proto_http": "http/protobuf"}
+
+
 def exporter_names(raw: str) -> list[str]:
     """OTEL_<SIGNAL>_EXPORTER's names as the SDK reads them (comma-separated, trimmed, `none` alone: none),
-    lower case, each once, OTLP's first (the one `exporter` names: its target is what reports show).
+    lower case, each once, `otlp_proto_*` as otlp, OTLP's first (the one `exporter` names: its target is
+    what reports show).
 
     Example:
-        >>> exporter_names(" Console, otlp ,console"), exporter_names("none"), exporter_names("")
+        >>> exporter_names(" Console, otlp_proto_http ,console"), exporter_names("none"), exporter_names("")
         (['otlp', 'console'], [], [])
     """
-    names = list(dict.fromkeys(n.strip().lower() for n in raw.split(",") if n.strip()))
+    written = (n.strip().lower() for n in raw.split(",") if n.strip())
+    names = list(dict.fromkeys("otlp" if n in OTLP_EXPORTER_NAMES else n for n in written))
     if names == ["none"]:
         return []
-    return sorted(names, key=lambda n: not n.startswith("otlp"))
+    return sorted(names, key=lambda n: n != "otlp")
+
+
+def _named_protocol(raw: str) -> str | None:
+    """The protocol an exporter name fixes (`otlp_proto_http`), which wins over *_PROTOCOL, as in the SDK."""
+    return next((OTLP_EXPORTER_NAMES[n] for n in (n.strip().lower() for n in raw.split(","))
+                 if n in OTLP_EXPORTER_NAMES), None)
 
 
 def _signal(env: Mapping[str, str], name: str) -> SignalRuntime:
@@ -224,8 +236,9 @@ def _signal(env: Mapping[str, str], name: str) -> SignalRuntime:
     def get(suffix: str) -> str | None:
         return env.get(var + suffix) or env.get("OTEL_EXPORTER_OTLP_" + suffix)
 
-    exporter, *also = exporter_names(env.get(f"OTEL_{upper}_EXPORTER") or "") or ["none"]
-    protocol = get("PROTOCOL") or "grpc"
+    written = env.get(f"OTEL_{upper}_EXPORTER") or ""
+    exporter, *also = exporter_names(written) or ["none"]
+    protocol = _named_protocol(written) or get("PROTOCOL") or "grpc"
     endpoint = env.get(var + "ENDPOINT") or ""
     if not endpoint:
         base = env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").rstrip("/")

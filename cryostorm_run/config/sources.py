@@ -137,32 +137,28 @@ def _seconds_to_millis(path: Path_) -> Converter:
     return convert
 
 
-# The Python SDK's exporter entry points that name their transport: otlp with that protocol.
-_OTLP_EXPORTER_NAMES = {"otlp_proto_grpc": "grpc", "otlp_proto_http": "http/protobuf"}
-
-
 def _exporter(signal: str) -> Converter:
     # One name, or several (the SDK builds one processor or reader per name): the first OTLP one is
     # `exporter_type`, the rest `also_export_to`, in the order written.
     def convert(raw: str) -> list[tuple[Path_, Any]]:
-        from cryostorm_run.common.runtime import exporter_names
+        from cryostorm_run.common.runtime import OTLP_EXPORTER_NAMES, exporter_names
 
         written = [n.strip().lower() for n in raw.split(",") if n.strip()]
         if "none" in written and len(written) > 1:
             raise ValueError(f"'none' cannot be combined with other exporters, got {raw!r}: list the exporters, "
                              "or write none alone to turn the signal off")
-        otlp = [n for n in dict.fromkeys(written) if n == "otlp" or n in _OTLP_EXPORTER_NAMES]
+        otlp = [n for n in dict.fromkeys(written) if n == "otlp" or n in OTLP_EXPORTER_NAMES]
         if len(otlp) > 1:
             raise ValueError(f"one OTLP exporter per signal (it has one endpoint and one protocol), got {raw!r}: "
                              "keep one of otlp, otlp_proto_grpc, otlp_proto_http")
-        names = exporter_names(",".join("otlp" if n in _OTLP_EXPORTER_NAMES else n for n in written))
+        names = exporter_names(raw)
         if not names:
             return [((signal, "enabled"), False)]
         out: list[tuple[Path_, Any]] = [((signal, "exporter_type"), names[0])]
         if len(names) > 1:
             out.append(((signal, "also_export_to"), names[1:]))
-        if otlp and otlp[0] in _OTLP_EXPORTER_NAMES:  # wins over OTEL_EXPORTER_OTLP_*PROTOCOL, as in the SDK
-            out.append(((signal, "protocol"), _OTLP_EXPORTER_NAMES[otlp[0]]))
+        if otlp and otlp[0] in OTLP_EXPORTER_NAMES:  # wins over OTEL_EXPORTER_OTLP_*PROTOCOL, as in the SDK
+            out.append(((signal, "protocol"), OTLP_EXPORTER_NAMES[otlp[0]]))
         return out
 
     return convert
