@@ -9,6 +9,8 @@ import re
 import socket
 import subprocess
 import sys
+import threading
+import time
 
 import pytest
 from conftest import CRYOSTORM_RUN, child_env
@@ -112,22 +114,28 @@ def test_lists_that_cannot_mean_what_they_say_are_refused_naming_the_variable() 
 
 
 def test_a_copys_losses_are_its_own_in_every_report() -> None:
-    class Refusing:
+    release = threading.Event()
+
+    class Stuck:  # a console whose writes block (a pipe nobody reads): the queue fills, then drops
         def export(self, batch: object) -> None:
-            raise OSError("the console is gone")
+            release.wait(10)
 
     told: list[str] = []
     REPORTERS.append(told.append)
-    queue = BatchQueue(Refusing(), "spans", max_queue_size=1, schedule_delay_ms=10_000, max_export_batch_size=1,
-                       copy_to="console")
+    queue = BatchQueue(Stuck(), "spans", max_queue_size=2, schedule_delay_ms=10_000, max_export_batch_size=1,
+                       keep_while_failing=1, copy_to="console")
     try:
-        assert queue.put("a span") and not queue.put("another")
-        assert loss_report()["spans (copy to console)"]["dropped"] == 1
+        refused = 0
+        for _ in range(10):
+            refused += not queue.put("a span")
+            time.sleep(0.01)
+        assert refused and loss_report()["spans (copy to console)"]["dropped"] == refused
         assert "spans" not in loss_report()
         assert told and told[0].startswith("spans (copy to console): 1 dropped because the export queue"), told
     finally:
+        release.set()
         REPORTERS.remove(told.append)
-        queue.shutdown(timeout_millis=100)
+        queue.shutdown(timeout_millis=1000)
 
 
 def _run(receiver: Receiver, exporters: str, **extra: str) -> subprocess.CompletedProcess[str]:

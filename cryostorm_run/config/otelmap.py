@@ -3,7 +3,7 @@
 cryostorm reads the file in the launcher and builds the program's providers from the settings it maps to,
 with cryostorm's own exporters and processors: bounded exit, drop accounting, fork handling and loss
 reports hold for a file-configured program as for any other. What the file says that cryostorm cannot do
-(a second processor per signal, views, a composite sampler, ...) is refused with exit 2, never ignored.
+(a second OTLP processor per signal, views, a composite sampler, ...) is refused with exit 2, never ignored.
 
 The file decides every setting in `GOVERNED`: a value for one of them from a flag, CRYOSTORM_*, OTEL_*,
 an env file or cryostorm.toml has no effect, and loading reports it (see `config.loading`).
@@ -15,8 +15,9 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from cryostorm_run.config.otelfile import Key, OtelFile, dotted
-from cryostorm_run.config.otelspec import BATCH_DEFAULTS, LIMITS, ZERO, typed_attribute
+from cryostorm_run.config.otelfile import Key, OtelFile
+from cryostorm_run.config.otelmapper import Mapper, one
+from cryostorm_run.config.otelspec import BATCH_DEFAULTS, LIMITS, typed_attribute
 from cryostorm_run.config.sources import Entry, Origin, Path_, Problem, SourceError, _endpoint
 
 __all__ = ["GOVERNED", "SUPERSEDED_ENV", "FileEnv", "chosen_file", "file_decides", "governed", "otel_file_entries"]
@@ -62,48 +63,7 @@ _PROPAGATORS = frozenset({"tracecontext", "baggage", "b3", "b3multi"})
 _EXPORTERS = {"otlp_grpc": "grpc", "otlp_http": "http/protobuf"}
 
 
-class _Mapper:
-    def __init__(self, found: OtelFile) -> None:
-        self.found = found
-        self.entries: list[Entry] = []
-        self.env: dict[str, tuple[str, Origin]] = {}
-        self.problems: list[Problem] = []
-
-    def limits(self, owner: str, node: Mapping[str, Any], at: Key) -> None:
-        for key, value in node.items():
-            if value is not None:
-                where = self.found.where((*at, key))
-                self.env[LIMITS[owner][key]] = (str(value), Origin("otel_file", dotted((*at, key)),
-                                                                    where.split(" ", 1)[0]))
-
-    def put(self, setting: Path_, value: Any, at: Key, note: str = "") -> None:
-        name = f"{dotted(at)}{note}" if at else note.strip(" ()")
-        where = self.found.where(at).split(" ", 1)[0]
-        self.entries.append(Entry(setting, value, Origin("otel_file", name, where)))
-
-    def put_duration(self, setting: Path_, value: Any, at: Key, note: str = "") -> None:
-        """A duration in milliseconds; one the schema allows as 0 that cryostorm cannot honour is refused."""
-        if value == 0 and at[-1] in ZERO:
-            what, hint = ZERO[str(at[-1])]
-            self.refuse(at, f"{at[-1]} {what}", hint)
-            return
-        self.put(setting, value, at, note)
-
-    def refuse(self, at: Key, message: str, hint: str = "remove it from the file") -> None:
-        self.problems.append(Problem(self.found.where(at), None, f"not supported by cryostorm-run: {message}", hint))
-
-    def only(self, node: Mapping[str, Any], at: Key, known: set[str], what: str) -> None:
-        for key in node:
-            if key not in known:
-                self.refuse((*at, key), f"{what} has no {key!r} in cryostorm")
-
-
-def _one(node: Mapping[str, Any]) -> tuple[str, Any]:
-    ((kind, body),) = node.items()  # the schema holds these to exactly one property
-    return kind, body or {}
-
-
-def _resource(m: _Mapper, node: Mapping[str, Any]) -> None:
+def _resource(m: Mapper, node: Mapping[str, Any]) -> None:
     from cryostorm_run.common.runtime import parse_pairs
 
     at: Key = ("resource",)
@@ -141,14 +101,14 @@ def _resource(m: _Mapper, node: Mapping[str, Any]) -> None:
         m.put(("schema_url",), node["schema_url"], (*at, "schema_url"))
 
 
-def _propagator(m: _Mapper, node: Mapping[str, Any] | None) -> None:
+def _propagator(m: Mapper, node: Mapping[str, Any] | None) -> None:
     at: Key = ("propagator",)
     if node is None:
         m.put(("propagation", "enabled"), False, (), " (no propagator: none, as the spec says)")
         return
     names: list[str] = []
     for index, item in enumerate(node.get("composite") or ()):
-        names.append(_one(item)[0])
+        names.append(one(item)[0])
         if names[-1] not in _PROPAGATORS:
             m.refuse((*at, "composite", index), f"propagator {names[-1]!r}", f"use {', '.join(sorted(_PROPAGATORS))}")
     for name in (n.strip() for n in (node.get("composite_list") or "").split(",")):
@@ -163,8 +123,8 @@ def _propagator(m: _Mapper, node: Mapping[str, Any] | None) -> None:
         m.put(("propagation", "enabled"), False, at)
 
 
-def _sampler(m: _Mapper, node: Mapping[str, Any], at: Key) -> None:
-    kind, body = _one(node)
+def _sampler(m: Mapper, node: Mapping[str, Any], at: Key) -> None:
+    kind, body = one(node)
     prefix = ""
     if kind == "parent_based":
         m.only(body, (*at, kind), {"root"}, "parent_based (cryostorm keeps the default for each parent case)")
@@ -172,7 +132,7 @@ def _sampler(m: _Mapper, node: Mapping[str, Any], at: Key) -> None:
             m.put(("tracing", "sampling_strategy"), "parentbased_always_on", (*at, kind))
             return
         prefix, at = "parentbased_", (*at, kind, "root")
-        kind, body = _one(body["root"])
+        kind, body = one(body["root"])
     if kind not in _SAMPLERS:
         m.refuse((*at, kind), f"sampler {kind!r}" + (" as parent_based root" if prefix else ""),
                  f"use {', '.join(_SAMPLERS)}" + ("" if prefix else " or parent_based"))
@@ -183,9 +143,9 @@ def _sampler(m: _Mapper, node: Mapping[str, Any], at: Key) -> None:
         m.put(("tracing", "sample_rate"), 1.0 if ratio is None else ratio, (*at, kind, "ratio"))
 
 
-def _exporter(m: _Mapper, signal: str, path_word: str, node: Mapping[str, Any], at: Key, also: bool = False) -> None:
+def _exporter(m: Mapper, signal: str, path_word: str, node: Mapping[str, Any], at: Key, also: bool = False) -> None:
     """`also`: a copy's Prometheus exporter (its host and port; `_copies` names it in also_export_to)."""
-    kind, body = _one(node)
+    kind, body = one(node)
     at = (*at, kind)
     if kind == "console":
         m.put((signal, "exporter_type"), "console", at)
@@ -221,7 +181,7 @@ def _exporter(m: _Mapper, signal: str, path_word: str, node: Mapping[str, Any], 
     _transport(m, signal, body, at)
 
 
-def _transport(m: _Mapper, signal: str, body: Mapping[str, Any], at: Key) -> None:
+def _transport(m: Mapper, signal: str, body: Mapping[str, Any], at: Key) -> None:
     from cryostorm_run.common.runtime import parse_pairs
 
     headers: dict[str, str] = {}
@@ -257,19 +217,19 @@ def _transport(m: _Mapper, signal: str, body: Mapping[str, Any], at: Key) -> Non
 
 def _exporter_kind(node: Mapping[str, Any]) -> str:
     """The exporter's name in a processor or reader (`batch: {exporter: {otlp_grpc: ...}}` → otlp_grpc)."""
-    _, body = _one(node)
+    _, body = one(node)
     exporter = body.get("exporter") if isinstance(body, Mapping) else None
-    return _one(exporter)[0] if isinstance(exporter, Mapping) and len(exporter) == 1 else ""
+    return one(exporter)[0] if isinstance(exporter, Mapping) and len(exporter) == 1 else ""
 
 
-def _copies(m: _Mapper, signal: str, nodes: list[Any], main: int, at: Key, copies: dict[str, Any]) -> None:
+def _copies(m: Mapper, signal: str, nodes: list[Any], main: int, at: Key, copies: dict[str, Any]) -> None:
     """The processors or readers beside the signal's main one: a console copy each (a Prometheus pull reader
     for metrics), as `<signal>.also_export_to`. Anything else is refused: one OTLP endpoint per signal."""
     names: dict[str, Key] = {}
     for n, node in enumerate(nodes):
         if n == main:
             continue
-        kind, body = _one(node)
+        kind, body = one(node)
         where = (*at, n, kind)
         exporter = _exporter_kind(node)
         name = copies.get(f"{kind}/{exporter}")
@@ -294,19 +254,19 @@ def _copies(m: _Mapper, signal: str, nodes: list[Any], main: int, at: Key, copie
 
 def _main(nodes: list[Any], copies: dict[str, Any]) -> int:
     """The one of `nodes` the signal's settings come from: the first that is not a copy, else the first."""
-    return next((n for n, node in enumerate(nodes) if f"{_one(node)[0]}/{_exporter_kind(node)}" not in copies), 0)
+    return next((n for n, node in enumerate(nodes) if f"{one(node)[0]}/{_exporter_kind(node)}" not in copies), 0)
 
 
 _PROCESSOR_COPIES = {"batch/console": "console", "simple/console": "console"}
 _READER_COPIES = {"periodic/console": "console", "pull/prometheus/development": "prometheus"}
 
 
-def _processors(m: _Mapper, signal: str, path_word: str, node: Mapping[str, Any], at: Key) -> None:
+def _processors(m: Mapper, signal: str, path_word: str, node: Mapping[str, Any], at: Key) -> None:
     processors = node["processors"]
     main = _main(processors, _PROCESSOR_COPIES)
     _copies(m, signal, processors, main, (*at, "processors"), _PROCESSOR_COPIES)
     at = (*at, "processors", main)
-    kind, body = _one(processors[main])
+    kind, body = one(processors[main])
     if kind not in ("batch", "simple"):
         m.refuse((*at, kind), f"processor {kind!r}", "use batch or simple")
         return
@@ -320,7 +280,7 @@ def _processors(m: _Mapper, signal: str, path_word: str, node: Mapping[str, Any]
     _exporter(m, signal, path_word, body["exporter"], (*at, kind, "exporter"))
 
 
-def _reader(m: _Mapper, node: Mapping[str, Any], at: Key) -> None:
+def _reader(m: Mapper, node: Mapping[str, Any], at: Key) -> None:
     readers = node["readers"]
     main = _main(readers, _READER_COPIES)
     _copies(m, "metrics", readers, main, (*at, "readers"), _READER_COPIES)
@@ -328,7 +288,7 @@ def _reader(m: _Mapper, node: Mapping[str, Any], at: Key) -> None:
         if node.get(key) is not None:
             m.refuse((*at, key), f"meter_provider.{key}")
     at = (*at, "readers", main)
-    kind, body = _one(readers[main])
+    kind, body = one(readers[main])
     m.only(body, (*at, kind), {"interval", "timeout", "exporter"}, f"the {kind} reader")
     if kind == "periodic":
         for key, field in (("interval", "export_interval_millis"), ("timeout", "export_timeout_millis")):
@@ -337,7 +297,7 @@ def _reader(m: _Mapper, node: Mapping[str, Any], at: Key) -> None:
     _exporter(m, "metrics", "metrics", body["exporter"], (*at, kind, "exporter"))
 
 
-def _provider(m: _Mapper, key: str, node: Mapping[str, Any] | None) -> None:
+def _provider(m: Mapper, key: str, node: Mapping[str, Any] | None) -> None:
     signal, path_word = _SIGNALS[key]
     if node is None:
         m.put((signal, "enabled"), False, (), f" (no {key}: {path_word} off, as the spec says)")
@@ -357,7 +317,7 @@ def _provider(m: _Mapper, key: str, node: Mapping[str, Any] | None) -> None:
         _sampler(m, node["sampler"], (*at, "sampler"))
 
 
-def _top_level(m: _Mapper, data: Mapping[str, Any]) -> Iterator[str]:
+def _top_level(m: Mapper, data: Mapping[str, Any]) -> Iterator[str]:
     for key, value in data.items():
         if key in ("file_format", *_SIGNALS, "propagator"):
             continue
@@ -381,7 +341,7 @@ FileEnv = dict[str, tuple[str, Origin]]
 def otel_file_entries(found: OtelFile) -> tuple[list[Entry], FileEnv]:
     """Settings entries for the file, and the variables it sets for the program's SDK (its limits), each with
     its origin; SourceError lists what cryostorm cannot honour."""
-    m = _Mapper(found)
+    m = Mapper(found)
     for key in _top_level(m, found.data):
         m.refuse((key,), f"{key!r}")
     for key in _SIGNALS:

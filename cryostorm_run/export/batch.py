@@ -83,8 +83,7 @@ class BatchQueue:
                  copy_to: str = "") -> None:
         self.exporter = exporter
         self.kind = kind  # "spans" or "log records", as the reports name them
-        # Another exporter of the same signal (OTEL_TRACES_EXPORTER=otlp,console): its name, in its reports
-        self.copy_to = copy_to
+        self.copy_to = copy_to  # the signal's other exporter it feeds (OTEL_TRACES_EXPORTER=otlp,console)
         self.label = f"{kind} (copy to {copy_to})" if copy_to else kind
         self.max_queue_size = max_queue_size
         self.batch_size = min(max_export_batch_size, max_queue_size)
@@ -198,11 +197,6 @@ class BatchQueue:
         for report in REPORTERS:
             report(line)
         return line
-
-    def observe(self) -> dict[str, int]:
-        """cryostorm's own counters, for its metrics (cryostorm.exporter.*)."""
-        return {"sent": self.exported, "send_failed": self.failed, "dropped": self.dropped,
-                "queue_size": len(self.queue)}
 
     # -- the worker ----------------------------------------------------------------------------
 
@@ -350,16 +344,12 @@ class BatchQueue:
 
     def shutdown(self, timeout_millis: float | None = None) -> bool:
         """Export what is queued within `timeout_millis` (default: export_timeout), then stop."""
-        timeout_s = self.export_timeout_s if timeout_millis is None else timeout_millis / 1000
-        deadline = time.monotonic() + timeout_s
+        deadline = time.monotonic() + (self.export_timeout_s if timeout_millis is None else timeout_millis / 1000)
         self.close_soon()
         workers = [worker for worker in self._workers if worker.is_alive()]
-        if workers:
-            for worker in workers:
-                worker.join(max(0.0, deadline - time.monotonic()))
-            done = not any(worker.is_alive() for worker in workers)
-        else:
-            done = self._drain_here(deadline)
+        for worker in workers:
+            worker.join(max(0.0, deadline - time.monotonic()))
+        done = not any(worker.is_alive() for worker in workers) if workers else self._drain_here(deadline)
         # Once: the exit path shuts the queues down, then the providers, whose processors shut them down
         # again (the SDK's exporters warn "Exporter already shutdown" at a second call).
         shutdown = None if self._exporter_shut else getattr(self.exporter, "shutdown", None)

@@ -37,7 +37,9 @@ def _totals() -> dict[tuple[str, str], dict[str, int]]:
     for batch in list(BATCH_QUEUES):
         signal = SIGNAL_OF_KIND.get(batch.kind, batch.kind)
         entry = totals.setdefault((signal, batch.copy_to), dict.fromkeys(_DESCRIPTIONS, 0))
-        for field, value in batch.observe().items():
+        observed = {"sent": batch.exported, "send_failed": batch.failed, "dropped": batch.dropped,
+                    "queue_size": len(batch.queue)}
+        for field, value in observed.items():
             entry[field] += value
     return totals
 
