@@ -106,6 +106,9 @@ def test_lists_that_cannot_mean_what_they_say_are_refused_naming_the_variable() 
     assert _problems({"OTEL_LOGS_EXPORTER": "otlp_proto_grpc,otlp_proto_http"}) == [(
         "OTEL_LOGS_EXPORTER", "otlp_proto_grpc,otlp_proto_http", "one OTLP exporter per signal (it has one endpoint "
         "and one protocol), got 'otlp_proto_grpc,otlp_proto_http': keep one of otlp, otlp_proto_grpc, otlp_proto_http")]
+    assert _problems({"OTEL_METRICS_EXPORTER": " , "}) == [(  # was read as none: the signal off, silently
+        "OTEL_METRICS_EXPORTER", " , ",
+        "no exporter named in ' , ': write one or more of otlp, console, ... (or none)")]
     [(name, value, message)] = _problems({"OTEL_TRACES_EXPORTER": "otlp,prometheus"})
     assert (name, value) == ("OTEL_TRACES_EXPORTER", "otlp,prometheus")
     assert "'prometheus' is for metrics only" in message

@@ -144,6 +144,8 @@ def _exporter(signal: str) -> Converter:
         from cryostorm_run.common.runtime import OTLP_EXPORTER_NAMES, exporter_names
 
         written = [n.strip().lower() for n in raw.split(",") if n.strip()]
+        if not written:  # commas alone: not "none", which turns the signal off
+            raise ValueError(f"no exporter named in {raw!r}: write one or more of otlp, console, ... (or none)")
         if "none" in written and len(written) > 1:
             raise ValueError(f"'none' cannot be combined with other exporters, got {raw!r}: list the exporters, "
                              "or write none alone to turn the signal off")
