@@ -173,9 +173,12 @@ def test_an_outage_at_exit_does_not_hold_the_copy_and_the_report_names_what_was_
                           capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     assert '"name": "twice"' in done.stderr and '"body": "logged twice"' in done.stderr, done.stderr
-    report = [line for line in done.stderr.splitlines() if "not fully flushed" in line]
-    assert len(report) == 1, done.stderr
-    assert "1 log record, 1 span not confirmed delivered" in report[0], report[0]
+    said = done.stderr
+    assert "not fully flushed" in said and "(copy to" not in said, said  # the copies were all delivered
+    # what the collector did not get, told: still queued at the deadline, or given up on (Python 3.12+, whose
+    # exit flush runs without a thread of its own, shuts each queue down in turn)
+    assert ("1 log record, 1 span not confirmed delivered" in said
+            or ("1 span not delivered" in said and "1 log record not delivered" in said)), said
 
 
 def test_metrics_pushed_over_otlp_and_pulled_by_prometheus(otlp_receiver: Receiver) -> None:

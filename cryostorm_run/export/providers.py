@@ -319,7 +319,8 @@ def _shutdown_inline(p: Providers, timeout: float) -> bool:
 
         detach(p.log_handler)
     try:
-        for batch in list(BATCH_QUEUES):  # each within its export timeout, as the providers' shutdown gives it
+        # Each within its export timeout, as the providers' shutdown gives it; the copies (a console) first.
+        for batch in sorted(BATCH_QUEUES, key=lambda batch: not batch.copy_to):
             batch.shutdown(timeout_millis=min(remaining_ms(), int(batch.export_timeout_s * 1000)))
         if p.meter_provider is not None:
             p.stopping = "metrics"
