@@ -107,6 +107,8 @@ def test_fastapi_under_uvicorn_exports_one_server_span_per_request_and_metrics(
     output = log.read_text()
     assert "Application shutdown complete." in output, output
     assert "Traceback" not in output, output
+    assert "cryostorm:" not in output, output  # --quiet: no line of ours (it once said "logs not bridged")
+    assert "item 42 read" in output, output  # the program's own log line, where it always goes
 
     # Every span is flushed by now (at exit): exactly one per request, none for /health.
     spans = otlp_receiver.spans()
@@ -119,6 +121,12 @@ def test_fastapi_under_uvicorn_exports_one_server_span_per_request_and_metrics(
     assert span.resource["service.name"] == "e2e-api"
     assert span.resource["process.pid"] == proc.pid
     assert len(spans) == 1, f"expected only the /items/42 server span, got {names}"
+    # The route's log record, exported and tied to the request's span. uvicorn imports asyncio (and with
+    # it concurrent.futures, which imports logging) before anything else: the bridge must be attached then.
+    (record,) = [r for r in otlp_receiver.logs() if r.body == "item 42 read"]
+    assert (record.trace_id, record.span_id) == (span.trace_id, span.span_id)
+    assert record.severity_text == "WARN"  # as upstream's logging handler names it
+    assert record.resource["service.name"] == "e2e-api"
 
 
 def test_the_resource_follows_the_semantic_conventions(otlp_receiver: Receiver) -> None:

@@ -14,6 +14,7 @@ from cryostorm_run.hook.say import warn, whose
 
 TYPE_CHECKING = False  # not typing's: the hook keeps typing out of every process
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 _DONE = False
@@ -112,7 +113,10 @@ def _initialize(started: float, role: str | None) -> None:
                         _instrument.in_import_callback)
     finder = _instrument.FINDER
     finder.install()
-    finder.when_imported("logging", lambda module: _on_logging(providers))
+    # concurrent.futures imports logging while its own package is half-loaded (asyncio's import does
+    # it, so every uvicorn program): followed, so the fork gate it needs can wait for it (_on_logging).
+    finder.follow("concurrent.futures")
+    finder.when_imported("logging", lambda module: _on_logging(providers, finder.when_imported))
     deferred.watch(finder.when_imported)
     _check_versions()
     _instrument.instrument(distro, groups["opentelemetry_instrumentor"], warn)
@@ -131,16 +135,11 @@ def _initialize(started: float, role: str | None) -> None:
     _report(providers, (time.perf_counter() - started) * 1000, role)
 
 
-def _on_logging(providers: Any) -> None:
+def _on_logging(providers: Any, when_imported: Callable[[str, Callable[[Any], None]], None]) -> None:
     """`logging` imported (by the program, or by OpenTelemetry's first module): the SDK's own warnings
     to stderr, trace ids on every record, and the bridge that exports records (its provider is built at
     the first record it exports)."""
     try:
-        # The fork gate (export/forkgate.py) is loaded now, in the thread that imports logging, rather than
-        # by the first build: a fork while another thread was importing it left its module lock held in the
-        # child, whose first build then waited for it for good. Its handler runs before logging's (~2 ms,
-        # concurrent.futures' import, in a process that imports logging).
-        from cryostorm_run.export import forkgate  # noqa: F401
         from cryostorm_run.export.logbridge import attach, inject_trace_context
         from cryostorm_run.export.providers import rt_level
         from cryostorm_run.hook import sdk_warnings
@@ -153,6 +152,24 @@ def _on_logging(providers: Any) -> None:
             providers.log_handler = attach(BridgeProvider(providers.deferred), rt_level(providers.runtime))
     except Exception as exc:  # never break the program's import of logging
         warn(f"logs not bridged in this process: {type(exc).__name__}: {exc}")
+    # The fork gate (export/forkgate.py) is loaded now, in the thread that imports logging, rather than by
+    # the first build: a fork while another thread was importing it left its module lock held in the child,
+    # whose first build then waited for it for good. It imports concurrent.futures.thread (its fork handler
+    # must stand after that module's): when concurrent.futures itself is what imports logging, its package
+    # is still half-loaded (no `Executor` yet) and that import would fail, so the gate waits until the
+    # package is loaded. No build can start before then: nothing is emitted while it loads.
+    futures = sys.modules.get("concurrent.futures")
+    if futures is not None and not hasattr(futures, "Executor"):
+        when_imported("concurrent.futures", lambda module: _load_fork_gate())
+    else:
+        _load_fork_gate()
+
+
+def _load_fork_gate() -> None:
+    try:
+        from cryostorm_run.export import forkgate  # noqa: F401
+    except Exception as exc:  # never break the program's import
+        warn(f"fork protection not loaded in this process: {type(exc).__name__}: {exc}")
 
 
 def _check_versions() -> None:
