@@ -44,7 +44,7 @@ def _type_text(annotation: Any) -> str:
         return " \\| ".join(str(m.value) for m in target)
     item = typing.get_args(target)[0] if typing.get_origin(target) is list else None
     if isinstance(item, type) and issubclass(item, enum.Enum):  # a list of names
-        return "a,b or JSON of: " + ", ".join(str(m.value) for m in item)
+        return "a,b or JSON of: " + ", ".join(str(m.value) for m in item if m.value != "none")  # an empty list is none
     if typing.get_origin(target) is typing.Literal:
         return " \\| ".join(str(a) for a in typing.get_args(target))
     name = getattr(target, "__name__", str(target))

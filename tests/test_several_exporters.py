@@ -112,8 +112,13 @@ def test_lists_that_cannot_mean_what_they_say_are_refused_naming_the_variable() 
     [(name, value, message)] = _problems({"OTEL_TRACES_EXPORTER": "otlp,prometheus"})
     assert (name, value) == ("OTEL_TRACES_EXPORTER", "otlp,prometheus")
     assert "'prometheus' is for metrics only" in message
-    [(name, _, message)] = _problems({"CRYOSTORM_LOGGING__ALSO_EXPORT_TO": "zipkin"})
-    assert name == "CRYOSTORM_LOGGING__ALSO_EXPORT_TO" and "console" in message and "otlp" in message
+    # The list's allowed names are the exporters: `none` is not one of them (an empty list is no other exporter).
+    assert _problems({"CRYOSTORM_LOGGING__ALSO_EXPORT_TO": "zipkin"}) == [(
+        "CRYOSTORM_LOGGING__ALSO_EXPORT_TO", "zipkin",
+        "not an allowed value allowed: console, pretty, console_json, otlp, in_memory or prometheus")]
+    assert _problems({"CRYOSTORM_TRACING__ALSO_EXPORT_TO": "none"}) == [(
+        "CRYOSTORM_TRACING__ALSO_EXPORT_TO", "none", "also_export_to: 'none' is not an exporter: leave the list "
+        "empty (the default) for no other exporter; enabled=false turns the signal off")]
 
 
 def test_a_copys_losses_are_its_own_in_every_report() -> None:

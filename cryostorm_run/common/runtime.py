@@ -9,9 +9,11 @@ from __future__ import annotations
 
 TYPE_CHECKING = False  # not `typing.TYPE_CHECKING`: this module runs in every process, typing stays out
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Iterable, Mapping
     from dataclasses import dataclass, field
-    from typing import Any
+    from typing import Any, TypeVar
+
+    Name = TypeVar("Name", bound=str)
 
     AttributeValue = str | bool | int | float
 else:
@@ -217,10 +219,14 @@ def exporter_names(raw: str) -> list[str]:
         (['otlp', 'console'], [], [])
     """
     written = (n.strip().lower() for n in raw.split(",") if n.strip())
-    names = list(dict.fromkeys("otlp" if n in OTLP_EXPORTER_NAMES else n for n in written))
-    if names == ["none"]:
-        return []
-    return sorted(names, key=lambda n: n != "otlp")
+    names = otlp_first("otlp" if n in OTLP_EXPORTER_NAMES else n for n in written)
+    return [] if names == ["none"] else names
+
+
+def otlp_first(names: Iterable[Name]) -> list[Name]:
+    """Each exporter name once, OTLP's first, the others in order (the hook builds them so, and the settings
+    list them so: `exporter_type` is the OTLP one when there is one)."""
+    return sorted(dict.fromkeys(names), key=lambda n: n != "otlp")
 
 
 def _named_protocol(raw: str) -> str | None:

@@ -85,8 +85,10 @@ def _explain(err: Mapping[str, Any], data: Mapping[str, Any], origins: Mapping[P
     if kind == "enum":
         item = err.get("input")
         which = f": {item!r}" if isinstance(item, str) and not secret and item != shown else ""
-        return Problem(name, shown, f"not an allowed value{which}",
-                       f"allowed: {ctx.get('expected', '')}".replace("'", ""))
+        expected = str(ctx.get("expected", "")).replace("'", "")
+        if path and path[-1] == "also_export_to":  # a list of more exporters: `none` is not one (an empty list is)
+            expected = expected.replace(", prometheus or none", " or prometheus")
+        return Problem(name, shown, f"not an allowed value{which}", f"allowed: {expected}")
     if kind in ("model_type", "model_attributes_type", "dict_type"):
         return Problem(name, shown, f"{'.'.join(path)} is a group of settings, not one value",
                        f"set the ones you mean: {_examples(path)}")

@@ -302,8 +302,8 @@ class _SignalConfig(BaseConfig):
         if ExporterType.PROMETHEUS in self.also_export_to and not self.PROMETHEUS_OK:
             raise ValueError("'prometheus' is for metrics only (also_export_to)")
         if ExporterType.NONE in self.also_export_to:
-            raise ValueError("also_export_to: 'none' cannot be combined with other exporters (enabled=false "
-                             "turns the signal off)")
+            raise ValueError("also_export_to: 'none' is not an exporter: leave the list empty (the default) for no "
+                             "other exporter; enabled=false turns the signal off")
         if (self.client_certificate_file is None) != (self.client_key_file is None):
             raise ValueError("client_certificate_file and client_key_file must be set together")
         return self

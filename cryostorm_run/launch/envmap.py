@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cryostorm_run.common.runtime import otlp_first
 from cryostorm_run.config.enums import ExporterType, OtlpProtocol, SamplingStrategy
 from cryostorm_run.config.model import CollectorEndpoint, TelemetryModel, _SignalConfig
 
@@ -66,8 +67,7 @@ def effective_exporters(settings: TelemetryModel, signal: str) -> list[ExporterT
     first = effective_exporter(settings, signal)
     if first is ExporterType.NONE:
         return []
-    names = dict.fromkeys([first, *getattr(settings, signal).also_export_to])
-    return sorted(names, key=lambda e: e is not ExporterType.OTLP)
+    return otlp_first([first, *getattr(settings, signal).also_export_to])
 
 
 def effective_protocol(settings: TelemetryModel, signal: str) -> OtlpProtocol:
