@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -60,6 +61,17 @@ def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     env.setdefault("CRYOSTORM_PLAN_CACHE", PLAN_CACHE)
     env.update(extra or {})
     return env
+
+
+def told_lost(stderr: str, item: str) -> bool:
+    """Whether the exit lines tell `item` ("1 span") as not delivered: given up on (`cryostorm: 1 span not
+    delivered: ...`), or still queued or cut short at the deadline (`... not fully flushed ...: 1 log record,
+    1 span not confirmed delivered`). Which one depends on the exit path (Python 3.12's shuts each queue down
+    in turn: the first one's export is cut short, the next ones' never begin) and on which queue goes first."""
+    if f"cryostorm: {item} not delivered" in stderr:
+        return True
+    unconfirmed = re.search(r"not fully flushed within [^:]*: ([^;(]*) not confirmed delivered", stderr)
+    return unconfirmed is not None and item in unconfirmed.group(1).split(", ")
 
 
 def run_launcher(

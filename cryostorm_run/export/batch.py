@@ -13,8 +13,8 @@ instead of reaching into one release's `BatchSpanProcessor` internals. What it a
   1/`KEEP_WHILE_FAILING` of its size and the rest is shed (and counted); a full queue waits
   at most `max_block_s`, and only while the collector answers quickly (a burst to a near one);
 - fork: the child starts with an empty queue, zero counters and new workers (started lazily);
-- a worker that cannot be started (interpreter shutdown) never loses the queue: flush and
-  shutdown drain it in the calling thread, within their deadline.
+- a worker that cannot be started (interpreter shutdown) never loses the queue: flush and shutdown drain it
+  in the calling thread, within their deadline; shutdown happens once (a second call waits for nothing).
 """
 
 from __future__ import annotations
@@ -36,27 +36,23 @@ from cryostorm_run.common.words import counted
 # an export still unanswered after this means the collector is stuck, not keeping up.
 ANSWER_TIMEOUT_S = 10.0
 
-# While the collector is failing or stuck, at most this share of max_queue_size stays queued: a
-# queue of 16k spans the collector cannot take only costs the program memory and garbage-
-# collection pauses (measured: p99 x2.5 with a full 16k queue, unchanged with 2k).
+# While the collector is failing or stuck, at most this share of max_queue_size stays queued: a queue of 16k
+# spans the collector cannot take only costs memory and GC pauses (p99 x2.5 with a full 16k queue, 1x with 2k).
 KEEP_WHILE_FAILING = 8
 
-# Behind (more queued than every worker can take in full batches), one export carries up to this
-# many batches of pre-encoded spans, so each round trip to a distant collector moves more; capped
-# in bytes so a request stays far below a collector's default 4 MiB receive limit.
+# Behind (more queued than every worker can take in full batches), one export carries up to this many batches
+# of pre-encoded spans (a round trip to a distant collector moves more), far below a collector's 4 MiB limit.
 GROW_BATCHES = 4
 GROWN_BYTES_MAX = 1 << 20
 
-# A full queue waits for room (`max_block_s`) only behind a collector whose answers take at most
-# this share of the longest wait allowed (50 ms for the default 500 ms): room then comes soon. Behind
-# a distant one a wait would hold the program for a round trip, so the item is dropped and reported.
+# A full queue waits for room (`max_block_s`) only behind a collector whose answers take at most this share
+# of the longest wait allowed (50 ms of 500 ms): room then comes soon. Behind a distant one a wait would hold
+# the program for a round trip, so the item is dropped and reported.
 QUICK_ANSWER_SHARE = 0.1
 
 class _RetryLater:
-    """What an exporter returns when the collector stayed unreachable (a transient failure) for a
-    batch's whole retry budget: the queue keeps the batch, in front, and retries it, instead of giving
-    it up; an outage then costs only what the queue's bound sheds (counted and reported)."""
-
+    """An exporter's answer when the collector stayed unreachable for a batch's whole retry budget: the queue
+    keeps the batch, in front, and retries it; an outage costs only what the queue's bound sheds (reported)."""
     name = "RETRY_LATER"
 
 
@@ -65,7 +61,7 @@ RETRY_LATER = _RetryLater()
 # Batch queues of this process, for the exit report (what was dropped, what is still queued).
 BATCH_QUEUES: weakref.WeakSet[BatchQueue] = weakref.WeakSet()
 
-# A long-running process reports losses while it runs: at most one line per queue per interval.
+# A long-running process reports losses while it runs: at most one line per queue per interval (until closed).
 REPORT_INTERVAL_S = int(os.environ.get("_CRYOSTORM_LOSS_REPORT_MILLIS", "60000")) / 1000
 REPORTERS: list[Callable[[str], None]] = []  # the hook adds its `cryostorm:` line writer
 # Called once per process, when the first item is queued (the hook registers cryostorm's own metrics).
@@ -110,7 +106,7 @@ class BatchQueue:
         self._worker: threading.Thread | None = None  # the first of `_workers`, once started
         self._workers: list[threading.Thread] = []
         self._closed = False
-        self._exporter_shut = False
+        self._shut = self._exporter_shut = False  # shut down (once), and its exporter with it
         self._reported_at = float("-inf")
         self._reported = (0, 0, 0)
 
@@ -143,9 +139,8 @@ class BatchQueue:
         return True
 
     def keeping_up(self) -> bool:
-        """Is the collector answering? Told by answers, not latency: a distant collector answering
-        every export (slowly) keeps up; one failing, or not answering within its timeout, does not.
-        (Exporters that never fail, e.g. console: yes.)"""
+        """Is the collector answering? Told by answers, not latency: a distant one answering every export (slowly)
+        keeps up; one failing, or not answering within its timeout, does not (one that never fails: yes)."""
         exporter = self.exporter
         if getattr(exporter, "building", False):
             return True  # importing grpc for the first export: nothing known about the collector yet
@@ -233,7 +228,8 @@ class BatchQueue:
                 return
             if batch:
                 self._export_batch(batch)
-            self.report_losses()
+            if not self._closed:  # closed: its losses are in the shutdown's report (the exit line)
+                self.report_losses()
 
     def _next_batch(self) -> list[Any] | None:
         """The next batch for this worker ([] on a timer wake with nothing to send; None: closed and empty).
@@ -305,9 +301,10 @@ class BatchQueue:
             result = self._export(batch)
             ok = getattr(result, "name", "SUCCESS") == "SUCCESS" and result is not False
             again = result is RETRY_LATER
-        except Exception as exc:  # an exporter bug must not kill the worker
-            logging.getLogger("opentelemetry.cryostorm.export").warning(
-                "exporting %s failed: %s: %s", counted(len(batch), self.label), type(exc).__name__, exc)
+        except Exception as exc:  # an exporter bug must not kill the worker; one shut down under the export
+            if not self._exporter_shut:  # (the exit's time ran out) fails it: counted and told at exit, not here
+                logging.getLogger("opentelemetry.cryostorm.export").warning(
+                    "exporting %s failed: %s: %s", counted(len(batch), self.label), type(exc).__name__, exc)
         finally:
             self._exports.pop(key, None)
             with self._cond:
@@ -343,16 +340,18 @@ class BatchQueue:
             self._cond.notify_all()
 
     def shutdown(self, timeout_millis: float | None = None) -> bool:
-        """Export what is queued within `timeout_millis` (default: export_timeout), then stop."""
+        """Export what is queued within `timeout_millis` (default: export_timeout), then stop. Once: the
+        providers' own call, after the exit path's bounded one, waits for nothing (`abandon` too)."""
+        if self._shut:
+            return self.stopped
+        self.abandon()
         deadline = time.monotonic() + (self.export_timeout_s if timeout_millis is None else timeout_millis / 1000)
         self.close_soon()
         workers = [worker for worker in self._workers if worker.is_alive()]
         for worker in workers:
             worker.join(max(0.0, deadline - time.monotonic()))
         done = not any(worker.is_alive() for worker in workers) if workers else self._drain_here(deadline)
-        # Once: the exit path shuts the queues down, then the providers, whose processors shut them down
-        # again (the SDK's exporters warn "Exporter already shutdown" at a second call).
-        shutdown = None if self._exporter_shut else getattr(self.exporter, "shutdown", None)
+        shutdown = getattr(self.exporter, "shutdown", None)
         self._exporter_shut = True
         if shutdown is not None:
             with contextlib.suppress(Exception):  # the exporter's own trouble: the queue's outcome counts
@@ -361,6 +360,9 @@ class BatchQueue:
             for worker in workers:
                 worker.join(0.05)
         return done
+
+    def abandon(self) -> None:  # no time left for it at exit: what it holds stays (reported), nothing waits
+        self._shut = True
 
     @property
     def closed(self) -> bool:

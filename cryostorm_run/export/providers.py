@@ -320,8 +320,11 @@ def _shutdown_inline(p: Providers, timeout: float) -> bool:
         detach(p.log_handler)
     try:
         # Each within its export timeout, as the providers' shutdown gives it; the copies (a console) first.
+        # Out of time, a queue is left as it is (its items reported as not confirmed delivered): shut down with
+        # none, its export would start and fail at once against its exporter, shut down under it.
         for batch in sorted(BATCH_QUEUES, key=lambda batch: not batch.copy_to):
-            batch.shutdown(timeout_millis=min(remaining_ms(), int(batch.export_timeout_s * 1000)))
+            left = min(remaining_ms(), int(batch.export_timeout_s * 1000))
+            batch.shutdown(timeout_millis=left) if left > 0 else batch.abandon()
         if p.meter_provider is not None:
             p.stopping = "metrics"
             if remaining_ms() > 0:  # out of time: reported by the caller
