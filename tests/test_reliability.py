@@ -33,9 +33,12 @@ def unreachable_env(transport: str) -> dict[str, str]:
 
     with socket.socket() as probe, pytest.raises(ConnectionRefusedError):
         probe.connect(("127.0.0.1", 9))
-    return {"CRYOSTORM_EXPORTER_TYPE": "otlp", "CRYOSTORM_COLLECTOR": "http://127.0.0.1:9",
-            "CRYOSTORM_OTLP__PROTOCOL": transport, "CRYOSTORM_SERVICE__ENVIRONMENT": "production",
-            "CRYOSTORM_SERVICE__NAME": "reliability"}
+    return collector_env("http://127.0.0.1:9", transport)
+
+
+def collector_env(endpoint: str, transport: str, **extra: str) -> dict[str, str]:
+    return {"CRYOSTORM_EXPORTER_TYPE": "otlp", "CRYOSTORM_COLLECTOR": endpoint, "CRYOSTORM_OTLP__PROTOCOL": transport,
+            "CRYOSTORM_SERVICE__ENVIRONMENT": "production", "CRYOSTORM_SERVICE__NAME": "reliability", **extra}
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
@@ -79,12 +82,10 @@ def test_exit_is_bounded_when_the_collector_accepts_and_never_answers(transport:
     with socket.socket() as hung:
         hung.bind(("127.0.0.1", 0))
         hung.listen(64)  # never accepts, never reads: the kernel completes the handshakes
-        env = {"CRYOSTORM_EXPORTER_TYPE": "otlp", "CRYOSTORM_COLLECTOR": f"http://127.0.0.1:{hung.getsockname()[1]}",
-               "CRYOSTORM_OTLP__PROTOCOL": transport, "CRYOSTORM_SERVICE__NAME": "reliability",
-               "CRYOSTORM_SERVICE__ENVIRONMENT": "production", "CRYOSTORM_OTLP__TIMEOUT_MILLIS": "30000",
-               "CRYOSTORM_SHUTDOWN_TIMEOUT_MILLIS": "2000",
-               "CRYOSTORM_LOGGING__EXPORT_CONFIG__SCHEDULE_DELAY_MILLIS": "100",
-               "CRYOSTORM_TRACING__EXPORT_CONFIG__SCHEDULE_DELAY_MILLIS": "100"}
+        env = collector_env(f"http://127.0.0.1:{hung.getsockname()[1]}", transport,
+                            CRYOSTORM_OTLP__TIMEOUT_MILLIS="30000", CRYOSTORM_SHUTDOWN_TIMEOUT_MILLIS="2000",
+                            CRYOSTORM_LOGGING__EXPORT_CONFIG__SCHEDULE_DELAY_MILLIS="100",
+                            CRYOSTORM_TRACING__EXPORT_CONFIG__SCHEDULE_DELAY_MILLIS="100")
         proc = subprocess.run([CRYOSTORM_RUN, "--quiet", "--", PYTHON, "-c", HUNG_AT_EXIT], env=child_env(env),
                               capture_output=True, text=True, timeout=120, check=False)
         ended = time.time()

@@ -149,8 +149,13 @@ def test_a_copys_losses_are_its_own_in_every_report() -> None:
 
 
 def _run(receiver: Receiver, exporters: str, **extra: str) -> subprocess.CompletedProcess[str]:
-    env = {"OTEL_TRACES_EXPORTER": exporters, "OTEL_METRICS_EXPORTER": exporters, "OTEL_LOGS_EXPORTER": exporters,
-           "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.grpc_endpoint, "OTEL_SERVICE_NAME": "several", **extra}
+    every = {f"OTEL_{signal}_EXPORTER": exporters for signal in ("TRACES", "METRICS", "LOGS")}
+    return _launch(receiver.grpc_endpoint, **{**every, **extra})
+
+
+def _launch(endpoint: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """PROGRAM under cryostorm-run, exporting to `endpoint` with the exporters `env` names."""
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_SERVICE_NAME": "several", **env}
     return subprocess.run([CRYOSTORM_RUN, "--quiet", "--", sys.executable, "-c", PROGRAM], env=child_env(env),
                           capture_output=True, text=True, timeout=60, check=False)
 
@@ -179,21 +184,15 @@ def test_an_outage_at_exit_does_not_hold_the_copy_and_the_report_names_what_was_
         if collector == "never answers":
             sock.listen(16)
         port = sock.getsockname()[1]
-        done = _run_at(port)
+        done = _launch(f"http://127.0.0.1:{port}", OTEL_TRACES_EXPORTER="otlp,console_json",
+                       OTEL_LOGS_EXPORTER="otlp,console_json", OTEL_METRICS_EXPORTER="none",
+                       CRYOSTORM_SHUTDOWN_TIMEOUT_MILLIS="600")
     assert done.returncode == 0, done.stderr
     assert '"name": "twice"' in done.stderr and '"body": "logged twice"' in done.stderr, done.stderr
     said = done.stderr
     assert "not fully flushed" in said and "(copy to" not in said, said  # the copies were all delivered
     # what the collector did not get, told (given up on, or not confirmed: see conftest.told_lost)
     assert told_lost(said, "1 span") and told_lost(said, "1 log record"), said
-
-
-def _run_at(port: int) -> subprocess.CompletedProcess[str]:
-    env = {"OTEL_TRACES_EXPORTER": "otlp,console_json", "OTEL_LOGS_EXPORTER": "otlp,console_json",
-           "OTEL_METRICS_EXPORTER": "none", "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}",
-           "OTEL_SERVICE_NAME": "several", "CRYOSTORM_SHUTDOWN_TIMEOUT_MILLIS": "600"}
-    return subprocess.run([CRYOSTORM_RUN, "--quiet", "--", sys.executable, "-c", PROGRAM], env=child_env(env),
-                          capture_output=True, text=True, timeout=60, check=False)
 
 
 def test_metrics_pushed_over_otlp_and_pulled_by_prometheus(otlp_receiver: Receiver) -> None:
@@ -229,11 +228,8 @@ def test_an_outage_at_exit_does_not_hold_the_metrics_copy() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    env = {"OTEL_METRICS_EXPORTER": "otlp,pretty", "OTEL_TRACES_EXPORTER": "none", "OTEL_LOGS_EXPORTER": "none",
-           "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}", "OTEL_SERVICE_NAME": "several",
-           "CRYOSTORM_SHUTDOWN_TIMEOUT_MILLIS": "600"}
-    done = subprocess.run([CRYOSTORM_RUN, "--quiet", "--", sys.executable, "-c", PROGRAM], env=child_env(env),
-                          capture_output=True, text=True, timeout=60, check=False)
+    done = _launch(f"http://127.0.0.1:{port}", OTEL_METRICS_EXPORTER="otlp,pretty", OTEL_TRACES_EXPORTER="none",
+                   OTEL_LOGS_EXPORTER="none", CRYOSTORM_SHUTDOWN_TIMEOUT_MILLIS="600")
     assert done.returncode == 0, done.stderr
     assert re.search(r"metric +several\.count 3$", done.stderr, re.M), done.stderr
     assert "the last metrics export not delivered" in done.stderr, done.stderr

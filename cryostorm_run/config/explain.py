@@ -7,6 +7,7 @@ given one value says which settings it holds; a value no type of a union takes i
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -86,8 +87,9 @@ def _explain(err: Mapping[str, Any], data: Mapping[str, Any], origins: Mapping[P
         item = err.get("input")
         which = f": {item!r}" if isinstance(item, str) and not secret and item != shown else ""
         expected = str(ctx.get("expected", "")).replace("'", "")
-        if path and path[-1] == "also_export_to":  # a list of more exporters: `none` is not one (an empty list is)
-            expected = expected.replace(", prometheus or none", " or prometheus")
+        if any(isinstance(p, int) for p in err["loc"]):  # a list's item: never `none` (an empty list is none)
+            names = [n for n in re.split(r", | or ", expected) if n != "none"]
+            expected = " or ".join([", ".join(names[:-1]), names[-1]]) if len(names) > 1 else "".join(names)
         return Problem(name, shown, f"not an allowed value{which}", f"allowed: {expected}")
     if kind in ("model_type", "model_attributes_type", "dict_type"):
         return Problem(name, shown, f"{'.'.join(path)} is a group of settings, not one value",

@@ -344,7 +344,7 @@ class BatchQueue:
         providers' own call, after the exit path's bounded one, waits for nothing (`abandon` too)."""
         if self._shut:
             return self.stopped
-        self.abandon()
+        self._shut = True
         deadline = time.monotonic() + (self.export_timeout_s if timeout_millis is None else timeout_millis / 1000)
         self.close_soon()
         workers = [worker for worker in self._workers if worker.is_alive()]

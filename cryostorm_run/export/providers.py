@@ -324,7 +324,10 @@ def _shutdown_inline(p: Providers, timeout: float) -> bool:
         # none, its export would start and fail at once against its exporter, shut down under it.
         for batch in sorted(BATCH_QUEUES, key=lambda batch: not batch.copy_to):
             left = min(remaining_ms(), int(batch.export_timeout_s * 1000))
-            batch.shutdown(timeout_millis=left) if left > 0 else batch.abandon()
+            if left > 0:
+                batch.shutdown(timeout_millis=left)
+            else:
+                batch.abandon()
         if p.meter_provider is not None:
             p.stopping = "metrics"
             if remaining_ms() > 0:  # out of time: reported by the caller
