@@ -1,5 +1,6 @@
 """How a process with telemetry leaves: the exit flush and what starts it (atexit, SIGTERM, a re-raised
-signal, `os._exit`, multiprocessing and celery pool children), the exporters built before the interpreter
+signal, `os._exit`, multiprocessing and celery pool children; a terminated multiprocessing child told again
+until it has ended: hook/terminate.py), the exporters built before the interpreter
 shuts down, a SIGTERM that comes during that work, and an exit by Ctrl-C that stays one.
 
 Part of the hook (imported by `bootstrap` once telemetry is configured); every line it prints goes
@@ -85,6 +86,13 @@ def register_exit(providers: Any) -> None:
     FINDER.install()
     FINDER.when_imported("multiprocessing.util", flush_in_multiprocessing_children)
     FINDER.when_imported("celery.signals", flush_in_celery_pool_children)
+
+    def terminate_until_gone(module: Any) -> None:
+        from cryostorm_run.hook.terminate import install
+
+        install(module, providers.runtime.shutdown_timeout_ms / 1000)
+
+    FINDER.when_imported("multiprocessing.process", terminate_until_gone)
     _flush_on_terminating_signals(at_exit, flush_at_exit)
     _flush_before_a_reraised_signal(flush_at_exit)
     _flush_before_os_exit(flush_at_exit)
