@@ -21,9 +21,14 @@ def test_readme_commands_are_the_ones_ci_runs() -> None:
     ci = (ROOT / ".ci" / "run").read_text().splitlines()
     # .ci/run runs the README's command once per OpenTelemetry line, and nothing else as a test run.
     assert [line.strip() for line in ci if "pytest" in line and not line.lstrip().startswith("#")] == [commands[1]]
+    # run_line runs it, in the line's own worktree and venv; the loop over the lines starts run_line for each.
+    line_fn = next(i for i, line in enumerate(ci) if line.startswith("run_line() {"))
+    assert line_fn < ci.index("  " + commands[1]) < ci.index("}", line_fn)
     loop = ci.index('for entry in "${LINES[@]}"; do')
-    assert loop < ci.index("  " + commands[1]) < ci.index("done")
-    lines = [line.strip().strip('"').split("|")[:2] for line in ci[ci.index("LINES=("):loop] if line.startswith('  "')]
+    assert any(line.lstrip().startswith('( run_line "$name"') for line in ci[loop:ci.index("done", loop)])
+    matrix = ci.index("LINES=(")
+    lines = [line.strip().strip('"').split("|")[:2] for line in ci[matrix:ci.index(")", matrix)]
+             if line.startswith('  "')]
     assert len(lines) >= 1
     # ... and the README's "Lines CI proves" table lists exactly those lines, each on its Python.
     table = text[text.index("**Lines CI proves**"):]
