@@ -252,7 +252,9 @@ def test_a_loss_line_of_another_process_than_the_program_names_its_pid() -> None
     env = {"CRYOSTORM_EXPORTER_TYPE": "otlp", "CRYOSTORM_COLLECTOR": "http://127.0.0.1:9",  # refused
            "CRYOSTORM_SERVICE__NAME": "whose", "CRYOSTORM_SERVICE__ENVIRONMENT": "production",
            "CRYOSTORM_METRICS__ENABLED": "false", "CRYOSTORM_LOGGING__ENABLED": "false",
-           "CRYOSTORM_SHUTDOWN_TIMEOUT_MILLIS": "500",
+           # 2 s: the worker's first export (grpc loaded in it first) must fail, and be told, before its exit
+           # deadline; 0.5 s was too short with three CI lines sharing two cores (floor line, 1 run in 1)
+           "CRYOSTORM_SHUTDOWN_TIMEOUT_MILLIS": "2000",
            "CRYOSTORM_TRACING__EXPORT_CONFIG__TIMEOUT_MILLIS": "200"}  # its export's failure is told before
     result = run(FORKED_WORKER, env)
     assert result.returncode == 0, result.stderr
