@@ -43,10 +43,10 @@ def install(module: Any, budget_s: float) -> None:
         pidfd = None
         pid = self.pid
         if pid is not None and pid != os.getpid():
-            try:
+            try:  # noqa: SIM105  (contextlib stays out of the hook)
                 pidfd = os.pidfd_open(pid)  # before the signal: the child cannot be reaped (and its pid reused) first
-            except OSError:
-                pidfd = None  # already reaped, or no pidfd here
+            except OSError:  # already reaped, or no pidfd here: the plain terminate
+                pass
         try:
             original(self)
         except BaseException:
@@ -90,8 +90,8 @@ def _until_gone(pidfd: int, pid: int, first_wait_s: float) -> None:
                 return
             if attempt == 0:
                 warn(f"multiprocessing child {pid} was still running {first_wait_s:g} s after terminate(): "
-                     f"SIGTERM sent again (its first came just before it began to wait, when a Python handler "
-                     f"cannot act)")
+                     f"SIGTERM sent again (one that lands just before a wait begins is acted on only when the wait "
+                     f"ends)")
             wait = 1.0
     except Exception as exc:  # never in the program's way
         warn(f"watching terminated child {pid}: {type(exc).__name__}: {exc}")
