@@ -880,6 +880,12 @@ class Receiver:
             if times is not None and times <= 0:
                 self._fault = Fault.NONE
 
+    @property
+    def current_fault(self) -> Fault:
+        """The fault the next request gets (NONE again once `times` requests have taken it)."""
+        with self._lock:
+            return self._fault
+
     def _take_fault(self) -> tuple[Fault, dict[str, Any]]:
         with self._lock:
             fault, opts = self._fault, dict(self._fault_opts)

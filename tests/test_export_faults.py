@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from conftest import PYTHON, run_launcher
-from otlp_receiver import Receiver, make_self_signed_cert
+from otlp_receiver import Fault, Receiver, make_self_signed_cert
 from typer.testing import CliRunner
 
 from cryostorm_run import TelemetrySettings
@@ -279,3 +279,35 @@ def test_an_unauthenticated_export_names_the_headers(tmp_path: Path) -> None:
     for signal in ("traces", "metrics", "logs"):
         assert re.search(rf"^cryostorm: \w+: {signal} export to http://\S+/v1/{signal} failed: the collector answered "
                          r"HTTP 401; fix: check otlp\.headers \(e\.g\. the authorization token\)", stderr, re.M), stderr
+
+
+# -- an export cut short by the exporter's own shutdown -----------------------------------------------------
+
+
+def test_an_export_cancelled_by_shutdown_is_told_as_such_not_as_retried_out(otlp_receiver: Receiver,
+                                                                            caplog: pytest.LogCaptureFixture) -> None:
+    # The exit's deadline shuts the exporter down with a request under way: its channel is closed under it
+    # (gRPC CANCELLED). That was told as "failed (retried until the budget ran out)", with 30 s of budget left.
+    import threading
+    import time
+
+    from cryostorm_run.export.otlp_send import GrpcSender, deliver
+
+    otlp_receiver.set_fault(Fault.SLOW, delay=30, times=1)  # takes the request, answers only after the test
+    sender = GrpcSender({"endpoint": otlp_receiver.grpc_endpoint, "timeout": 30})
+    stop = threading.Event()
+    done: list[object] = []
+    worker = threading.Thread(target=lambda: done.append(deliver(
+        sender, b"", budget_s=30, stop=stop, on_answer=lambda ok, seconds: None, what="5 spans", kept=True)))
+    with caplog.at_level("WARNING", logger="opentelemetry.cryostorm.export.transport"):
+        worker.start()
+        deadline = time.monotonic() + 10
+        while otlp_receiver.current_fault is Fault.SLOW and time.monotonic() < deadline:  # the request arrived
+            time.sleep(0.02)
+        stop.set()  # what the exporter's shutdown does: stop retrying, close the channel
+        sender.close()
+        worker.join(10)
+    assert done and not done[0].ok and "CANCELLED" in done[0].error, done  # type: ignore[attr-defined]
+    told = [record.getMessage() for record in caplog.records]
+    assert told == [f"exporting 5 spans to {otlp_receiver.grpc_endpoint.partition('://')[2]} failed and was not "
+                    "retried: the exporter was shut down (gRPC CANCELLED: Channel closed!)"], told

@@ -229,6 +229,11 @@ def deliver(sender: Any, data: bytes, *, budget_s: float, stop: threading.Event,
     if not attempt.ok and kept and attempt.transient and not stop.is_set():
         _logger.warning("exporting %s to %s: still failing after %.1f s, kept in the queue to be retried: %s", what,
                         where, time.monotonic() - started, attempt.error)
+    elif not attempt.ok and attempt.transient and stop.is_set():
+        # shut down with this export under way (the exit's budget spent, or a long outage given up on):
+        # its channel closed under it (gRPC CANCELLED), or no retry was left to make
+        _logger.warning("exporting %s to %s failed and was not retried: the exporter was shut down (%s)", what,
+                        where, attempt.error)
     elif not attempt.ok:
         _logger.warning("exporting %s to %s failed%s: %s", what, where,
                         " (retried until the budget ran out)" if attempt.transient else "", attempt.error)
