@@ -15,6 +15,7 @@ import argparse
 import contextlib
 import dataclasses
 import datetime
+import glob
 import http.client
 import json
 import os
@@ -1389,11 +1390,21 @@ def scrub(value: Any, ports: dict[str, int]) -> Any:
     return value
 
 
+def free_stem(directory: Path, stem: str) -> str:
+    """`stem`, or `stem-2`, `stem-3`, ...: a second run on the same day and host never overwrites the first's
+    results (which may be committed with the commit they measured)."""
+    taken = {path.stem for path in directory.glob(f"{glob.escape(stem)}*")}
+    n = 1
+    while (candidate := stem if n == 1 else f"{stem}-{n}") in taken:
+        n += 1
+    return candidate
+
+
 def write_results(results: dict[str, Any], goals: list[Goal], suffix: str) -> tuple[Path, Path]:
     RESULTS.mkdir(parents=True, exist_ok=True)
     results = {**results, "commands": scrub(results["commands"], results.get("sink_ports", {}))}
     host = re.sub(r"[^A-Za-z0-9_.-]+", "-", results["machine"]["hostname"] or "") or "machine"
-    stem = f"{results['date'][:10]}-{host}{suffix}"
+    stem = free_stem(RESULTS, f"{results['date'][:10]}-{host}{suffix}")
     json_path, md_path = RESULTS / f"{stem}.json", RESULTS / f"{stem}.md"
     json_path.write_text(json.dumps({**results, "goals": [g.as_dict() for g in goals]}, indent=2) + "\n")
     m, env = results["machine"], results["environment"]

@@ -7,6 +7,7 @@ import importlib.util
 import json
 import subprocess
 import sys
+from pathlib import Path
 from types import ModuleType
 
 import pytest
@@ -439,6 +440,17 @@ def test_results_name_the_commit_they_measured() -> None:
     recorded = harness.commit_measured()
     assert recorded.startswith(f"{head} (")
     assert recorded.endswith("(clean)") == (not dirty)
+
+
+def test_a_second_run_on_the_same_day_never_overwrites_the_first(tmp_path: Path) -> None:
+    """A results file may already be committed with the commit it measured: a later run gets a name of its own."""
+    assert harness.free_stem(tmp_path, "2026-12-02-vm") == "2026-12-02-vm"
+    (tmp_path / "2026-12-02-vm.md").write_text("first")
+    assert harness.free_stem(tmp_path, "2026-12-02-vm") == "2026-12-02-vm-2"
+    (tmp_path / "2026-12-02-vm-2.json").write_text("{}")
+    (tmp_path / "2026-12-02-vm-quick.md").write_text("a quick run: another name already")
+    assert harness.free_stem(tmp_path, "2026-12-02-vm") == "2026-12-02-vm-3"
+    assert harness.free_stem(tmp_path, "2026-12-02-vm-quick") == "2026-12-02-vm-quick-2"
 
 
 def test_the_per_request_measure_names_its_variants() -> None:
