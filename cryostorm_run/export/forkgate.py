@@ -89,18 +89,45 @@ _TELEMETRY_THREADS = ("cryostorm-", "Otel")
 _GRPC_CORE_THREADS = ("grpc", "event_engine", "lifeguard", "default-executo", "resolver-execu", "timer_manager")
 
 
+# A thread the kernel lists but that is neither a Python thread nor named as grpc's may be a thread of the
+# program's own (a native library's pool), or only in passing: a Python thread between its OS start and
+# its entry in `threading` (or between leaving it and its OS exit), a grpc thread not yet named (it starts
+# with its creator's name). Seen under load: a single-threaded program got the warning it would not get
+# without cryostorm. So such a thread is looked at again after 1, 2 and 4 ms; one still there is the
+# program's, remembered by its id so that later forks do not wait for it again.
+_SETTLE_S = (0.001, 0.002, 0.004)
+_PROGRAM_TASKS: set[int] = set()  # thread ids seen to be the program's own (this process's: reset at fork)
+_pause = time.sleep
+
+
 def only_telemetry_threads() -> bool:
     """Is every thread of this process but the calling one telemetry's?"""
+    unknown = _unknown_tasks()
+    for wait in _SETTLE_S:
+        if unknown is None or not unknown or unknown & _PROGRAM_TASKS:
+            break
+        _pause(wait)
+        unknown = _unknown_tasks()
+    if unknown is None:
+        return False
+    _PROGRAM_TASKS.update(unknown)
+    return not unknown
+
+
+def _unknown_tasks() -> set[int] | None:
+    """None: a Python thread of the program's own. Else the ids of the threads the kernel lists that are
+    neither Python's nor grpc's (empty: every thread but the calling one is telemetry's)."""
     me = threading.current_thread()
     python_ids = set()
     for thread in threading.enumerate():
         if thread is not me and not thread.name.startswith(_TELEMETRY_THREADS):
-            return False
+            return None
         python_ids.add(thread.native_id)
     try:
         tasks = os.listdir("/proc/self/task")
     except OSError:  # not Linux: Python counts its own threads only
-        return True
+        return set()
+    unknown = set()
     for task in tasks:
         if task.isdigit() and int(task) not in python_ids:
             try:
@@ -109,8 +136,8 @@ def only_telemetry_threads() -> bool:
             except OSError:  # ended meanwhile
                 continue
             if not name.startswith(_GRPC_CORE_THREADS):
-                return False
-    return True
+                unknown.add(int(task))
+    return unknown
 
 
 def _quiet_fork_warning() -> None:
@@ -150,6 +177,7 @@ def _after_fork_in_parent() -> None:
 
 def _after_fork_in_child() -> None:
     global _GATE
+    _PROGRAM_TASKS.clear()  # the parent's threads, whose ids the kernel may give to new ones here
     left = _GATE.left
     _GATE = _Gate()  # the parent's calls and builds, and their threads, do not exist here
     BUILD_BROKEN[0] = BUILD_BROKEN[0] or bool(left["build"])
