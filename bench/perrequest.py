@@ -1,24 +1,34 @@
-"""Per request, in-process: where a FastAPI request's CPU goes once telemetry is on (issue 17).
+"""Per request: where a FastAPI request's CPU goes once telemetry is on (issue 17).
 
-    .venv/bin/python bench/perrequest.py              # 5 alternating rounds of 20,000 requests
+    .venv/bin/python bench/perrequest.py              # in-process: 5 alternating rounds of 20,000 requests
     .venv/bin/python bench/perrequest.py --rounds 3 --requests 10000
+    .venv/bin/python bench/perrequest.py --server     # under uvicorn and wrk: 5 alternating rounds of 8 s
 
-The throughput measure (`run.py`) sees the whole server under `wrk`; this one calls the `/hello` app
-(`bench/apps/hello_app.py`) directly as ASGI, one task per request as uvicorn does, and reports CPU
-microseconds per request, so the telemetry's share is seen without uvicorn's HTTP work. Variants, each
-in its own process of the project venv, serving the route with one SERVER span per request (FastAPI's
-native telemetry with its operation spans off, as cryostorm-run's default has it; `--count-spans` shows it):
+The throughput measure (`run.py`) sees the whole server under `wrk`; by default this one calls the `/hello`
+app (`bench/apps/hello_app.py`) directly as ASGI, one task per request as uvicorn does, and reports CPU
+microseconds per request, so the telemetry's share is seen without uvicorn's HTTP work. `--server` serves it
+with uvicorn pinned to one CPU under `wrk -t1 -c32` on the others and reports req/s (and its ratio to bare)
+and the server's CPU per request: the form issue 17's goal is stated in. Variants, each in its own process
+of the project venv, serving the route with one SERVER span per request (FastAPI's native telemetry with its
+operation spans off, as cryostorm-run's default has it; `--count-spans` shows it); the providers of all but
+`bare` and `cryostorm` are in `bench/apps/bench_providers.py`:
 
 - `bare`: no providers (FastAPI's telemetry steps aside);
-- `sdk-floor`: the SDK's `TracerProvider` with a span processor that does nothing and its `MeterProvider`
-  with an in-memory reader never read: the SERVER span created and ended, the request's measurements
-  aggregated, nothing exported. What any launcher on this SDK and FastAPI's telemetry pays at least;
-- `sdk-export`: the same with the SDK's `BatchSpanProcessor` + OTLP gRPC span exporter and a periodic
-  reader with the OTLP gRPC metric exporter, as a hand-written setup has it;
+- `fastapi-floor`: providers whose tracer and meter are the API's no-op ones, so FastAPI's telemetry runs
+  its whole request path and nothing is recorded: what FastAPI's telemetry costs on its own, the floor of
+  any implementation of the API;
+- `light-bound`: a minimal pure-Python span and synchronous-instrument path (no sampling, limits,
+  validation, exemplars or export): a lower bound for a span and metric path of cryostorm's own;
+- `sdk-floor-traces`: the SDK's `TracerProvider` with a span processor that does nothing; no metrics;
+- `sdk-floor`: that and the SDK's `MeterProvider` with an in-memory reader never read: the SERVER span
+  created and ended, the request's measurements aggregated, nothing exported. What any launcher on this
+  SDK and FastAPI's telemetry pays at least;
+- `sdk-export`: the SDK's `BatchSpanProcessor` + OTLP gRPC span exporter and a periodic reader with the
+  OTLP gRPC metric exporter, as a hand-written setup has it;
 - `cryostorm`: under `cryostorm-run`, all three signals to the sink over OTLP gRPC (the bench's settings).
 
-All on one CPU (the sink included; see `main`). Prints the median of the rounds per variant; writes
-nothing (the figures go into README's Performance).
+In-process, all on one CPU (the sink included; see `main`). Prints the median of the rounds per variant;
+writes nothing (the figures go into README's Performance).
 """
 
 from __future__ import annotations
@@ -31,32 +41,29 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import PROJECT_VENV, WORK, Sink, bare, cryostorm, log
+from run import (
+    APPS,
+    LOCAL,
+    PROJECT_VENV,
+    WORK,
+    Sink,
+    bare,
+    cryostorm,
+    free_port,
+    log,
+    parse_wrk,
+    pid_cpu_s,
+    stop_server,
+    wait_ready,
+)
 
 DRIVER = """
 import asyncio, inspect, os, sys, time
 variant, endpoint, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
 checking = sys.argv[4:] == ["--count-spans"]
-if variant.startswith("sdk-"):
-    from opentelemetry import metrics, trace
-    from opentelemetry.sdk.metrics import MeterProvider
-    from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
-    resource = Resource.create({"service.name": "bench"})
-    tracer_provider, readers = TracerProvider(resource=resource), []
-    if variant == "sdk-floor":
-        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-        tracer_provider.add_span_processor(SpanProcessor())
-        readers.append(InMemoryMetricReader())
-    if variant == "sdk-export":
-        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-        from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor
-        tracer_provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint, insecure=True)))
-        readers.append(PeriodicExportingMetricReader(OTLPMetricExporter(endpoint=endpoint, insecure=True)))
-    trace.set_tracer_provider(tracer_provider)
-    metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=readers))
+sys.path.insert(0, os.environ["BENCH_APPS"])
+import bench_providers
+bench_providers.install(variant, endpoint)
 ended = []
 if checking:  # not while measuring: which spans each request makes
     from opentelemetry import trace
@@ -67,7 +74,8 @@ if checking:  # not while measuring: which spans each request makes
     provider = trace.get_tracer_provider()
     if hasattr(provider, "add_span_processor"):  # bare: FastAPI's telemetry steps aside, no provider to ask
         provider.add_span_processor(Count())
-sys.path.insert(0, os.environ["BENCH_APPS"])
+    if variant == "light-bound":
+        ended = bench_providers.ENDED
 import hello_app
 from fastapi import FastAPI
 # Every variant serves the bench app's route with one SERVER span per request, as cryostorm-run's default
@@ -108,14 +116,15 @@ async def main():
     for _ in range(count):
         await loop.create_task(one())
     if checking:
-        print(*sorted(set(ended)), sep=", ")
-        print(f"{len(ended) / count:.2f} spans per request")
+        names = [s if isinstance(s, str) else f"{s.kind.name} {s.name}" for s in ended]  # light-bound's spans
+        print(*sorted(set(names)), sep=", ")
+        print(f"{len(names) / count:.2f} spans per request")
     print(f"{(time.process_time() - started) / count * 1e6:.1f}")
 
 asyncio.run(main())
 """
 
-VARIANTS = ("bare", "sdk-floor", "sdk-export", "cryostorm")
+VARIANTS = ("bare", "fastapi-floor", "light-bound", "sdk-floor-traces", "sdk-floor", "sdk-export", "cryostorm")
 
 
 def one_round(variant: str, sink: Sink, count: int, *extra: str) -> list[str]:
@@ -129,6 +138,56 @@ def one_round(variant: str, sink: Sink, count: int, *extra: str) -> list[str]:
     return result.stdout.strip().splitlines()
 
 
+def one_server_round(variant: str, sink: Sink, seconds: int, cpus: tuple[set[int], set[int]]) -> tuple[float, float]:
+    """(req/s, server CPU µs per request): uvicorn serving the bench app on `cpus[0]`, `wrk` on `cpus[1]`."""
+    v = cryostorm(sink.grpc) if variant == "cryostorm" else bare(PROJECT_VENV, variant, variant)
+    extra = {"BENCH_VARIANT": variant, "BENCH_ENDPOINT": sink.grpc}
+    if variant != "cryostorm":  # the variant's providers; cryostorm's hook sets its own
+        extra["PYTHONPATH"] = str(APPS / "perrequest_site")
+    port = free_port()
+    url = f"http://{LOCAL}:{port}/hello"
+    argv = v.argv("uvicorn", "--app-dir", str(APPS), "--host", LOCAL, "--port", str(port), "--no-access-log",
+                  "--log-level", "warning", "hello_app:app")
+    server_cpus, load_cpus = (",".join(map(str, sorted(c))) for c in cpus)
+    proc = subprocess.Popen(["taskset", "-c", server_cpus, *argv], env=v.full_env(extra), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, text=True)
+    load = ["taskset", "-c", load_cpus, "wrk", "-t1", "-c32", url]
+    try:
+        wait_ready(proc, port)
+        subprocess.run([*load, "-d2s"], capture_output=True, check=True, timeout=60)  # warm-up, discarded
+        before = pid_cpu_s(proc.pid)
+        result = subprocess.run([*load, f"-d{seconds}s"], capture_output=True, text=True, check=True,
+                                timeout=seconds + 60)
+        cpu_s = pid_cpu_s(proc.pid) - before
+    finally:
+        stop_server(proc)
+    measured = parse_wrk(result.stdout)
+    if measured["errors"] or measured["non_2xx"]:
+        raise RuntimeError(f"{variant}: wrk saw errors or non-2xx answers:\n{result.stdout}")
+    return measured["rps"], cpu_s / measured["requests"] * 1e6
+
+
+def server_mode(sink: Sink, rounds: int, seconds: int) -> None:
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        raise SystemExit("--server needs two CPUs: one for the server, one for wrk and the sink")
+    split = ({cpus[0]}, set(cpus[1:]))
+    runs: dict[str, list[tuple[float, float]]] = {v: [] for v in VARIANTS}
+    for round_no in range(rounds):
+        order = VARIANTS[round_no % len(VARIANTS):] + VARIANTS[:round_no % len(VARIANTS)]
+        for variant in order:
+            runs[variant].append(one_server_round(variant, sink, seconds, split))
+            rps, cpu = runs[variant][-1]
+            log(f"  round {round_no + 1} {variant:<16} {rps:8.0f} req/s {cpu:7.1f} us server CPU per request")
+    base = statistics.median(r for r, _ in runs["bare"])
+    log(f"\nFastAPI /hello under uvicorn (1 CPU) and wrk -t1 -c32 -d{seconds}s (the other CPUs), median of "
+        f"{rounds} rounds:")
+    for variant, values in runs.items():
+        rps, cpu = statistics.median(r for r, _ in values), statistics.median(c for _, c in values)
+        log(f"  {variant:<16} {rps:8.0f} req/s  {rps / base:.3f}x bare  {cpu:7.1f} us server CPU per request  "
+            f"(req/s per round {' / '.join(f'{r:.0f}' for r, _ in values)})")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=5)
@@ -138,7 +197,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-pin", action="store_true",
                         help="let the variants' threads run on every CPU (see README: the exporting threads' "
                              "GIL hand-offs then cost the program's thread more)")
+    parser.add_argument("--server", action="store_true",
+                        help="serve each variant with uvicorn on one CPU under wrk on the others instead of calling "
+                             "the app in-process: req/s and server CPU per request")
+    parser.add_argument("--seconds", type=int, default=8, help="--server: wrk's measured duration per round")
     args = parser.parse_args(argv)
+    if args.server:
+        WORK.mkdir(parents=True, exist_ok=True)
+        sink = Sink(PROJECT_VENV / "bin" / "python", WORK / "sink-perrequest.stderr")
+        try:
+            server_mode(sink, args.rounds, args.seconds)
+        finally:
+            sink.close()
+        return 0
     # Everything (the sink, each variant and its threads) on one CPU, inherited by every child: on this
     # machine's vCPUs a busy neighbour slows the measured thread by ~28 % (the same SDK-floor driver: 156 µs
     # per request alone, 200 µs beside a busy loop), so the sink decoding exports on the other vCPU would be
@@ -150,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.count_spans:
         try:
             for variant in VARIANTS:
-                log(f"  {variant:<10} " + " / ".join(one_round(variant, sink, 100, "--count-spans")[:-1]))
+                log(f"  {variant:<16} " + " / ".join(one_round(variant, sink, 100, "--count-spans")[:-1]))
         finally:
             sink.close()
         return 0
@@ -160,14 +231,14 @@ def main(argv: list[str] | None = None) -> int:
             order = VARIANTS[round_no % len(VARIANTS):] + VARIANTS[:round_no % len(VARIANTS)]
             for variant in order:
                 runs[variant].append(float(one_round(variant, sink, args.requests)[-1]))
-                log(f"  round {round_no + 1} {variant:<10} {runs[variant][-1]:7.1f} us CPU per request")
+                log(f"  round {round_no + 1} {variant:<16} {runs[variant][-1]:7.1f} us CPU per request")
     finally:
         sink.close()
     base = statistics.median(runs["bare"])
     log(f"\nFastAPI /hello in-process, CPU per request, median of {args.rounds} rounds of {args.requests:,}:")
     for variant, values in runs.items():
         median = statistics.median(values)
-        log(f"  {variant:<10} {median:7.1f} us  (+{median - base:.1f} over bare; rounds "
+        log(f"  {variant:<16} {median:7.1f} us  (+{median - base:.1f} over bare; rounds "
             f"{' / '.join(f'{x:.1f}' for x in values)})")
     return 0
 

@@ -423,7 +423,7 @@ def _cpu_ticks() -> tuple[int, int]:
     return sum(values) - idle, sum(values)
 
 
-def _pid_cpu_s(pid: int | None) -> float:
+def pid_cpu_s(pid: int | None) -> float:
     if pid is None:
         return 0.0
     try:
@@ -450,7 +450,7 @@ class CpuMonitor:
 
     def _own_cpu_s(self, pids: Sequence[int]) -> float:
         me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-        running = sum(_pid_cpu_s(pid) for pid in (self.sink_pid, *self.helper_pids, *pids))  # not waited for yet
+        running = sum(pid_cpu_s(pid) for pid in (self.sink_pid, *self.helper_pids, *pids))  # not waited for yet
         return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime + running
 
     def _snapshot(self, pids: Sequence[int] = ()) -> tuple[int, int, float]:
@@ -706,6 +706,16 @@ def vm_hwm_kb(pid: int) -> int | None:
     return None
 
 
+def stop_server(proc: subprocess.Popen[str]) -> None:
+    """SIGTERM, as a container stop sends; SIGKILL if it has not ended a minute later."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def one_throughput_run(v: Variant, sink: Sink, profile: Profile) -> dict[str, Any]:
     port = free_port()
     args = ("--app-dir", str(APPS), "--host", LOCAL, "--port", str(port), "--no-access-log",
@@ -726,12 +736,7 @@ def one_throughput_run(v: Variant, sink: Sink, profile: Profile) -> dict[str, An
             server_rss = vm_hwm_kb(proc.pid)
         finally:
             stopping = time.monotonic()
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_server(proc)
             exit_s = time.monotonic() - stopping
     counts = sink.count()
     requests = probes + warm.get("requests", 0) + main.get("requests", 0)

@@ -458,7 +458,58 @@ def test_the_per_request_measure_names_its_variants() -> None:
     result = subprocess.run([sys.executable, str(ROOT / "bench" / "perrequest.py"), "--help"], capture_output=True,
                             text=True, check=False, timeout=60)
     assert result.returncode == 0, result.stderr
-    assert all(name in result.stdout for name in ("`bare`", "`sdk-floor`", "`sdk-export`", "`cryostorm`"))
+    assert all(name in result.stdout for name in ("`bare`", "`fastapi-floor`", "`light-bound`", "`sdk-floor-traces`",
+                                                  "`sdk-floor`", "`sdk-export`", "`cryostorm`", "--server"))
+
+
+# Three requests to the bench app in the server mode's own way (its sitecustomize sets the variant's providers
+# and FastAPI's defaults); prints what reached the tracer and the meter.
+_SERVED_THREE = """
+import asyncio
+from opentelemetry import metrics, trace
+started, recorded = [], []
+original_start, original_record = trace.NoOpTracer.start_span, metrics.NoOpHistogram.record
+trace.NoOpTracer.start_span = lambda self, *a, **k: started.append(a[0]) or original_start(self, *a, **k)
+metrics.NoOpHistogram.record = lambda self, *a, **k: recorded.append(a[0]) or original_record(self, *a, **k)
+import bench_providers, hello_app
+scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
+         "path": "/hello", "raw_path": b"/hello", "root_path": "", "query_string": b"", "headers": [],
+         "server": ("127.0.0.1", 8000), "client": ("127.0.0.1", 50000)}
+async def receive():
+    return {"type": "http.request", "body": b"", "more_body": False}
+async def send(message):
+    pass
+async def main():
+    for _ in range(3):
+        await hello_app.app(dict(scope), receive, send)
+asyncio.run(main())
+print(type(trace.get_tracer_provider()).__name__, type(metrics.get_meter_provider()).__name__)
+print("no-op tracer spans", len(started), "no-op histogram records", len(recorded))
+light = [f"{s.kind.name} {s.name} {s.attributes.get('http.route')}" for s in bench_providers.ENDED]
+print("light spans", light)
+"""
+
+
+@pytest.mark.parametrize("variant", ["fastapi-floor", "light-bound"])
+def test_the_per_request_floors_run_fastapis_telemetry_with_one_span_per_request(variant: str) -> None:
+    """The `fastapi-floor` variant is a floor only if FastAPI's telemetry runs its request path under it (FastAPI
+    steps aside for the API's own no-op provider classes): each request reaches its no-op tracer and meter.
+    `light-bound` records what cryostorm records: one SERVER span per request (operation spans off, as
+    cryostorm-run has them), with its route."""
+    apps = ROOT / "bench" / "apps"
+    result = subprocess.run([PYTHON, "-c", _SERVED_THREE], cwd=apps, capture_output=True, text=True, timeout=120,
+                            env=child_env({"PYTHONPATH": f"{apps / 'perrequest_site'}{':'}{apps}",
+                                           "BENCH_VARIANT": variant}), check=False)
+    assert result.returncode == 0, result.stderr
+    providers, noop, light = result.stdout.splitlines()
+    if variant == "fastapi-floor":
+        assert providers == "_NoOpTracerProvider _NoOpMeterProvider"
+        assert noop == "no-op tracer spans 3 no-op histogram records 3"
+        assert light == "light spans []"
+    else:
+        assert providers == "_LightTracerProvider _LightMeterProvider"
+        assert noop == "no-op tracer spans 0 no-op histogram records 0"
+        assert light == f"light spans {['SERVER GET /hello /hello'] * 3}"
 
 
 def _perrequest_driver() -> str:

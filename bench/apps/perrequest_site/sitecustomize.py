@@ -1,0 +1,13 @@
+"""bench/perrequest.py --server: the variant's providers (BENCH_VARIANT) in a uvicorn serving the bench app.
+
+On PYTHONPATH for every variant but `cryostorm` (whose own hook sets its providers and FastAPI's defaults).
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import bench_providers
+
+bench_providers.operation_spans_off()
+bench_providers.install(os.environ.get("BENCH_VARIANT", "bare"), os.environ.get("BENCH_ENDPOINT", ""))
