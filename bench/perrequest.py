@@ -83,7 +83,7 @@ from fastapi import FastAPI
 native = "telemetry" in inspect.signature(FastAPI).parameters
 app = FastAPI(**({"telemetry": {"operation_spans": False}} if native else {}))
 app.get("/hello")(hello_app.hello)
-if not native and variant.startswith("sdk-"):  # no FastAPI telemetry: the contrib middleware, as cryostorm then
+if not native and variant not in ("bare", "cryostorm"):  # no FastAPI telemetry: contrib middleware, as cryostorm then
     from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
     FastAPIInstrumentor.instrument_app(app, exclude_spans=["receive", "send"])
 

@@ -469,8 +469,10 @@ import asyncio
 from opentelemetry import metrics, trace
 started, recorded = [], []
 original_start, original_record = trace.NoOpTracer.start_span, metrics.NoOpHistogram.record
-trace.NoOpTracer.start_span = lambda self, *a, **k: started.append(a[0]) or original_start(self, *a, **k)
-metrics.NoOpHistogram.record = lambda self, *a, **k: recorded.append(a[0]) or original_record(self, *a, **k)
+original_current = trace.NoOpTracer.start_as_current_span  # the contrib middleware's way (no start_span call)
+trace.NoOpTracer.start_span = lambda self, *a, **k: started.append(1) or original_start(self, *a, **k)
+trace.NoOpTracer.start_as_current_span = lambda self, *a, **k: started.append(1) or original_current(self, *a, **k)
+metrics.NoOpHistogram.record = lambda self, *a, **k: recorded.append(1) or original_record(self, *a, **k)
 import bench_providers, hello_app
 scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
          "path": "/hello", "raw_path": b"/hello", "root_path": "", "query_string": b"", "headers": [],
@@ -495,7 +497,8 @@ def test_the_per_request_floors_run_fastapis_telemetry_with_one_span_per_request
     """The `fastapi-floor` variant is a floor only if FastAPI's telemetry runs its request path under it (FastAPI
     steps aside for the API's own no-op provider classes): each request reaches its no-op tracer and meter.
     `light-bound` records what cryostorm records: one SERVER span per request (operation spans off, as
-    cryostorm-run has them), with its route."""
+    cryostorm-run has them; the contrib middleware where FastAPI has no telemetry of its own), with its
+    route."""
     apps = ROOT / "bench" / "apps"
     result = subprocess.run([PYTHON, "-c", _SERVED_THREE], cwd=apps, capture_output=True, text=True, timeout=120,
                             env=child_env({"PYTHONPATH": f"{apps / 'perrequest_site'}{':'}{apps}",
@@ -504,7 +507,10 @@ def test_the_per_request_floors_run_fastapis_telemetry_with_one_span_per_request
     providers, noop, light = result.stdout.splitlines()
     if variant == "fastapi-floor":
         assert providers == "_NoOpTracerProvider _NoOpMeterProvider"
-        assert noop == "no-op tracer spans 3 no-op histogram records 3"
+        spans, records = (int(word) for word in noop.split() if word.isdigit())
+        # FastAPI's native telemetry records one histogram point per request; the contrib middleware (a line
+        # whose FastAPI predates native telemetry) its duration and size histograms
+        assert spans == 3 and records in (3, 6, 9), noop
         assert light == "light spans []"
     else:
         assert providers == "_LightTracerProvider _LightMeterProvider"

@@ -193,15 +193,21 @@ def _install_sdk(variant: str, endpoint: str) -> None:
         metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=readers))
 
 
-def operation_spans_off() -> None:
-    """FastAPI's operation spans off unless the app sets them, as cryostorm-run's default has it (one SERVER
-    span per request in every variant); for the server mode, where the bench app builds its own `FastAPI()`."""
+def one_server_span_per_request(variant: str) -> None:
+    """One SERVER span per request for the server mode, where the bench app builds its own `FastAPI()`, as the
+    in-process driver has it: FastAPI's operation spans off unless the app sets them (cryostorm-run's
+    default); a FastAPI without native telemetry gets the contrib instrumentation (receive/send spans off) as
+    under cryostorm-run, except in `bare` (no telemetry) and `cryostorm` (its hook does it)."""
     import inspect
 
     import fastapi.applications
 
     original = fastapi.applications.FastAPI.__init__
     if "telemetry" not in inspect.signature(original).parameters:
+        if variant not in ("bare", "cryostorm"):
+            from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+            FastAPIInstrumentor().instrument(exclude_spans=["receive", "send"])
         return
 
     def __init__(self: Any, *args: Any, telemetry: Any = None, **kwargs: Any) -> None:

@@ -9,5 +9,6 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import bench_providers
 
-bench_providers.operation_spans_off()
-bench_providers.install(os.environ.get("BENCH_VARIANT", "bare"), os.environ.get("BENCH_ENDPOINT", ""))
+variant = os.environ.get("BENCH_VARIANT", "bare")
+bench_providers.install(variant, os.environ.get("BENCH_ENDPOINT", ""))
+bench_providers.one_server_span_per_request(variant)
