@@ -183,7 +183,7 @@ def test_check_config_prints_warnings_on_stderr_and_strict_exits_2() -> None:
     result = CliRunner().invoke(app, ["check-config"], env=env)
     assert result.exit_code == 0
     assert result.stdout == ""
-    assert ("cryostorm-run: warning: OTEL_EXPORTER_OTLP_ENDPIONT is not an OpenTelemetry variable and is ignored "
+    assert ("cryostorm: warning: OTEL_EXPORTER_OTLP_ENDPIONT is not an OpenTelemetry variable and is ignored "
             "(did you mean OTEL_EXPORTER_OTLP_ENDPOINT?)\n") in result.stderr
     strict = CliRunner().invoke(app, ["check-config", "--strict"], env=env)
     assert strict.exit_code == 2
@@ -200,16 +200,16 @@ def test_check_config_json_lists_warnings() -> None:
     result = CliRunner().invoke(app, ["check-config", "--json"], env={"OTEL_TRACES_SAMPLER_ARG": "0.5"})
     data = json.loads(result.stdout)
     assert [w["code"] for w in data["warnings"]] == ["sample-rate-unused"]
-    assert "cryostorm-run: warning: tracing.sample_rate=0.5" in result.stderr
+    assert "cryostorm: warning: tracing.sample_rate=0.5" in result.stderr
 
 
 def test_run_path_prints_the_same_warnings_before_exec() -> None:
     env = {"OTEL_EXPORTER_OTLP_ENDPIONT": "http://collector:4317", "CRYOSTORM_EXPORTER_TYPE": "none"}
     result = run_launcher(["--set", "otlp.headers=authorization=Bearer x", "--", sys.executable, "-c", "pass"], env=env)
     assert result.returncode == 0, result.stderr
-    assert ("cryostorm-run: warning: OTEL_EXPORTER_OTLP_ENDPIONT is not an OpenTelemetry variable and is ignored "
+    assert ("cryostorm: warning: OTEL_EXPORTER_OTLP_ENDPIONT is not an OpenTelemetry variable and is ignored "
             "(did you mean OTEL_EXPORTER_OTLP_ENDPOINT?)\n") in result.stderr
-    assert "cryostorm-run: warning: OTLP headers given on the command line (--set otlp.headers)" in result.stderr
+    assert "cryostorm: warning: OTLP headers given on the command line (--set otlp.headers)" in result.stderr
 
 
 def test_advice_module_stays_off_typer_and_rich() -> None:

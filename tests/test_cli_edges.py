@@ -118,7 +118,7 @@ def test_check_config_json_for_a_usage_error_and_unchanged_when_valid() -> None:
 # -- print-env prints the launcher's warnings ----------------------------------------------------------------
 
 def test_print_env_prints_the_warnings_on_stderr_only() -> None:
-    warning = ("cryostorm-run: warning: OTEL_SERVICE_NAM is not an OpenTelemetry variable and is ignored "
+    warning = ("cryostorm: warning: OTEL_SERVICE_NAM is not an OpenTelemetry variable and is ignored "
                "(did you mean OTEL_SERVICE_NAME?)\n")
     typo = run_launcher(["print-env", "--format", "json"], {"OTEL_SERVICE_NAM": "x"})
     plain = run_launcher(["print-env", "--format", "json"])
@@ -203,7 +203,7 @@ def test_the_kill_switch_runs_the_program_whatever_else_is_wrong(switch: dict[st
                           env=env)
     assert (result.returncode, result.stdout) == (0, "STARTED False\n"), result.stderr
     name = next(iter(switch))
-    assert result.stderr.startswith(f"cryostorm-run: warning: telemetry is off ({name}), so the program runs "
+    assert result.stderr.startswith(f"cryostorm: warning: telemetry is off ({name}), so the program runs "
                                     "without it; with it on, these settings would be refused: "), result.stderr
     assert "OTEL_EXPORTER_OTLP_ENDPOINT" in result.stderr and "CRYOSTORM_OTLP__HEADERS" in result.stderr
     assert "s3cr3tv4lue" not in result.stderr

@@ -129,7 +129,7 @@ def test_interpreter_options_that_skip_the_hook_are_named(args: list[str], named
 def test_python_dash_e_is_warned_before_exec_and_doctor_names_it() -> None:
     result = run_launcher(["--", PYTHON, "-E", "-c", "print('ran')"])
     assert (result.returncode, result.stdout) == (0, "ran\n")
-    assert ("cryostorm-run: warning: " in result.stderr and "-E runs without the site hook" in result.stderr
+    assert ("cryostorm: warning: " in result.stderr and "-E runs without the site hook" in result.stderr
             and "NO telemetry" in result.stderr), result.stderr
     assert "cryostorm: service=" not in result.stderr  # indeed not instrumented: the hook never ran
     doctor = run_launcher(["doctor", "--", PYTHON, "-I", "app.py"])

@@ -104,7 +104,7 @@ def test_inputs_the_file_makes_ineffective_are_reported_and_do_nothing(rcv: Rece
     assert result.returncode == 0, result.stderr
     for name in ("OTEL_SERVICE_NAME", "CRYOSTORM_TRACING__SAMPLE_RATE", "--exporter",
                  "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT"):
-        assert f"cryostorm-run: warning: {name} has no effect: the OpenTelemetry configuration file" in result.stderr
+        assert f"cryostorm: warning: {name} has no effect: the OpenTelemetry configuration file" in result.stderr
     assert {s.resource["service.name"] for s in rcv.spans()} == {"from-the-file"}  # the file's, exported OTLP
     strict = run_launcher(["check-config", "--strict"], env, cwd=tmp_path)
     assert strict.returncode == 2 and "OTEL_SERVICE_NAME has no effect" in strict.stderr

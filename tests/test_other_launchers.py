@@ -85,7 +85,7 @@ def test_cryostorm_run_of_opentelemetry_instrument_says_what_runs_and_the_progra
            "CRYOSTORM_LOGGING__ENABLED": "false"}
     done = _run([CRYOSTORM_RUN, "--", INSTRUMENT, PYTHON, "-c", PROGRAM], env)
     assert done.stdout == "no hook otlp\n"
-    assert ("cryostorm-run: warning: the command is opentelemetry-instrument, another agent: the program runs under "
+    assert ("cryostorm: warning: the command is opentelemetry-instrument, another agent: the program runs under "
             "its bootstrap, not cryostorm's hook") in done.stderr
     assert "drop opentelemetry-instrument from the command" in done.stderr
     assert "cryostorm: service=" not in done.stderr  # no hook in opentelemetry-instrument's own process either

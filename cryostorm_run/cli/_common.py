@@ -71,13 +71,14 @@ def _allowed(option: str) -> str:
 
 
 def warn(warnings: Iterable[object]) -> None:
-    """The settings' warnings (advice), one `cryostorm-run: warning:` line each on stderr: the same lines
-    from `cryostorm-run -- CMD`, check-config and print-env."""
+    """The settings' warnings (advice), one `cryostorm: warning:` line each on stderr: the same lines
+    from `cryostorm-run -- CMD`, check-config and print-env. The prefix is the one of every line cryostorm
+    writes to the program's stderr (the hook's included), so one `^cryostorm:` filter finds them all."""
     lines = [str(warning) for warning in warnings]
     if lines:  # a warning may come from the plan cache: made safe to show again
         from cryostorm_run.common.shown import clean
 
-        sys.stderr.write("".join(f"cryostorm-run: warning: {clean(line)}\n" for line in lines))
+        sys.stderr.write("".join(f"cryostorm: warning: {clean(line)}\n" for line in lines))
 
 
 def overrides_from(flag_values: Mapping[str, str | None], assignments: Sequence[str]) -> list[Any]:
