@@ -58,7 +58,7 @@ from run import (
 )
 
 DRIVER = """
-import asyncio, inspect, os, sys, time
+import asyncio, os, sys, time
 variant, endpoint, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
 checking = sys.argv[4:] == ["--count-spans"]
 sys.path.insert(0, os.environ["BENCH_APPS"])
@@ -76,16 +76,10 @@ if checking:  # not while measuring: which spans each request makes
         provider.add_span_processor(Count())
     if variant == "light-bound":
         ended = bench_providers.ENDED
-import hello_app
-from fastapi import FastAPI
 # Every variant serves the bench app's route with one SERVER span per request, as cryostorm-run's default
-# has it: FastAPI's operation spans (three more INTERNAL spans per request) off where FastAPI has them.
-native = "telemetry" in inspect.signature(FastAPI).parameters
-app = FastAPI(**({"telemetry": {"operation_spans": False}} if native else {}))
-app.get("/hello")(hello_app.hello)
-if not native and variant not in ("bare", "cryostorm"):  # no FastAPI telemetry: contrib middleware, as cryostorm then
-    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
-    FastAPIInstrumentor.instrument_app(app, exclude_spans=["receive", "send"])
+# has it (FastAPI's operation spans off; the contrib middleware where FastAPI has no telemetry of its own)
+bench_providers.one_server_span_per_request(variant)
+from hello_app import app
 
 SCOPE = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"}, "http_version": "1.1",
          "method": "GET", "scheme": "http", "path": "/hello", "raw_path": b"/hello", "root_path": "",
@@ -125,6 +119,12 @@ asyncio.run(main())
 """
 
 VARIANTS = ("bare", "fastapi-floor", "light-bound", "sdk-floor-traces", "sdk-floor", "sdk-export", "cryostorm")
+
+
+def rotated(round_no: int) -> tuple[str, ...]:
+    """The variants in round `round_no`'s order: each round starts one later, so none always goes first."""
+    start = round_no % len(VARIANTS)
+    return VARIANTS[start:] + VARIANTS[:start]
 
 
 def one_round(variant: str, sink: Sink, count: int, *extra: str) -> list[str]:
@@ -174,8 +174,7 @@ def server_mode(sink: Sink, rounds: int, seconds: int) -> None:
     split = ({cpus[0]}, set(cpus[1:]))
     runs: dict[str, list[tuple[float, float]]] = {v: [] for v in VARIANTS}
     for round_no in range(rounds):
-        order = VARIANTS[round_no % len(VARIANTS):] + VARIANTS[:round_no % len(VARIANTS)]
-        for variant in order:
+        for variant in rotated(round_no):
             runs[variant].append(one_server_round(variant, sink, seconds, split))
             rps, cpu = runs[variant][-1]
             log(f"  round {round_no + 1} {variant:<16} {rps:8.0f} req/s {cpu:7.1f} us server CPU per request")
@@ -228,8 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         runs: dict[str, list[float]] = {v: [] for v in VARIANTS}
         for round_no in range(args.rounds):
-            order = VARIANTS[round_no % len(VARIANTS):] + VARIANTS[:round_no % len(VARIANTS)]
-            for variant in order:
+            for variant in rotated(round_no):
                 runs[variant].append(float(one_round(variant, sink, args.requests)[-1]))
                 log(f"  round {round_no + 1} {variant:<16} {runs[variant][-1]:7.1f} us CPU per request")
     finally:

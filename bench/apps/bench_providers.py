@@ -194,8 +194,8 @@ def _install_sdk(variant: str, endpoint: str) -> None:
 
 
 def one_server_span_per_request(variant: str) -> None:
-    """One SERVER span per request for the server mode, where the bench app builds its own `FastAPI()`, as the
-    in-process driver has it: FastAPI's operation spans off unless the app sets them (cryostorm-run's
+    """One SERVER span per request in every variant, in-process and in the server mode (call it before the
+    bench app builds its `FastAPI()`): FastAPI's operation spans off unless the app sets them (cryostorm-run's
     default); a FastAPI without native telemetry gets the contrib instrumentation (receive/send spans off) as
     under cryostorm-run, except in `bare` (no telemetry) and `cryostorm` (its hook does it)."""
     import inspect
