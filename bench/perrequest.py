@@ -27,6 +27,15 @@ operation spans off, as cryostorm-run's default has it; `--count-spans` shows it
   OTLP gRPC metric exporter, as a hand-written setup has it;
 - `cryostorm`: under `cryostorm-run`, all three signals to the sink over OTLP gRPC (the bench's settings).
 
+Not run unless named (`--variants`): cryostorm-run with one setting changed, the levers a deployment has
+when the per-request cost matters more than what the setting gives:
+
+- `cryostorm-sampled`: `tracing.sampling_strategy=parentbased_traceidratio`, `tracing.sample_rate=0.1`
+  (a request without a sampled parent gets a SERVER span one time in ten; its measurements are all kept);
+- `cryostorm-no-metrics`: `metrics.enabled=false` (FastAPI's request metrics not recorded; a collector's
+  span-to-metrics connector can make them from the spans);
+- `cryostorm-no-exemplars`: `OTEL_METRICS_EXEMPLAR_FILTER=always_off` (measurements not tied to spans).
+
 In-process, all on one CPU (the sink included; see `main`). Prints the median of the rounds per variant;
 writes nothing (the figures go into README's Performance).
 """
@@ -47,6 +56,7 @@ from run import (
     PROJECT_VENV,
     WORK,
     Sink,
+    Variant,
     bare,
     cryostorm,
     free_port,
@@ -119,17 +129,32 @@ asyncio.run(main())
 """
 
 VARIANTS = ("bare", "fastapi-floor", "light-bound", "sdk-floor-traces", "sdk-floor", "sdk-export", "cryostorm")
+# cryostorm-run with one setting changed (run only when named: --variants)
+SETTINGS = {
+    "cryostorm": {},
+    "cryostorm-sampled": {"CRYOSTORM_TRACING__SAMPLING_STRATEGY": "parentbased_traceidratio",
+                          "CRYOSTORM_TRACING__SAMPLE_RATE": "0.1"},
+    "cryostorm-no-metrics": {"CRYOSTORM_METRICS__ENABLED": "false"},
+    "cryostorm-no-exemplars": {"OTEL_METRICS_EXEMPLAR_FILTER": "always_off"},
+}
 
 
-def rotated(round_no: int) -> tuple[str, ...]:
+def rotated(round_no: int, variants: tuple[str, ...] = VARIANTS) -> tuple[str, ...]:
     """The variants in round `round_no`'s order: each round starts one later, so none always goes first."""
-    start = round_no % len(VARIANTS)
-    return VARIANTS[start:] + VARIANTS[:start]
+    start = round_no % len(variants)
+    return variants[start:] + variants[:start]
+
+
+def launcher(variant: str, sink: Sink) -> Variant:
+    """How `variant` is started: under cryostorm-run with its settings, or the project venv's python."""
+    if variant in SETTINGS:
+        return cryostorm(sink.grpc, extra=SETTINGS[variant])
+    return bare(PROJECT_VENV, variant, variant)
 
 
 def one_round(variant: str, sink: Sink, count: int, *extra: str) -> list[str]:
     """The driver's output lines (the last one: CPU microseconds per request)."""
-    v = cryostorm(sink.grpc) if variant == "cryostorm" else bare(PROJECT_VENV, variant, variant)
+    v = launcher(variant, sink)
     env = v.full_env({"BENCH_APPS": str(Path(__file__).resolve().parent / "apps")})
     result = subprocess.run(v.argv("python", "-c", DRIVER, variant, sink.grpc, str(count), *extra), env=env,
                             capture_output=True, text=True, timeout=600, check=False)
@@ -140,9 +165,9 @@ def one_round(variant: str, sink: Sink, count: int, *extra: str) -> list[str]:
 
 def one_server_round(variant: str, sink: Sink, seconds: int, cpus: tuple[set[int], set[int]]) -> tuple[float, float]:
     """(req/s, server CPU µs per request): uvicorn serving the bench app on `cpus[0]`, `wrk` on `cpus[1]`."""
-    v = cryostorm(sink.grpc) if variant == "cryostorm" else bare(PROJECT_VENV, variant, variant)
+    v = launcher(variant, sink)
     extra = {"BENCH_VARIANT": variant, "BENCH_ENDPOINT": sink.grpc}
-    if variant != "cryostorm":  # the variant's providers; cryostorm's hook sets its own
+    if variant not in SETTINGS:  # the variant's providers; cryostorm's hook sets its own
         extra["PYTHONPATH"] = str(APPS / "perrequest_site")
     port = free_port()
     url = f"http://{LOCAL}:{port}/hello"
@@ -167,23 +192,23 @@ def one_server_round(variant: str, sink: Sink, seconds: int, cpus: tuple[set[int
     return measured["rps"], cpu_s / measured["requests"] * 1e6
 
 
-def server_mode(sink: Sink, rounds: int, seconds: int) -> None:
+def server_mode(sink: Sink, rounds: int, seconds: int, variants: tuple[str, ...]) -> None:
     cpus = sorted(os.sched_getaffinity(0))
     if len(cpus) < 2:
         raise SystemExit("--server needs two CPUs: one for the server, one for wrk and the sink")
     split = ({cpus[0]}, set(cpus[1:]))
-    runs: dict[str, list[tuple[float, float]]] = {v: [] for v in VARIANTS}
+    runs: dict[str, list[tuple[float, float]]] = {v: [] for v in variants}
     for round_no in range(rounds):
-        for variant in rotated(round_no):
+        for variant in rotated(round_no, variants):
             runs[variant].append(one_server_round(variant, sink, seconds, split))
             rps, cpu = runs[variant][-1]
-            log(f"  round {round_no + 1} {variant:<16} {rps:8.0f} req/s {cpu:7.1f} us server CPU per request")
-    base = statistics.median(r for r, _ in runs["bare"])
+            log(f"  round {round_no + 1} {variant:<22} {rps:8.0f} req/s {cpu:7.1f} us server CPU per request")
+    base = statistics.median(r for r, _ in runs["bare"]) if "bare" in runs else float("nan")
     log(f"\nFastAPI /hello under uvicorn (1 CPU) and wrk -t1 -c32 -d{seconds}s (the other CPUs), median of "
         f"{rounds} rounds:")
     for variant, values in runs.items():
         rps, cpu = statistics.median(r for r, _ in values), statistics.median(c for _, c in values)
-        log(f"  {variant:<16} {rps:8.0f} req/s  {rps / base:.3f}x bare  {cpu:7.1f} us server CPU per request  "
+        log(f"  {variant:<22} {rps:8.0f} req/s  {rps / base:.3f}x bare  {cpu:7.1f} us server CPU per request  "
             f"(req/s per round {' / '.join(f'{r:.0f}' for r, _ in values)})")
 
 
@@ -200,12 +225,19 @@ def main(argv: list[str] | None = None) -> int:
                         help="serve each variant with uvicorn on one CPU under wrk on the others instead of calling "
                              "the app in-process: req/s and server CPU per request")
     parser.add_argument("--seconds", type=int, default=8, help="--server: wrk's measured duration per round")
+    parser.add_argument("--variants", default=",".join(VARIANTS),
+                        help=f"comma-separated, from {', '.join(dict.fromkeys((*VARIANTS, *SETTINGS)))} "
+                             f"(default: the first seven; ratios need bare)")
     args = parser.parse_args(argv)
+    variants = tuple(v.strip() for v in args.variants.split(",") if v.strip())
+    unknown = [v for v in variants if v not in VARIANTS and v not in SETTINGS]
+    if unknown or not variants:
+        parser.error(f"unknown variant(s) {', '.join(unknown) or '(none given)'}")
     if args.server:
         WORK.mkdir(parents=True, exist_ok=True)
         sink = Sink(PROJECT_VENV / "bin" / "python", WORK / "sink-perrequest.stderr")
         try:
-            server_mode(sink, args.rounds, args.seconds)
+            server_mode(sink, args.rounds, args.seconds, variants)
         finally:
             sink.close()
         return 0
@@ -219,24 +251,24 @@ def main(argv: list[str] | None = None) -> int:
     sink = Sink(PROJECT_VENV / "bin" / "python", WORK / "sink-perrequest.stderr")
     if args.count_spans:
         try:
-            for variant in VARIANTS:
-                log(f"  {variant:<16} " + " / ".join(one_round(variant, sink, 100, "--count-spans")[:-1]))
+            for variant in variants:
+                log(f"  {variant:<22} " + " / ".join(one_round(variant, sink, 100, "--count-spans")[:-1]))
         finally:
             sink.close()
         return 0
     try:
-        runs: dict[str, list[float]] = {v: [] for v in VARIANTS}
+        runs: dict[str, list[float]] = {v: [] for v in variants}
         for round_no in range(args.rounds):
-            for variant in rotated(round_no):
+            for variant in rotated(round_no, variants):
                 runs[variant].append(float(one_round(variant, sink, args.requests)[-1]))
-                log(f"  round {round_no + 1} {variant:<16} {runs[variant][-1]:7.1f} us CPU per request")
+                log(f"  round {round_no + 1} {variant:<22} {runs[variant][-1]:7.1f} us CPU per request")
     finally:
         sink.close()
-    base = statistics.median(runs["bare"])
+    base = statistics.median(runs["bare"]) if "bare" in runs else float("nan")
     log(f"\nFastAPI /hello in-process, CPU per request, median of {args.rounds} rounds of {args.requests:,}:")
     for variant, values in runs.items():
         median = statistics.median(values)
-        log(f"  {variant:<16} {median:7.1f} us  (+{median - base:.1f} over bare; rounds "
+        log(f"  {variant:<22} {median:7.1f} us  (+{median - base:.1f} over bare; rounds "
             f"{' / '.join(f'{x:.1f}' for x in values)})")
     return 0
 

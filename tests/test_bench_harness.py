@@ -518,12 +518,17 @@ def test_the_per_request_floors_run_fastapis_telemetry_with_one_span_per_request
         assert light == f"light spans {['SERVER GET /hello /hello'] * 3}"
 
 
-def _perrequest_driver() -> str:
+def _perrequest() -> ModuleType:
+    """bench/perrequest.py as a module (its DRIVER, its SETTINGS)."""
     spec = importlib.util.spec_from_file_location("bench_perrequest", ROOT / "bench" / "perrequest.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    driver: str = module.DRIVER
+    return module
+
+
+def _perrequest_driver() -> str:
+    driver: str = _perrequest().DRIVER
     return driver
 
 
@@ -547,3 +552,39 @@ def test_the_per_request_measure_serves_one_server_span_per_request_at_the_floor
         assert result.stdout.splitlines()[:2] == ["SERVER GET /hello", "1.00 spans per request"], result.stdout
     spans = otlp_receiver.wait_for_spans(40)
     assert len(spans) == 40 and {(s.kind, s.name) for s in spans} == {("SERVER", "GET /hello")}
+
+
+@pytest.mark.parametrize("variant", ["cryostorm", "cryostorm-sampled", "cryostorm-no-metrics",
+                                     "cryostorm-no-exemplars"])
+def test_the_per_request_levers_change_only_what_they_name(otlp_receiver: Receiver, variant: str) -> None:
+    """`bench/perrequest.py`'s levers (README *Performance*) are what their names say, at a real receiver:
+    10 % sampling keeps every request's measurement and a SERVER span for about one request in ten; metrics
+    off keeps one SERVER span per request and sends no request duration; exemplars off keeps both, without
+    exemplars. The plain variant has all of it."""
+    requests = 200
+    perrequest, apps = _perrequest(), str(ROOT / "bench" / "apps")
+    result = subprocess.run([CRYOSTORM_RUN, "--quiet", "--", PYTHON, "-c", perrequest.DRIVER, variant, "unused",
+                             str(requests),
+                             "--count-spans"],
+                            env=child_env({"BENCH_APPS": apps, "CRYOSTORM_EXPORTER_TYPE": "otlp",
+                                           "CRYOSTORM_COLLECTOR": otlp_receiver.grpc_endpoint,
+                                           "CRYOSTORM_SERVICE__NAME": "levers", **perrequest.SETTINGS[variant]}),
+                            capture_output=True, text=True, timeout=180, check=False)
+    assert result.returncode == 0, result.stderr
+    # the exit flush confirmed delivery before the process ended: what is not at the receiver now never comes
+    spans = [s for s in otlp_receiver.spans() if s.kind == "SERVER"]
+    # FastAPI's native request duration; the contrib middleware's (a FastAPI without native telemetry)
+    durations = [m for m in otlp_receiver.metrics() if m.kind == "histogram" and m.name in (
+        "http.server.request.duration", "http.server.duration")]
+    measured = sum(p["count"] for m in durations for p in m.points)
+    exemplars = sum(len(p.exemplars) for m in durations for p in m.raw.histogram.data_points)
+    print(f"{variant}: {len(spans)} SERVER spans, {measured} durations measured, {exemplars} exemplars")
+    if variant == "cryostorm-sampled":
+        assert 0 < len(spans) < requests / 2
+    else:
+        assert len(spans) == requests
+    if variant == "cryostorm-no-metrics":
+        assert measured == 0 and not otlp_receiver.metrics()
+    else:
+        assert measured == requests
+        assert (exemplars == 0) == (variant == "cryostorm-no-exemplars")

@@ -157,7 +157,7 @@ class _NoOpMeterProvider(metrics.MeterProvider):
 
 
 def install(variant: str, endpoint: str = "") -> None:
-    """Set the global providers of `variant` (nothing for `bare` and `cryostorm`: the hook sets cryostorm's)."""
+    """Set the global providers of `variant` (nothing for `bare` and `cryostorm*`: the hook sets cryostorm's)."""
     if variant == "fastapi-floor":
         trace.set_tracer_provider(_NoOpTracerProvider())
         metrics.set_meter_provider(_NoOpMeterProvider())
@@ -197,14 +197,14 @@ def one_server_span_per_request(variant: str) -> None:
     """One SERVER span per request in every variant, in-process and in the server mode (call it before the
     bench app builds its `FastAPI()`): FastAPI's operation spans off unless the app sets them (cryostorm-run's
     default); a FastAPI without native telemetry gets the contrib instrumentation (receive/send spans off) as
-    under cryostorm-run, except in `bare` (no telemetry) and `cryostorm` (its hook does it)."""
+    under cryostorm-run, except in `bare` (no telemetry) and the `cryostorm*` variants (its hook does it)."""
     import inspect
 
     import fastapi.applications
 
     original = fastapi.applications.FastAPI.__init__
     if "telemetry" not in inspect.signature(original).parameters:
-        if variant not in ("bare", "cryostorm"):
+        if variant != "bare" and not variant.startswith("cryostorm"):
             from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
             FastAPIInstrumentor().instrument(exclude_spans=["receive", "send"])
