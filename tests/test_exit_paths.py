@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import select
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
+from pathlib import Path
 
 import pytest
 from conftest import CRYOSTORM_RUN, child_env
@@ -141,3 +145,124 @@ def test_a_retry_budget_shorter_than_one_backoff_does_not_retry_in_a_busy_loop(o
     # over HTTP, the batch then waiting until the exit: not explained yet (session 14's note).
     assert 1 <= len(sent) <= 12, (len(sent), done.stderr)
     assert "1 span not" in done.stderr or "not fully flushed" in done.stderr, done.stderr  # and told at exit
+
+
+AS_PID_1 = """
+import select, signal, sys
+from opentelemetry import trace
+tracer = trace.get_tracer("init")
+def spans(name):
+    for _ in range(50):
+        with tracer.start_as_current_span(name):
+            pass
+spans("before")
+if sys.argv[1] == "raise-default":  # what uvicorn does under gunicorn's UvicornWorker after its graceful shutdown
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+if sys.argv[1].startswith("raise"):  # uvicorn alone: the handler it found (cryostorm's) restored, then raised
+    signal.raise_signal(signal.SIGTERM)
+print("ready", flush=True)
+while not select.select([sys.stdin], [], [], 0.05)[0]:  # not one blocking read: a signal that lands just
+    pass                                                 # before it would be handled only once it returns
+sys.stdin.readline()
+spans("after")
+print("done", flush=True)
+"""
+
+
+def _stderr_until(proc: subprocess.Popen[str], text: str, timeout: float) -> str:
+    """What the process wrote on stderr until `text` (read from the pipe itself: a buffered readline would
+    hide lines read ahead from `select`)."""
+    assert proc.stderr is not None
+    seen, deadline = b"", time.monotonic() + timeout
+    while text.encode() not in seen:
+        if not select.select([proc.stderr], [], [], max(0.0, deadline - time.monotonic()))[0]:
+            pytest.fail(f"no {text!r} on stderr within {timeout} s: {seen.decode(errors='replace')}")
+        chunk = os.read(proc.stderr.fileno(), 65536)
+        if not chunk:
+            pytest.fail(f"stderr closed before {text!r}: {seen.decode(errors='replace')}")
+        seen += chunk
+    return seen.decode()
+
+
+def _in_a_pid_namespace() -> list[str]:
+    """The command prefix that makes a program PID 1 of its own PID namespace, as in a container."""
+    for prefix in (["unshare", "--pid", "--fork"], ["unshare", "--user", "--map-root-user", "--pid", "--fork"]):
+        if subprocess.run([*prefix, "true"], capture_output=True, check=False).returncode == 0:
+            return prefix
+    pytest.fail("this test needs a PID namespace (util-linux `unshare --pid`, as root or with user namespaces)")
+
+
+@pytest.mark.parametrize("how", ["sigterm", "raise-default", "raise"])
+def test_as_pid_1_a_signal_the_kernel_ignores_leaves_the_program_and_its_telemetry_going(
+        otlp_receiver: Receiver, how: str) -> None:
+    # A container started without an init: the program is PID 1, where the kernel ignores the default action
+    # of SIGTERM (`docker stop`, Kubernetes), so the program goes on. cryostorm's handler used to shut
+    # telemetry down for an exit that never came: the 50 spans made after it were lost without a word. A
+    # program raising the signal itself is ending (uvicorn after its graceful shutdown): it is not told.
+    env = {"CRYOSTORM_EXPORTER_TYPE": "otlp", "CRYOSTORM_COLLECTOR": otlp_receiver.grpc_endpoint,
+           "CRYOSTORM_SERVICE__NAME": "pid-1", "CRYOSTORM_SERVICE__ENVIRONMENT": "production",
+           "CRYOSTORM_METRICS__ENABLED": "false", "CRYOSTORM_LOGGING__ENABLED": "false",
+           "CRYOSTORM_TRACING__EXPORT_CONFIG__SCHEDULE_DELAY_MILLIS": "60000"}  # only a flush sends them
+    outputs = []
+    for launcher in ([], [CRYOSTORM_RUN, "--quiet", "--"]):  # without cryostorm first: what the program does
+        proc = subprocess.Popen([*_in_a_pid_namespace(), *launcher, sys.executable, "-c", AS_PID_1, how],
+                                env=child_env(env), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        try:
+            assert proc.stdout is not None and proc.stdin is not None
+            assert proc.stdout.readline() == "ready\n"
+            if how == "sigterm":  # to the program, PID 1 inside: unshare's child, from outside, as docker does
+                children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+                os.kill(int(children[0]), signal.SIGTERM)  # alive: it waits for our line
+                if launcher:  # sent at once, not at the exit: the stop's SIGKILL may come before it
+                    assert len(otlp_receiver.wait_for_spans(50, timeout=20)) == 50
+                    told = _stderr_until(proc, "PID 1", timeout=20)  # once the program has gone on for a second
+            elif launcher:
+                time.sleep(1.5)  # as long as the program goes on past the signal it raised, it is not told
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+            out, err = proc.communicate(timeout=60)
+            err = told + err if how == "sigterm" and launcher else err
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+        outputs.append((proc.returncode, out))
+        if launcher:
+            names = [s.name for s in otlp_receiver.wait_for_spans(100, timeout=20)]
+            assert sorted(set(names)) == ["after", "before"] and len(names) == 100, err
+            told = [line for line in err.splitlines() if "PID 1" in line]
+            assert len(told) == (how == "sigterm"), err
+            assert all(line.startswith("cryostorm: SIGTERM did not end the program: it is PID 1") for line in told)
+    assert outputs[0] == outputs[1] == (0, "done\n")
+
+
+def test_uvicorn_as_pid_1_ends_on_sigterm_with_its_telemetry_and_no_word(otlp_receiver: Receiver) -> None:
+    # What most containers without an init run: uvicorn shuts down gracefully on SIGTERM, then raises it again
+    # with the handler it found (cryostorm's), which the kernel ignores for PID 1; uvicorn then returns.
+    env = {"CRYOSTORM_EXPORTER_TYPE": "otlp", "CRYOSTORM_COLLECTOR": otlp_receiver.grpc_endpoint,
+           "CRYOSTORM_SERVICE__NAME": "pid-1-uvicorn", "CRYOSTORM_METRICS__ENABLED": "false",
+           "CRYOSTORM_TRACING__EXPORT_CONFIG__SCHEDULE_DELAY_MILLIS": "60000"}  # only the exit flush sends them
+    proc = subprocess.Popen([*_in_a_pid_namespace(), CRYOSTORM_RUN, "--quiet", "--", sys.executable, "-m", "uvicorn",
+                             "--app-dir", str(Path(__file__).parent / "apps"), "--port", "0", "fastapi_app:app"],
+                            env=child_env(env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    server = 0
+    try:
+        seen = _stderr_until(proc, "CTRL+C to quit", timeout=30)  # the end of its "running on" line
+        server = int(Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()[0])
+        port = seen.split("Uvicorn running on http://127.0.0.1:")[1].split()[0]
+        for _ in range(3):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/items/1", timeout=10) as answer:
+                assert answer.status == 200
+        os.kill(server, signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+        err = seen + err
+    finally:
+        if proc.poll() is None:
+            for pid in (server, proc.pid):  # uvicorn first: unshare killed alone would leave it, PID 1 inside
+                if pid:
+                    os.kill(pid, signal.SIGKILL)
+            print(proc.communicate(timeout=30)[1])
+    assert proc.returncode == 0, err
+    assert [s.name for s in otlp_receiver.wait_for_spans(3, timeout=20)] == ["GET /items/{item_id}"] * 3, err
+    assert "Finished server process" in err and not [line for line in err.splitlines() if "PID 1" in line], err

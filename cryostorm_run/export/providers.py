@@ -277,6 +277,31 @@ def shutdown(p: Providers, timeout_s: float | None = None) -> bool:
     return not worker.is_alive() and all(batch.stopped for batch in open_before if batch.closed)
 
 
+def flush(p: Providers, timeout_s: float) -> bool:
+    """Export everything buffered now, without shutting anything down (the providers stay in use): True when
+    done within `timeout_s`."""
+
+    def work() -> None:
+        for provider in (p.tracer_provider, p.logger_provider, p.meter_provider):
+            if provider is not None:
+                try:
+                    provider.force_flush(int(timeout_s * 1000))
+                except Exception as exc:  # one broken exporter must not stop the others
+                    from cryostorm_run.common.shown import scrubbed
+
+                    print(f"cryostorm: {scrubbed(f'telemetry flush error: {exc}')}", file=sys.stderr)
+
+    worker = threading.Thread(target=work, name="cryostorm-flush", daemon=True)
+    try:
+        start(worker)
+    except RuntimeError:
+        # Python 3.12 refuses new threads during interpreter shutdown: the hook's own exit handler
+        # flushes (bounded) next.
+        return True
+    worker.join(timeout_s)
+    return not worker.is_alive()
+
+
 def _give_up_on_long_outages(budget_s: float) -> None:
     """Exporters whose collector has been down for longer than the whole exit budget do not hold the exit
     (export/outage.py). No OTLP exporter loaded: none."""

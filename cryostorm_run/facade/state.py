@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import logging
 import sys
-import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +16,6 @@ from opentelemetry.metrics import (
 from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import Tracer
 
-from cryostorm_run.common.ownthreads import start
 from cryostorm_run.export.providers import Providers, rt_level
 
 if TYPE_CHECKING:
@@ -117,30 +115,3 @@ def _state_for(providers: Providers, *, owned: bool) -> _State:
     logger.setLevel(rt_level(rt))
     return _State(True, providers, owned, tracer, meter, logger, previous)
 
-
-def _bounded(work: Callable[[], None], timeout_s: float) -> bool:
-    worker = threading.Thread(target=work, name="cryostorm-flush", daemon=True)
-    try:
-        start(worker)
-    except RuntimeError:
-        # Python 3.12 refuses new threads during interpreter shutdown: this is the facade's exit
-        # flush of the hook's providers, which the hook's own exit handler flushes (bounded) next.
-        return True
-    worker.join(timeout_s)
-    return not worker.is_alive()
-
-
-def _flush(providers: Providers, timeout_s: float) -> bool:
-    """Export everything buffered without shutting down: the hook owns these providers."""
-
-    def work() -> None:
-        for provider in (providers.tracer_provider, providers.logger_provider, providers.meter_provider):
-            if provider is not None:
-                try:
-                    provider.force_flush(int(timeout_s * 1000))
-                except Exception as exc:  # one broken exporter must not stop the others
-                    from cryostorm_run.common.shown import scrubbed
-
-                    print(f"cryostorm: {scrubbed(f'telemetry flush error: {exc}')}", file=sys.stderr)
-
-    return _bounded(work, timeout_s)

@@ -30,11 +30,10 @@ import threading
 from typing import TYPE_CHECKING, ClassVar, ParamSpec, TypeVar
 
 from cryostorm_run.common.runtime import runtime_from_env
-from cryostorm_run.export.providers import Providers, build_providers, install
+from cryostorm_run.export.providers import Providers, build_providers, flush, install
 from cryostorm_run.facade.api import TelemetryApi
 from cryostorm_run.facade.state import (
     _PRIVATE,
-    _flush,
     _launcher_providers,
     _State,
     _state_for,
@@ -191,7 +190,7 @@ class Telemetry(TelemetryApi):
             from cryostorm_run.hook.exiting import flush_and_report
 
             return flush_and_report(providers)
-        return _flush(providers, providers.runtime.shutdown_timeout_ms / 1000)
+        return flush(providers, providers.runtime.shutdown_timeout_ms / 1000)
 
     def _shutdown_at_exit(self) -> None:
         state = self._state

@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 # The exit work under way in this process (its pid while the exporters are built for the exit or the exit
 # flush runs) and a terminating signal that came meanwhile: it is acted on once that work is done.
 _EXITING: dict[str, int | None] = {"pid": None, "signal": None}
+# A terminating signal the program is raising itself (`signal.raise_signal`) right now, and whether PID 1 was told.
+_RAISING: dict[str, int | None] = {"signal": None, "told": None}
 # Signals whose default action ends the process without atexit, sent from outside: the terminal closed
 # (SIGHUP), Ctrl-\\ (SIGQUIT), a supervisor's SIGTERM, a SIGUSR1/SIGUSR2 meant for a handler the program
 # does not have. Not SIGALRM: an `alarm()` watchdog is there to end a program stuck in native code, which
@@ -93,7 +95,11 @@ def register_exit(providers: Any) -> None:
         install(module, providers.runtime.shutdown_timeout_ms / 1000)
 
     FINDER.when_imported("multiprocessing.process", terminate_until_gone)
-    _flush_on_terminating_signals(at_exit, flush_at_exit)
+
+    def flush_and_go_on(signum: int) -> None:
+        _go_on_as_pid_1(providers, signum, exiting=lambda: os.getpid() in flushed_pid)
+
+    _flush_on_terminating_signals(at_exit, flush_at_exit, flush_and_go_on)
     _flush_before_a_reraised_signal(flush_at_exit)
     _flush_before_os_exit(flush_at_exit)
 
@@ -155,11 +161,11 @@ def _unconfirmed(report: dict[str, dict[str, int]], stopping: str) -> str:
     return text
 
 
-def _flush_on_terminating_signals(at_exit: Any, flush_at_exit: Any) -> None:
+def _flush_on_terminating_signals(at_exit: Any, flush_at_exit: Any, flush_and_go_on: Any) -> None:
     """A program killed by SIGTERM, SIGHUP (its terminal closed), SIGQUIT, SIGUSR1 or SIGUSR2 with the
     default action never runs atexit. For each the program has no handler of its own for: flush first, then
     die by the same signal (the same exit status, and SIGQUIT's core dump). `signal.getsignal` shows this
-    handler for them."""
+    handler for them. As PID 1 the default action does nothing: `flush_and_go_on`, and the program goes on."""
     if not _in_main_thread():
         return
 
@@ -175,15 +181,53 @@ def _flush_on_terminating_signals(at_exit: Any, flush_at_exit: Any) -> None:
             # deadlock on what the interrupted code holds. That work ends (bounded), then the signal acts.
             _EXITING["signal"] = signum
             return
+        if os.getpid() == 1:
+            flush_and_go_on(signum)
+            return
         atexit.unregister(at_exit)
         flush_at_exit()
         signal.signal(signum, signal.SIG_DFL)
         os.kill(os.getpid(), signum)
+        warn(f"still running after {signal.Signals(signum).name}, which should have ended it: telemetry was shut down "
+             f"for the exit, nothing the program makes from now on is exported{whose()}")
 
     for name in _TERMINATING:
         signum = getattr(signal, name, None)
         if signum is not None and signal.getsignal(signum) is signal.SIG_DFL:
             signal.signal(signum, on_signal)
+
+
+def _go_on_as_pid_1(providers: Any, signum: int, exiting: Any) -> None:
+    """PID 1 (a container's first process, no init) with no handler of its own for `signum`: the kernel ignores
+    the signal's default action there, so the program goes on, as it would without cryostorm, and so does its
+    telemetry. What is buffered is sent now in a background thread (the stop's SIGKILL may follow), the program
+    not held. A program still running a second later is told why the signal did not end it; one re-raising a
+    signal it handled (uvicorn, after its graceful shutdown) is ending anyway: nothing then, its exit flushes."""
+    if _RAISING["signal"] == signum:
+        return
+    import threading
+    import time
+
+    from cryostorm_run.common.ownthreads import start
+    from cryostorm_run.export.providers import flush
+
+    def in_the_background() -> None:
+        came = time.monotonic()
+        if providers.built():
+            flush(providers, providers.runtime.shutdown_timeout_ms / 1000)
+        time.sleep(max(0.0, came + 1.0 - time.monotonic()))
+        if exiting() or sys.is_finalizing() or _RAISING["told"]:
+            return
+        _RAISING["told"] = signum
+        warn(f"{signal.Signals(signum).name} did not end the program: it is PID 1 (a container's first process) "
+             "with no handler of its own for it, where the kernel ignores the signal, as it would without "
+             "cryostorm; its telemetry was flushed and goes on (what is buffered when a SIGKILL comes is lost). "
+             "To have the signal end it, run it under an init: docker run --init, compose init: true, tini")
+
+    try:  # noqa: SIM105  (contextlib stays out of the hook)
+        start(threading.Thread(target=in_the_background, name="cryostorm-pid-1", daemon=True))
+    except RuntimeError:  # interpreter shutting down: its exit flushes
+        pass
 
 
 def _flush_before_os_exit(flush_at_exit: Any) -> None:
@@ -212,7 +256,8 @@ def _flush_before_a_reraised_signal(flush_at_exit: Any) -> None:
     (uvicorn, also as gunicorn's UvicornWorker, whose worker resets every handler to SIG_DFL first)
     die by the signal: no atexit, no flush. `signal.raise_signal` is wrapped so that raising a
     terminating signal whose action is the default flushes first (bounded), then raises it as asked:
-    the process still ends the way the server intends, with the same status."""
+    the process still ends the way the server intends, with the same status. Not as PID 1, where the signal
+    does nothing: the program goes on, its telemetry on, and its exit flushes."""
     fatal = {getattr(signal, name) for name in _TERMINATING if hasattr(signal, name)}
     original = signal.raise_signal
     if getattr(original, "cryostorm", False):
@@ -220,12 +265,16 @@ def _flush_before_a_reraised_signal(flush_at_exit: Any) -> None:
 
     def raise_signal(signum: int, /) -> None:
         try:
-            if signum in fatal and signal.getsignal(signum) is signal.SIG_DFL:
+            if signum in fatal and signal.getsignal(signum) is signal.SIG_DFL and os.getpid() != 1:
                 atexit.unregister(flush_at_exit)  # (at_exit is what atexit holds; flushing twice is a no-op)
                 flush_at_exit()
         except Exception as exc:  # never stand between the program and its signal
             warn(f"flush before signal {signum}: {type(exc).__name__}: {exc}")
-        original(signum)
+        _RAISING["signal"] = signum  # (its handler runs within the call, in the main thread)
+        try:
+            original(signum)
+        finally:
+            _RAISING["signal"] = None
 
     raise_signal.cryostorm = True  # type: ignore[attr-defined]
     raise_signal.__wrapped__ = original  # type: ignore[attr-defined]
