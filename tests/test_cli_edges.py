@@ -91,7 +91,8 @@ def test_every_command_refuses_an_option_without_its_value(args: list[str], show
 # -- check-config --json when the configuration is invalid ---------------------------------------------------
 
 def test_check_config_json_lists_the_problems_when_invalid() -> None:
-    env = {"CRYOSTORM_TRACING__SAMPLE_RATE": "9", "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://user:{CANARY}@c:99999"}
+    env = {"CRYOSTORM_TRACING__SAMPLE_RATE": "9", "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://user:{CANARY}@c:99999",
+           "CRYOSTORM_SERVICE__NAME": ""}
     code, out, err = invoke(["check-config", "--json"], env)
     assert code == 2
     data = json.loads(out)
@@ -102,8 +103,9 @@ def test_check_config_json_lists_the_problems_when_invalid() -> None:
     assert problems["CRYOSTORM_TRACING__SAMPLE_RATE"]["hint"] == "allowed: <= 1.0"
     assert "less than or equal to 1" in problems["CRYOSTORM_TRACING__SAMPLE_RATE"]["message"]
     assert set(problems["OTEL_EXPORTER_OTLP_ENDPOINT"]) == {"name", "value", "message", "hint"}
+    assert problems["CRYOSTORM_SERVICE__NAME"]["hint"] == "give it a value, or leave it out for the default"
     assert CANARY not in out + err
-    assert "invalid configuration (2 problems)" in err  # the report for people stays on stderr
+    assert "invalid configuration (3 problems)" in err  # the report for people stays on stderr
 
 
 def test_check_config_json_for_a_usage_error_and_unchanged_when_valid() -> None:

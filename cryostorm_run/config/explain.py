@@ -141,6 +141,8 @@ def _hint(kind: str, ctx: Mapping[str, Any], path: Path_) -> str:
         return "allowed: true, false"
     if kind in ("int_parsing", "float_parsing", "int_from_float"):
         return _number_hint(path[-1] if path else "")
+    if kind == "string_too_short":  # an empty value: pydantic's message says what is allowed, not the fix
+        return "give it a value, or leave it out for the default"
     return ""
 
 
