@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import select
 import signal
@@ -184,9 +185,10 @@ def _stderr_until(proc: subprocess.Popen[str], text: str, timeout: float) -> str
     return seen.decode()
 
 
-def _in_a_pid_namespace() -> list[str]:
+@functools.cache
+def _in_a_pid_namespace() -> tuple[str, ...]:
     """The command prefix that makes a program PID 1 of its own PID namespace, as in a container."""
-    for prefix in (["unshare", "--pid", "--fork"], ["unshare", "--user", "--map-root-user", "--pid", "--fork"]):
+    for prefix in (("unshare", "--pid", "--fork"), ("unshare", "--user", "--map-root-user", "--pid", "--fork")):
         if subprocess.run([*prefix, "true"], capture_output=True, check=False).returncode == 0:
             return prefix
     pytest.fail("this test needs a PID namespace (util-linux `unshare --pid`, as root or with user namespaces)")
@@ -216,13 +218,13 @@ def test_as_pid_1_a_signal_the_kernel_ignores_leaves_the_program_and_its_telemet
                 os.kill(int(children[0]), signal.SIGTERM)  # alive: it waits for our line
                 if launcher:  # sent at once, not at the exit: the stop's SIGKILL may come before it
                     assert len(otlp_receiver.wait_for_spans(50, timeout=20)) == 50
-                    told = _stderr_until(proc, "PID 1", timeout=20)  # once the program has gone on for a second
+                    said = _stderr_until(proc, "PID 1", timeout=20)  # once the program has gone on for a second
             elif launcher:
                 time.sleep(1.5)  # as long as the program goes on past the signal it raised, it is not told
             proc.stdin.write("go\n")
             proc.stdin.flush()
             out, err = proc.communicate(timeout=60)
-            err = told + err if how == "sigterm" and launcher else err
+            err = said + err if how == "sigterm" and launcher else err
         finally:
             if proc.poll() is None:
                 proc.kill()

@@ -24,8 +24,9 @@ if TYPE_CHECKING:
 # The exit work under way in this process (its pid while the exporters are built for the exit or the exit
 # flush runs) and a terminating signal that came meanwhile: it is acted on once that work is done.
 _EXITING: dict[str, int | None] = {"pid": None, "signal": None}
-# A terminating signal the program is raising itself (`signal.raise_signal`) right now, and whether PID 1 was told.
-_RAISING: dict[str, int | None] = {"signal": None, "told": None}
+# A terminating signal the program is raising itself (`signal.raise_signal`) right now.
+_RAISING: dict[str, int | None] = {"signal": None}
+_TOLD_PID_1: list[int] = []  # the signal a PID 1 program was told about (once per process)
 # Signals whose default action ends the process without atexit, sent from outside: the terminal closed
 # (SIGHUP), Ctrl-\\ (SIGQUIT), a supervisor's SIGTERM, a SIGUSR1/SIGUSR2 meant for a handler the program
 # does not have. Not SIGALRM: an `alarm()` watchdog is there to end a program stuck in native code, which
@@ -216,9 +217,9 @@ def _go_on_as_pid_1(providers: Any, signum: int, exiting: Any) -> None:
         if providers.built():
             flush(providers, providers.runtime.shutdown_timeout_ms / 1000)
         time.sleep(max(0.0, came + 1.0 - time.monotonic()))
-        if exiting() or sys.is_finalizing() or _RAISING["told"]:
+        if exiting() or sys.is_finalizing() or _TOLD_PID_1:
             return
-        _RAISING["told"] = signum
+        _TOLD_PID_1.append(signum)
         warn(f"{signal.Signals(signum).name} did not end the program: it is PID 1 (a container's first process) "
              "with no handler of its own for it, where the kernel ignores the signal, as it would without "
              "cryostorm; its telemetry was flushed and goes on (what is buffered when a SIGKILL comes is lost). "
