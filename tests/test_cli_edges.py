@@ -1,15 +1,19 @@
 """The CLI's edges: an option without its value, --json when invalid, print-env's warnings, plain help
-metavars, --quiet with --verbose, doctor --path, the --env-file help and the usage errors' footer."""
+metavars, --quiet with --verbose, doctor --path, the --env-file help, the usage errors' footer, and a launcher
+started with its stdout or stderr closed."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import PYTHON, ROOT, run_launcher
+from conftest import CRYOSTORM_RUN, PYTHON, ROOT, child_env, run_launcher
+from otlp_receiver import Receiver
 from typer.testing import CliRunner
 
 from cryostorm_run.cli._app import app
@@ -273,3 +277,35 @@ def test_an_unknown_launcher_option_close_to_one_is_named() -> None:
     assert result.returncode == 2
     assert "  --service_name\n    unknown option (did you mean --service-name? see cryostorm-run --help)" in \
         result.stderr, result.stderr
+
+
+# -- started with stdout or stderr closed (`>&-`, `2>&-`) ------------------------------------------------------
+
+CLOSED_FD_PROGRAM = """
+import sys
+from opentelemetry import trace
+with trace.get_tracer("closed").start_as_current_span("closed-fd-span"):
+    pass
+print("to stdout")  # Python drops it when stdout is closed: sys.stdout is None
+with open(sys.argv[1], "w") as report:
+    report.write(repr((sys.stdout is None, sys.stderr is None)))
+"""
+
+
+@pytest.mark.parametrize("fd", [1, 2], ids=["stdout", "stderr"])
+def test_a_closed_stdout_or_stderr_stays_closed_and_the_program_runs_traced(otlp_receiver: Receiver,
+                                                                             tmp_path: Path, fd: int) -> None:
+    def run(argv: list[str], report: Path) -> subprocess.CompletedProcess[str]:
+        env = child_env({"CRYOSTORM_EXPORTER_TYPE": "otlp", "CRYOSTORM_COLLECTOR": otlp_receiver.grpc_endpoint})
+        return subprocess.run([*argv, PYTHON, "-c", CLOSED_FD_PROGRAM, str(report)], env=env, capture_output=True,
+                              text=True, timeout=60, check=False, preexec_fn=lambda: os.close(fd))
+
+    bare = run([], tmp_path / "bare")
+    launched = run([CRYOSTORM_RUN, "--"], tmp_path / "launched")
+    expected_stdout = "" if fd == 1 else "to stdout\n"
+    assert (launched.returncode, launched.stdout) == (bare.returncode, bare.stdout) == (0, expected_stdout), \
+        launched.stderr
+    # The program sees the descriptor closed, as without cryostorm.
+    assert (tmp_path / "launched").read_text() == (tmp_path / "bare").read_text() == repr((fd == 1, fd == 2))
+    assert [s.name for s in otlp_receiver.wait_for_spans(1, timeout=20)] == ["closed-fd-span"]
+    assert all(line.startswith("cryostorm: ") for line in launched.stderr.splitlines()), launched.stderr

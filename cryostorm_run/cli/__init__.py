@@ -2,14 +2,29 @@
 
 from __future__ import annotations
 
+import io
 import sys
 from collections.abc import Sequence
+
+
+class _Nowhere(io.TextIOBase):
+    """Where the launcher's output goes when its stdout or stderr was closed (`>&-`, `2>&-`): Python leaves
+    `None` there, and the launcher's lines are dropped as the shell asked, instead of failing before exec."""
+
+    def write(self, text: str) -> int:
+        return len(text)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """`cryostorm-run [OPTIONS] -- COMMAND ...`, `cryostorm-run check-config`, `cryostorm-run print-env`."""
     from cryostorm_run.cli._flags import COMMANDS
 
+    # The program is exec'd with its descriptors as they are (a closed one stays closed): only the
+    # launcher's own writes need somewhere to go.
+    if sys.stdout is None:
+        sys.stdout = _Nowhere()
+    if sys.stderr is None:
+        sys.stderr = _Nowhere()
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] == "run":
         args = args[1:]
