@@ -59,8 +59,9 @@ class EnvironSource(PydanticBaseSettingsSource):
         from cryostorm_run.config.configfile import read_config_file
         from cryostorm_run.config.sources import environ_entries, merge
 
-        # Same order as `load_settings` without flags or env file: config file < OTEL_* < CRYOSTORM_*.
-        data, _ = merge(read_config_file(Path.cwd()) + environ_entries(os.environ))
+        # Same order as `load_settings` without flags or env file: config file < OTEL_* < CRYOSTORM_*. The
+        # directory is relative, as there: a deleted working directory has no config file, not an error.
+        data, _ = merge(read_config_file(Path()) + environ_entries(os.environ))
         return data
 
 

@@ -309,3 +309,19 @@ def test_a_closed_stdout_or_stderr_stays_closed_and_the_program_runs_traced(otlp
     assert (tmp_path / "launched").read_text() == (tmp_path / "bare").read_text() == repr((fd == 1, fd == 2))
     assert [s.name for s in otlp_receiver.wait_for_spans(1, timeout=20)] == ["closed-fd-span"]
     assert all(line.startswith("cryostorm: ") for line in launched.stderr.splitlines()), launched.stderr
+
+
+def test_a_launcher_whose_working_directory_was_deleted_runs_the_program(tmp_path: Path) -> None:
+    """A shell left in a directory that was removed (a release directory replaced under it) starts programs
+    there; Python runs them. The plan cache, keyed on the working directory, is skipped, not an internal error;
+    the settings read in-process (the facade's) find no config file there."""
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    in_process = "from cryostorm_run.settings import TelemetrySettings; TelemetrySettings()"
+    script = (f'cd {gone} && rmdir {gone} && {CRYOSTORM_RUN} check-config >/dev/null && '
+              f'{PYTHON} -c "{in_process}" && '
+              f'for run in 1 2; do {CRYOSTORM_RUN} -- {PYTHON} -c "print(\'ran\')" || exit; done')
+    result = subprocess.run(["sh", "-c", script], env=child_env(), capture_output=True, text=True, timeout=60,
+                            check=False)
+    assert (result.returncode, result.stdout) == (0, "ran\nran\n"), result.stderr
+    assert "internal error" not in result.stderr and not gone.exists()

@@ -76,8 +76,9 @@ def _warm_plan_cache(loaded: Any, options: dict[str, Any]) -> None:
     from cryostorm_run.launch.plan import prepare_loaded
 
     directory = plancache.cache_dir(os.environ)
-    if directory is not None:
-        plancache.store(directory, cache_key(options, os.environ), prepare_loaded(loaded, os.environ))
+    key = None if directory is None else cache_key(options, os.environ)
+    if directory is not None and key is not None:
+        plancache.store(directory, key, prepare_loaded(loaded, os.environ))
 
 
 def _stderr_console() -> Any:

@@ -137,8 +137,8 @@ def main(args: Sequence[str]) -> NoReturn:
     boundary(run, debug)
 
 
-def cache_key(options: Mapping[str, Any], environ: Mapping[str, str]) -> bytes:
-    """The plan cache's key for these launcher options (`check-config` warms the same one)."""
+def cache_key(options: Mapping[str, Any], environ: Mapping[str, str]) -> bytes | None:
+    """The plan cache's key for these launcher options (`check-config` warms the same one); None: not cached."""
     from cryostorm_run.launch import plancache
 
     flags = {name: str(value) for name, value in options["flags"].items() if value is not None}

@@ -61,12 +61,18 @@ def relevant(name: str) -> bool:
 
 
 def material(environ: Mapping[str, str], env_file: str | None, otel_config: str | None,
-             assignments: Sequence[str], flags: Mapping[str, str]) -> bytes:
+             assignments: Sequence[str], flags: Mapping[str, str]) -> bytes | None:
     """Every input that can change the plan, as bytes: the options, the variables the settings read,
     the files they read (their contents), the interpreter, the installed packages (the modification
     time of each directory on sys.path: installing, upgrading or removing a package changes it) and
-    the launcher's own code."""
+    the launcher's own code. None when the working directory is gone (deleted while a shell was in it):
+    what its relative paths name is unknown, so such a start is validated in full, never cached."""
     from cryostorm_run import __version__
+
+    try:
+        cwd = os.getcwd()
+    except OSError:
+        return None
 
     env = sorted((k, v) for k, v in environ.items() if relevant(k))
     otel_file = otel_config if otel_config is not None else environ.get("OTEL_CONFIG_FILE", "").strip() or None
@@ -76,7 +82,7 @@ def material(environ: Mapping[str, str], env_file: str | None, otel_config: str 
             env += sorted((name, environ.get(name)) for name in _references(text))  # type: ignore[misc]
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     inputs = (
-        MAGIC, __version__, sys.version, sys.prefix, os.getcwd(),
+        MAGIC, __version__, sys.version, sys.prefix, cwd,
         env_file, otel_config, tuple(assignments), tuple(sorted(flags.items())), tuple(env),
         env_text, otel_text, tuple(_read(name) for name in _CONFIG_FILES),
         tuple((entry, _mtime(entry)) for entry in sys.path),
