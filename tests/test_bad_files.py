@@ -64,3 +64,15 @@ def test_a_recursive_yaml_alias_is_an_invalid_file_not_an_internal_error(tmp_pat
     assert result.returncode == 2, result.stderr
     assert f"{config}{where}\n    an alias refers to a node that contains it (a recursive structure)" in result.stderr
     assert "internal error" not in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("name", ["cryostorm.toml", "pyproject.toml"])
+def test_a_config_file_saved_in_another_encoding_is_refused_by_line(tmp_path: Path, name: str) -> None:
+    table = "[tool.cryostorm.service]" if name == "pyproject.toml" else "[service]"
+    (tmp_path / name).write_bytes(f"{table}\nname = 'caf".encode() + b"\xe9'\n")  # Latin-1, as saved on Windows
+    for args in (PROGRAM, ["check-config"]):
+        result = run_launcher(args, cwd=tmp_path)
+        assert result.returncode == 2 and "STARTED" not in result.stdout, result.stderr
+        assert f"  {name}\n    not UTF-8 text: byte 0xe9 on line 2 (save it as UTF-8, the encoding TOML " \
+               "requires)" in result.stderr, result.stderr
+        assert "internal error" not in result.stderr and "Traceback" not in result.stderr

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from cryostorm_run import ConfigError, TelemetrySettings, load_settings
-from cryostorm_run.config.sources import OTEL_TABLE
+from cryostorm_run.config.sources import OTEL_TABLE, is_secret_name
 
 
 def _field(path: str) -> Any:
@@ -194,3 +194,44 @@ def test_os_environ_is_untouched_by_loading() -> None:
     with pytest.raises(ConfigError):
         load_settings({"CRYOSTORM_TRACING__SAMPLE_RATE": "5"})
     assert dict(os.environ) == before
+
+
+# -- values whose bytes are not UTF-8 (Python keeps them in os.environ as lone surrogates) ----------------------
+
+NOT_UTF8 = st.sampled_from(["caf\udce9", "\udcff\udcfe", "authorization=Bearer s\udce9cret", "http://x\udce9:4317",
+                            "0.5\udcff", "k=v\udcff,a=b"])
+EVERY_SETTING = sorted({env_name(p) for p in leaf_settings()} | set(OTEL_TABLE))
+
+
+@settings(max_examples=examples(400), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(EVERY_SETTING), NOT_UTF8)
+def test_a_setting_that_is_not_utf8_is_refused_by_name(name: str, value: str) -> None:
+    from typer.testing import CliRunner
+
+    from cryostorm_run.cli._app import app
+
+    result = CliRunner().invoke(app, ["check-config"], env={"CRYOSTORM_EXPORTER_TYPE": "otlp", name: value})
+    assert result.exit_code == 2, result.output
+    assert "internal error" not in result.stderr and "Traceback" not in result.stderr
+    secret = is_secret_name(name)
+    bad = next(c for c in value if ord(c) >= 0xDC80)
+    byte = f"0x{ord(bad) - 0xDC00:02x}"
+    assert f"{name} = " in result.stderr and "not UTF-8 text" in result.stderr, result.stderr
+    assert (byte in result.stderr) is not secret  # a secret's bytes are never shown, not even the bad one
+    assert "cret" not in result.stderr or not secret
+
+
+@pytest.mark.parametrize("name", ["OTEL_EXPORTER_OTLP_HEADERS", "CRYOSTORM_OTLP__HEADERS", "OTEL_SERVICE_NAME"])
+def test_the_real_launcher_refuses_a_setting_that_is_not_utf8_before_running_anything(tmp_path: Path,
+                                                                                     name: str) -> None:
+    marker = tmp_path / "started"
+    environb = {k.encode(): v.encode() for k, v in child_env({"CRYOSTORM_EXPORTER_TYPE": "otlp"}).items()}
+    environb[name.encode()] = b"authorization=Bearer s\xe9cret"
+    environb[b"LC_UNRELATED"] = b"\xe9"  # not a setting: passed on as it is, never refused
+    result = subprocess.run([CRYOSTORM_RUN, "--", PYTHON, "-c", f"open({str(marker)!r}, 'w')"], env=environb,
+                            capture_output=True, timeout=60, check=False)
+    stderr = result.stderr.decode("utf-8", "replace")
+    assert (result.returncode, marker.exists()) == (2, False), stderr
+    assert "internal error" not in stderr and "nothing was started" in stderr
+    assert f"  {name} = " in stderr and "not UTF-8 text" in stderr and "LC_UNRELATED" not in stderr
+    assert ("cret" in stderr) is not is_secret_name(name), stderr

@@ -59,6 +59,10 @@ def _load_toml(path: Path) -> dict[str, Any]:
         raise SourceError([Problem(path.name, None, f"cannot read: {exc.strerror}")]) from None
     except toml.TOMLDecodeError as exc:
         raise SourceError([Problem(path.name, None, f"invalid TOML: {exc}", "fix the file's syntax")]) from None
+    except UnicodeDecodeError as exc:  # TOML is UTF-8: a file saved as Latin-1 or cp1252 is not TOML
+        line = exc.object[:exc.start].count(b"\n") + 1
+        raise SourceError([Problem(path.name, None, f"not UTF-8 text: byte 0x{exc.object[exc.start]:02x} on line "
+                                   f"{line}", "save it as UTF-8, the encoding TOML requires")]) from None
     return data
 
 
