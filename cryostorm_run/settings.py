@@ -57,11 +57,15 @@ class EnvironSource(PydanticBaseSettingsSource):
         from pathlib import Path
 
         from cryostorm_run.config.configfile import read_config_file
-        from cryostorm_run.config.sources import environ_entries, merge
+        from cryostorm_run.config.sources import SourceError, environ_entries, merge
+        from cryostorm_run.config.undecodable import refuse_undecodable
 
         # Same order as `load_settings` without flags or env file: config file < OTEL_* < CRYOSTORM_*. The
         # directory is relative, as there: a deleted working directory has no config file, not an error.
-        data, _ = merge(read_config_file(Path()) + environ_entries(os.environ))
+        undecodable, environ = refuse_undecodable(os.environ)
+        if undecodable:
+            raise SourceError(undecodable)
+        data, _ = merge(read_config_file(Path()) + environ_entries(environ))
         return data
 
 

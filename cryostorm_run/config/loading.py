@@ -31,6 +31,7 @@ from cryostorm_run.config.sources import (
     origin_of,
     otel_then_cryostorm,
 )
+from cryostorm_run.config.undecodable import refuse_undecodable
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,8 @@ def load_settings(
     (see `config.otelmap`). Raises `ConfigError` listing every problem; `Loaded.warnings` lists
     valid but likely mistaken settings, and each input the file makes ineffective.
     """
-    problems: list[Problem] = []
+    # A setting whose bytes are not UTF-8: refused, and never passed on (it would fail where it is encoded).
+    problems, environ = refuse_undecodable(environ)
     entries: list[Entry] = []
     if config_dir is not None:
         try:

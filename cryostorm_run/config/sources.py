@@ -388,13 +388,5 @@ def origin_of(path: Path_, origins: Mapping[Path_, Origin]) -> Origin:
 
 
 def environ_entries(environ: Mapping[str, str]) -> list[Entry]:
-    """Environment entries, lowest precedence first: OTEL_* then CRYOSTORM_*; not UTF-8: refused by name."""
-    from cryostorm_run.config.undecodable import refuse_undecodable
-    problems, environ = refuse_undecodable(environ)
-    try:
-        entries = otel_then_cryostorm(environ, "cryostorm_env")
-    except SourceError as exc:
-        problems, entries = problems + exc.problems, exc.entries
-    if problems:
-        raise SourceError(problems, entries)
-    return entries
+    """Environment entries, lowest precedence first: OTEL_* then CRYOSTORM_*."""
+    return otel_then_cryostorm(environ, "cryostorm_env")
