@@ -325,3 +325,20 @@ def test_a_launcher_whose_working_directory_was_deleted_runs_the_program(tmp_pat
                             check=False)
     assert (result.returncode, result.stdout) == (0, "ran\nran\n"), result.stderr
     assert "internal error" not in result.stderr and not gone.exists()
+
+
+@pytest.mark.parametrize("command", ["check-config", "print-env", "doctor", "bootstrap", "schema"])
+def test_a_subcommand_written_after_launcher_options_is_told_where_it_goes(command: str) -> None:
+    result = run_launcher(["--env-file", "/dev/null", "--service-name", "x", command])
+    assert (result.returncode, result.stdout) == (2, ""), result.stderr
+    assert (f"  COMMAND = '{command}'\n    a cryostorm-run command, not a program: write it first, its options after "
+            f"it (cryostorm-run {command} [OPTIONS]; see cryostorm-run {command} --help)") in result.stderr
+    assert "command not found" not in result.stderr
+
+
+def test_a_program_that_shares_a_subcommands_name_still_runs(tmp_path: Path) -> None:
+    program = tmp_path / "print-env"
+    program.write_text("#!/bin/sh\necho the program ran\n")
+    program.chmod(0o755)
+    result = run_launcher(["--quiet", "--", "print-env"], env={"PATH": f"{tmp_path}:/usr/bin:/bin"})
+    assert (result.returncode, result.stdout) == (0, "the program ran\n"), result.stderr

@@ -119,6 +119,8 @@ def main(args: Sequence[str]) -> NoReturn:
         if options.get("help"):
             sys.stdout.write(usage())
             return 0
+        if command:
+            _not_a_subcommand(command[0])  # a usage error: said before any setting is read
         directory = plancache.cache_dir(os.environ)
         key = None if directory is None else cache_key(options, os.environ)
         prepared = None if directory is None or key is None else plancache.lookup(directory, key)
@@ -135,6 +137,19 @@ def main(args: Sequence[str]) -> NoReturn:
         exec_plan(plan)
 
     boundary(run, debug)
+
+
+def _not_a_subcommand(name: str) -> None:
+    """`cryostorm-run --env-file .env print-env` names a program `print-env`: unless there is one on PATH, the
+    user meant cryostorm-run's command, whose options come after it. Said as that, not as a missing program."""
+    if name not in COMMANDS:
+        return
+    import shutil  # only here: the `--` path imports as little as it can
+
+    if shutil.which(name) is None:
+        raise UsageError([_problem("COMMAND", name, "a cryostorm-run command, not a program: write it first, "
+                                   "its options after it", f"cryostorm-run {name} [OPTIONS]; see cryostorm-run "
+                                   f"{name} --help")])
 
 
 def cache_key(options: Mapping[str, Any], environ: Mapping[str, str]) -> bytes | None:
