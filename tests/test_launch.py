@@ -1,9 +1,11 @@
-"""plan_launch is pure: the same settings, argv and environment always give the same plan."""
+"""plan_launch is pure: the same settings, argv and environment always give the same plan. And a program that is
+another environment's python is told it has no telemetry."""
 
 from __future__ import annotations
 
 import os
 import stat
+import subprocess
 import sys
 from pathlib import Path
 
@@ -149,3 +151,31 @@ def test_a_directory_says_so_and_a_script_with_a_missing_interpreter_names_it(tm
     assert result.returncode == 127, result.stderr  # as a shell says for it
     assert result.stderr == (f"cryostorm-run: {script}: cannot execute: No such file or directory (its #! line "
                              "names /no/such/interpreter, which does not exist)\n")
+
+
+def _other_python() -> str:
+    """The base interpreter this venv was made from: another environment's python."""
+    other = os.path.realpath(Path(sys.base_prefix) / "bin" / f"python{sys.version_info.major}.{sys.version_info.minor}")
+    assert sys.base_prefix != sys.prefix and os.access(other, os.X_OK), "the suite runs in a venv"
+    return other
+
+
+def test_a_program_run_by_another_python_is_told_it_has_no_telemetry() -> None:
+    """The hook steps aside in another environment's python, and says so to the program the launcher started:
+    it would otherwise run with no telemetry and no word."""
+    other = _other_python()
+    result = run_launcher(["--", other, "-c", "print('ran')"])
+    assert (result.returncode, result.stdout) == (0, "ran\n"), result.stderr
+    assert (f"cryostorm: NOT instrumented: {other} (prefix {sys.base_prefix}) is not the Python environment "
+            f"cryostorm-run is installed in ({sys.prefix}); run that environment's python") in result.stderr
+
+
+def test_the_other_python_line_reads_when_python_knows_no_executable() -> None:
+    """`env -i cryostorm-run -- python3`: the launcher finds python3 on the default path, the program has no PATH,
+    and Python leaves sys.executable empty. The hook as the launcher leaves it, through bash's `exec -a`."""
+    script = (f'export PYTHONPATH={hook_dir()} _CRYOSTORM_PREFIX={sys.prefix} _CRYOSTORM_LAUNCHER_PID=$$; '
+              f'unset PATH; exec -a python3 {_other_python()} -c "import sys; print(repr(sys.executable))"')
+    result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60, check=False)
+    assert (result.returncode, result.stdout) == (0, "''\n"), result.stderr
+    assert result.stderr.startswith(f"cryostorm: NOT instrumented: its python (prefix {sys.base_prefix}) is not"), \
+        result.stderr

@@ -31,8 +31,10 @@ def _cryostorm_hook() -> None:
     expected = os.environ.get("_CRYOSTORM_PREFIX")
     if expected not in (None, sys.prefix):
         if os.environ.get("_CRYOSTORM_LAUNCHER_PID") == str(os.getpid()):
+            # No sys.executable when the program's PATH does not hold the python it runs (`env -i`).
+            who = sys.executable or "its python"
             sys.stderr.write(
-                f"cryostorm: NOT instrumented: {sys.executable} (prefix {sys.prefix}) is not the Python "
+                f"cryostorm: NOT instrumented: {who} (prefix {sys.prefix}) is not the Python "
                 f"environment cryostorm-run is installed in ({expected}); run that environment's python, "
                 "or install cryostorm-run into this one\n"
             )
