@@ -89,3 +89,12 @@ def test_exporter_help_lists_every_exporter() -> None:
     for text in (run_launcher(["--help"]).stdout, run_launcher(["check-config", "--help"]).stdout):
         help_ = " ".join(text.split("--exporter", 1)[1].split("--", 1)[0].split())  # its help, unwrapped
         assert all(f" {e.value}" in help_ for e in ExporterType), help_
+
+
+def test_off_a_terminal_without_columns_setting_names_are_never_split() -> None:
+    """A CI log or a `docker build` step: no terminal, no COLUMNS. rich's 80 columns there split names such as
+    tracing.export_config.schedule_delay_millis over two lines; the table is drawn wide enough instead."""
+    result = run_launcher(["check-config"], {"COLUMNS": ""})
+    assert result.returncode == 0, result.stderr
+    names = [line.strip("│").split("│")[0].strip() for line in result.stderr.splitlines() if line.startswith("│")]
+    assert "tracing.export_config.schedule_delay_millis" in names and "" not in names, names

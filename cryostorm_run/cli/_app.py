@@ -84,8 +84,13 @@ def _warm_plan_cache(loaded: Any, options: dict[str, Any]) -> None:
 def _stderr_console() -> Any:
     from rich.console import Console
 
-    # No colour for pipes, containers or NO_COLOR (rich honours NO_COLOR itself).
-    return Console(stderr=True, highlight=False, soft_wrap=False)
+    # No colour for pipes, containers or NO_COLOR (rich honours NO_COLOR itself). Off a terminal (a CI log, a
+    # `docker build` step) nothing wraps lines: rich's 80 columns there would split setting names for nothing.
+    # COLUMNS, when set, still decides.
+    console = Console(stderr=True, highlight=False, soft_wrap=False)
+    if not console.is_terminal and not os.environ.get("COLUMNS"):
+        console.width = 160
+    return console
 
 
 @app.command("check-config")
