@@ -217,17 +217,19 @@ def _instrumentation_check(report: DoctorReport, dists: Mapping[str, Dist],
                    fix_command(dists, [CONTRIB_ANCHOR]))
         return
     broken = {who for who, _, _ in _broken_requirements(dists)}
-    for target in targets(dists, table):
+    found = targets(dists, table)
+    # By name, together with the installed OpenTelemetry packages: pip picks the release of each that fits
+    # them, or moves them all to the newest line that has one (bootstrap_gen's `==` names the anchor's version,
+    # which need not exist for this package). Every missing one in one command, told once after them all.
+    missing = [t.instrumentation for t in found if t.supported and t.instrumentation not in dists]
+    for target in found:
         inst = target.instrumentation
         have_inst = dists.get(inst)
         label = f"{target.library.name} {target.library.version}"
         if have_inst is None:
             if target.supported:
-                # By name, together with the installed OpenTelemetry packages: pip picks the release of it
-                # that fits them, or moves them all to the newest line that has one (bootstrap_gen's
-                # `==` names the anchor's version, which need not exist for this package).
                 report.add("instrumentations", "info", f"{label}: not instrumented ({inst} is not installed)",
-                           fix_command(dists, [inst]))
+                           fix_command(dists, missing))
             continue
         if inst in broken:
             report.add("instrumentations", "problem",
