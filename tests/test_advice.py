@@ -243,3 +243,14 @@ def test_signals_left_to_the_console_default_beside_otlp_are_told() -> None:
     # chosen for each signal: nothing to say
     assert warnings_for({**env, "OTEL_METRICS_EXPORTER": "console", "OTEL_LOGS_EXPORTER": "none"}) == []
     assert warnings_for({**env, "CRYOSTORM_EXPORTER_TYPE": "console"}) == []
+
+
+def test_a_service_identity_with_a_line_break_or_space_at_an_end_is_told() -> None:
+    # A Kubernetes ConfigMap or Secret made with --from-file keeps the file's last line break.
+    assert warnings_for({"OTEL_SERVICE_NAME": "checkout\n", "CRYOSTORM_SERVICE__VERSION": " 1.2"}) == [
+        "service.name 'checkout\\n' (from OTEL_SERVICE_NAME) begins or ends with a space or a line break (a value "
+        "read from a file?): telemetry is exported under exactly that; set it to 'checkout'",
+        "service.version ' 1.2' (from CRYOSTORM_SERVICE__VERSION) begins or ends with a space or a line break (a "
+        "value read from a file?): telemetry is exported under exactly that; set it to '1.2'",
+    ]
+    assert warnings_for({"OTEL_SERVICE_NAME": "check out", "CRYOSTORM_SERVICE__VERSION": "1.2"}) == []

@@ -255,6 +255,20 @@ def _default_service_name(ctx: _Context) -> Iterator[Advice]:
                      "CRYOSTORM_SERVICE__NAME, OTEL_SERVICE_NAME or --service-name")
 
 
+def _identity_whitespace(ctx: _Context) -> Iterator[Advice]:
+    """A service's name, version or environment with a line break or space at an end: most often a value read
+    from a file (a Kubernetes Secret or ConfigMap made with --from-file) that kept its last line break. It is
+    exported as it is (OpenTelemetry keeps it), so the backend shows another service than the one meant."""
+    service = ctx.settings.service
+    for field, value in (("name", service.name), ("version", service.version), ("environment", service.environment)):
+        if isinstance(value, str) and value != value.strip():
+            origin = ctx.origin(("service", field))
+            yield Advice("service-identity-whitespace",
+                         f"service.{field} {value!r} (from {origin.describe()}) begins or ends with a space or a "
+                         f"line break (a value read from a file?): telemetry is exported under exactly that; "
+                         f"set it to {value.strip()!r}")
+
+
 CHECKS: dict[str, Callable[[_Context], Iterator[Advice]]] = {
     "unknown-otel-variable": _unknown_otel,
     "port-protocol-mismatch": _port_mismatch,
@@ -266,6 +280,7 @@ CHECKS: dict[str, Callable[[_Context], Iterator[Advice]]] = {
     "ca-bundle-overrides-certificate": _ca_bundle_overrides,
     "sample-rate-unused": _sample_rate_unused,
     "default-service-name": _default_service_name,
+    "service-identity-whitespace": _identity_whitespace,
 }
 
 
