@@ -185,6 +185,9 @@ URLS_WITH_SECRETS = [
     f"https://{CANARY}@collector:99999",  # refused: the port
     f"ftp://user:{CANARY}@collector:21",  # refused: the scheme
     f"user:{CANARY}@collector:4317",  # refused: no scheme
+    f"http:/user:{CANARY}@collector:4317",  # refused: a slash too few (a typo); the password is still one
+    f"//user:{CANARY}@collector:4317",  # refused: no scheme, a network-path reference
+    f"http:///user:{CANARY}@collector:4317",  # refused: a slash too many
     f"http://collector:4318/?token={CANARY}&x={CANARY}#{CANARY}",  # refused: query and fragment
 ]
 URL_INPUTS = ["CRYOSTORM_COLLECTOR", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",

@@ -26,8 +26,9 @@ _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)([^/?#\s@]*(?:@[^/?#\s@]*)*
 # ?k=v&k2=v2 after a scheme://: every value masked, names kept
 _QUERY = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^?#\s]*\?)([^#\s'\"]*)")
 _FRAGMENT = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^#\s]*#)([^\s'\"]+)")
-# user:password@host written without a scheme (refused as a URL, but still a password)
-_BARE_USERINFO = re.compile(r"(?<![\w.+/:-])[^\s/?#@:'\"]+:[^\s/?#@'\"]*@(?=[\w\[])")
+# user:password@host written without a well-formed scheme (refused as a URL, but still a password): none at all,
+# or one with a slash too few or too many (`http:/u:pw@host`, `//u:pw@host`, `http:///u:pw@host`)
+_BARE_USERINFO = re.compile(r"(?<![\w.+:-])[^\s/?#@:'\"]+:[^\s/?#@'\"]*@(?=[\w\[])")
 # a percent-encoded scheme://... up to where a k=v list, a sentence or a quoted value goes on
 _ENCODED_URL = re.compile(r"(?i)\b[a-z][a-z0-9+.-]*%3A%2F%2F[^\s,;'\"<>]*")
 _MARK = "****"
