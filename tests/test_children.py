@@ -72,3 +72,43 @@ def test_lost_reason_for_console_scripts_exec_and_flags(tmp_path: Path) -> None:
         "it is started with -E, which skips the site hook; drop -E")
     assert lost_reason(["sh", "-c", "true"], "/bin/sh", bare, HOOK) is None  # not Python
     assert lost_reason([str(BIN / "cryostorm-run"), "--", "python"], None, bare, HOOK) is None  # puts it back
+
+
+CAPTURING = """
+import json, os, subprocess, sys
+code = "import json, sys; print(json.dumps({'pid': __import__('os').getpid()}))"
+answer = subprocess.check_output([sys.executable, "-c", code], stderr=subprocess.STDOUT, text=True)
+print("parsed", sorted(json.loads(answer)), flush=True)
+captured = subprocess.run([sys.executable, "-c", "print('captured')"], capture_output=True, text=True, check=True)
+print("its stderr", repr(captured.stderr), flush=True)
+inheriting = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], stdout=subprocess.PIPE,
+                            text=True, check=True)
+print("inherits", flush=True)
+with open(sys.argv[1], "a") as pids:
+    pids.write(inheriting.stdout)
+"""
+
+
+def test_a_child_whose_stderr_the_parent_reads_gets_no_start_up_line(tmp_path: Path) -> None:
+    """A parent that reads a Python child's output (`check_output(..., stderr=STDOUT)`, `capture_output=True`)
+    gets what the child wrote, as without cryostorm: the child's start-up line would have become part of it (a
+    JSON answer no longer parsed). A child writing to the stderr cryostorm-run was started with still says it."""
+    import subprocess
+
+    script, pids = tmp_path / "capturing.py", tmp_path / "pids"
+    script.write_text(CAPTURING)
+
+    def run(argv: list[str]) -> subprocess.CompletedProcess[str]:
+        from conftest import child_env
+
+        return subprocess.run([*argv, PYTHON, str(script), str(pids)], capture_output=True, text=True, timeout=60,
+                              env=child_env({"CRYOSTORM_SERVICE__NAME": "kids"}), check=False)
+
+    bare = run([])
+    launched = run([str(BIN / "cryostorm-run"), "--"])
+    expected = "parsed ['pid']\nits stderr ''\ninherits\n"
+    assert (launched.returncode, launched.stdout) == (bare.returncode, bare.stdout) == (0, expected), launched.stderr
+    _, inheriting_pid = pids.read_text().split()
+    starts = [line for line in launched.stderr.splitlines() if line.startswith("cryostorm: service=kids ")]
+    assert len(starts) == 2, launched.stderr  # the program's, and the child that writes where it does
+    assert f" pid={inheriting_pid} " in starts[1], launched.stderr

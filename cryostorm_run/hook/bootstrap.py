@@ -10,7 +10,7 @@ import os
 import sys
 import time
 
-from cryostorm_run.hook.say import warn, whose
+from cryostorm_run.hook.say import STDERR_VAR, stderr_identity, warn, whose
 
 TYPE_CHECKING = False  # not typing's: the hook keeps typing out of every process
 if TYPE_CHECKING:
@@ -184,9 +184,20 @@ def _check_versions() -> None:
         warn(disagree_message(f"opentelemetry-api {api}, opentelemetry-sdk {sdk}"))
 
 
+def _stderr_is_read_by_the_parent() -> bool:
+    """A child of the program whose stderr is not the one cryostorm-run was started with: its parent reads it
+    (`capture_output=True`, `stderr=STDOUT`, a file, a pty) and may parse it, so a start-up line there would
+    become part of what the parent reads (a JSON answer no longer parsed). Warnings and loss lines are still
+    said there: telemetry trouble is never silent."""
+    if os.environ.get("_CRYOSTORM_LAUNCHER_PID") in (None, str(os.getpid())):
+        return False
+    launcher = os.environ.get(STDERR_VAR)
+    return launcher is not None and launcher != stderr_identity()
+
+
 def _report(providers: Any, elapsed_ms: float, role: str | None = None) -> None:
     mode = os.environ.get(REPORT_VAR, "line")
-    if mode == "quiet":
+    if mode == "quiet" or _stderr_is_read_by_the_parent():
         return
     from cryostorm_run.common.shown import printable
     from cryostorm_run.hook.instrument import STATUS

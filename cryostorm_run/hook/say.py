@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 import sys
 
+STDERR_VAR = "_CRYOSTORM_STDERR"  # the stderr cryostorm-run was started with, as stderr_identity() (exec_plan)
+
 
 def warn(message: str) -> None:
     from cryostorm_run.common.shown import scrubbed
@@ -24,3 +26,12 @@ def whose() -> str:
     child): several print the same lines at once; the start-up line names each by pid too."""
     launcher = os.environ.get("_CRYOSTORM_LAUNCHER_PID")  # not set: the facade without cryostorm-run
     return "" if launcher in (None, str(os.getpid())) else f" (pid {os.getpid()})"
+
+
+def stderr_identity() -> str:
+    """This process's stderr as "device:inode" ("closed" without one): which file, pipe or terminal it is."""
+    try:
+        st = os.fstat(2)
+    except OSError:
+        return "closed"
+    return f"{st.st_dev}:{st.st_ino}"

@@ -264,8 +264,13 @@ def exec_plan(plan: LaunchPlan) -> NoReturn:
     sys.stdout.flush()
     sys.stderr.flush()
     restored = _default_actions_back()
+    env = dict(plan.env)
+    if plan.instrumented:  # which stderr the program got: its children's start-up lines are said only there
+        from cryostorm_run.hook.say import STDERR_VAR, stderr_identity
+
+        env[STDERR_VAR] = stderr_identity()
     try:
-        os.execve(plan.executable, list(plan.argv), dict(plan.env))
+        os.execve(plan.executable, list(plan.argv), env)
     except OSError as exc:
         for signum, action in restored:  # the launcher goes on to print its error: as Python started it
             _signals_module().signal(signum, action)
