@@ -235,3 +235,31 @@ def test_the_real_launcher_refuses_a_setting_that_is_not_utf8_before_running_any
     assert "internal error" not in stderr and "nothing was started" in stderr
     assert f"  {name} = " in stderr and "not UTF-8 text" in stderr and "LC_UNRELATED" not in stderr
     assert ("cret" in stderr) is not is_secret_name(name), stderr
+
+
+NUL_INPUTS = {  # how a NUL byte gets into a setting: an escape a format decodes (an environment cannot hold one)
+    "json in the environment": ({"CRYOSTORM_EXCLUDED_PATHS": '["/a\\u0000b"]'}, None, "CRYOSTORM_EXCLUDED_PATHS"),
+    "json object": ({"CRYOSTORM_SERVICE__ADDITIONAL_ATTRIBUTES": '{"k": "v\\u0000"}'}, None,
+                    "CRYOSTORM_SERVICE__ADDITIONAL_ATTRIBUTES"),
+    "env file": ({}, ("app.env", b"CRYOSTORM_SERVICE__NAME=a\x00b\n"), "CRYOSTORM_SERVICE__NAME in "),
+    "toml": ({}, ("cryostorm.toml", b'[service]\nname = "a\\u0000b"\n'), "cryostorm.toml service.name"),
+    "yaml": ({}, ("otel.yaml", b'file_format: "1.0"\nresource:\n  attributes:\n    - name: service.name\n'
+                               b'      value: "a\\0b"\n'), "otel.yaml:4 resource.attributes[0]"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(NUL_INPUTS))
+def test_a_nul_byte_in_a_setting_is_refused_by_name_not_an_internal_error(tmp_path: Path, case: str) -> None:
+    env, file, named = NUL_INPUTS[case]
+    args: list[str] = []
+    if file is not None:
+        (tmp_path / file[0]).write_bytes(file[1])
+        args = {"app.env": ["--env-file", file[0]], "otel.yaml": ["--config-file", file[0]]}.get(file[0], [])
+    marker = tmp_path / "started"
+    for command in ([*args, "--", PYTHON, "-c", f"open({str(marker)!r}, 'w')"], ["check-config", *args]):
+        result = subprocess.run([CRYOSTORM_RUN, *command], env=child_env(env), cwd=tmp_path, capture_output=True,
+                                text=True, timeout=60, check=False)
+        assert result.returncode == 2, result.stderr
+        assert named in result.stderr and "holds a NUL byte (\\x00), which no environment variable can carry" \
+            in result.stderr, result.stderr
+        assert "internal error" not in result.stderr and not marker.exists()

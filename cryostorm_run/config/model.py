@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 import urllib.parse
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, field_validator, model_validator
@@ -81,9 +81,29 @@ _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 
 
 class BaseConfig(BaseModel):
-    """Immutable and strict: an unknown key is an error, never silently ignored."""
+    """Immutable and strict: an unknown key is an error, never silently ignored. No value holds a NUL byte
+    (JSON's \\u0000 or TOML's can write one): no environment variable can carry it to the program."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", use_enum_values=False)
+
+    @field_validator("*")  # after each field's own parsing: a JSON list or object is parsed by then
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        if _holds_nul(value):
+            raise ValueError("holds a NUL byte (\\x00), which no environment variable can carry: remove it")
+        return value
+
+
+def _holds_nul(value: Any) -> bool:
+    if isinstance(value, SecretStr):
+        value = value.get_secret_value()
+    if isinstance(value, (str, PurePath)):
+        return "\x00" in str(value)
+    if isinstance(value, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return any(_holds_nul(item) for item in value)
+    return False
 
 
 class ServiceInfo(BaseConfig):
