@@ -3,6 +3,7 @@ each problem named by file and line, no secret shown, and nothing said by the li
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -76,3 +77,19 @@ def test_a_config_file_saved_in_another_encoding_is_refused_by_line(tmp_path: Pa
         assert f"  {name}\n    not UTF-8 text: byte 0xe9 on line 2 (save it as UTF-8, the encoding TOML " \
                "requires)" in result.stderr, result.stderr
         assert "internal error" not in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("name", ["app.env", "otel.yaml", "cryostorm.toml", "pyproject.toml"])
+def test_a_named_pipe_where_a_settings_file_goes_is_never_opened(tmp_path: Path, name: str) -> None:
+    """Opening a FIFO blocks until something writes to it: the launcher, check-config (which warms the plan
+    cache) and print-env hung for good. A pipe given by option is refused; one in the directory is not a file."""
+    os.mkfifo(tmp_path / name)
+    args = {"app.env": ["--env-file", name], "otel.yaml": ["--config-file", name]}.get(name, [])
+    for command in ([*args, *PROGRAM], ["check-config", *args], ["print-env", *args]):
+        result = run_launcher(command, cwd=tmp_path, timeout=30)  # a hang is a TimeoutExpired: a failure
+        if args:
+            assert result.returncode == 2, result.stderr
+            assert f"{name}" in result.stderr and "not a regular file (a device or a pipe)" in result.stderr
+        else:
+            assert result.returncode == 0, result.stderr
+        assert "internal error" not in result.stderr

@@ -229,6 +229,9 @@ def read_otel_file(path: Path, environ: Mapping[str, str]) -> OtelFile:
                     "from the current directory without any option")
     if path.suffix.lower() not in _SUFFIXES:
         raise _fail(label, "an OpenTelemetry configuration file ends in .yaml, .yml or .json", "rename it")
+    if path.exists() and not path.is_file():  # never opened: a FIFO would block, a device might never end
+        raise _fail(label, "is a directory, not a file" if path.is_dir() else "not a regular file (a device or a "
+                    "pipe)", "write the configuration to a file")
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:

@@ -163,8 +163,8 @@ def _xor(data: bytes, stream: bytes) -> bytes:
 
 
 def _read(path: str | None) -> bytes | None:
-    if path is None:
-        return None
+    if path is None or not os.path.isfile(path):  # a pipe or a device is never opened: a FIFO would block,
+        return None  # /dev/zero never end (the validation refuses them by name)
     try:
         with open(path, "rb") as fh:
             return fh.read()
