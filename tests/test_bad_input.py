@@ -263,3 +263,18 @@ def test_a_nul_byte_in_a_setting_is_refused_by_name_not_an_internal_error(tmp_pa
         assert named in result.stderr and "holds a NUL byte (\\x00), which no environment variable can carry" \
             in result.stderr, result.stderr
         assert "internal error" not in result.stderr and not marker.exists()
+
+
+def test_utf8_text_under_an_ascii_locale_is_told_as_the_locale_not_as_bad_bytes() -> None:
+    """LC_ALL=C with PYTHONUTF8=0 and PYTHONCOERCECLOCALE=0: Python reads the environment as ASCII, so valid
+    UTF-8 arrives escaped as well. The value is not at fault: the message says what is, and its fix."""
+    environb = {k.encode(): v.encode() for k, v in child_env().items()}
+    environb.update({b"LC_ALL": b"C", b"PYTHONUTF8": b"0", b"PYTHONCOERCECLOCALE": b"0",
+                     b"CRYOSTORM_SERVICE__NAME": "café".encode()})
+    result = subprocess.run([CRYOSTORM_RUN, "--", PYTHON, "-c", "pass"], env=environb, capture_output=True,
+                            timeout=60, check=False)
+    stderr = result.stderr.decode("utf-8", "replace")
+    assert result.returncode == 2, stderr
+    assert ("CRYOSTORM_SERVICE__NAME = 'caf\\udcc3\\udca9'\n    UTF-8 text that this Python, running under an ASCII "
+            "locale without UTF-8 mode, cannot read (set PYTHONUTF8=1") in stderr, stderr
+    assert "not UTF-8 text" not in stderr

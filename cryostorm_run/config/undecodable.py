@@ -7,21 +7,27 @@ the launcher refuses it by name instead, with the byte unless the setting is a s
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 
 from cryostorm_run.config.sources import NOT_SETTINGS, OTEL_TABLE, PREFIX, Problem, is_secret_name, mask
 
 
 def refuse_undecodable(environ: Mapping[str, str]) -> tuple[list[Problem], Mapping[str, str]]:
-    """(a problem for each setting that is not UTF-8, the environment without them)."""
+    """(a problem for each setting Python could not read as text, the environment without them)."""
     problems: list[Problem] = []
     refused: set[str] = set()
     for key, value in environ.items():
-        byte = first_undecodable(value)
-        if byte is None or not _is_setting(key):
+        if value.isascii() or not _is_setting(key) or not any(0xDC80 <= ord(char) <= 0xDCFF for char in value):
             continue
         secret = is_secret_name(key)
         refused.add(key)  # an environment variable is named as written (Origin.describe)
+        byte = first_undecodable(value)
+        if byte is None:  # UTF-8 bytes that Python read under an ASCII locale (LC_ALL=C without UTF-8 mode)
+            problems.append(Problem(key, mask(value) if secret else value, "UTF-8 text that this Python, running "
+                                    "under an ASCII locale without UTF-8 mode, cannot read",
+                                    "set PYTHONUTF8=1, or a UTF-8 locale (LC_ALL=C.UTF-8)"))
+            continue
         problems.append(Problem(key, mask(value) if secret else value,
                                 "not UTF-8 text" + ("" if secret else f": byte 0x{byte:02x}"), "write it in UTF-8"))
     if not refused:
@@ -30,10 +36,16 @@ def refuse_undecodable(environ: Mapping[str, str]) -> tuple[list[Problem], Mappi
 
 
 def first_undecodable(value: str) -> int | None:
-    """The first byte of `value` that was not UTF-8, or None."""
-    if value.isascii():
+    """The first byte of `value` that is not UTF-8, or None. Judged on its bytes, as the environment holds them:
+    under a C locale without UTF-8 mode (PYTHONUTF8=0 PYTHONCOERCECLOCALE=0 LC_ALL=C) Python decodes them as
+    ASCII, and valid UTF-8 such as 'café' arrives escaped too."""
+    try:
+        os.fsencode(value).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return exc.object[exc.start]
+    except UnicodeEncodeError:  # a character the file-system encoding cannot hold: not from the environment
         return None
-    return next((ord(char) - 0xDC00 for char in value if 0xDC80 <= ord(char) <= 0xDCFF), None)
+    return None
 
 
 def _is_setting(key: str) -> bool:
