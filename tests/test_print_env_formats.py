@@ -197,3 +197,18 @@ def test_row_source_names_every_input_that_was_set_in_precedence_order() -> None
     assert row_source("collector.port", origins) == "from --set collector"  # set as a whole
     assert row_source("logging.export_config", origins) == "from CRYOSTORM_LOGGING__EXPORT_CONFIG__BATCH_SIZE in .env"
     assert row_source("metrics.export_interval_millis", origins) == "default"
+
+
+@pytest.mark.parametrize("encoding", ["ascii", "latin-1"])
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_print_env_writes_utf8_whatever_stdout_encodes(encoding: str, fmt: str) -> None:
+    """The program gets the variables as UTF-8 bytes; print-env writes those bytes even where Python's stdout would
+    refuse them (PYTHONIOENCODING=ascii, a C locale): it was 'internal error: UnicodeEncodeError'."""
+    from conftest import CRYOSTORM_RUN, child_env
+
+    name = "caf\u00e9-\U0001f600"
+    result = subprocess.run([CRYOSTORM_RUN, "print-env", "--format", fmt], capture_output=True, timeout=60,
+                            check=False, env=child_env({"PYTHONIOENCODING": encoding, "CRYOSTORM_SERVICE__NAME": name}))
+    assert result.returncode == 0, result.stderr.decode("utf-8", "replace")
+    out = result.stdout.decode("utf-8")
+    assert (json.loads(out)["OTEL_SERVICE_NAME"] if fmt == "json" else out).count(name) >= 1, out
