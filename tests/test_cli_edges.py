@@ -342,3 +342,28 @@ def test_a_program_that_shares_a_subcommands_name_still_runs(tmp_path: Path) -> 
     program.chmod(0o755)
     result = run_launcher(["--quiet", "--", "print-env"], env={"PATH": f"{tmp_path}:/usr/bin:/bin"})
     assert (result.returncode, result.stdout) == (0, "the program ran\n"), result.stderr
+
+
+@pytest.mark.parametrize("option", ["--env-file", "--config-file"])
+@pytest.mark.parametrize("command", [["check-config"], ["print-env"], ["--", "true"]])
+def test_a_settings_file_option_given_twice_is_refused_not_half_read(tmp_path: Path, option: str,
+                                                                      command: list[str]) -> None:
+    """Before, the second file silently replaced the first (docker reads every --env-file: its users expect both)."""
+    first, second = tmp_path / "a", tmp_path / "b"
+    first.write_text("CRYOSTORM_SERVICE__VERSION=9\n")
+    second.write_text("CRYOSTORM_SERVICE__NAME=b\n")
+    twice = [option, str(first), f"{option}={second}"]
+    args = [*twice, *command] if command[0] == "--" else [*command, *twice]
+    result = run_launcher(args)
+    assert (result.returncode, result.stdout) == (2, ""), result.stderr
+    assert f"  {option}\n    given more than once: one file is read (merge them into one file" in result.stderr
+
+
+def test_a_program_argument_that_looks_like_a_file_option_is_the_programs() -> None:
+    result = run_launcher(["--quiet", "--env-file", "/dev/null", PYTHON, "-c", "import sys; print(sys.argv[1:])",
+                           "--env-file", "x"])
+    assert "given more than once" not in result.stderr
+    assert "not a regular file" in result.stderr  # /dev/null: the launcher's own option is still read
+    result = run_launcher(["--quiet", PYTHON, "-c", "import sys; print(sys.argv[1:])", "--env-file", "x",
+                           "--env-file", "y"])
+    assert (result.returncode, result.stdout) == (0, "['--env-file', 'x', '--env-file', 'y']\n"), result.stderr

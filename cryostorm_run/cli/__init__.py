@@ -29,6 +29,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args and args[0] == "run":
         args = args[1:]
     elif args and args[0] in (*COMMANDS, "--version"):
+        _one_file_each(args)
         from cryostorm_run.cli._app import app
         from cryostorm_run.cli._usage import is_parse_error, refuse
 
@@ -48,3 +49,31 @@ def main(argv: Sequence[str] | None = None) -> None:
     from cryostorm_run.cli._run import main as run_main
 
     run_main(args)
+
+
+_ONE_FILE = ("--env-file", "--config-file")
+
+
+def _one_file_each(args: Sequence[str]) -> None:
+    """`check-config --env-file a.env --env-file b.env` read only b.env, silently (docker reads both). Refused:
+    which values of the first would still count is not obvious (the `--` path: `_run.parse`). Up to `--` (doctor
+    takes a command after it)."""
+    seen: dict[str, int] = {}
+    for arg in args:
+        if arg == "--":
+            break
+        name = arg.partition("=")[0]
+        if name in _ONE_FILE:
+            seen[name] = seen.get(name, 0) + 1
+    repeated = [name for name, count in seen.items() if count > 1]
+    if not repeated:
+        return
+    from cryostorm_run.cli._common import UsageError, boundary
+    from cryostorm_run.config.sources import Problem
+
+    def refuse() -> None:
+        raise UsageError([Problem(name, None, "given more than once: one file is read",
+                                  "merge them into one file, or set the values that differ in the environment")
+                          for name in repeated])
+
+    boundary(refuse, "--debug" in args)
