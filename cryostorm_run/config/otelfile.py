@@ -91,24 +91,35 @@ def _substitute(text: str, environ: Mapping[str, str], used: set[str]) -> str:
     return _REFERENCE.sub(replace, text)
 
 
-def _walk(node: Any, path: Key, yaml: Any, loader: Any, ctx: dict[str, Any], line: int | None = None) -> None:
+_MOST_VALUES = 100_000  # a real configuration has hundreds; more is an alias bomb (`&a [x, x, ...]`, `[*a, *a]`)
+
+
+def _walk(node: Any, path: Key, yaml: Any, loader: Any, ctx: dict[str, Any], line: int | None = None) -> int:
     """Substitute in scalar values (keys never), retype a lone unquoted reference, record lines (a
-    mapping's value: the line of its key)."""
+    mapping's value: the line of its key). Returns how many values the node holds with every alias expanded,
+    as every reader of the settings will walk them."""
     ctx["lines"].setdefault(path, line or node.start_mark.line + 1)
     if id(node) in ctx["open"]:  # `a: &x [*x]`: settings are a tree, and every reader would recurse for ever
         ctx["errors"].append((path, "an alias refers to a node that contains it (a recursive structure)"))
-        return
+        return 1
     if id(node) in ctx["seen"]:  # an alias: the anchored node is substituted once
-        return
+        return int(ctx["sizes"].get(id(node), 1))
     ctx["seen"].add(id(node))
     ctx["open"].add(id(node))
     try:
-        _walk_children(node, path, yaml, loader, ctx)
+        size = 1 + _walk_children(node, path, yaml, loader, ctx)
     finally:
         ctx["open"].discard(id(node))
+    ctx["sizes"][id(node)] = size
+    if size > _MOST_VALUES and not ctx["errors"]:
+        ctx["errors"].append((path, f"its aliases (*name) expand it to more than {_MOST_VALUES:,} values; a "
+                                    "configuration has a few hundred"))
+    return size
 
 
-def _walk_children(node: Any, path: Key, yaml: Any, loader: Any, ctx: dict[str, Any]) -> None:
+def _walk_children(node: Any, path: Key, yaml: Any, loader: Any, ctx: dict[str, Any]) -> int:
+    if ctx["errors"] and any(m.startswith("its aliases") for _, m in ctx["errors"]):
+        return 0  # already too large: walk no further
     if isinstance(node, yaml.ScalarNode):
         if node.tag == "tag:yaml.org,2002:str" and "$" in node.value:
             raw = node.value
@@ -116,16 +127,16 @@ def _walk_children(node: Any, path: Key, yaml: Any, loader: Any, ctx: dict[str, 
                 node.value = _substitute(raw, ctx["environ"], ctx["used"])
             except ValueError as exc:
                 ctx["errors"].append((path, str(exc)))
-                return
+                return 0
             if node.style is None and _STANDALONE.match(raw):  # `count: ${N}` with N=42 is the int 42 (spec)
                 node.tag = loader.resolve(yaml.ScalarNode, node.value, (True, False))
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            _walk(item, (*path, index), yaml, loader, ctx)
-    elif isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            key_text = key.value if isinstance(key, yaml.ScalarNode) else "?"
-            _walk(value, (*path, key_text), yaml, loader, ctx, key.start_mark.line + 1)
+        return 0
+    if isinstance(node, yaml.SequenceNode):
+        return sum(_walk(item, (*path, index), yaml, loader, ctx) for index, item in enumerate(node.value))
+    if isinstance(node, yaml.MappingNode):
+        return sum(_walk(value, (*path, key.value if isinstance(key, yaml.ScalarNode) else "?"), yaml, loader, ctx,
+                         key.start_mark.line + 1) for key, value in node.value)
+    return 0
 
 
 def _parse(text: str, label: str, environ: Mapping[str, str], yaml: Any) -> OtelFile:
@@ -135,7 +146,7 @@ def _parse(text: str, label: str, environ: Mapping[str, str], yaml: Any) -> Otel
         if root is None:
             raise _fail(label, "the file is empty", "start from the example in the README (file_format: \"1.1\")")
         ctx: dict[str, Any] = {"seen": set(), "open": set(), "lines": {}, "used": set(), "errors": [],
-                               "environ": environ}
+                               "environ": environ, "sizes": {}}
         _walk(root, (), yaml, loader, ctx)
         if ctx["errors"]:
             raise SourceError([Problem(f"{label}:{ctx['lines'].get(p, 1)} {dotted(p)}", None, m)
