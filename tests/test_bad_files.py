@@ -106,3 +106,18 @@ def test_an_alias_bomb_in_an_otel_config_file_is_refused_at_once(tmp_path: Path)
     result = run_launcher(["check-config", "--config-file", str(config)], timeout=30)  # a hang: TimeoutExpired
     assert result.returncode == 2, result.stderr
     assert f"{config}:7 f\n    its aliases (*name) expand it to more than 100,000 values" in result.stderr
+
+
+def test_a_key_given_twice_in_an_otel_config_file_is_refused_not_half_read(tmp_path: Path) -> None:
+    """YAML requires unique keys; PyYAML keeps the last one, and a production exporter above a console one was
+    dropped without a word (check-config said valid)."""
+    config = tmp_path / "otel.yaml"
+    config.write_text('file_format: "1.0"\ntracer_provider:\n  processors:\n    - batch:\n        exporter:\n'
+                      "          otlp_http:\n            endpoint: http://prod:4318/v1/traces\ntracer_provider:\n"
+                      "  processors:\n    - simple:\n        exporter:\n          console: {}\n"
+                      "resource: {attributes: [{name: a, value: b, value: c}]}\n")
+    result = run_launcher(["check-config", "--config-file", str(config)])
+    assert result.returncode == 2, result.stderr
+    assert "'tracer_provider' is given twice (lines 2 and 8): the second would replace the first whole" \
+        in result.stderr
+    assert "'value' is given twice (lines 13 and 13)" in result.stderr

@@ -134,6 +134,15 @@ def _walk_children(node: Any, path: Key, yaml: Any, loader: Any, ctx: dict[str, 
     if isinstance(node, yaml.SequenceNode):
         return sum(_walk(item, (*path, index), yaml, loader, ctx) for index, item in enumerate(node.value))
     if isinstance(node, yaml.MappingNode):
+        first: dict[str, int] = {}
+        for key, _ in node.value:  # YAML requires unique keys; PyYAML keeps the last, dropping a section unsaid
+            if not isinstance(key, yaml.ScalarNode):
+                continue
+            if key.value in first:
+                ctx["errors"].append(((*path, key.value), f"{key.value!r} is given twice (lines "
+                                      f"{first[key.value]} and {key.start_mark.line + 1}): the second would "
+                                      "replace the first whole; keep one"))
+            first.setdefault(key.value, key.start_mark.line + 1)
         return sum(_walk(value, (*path, key.value if isinstance(key, yaml.ScalarNode) else "?"), yaml, loader, ctx,
                          key.start_mark.line + 1) for key, value in node.value)
     return 0
