@@ -212,3 +212,21 @@ def test_print_env_writes_utf8_whatever_stdout_encodes(encoding: str, fmt: str) 
     assert result.returncode == 0, result.stderr.decode("utf-8", "replace")
     out = result.stdout.decode("utf-8")
     assert (json.loads(out)["OTEL_SERVICE_NAME"] if fmt == "json" else out).count(name) >= 1, out
+
+
+def test_print_env_says_what_it_masked_and_how_to_have_it_whole() -> None:
+    """`eval "$(cryostorm-run print-env)"` would export **** as a header value: an export refused by the collector,
+    far from its cause. The masking is said on stderr (stdout stays the document), and how to have the values."""
+    from conftest import CRYOSTORM_RUN, child_env
+
+    env = child_env({"CRYOSTORM_EXPORTER_TYPE": "otlp", "OTEL_EXPORTER_OTLP_HEADERS": f"authorization={SECRET}",
+                     "CRYOSTORM_SERVICE__NAME": "svc"})
+    masked = subprocess.run([CRYOSTORM_RUN, "print-env"], env=env, capture_output=True, text=True, timeout=60,
+                            check=False)
+    assert masked.returncode == 0 and "OTEL_EXPORTER_OTLP_TRACES_HEADERS='****'" in masked.stdout
+    assert masked.stderr == ("cryostorm: warning: print-env shows OTEL_EXPORTER_OTLP_LOGS_HEADERS, "
+                             "OTEL_EXPORTER_OTLP_METRICS_HEADERS, OTEL_EXPORTER_OTLP_TRACES_HEADERS masked (****): to "
+                             "use the output as the program's environment, add --show-secrets\n"), masked.stderr
+    whole = subprocess.run([CRYOSTORM_RUN, "print-env", "--show-secrets"], env=env, capture_output=True, text=True,
+                           timeout=60, check=False)
+    assert (whole.returncode, whole.stderr) == (0, "") and SECRET.replace(" ", "%20") in whole.stdout

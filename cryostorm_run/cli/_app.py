@@ -235,6 +235,11 @@ def print_env(
 
         lines = [EnvLine(r.name, shown(r.secret, r.value), row_source(r.setting, loaded.origins))
                  for r in env_rows(loaded.settings)]
+        masked = sorted(line.name for line, r in zip(lines, env_rows(loaded.settings), strict=True)
+                        if line.value != r.value)
+        if masked:  # `eval "$(cryostorm-run print-env)"` would export **** as the value: an export that fails auth
+            warn([f"print-env shows {', '.join(masked)} masked (****): to use the output as the program's "
+                  "environment, add --show-secrets"])
         lines += [EnvLine(name, value, f"from {origin.describe()}")  # an OpenTelemetry configuration file's limits
                   for name, (value, origin) in sorted(loaded.file_env.items())]
         name = SEMCONV_OPT_IN[0]
