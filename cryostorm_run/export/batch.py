@@ -4,8 +4,8 @@ Built only on the SDK's public interfaces (`SpanProcessor`, `SimpleLogRecordProc
 `export`/`shutdown`/`force_flush`), so it behaves the same on every supported OpenTelemetry line
 instead of reaching into one release's `BatchSpanProcessor` internals. What it adds over the SDK's:
 
-- exact accounting: every item handed to it is exported, failed, still queued, in flight, or
-  counted as dropped at the moment it was refused (`seen`, `entered`, `shed`, `overflow`);
+- exact accounting: every item handed to it is exported, failed, still queued, in flight, or counted as
+  dropped when refused (`seen`, `entered`, `shed`, `overflow`, `late`: ended once closed for the exit);
 - several exports in flight (`max_in_flight` workers draining the one queue, each batch taken by
   exactly one of them): a distant collector that answers slowly is kept up with;
 - it never holds the program while the collector is not keeping up (failing, or not answering
@@ -32,8 +32,8 @@ from typing import Any
 from cryostorm_run.common.ownthreads import start
 from cryostorm_run.common.words import counted
 
-# An exporter that does not say how long an answer may take (`answer_timeout_s`, the OTLP timeout):
-# an export still unanswered after this means the collector is stuck, not keeping up.
+# An exporter that does not say how long an answer may take (`answer_timeout_s`, the OTLP timeout): an export
+# still unanswered after this means the collector is stuck, not keeping up.
 ANSWER_TIMEOUT_S = 10.0
 
 # While the collector is failing or stuck, at most this share of max_queue_size stays queued: a queue of 16k
@@ -50,22 +50,17 @@ GROWN_BYTES_MAX = 1 << 20
 # the program for a round trip, so the item is dropped and reported.
 QUICK_ANSWER_SHARE = 0.1
 
-class _RetryLater:
-    """An exporter's answer when the collector stayed unreachable for a batch's whole retry budget: the queue
-    keeps the batch, in front, and retries it; an outage costs only what the queue's bound sheds (reported)."""
-    name = "RETRY_LATER"
+class _RetryLater:  # an exporter's answer when the collector stayed unreachable for a batch's whole retry
+    name = "RETRY_LATER"  # budget: the queue keeps it, in front, and retries it (an outage costs what is shed)
 
 
 RETRY_LATER = _RetryLater()
 
-# Batch queues of this process, for the exit report (what was dropped, what is still queued).
-BATCH_QUEUES: weakref.WeakSet[BatchQueue] = weakref.WeakSet()
-
+BATCH_QUEUES: weakref.WeakSet[BatchQueue] = weakref.WeakSet()  # this process's, for the exit report
 # A long-running process reports losses while it runs: at most one line per queue per interval (until closed).
 REPORT_INTERVAL_S = int(os.environ.get("_CRYOSTORM_LOSS_REPORT_MILLIS", "60000")) / 1000
 REPORTERS: list[Callable[[str], None]] = []  # the hook adds its `cryostorm:` line writer
-# Called once per process, when the first item is queued (the hook registers cryostorm's own metrics).
-ON_FIRST_ITEM: list[Callable[[], None]] = []
+ON_FIRST_ITEM: list[Callable[[], None]] = []  # once per process, at the first item (cryostorm's own metrics)
 _first_item_seen = False
 
 
@@ -96,7 +91,8 @@ class BatchQueue:
 
     def _fresh(self) -> None:
         self.queue: deque[Any] = deque()
-        self.seen = self.entered = self.shed = self.overflow = 0
+        self.seen = self.entered = self.shed = self.overflow = self.late = 0
+        self.after_report: Callable[[str], None] | None = None  # set once the exit report is said (its label)
         self.exported = self.failed = 0
         self.in_flight = 0  # items taken from the queue by exports not finished yet (all workers)
         self.last_ok, self.last_duration_s = True, 0.0
@@ -108,7 +104,7 @@ class BatchQueue:
         self._closed = False
         self._shut = self._exporter_shut = False  # shut down (once), and its exporter with it
         self._reported_at = float("-inf")
-        self._reported = (0, 0, 0)
+        self._reported = (0, 0, 0, 0)
 
     # -- the program's side (hot path) ---------------------------------------------------------
 
@@ -126,8 +122,11 @@ class BatchQueue:
                 self.overflow += 1
                 self._report_soon()
                 return False
-        if self._closed:
-            self.overflow += 1
+        if self._closed:  # ended after the exit's shutdown, by a thread still running then (a daemon thread)
+            self.late += 1
+            say, self.after_report = self.after_report, None
+            if say is not None:  # and after the exit report: counted nowhere else, so told here (once)
+                say(self.label)
             return False
         queue.append(item)
         self.entered += 1
@@ -167,7 +166,7 @@ class BatchQueue:
         # as with one export in flight, however many there are.
         return len(self.queue) + max(0, self.in_flight - self.batch_size)
 
-    dropped = property(lambda self: self.shed + self.overflow)
+    dropped = property(lambda self: self.shed + self.overflow + self.late)
 
     def _report_soon(self) -> None:
         # From the program's thread, on a drop: the worker may be stuck in an export for a while.
@@ -178,14 +177,16 @@ class BatchQueue:
     def report_losses(self) -> str | None:
         """One line on what was lost since the last line, rate-limited; the running totals with it."""
         now = time.monotonic()
-        counts = (self.shed, self.overflow, self.failed)
+        counts = (self.shed, self.overflow, self.failed, self.late)
         if counts == self._reported or now - self._reported_at < REPORT_INTERVAL_S:
             return None
-        shed, overflow, failed = (c - r for c, r in zip(counts, self._reported, strict=True))
+        shed, overflow, failed, late = (c - r for c, r in zip(counts, self._reported, strict=True))
         self._reported, self._reported_at = counts, now
         parts = [f"{n} {why}" for n, why in ((shed, "dropped while the collector was not keeping up"),
                                              (overflow, "dropped because the export queue was full"),
-                                             (failed, "not delivered (the exporter gave up on them)")) if n]
+                                             (failed, "not delivered (the exporter gave up on them)"),
+                                             (late, "ended after the exit's shutdown (a thread still running)"))
+                 if n]
         line = (f"{self.label}: {', '.join(parts)} since the last report; so far {self.seen} created = "
                 f"{self.exported} delivered + {self.dropped + self.failed} lost + "
                 f"{len(self.queue) + self.in_flight} queued or in flight")
@@ -232,12 +233,10 @@ class BatchQueue:
                 self.report_losses()
 
     def _next_batch(self) -> list[Any] | None:
-        """The next batch for this worker ([] on a timer wake with nothing to send; None: closed and empty).
-
-        A full batch goes at once; a partial one only at the schedule delay, on flush or at shutdown:
-        taking whatever is queued after each export would send many small batches (12x the export
-        requests at 2,000 spans/s with 4 workers), each costing the program CPU.
-        """
+        """The next batch for this worker ([] on a timer wake with nothing to send; None: closed and empty). A full
+        batch goes at once; a partial one only at the schedule delay, on flush or at shutdown: taking whatever is
+        queued after each export would send many small batches (12x the export requests at 2,000 spans/s with 4
+        workers), each costing the program CPU."""
         with self._cond:
             timer = time.monotonic() + self.delay_s
             while True:

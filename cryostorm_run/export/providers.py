@@ -217,8 +217,10 @@ def loss_report() -> dict[str, dict[str, int]]:
 
     report: dict[str, dict[str, int]] = {}
     for batch in list(BATCH_QUEUES):
-        entry = report.setdefault(batch.label, {"dropped": 0, "failed": 0, "queued": 0, "in_flight": 0, "under_way": 0})
-        entry["dropped"] += batch.dropped
+        entry = report.setdefault(batch.label, {"dropped": 0, "failed": 0, "queued": 0, "in_flight": 0, "under_way": 0,
+                                                "late": 0})
+        entry["dropped"] += batch.dropped - batch.late  # late: ended after the exit's shutdown, its own reason
+        entry["late"] += batch.late
         entry["queued"] += len(batch.queue)
         entry["in_flight"] += batch.in_flight
         # Not while the exporter is still being built (grpc imported): nothing has been sent yet.

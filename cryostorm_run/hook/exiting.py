@@ -124,17 +124,41 @@ def flush_and_report(providers: Any) -> bool:
         if counts["failed"]:
             warn(f"{counted(counts['failed'], kind)} not delivered: the exporter gave up on them (see the errors "
                  f"above){said}")
+        if counts["late"]:
+            warn(f"{counted(counts['late'], kind)} ended after telemetry was shut down for the exit, by a thread "
+                 f"still running then (a daemon thread): not exported{said}")
     otlp = sys.modules.get("cryostorm_run.export.otlp")  # not loaded: nothing was sent over OTLP
     items = getattr(otlp, "REJECTED_ITEMS", {})
     for sig, count in sorted(getattr(otlp, "REJECTED", {}).items()):
         warn(f"the collector rejected {counted(count, items.get(sig, 'items'))} in total (partial success; see "
              f"above){said}")
+    _arm_after_report(report, said)
     if not flushed:
         targets = ", ".join(f"{k}: {v}" for k, v in providers.exporters.items() if v.startswith("otlp"))
         warn(f"telemetry not fully flushed within {timeout:g} s (shutdown_timeout_millis): "
              f"{_unconfirmed(report, providers.stopping)}{_last_faults()}; exporters still busy ({targets or 'none'}); "
              f"exiting anyway{said}")
     return flushed
+
+
+def _arm_after_report(report: dict[str, dict[str, int]], said: str) -> None:
+    """What a daemon thread still ends after the report is told, once a queue: by the queue as it comes, or here
+    at once for what came while the report was being said (counted nowhere else)."""
+    from cryostorm_run.export.batch import BATCH_QUEUES
+
+    def say(label: str) -> None:
+        warn(f"{label} still ended after the exit report above, by a thread still running (a daemon thread): lost, "
+             f"and not counted there{said}")
+
+    queues = list(BATCH_QUEUES)
+    late: dict[str, int] = {}
+    for batch in queues:
+        batch.after_report = say
+        late[batch.label] = late.get(batch.label, 0) + batch.late
+    for batch in queues:
+        if late[batch.label] > report.get(batch.label, {}).get("late", 0) and batch.after_report is not None:
+            batch.after_report = None
+            say(batch.label)
 
 
 def _last_faults() -> str:
