@@ -134,6 +134,12 @@ def test_headers_on_the_command_line() -> None:
         "OTLP headers given on the command line (--set otlp.headers) are visible to other users (ps, /proc) and "
         "kept in shell history: put them in CRYOSTORM_OTLP__HEADERS or an --env-file instead"
     ]
+    per_signal = (Override("--set tracing.headers.a", ("tracing", "headers", "a"), "s"),
+                  Override("--set logging.headers", ("logging", "headers"), "a=s"))
+    assert warnings_for(OTLP, per_signal) == [
+        "OTLP headers given on the command line (--set logging.headers, --set tracing.headers.a) are visible to other "
+        "users (ps, /proc) and kept in shell history: put them in CRYOSTORM_OTLP__HEADERS or an --env-file instead"
+    ]
 
 
 def test_ca_bundle_overrides_the_http_certificate(tmp_path: Path) -> None:

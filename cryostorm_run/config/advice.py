@@ -211,7 +211,8 @@ def _console_beside_otlp(ctx: _Context) -> Iterator[Advice]:
 
 
 def _headers_on_command_line(ctx: _Context) -> Iterator[Advice]:
-    flags = sorted({o.describe() for p, o in ctx.origins.items() if p[:2] == ("otlp", "headers") and o.kind == "flag"})
+    flags = sorted({o.describe() for p, o in ctx.origins.items() if o.kind == "flag" and len(p) > 1
+                    and p[1] == "headers" and p[0] in ("otlp", "tracing", "metrics", "logging")})  # and per signal
     if flags:
         yield Advice("headers-on-command-line",
                      f"OTLP headers given on the command line ({', '.join(flags)}) are visible to other users "
