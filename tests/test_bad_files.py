@@ -121,3 +121,10 @@ def test_a_key_given_twice_in_an_otel_config_file_is_refused_not_half_read(tmp_p
     assert "'tracer_provider' is given twice (lines 2 and 8): the second would replace the first whole" \
         in result.stderr
     assert "'value' is given twice (lines 13 and 13)" in result.stderr
+
+
+def test_a_config_file_with_a_byte_order_mark_says_so(tmp_path: Path) -> None:
+    (tmp_path / "cryostorm.toml").write_bytes(b"\xef\xbb\xbf[service]\nname = 'x'\n")  # as Windows editors save it
+    result = run_launcher(PROGRAM, cwd=tmp_path)
+    assert result.returncode == 2 and "STARTED" not in result.stdout, result.stderr
+    assert "(the file starts with a byte-order mark) (save it as UTF-8 without a byte-order mark)" in result.stderr

@@ -58,7 +58,10 @@ def _load_toml(path: Path) -> dict[str, Any]:
     except OSError as exc:
         raise SourceError([Problem(path.name, None, f"cannot read: {exc.strerror}")]) from None
     except toml.TOMLDecodeError as exc:
-        raise SourceError([Problem(path.name, None, f"invalid TOML: {exc}", "fix the file's syntax")]) from None
+        bom = path.read_bytes().startswith(b"\xef\xbb\xbf")  # Windows editors write one; TOML refuses it
+        raise SourceError([Problem(path.name, None, f"invalid TOML: {exc}" + (
+            " (the file starts with a byte-order mark)" if bom else ""),
+            "save it as UTF-8 without a byte-order mark" if bom else "fix the file's syntax")]) from None
     except UnicodeDecodeError as exc:  # TOML is UTF-8: a file saved as Latin-1 or cp1252 is not TOML
         line = exc.object[:exc.start].count(b"\n") + 1
         raise SourceError([Problem(path.name, None, f"not UTF-8 text: byte 0x{exc.object[exc.start]:02x} on line "
