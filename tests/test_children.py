@@ -112,3 +112,26 @@ def test_a_child_whose_stderr_the_parent_reads_gets_no_start_up_line(tmp_path: P
     starts = [line for line in launched.stderr.splitlines() if line.startswith("cryostorm: service=kids ")]
     assert len(starts) == 2, launched.stderr  # the program's, and the child that writes where it does
     assert f" pid={inheriting_pid} " in starts[1], launched.stderr
+
+
+KILLING = """
+import subprocess, sys, time
+child = subprocess.Popen([sys.executable, "-c", "import time; print('up', flush=True); time.sleep(60)"],
+                         stdout=subprocess.PIPE, text=True)
+child.stdout.readline()  # its hook has run
+child.kill()
+other = subprocess.Popen(["sleep", "60"])
+other.kill()
+print("killed", child.wait(), other.wait(), flush=True)
+"""
+
+
+def test_a_python_child_the_program_kills_with_sigkill_is_told_as_lost() -> None:
+    """Nothing flushes after SIGKILL, and nothing in the child can count what it loses: the program's side says
+    so (a dev server's autoreloader does this on SIGTERM; subprocess.run on a timeout). Not for other children."""
+    result = run_launcher(["--quiet", "--", PYTHON, "-c", KILLING])
+    assert (result.returncode, result.stdout) == (0, "killed -9 -9\n"), result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("cryostorm: the program killed its Python child 'python"), lines
+    assert lines[0].endswith("with SIGKILL: whatever telemetry that child had not exported yet is lost, and cannot "
+                             "be counted"), lines

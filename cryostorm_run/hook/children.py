@@ -85,7 +85,9 @@ def lost_reason(argv: Sequence[str], executable: str | None, env: Mapping[str, s
     return reason
 
 
-def _check(argv: Any, executable: Any, env: Any, hook_dir: str, warn: Callable[[str], None]) -> None:
+def _check(argv: Any, executable: Any, env: Any, hook_dir: str, warn: Callable[[str], None]) -> bool:
+    """Told if the child will run without the hook; True when it is a Python child of this environment that
+    runs it (its telemetry is buffered in it: a SIGKILL from the program loses it, see `_watch_popen`)."""
     try:
         if isinstance(argv, (str, bytes, os.PathLike)):
             import shlex
@@ -98,18 +100,19 @@ def _check(argv: Any, executable: Any, env: Any, hook_dir: str, warn: Callable[[
         env = {os.fsdecode(k): os.fsdecode(v) for k, v in env.items()} if env is not None else None
         reason = lost_reason(argv, executable, env, hook_dir, os.environ if env is None else None)
         if reason is None:
-            return
+            return bool(argv) and _ours(str(executable or argv[0]), env) is not None
         command = " ".join([os.path.basename(argv[0]), *argv[1:]])
         key = (os.path.basename(argv[0]), reason)
         if key in _TOLD:
-            return
+            return False
         _TOLD.add(key)
         from cryostorm_run.common.shown import quoted  # here: its patterns cost every process at start-up
 
         warn(f"child process {quoted(command)} will have no telemetry: {reason} (if that is meant: "
              "CRYOSTORM_CHILD_PROCESSES=none)")
     except Exception:  # never stand between the program and its child
-        return
+        pass
+    return False
 
 
 def watch(hook_dir: str, warn: Callable[[str], None], when_imported: Callable[[str, Any], None]) -> None:
@@ -121,18 +124,46 @@ def watch(hook_dir: str, warn: Callable[[str], None], when_imported: Callable[[s
 
 
 def _watch_popen(subprocess: Any, hook_dir: str, warn: Callable[[str], None]) -> None:
-    popen_init = subprocess.Popen.__init__
-    if not getattr(popen_init, "cryostorm", False):
-        def __init__(self: Any, args: Any, *more: Any, **kwargs: Any) -> None:
-            # Popen(args, bufsize, executable, stdin, stdout, stderr, preexec_fn, close_fds, shell, cwd, env, ...)
-            executable = kwargs.get("executable", more[1] if len(more) > 1 else None)
-            env = kwargs.get("env", more[9] if len(more) > 9 else None)
-            _check(args, executable, env, hook_dir, warn)
-            popen_init(self, args, *more, **kwargs)
+    """Children that lose the hook are told. And a hooked Python child the program kills with SIGKILL
+    (`Popen.kill()`: `subprocess.run` on a timeout or an exception, a dev server's autoreloader on SIGTERM) loses
+    what it had not exported: nothing can flush after SIGKILL, or count it, so the program's side says so."""
+    import weakref
 
-        __init__.cryostorm = True  # type: ignore[attr-defined]
-        __init__.__wrapped__ = popen_init  # type: ignore[attr-defined]
-        subprocess.Popen.__init__ = __init__
+    hooked: weakref.WeakSet[Any] = weakref.WeakSet()
+    popen_init, send_signal = subprocess.Popen.__init__, subprocess.Popen.send_signal
+    if getattr(popen_init, "cryostorm", False):
+        return
+
+    def __init__(self: Any, args: Any, *more: Any, **kwargs: Any) -> None:
+        # Popen(args, bufsize, executable, stdin, stdout, stderr, preexec_fn, close_fds, shell, cwd, env, ...)
+        executable = kwargs.get("executable", more[1] if len(more) > 1 else None)
+        env = kwargs.get("env", more[9] if len(more) > 9 else None)
+        ours = _check(args, executable, env, hook_dir, warn)
+        popen_init(self, args, *more, **kwargs)
+        if ours:
+            hooked.add(self)
+
+    def send_signal_(self: Any, sig: int) -> None:
+        if sig == getattr(signal_module(), "SIGKILL", None) and self in hooked and self.returncode is None:
+            hooked.discard(self)
+            with_args = self.args if isinstance(self.args, (list, tuple)) else [self.args]
+            command = " ".join([os.path.basename(os.fsdecode(with_args[0])), *map(os.fsdecode, with_args[1:])])
+            from cryostorm_run.common.shown import quoted
+
+            warn(f"the program killed its Python child {quoted(command)} (pid {self.pid}) with SIGKILL: whatever "
+                 "telemetry that child had not exported yet is lost, and cannot be counted")
+        return send_signal(self, sig)  # type: ignore[no-any-return]
+
+    wrappers: tuple[tuple[Any, Any], ...] = ((__init__, popen_init), (send_signal_, send_signal))
+    for wrapper, original in wrappers:
+        wrapper.cryostorm = True
+        wrapper.__wrapped__ = original
+    subprocess.Popen.__init__, subprocess.Popen.send_signal = __init__, send_signal_
+
+
+def signal_module() -> Any:
+    """`signal` as loaded (subprocess imports it): never an import of ours on the program's thread."""
+    return sys.modules.get("signal")
 
 
 def _watch_exec(hook_dir: str, warn: Callable[[str], None]) -> None:
