@@ -302,7 +302,8 @@ def test_launcher_side_matches_the_real_launcher(raw: dict[str, str]) -> None:
     environ = child_env(raw)
     planned = plan_launch(load_settings(environ, config_dir=None).settings, [sys.executable, "-c", dump], environ,
                           report="quiet").env
-    where = ("_CRYOSTORM_LAUNCHER_PID", "_CRYOSTORM_HOOK_DIR", "_CRYOSTORM_PREFIX")  # this process, that install
+    # This process, that install, and the stderr it had (told at exec, not planned: hook/say.py STDERR_VAR).
+    where = ("_CRYOSTORM_LAUNCHER_PID", "_CRYOSTORM_HOOK_DIR", "_CRYOSTORM_PREFIX", "_CRYOSTORM_STDERR")
 
     def telemetry(env: Mapping[str, str]) -> dict[str, str]:
         return {k: v for k, v in env.items() if k.startswith(("OTEL_", "_CRYOSTORM_")) and k not in where}

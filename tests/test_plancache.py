@@ -40,6 +40,7 @@ class Launch:
         self.stderr = "\n".join(line for line in lines if not line.startswith("import time:"))
         self.env: dict[str, str] = json.loads(result.stdout) if self.code == 0 and result.stdout else {}
         self.env.pop("_CRYOSTORM_LAUNCHER_PID", None)  # the launcher's PID: differs each run
+        self.env.pop("_CRYOSTORM_STDERR", None)  # which stderr the launcher had (a pipe of its own each run)
         self.env.pop("CRYOSTORM_PLAN_CACHE", None)  # where the test put the cache (passed on as given)
 
 
