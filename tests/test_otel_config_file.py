@@ -557,3 +557,17 @@ def test_a_second_otlp_processor_or_a_copy_with_its_own_settings_is_refused(tmp_
          "to 'otlp_http': cryostorm exports a signal to one OTLP endpoint, and beside it to the console"),
         (f"{config}:16 logger_provider.processors[1].batch.max_queue_size", "not supported by cryostorm-run: "
          "'max_queue_size' on a second processor (it takes the first one's settings)")], found
+
+
+@pytest.mark.parametrize(("value", "version"), [("010", "10"), ("1:30", "1%3A30"), ("on", "on"), ("1_000", "1_000"),
+                                                ("2024-01-01", "2024-01-01"), ("0o17", "15"), ("0x1F", "31")])
+def test_a_substituted_value_is_typed_by_the_yaml_1_2_core_schema(tmp_path: Path, value: str, version: str) -> None:
+    """The data model: YAML files SHOULD be parsed with the v1.2 core schema. By PyYAML's 1.1 rules V=010 became
+    8, V=1:30 90, V=on true, and V=2024-01-01 a date the schema quoted as Python."""
+    config = tmp_path / "otel.yaml"
+    config.write_text('file_format: "1.0"\nresource:\n  attributes:\n    - name: service.name\n      value: svc\n'
+                      "    - name: service.version\n      value: ${V}\n")
+    result = run_launcher(["print-env", "--config-file", str(config)], {"V": value})
+    assert result.returncode == 0, result.stderr
+    assert f"service.version={version}," in result.stdout or f"service.version={version}'" in result.stdout, \
+        result.stdout

@@ -149,7 +149,9 @@ def _walk_children(node: Any, path: Key, yaml: Any, loader: Any, ctx: dict[str, 
 
 
 def _parse(text: str, label: str, environ: Mapping[str, str], yaml: Any) -> OtelFile:
-    loader = yaml.SafeLoader(text)
+    from cryostorm_run.config.yamlcore import core_loader
+
+    loader = core_loader(yaml)(text)
     try:
         root = loader.get_single_node()
         if root is None:
