@@ -256,22 +256,13 @@ def print_env(
                                       f"use --format {OTHER_FORMATS[fmt]}")],
                              f"--format {fmt} cannot hold this value", note=NOTHING["print-env"],
                              configuration=True) from None
-        _write_utf8(text)
+        from cryostorm_run.cli._common import write_utf8
+
+        write_utf8(text)
         return 0
 
     boundary(run, debug)
 
-
-def _write_utf8(text: str) -> None:
-    """The variables as the program gets them: UTF-8 bytes, whatever the encoding of stdout (PYTHONIOENCODING=ascii
-    or a C locale would refuse 'café'); an environment is bytes, and the shell that reads this passes them on."""
-    buffer = getattr(sys.stdout, "buffer", None)
-    if buffer is None:  # a stream without bytes underneath (a test runner's): as text
-        sys.stdout.write(text)
-        return
-    sys.stdout.flush()
-    buffer.write(text.encode("utf-8", "surrogateescape"))
-    buffer.flush()
 
 
 @app.command("doctor", context_settings={"allow_interspersed_args": False})

@@ -160,3 +160,15 @@ def _mask_text(text: str) -> str:
     from cryostorm_run.config.model import redact_userinfo
 
     return mask_values(redact_userinfo(text), header_secrets(os.environ))
+
+
+def write_utf8(text: str) -> None:
+    """The variables as the program gets them: UTF-8 bytes, whatever the encoding of stdout (PYTHONIOENCODING=ascii
+    or a C locale would refuse 'café'); an environment is bytes, and the shell that reads this passes them on."""
+    buffer = getattr(sys.stdout, "buffer", None)
+    if buffer is None:  # a stream without bytes underneath (a test runner's): as text
+        sys.stdout.write(text)
+        return
+    sys.stdout.flush()
+    buffer.write(text.encode("utf-8", "surrogateescape"))
+    buffer.flush()
