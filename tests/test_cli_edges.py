@@ -313,13 +313,12 @@ def test_a_closed_stdout_or_stderr_stays_closed_and_the_program_runs_traced(otlp
 
 def test_a_launcher_whose_working_directory_was_deleted_runs_the_program(tmp_path: Path) -> None:
     """A shell left in a directory that was removed (a release directory replaced under it) starts programs
-    there; Python runs them. The plan cache, keyed on the working directory, is skipped, not an internal error;
-    the settings read in-process (the facade's) find no config file there."""
+    there; Python runs them. The plan cache, keyed on the working directory, is skipped, not an internal error.
+    (Not `python -c` importing pydantic there: on Python 3.13 pydantic_core's import itself fails, with '' on
+    sys.path, which is not cryostorm's.)"""
     gone = tmp_path / "gone"
     gone.mkdir()
-    in_process = "from cryostorm_run.settings import TelemetrySettings; TelemetrySettings()"
     script = (f'cd {gone} && rmdir {gone} && {CRYOSTORM_RUN} check-config >/dev/null && '
-              f'{PYTHON} -c "{in_process}" && '
               f'for run in 1 2; do {CRYOSTORM_RUN} -- {PYTHON} -c "print(\'ran\')" || exit; done')
     result = subprocess.run(["sh", "-c", script], env=child_env(), capture_output=True, text=True, timeout=60,
                             check=False)
