@@ -51,29 +51,23 @@ def main(argv: Sequence[str] | None = None) -> None:
     run_main(args)
 
 
-_ONE_FILE = ("--env-file", "--config-file")
-
-
 def _one_file_each(args: Sequence[str]) -> None:
-    """`check-config --env-file a.env --env-file b.env` read only b.env, silently (docker reads both). Refused:
-    which values of the first would still count is not obvious (the `--` path: `_run.parse`). Up to `--` (doctor
-    takes a command after it)."""
-    seen: dict[str, int] = {}
-    for arg in args:
-        if arg == "--":
-            break
-        name = arg.partition("=")[0]
-        if name in _ONE_FILE:
-            seen[name] = seen.get(name, 0) + 1
-    repeated = [name for name, count in seen.items() if count > 1]
-    if not repeated:
-        return
-    from cryostorm_run.cli._common import UsageError, boundary
-    from cryostorm_run.config.sources import Problem
+    """`check-config --env-file a.env --env-file b.env` read only b.env, silently: refused, as on the `--` path
+    (`_run._not_twice`, whose refusal this is). Up to `--` (doctor takes a command after it)."""
+    from cryostorm_run.cli._common import boundary
+    from cryostorm_run.cli._run import FILE_OPTIONS, not_twice
 
-    def refuse() -> None:
-        raise UsageError([Problem(name, None, "given more than once: one file is read",
-                                  "merge them into one file, or set the values that differ in the environment")
-                          for name in repeated])
+    def check() -> None:
+        given: dict[str, object] = dict.fromkeys(FILE_OPTIONS.values())
+        for arg in args:
+            if arg == "--":
+                break
+            name = arg.partition("=")[0]
+            if name in FILE_OPTIONS:
+                not_twice(name, given)
+                given[FILE_OPTIONS[name]] = arg
 
-    boundary(refuse, "--debug" in args)
+    try:
+        check()
+    except Exception:
+        boundary(check, "--debug" in args)

@@ -56,12 +56,12 @@ VALUE_OPTIONS = ("--env-file", "--config-file", "--set", *FLAGS)
 SWITCHES = ("-h", "--help", "--quiet", "--verbose", "--debug")
 
 
-_FILE_OPTIONS = {"--env-file": "env_file", "--config-file": "otel_config"}
+FILE_OPTIONS = {"--env-file": "env_file", "--config-file": "otel_config"}
 
 
-def _not_twice(name: str, options: Mapping[str, object]) -> None:
+def not_twice(name: str, options: Mapping[str, object]) -> None:
     """One env file, one config file: a second one silently replaced the first (docker reads every --env-file)."""
-    if name in _FILE_OPTIONS and options[_FILE_OPTIONS[name]] is not None:
+    if name in FILE_OPTIONS and options[FILE_OPTIONS[name]] is not None:
         raise UsageError([_problem(name, None, "given more than once: one file is read",
                                    "merge them into one file, or set the values that differ in the environment")])
 
@@ -90,7 +90,7 @@ def parse(args: Sequence[str]) -> tuple[dict[str, object], list[str]]:
         name, eq, inline = arg.partition("=")
         if name in VALUE_OPTIONS:
             value = inline if eq else _next_value(name, items)
-            _not_twice(name, options)
+            not_twice(name, options)
             if name == "--env-file":
                 options["env_file"] = _path(value)
             elif name == "--config-file":
