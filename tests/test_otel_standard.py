@@ -315,7 +315,12 @@ def test_endpoints_lose_the_signal_path_and_get_the_https_port() -> None:
     # what is wrong with a URL is reported by the model, as written
     for url, message in (("https://host:99999", "invalid port in 'https://host:99999'"),
                          ("ftp://host", "URL scheme must be http or https, got 'ftp'"),
-                         ("host:4317", "expected a URL such as http://collector:4317, got 'host:4317' (no scheme)")):
+                         ("host:4317", "expected a URL such as http://collector:4317, got 'host:4317' (no scheme)"),
+                         # urlsplit keeps [::1] and the port and drops the x between them: refused, not rewritten
+                         ("http://[::1]x:4317", "invalid host in 'http://[::1]x:4317': an IPv6 address in brackets "
+                          "is followed by ':' and the port or by nothing, e.g. http://[::1]:4317"),
+                         ("http://a]b:4317", "invalid host in 'http://a]b:4317': '[' and ']' only enclose an IPv6 "
+                          "address, e.g. http://[::1]:4317")):
         assert problem_tuples({"OTEL_EXPORTER_OTLP_ENDPOINT": url}) == [
             ("OTEL_EXPORTER_OTLP_ENDPOINT", url, message, "")]
     assert problem_tuples({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c"}) == [(

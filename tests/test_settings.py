@@ -294,6 +294,9 @@ def config_problems(tmp_path: Path, toml: str) -> list[tuple[str, str | None, st
         # a validator's message loses pydantic's "Value error, " and quotes the URL without its user:password@
         ({"CRYOSTORM_COLLECTOR": "http://a:b@c:99999"}, ("CRYOSTORM_COLLECTOR", "http://****:****@c:99999",
           "invalid port in 'http://****:****@c:99999'", "")),
+        ({"CRYOSTORM_COLLECTOR": "http://a:b@[::1]z:4317"}, ("CRYOSTORM_COLLECTOR", "http://****:****@[::1]z:4317",
+          "invalid host in 'http://****:****@[::1]z:4317': an IPv6 address in brackets is followed by ':' and the "
+          "port or by nothing, e.g. http://[::1]:4317", "")),
         # a check over a group of values with one input beneath it: named and shown (masked: a password) by it
         ({"CRYOSTORM_COLLECTOR__PASSWORD": "pw"}, ("CRYOSTORM_COLLECTOR__PASSWORD", "****",
           "a password needs a username (user:password@ in the URL)", "")),

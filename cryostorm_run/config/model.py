@@ -77,6 +77,7 @@ Attributes = Annotated[dict[str, AttributeValue], BeforeValidator(_split_mapping
 ExtraArgs = Annotated[dict[str, Any], BeforeValidator(_split_mapping)]
 
 _HOST = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?)$")
+_BRACKETED = re.compile(r"^(?:[^\[\]]*|\[[^\]]*\](?::[^\[\]]*)?)$")  # host[:port], the host bracketed or not
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 
 
@@ -131,7 +132,11 @@ def parse_collector_url(value: str) -> dict[str, Any]:
     text = value.strip()
     if "://" not in text:
         raise ValueError(f"expected a URL such as http://collector:4317, got {text!r} (no scheme)")
-    parsed = urllib.parse.urlsplit(text)
+    try:
+        parsed = urllib.parse.urlsplit(text)
+    except ValueError:  # urlsplit's own "Invalid IPv6 URL": a bracket without its pair
+        raise ValueError(f"invalid host in {text!r}: '[' and ']' only enclose an IPv6 address, e.g. "
+                         "http://[::1]:4317") from None
     if parsed.scheme not in ("http", "https"):
         raise ValueError(f"URL scheme must be http or https, got {parsed.scheme!r}")
     try:
@@ -140,6 +145,9 @@ def parse_collector_url(value: str) -> dict[str, Any]:
         raise ValueError(f"invalid port in {text!r}") from exc
     if parsed.query or parsed.fragment:
         raise ValueError(f"a collector URL takes no query or fragment: {text!r}")
+    if not _BRACKETED.match(parsed.netloc.rpartition("@")[2]):  # urlsplit drops what follows `]` before `:`
+        raise ValueError(f"invalid host in {text!r}: an IPv6 address in brackets is followed by ':' and the "
+                         "port or by nothing, e.g. http://[::1]:4317")
     host = parsed.hostname or ""
     if ":" in host:
         host = f"[{host}]"

@@ -187,8 +187,8 @@ def _exporters_port(url: str) -> str:
     http they differ (80 over HTTP, 443 over gRPC), so it is refused rather than guessed."""
     import urllib.parse
 
-    parsed = urllib.parse.urlsplit(url)
     try:
+        parsed = urllib.parse.urlsplit(url)
         if "://" not in url or not parsed.hostname or parsed.port is not None:
             return url  # anything wrong with it is reported by the model
     except ValueError:
