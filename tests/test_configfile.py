@@ -64,6 +64,37 @@ def test_pyproject_without_the_table_is_not_a_config_file(tmp_path: Path) -> Non
     assert load_settings({}, config_dir=tmp_path).origins == {}
 
 
+@pytest.mark.parametrize(("toml", "shown"), [('[tool]\ncryostorm = "x"\n', "x"), ("tool.cryostorm = 5\n", "5")])
+def test_a_cryostorm_key_that_is_not_a_table_is_refused_not_ignored(tmp_path: Path, toml: str, shown: str) -> None:
+    write(tmp_path, "pyproject.toml", toml)
+    with pytest.raises(ConfigError) as info:
+        load_settings({}, config_dir=tmp_path)
+    assert [(p.name, p.value, p.message, p.hint) for p in info.value.problems] == [(
+        "pyproject.toml [tool.cryostorm]", shown, "must be a table of settings, not a value",
+        'write [tool.cryostorm] on a line of its own and the settings under it, e.g. '
+        'collector = "http://otel-collector:4317"')]
+
+
+def test_a_pyproject_that_cannot_be_read_is_said_not_skipped_silently(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    # A container's user that may not read the project's pyproject.toml (root reads any file, so the
+    # refusal is the one the OS gives such a user). Not an error: the file may have no cryostorm table.
+    write(tmp_path, "pyproject.toml", PYPROJECT)
+    read_bytes = Path.read_bytes
+
+    def refused(path: Path) -> bytes:
+        if path.name == "pyproject.toml":
+            raise PermissionError(13, "Permission denied", str(path))
+        return read_bytes(path)
+
+    monkeypatch.setattr(Path, "read_bytes", refused)
+    loaded = load_settings({}, config_dir=tmp_path)
+    assert loaded.origins == {}
+    assert [(w.code, w.message) for w in loaded.warnings] == [(
+        "config-file-unreadable", f"pyproject.toml in {tmp_path.resolve()} cannot be read (Permission denied): "
+        "settings in its [tool.cryostorm] table, if it has one, are not used")]
+
+
 # Precedence, pair by pair: flags > CRYOSTORM_* > OTEL_* > --env-file > config file > defaults.
 @pytest.mark.parametrize(
     ("environ", "env_file", "flag", "expected", "source"),

@@ -69,11 +69,13 @@ def _load_toml(path: Path) -> dict[str, Any]:
     return data
 
 
-def find_config_file(directory: Path) -> tuple[str, Mapping[str, Any]] | None:
+def find_config_file(directory: Path, unread: list[str] | None = None) -> tuple[str, Mapping[str, Any]] | None:
     """(label, settings table) of the config file in `directory`, or None when there is none.
 
     A `pyproject.toml` without a `[tool.cryostorm]` table is not a config file; having both
-    `cryostorm.toml` and such a table is an error (which one would win is not obvious).
+    `cryostorm.toml` and such a table is an error (which one would win is not obvious). A `pyproject.toml`
+    that cannot be read may or may not hold one: not an error (it is the project's file, often not
+    readable by a container's user), but said in `unread`; `[tool] cryostorm` that is not a table is refused.
     """
     found: list[tuple[str, Mapping[str, Any]]] = []
     for name, table in CONFIG_FILES.items():
@@ -83,27 +85,37 @@ def find_config_file(directory: Path) -> tuple[str, Mapping[str, Any]] | None:
         if table:
             try:
                 raw = path.read_bytes()
-            except OSError:
+            except OSError as exc:
+                if unread is not None:
+                    unread.append(f"{path.name} in {directory.resolve()} cannot be read ({exc.strerror}): settings "
+                                  f"in its [{'.'.join(table)}] table, if it has one, are not used")
                 continue
             # Cheap test first: most projects' pyproject.toml never mention us (a parse costs start-up time).
             if b"cryostorm" not in raw:
                 continue
         settings = _table(_load_toml(path), table)
-        if settings is not None:
-            found.append((_label(path, table), settings))
+        if settings is None:
+            continue
+        if not isinstance(settings, Mapping):
+            dotted = ".".join(table)
+            raise SourceError([Problem(_label(path, table), str(settings), "must be a table of settings, not a value",
+                                       f"write [{dotted}] on a line of its own and the settings under it, e.g. "
+                                       'collector = "http://otel-collector:4317"')])
+        found.append((_label(path, table), settings))
     if len(found) > 1:
         raise SourceError([Problem(" and ".join(label for label, _ in found), None,
                                    "two config files define cryostorm settings", "keep the settings in one of them")])
     return found[0] if found else None
 
 
-def _table(data: Mapping[str, Any], table: tuple[str, ...]) -> Mapping[str, Any] | None:
+def _table(data: Mapping[str, Any], table: tuple[str, ...]) -> Any:
+    """What `table` names in `data` (a table, or whatever else is written there); None when it is absent."""
     node: Any = data
     for key in table:
         if not isinstance(node, Mapping) or key not in node:
             return None
         node = node[key]
-    return node if isinstance(node, Mapping) else None
+    return node
 
 
 def _leaves(node: Mapping[str, Any], prefix: Path_ = ()) -> Iterator[tuple[Path_, Any]]:
@@ -115,10 +127,10 @@ def _leaves(node: Mapping[str, Any], prefix: Path_ = ()) -> Iterator[tuple[Path_
             yield path, value
 
 
-def read_config_file(directory: Path) -> list[Entry]:
+def read_config_file(directory: Path, unread: list[str] | None = None) -> list[Entry]:
     """Entries from the config file in `directory` (none if there is no such file), each with its
-    origin: file, table and dotted key."""
-    found = find_config_file(directory)
+    origin: file, table and dotted key; a `pyproject.toml` that cannot be read is said in `unread`."""
+    found = find_config_file(directory, unread)
     if found is None:
         return []
     label, settings = found

@@ -71,6 +71,15 @@ def parse_dotted(flag: str, assignment: str) -> Override:
 _CWD = Path()
 
 
+def _config_file_entries(config_dir: Path | None, unread: list[str]) -> tuple[list[Entry], list[Problem]]:
+    if config_dir is None:
+        return [], []
+    try:
+        return read_config_file(config_dir, unread), []
+    except SourceError as exc:
+        return [], list(exc.problems)
+
+
 def load_settings(
     environ: Mapping[str, str],
     *,
@@ -89,12 +98,9 @@ def load_settings(
     """
     # A setting whose bytes are not UTF-8: refused, and never passed on (it would fail where it is encoded).
     problems, environ = refuse_undecodable(environ)
-    entries: list[Entry] = []
-    if config_dir is not None:
-        try:
-            entries += read_config_file(config_dir)
-        except SourceError as exc:
-            problems += exc.problems
+    unread: list[str] = []
+    entries, file_problems = _config_file_entries(config_dir, unread)
+    problems += file_problems
     env_values: list[tuple[str, Mapping[str, str]]] = []  # the env file's variables as written (read once)
     if env_file is not None:
         try:
@@ -110,7 +116,8 @@ def load_settings(
         problems += exc.problems
         entries += exc.entries
     entries += [Entry(o.path, o.value, Origin("flag", o.flag)) for o in overrides]
-    notes: list[tuple[str, str]] = []  # (code, text): the file's own (a newer format minor), and what it overrides
+    # (code, text): a pyproject.toml not read; the OTel file's own (a newer format minor), and what it overrides
+    notes: list[tuple[str, str]] = [("config-file-unreadable", text) for text in unread]
     dropped: frozenset[str] = frozenset()
     file_env: FileEnv = {}
     chosen = chosen_file(environ, otel_config)
@@ -118,7 +125,7 @@ def load_settings(
         try:
             entries, file_env, ineffective, dropped = file_decides(found := read_otel_file(chosen[0], environ),
                                                                    entries, environ)
-            notes = [("config-file-format-newer", text) for text in found.warnings]
+            notes += [("config-file-format-newer", text) for text in found.warnings]
             notes += [("ineffective-with-config-file", text) for text in [*chosen[1], *ineffective]]
         except SourceError as exc:  # named by the input that chose the file
             chooser = "--config-file" if otel_config is not None else "OTEL_CONFIG_FILE"
