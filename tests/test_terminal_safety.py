@@ -4,11 +4,14 @@ the hook's start-up line)."""
 
 from __future__ import annotations
 
+import os
+import pty
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import run_launcher
+from conftest import CRYOSTORM_RUN, child_env, run_launcher
 from typer.testing import CliRunner
 
 from cryostorm_run.cli._app import app
@@ -75,3 +78,38 @@ def test_the_hooks_start_up_line_escapes_the_service_name() -> None:
     assert result.returncode == 0, result.stderr
     assert "cryostorm: service=svc\\x1b]0;owned\\x07\\x1b[2J\\x1b[31m\\nx env=" in result.stderr
     assert_tame(result.stderr)
+
+
+def print_env_on_a_terminal(env: dict[str, str]) -> tuple[bytes, str]:
+    """print-env's stdout as a terminal receives it, and its stderr (a pipe)."""
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen([CRYOSTORM_RUN, "print-env"], env=child_env(env), stdout=follower,
+                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # EIO: the terminal's other end is closed
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(leader)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    return b"".join(chunks), stderr.decode()
+
+
+def test_print_env_on_a_terminal_shows_a_values_escapes_and_says_where_the_exact_bytes_are() -> None:
+    stdout, stderr = print_env_on_a_terminal({"CRYOSTORM_SERVICE__NAME": "svc" + ESC})
+    assert b"\x1b" not in stdout and b"\x07" not in stdout, stdout
+    assert b"export OTEL_SERVICE_NAME='svc\\x1b]0;owned\\x07\\x1b[2J\\x1b[31m'" in stdout
+    assert stderr == ("cryostorm: warning: print-env shows control characters as \\xNN on a terminal, where they "
+                      "would act, not show: pipe or redirect the output for the exact values\n")
+    # into a pipe (what `eval "$(cryostorm-run print-env)"` reads) the value is exact, and nothing is said
+    result = run_launcher(["print-env"], env={"CRYOSTORM_SERVICE__NAME": "svc" + ESC})
+    assert f"export OTEL_SERVICE_NAME='svc{ESC}'" in result.stdout and result.stderr == ""
+    # a value without one: the same bytes on a terminal as in a pipe (line ends aside), no warning
+    stdout, stderr = print_env_on_a_terminal({"CRYOSTORM_SERVICE__NAME": "svc\tok"})
+    assert stderr == "" and b"export OTEL_SERVICE_NAME='svc\tok'" in stdout

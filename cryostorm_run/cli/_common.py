@@ -164,7 +164,19 @@ def _mask_text(text: str) -> str:
 
 def write_utf8(text: str) -> None:
     """The variables as the program gets them: UTF-8 bytes, whatever the encoding of stdout (PYTHONIOENCODING=ascii
-    or a C locale would refuse 'café'); an environment is bytes, and the shell that reads this passes them on."""
+    or a C locale would refuse 'café'); an environment is bytes, and the shell that reads this passes them on.
+
+    Except on a terminal: there a value's escape or bell character (`OTEL_SERVICE_NAME=$'\\e]0;x\\a'`) would be
+    obeyed by the terminal, not shown, so control characters other than line breaks and tabs are shown as
+    `\\x1b` and a warning says the exact bytes come through a pipe or a file (what `eval "$(...)"` reads)."""
+    if sys.stdout.isatty():
+        import re
+
+        shown = re.sub(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]", lambda m: f"\\x{ord(m.group()):02x}", text)
+        if shown != text:
+            warn(["print-env shows control characters as \\xNN on a terminal, where they would act, not show: "
+                  "pipe or redirect the output for the exact values"])
+            text = shown
     buffer = getattr(sys.stdout, "buffer", None)
     if buffer is None:  # a stream without bytes underneath (a test runner's): as text
         sys.stdout.write(text)
