@@ -260,3 +260,27 @@ def test_a_service_identity_with_a_line_break_or_space_at_an_end_is_told() -> No
         "value read from a file?): telemetry is exported under exactly that; set it to '1.2'",
     ]
     assert warnings_for({"OTEL_SERVICE_NAME": "check out", "CRYOSTORM_SERVICE__VERSION": "1.2"}) == []
+
+
+def test_a_reference_nothing_expanded_is_told_by_name_never_by_value(tmp_path: Path) -> None:
+    # Kubernetes leaves $(POD_NAME) as written when POD_NAME is listed below the variable (or not at all).
+    assert warnings_for({"OTEL_RESOURCE_ATTRIBUTES": "k8s.pod.name=$(POD_NAME),k8s.node.name=$(NODE),a=$(NODE)",
+                         "CRYOSTORM_OTLP__HEADERS": "authorization=Bearer s3cret${TOKEN}"}) == [
+        "CRYOSTORM_OTLP__HEADERS holds ${TOKEN} as written: nothing expanded it (no shell runs in an exec-form "
+        "ENTRYPOINT or a Kubernetes env: value, where a reference is written $(NAME) and defined above); until then "
+        "it is used as that text",
+        "OTEL_RESOURCE_ATTRIBUTES holds $(POD_NAME) and $(NODE) as written: Kubernetes expands $(NAME) in an env: "
+        "value only from variables defined above it in the container's env: list, so define POD_NAME and NODE "
+        "above OTEL_RESOURCE_ATTRIBUTES; until then it is used as that text",
+    ]
+    env_file = tmp_path / "app.env"
+    env_file.write_text("OTEL_SERVICE_NAME='$(SERVICE)'\n")  # python-dotenv expands ${X}, not $(X)
+    assert warnings_for({}, env_file=env_file) == [
+        f"OTEL_SERVICE_NAME in {env_file} holds $(SERVICE) as written: Kubernetes expands $(NAME) in an env: value "
+        "only from variables defined above it in the container's env: list, so define SERVICE above "
+        "OTEL_SERVICE_NAME; until then it is used as that text"]
+    # a dollar that is not a reference, and variables that are not settings: nothing to say
+    assert warnings_for({"OTEL_SERVICE_NAME": "pay$(", "CRYOSTORM_SERVICE__VERSION": "$1.2",
+                         "APP_GREETING": "$(NAME)"}) == []
+    result = run_launcher(["--", sys.executable, "-c", "pass"], env={"OTEL_SERVICE_NAME": "$(SVC)"})
+    assert result.returncode == 0 and "cryostorm: warning: OTEL_SERVICE_NAME holds $(SVC) as written" in result.stderr

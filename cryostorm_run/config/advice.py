@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -270,6 +271,31 @@ def _identity_whitespace(ctx: _Context) -> Iterator[Advice]:
                          f"set it to {value.strip()!r}")
 
 
+_REFERENCE = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?-[^}]*)?\}")
+
+
+def _unexpanded_reference(ctx: _Context) -> Iterator[Advice]:
+    """A setting holding `$(POD_NAME)` or `${POD_NAME}` as text: a reference nothing expanded. Kubernetes expands
+    `$(NAME)` in an env: value only from the variables listed above it (and leaves it as written otherwise);
+    nothing in a container expands `${NAME}` (a shell would). The text is used as it is: every pod exported
+    under the service name `$(SERVICE)`. Names the references, never the value (it may be a secret)."""
+    for file, variables in ctx.sources:
+        for name in sorted(variables):
+            if not name.startswith(("OTEL_", PREFIX)):
+                continue
+            found = list(dict.fromkeys(match.group(0) for match in _REFERENCE.finditer(variables[name])))
+            if not found:
+                continue
+            where = f"{name} in {file}" if file else name
+            kube = [ref for ref in found if ref.startswith("$(")]
+            why = (f"Kubernetes expands $(NAME) in an env: value only from variables defined above it in the "
+                   f"container's env: list, so define {' and '.join(ref[2:-1] for ref in kube)} above {name}"
+                   if kube else "nothing expanded it (no shell runs in an exec-form ENTRYPOINT or a Kubernetes "
+                   "env: value, where a reference is written $(NAME) and defined above)")
+            yield Advice("unexpanded-reference", f"{where} holds {' and '.join(found)} as written: {why}; "
+                         "until then it is used as that text")
+
+
 CHECKS: dict[str, Callable[[_Context], Iterator[Advice]]] = {
     "unknown-otel-variable": _unknown_otel,
     "port-protocol-mismatch": _port_mismatch,
@@ -282,6 +308,7 @@ CHECKS: dict[str, Callable[[_Context], Iterator[Advice]]] = {
     "sample-rate-unused": _sample_rate_unused,
     "default-service-name": _default_service_name,
     "service-identity-whitespace": _identity_whitespace,
+    "unexpanded-reference": _unexpanded_reference,
 }
 
 
