@@ -284,3 +284,25 @@ def test_a_reference_nothing_expanded_is_told_by_name_never_by_value(tmp_path: P
                          "APP_GREETING": "$(NAME)"}) == []
     result = run_launcher(["--", sys.executable, "-c", "pass"], env={"OTEL_SERVICE_NAME": "$(SVC)"})
     assert result.returncode == 0 and "cryostorm: warning: OTEL_SERVICE_NAME holds $(SVC) as written" in result.stderr
+
+
+def test_a_value_in_quotes_a_deployment_kept_is_told_and_a_refused_one_says_so_first() -> None:
+    # compose's `- OTEL_SERVICE_NAME="checkout"` and docker run --env-file keep the quotes as part of the value
+    assert warnings_for({"OTEL_SERVICE_NAME": '"checkout"', "CRYOSTORM_SERVICE__VERSION": "'1.2'",
+                         "OTEL_EXPORTER_OTLP_HEADERS": "'authorization=Bearer s3cret'", "APP_MODE": '"x"'}) == [
+        "CRYOSTORM_SERVICE__VERSION: its single quotes are part of the value, as docker run --env-file and compose's "
+        '`- NAME="value"` list keep them: it is used with them; write it without them',
+        "OTEL_EXPORTER_OTLP_HEADERS: its single quotes are part of the value, as docker run --env-file and "
+        'compose\'s `- NAME="value"` list keep them: it is used with them; write it without them',
+        "OTEL_SERVICE_NAME: its double quotes are part of the value, as docker run --env-file and compose's "
+        '`- NAME="value"` list keep them: it is used with them; write it without them',
+    ]
+    assert warnings_for({"OTEL_SERVICE_NAME": '"', "CRYOSTORM_SERVICE__VERSION": "'1.2\""}) == []
+    result = run_launcher(["--", sys.executable, "-c", "pass"], env={
+        "OTEL_TRACES_SAMPLER": "'always_on'", "OTEL_EXPORTER_OTLP_ENDPOINT": '"http://c:4317"'})
+    assert result.returncode == 2
+    assert ("  OTEL_TRACES_SAMPLER = ''always_on''\n    not an allowed value (its single quotes are part of the value, "
+            "as docker run --env-file and compose's `- NAME=\"value\"` list keep them: write it without them; allowed: "
+            "always_on, always_off, traceidratio") in result.stderr
+    assert ("  OTEL_EXPORTER_OTLP_ENDPOINT = '\"http://c:4317\"'\n    URL scheme must be http or https, got '\"http' "
+            "(its double quotes are part of the value") in result.stderr

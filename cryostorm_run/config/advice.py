@@ -31,7 +31,7 @@ from cryostorm_run.launch.envmap import (
     signal_endpoint,
 )
 
-__all__ = ["Advice", "advise", "is_known_otel_name"]
+__all__ = ["Advice", "advise", "is_known_otel_name", "quote_kept"]
 
 
 @dataclass(frozen=True)
@@ -296,6 +296,23 @@ def _unexpanded_reference(ctx: _Context) -> Iterator[Advice]:
                          "until then it is used as that text")
 
 
+def quote_kept(value: str) -> str:
+    """What to say of a variable's value wrapped in quotes ("" when it is not): `docker run --env-file` and
+    compose's `- NAME="value"` list form keep them as part of the value (a shell or a dotenv reader would not)."""
+    if len(value) < 2 or value[0] not in "\"'" or value[-1] != value[0]:
+        return ""
+    kind = "double" if value[0] == '"' else "single"
+    return (f"its {kind} quotes are part of the value, as docker run --env-file and compose's `- NAME=\"value\"` "
+            "list keep them")
+
+
+def _quoted(ctx: _Context) -> Iterator[Advice]:
+    for name in sorted(ctx.environ):  # never the value: it may be a secret
+        kept = quote_kept(ctx.environ[name]) if name.startswith(("OTEL_", PREFIX)) else ""
+        if kept:
+            yield Advice("quoted-value", f"{name}: {kept}: it is used with them; write it without them")
+
+
 CHECKS: dict[str, Callable[[_Context], Iterator[Advice]]] = {
     "unknown-otel-variable": _unknown_otel,
     "port-protocol-mismatch": _port_mismatch,
@@ -309,6 +326,7 @@ CHECKS: dict[str, Callable[[_Context], Iterator[Advice]]] = {
     "default-service-name": _default_service_name,
     "service-identity-whitespace": _identity_whitespace,
     "unexpanded-reference": _unexpanded_reference,
+    "quoted-value": _quoted,
 }
 
 

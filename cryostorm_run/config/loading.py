@@ -143,7 +143,7 @@ def load_settings(
         raw.update(environ)  # the OTEL_* values as written (the environment outranks the env file)
         problems += _missing_packages(settings, origins) + _otlp_conflicts(settings, origins, raw)
     if problems:
-        raise ConfigError(_dedupe([_redacted(p) for p in problems]), _switched_off(data, origins))
+        raise ConfigError(_dedupe([_redacted(_in_quotes(p, environ)) for p in problems]), _switched_off(data, origins))
     warnings = [Advice(code, text) for code, text in notes]
     warnings += advise(settings, origins, environ, files=env_values)
     return Loaded(settings, origins, tuple(warnings), dropped, file_env)
@@ -214,6 +214,17 @@ def _missing_packages(settings: TelemetryModel, origins: Mapping[Path_, Origin])
                                     _install_hint(requirement) if value == "prometheus" else
                                     f"pip install {requirement}"))
     return problems
+
+
+def _in_quotes(problem: Problem, environ: Mapping[str, str]) -> Problem:
+    """A refused variable whose value is wrapped in quotes: the quotes are the likely fault, so said first."""
+    from cryostorm_run.config.advice import quote_kept
+
+    kept = quote_kept(environ.get(problem.name, ""))
+    if not kept:
+        return problem
+    return Problem(problem.name, problem.value, problem.message,
+                   f"{kept}: write it without them" + (f"; {problem.hint}" if problem.hint else ""))
 
 
 def _redacted(problem: Problem) -> Problem:

@@ -138,7 +138,7 @@ def parse_collector_url(value: str) -> dict[str, Any]:
         raise ValueError(f"invalid host in {text!r}: '[' and ']' only enclose an IPv6 address, e.g. "
                          "http://[::1]:4317") from None
     if parsed.scheme not in ("http", "https"):
-        raise ValueError(f"URL scheme must be http or https, got {parsed.scheme!r}")
+        raise ValueError(f"URL scheme must be http or https, got {text.partition('://')[0]!r}")
     try:
         port = parsed.port
     except ValueError as exc:
