@@ -306,3 +306,22 @@ def test_a_value_in_quotes_a_deployment_kept_is_told_and_a_refused_one_says_so_f
             "always_on, always_off, traceidratio") in result.stderr
     assert ("  OTEL_EXPORTER_OTLP_ENDPOINT = '\"http://c:4317\"'\n    URL scheme must be http or https, got '\"http' "
             "(its double quotes are part of the value") in result.stderr
+
+
+def test_an_otel_variable_written_in_lower_case_is_told_as_ignored(tmp_path: Path) -> None:
+    env_file = tmp_path / "app.env"
+    env_file.write_text("otel_exporter_otlp_endpoint=http://collector:4317\n")
+    assert warnings_for({"otel_service_name": "checkout", "Otel_Traces_Sampler": "always_off",
+                         "cryostorm_service__version": "1.2"}, env_file=env_file) == [
+        "Otel_Traces_Sampler is ignored: OpenTelemetry's variable names are upper case "
+        "(did you mean OTEL_TRACES_SAMPLER?)",
+        "otel_service_name is ignored: OpenTelemetry's variable names are upper case (did you mean OTEL_SERVICE_NAME?)",
+        f"otel_exporter_otlp_endpoint in {env_file} is ignored: OpenTelemetry's variable names are upper case "
+        "(did you mean OTEL_EXPORTER_OTLP_ENDPOINT?)",
+    ]
+    # cryostorm's own names are read in any case: that one is used, not ignored
+    loaded = load_settings({"cryostorm_service__version": "1.2"}, config_dir=None)
+    assert loaded.settings.service.version == "1.2"
+    # told even when cryostorm is switched off (the program still reads OTEL_* itself)
+    assert warnings_for({"CRYOSTORM_ENABLED": "false", "otel_sdk_disabled": "true"}) == [
+        "otel_sdk_disabled is ignored: OpenTelemetry's variable names are upper case (did you mean OTEL_SDK_DISABLED?)"]

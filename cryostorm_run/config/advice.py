@@ -110,6 +110,18 @@ def _unknown_otel(ctx: _Context) -> Iterator[Advice]:
             yield Advice("unknown-otel-variable", f"{where} is not an OpenTelemetry variable and is ignored ({hint})")
 
 
+def _name_case(ctx: _Context) -> Iterator[Advice]:
+    """`otel_service_name`: ignored by OpenTelemetry and by cryostorm, which read OTEL_* names as the SDK does,
+    case-sensitively (a Helm values file or a .env written in lower case). CRYOSTORM_* names are read in any case."""
+    for file, variables in ctx.sources:
+        for name in sorted(variables):
+            upper = name.upper()
+            if upper != name and upper.startswith("OTEL_"):
+                where = f"{name} in {file}" if file else name
+                yield Advice("variable-name-case", f"{where} is ignored: OpenTelemetry's variable names are "
+                             f"upper case (did you mean {upper}?)")
+
+
 def _port_mismatch(ctx: _Context) -> Iterator[Advice]:
     wrong = {OtlpProtocol.GRPC: (4318, "gRPC", "the OTLP/HTTP port", 4317, "http/protobuf"),
              OtlpProtocol.HTTP_PROTOBUF: (4317, "http/protobuf", "the OTLP/gRPC port", 4318, "grpc")}
@@ -315,6 +327,7 @@ def _quoted(ctx: _Context) -> Iterator[Advice]:
 
 CHECKS: dict[str, Callable[[_Context], Iterator[Advice]]] = {
     "unknown-otel-variable": _unknown_otel,
+    "variable-name-case": _name_case,
     "port-protocol-mismatch": _port_mismatch,
     "path": _path_problems,
     "timeout-looks-like-millis": _timeout_in_millis,
@@ -344,6 +357,6 @@ def advise(
     """
     ctx = _Context(settings, origins, environ, [(None, environ), *files])
     # Disabled (`cryostorm-run -- CMD` is a plain exec): only what is wrong whatever the settings.
-    always = ("unknown-otel-variable", "headers-on-command-line")
+    always = ("unknown-otel-variable", "variable-name-case", "headers-on-command-line")
     checks = CHECKS if settings.enabled else {name: CHECKS[name] for name in always}
     return [advice for check in checks.values() for advice in check(ctx)]
