@@ -221,7 +221,41 @@ def test_script_with_an_env_python_shebang(other_venv: Path, tmp_path: Path) -> 
     [finding] = [f for f in report.findings if f.section == "command"]
     assert finding.status == "problem"
     assert finding.message.startswith(f"{script} resolves to {script} (a script whose #! line runs "
-                                      f"{other_venv / 'bin' / 'python'}), Python")
+                                      f"{other_venv / 'bin' / 'python'} -u), Python")
+
+
+def test_this_environment_through_a_symlinked_path_is_ok(tmp_path: Path) -> None:
+    link = tmp_path / "current"  # `/srv/app/current -> releases/42`
+    link.symlink_to(sys.prefix, target_is_directory=True)
+    report = diagnose([str(link / "bin" / "python"), "app.py"], libraries=[])
+    [finding] = [f for f in report.findings if f.section == "command"]
+    assert (finding.status, finding.message) == ("ok", f"{link / 'bin' / 'python'} resolves to "
+                                                 f"{link / 'bin' / 'python'} (a Python interpreter), Python "
+                                                 f"{sys.version.split()[0]} in {link}: the hook will instrument it")
+
+
+@pytest.mark.parametrize(("line", "flag"), [(f"#!{sys.executable} -I", "-I"),
+                                            ("#!/usr/bin/env -S python3 -sE", "-E")])
+def test_a_script_whose_shebang_skips_the_hook_is_a_problem(tmp_path: Path, line: str, flag: str) -> None:
+    script = tmp_path / "tool"
+    script.write_text(f"{line}\nprint('hi')\n")
+    script.chmod(0o755)
+    report = diagnose([str(script)], environ={"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"},
+                      libraries=[])
+    [finding] = [f for f in report.findings if f.section == "command"]
+    assert finding.status == "problem", finding
+    assert finding.message.endswith(f", but with {flag} it never imports the hook: the program would run NOT "
+                                    "instrumented"), finding.message
+
+
+def test_another_environment_with_its_own_cryostorm_is_sent_to_its_own_launcher(tmp_path: Path) -> None:
+    app_venv = tmp_path / "app"  # the program's venv, with cryostorm-run of its own; this one is pipx's, say
+    venv.create(app_venv, with_pip=False, symlinks=True)
+    (app_venv / "bin" / "cryostorm-run").write_text("#!/bin/sh\n")
+    report = diagnose([str(app_venv / "bin" / "python"), "app.py"], libraries=[])
+    [finding] = [f for f in report.findings if f.section == "command"]
+    assert (finding.status, finding.fix) == ("problem", f"run its own {app_venv / 'bin' / 'cryostorm-run'} "
+                                             "(installed there too)")
 
 
 def test_console_script_of_this_environment() -> None:

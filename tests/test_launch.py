@@ -170,6 +170,59 @@ def test_a_program_run_by_another_python_is_told_it_has_no_telemetry() -> None:
             f"cryostorm-run is installed in ({sys.prefix}); run that environment's python") in result.stderr
 
 
+def test_the_same_environment_through_a_symlinked_path_is_instrumented(tmp_path: Path) -> None:
+    """`/srv/app/current -> releases/42`: the program's python is this venv's, through another path."""
+    link = tmp_path / "current"
+    link.symlink_to(sys.prefix, target_is_directory=True)
+    result = run_launcher(["--", str(link / "bin" / "python"), "-c", "import sys; print(sys.prefix)"])
+    assert (result.returncode, result.stdout) == (0, f"{link}\n"), result.stderr
+    assert "NOT instrumented" not in result.stderr and "cryostorm: service=" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("line", [f"#!{PYTHON} -I", "#!/usr/bin/env -S python3 -sE"])
+def test_a_script_whose_shebang_skips_the_hook_is_warned_about(tmp_path: Path, line: str) -> None:
+    script = tmp_path / "tool.py"
+    script.write_text(f"{line}\nprint('ran')\n")
+    script.chmod(0o755)
+    result = run_launcher(["--", str(script)], env={"PATH": f"{Path(PYTHON).parent}{os.pathsep}{os.environ['PATH']}"})
+    assert (result.returncode, result.stdout) == (0, "ran\n"), result.stderr
+    flag = line.rsplit(maxsplit=1)[-1].replace("-sE", "-E")
+    assert (f"cryostorm: warning: tool.py (its #! line runs {line[2:].replace('/usr/bin/env -S ', '')}): {flag} "
+            "runs without the site hook") in result.stderr, result.stderr
+
+
+def _hooked(prefix: str, python_args: str) -> subprocess.CompletedProcess[str]:
+    """The other python started as the launcher starts its program (its pid the launcher's), with the hook."""
+    script = (f'export PYTHONPATH={hook_dir()} _CRYOSTORM_PREFIX={prefix} _CRYOSTORM_LAUNCHER_PID=$$; '
+              f'exec {_other_python()} {python_args} -c "print(1)"')
+    return subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_another_environment_with_its_own_cryostorm_is_told_to_use_its_own_launcher(tmp_path: Path) -> None:
+    import venv
+
+    app_venv = tmp_path / "app"  # the program's venv has its own cryostorm-run; this launcher is pipx's, say
+    venv.create(app_venv, with_pip=False, symlinks=True)
+    (app_venv / "bin" / "cryostorm-run").write_text("#!/bin/sh\n")
+    python = app_venv / "bin" / "python"
+    result = run_launcher(["--", str(python), "-c", "print(1)"])
+    assert (result.returncode, result.stdout) == (0, "1\n"), result.stderr
+    assert (f"cryostorm: NOT instrumented: {python} (prefix {app_venv}) is not the Python environment cryostorm-run "
+            f"is installed in ({sys.prefix}); run this environment's own launcher, {app_venv}/bin/cryostorm-run\n"
+            ) in result.stderr
+
+
+@pytest.mark.parametrize("flag", ["-s", ""])
+def test_the_program_that_cannot_import_cryostorm_is_told_not_left_silent(flag: str) -> None:
+    """The launcher's environment, but cryostorm not importable there: pip install --user, then python -s."""
+    result = _hooked(sys.base_prefix, flag)
+    assert result.stdout == "1\n"
+    why = ("; user site-packages are off (-s or PYTHONNOUSERSITE), where pip install --user puts cryostorm-run: "
+           "drop that, or install it into the environment") if flag else ""
+    assert result.stderr == (f"cryostorm: NOT instrumented: {_other_python()} cannot import cryostorm_run "
+                             f"(ModuleNotFoundError: No module named 'cryostorm_run'){why}\n")
+
+
 def test_the_other_python_line_reads_when_python_knows_no_executable() -> None:
     """`env -i cryostorm-run -- python3`: the launcher finds python3 on the default path, the program has no PATH,
     and Python leaves sys.executable empty. The hook as the launcher leaves it, through bash's `exec -a`."""

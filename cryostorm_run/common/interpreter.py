@@ -16,7 +16,7 @@ TYPE_CHECKING = False  # not typing's: the hook keeps typing out of every proces
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-__all__ = ["hook_skipping_flags", "is_interpreter_name"]
+__all__ = ["hook_skipping_flags", "is_interpreter_name", "shebang"]
 
 
 def is_interpreter_name(executable: str) -> bool:
@@ -51,3 +51,36 @@ def hook_skipping_flags(executable: str, args: Sequence[str]) -> str | None:
                     rest.pop(0)
                 break
     return " ".join(found) or None
+
+
+def shebang(path: str) -> list[str] | None:
+    """What a script's `#!` line runs: [interpreter, *its arguments], split as Linux splits it (everything after
+    the interpreter is one argument) and as `env -S` does; None for a file without one (or unreadable).
+
+    >>> import tempfile
+    >>> with tempfile.NamedTemporaryFile("w", suffix=".py") as f:
+    ...     _ = f.write("#!/usr/bin/env -S python3 -E -u\\nprint(1)\\n"); f.flush(); shebang(f.name)
+    ['python3', '-E', '-u']
+    """
+    try:
+        with open(path, "rb") as script:
+            first = script.readline(512)
+    except OSError:
+        return None
+    parts = first[2:].decode("utf-8", "replace").strip().split(None, 1) if first.startswith(b"#!") else []
+    if not parts:
+        return None
+    if os.path.basename(parts[0]) != "env":
+        return parts
+    if len(parts) == 1:
+        return None
+    words = parts[1].split() if parts[1].startswith("-S") else [parts[1]]  # without -S: one program name
+    if words[0] == "-S":
+        words.pop(0)
+    elif words[0].startswith("-S"):
+        words[0] = words[0][2:]
+    while words and (words[0].startswith("-") or "=" in words[0]):  # env's own options and NAME=VALUE
+        option = words.pop(0)
+        if option in ("-u", "--unset", "-C", "--chdir") and words:
+            words.pop(0)
+    return words or None

@@ -78,7 +78,7 @@ def this_environment(paths: Sequence[str] | None = None) -> Environment:
 
 def command_environment(command: Sequence[str], environ: Mapping[str, str]) -> Environment:
     """The environment of the interpreter that `command` runs (itself, or its script's `#!` line)."""
-    from cryostorm_run.diagnose.doctor import python_of, run_probe
+    from cryostorm_run.diagnose.interpreters import python_of, run_probe
     from cryostorm_run.launch.plan import resolve_command
 
     path = resolve_command(command[0], environ.get("PATH"))  # LaunchError (127/126): the CLI's boundary says it
@@ -320,7 +320,7 @@ def _installed_in(python: str) -> dict[str, Dist] | None:
     caches predate the install)."""
     import os
 
-    from cryostorm_run.diagnose.doctor import run_probe
+    from cryostorm_run.diagnose.interpreters import run_probe
 
     facts = run_probe([python], _PROBE_CODE, os.environ)
     return None if facts is None else collect((n, v, r) for n, v, r in facts["dists"])

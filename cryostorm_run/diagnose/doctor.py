@@ -17,19 +17,16 @@ Example:
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import subprocess
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from cryostorm_run.common.otel_line import OWN, PREFIX, line_command, normalize
 
 __all__ = ["CONTRIB_ANCHOR", "CONTRIB_VERSION", "Dist", "DoctorReport", "Finding", "Target", "collect", "diagnose",
-           "installed", "library_table", "python_of", "render_report", "run_probe", "targets"]
+           "installed", "library_table", "render_report", "targets"]
 
 
 @dataclass(frozen=True)
@@ -245,48 +242,14 @@ def _instrumentation_check(report: DoctorReport, dists: Mapping[str, Dist],
 
 # -- the command's interpreter ----------------------------------------------------------------------
 
-_PYTHON_NAME = re.compile(r"^(python|pypy)[0-9.]*$")
 _PROBE_CODE = ("import importlib.util, json, sys; print(json.dumps({'prefix': sys.prefix, 'executable': "
-               "sys.executable, 'version': '%d.%d.%d' % sys.version_info[:3], "
+               "sys.executable, 'version': '%d.%d.%d' % sys.version_info[:3], 'no_user_site': sys.flags.no_user_site, "
                "'importable': importlib.util.find_spec('cryostorm_run') is not None}))")
-
-
-def python_of(path: str, search_path: str | None) -> tuple[list[str], str] | None:
-    """The interpreter command that runs `path` (itself, or its `#!` line), and how it was found."""
-    from cryostorm_run.launch.plan import resolve_command
-
-    if _PYTHON_NAME.match(os.path.basename(path)):
-        return [path], "a Python interpreter"
-    try:
-        with open(path, "rb") as fh:
-            first = fh.readline(512)
-    except OSError:
-        return None
-    if not first.startswith(b"#!") or (b"python" not in first and b"pypy" not in first):
-        return None
-    words = first[2:].decode(errors="replace").split()
-    if words and os.path.basename(words[0]) == "env":
-        words = [w for w in words[1:] if not w.startswith("-")]  # `env -S python3 -u`
-        if not words:
-            return None
-        words[0] = resolve_command(words[0], search_path)
-    return words[:1], f"a script whose #! line runs {words[0]}"
-
-
-def run_probe(interpreter: Sequence[str], code: str, environ: Mapping[str, str]) -> dict[str, Any] | None:
-    """Run `code` in `interpreter` (its JSON object on the last stdout line), or None if it cannot be run."""
-    env = {k: v for k, v in environ.items() if k != "PYTHONPATH" or v}
-    try:
-        done = subprocess.run([*interpreter, "-c", code], capture_output=True, text=True, timeout=20, env=env,
-                              check=False)
-        facts = json.loads(done.stdout.strip().splitlines()[-1])
-    except (OSError, subprocess.TimeoutExpired, ValueError, IndexError):
-        return None
-    return facts if isinstance(facts, dict) else None
 
 
 def _command_check(report: DoctorReport, command: Sequence[str], environ: Mapping[str, str]) -> None:
     from cryostorm_run.common.interpreter import hook_skipping_flags
+    from cryostorm_run.diagnose.interpreters import no_user_site, python_of, run_probe
     from cryostorm_run.launch.plan import LaunchError, resolve_command
 
     try:
@@ -300,22 +263,26 @@ def _command_check(report: DoctorReport, command: Sequence[str], environ: Mappin
                    "programs it starts", "check the python it runs: cryostorm-run doctor -- PYTHON")
         return
     interpreter, how = found
-    facts = run_probe(interpreter, _PROBE_CODE, environ)
+    facts = run_probe([*interpreter, *no_user_site(command[1:])], _PROBE_CODE, environ)
     if facts is None:
         report.add("command", "problem", f"{command[0]} resolves to {path} ({how}), which could not be run to check it")
         return
     where = f"{command[0]} resolves to {path} ({how}), Python {facts['version']} in {facts['prefix']}"
-    if facts["prefix"] != sys.prefix:
+    if os.path.realpath(facts["prefix"]) != os.path.realpath(sys.prefix):  # a symlinked path: the same one
         report.add("command", "problem",
                    f"{where}: not the environment cryostorm-run is installed in ({sys.prefix}), so the program "
                    "would run NOT instrumented",
-                   f"run {sys.executable} instead, activate that environment, or install cryostorm-run into "
-                   f"{facts['prefix']}")
-    elif not facts["importable"]:
-        report.add("command", "problem", f"{where}: cannot import cryostorm_run", "reinstall cryostorm-run")
-    elif (skipping := hook_skipping_flags(path, command[1:])) is not None:
+                   f"run its own {own} (installed there too)" if os.path.exists(own := os.path.join(
+                       facts["prefix"], "bin", "cryostorm-run")) else f"run {sys.executable} instead, activate that "
+                   f"environment, or install cryostorm-run into {facts['prefix']}")
+    elif (skipping := hook_skipping_flags(path, command[1:]) or hook_skipping_flags(interpreter[0],
+                                                                                    interpreter[1:])) is not None:
         report.add("command", "problem", f"{where}, but with {skipping} it never imports the hook: the program would "
                    "run NOT instrumented", f"drop {skipping}, or instrument in code with cryostorm_run.Telemetry")
+    elif not facts["importable"]:
+        report.add("command", "problem", f"{where}: cannot import cryostorm_run",
+                   "drop -s or PYTHONNOUSERSITE (pip install --user put cryostorm-run in user site-packages), or "
+                   "install it into the environment" if facts.get("no_user_site") else "reinstall cryostorm-run")
     else:
         report.add("command", "ok", f"{where}: the hook will instrument it")
 

@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 
-from cryostorm_run.common.interpreter import hook_skipping_flags
+from cryostorm_run.common.interpreter import hook_skipping_flags, is_interpreter_name, shebang
 
 # Light on purpose: the `--` path with a cached plan imports this module and no more than the standard
 # library's basics (no pydantic; no dataclasses, pathlib or shutil either: ~15 ms of every container start;
@@ -246,9 +246,12 @@ def finish(
     env["_CRYOSTORM_PREFIX"] = sys.prefix
     env["_CRYOSTORM_LAUNCHER_PID"] = str(os.getpid())  # exec keeps the PID: the hook knows the target
     env["_CRYOSTORM_REPORT"] = report if report in REPORT_MODES else "line"
-    skipping = hook_skipping_flags(executable, argv[1:])
+    skipping, who = hook_skipping_flags(executable, argv[1:]), os.path.basename(executable)
+    if skipping is None and not is_interpreter_name(executable) and (line := shebang(executable)):
+        skipping = hook_skipping_flags(line[0], line[1:])  # `#!/usr/bin/python3 -I`: its interpreter's options
+        who = f"{who} (its #! line runs {' '.join(line)}):"
     if skipping:
-        warnings = (*warnings, f"{os.path.basename(executable)} {skipping} runs without the site hook (PYTHONPATH "
+        warnings = (*warnings, f"{who} {skipping} runs without the site hook (PYTHONPATH "
                     "ignored or site not imported): the program will have NO telemetry; drop it, or instrument in "
                     "code with cryostorm_run.Telemetry")
     return LaunchPlan(executable, tuple(argv), env, instrumented=True, warnings=warnings)

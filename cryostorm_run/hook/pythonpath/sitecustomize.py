@@ -29,20 +29,29 @@ def _cryostorm_hook() -> None:
     #    started by the program steps aside quietly; the program itself (same PID as the launcher,
     #    which exec'd it) is told, because it would otherwise run with no telemetry.
     expected = os.environ.get("_CRYOSTORM_PREFIX")
-    if expected not in (None, sys.prefix):
-        if os.environ.get("_CRYOSTORM_LAUNCHER_PID") == str(os.getpid()):
-            # No sys.executable when the program's PATH does not hold the python it runs (`env -i`).
-            who = sys.executable or "its python"
+    program = os.environ.get("_CRYOSTORM_LAUNCHER_PID") == str(os.getpid())
+    # No sys.executable when the program's PATH does not hold the python it runs (`env -i`).
+    who = sys.executable or "its python"
+    # The same environment through another path (a `current -> releases/42` symlink) is the same one.
+    if expected not in (None, sys.prefix) and os.path.realpath(expected) != os.path.realpath(sys.prefix):
+        if program:
+            own = os.path.join(sys.prefix, "bin", "cryostorm-run")  # the program's environment has its own install
+            fix = (f"run this environment's own launcher, {own}" if os.path.exists(own)
+                   else "run that environment's python, or install cryostorm-run into this one")
             sys.stderr.write(
                 f"cryostorm: NOT instrumented: {who} (prefix {sys.prefix}) is not the Python "
-                f"environment cryostorm-run is installed in ({expected}); run that environment's python, "
-                "or install cryostorm-run into this one\n"
+                f"environment cryostorm-run is installed in ({expected}); {fix}\n"
             )
         return
     try:
         from cryostorm_run.hook.bootstrap import initialize
-    except Exception:
-        return  # cryostorm_run is not importable here: step aside quietly
+    except Exception as exc:
+        if program:  # the program itself: it would otherwise run with no telemetry and no word
+            why = ("; user site-packages are off (-s or PYTHONNOUSERSITE), where pip install --user puts "
+                   "cryostorm-run: drop that, or install it into the environment" if sys.flags.no_user_site else "")
+            sys.stderr.write(f"cryostorm: NOT instrumented: {who} cannot import cryostorm_run "
+                             f"({type(exc).__name__}: {exc}){why}\n")
+        return  # a foreign interpreter the program starts: step aside quietly
     initialize()
 
 
