@@ -358,6 +358,21 @@ def test_the_cache_variable_is_no_setting() -> None:
     assert plancache.cache_dir({"XDG_CACHE_HOME": "relative"}) == os.path.expanduser("~/.cache/cryostorm")
 
 
+def test_no_home_is_no_cache_never_a_cache_in_the_working_directory(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A container's uid without a passwd entry and no HOME: expanduser("~") stays "~", a relative path, and the
+    # cache would be made as ./~/.cache/cryostorm in the program's working directory.
+    import pwd
+
+    def no_entry(uid: int) -> pwd.struct_passwd:
+        raise KeyError(f"getpwuid(): uid not found: {uid}")
+
+    monkeypatch.delenv("HOME", raising=False)
+    monkeypatch.setattr(pwd, "getpwuid", no_entry)
+    assert os.path.expanduser("~") == "~"  # what Python gives there
+    assert plancache.cache_dir({}) is None
+    assert plancache.cache_dir({"XDG_CACHE_HOME": "/x"}) == "/x/cryostorm"  # a home is not needed for this one
+
+
 class _Recording(dict[str, str]):
     """An environment that remembers every name looked up by name (`get`, `in`). Readers that walk
     the whole environment (`read_otel`, `read_cryostorm`) keep only their own prefix: in the key too."""

@@ -51,7 +51,10 @@ def cache_dir(environ: Mapping[str, str]) -> str | None:
         return chosen
     base = environ.get("XDG_CACHE_HOME", "")
     if not os.path.isabs(base):  # the XDG spec: a relative path is ignored
-        base = os.path.join(os.path.expanduser("~"), ".cache")
+        home = os.path.expanduser("~")  # "~" itself with no HOME and a uid without a passwd entry; "" with HOME=""
+        if not os.path.isabs(home):
+            return None  # no home: no cache, rather than a `~/.cache` made in the program's working directory
+        base = os.path.join(home, ".cache")
     return os.path.join(base, "cryostorm")
 
 
