@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
@@ -189,3 +190,38 @@ def test_pinned_sdk_is_kept_and_exports(wheel: Path, otlp_receiver: Receiver, tm
     for span in (s for s in spans if s.name in {"outer", "inner"}):
         assert span.resource["service.name"] == "pinned-team", span.resource
         assert span.resource["process.pid"] == pid, span.resource
+
+
+def test_an_install_with_no_deps_says_what_is_missing_never_a_traceback(wheel: Path, tmp_path: Path) -> None:
+    """A team that keeps its pins installs cryostorm-run with --no-deps, then adds packages by hand."""
+    venv = fresh_venv(tmp_path / "venv")
+    venv_pip(venv, "install", "--no-deps", wheel)
+    launcher, python = str(venv / "bin" / "cryostorm-run"), str(venv / "bin" / "python")
+
+    def launch(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([launcher, *args], env=child_env(venv_env(venv, {})), capture_output=True, text=True,
+                              timeout=60, check=False)
+
+    for args in (["--", python, "-c", "pass"], ["check-config"], ["doctor"]):
+        result = launch(*args)
+        assert result.returncode == 1, result.stderr
+        assert "Traceback" not in result.stderr and "internal error" not in result.stderr, result.stderr
+        assert re.fullmatch(rf"cryostorm-run: cannot run: [a-z-]+, which it needs, is not installed in {venv} "
+                            r"\(installed with --no-deps\?\): pip install '[a-z-]+[<>=!,.0-9a-z]+'\n",
+                            result.stderr), result.stderr
+    # the launcher's own packages and an SDK, but no OTLP exporter and no opentelemetry-instrumentation
+    venv_pip(venv, "install", "pydantic>=2.7", "pydantic-settings>=2.4", "typer>=0.12", "rich>=13", "packaging",
+             "python-dotenv", "opentelemetry-sdk==1.40.0")
+    refused = launch("--exporter", "otlp", "--service-name", "svc", "--", python, "-c", "pass")
+    assert refused.returncode == 2, refused.stderr
+    assert ("  --exporter = 'otlp'\n    'otlp over grpc' needs a package that is not installed (pip install "
+            "opentelemetry-exporter-otlp-proto-grpc 'opentelemetry-sdk==1.40.0')") in refused.stderr
+    ran = launch("--exporter", "console", "--", python, str(APPS / "traced.py"))
+    assert ran.returncode == 0, ran.stderr
+    assert "Traceback" not in ran.stderr and '"name": "inner"' in ran.stderr, ran.stderr  # exported by its worker
+    # an SDK older than cryostorm-run's range: said, with the command that puts it on a supported line
+    venv_pip(venv, "install", "opentelemetry-sdk==1.39.0", "opentelemetry-api==1.39.0")
+    old = launch("--exporter", "console", "--", python, "-c", "pass")
+    assert ("cryostorm: OpenTelemetry packages disagree: opentelemetry-sdk 1.39.0 is not one cryostorm-run supports "
+            "(>=1.40,<2), so what fails in it is unpredictable; put them on one line with one command, pip choosing "
+            "the versions: pip install") in old.stderr, old.stderr

@@ -17,6 +17,19 @@ class _Nowhere(io.TextIOBase):
 
 def main(argv: Sequence[str] | None = None) -> None:
     """`cryostorm-run [OPTIONS] -- COMMAND ...`, `cryostorm-run check-config`, `cryostorm-run print-env`."""
+    try:
+        _main(argv)
+    except ModuleNotFoundError as exc:  # one the launcher needs before its own error handling can run
+        from cryostorm_run.cli._common import EXIT_RUNTIME, missing_dependency
+
+        missing = missing_dependency(exc)
+        if missing is None:
+            raise
+        sys.stderr.write(missing + "\n")
+        raise SystemExit(EXIT_RUNTIME) from None
+
+
+def _main(argv: Sequence[str] | None) -> None:
     from cryostorm_run.cli._flags import COMMANDS
 
     # The program is exec'd with its descriptors as they are (a closed one stays closed): only the

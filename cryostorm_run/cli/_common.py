@@ -138,6 +138,8 @@ def boundary(func: Callable[[], int | None], debug: bool) -> NoReturn:
     except SystemExit:
         raise
     except Exception as exc:
+        if (missing := missing_dependency(exc)) is not None:
+            fail(missing, EXIT_RUNTIME)
         if debug:
             import traceback
 
@@ -152,6 +154,31 @@ def boundary(func: Callable[[], int | None], debug: bool) -> NoReturn:
             fail(f"cryostorm-run: internal error: {exc_text} (run with --debug for the traceback)", EXIT_RUNTIME)
         raise SystemExit(EXIT_RUNTIME) from None
     raise SystemExit(code or EXIT_OK)
+
+
+def missing_dependency(exc: BaseException) -> str | None:
+    """For an import that failed because a package cryostorm-run declares is not installed (installed with
+    --no-deps, or removed since): the line that says which and how to add it; None for anything else.
+    Needs none of the packages that may be missing (importlib.metadata only)."""
+    import importlib.metadata
+    import re
+
+    if not isinstance(exc, ModuleNotFoundError) or not exc.name:
+        return None
+    try:
+        requires = importlib.metadata.requires("cryostorm-run") or []
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    declared = {re.sub(r"[-_.]+", "-", re.split(r"[<>=!~;\[ ]", r, maxsplit=1)[0]).lower(): r.split(";")[0]
+                for r in requires if "extra ==" not in r}
+    parts = exc.name.split(".")
+    for size in range(len(parts), 0, -1):  # opentelemetry.instrumentation.utils -> opentelemetry-instrumentation
+        requirement = declared.get("-".join(parts[:size]).replace("_", "-").lower())
+        if requirement:
+            return (f"cryostorm-run: cannot run: {requirement.split('<')[0].split('>')[0].split('=')[0]}, which it "
+                    f"needs, is not installed in {sys.prefix} (installed with --no-deps?): "
+                    f"pip install '{requirement}'")
+    return None
 
 
 def _mask_text(text: str) -> str:

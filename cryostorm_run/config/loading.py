@@ -168,6 +168,9 @@ _OPTIONAL = {
     "b3multi": ("opentelemetry.propagators.b3", "opentelemetry-propagator-b3"),
     "jaeger": ("opentelemetry.propagators.jaeger", "opentelemetry-propagator-jaeger"),
     "prometheus": ("opentelemetry.exporter.prometheus", "opentelemetry-exporter-prometheus"),
+    # declared by cryostorm-run: missing only after an install with --no-deps (then said before the program runs)
+    "otlp over grpc": ("opentelemetry.exporter.otlp.proto.grpc.exporter", "opentelemetry-exporter-otlp-proto-grpc"),
+    "otlp over http/protobuf": ("opentelemetry.exporter.otlp.proto.http", "opentelemetry-exporter-otlp-proto-http"),
 }
 
 
@@ -191,15 +194,19 @@ def _missing_packages(settings: TelemetryModel, origins: Mapping[Path_, Origin])
     if settings.propagation.enabled:
         wanted += [(("propagation", "propagator_types"), p.value) for p in settings.propagation.propagator_types]
     from cryostorm_run.config.enums import ExporterType
-    from cryostorm_run.launch.envmap import effective_exporters
+    from cryostorm_run.launch.envmap import SIGNALS, effective_exporters, effective_protocol
 
+    for signal in SIGNALS:  # the OTLP exporter of the protocol each signal uses, named by what chose OTLP
+        if ExporterType.OTLP in effective_exporters(settings, signal):
+            chose = (signal, "exporter_type") if getattr(settings, signal).exporter_type else ("exporter_type",)
+            wanted.append((chose, f"otlp over {effective_protocol(settings, signal).value}"))
     if ExporterType.PROMETHEUS in effective_exporters(settings, "metrics"):
         path: Path_ = ("metrics", "exporter_type") if settings.metrics.exporter_type else ("exporter_type",)
         if ExporterType.PROMETHEUS in settings.metrics.also_export_to:
             path = ("metrics", "also_export_to")
         wanted.append((path, "prometheus"))
     problems = []
-    for path, value in wanted:
+    for path, value in dict.fromkeys(wanted):  # a protocol once, however many signals use it
         if value not in _OPTIONAL:
             continue
         module, requirement = _OPTIONAL[value]
@@ -210,8 +217,9 @@ def _missing_packages(settings: TelemetryModel, origins: Mapping[Path_, Origin])
         if not found:
             origin = origin_of(path, origins)
             name = origin.describe() if origin is not DEFAULT else PREFIX + DELIMITER.join(p.upper() for p in path)
-            problems.append(Problem(name, value, f"{value!r} needs a package that is not installed",
-                                    _install_hint(requirement) if value == "prometheus" else
+            shown = "otlp" if value.startswith("otlp") else value
+            problems.append(Problem(name, shown, f"{value!r} needs a package that is not installed",
+                                    _install_hint(requirement) if value == "prometheus" or shown == "otlp" else
                                     f"pip install {requirement}"))
     return problems
 

@@ -31,6 +31,7 @@ from typing import Any
 
 from cryostorm_run.common.ownthreads import start
 from cryostorm_run.common.words import counted
+from cryostorm_run.export.quiet import suppressed
 
 # An exporter that does not say how long an answer may take (`answer_timeout_s`, the OTLP timeout): an export
 # still unanswered after this means the collector is stuck, not keeping up.
@@ -222,7 +223,7 @@ class BatchQueue:
             for callback in first:  # cryostorm's own metrics (building the SDK meter provider: ~20 ms)
                 with contextlib.suppress(Exception):  # they must never cost an item
                     callback()
-            context.attach(_suppressed())  # an exporter's own HTTP/gRPC calls must not become telemetry
+            context.attach(suppressed())  # an exporter's own HTTP/gRPC calls must not become telemetry
         while True:
             batch = self._next_batch()
             if batch is None:
@@ -279,7 +280,7 @@ class BatchQueue:
             return True
         from opentelemetry import context
 
-        token = context.attach(_suppressed())
+        token = context.attach(suppressed())
         try:
             while True:
                 with self._cond:
@@ -378,15 +379,6 @@ class BatchQueue:
 def _encoded(item: Any) -> bool:
     """A pre-encoded span, `(resource, scope, bytes)` (see `otlp_encode.preencode`)."""
     return type(item) is tuple and len(item) == 3 and type(item[2]) is bytes
-
-
-def _suppressed() -> Any:
-    """A context in which instrumentations create nothing (the worker's exports are not the program's)."""
-    from opentelemetry import context
-    from opentelemetry.instrumentation.utils import suppress_instrumentation
-
-    with suppress_instrumentation():
-        return context.get_current()
 
 
 def _reset_after_fork() -> None:

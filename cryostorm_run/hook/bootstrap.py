@@ -178,10 +178,14 @@ def _check_versions() -> None:
     from opentelemetry.sdk.version import __version__ as sdk
     from opentelemetry.version import __version__ as api
 
-    if api != sdk:
-        from cryostorm_run.common.otel_line import disagree_message
+    from cryostorm_run.common.otel_line import SDK_RANGE, disagree_message, outside_range
 
+    if api != sdk:
         warn(disagree_message(f"opentelemetry-api {api}, opentelemetry-sdk {sdk}"))
+    elif outside_range(sdk):  # cryostorm-run installed with --no-deps beside an older or newer line
+        low, high = ".".join(map(str, SDK_RANGE[0])), SDK_RANGE[1][0]  # as pyproject says it: >=1.40,<2
+        warn(disagree_message(f"opentelemetry-sdk {sdk} is not one cryostorm-run supports (>={low},<{high}), so "
+                              "what fails in it is unpredictable"))
 
 
 def _stderr_is_read_by_the_parent() -> bool:
