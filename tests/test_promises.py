@@ -362,6 +362,30 @@ print(format(ctx.trace_id, "032x"), format(ctx.span_id, "016x"))
 """
 
 
+EXTRA_PROGRAM = """
+import logging
+from opentelemetry import trace
+logging.basicConfig(format="%(trace_id)s|%(span_id)s|%(otelTraceID)s|%(user)s|%(message)s")
+log = logging.getLogger("app")
+log.warning("theirs", extra={"trace_id": "req-1234", "otelTraceID": "t-9", "user": "bob"})
+with trace.get_tracer("fmt").start_as_current_span("logged") as span:
+    log.warning("ours", extra={"user": "al"})
+    log.warning("theirs inside", extra={"span_id": "s-1", "user": "cy"})
+    ctx = span.get_span_context()
+print(format(ctx.trace_id, "032x"), format(ctx.span_id, "016x"))
+"""
+
+
+def test_a_programs_own_trace_id_in_extra_is_kept_not_a_crash() -> None:
+    """`extra={"trace_id": ...}` (structlog's render_to_log_kwargs, an app's request id): Logger.makeRecord
+    refuses an extra key the record already has, and cryostorm's record factory gave every record trace_id."""
+    result = run_launcher(["--quiet", "--", PYTHON, "-c", EXTRA_PROGRAM], {"CRYOSTORM_EXPORTER_TYPE": "in_memory"})
+    assert result.returncode == 0, result.stderr
+    trace_id, span_id = result.stdout.split()
+    assert result.stderr.splitlines() == ["req-1234|0|t-9|bob|theirs", f"{trace_id}|{span_id}|{trace_id}|al|ours",
+                                          f"{trace_id}|s-1|{trace_id}|cy|theirs inside"]
+
+
 def test_log_formats_using_otel_trace_ids_print_the_real_ids(otlp_receiver: Receiver) -> None:
     """Break checked: logbridge.inject_trace_context writing "0" for a valid context -> `[0 0] inside`."""
     result = run_launcher(["--quiet", "--", PYTHON, "-c", LOG_FORMAT_PROGRAM], otlp_env(otlp_receiver))

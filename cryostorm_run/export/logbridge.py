@@ -210,3 +210,31 @@ def inject_trace_context(service_name: str) -> None:
 
     factory._cryostorm = True  # type: ignore[attr-defined]
     logging.setLogRecordFactory(factory)
+    _let_extra_win()
+
+
+_INJECTED = frozenset({"otelTraceID", "otelSpanID", "otelTraceSampled", "otelServiceName", "trace_id", "span_id"})
+
+
+def _let_extra_win() -> None:
+    """`logger.info(..., extra={"trace_id": ...})`: the program's own value is kept, as without cryostorm.
+    `Logger.makeRecord` refuses an `extra` key the record already has (KeyError: "Attempt to overwrite"), and
+    the factory above gave every record these: so they are set after the record is made, over ours. Only a
+    call whose `extra` names one of them pays anything (a set disjointness test otherwise)."""
+    original = logging.Logger.makeRecord
+    if getattr(original, "_cryostorm", False):
+        return
+
+    def make_record(self: logging.Logger, name: str, level: int, fn: str, lno: int, msg: object, args: Any,
+                    exc_info: Any, func: str | None = None, extra: Any = None, sinfo: str | None = None,
+                    ) -> logging.LogRecord:
+        if not extra or _INJECTED.isdisjoint(extra):
+            return original(self, name, level, fn, lno, msg, args, exc_info, func, extra, sinfo)
+        theirs = {key: extra[key] for key in _INJECTED.intersection(extra)}
+        record = original(self, name, level, fn, lno, msg, args, exc_info, func,
+                          {k: v for k, v in extra.items() if k not in theirs}, sinfo)
+        record.__dict__.update(theirs)
+        return record
+
+    make_record._cryostorm = True  # type: ignore[attr-defined]
+    logging.Logger.makeRecord = make_record  # type: ignore[method-assign]
