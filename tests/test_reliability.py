@@ -162,6 +162,35 @@ def test_an_export_being_retried_at_the_exit_deadline_is_not_told_as_maybe_deliv
     assert "under way" not in proc.stderr, proc.stderr
 
 
+FIRST_SPANS_AT_ONCE = """
+import threading
+from opentelemetry import trace
+tracer = trace.get_tracer("race")
+barrier = threading.Barrier(16)
+def end_one(n):
+    span = tracer.start_span(f"s{n}")
+    barrier.wait()
+    span.end()  # 16 threads queue the process's first spans at once
+threads = [threading.Thread(target=end_one, args=(n,)) for n in range(16)]
+for t in threads: t.start()
+for t in threads: t.join()
+print(sum(t.name.startswith("cryostorm-export-spans") for t in threading.enumerate()))
+"""
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_first_spans_ended_in_many_threads_at_once_start_one_set_of_workers(otlp_receiver: Receiver,
+                                                                             transport: str) -> None:
+    """Every thread's first put saw no worker and started its own set: 20-32 export threads instead of 4, the
+    exit joined only the last set and shut the exporter under the others' exports (spans lost, a false line)."""
+    env = otlp_env(otlp_receiver, transport, CRYOSTORM_METRICS__ENABLED="false", CRYOSTORM_LOGGING__ENABLED="false")
+    for _ in range(3):
+        otlp_receiver.clear()
+        result = run_launcher(["--quiet", "--", PYTHON, "-c", FIRST_SPANS_AT_ONCE], env=env)
+        assert (result.returncode, result.stdout, result.stderr) == (0, "4\n", ""), result.stderr
+        assert len({s.name for s in otlp_receiver.spans()}) == 16
+
+
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_everything_buffered_is_delivered_at_exit(otlp_receiver: Receiver, transport: str) -> None:
     env = otlp_env(otlp_receiver, transport, CRYOSTORM_TRACING__EXPORT_CONFIG__SCHEDULE_DELAY_MILLIS="60000",

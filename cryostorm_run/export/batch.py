@@ -63,6 +63,7 @@ REPORT_INTERVAL_S = int(os.environ.get("_CRYOSTORM_LOSS_REPORT_MILLIS", "60000")
 REPORTERS: list[Callable[[str], None]] = []  # the hook adds its `cryostorm:` line writer
 ON_FIRST_ITEM: list[Callable[[], None]] = []  # once per process, at the first item (cryostorm's own metrics)
 _first_item_seen = False
+_STARTING = threading.Lock()  # starting a queue's workers (new in a forked child: see _reset_after_fork)
 
 
 class BatchQueue:
@@ -198,6 +199,11 @@ class BatchQueue:
     # -- the worker ----------------------------------------------------------------------------
 
     def _start_worker(self) -> None:
+        with _STARTING:  # the first items of threads ending spans at once: one set of workers, started once
+            if self._worker is None:
+                self._start_workers()
+
+    def _start_workers(self) -> None:
         global _first_item_seen
         first: tuple[Callable[[], None], ...] = ()
         if not _first_item_seen:  # run by the first worker: the program's thread never waits for them
@@ -383,6 +389,8 @@ def _encoded(item: Any) -> bool:
 
 def _reset_after_fork() -> None:
     # The parent's queue, worker and locks are not the child's: start empty, count from zero.
+    global _STARTING
+    _STARTING = threading.Lock()
     for batch in list(BATCH_QUEUES):
         batch._fresh()
 
