@@ -78,6 +78,20 @@ class TelemetrySettings(BaseSettings, TelemetryModel):
 
     model_config = SettingsConfigDict(frozen=True, extra="forbid", env_prefix="CRYOSTORM_")
 
+    def __init__(self, **values: Any) -> None:
+        """Invalid settings raise `InvalidSettings` (a ValueError): each problem named as written, secrets masked."""
+        from pydantic import ValidationError
+
+        from cryostorm_run.config.errors import InvalidSettings
+        from cryostorm_run.config.sources import SourceError
+
+        try:
+            super().__init__(**values)
+        except SourceError as exc:  # an OTEL_* variable its reader refused (already named and masked)
+            raise InvalidSettings(exc.problems) from None
+        except ValidationError as exc:
+            raise InvalidSettings(_explained(exc, values)) from None
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -90,3 +104,18 @@ class TelemetrySettings(BaseSettings, TelemetryModel):
         # One reader for the environment, shared with `load_settings` (which also
         # keeps provenance): CRYOSTORM_* over OTEL_*. See cryostorm_run/config/sources.py.
         return (init_settings, EnvironSource(settings_cls))
+
+
+def _explained(exc: Any, values: dict[str, Any]) -> list[Any]:
+    """The problems of a refused `TelemetrySettings(**values)`, as `load_settings` words them (masked); a value
+    the code passed is named `TelemetrySettings(service=...)`."""
+    from pathlib import Path
+
+    from cryostorm_run.config.configfile import read_config_file
+    from cryostorm_run.config.explain import explain_errors
+    from cryostorm_run.config.loading import _redacted
+    from cryostorm_run.config.sources import Entry, Origin, environ_entries, merge
+
+    passed = [Entry((key,), value, Origin("flag", f"TelemetrySettings({key}=...)")) for key, value in values.items()]
+    data, origins = merge(read_config_file(Path()) + environ_entries(os.environ) + passed)
+    return [_redacted(p) for p in explain_errors(exc.errors(include_url=False), data, origins, dict(os.environ))]

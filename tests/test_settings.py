@@ -35,8 +35,31 @@ def test_settings_are_frozen_and_forbid_unknown_fields() -> None:
     s = TelemetrySettings()
     with pytest.raises(Exception, match="frozen"):
         s.enabled = False  # type: ignore[misc]
-    with pytest.raises(Exception, match="Extra inputs are not permitted"):
+    with pytest.raises(ValueError, match=r"TelemetrySettings\(nonsense=...\) = '1': unknown setting"):
         TelemetrySettings(nonsense=1)  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize(("environ", "expected"), [
+    ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://user:hunter2@collector:99999"},
+     "  OTEL_EXPORTER_OTLP_ENDPOINT = 'http://****:****@collector:99999': invalid port in "
+     "'http://****:****@collector:99999'"),
+    ({"OTEL_EXPORTER_OTLP_HEADERS": "Authorization=Bearer%20hunter2,bad"},
+     "  OTEL_EXPORTER_OTLP_HEADERS = 'Authorization=****,****': expected key=value pairs separated by commas, "
+     "got '****' (item 2 of 2)"),
+    ({"OTEL_RESOURCE_ATTRIBUTES": "team"}, "  OTEL_RESOURCE_ATTRIBUTES = 'team': expected key=value pairs "
+     "separated by commas, got 'team'"),
+])
+def test_settings_made_in_a_program_are_refused_as_the_launcher_does_secrets_masked(
+        monkeypatch: pytest.MonkeyPatch, environ: dict[str, str], expected: str) -> None:
+    """`Telemetry.from_settings(TelemetrySettings())` without the launcher: pydantic's own error quoted every
+    input in clear (`input_value='http://user:hunter2@...'`), and a reader's refusal was an internal SourceError."""
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ValueError) as info:  # noqa: PT011  (the message is checked below)
+        TelemetrySettings()
+    assert type(info.value).__name__ == "InvalidSettings"
+    assert str(info.value) == f"invalid cryostorm settings (1 problem):\n{expected}"
+    assert "hunter2" not in repr(info.value) and info.value.__cause__ is None and info.value.__suppress_context__
 
 
 def test_plain_constructor_reads_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -19,3 +19,16 @@ class ConfigError(Exception):
         # The input that turns telemetry off (CRYOSTORM_ENABLED=false, OTEL_SDK_DISABLED=true, ...), as the user
         # wrote it, when it is valid itself: the `--` path then runs the program as it is.
         self.switched_off = switched_off
+
+
+class InvalidSettings(ConfigError, ValueError):
+    """`TelemetrySettings()` in a program (the facade without the launcher) refused what it read: the same
+    problems as the launcher's (named as written, secrets masked, with the fix), never pydantic's own text,
+    which quotes every input value in clear. A ValueError, as pydantic's ValidationError is."""
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        super().__init__(problems)
+        lines = [f"{p.name}" + ("" if p.value is None else f" = {p.value!r}") + f": {p.message}"
+                 + (f" ({p.hint})" if p.hint else "") for p in self.problems]
+        self.args = (f"invalid cryostorm settings ({len(lines)} problem{'s' if len(lines) != 1 else ''}):\n  "
+                     + "\n  ".join(lines),)
