@@ -143,6 +143,17 @@ def test_excluded_urls_of_the_contrib_variable_apply_to_native(otlp_receiver: Re
                                                                      "/items/7")]
 
 
+def test_traces_off_still_pass_the_callers_context_on(otlp_receiver: Receiver, tmp_path: Path) -> None:
+    """FastAPI's native telemetry extracts the caller's context only when it traces: with traces off, a service in
+    the middle cut its callers' traces (its outgoing calls carried no traceparent and no baggage)."""
+    headers = {"traceparent": f"00-{TRACE_ID}-{PARENT_ID}-01", "baggage": "tenant=t1"}
+    with serving(otlp_receiver, tmp_path, CRYOSTORM_TRACING__ENABLED="false") as base:
+        carried = httpx.get(f"{base}/outgoing", headers=headers, timeout=10).json()
+    assert carried["traceparent"].startswith(f"00-{TRACE_ID}-"), carried
+    assert carried["baggage"] == "tenant=t1", carried
+    assert otlp_receiver.spans() == []
+
+
 def test_unknown_mode_is_refused_before_anything_starts() -> None:
     result = run_launcher(["--", PYTHON, "-c", "print('started')"], env={"CRYOSTORM_FASTAPI_TELEMETRY": "fast"})
     assert result.returncode == 2

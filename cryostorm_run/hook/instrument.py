@@ -284,13 +284,22 @@ def _on_fastapi(distro: Any, ep: Any | None, warn: Callable[[str], None], module
     """FastAPI imported: its own telemetry when it has one, else the contrib instrumentation."""
     from cryostorm_run.hook import fastapi_native as _fastapi
 
-    if not _fastapi.native_supported():
+    # Traces off and context propagated: FastAPI's own telemetry extracts the caller's context only when it
+    # traces, so the service would cut its callers' traces (its outgoing calls carry no traceparent, no baggage);
+    # the contrib middleware passes it on through a non-recording span.
+    untraced = (os.environ.get("OTEL_TRACES_EXPORTER", "").strip() == "none"
+                and os.environ.get("OTEL_PROPAGATORS", "").strip() not in ("", "none"))
+    if not _fastapi.native_supported() or (untraced and ep is not None):
         if ep is not None:
             _activate(distro, ep, warn)
         else:
             STATUS.skipped["fastapi"] = ("this FastAPI has no native telemetry and "
                                          "opentelemetry-instrumentation-fastapi is not installed")
         return
+    if untraced:
+        warn("traces are off: FastAPI's own telemetry then does not pass a caller's trace context (traceparent, "
+             "baggage) on to this service's outgoing calls, which cuts its callers' traces; install "
+             "opentelemetry-instrumentation-fastapi (used instead when traces are off), or keep traces on")
     try:
         operations = _fastapi.mode() == "native_operations"
         _fastapi.configure(operations, _fastapi.excluded_urls())

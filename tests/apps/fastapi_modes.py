@@ -26,3 +26,13 @@ async def boom() -> dict:
 @app.get("/health")
 async def health() -> dict:
     return {"status": "ok"}
+
+
+@app.get("/outgoing")
+def outgoing() -> dict:
+    """What this service's outgoing calls would carry: the instrumentations inject the current context so."""
+    from opentelemetry import propagate
+
+    carrier: dict = {}
+    propagate.inject(carrier)
+    return carrier
