@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -93,3 +93,17 @@ def run_launcher(
         input=input,
         check=False,
     )
+
+
+def tls_files(folder: Path, names: Iterable[str]) -> dict[str, Path]:
+    """Real PEM files, one per name: a private key for a name with "key" in it, else its certificate (a CA
+    certificate too: it is self-signed). One key pair for all, so any certificate goes with any key; each file
+    starts with its name (text before a PEM block is read past), so the files still differ."""
+    from otlp_receiver import make_self_signed_cert
+
+    cert, key = (Path(p).read_text() for p in make_self_signed_cert(folder / ".pair"))
+    files = {}
+    for name in names:
+        files[name] = folder / f"{name}.pem"
+        files[name].write_text(f"{name} file\n" + (key if "key" in name else cert))
+    return files

@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from conftest import run_launcher
+from conftest import run_launcher, tls_files
 from typer.testing import CliRunner
 
 from cryostorm_run.cli._app import app
@@ -143,8 +143,7 @@ def test_headers_on_the_command_line() -> None:
 
 
 def test_ca_bundle_overrides_the_http_certificate(tmp_path: Path) -> None:
-    ca = tmp_path / "ca.pem"
-    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    ca = tls_files(tmp_path, ["ca"])["ca"]
     env = {**OTLP, "CRYOSTORM_OTLP__PROTOCOL": "http/protobuf", "CRYOSTORM_COLLECTOR": "https://collector:4318",
            "OTEL_EXPORTER_OTLP_CERTIFICATE": str(ca), "REQUESTS_CA_BUNDLE": "/etc/ssl/certs/ca-certificates.crt"}
     assert warnings_for(env) == [

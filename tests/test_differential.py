@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import tls_files
 from differential_deployments import SIGNALS, deployments
 from hypothesis import HealthCheck, given, settings
 
@@ -201,9 +202,7 @@ def explain(path: str, up: Any, cs: Any, raw: Raw) -> str | None:
 def certs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     folder = tmp_path_factory.mktemp("certs")
     names = ["ca", "cert", "key", *(f"{k}-{s.lower()}" for k in ("ca", "cert", "key") for s in SIGNALS)]
-    for name in names:
-        (folder / f"{name}.pem").write_text(f"{name} file")
-    return {name: str(folder / f"{name}.pem") for name in names}
+    return {name: str(path) for name, path in tls_files(folder, names).items()}  # real PEM: cryostorm reads them
 
 
 def test_cryostorm_builds_what_the_plain_sdk_builds(certs: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import tls_files
 
 from cryostorm_run import TelemetrySettings, load_settings
 from cryostorm_run.common.runtime import runtime_from_env
@@ -145,9 +146,7 @@ def test_sampler_argument_only_for_ratio_samplers() -> None:
 
 
 def test_headers_tls_and_compression(tmp_path: Path) -> None:
-    ca, cert, key = (tmp_path / n for n in ("ca.pem", "client.pem", "client.key"))
-    for f in (ca, cert, key):
-        f.write_text("x")
+    ca, cert, key = tls_files(tmp_path, ["ca", "client-cert", "client-key"]).values()
     rows = env_rows(load_settings({
         "CRYOSTORM_EXPORTER_TYPE": "otlp",
         "CRYOSTORM_OTLP__HEADERS": "authorization=Bearer abc,x-tenant=t 1",

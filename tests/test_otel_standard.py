@@ -8,6 +8,7 @@ import base64
 from pathlib import Path
 
 import pytest
+from conftest import tls_files
 
 from cryostorm_run import load_settings
 from cryostorm_run.common.runtime import runtime_from_env
@@ -58,10 +59,7 @@ def test_an_empty_per_signal_variable_means_unset_as_for_the_exporters() -> None
 
 
 def test_per_signal_certificates_follow_each_exporter(tmp_path: Path) -> None:
-    files = {}
-    for name in ("ca", "cert", "key", "tca", "tcert", "tkey"):
-        files[name] = tmp_path / f"{name}.pem"
-        files[name].write_text("x")
+    files = tls_files(tmp_path, ("ca", "cert", "key", "tca", "tcert", "tkey"))
     general = {"OTEL_EXPORTER_OTLP_CERTIFICATE": str(files["ca"]),
                "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE": str(files["cert"]),
                "OTEL_EXPORTER_OTLP_CLIENT_KEY": str(files["key"])}
@@ -89,10 +87,7 @@ def test_per_signal_certificates_follow_each_exporter(tmp_path: Path) -> None:
 
 
 def test_tls_files_the_grpc_exporter_would_ignore_are_refused_for_the_signal_concerned(tmp_path: Path) -> None:
-    files = {}
-    for name in ("ca", "cert", "key", "mca"):
-        files[name] = tmp_path / f"{name}.pem"
-        files[name].write_text("x")
+    files = tls_files(tmp_path, ("ca", "cert", "key", "mca"))
     # traces go over OTLP/HTTP (each file taken on its own: nothing to refuse), metrics over gRPC
     base = {**OTLP, "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf",
             "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL": "grpc"}
@@ -355,3 +350,31 @@ def test_a_refused_variable_does_not_hide_the_problems_of_the_others() -> None:
     assert [p[0] for p in problem_tuples({"OTEL_EXPORTER_ZIPKIN_ENDPOINT": "http://z:9411",
                                           "OTEL_SDK_DISABLED": "yes"})] == [
         "OTEL_EXPORTER_ZIPKIN_ENDPOINT", "OTEL_SDK_DISABLED"]
+
+
+def test_tls_files_are_read_before_the_program_starts_and_a_pair_is_named_alone(tmp_path: Path) -> None:
+    """A CA file that holds no certificate, or a key that is not the certificate's, failed at every export with
+    a reason naming something else ("connection refused", "use http://"): refused by name before the start."""
+    files = tls_files(tmp_path, ("ca", "cert", "key"))
+    other = tls_files(tmp_path / "other", ("key",))["key"]  # another key pair's key
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("garbage\n")
+    assert problem_tuples({"OTEL_EXPORTER_OTLP_CERTIFICATE": str(garbage)}) == [(
+        "OTEL_EXPORTER_OTLP_CERTIFICATE", str(garbage), "holds no CA certificate the exporters can read "
+        "(NO_CERTIFICATE_OR_CRL_FOUND)", "give a PEM file, beginning -----BEGIN CERTIFICATE-----, with the CA that "
+        "signed the collector's certificate")]
+    [(name, value, message, hint)] = problem_tuples({"OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE": str(files["cert"]),
+                                                     "OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY": str(other)})
+    assert (name, value, hint) == ("OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE and "
+                                   "OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY", None,
+                                   "give the PEM certificate and the PEM private key made for it")
+    assert message.startswith("not a client certificate and its key ("), message
+    valid = {"OTEL_EXPORTER_OTLP_CERTIFICATE": str(files["ca"]), "OTEL_EXPORTER_OTLP_CLIENT_KEY": str(files["key"]),
+             "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE": str(files["cert"])}
+    assert load_settings(valid, config_dir=None).settings.otlp.client_key_file == files["key"]
+    # one of the pair alone: the pair's input named, not every input of the group (headers, the CA)
+    assert problem_tuples({"OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE": str(files["cert"]),
+                           "OTEL_EXPORTER_OTLP_CERTIFICATE": str(files["ca"]),
+                           "OTEL_EXPORTER_OTLP_HEADERS": "a=b"}) == [(
+        "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", str(files["cert"]),
+        "client_certificate_file and client_key_file must be set together", "")]

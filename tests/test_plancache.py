@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
-from conftest import CRYOSTORM_RUN, PYTHON, child_env
+from conftest import CRYOSTORM_RUN, PYTHON, child_env, tls_files
 
 from cryostorm_run.config.loading import Override, load_settings
 from cryostorm_run.config.sources import NOT_SETTINGS
@@ -319,8 +319,7 @@ def test_a_bad_configuration_is_refused_alike_with_or_without_a_cache(tmp_path: 
     """Break checked: plancache.lookup without the `files` check -> the deleted certificate is not
     noticed on a hit (exit 0 instead of 2)."""
     cache = tmp_path / "cache"
-    certificate = tmp_path / "ca.pem"
-    certificate.write_text("not checked here")
+    certificate = tls_files(tmp_path, ["ca"])["ca"]
     extra = {"CRYOSTORM_OTLP__CERTIFICATE_FILE": str(certificate)}
     assert launch(cache, extra).code == 0
     assert launch(cache, extra).hit

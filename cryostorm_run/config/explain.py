@@ -117,6 +117,11 @@ def _subject(err: Mapping[str, Any], data: Mapping[str, Any], origins: Mapping[P
     if origin is DEFAULT:
         # A whole-model check (e.g. batch_size > max_queue_size): name the inputs beneath it.
         under = sorted({o for p, o in origins.items() if p[: len(path)] == path}, key=lambda o: o.describe())
+        # A check over a pair ("client_certificate_file and client_key_file must be set together"): the inputs
+        # of the settings it names, not every input of the group (its headers too).
+        named = [o for o in under if any(re.search(rf"\b{re.escape(p[-1])}\b", str(err["msg"]))
+                                         for p, found in origins.items() if found == o)]
+        under = named or under
         name = ", ".join(o.describe() for o in under) or PREFIX + DELIMITER.join(p.upper() for p in path)
         if len(under) == 1:  # one input beneath (CRYOSTORM_COLLECTOR__HOST): it is what to show
             origin = under[0]

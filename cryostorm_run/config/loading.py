@@ -31,6 +31,7 @@ from cryostorm_run.config.sources import (
     origin_of,
     otel_then_cryostorm,
 )
+from cryostorm_run.config.tlsfiles import tls_file_problems
 from cryostorm_run.config.undecodable import refuse_undecodable
 
 
@@ -142,6 +143,7 @@ def load_settings(
         raw = {k: v for _, values in env_values for k, v in values.items()}
         raw.update(environ)  # the OTEL_* values as written (the environment outranks the env file)
         problems += _missing_packages(settings, origins) + _otlp_conflicts(settings, origins, raw)
+        problems += tls_file_problems(settings, origins)
     if problems:
         raise ConfigError(_dedupe([_redacted(_in_quotes(p, environ)) for p in problems]), _switched_off(data, origins))
     warnings = [Advice(code, text) for code, text in notes]
