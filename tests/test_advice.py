@@ -324,3 +324,19 @@ def test_an_otel_variable_written_in_lower_case_is_told_as_ignored(tmp_path: Pat
     # told even when cryostorm is switched off (the program still reads OTEL_* itself)
     assert warnings_for({"CRYOSTORM_ENABLED": "false", "otel_sdk_disabled": "true"}) == [
         "otel_sdk_disabled is ignored: OpenTelemetry's variable names are upper case (did you mean OTEL_SDK_DISABLED?)"]
+
+
+def test_an_insecure_setting_the_grpc_exporter_overrides_is_told() -> None:
+    # the SDK's gRPC exporter: an https URL is TLS whatever insecure says; false makes an http URL TLS too
+    assert warnings_for({**OTLP, "OTEL_EXPORTER_OTLP_ENDPOINT": "https://c:4317", "OTEL_EXPORTER_OTLP_INSECURE": "true"}
+                        ) == ["otlp.insecure=true (from OTEL_EXPORTER_OTLP_INSECURE) has no effect on traces, metrics, "
+                              "logs: an https:// collector URL is always TLS; for plaintext use an http:// URL"]
+    assert warnings_for({**OTLP, "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4317",
+                         "OTEL_EXPORTER_OTLP_TRACES_INSECURE": "false"}) == [
+        "tracing.insecure=false (from OTEL_EXPORTER_OTLP_TRACES_INSECURE) makes traces use TLS with an http:// "
+        "collector URL: write https:// if TLS is meant, or unset it for plaintext"]
+    # as meant, and OTLP/HTTP (which has no such option): nothing to say
+    assert warnings_for({**OTLP, "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4317", "OTEL_EXPORTER_OTLP_INSECURE": "true"}
+                        ) == []
+    assert warnings_for({**OTLP, "OTEL_EXPORTER_OTLP_ENDPOINT": "https://c:4318", "OTEL_EXPORTER_OTLP_INSECURE": "true",
+                         "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"}) == []

@@ -69,7 +69,7 @@ def test_each_class_is_named_with_its_fix(kind: str, target: Target, text: str) 
 
 def test_the_fixes_are_the_probes() -> None:
     assert classify(CASES[0][2], GRPC).fix == (  # type: ignore[union-attr]
-        "for a plaintext collector use http:// (gRPC: or otlp.insecure=true / OTEL_EXPORTER_OTLP_INSECURE=true)")
+        "for a plaintext collector use an http:// URL (gRPC: with otlp.insecure unset or true; false makes it TLS too)")
     assert classify(CASES[6][2], GRPC_PLAIN).fix == "is the collector running and listening on port 4317?"  # type: ignore[union-attr]
     assert classify(CASES[4][2], GRPC_PLAIN).fix == "if the collector serves TLS on this port, use https://"  # type: ignore[union-attr]
 
@@ -77,9 +77,9 @@ def test_the_fixes_are_the_probes() -> None:
 # What each of CASES says and its fix, word for word (what the program's stderr line is made of).
 WHAT_AND_FIX = [
     ("TLS is configured but 127.0.0.1:4317 answers in plaintext (WRONG_VERSION_NUMBER)",
-     "for a plaintext collector use http:// (gRPC: or otlp.insecure=true / OTEL_EXPORTER_OTLP_INSECURE=true)"),
+     "for a plaintext collector use an http:// URL (gRPC: with otlp.insecure unset or true; false makes it TLS too)"),
     ("TLS is configured but 127.0.0.1:4318 answers in plaintext (WRONG_VERSION_NUMBER)",
-     "for a plaintext collector use http://"),
+     "for a plaintext collector use an http:// URL"),
     ("the TLS certificate of 127.0.0.1:4317 is not trusted (self signed certificate)",
      "set otlp.certificate_file to the CA bundle that signed the collector's certificate"),
     ("the TLS certificate of 127.0.0.1:4318 is not trusted (self-signed certificate)",
@@ -109,8 +109,8 @@ def test_each_class_says_what_happened_and_the_fix(case: tuple[str, Target, str]
     assert classify(text, target) == (kind, *what_and_fix)
 
 
-HANDSHAKE_FIX_GRPC = ("does the collector serve TLS on port 4317? for a plaintext collector use http:// "
-                      "(gRPC: or otlp.insecure=true / OTEL_EXPORTER_OTLP_INSECURE=true)")
+HANDSHAKE_FIX_GRPC = ("does the collector serve TLS on port 4317? for a plaintext collector use an http:// URL "
+                      "(gRPC: with otlp.insecure unset or true; false makes it TLS too)")
 MORE_CASES = [
     (Target("http://collector.invalid:4317", grpc=True), "failed to connect to all addresses; last error: "
      "UNAVAILABLE: dns:collector.invalid:4317: DNS resolution failed for collector.invalid:4317",
@@ -128,7 +128,7 @@ MORE_CASES = [
     (HTTP, "SSLError: HTTPSConnectionPool(host='127.0.0.1', port=4318): Max retries exceeded (Caused by SSLError("
      "SSLError(1, '[SSL: SSLV3_ALERT_HANDSHAKE_FAILURE] sslv3 alert handshake failure (_ssl.c:1006)')))",
      ("tls", "the TLS handshake with 127.0.0.1:4318 failed (SSLError)",
-      "does the collector serve TLS on port 4318? for a plaintext collector use http://")),
+      "does the collector serve TLS on port 4318? for a plaintext collector use an http:// URL")),
     (Target("http://10.0.0.1:4318/v1/traces", grpc=False), "ConnectTimeout: HTTPConnectionPool(host='10.0.0.1', "
      "port=4318): Max retries exceeded with url: /v1/traces (Caused by ConnectTimeoutError(<urllib3.connection."
      "HTTPConnection object>, 'Connection to 10.0.0.1 timed out. (connect timeout=10)'))",
@@ -247,8 +247,8 @@ def test_tls_to_a_plaintext_collector_is_named_with_the_fix(otlp_receiver: Recei
     plain = endpoint(otlp_receiver, protocol)
     stderr = run_program(plain.replace("http://", "https://"), protocol, tmp_path)
     port = plain.rsplit(":", 1)[1]
-    fix = "for a plaintext collector use http://" + (
-        " (gRPC: or otlp.insecure=true / OTEL_EXPORTER_OTLP_INSECURE=true)" if protocol == "grpc" else "")
+    fix = "for a plaintext collector use an http:// URL" + (
+        " (gRPC: with otlp.insecure unset or true; false makes it TLS too)" if protocol == "grpc" else "")
     for signal in ("traces", "metrics", "logs"):  # own span transport; the SDK's metric and log exporters
         assert re.search(rf"^cryostorm: \w+: {signal} export to https://127\.0\.0\.1:{port}\S* failed: TLS is "
                          rf"configured but 127\.0\.0\.1:{port} answers in plaintext \(WRONG_VERSION_NUMBER\); "

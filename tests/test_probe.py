@@ -127,7 +127,7 @@ def test_tls_endpoint_against_a_plaintext_receiver(receiver: Receiver, transport
     result = one(run_probe(env))
     assert result.kind == "tls"
     assert result.message.startswith("TLS handshake with 127.0.0.1:")
-    assert "for a plaintext collector use http://" in result.hint
+    assert "for a plaintext collector use an http:// URL" in result.hint
 
 
 @pytest.mark.parametrize("transport", [grpc, http])

@@ -53,8 +53,8 @@ def refused_fix(port: int) -> str:
 
 def plaintext_fix(grpc: bool) -> str:
     """TLS is configured, the collector speaks plaintext."""
-    return "for a plaintext collector use http://" + (
-        " (gRPC: or otlp.insecure=true / OTEL_EXPORTER_OTLP_INSECURE=true)" if grpc else "")
+    return "for a plaintext collector use an http:// URL" + (  # an https URL is TLS, whatever insecure says
+        " (gRPC: with otlp.insecure unset or true; false makes it TLS too)" if grpc else "")
 
 
 def handshake_fix(port: int | str, grpc: bool) -> str:

@@ -138,6 +138,26 @@ def _port_mismatch(ctx: _Context) -> Iterator[Advice]:
                      f"use port {right}, or set otlp.protocol={other}")
 
 
+def _insecure_ignored(ctx: _Context) -> Iterator[Advice]:
+    """The gRPC exporter's `insecure` decides only for an http:// URL (false: TLS there too); an https:// URL is
+    TLS whatever it says. Either contradiction reads as plaintext-wanted-but-TLS-used, found only at runtime."""
+    from cryostorm_run.launch.envmap import _chosen
+
+    groups: dict[tuple[str, bool], list[str]] = {}
+    for signal in ctx.otlp_signals():
+        insecure, field = _chosen(ctx.settings, signal, "insecure")
+        if insecure is None or effective_protocol(ctx.settings, signal) is not OtlpProtocol.GRPC:
+            continue
+        if (effective_collector(ctx.settings, signal).protocol == "https") == insecure:  # true+https, false+http
+            groups.setdefault((field, insecure), []).append(signal)
+    for (field, insecure), signals in groups.items():
+        where = ctx.origin(tuple(field.split("."))).describe()
+        yield Advice("insecure-ignored", f"{field}=true (from {where}) has no effect on {_words(signals)}: an "
+                     "https:// collector URL is always TLS; for plaintext use an http:// URL" if insecure else
+                     f"{field}=false (from {where}) makes {_words(signals)} use TLS with an http:// collector URL: "
+                     "write https:// if TLS is meant, or unset it for plaintext")
+
+
 def _path_problems(ctx: _Context) -> Iterator[Advice]:
     grpc: dict[Path_, list[str]] = {}
     doubled: dict[Path_, list[str]] = {}
@@ -330,6 +350,7 @@ CHECKS: dict[str, Callable[[_Context], Iterator[Advice]]] = {
     "variable-name-case": _name_case,
     "port-protocol-mismatch": _port_mismatch,
     "path": _path_problems,
+    "insecure-ignored": _insecure_ignored,
     "timeout-looks-like-millis": _timeout_in_millis,
     "endpoint-without-otlp": _endpoint_unused,
     "console-beside-otlp": _console_beside_otlp,

@@ -250,7 +250,7 @@ class OtlpConfig(BaseConfig):
     )
     compression: CompressionName = Field(Compression.NONE)
     timeout_millis: Millis = Field(10_000, description="Per-export timeout")
-    insecure: bool | None = Field(None, description="gRPC only: plaintext even for an https URL")
+    insecure: bool | None = Field(None, description="gRPC, http:// URL: false uses TLS (https:// always does)")
     certificate_file: Path | None = Field(None, description="CA bundle to verify the collector")
     client_certificate_file: Path | None = Field(None, description="Client certificate for mTLS")
     client_key_file: Path | None = Field(None, description="Client key for mTLS")
