@@ -340,3 +340,27 @@ def test_an_insecure_setting_the_grpc_exporter_overrides_is_told() -> None:
                         ) == []
     assert warnings_for({**OTLP, "OTEL_EXPORTER_OTLP_ENDPOINT": "https://c:4318", "OTEL_EXPORTER_OTLP_INSECURE": "true",
                          "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"}) == []
+
+
+def test_a_local_collector_reached_through_a_proxy_is_told_per_transport() -> None:
+    # gRPC reads grpc_proxy/https_proxy/http_proxy and no_proxy in lower case only; requests reads either case
+    local = {**OTLP, "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4317",
+             "http_proxy": "http://user:pw@proxy.corp:3128", "NO_PROXY": "127.0.0.1,localhost"}
+    assert warnings_for(local) == [
+        "traces, metrics, logs go to 127.0.0.1:4317 through the proxy http://****:****@proxy.corp:3128 (http_proxy "
+        "is set and no_proxy does not name 127.0.0.1): a refusal or a failure of the proxy will be told as the "
+        "collector's; if the collector is reached directly, add its host to no_proxy (lower case: gRPC reads no "
+        "other)"]
+    http = {**local, "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318", "OTEL_EXPORTER_OTLP_PROTOCOL":
+            "http/protobuf"}
+    assert warnings_for(http) == []  # requests reads NO_PROXY
+    assert warnings_for({**local, "no_proxy": ".svc.cluster.local,10.0.0.0/8,127.0.0.1"}) == []
+    cluster = {**OTLP, "OTEL_EXPORTER_OTLP_ENDPOINT": "http://otel-collector.obs.svc.cluster.local:4317",
+               "https_proxy": "http://proxy:3128", "no_proxy": ".svc.cluster.local"}
+    assert warnings_for(cluster) == []
+    assert warnings_for({**cluster, "no_proxy": "example.com"})[0].startswith(
+        "traces, metrics, logs go to otel-collector.obs.svc.cluster.local:4317 through the proxy http://proxy:3128 "
+        "(https_proxy is set")
+    # a collector on the internet: a proxy is what reaches it
+    assert warnings_for({**OTLP, "OTEL_EXPORTER_OTLP_ENDPOINT": "https://otlp.example.com:4317",
+                         "https_proxy": "http://proxy:3128"}) == []

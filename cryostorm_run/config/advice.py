@@ -158,6 +158,24 @@ def _insecure_ignored(ctx: _Context) -> Iterator[Advice]:
                      "write https:// if TLS is meant, or unset it for plaintext")
 
 
+def _through_a_proxy(ctx: _Context) -> Iterator[Advice]:
+    from cryostorm_run.common.shown import mask_url
+    from cryostorm_run.config.proxies import proxy_for
+
+    groups: dict[tuple[str, str, str], list[str]] = {}
+    for signal in ctx.otlp_signals():
+        collector, grpc = effective_collector(ctx.settings, signal), effective_protocol(
+            ctx.settings, signal) is OtlpProtocol.GRPC
+        found = proxy_for(collector.host, collector.protocol, grpc, ctx.environ)
+        if found is not None:
+            groups.setdefault((f"{collector.host}:{collector.port or ''}".rstrip(":"), *found), []).append(signal)
+    for (where, variable, proxy), signals in groups.items():
+        yield Advice("collector-through-proxy", f"{_words(signals)} go to {where} through the proxy "
+                     f"{mask_url(proxy)} ({variable} is set and no_proxy does not name {where.rsplit(':', 1)[0]}): "
+                     "a refusal or a failure of the proxy will be told as the collector's; if the collector is "
+                     "reached directly, add its host to no_proxy (lower case: gRPC reads no other)")
+
+
 def _path_problems(ctx: _Context) -> Iterator[Advice]:
     grpc: dict[Path_, list[str]] = {}
     doubled: dict[Path_, list[str]] = {}
@@ -351,6 +369,7 @@ CHECKS: dict[str, Callable[[_Context], Iterator[Advice]]] = {
     "port-protocol-mismatch": _port_mismatch,
     "path": _path_problems,
     "insecure-ignored": _insecure_ignored,
+    "collector-through-proxy": _through_a_proxy,
     "timeout-looks-like-millis": _timeout_in_millis,
     "endpoint-without-otlp": _endpoint_unused,
     "console-beside-otlp": _console_beside_otlp,

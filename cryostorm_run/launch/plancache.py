@@ -37,7 +37,8 @@ KEEP = 64  # entries kept per directory; the oldest go first
 # Variables the settings can read besides CRYOSTORM_* and OTEL_*: the CA-bundle advice, gRPC's own
 # (program defaults), PYTHONPATH (which optional packages the launcher finds).
 _PREFIXES = ("CRYOSTORM_", "OTEL_", "GRPC_")
-_NAMES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "PYTHONPATH")
+_PROXIES = ("http_proxy", "https_proxy", "grpc_proxy", "all_proxy", "no_proxy", "no_grpc_proxy")  # config/proxies
+_NAMES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "PYTHONPATH", *_PROXIES, *(n.upper() for n in _PROXIES))
 _CONFIG_FILES = ("cryostorm.toml", "pyproject.toml")  # config/configfile.py CONFIG_FILES, in the directory
 _VALIDATORS = ("config", "launch")  # the launcher's own code that makes a plan (changed in a dev install)
 
