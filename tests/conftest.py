@@ -59,6 +59,8 @@ def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     env.setdefault("CRYOSTORM_SHUTDOWN_TIMEOUT_MILLIS", "5000")
     env.setdefault("CRYOSTORM_PLAN_CACHE", PLAN_CACHE)
+    for name in ("no_proxy", "NO_PROXY"):  # a machine's proxy (for the package index) never carries the receivers'
+        env[name] = ",".join(filter(None, ["127.0.0.1,localhost,::1", env.get(name, "")]))
     env.update(extra or {})
     return env
 
