@@ -311,3 +311,20 @@ def test_an_export_cancelled_by_shutdown_is_told_as_such_not_as_retried_out(otlp
     told = [record.getMessage() for record in caplog.records]
     assert told == [f"exporting 5 spans to {otlp_receiver.grpc_endpoint.partition('://')[2]} failed and was not "
                     "retried: the exporter was shut down (gRPC CANCELLED: Channel closed!)"], told
+
+
+def test_an_untrusted_certificate_over_http_names_the_ca_bundle_variable_requests_uses(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """requests verifies with REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE over the exporter's certificate file: the fix named
+    the certificate file, which was right (the probe and the start-up warning already said so)."""
+    text = "SSLError(SSLCertVerificationError(1, '[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed'))"
+    http, grpc = (Target("https://127.0.0.1:4318", grpc=False, certificate="/etc/ca.pem"),
+                  Target("https://127.0.0.1:4317", grpc=True, certificate="/etc/ca.pem"))
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.setenv("CURL_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
+    assert classify(text, http)[2] == ("CURL_CA_BUNDLE is set: requests verifies with it instead of "
+                                       "otlp.certificate_file; unset it for the program, or point it at the "
+                                       "collector's CA bundle")
+    assert classify(text, grpc)[2].startswith("check that otlp.certificate_file (/etc/ca.pem) holds the CA")
+    monkeypatch.delenv("CURL_CA_BUNDLE")
+    assert classify(text, http)[2].startswith("check that otlp.certificate_file (/etc/ca.pem) holds the CA")

@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import os
 import re
 import urllib.parse
 from typing import NamedTuple
@@ -127,7 +128,10 @@ def _tls(detail: str, target: Target, where: str) -> Fault | None:
     found = _UNTRUSTED.search(detail)
     if found:
         reason = found.group(1).strip() or "CERTIFICATE_VERIFY_FAILED"
+        # requests (OTLP/HTTP) verifies with REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE over the certificate file
+        bundle = next((n for n in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE") if os.environ.get(n)), None)
         return Fault("tls_untrusted", f"the TLS certificate of {where} is not trusted ({reason})",
+                     ca_bundle_fix(bundle) if bundle and target.certificate and not target.grpc else
                      untrusted_fix(target.certificate))
     found = _PLAINTEXT_PEER.search(detail)
     if found:
