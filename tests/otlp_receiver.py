@@ -708,6 +708,7 @@ class Receiver:
         required_headers: dict[str, str] | None = None,
         keep_data: bool = True,
         grpc_identity_only: bool = False,
+        max_grpc_message: int = 64 * 1024 * 1024,  # a collector's default is 4 MiB
     ) -> None:
         self.grpc_port = grpc_port
         self.http_port = http_port
@@ -718,6 +719,7 @@ class Receiver:
         # one with UNIMPLEMENTED (gRPC exposes no request's grpc-encoding to the handler: this is how
         # a test observes which compression a gRPC exporter really used).
         self._grpc_identity_only = grpc_identity_only
+        self._max_grpc_message = max_grpc_message
 
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
@@ -800,7 +802,7 @@ class Receiver:
         server = grpc.server(
             self._executor,
             options=[
-                ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+                ("grpc.max_receive_message_length", self._max_grpc_message),
                 ("grpc.max_send_message_length", 64 * 1024 * 1024),
                 ("grpc.so_reuseport", 0),  # a busy port must fail loudly, not be shared
                 *([("grpc.compression_enabled_algorithms_bitset", 1)] if self._grpc_identity_only else []),

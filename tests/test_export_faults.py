@@ -328,3 +328,34 @@ def test_an_untrusted_certificate_over_http_names_the_ca_bundle_variable_request
     assert classify(text, grpc)[2].startswith("check that otlp.certificate_file (/etc/ca.pem) holds the CA")
     monkeypatch.delenv("CURL_CA_BUNDLE")
     assert classify(text, http)[2].startswith("check that otlp.certificate_file (/etc/ca.pem) holds the CA")
+
+
+OVERSIZED = """
+from opentelemetry import trace
+tracer = trace.get_tracer("big")
+for i in range(64):
+    with tracer.start_as_current_span(f"big-{i}") as span:
+        span.set_attribute("payload", "x" * 4000)
+"""
+
+
+def test_a_batch_over_the_collectors_size_limit_is_told_with_the_fix_and_not_retried_for_ever() -> None:
+    """RESOURCE_EXHAUSTED "Received message larger than max" was retried as an overload (it fails whenever sent
+    again), then told as 'exporters still busy' with no reason."""
+    from otlp_receiver import Receiver
+
+    with Receiver(max_grpc_message=64 * 1024) as rcv:
+        env = {"CRYOSTORM_EXPORTER_TYPE": "otlp", "CRYOSTORM_COLLECTOR": rcv.grpc_endpoint,
+               "CRYOSTORM_SERVICE__NAME": "big", "CRYOSTORM_METRICS__ENABLED": "false",
+               "CRYOSTORM_LOGGING__ENABLED": "false", "CRYOSTORM_SHUTDOWN_TIMEOUT_MILLIS": "3000"}
+        result = run_launcher(["--", PYTHON, "-c", OVERSIZED], env=env)
+    assert result.returncode == 0, result.stderr
+    assert ("the collector refused the export as too large (Received message larger than max" in result.stderr
+            and "fix: export fewer items per request (<signal>.export_config.batch_size, e.g. 128), or raise the "
+            "collector's limit (its OTLP receiver's max_recv_msg_size_mib)" in result.stderr), result.stderr
+    assert "64 spans not delivered" in result.stderr and "still busy" not in result.stderr, result.stderr
+
+
+def test_an_http_413_is_told_as_too_large_with_the_fix() -> None:
+    fault = classify('HTTP 413: {"error":"nope"}', Target("http://127.0.0.1:4318", grpc=False))
+    assert fault is not None and fault[0] == "too_large" and fault[2].startswith("export fewer items per request")

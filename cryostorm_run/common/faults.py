@@ -23,7 +23,7 @@ import urllib.parse
 from typing import NamedTuple
 
 __all__ = ["ANSWER_TIMEOUT_FIX", "CONNECT_TIMEOUT_FIX", "DNS_FIX", "GRPC_STATUS", "HTTP_STATUS", "USE_HTTPS_FIX",
-           "Fault", "Target", "ca_bundle_fix", "classify", "handshake_fix", "plaintext_fix", "refused_fix",
+           "Fault", "Target", "ca_bundle_fix", "classify", "handshake_fix", "plaintext_fix", "refused_fix", "too_large",
            "untrusted_fix"]
 
 CONNECT_TIMEOUT_FIX = "check the host and port, and any firewall in between"
@@ -46,6 +46,16 @@ HTTP_STATUS = {
     405: ("not_found", "this URL does not accept OTLP exports: check the collector path"),
     415: ("error", "the server does not take OTLP/protobuf here: is this an OTLP/HTTP endpoint?"),
 }
+# A batch over the receiver's size limit (gRPC: 4 MiB by default) fails whenever it is sent again.
+_TOO_LARGE = re.compile(r"(?:Received|Sent) message larger than max[^)]*\)?", re.I)
+_TOO_LARGE_FIX = ("export fewer items per request (<signal>.export_config.batch_size, e.g. 128), or raise the "
+                  "collector's limit (its OTLP receiver's max_recv_msg_size_mib)")
+HTTP_STATUS[413] = ("too_large", _TOO_LARGE_FIX)
+
+
+def too_large(detail: str) -> bool:
+    """Is this export error the receiver refusing the request's size (never to be retried as it is)?"""
+    return _TOO_LARGE.search(detail) is not None
 
 
 def refused_fix(port: int) -> str:
@@ -141,6 +151,9 @@ def _tls(detail: str, target: Target, where: str) -> Fault | None:
 
 
 def _answered(detail: str, target: Target, where: str) -> Fault | None:
+    found = _TOO_LARGE.search(detail)
+    if found:
+        return Fault("too_large", f"the collector refused the export as too large ({found.group(0)})", _TOO_LARGE_FIX)
     if target.grpc:
         found = _GRPC_CODE.search(detail)
         if found:

@@ -325,10 +325,8 @@ _REFERENCE = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)|\$\{([A-Za-z_][A-Za-z0-
 
 
 def _unexpanded_reference(ctx: _Context) -> Iterator[Advice]:
-    """A setting holding `$(POD_NAME)` or `${POD_NAME}` as text: a reference nothing expanded. Kubernetes expands
-    `$(NAME)` in an env: value only from the variables listed above it (and leaves it as written otherwise);
-    nothing in a container expands `${NAME}` (a shell would). The text is used as it is: every pod exported
-    under the service name `$(SERVICE)`. Names the references, never the value (it may be a secret)."""
+    """`$(POD_NAME)` or `${POD_NAME}` as text: Kubernetes expands `$(NAME)` only from variables listed above it,
+    nothing in a container expands `${NAME}`. Names the references, never the value (it may be a secret)."""
     for file, variables in ctx.sources:
         for name in sorted(variables):
             if not name.startswith(("OTEL_", PREFIX)):

@@ -9,6 +9,7 @@ import logging
 import os
 from typing import Any
 
+from cryostorm_run.common.faults import too_large
 from cryostorm_run.common.words import counted
 from cryostorm_run.export.errors import note_transport_error
 from cryostorm_run.export.forkgate import grpc_call
@@ -64,9 +65,10 @@ class _CheckedStub:
         except Exception as error:  # grpc.RpcError: the exporter decides; we note whether to retry later
             code_of = getattr(error, "code", None)
             code = code_of() if callable(code_of) else None
-            self._state.transient = getattr(code, "name", "") in TRANSIENT_CODES  # OTLP's retryable codes
-            self._state.failing = True
             details = getattr(error, "details", None)  # SDK 1.40 logs the code only: keep what it leaves out
+            self._state.transient = (getattr(code, "name", "") in TRANSIENT_CODES  # OTLP's retryable codes, but
+                                     and not too_large(str(details() if callable(details) else "")))  # never a size
+            self._state.failing = True
             note_transport_error(f"gRPC {getattr(code, 'name', '')}: {details() if callable(details) else ''}")
             raise
         self._state.transient = self._state.failing = False
