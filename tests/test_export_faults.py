@@ -86,8 +86,9 @@ WHAT_AND_FIX = [
      "set otlp.certificate_file to the CA bundle that signed the collector's certificate"),
     ("127.0.0.1:4317 closed the connection without an answer (Socket closed): it may expect TLS",
      "if the collector serves TLS on this port, use https://"),
-    ("127.0.0.1:4318 closed the connection without an answer (Connection aborted): it may expect TLS",
-     "if the collector serves TLS on this port, use https://"),
+    ("127.0.0.1:4318 closed the connection without an answer (Connection aborted): it may expect TLS, or be an "
+     "OTLP/gRPC port", "if the collector serves TLS on this port, use https://; if it is the OTLP/gRPC port, send "
+     "OTLP/HTTP to the collector's OTLP/HTTP port (4318 by default), or set otlp.protocol=grpc"),
     ("connection to 127.0.0.1:4317 refused", "is the collector running and listening on port 4317?"),
     ("connection to 127.0.0.1:4318 refused", "is the collector running and listening on port 4318?"),
     ("no answer from 127.0.0.1:4317 in time (DEADLINE_EXCEEDED)",
@@ -265,8 +266,8 @@ def test_plaintext_to_a_tls_collector_and_an_untrusted_certificate(tls_receiver:
     # attempt: the same cause and fix either way.
     assert re.search(r"^cryostorm: \w+: traces export to http://\S+(?: failed|: still failing, kept in the queue to "
                      r"be retried): 127\.0\.0\.1:\d+ closed the connection "
-                     r"without an answer \(.*\): it may expect TLS; fix: if the collector serves TLS on this port, "
-                     r"use https://$", stderr, re.M), stderr
+                     r"without an answer \(.*\): it may expect TLS(, or be an OTLP/gRPC port)?; fix: if the collector "
+                     r"serves TLS on this port, use https://(; if it is the OTLP/gRPC port, .*)?$", stderr, re.M), stderr
     stderr = run_program(tls, protocol, tmp_path)  # TLS, but the self-signed CA is not given
     assert re.search(r"^cryostorm: \w+: metrics export to https://\S+ failed: the TLS certificate of 127\.0\.0\.1:\d+ "
                      r"is not trusted \(self.signed certificate\); fix: set otlp\.certificate_file to the CA bundle "
@@ -359,3 +360,16 @@ def test_a_batch_over_the_collectors_size_limit_is_told_with_the_fix_and_not_ret
 def test_an_http_413_is_told_as_too_large_with_the_fix() -> None:
     fault = classify('HTTP 413: {"error":"nope"}', Target("http://127.0.0.1:4318", grpc=False))
     assert fault is not None and fault[0] == "too_large" and fault[2].startswith("export fewer items per request")
+
+
+def test_grpc_sent_to_an_http_port_is_told_as_the_wrong_protocol() -> None:
+    """gRPC to the OTLP/HTTP port got the raw 'Failed parsing HTTP/2' (and no reason at exit)."""
+    text = ("gRPC UNAVAILABLE: failed to connect to all addresses; last error: UNKNOWN: ipv4:127.0.0.1:4318: Trying "
+            "to connect an http1.x server (HTTP status 400)")
+    fault = classify(text, Target("http://127.0.0.1:4318", grpc=True))
+    assert fault == ("wrong_protocol", "127.0.0.1:4318 answers HTTP/1, not gRPC (Trying to connect an http1.x "
+                     "server): an OTLP/HTTP port?", "send gRPC to the collector's OTLP/gRPC port (4317 by default), "
+                     "or set otlp.protocol=http/protobuf for this one")
+    other = classify("Failed parsing HTTP/2 (Expected SETTINGS frame as the first frame, got frame type 72)",
+                     Target("http://127.0.0.1:4318", grpc=True))
+    assert other is not None and other[0] == "wrong_protocol"

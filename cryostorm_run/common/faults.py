@@ -167,8 +167,17 @@ def _answered(detail: str, target: Target, where: str) -> Fault | None:
     return None
 
 
+# gRPC sent to an HTTP/1 server (the OTLP/HTTP port): it gets an HTTP/1 answer where HTTP/2 frames belong.
+_NOT_HTTP2 = re.compile(r"Failed parsing HTTP/2|Expected SETTINGS frame|Trying to connect an http1\.x server", re.I)
+
+
 def _connection(detail: str, target: Target, where: str) -> Fault | None:
     port = where.rpartition(":")[2]
+    found = _NOT_HTTP2.search(detail) if target.grpc else None
+    if found:
+        return Fault("wrong_protocol", f"{where} answers HTTP/1, not gRPC ({found.group(0)}): an OTLP/HTTP port?",
+                     "send gRPC to the collector's OTLP/gRPC port (4317 by default), or set otlp.protocol="
+                     "http/protobuf for this one")
     if _REFUSED.search(detail):
         return Fault("refused", f"connection to {where} refused", refused_fix(int(port) if port.isdigit() else 0))
     if _DNS.search(detail):
@@ -176,7 +185,9 @@ def _connection(detail: str, target: Target, where: str) -> Fault | None:
     found = _CLOSED.search(detail)
     if found and not target.uses_tls:
         return Fault("tls_expected", f"{where} closed the connection without an answer ({found.group(0)}): "
-                     "it may expect TLS", USE_HTTPS_FIX)
+                     "it may expect TLS" + ("" if target.grpc else ", or be an OTLP/gRPC port"), USE_HTTPS_FIX + (
+                         "" if target.grpc else "; if it is the OTLP/gRPC port, send OTLP/HTTP to the collector's "
+                         "OTLP/HTTP port (4318 by default), or set otlp.protocol=grpc"))
     found = _OTHER_TLS.search(detail) if target.uses_tls else None
     if found:
         return Fault("tls", f"the TLS handshake with {where} failed ({found.group(0)})",
