@@ -266,8 +266,9 @@ def test_plaintext_to_a_tls_collector_and_an_untrusted_certificate(tls_receiver:
     # attempt: the same cause and fix either way.
     assert re.search(r"^cryostorm: \w+: traces export to http://\S+(?: failed|: still failing, kept in the queue to "
                      r"be retried): 127\.0\.0\.1:\d+ closed the connection "
-                     r"without an answer \(.*\): it may expect TLS(, or be an OTLP/gRPC port)?; fix: if the collector "
-                     r"serves TLS on this port, use https://(; if it is the OTLP/gRPC port, .*)?$", stderr, re.M), stderr
+                     r"without an answer \(.*\): it may expect TLS(, or be an OTLP/gRPC port)?; fix: if the "
+                     r"collector serves TLS on this port, use https://(; if it is the OTLP/gRPC port, .*)?$", stderr,
+                     re.M), stderr
     stderr = run_program(tls, protocol, tmp_path)  # TLS, but the self-signed CA is not given
     assert re.search(r"^cryostorm: \w+: metrics export to https://\S+ failed: the TLS certificate of 127\.0\.0\.1:\d+ "
                      r"is not trusted \(self.signed certificate\); fix: set otlp\.certificate_file to the CA bundle "
