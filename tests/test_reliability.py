@@ -595,3 +595,34 @@ def test_only_an_outage_older_than_the_exit_budget_with_the_collector_still_down
     assert given_up == {"long outage, still down": [True, True],  # the untried traces exporter too: one collector
                         "long outage, accepting connections again": [False], "younger than the budget": [False],
                         "another signal answered": [False, False], "nothing sent yet": [False]}
+
+
+REFUSED_THEN_OK = """
+import time
+from opentelemetry import trace
+tracer = trace.get_tracer("wait")
+for i in range(40):
+    with tracer.start_as_current_span(f"w-{i}"):
+        pass
+    time.sleep(0.05)
+"""
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_an_export_refused_and_waiting_out_retry_after_at_the_exit_is_not_told_as_maybe_delivered(
+        otlp_receiver: Receiver, transport: str) -> None:
+    """The first export got 429/RESOURCE_EXHAUSTED with a 30 s retry delay; later exports succeeded, so the collector
+    counted as keeping up, and at the exit the refused batch was told as 'still under way: the collector may yet
+    have those'. It had refused them."""
+    otlp_receiver.set_fault(Fault.RESOURCE_EXHAUSTED, retry_after=30, times=1)
+    env = otlp_env(otlp_receiver, transport, CRYOSTORM_SHUTDOWN_TIMEOUT_MILLIS="1000",
+                   CRYOSTORM_TRACING__EXPORT_CONFIG__SCHEDULE_DELAY_MILLIS="100", CRYOSTORM_METRICS__ENABLED="false",
+                   CRYOSTORM_LOGGING__ENABLED="false")
+    result = run_launcher(["--quiet", "--", PYTHON, "-c", REFUSED_THEN_OK], env=env)
+    assert result.returncode == 0, result.stderr
+    delivered = len({s.name for s in otlp_receiver.spans()})
+    assert 0 < delivered < 40, result.stderr  # the refused batch waits; the later ones arrived
+    assert told_lost(result.stderr, f"{40 - delivered} spans" if 40 - delivered > 1 else "1 span"), result.stderr
+    assert "may yet have those" not in result.stderr, result.stderr
+    assert re.search(r"\(\d+ spans? of them waiting out a retry delay after a failed attempt\)", result.stderr), \
+        result.stderr

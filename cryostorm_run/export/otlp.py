@@ -51,11 +51,13 @@ class _Lazy:
     _real_shut = False  # the real exporter's shutdown was called (it warns at a second call)
     FAILURE: Any = False  # what a failed export returns (cryostorm's batch queue counts False as failed)
     direct = False  # cryostorm's own span transport: spans are queued pre-encoded
+    refused_in_flight = 0  # of in_flight: items whose last attempt failed, waiting to be retried (never "may arrive")
 
     def __init__(self, factory: Callable[[], Any], retry_budget_s: float = 0.0) -> None:
         self._factory = factory
         self._real: Any = None
         self._lock = threading.Lock()
+        self._refused_lock = threading.Lock()
         # export_config.timeout_millis: how long one batch may keep being retried while the
         # collector is unreachable or overloaded (the SDK exporter itself gives up after ~7 s).
         self.retry_budget_s = retry_budget_s
@@ -267,9 +269,22 @@ class LazySpanExporter(_Lazy, SpanExporter):
         else:
             sender = self._real
         data = otlp_encode.request_bytes(spans)
-        with exporting(*self.fault_target):
-            attempt = otlp_send.deliver(sender, data, budget_s=self.retry_budget_s, stop=self._stop,
-                                        on_answer=self._answered, what=counted(len(spans), "spans"), kept=True)
+        refused = [0]  # this export's items counted in refused_in_flight
+
+        def answered(ok: bool, seconds: float) -> None:
+            self._answered(ok, seconds)
+            with self._refused_lock:
+                now = 0 if ok else len(spans)
+                self.refused_in_flight += now - refused[0]
+                refused[0] = now
+
+        try:
+            with exporting(*self.fault_target):
+                attempt = otlp_send.deliver(sender, data, budget_s=self.retry_budget_s, stop=self._stop,
+                                            on_answer=answered, what=counted(len(spans), "spans"), kept=True)
+        finally:
+            with self._refused_lock:
+                self.refused_in_flight -= refused[0]
         if attempt.ok:
             report_partial_success("traces", attempt.response)
             return SpanExportResult.SUCCESS

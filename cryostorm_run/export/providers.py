@@ -218,14 +218,17 @@ def loss_report() -> dict[str, dict[str, int]]:
     report: dict[str, dict[str, int]] = {}
     for batch in list(BATCH_QUEUES):
         entry = report.setdefault(batch.label, {"dropped": 0, "failed": 0, "queued": 0, "in_flight": 0, "under_way": 0,
-                                                "late": 0})
+                                                "late": 0, "refused": 0})
+        refused = min(batch.in_flight, getattr(batch.exporter, "refused_in_flight", 0))
+        entry["refused"] += refused
         entry["dropped"] += batch.dropped - batch.late  # late: ended after the exit's shutdown, its own reason
         entry["late"] += batch.late
         entry["queued"] += len(batch.queue)
         entry["in_flight"] += batch.in_flight
         # Not while the exporter is still being built (grpc imported): nothing has been sent yet.
-        entry["under_way"] += batch.in_flight if batch.in_flight and batch.keeping_up() and not getattr(
-            batch.exporter, "building", False) else 0
+        # Nor those a refusal sent to wait for a retry (a 503 with Retry-After) while other exports succeed.
+        entry["under_way"] += batch.in_flight - refused if (
+            batch.in_flight and batch.keeping_up() and not getattr(batch.exporter, "building", False)) else 0
         entry["failed"] += batch.failed
     return report
 

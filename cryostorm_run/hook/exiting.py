@@ -136,7 +136,7 @@ def flush_and_report(providers: Any) -> bool:
     if not flushed:
         targets = ", ".join(f"{k}: {v}" for k, v in providers.exporters.items() if v.startswith("otlp"))
         warn(f"telemetry not fully flushed within {timeout:g} s (shutdown_timeout_millis): "
-             f"{_unconfirmed(report, providers.stopping)}{_last_faults()}; exporters still busy ({targets or 'none'}); "
+             f"{_unconfirmed(report, providers.stopping, _last_faults())}; exporters still busy ({targets or 'none'}); "
              f"exiting anyway{said}")
     return flushed
 
@@ -168,22 +168,25 @@ def _last_faults() -> str:
     return "".join(f"; the last attempt failed: {what}; fix: {fix}" for what, fix in told)
 
 
-def _unconfirmed(report: dict[str, dict[str, int]], stopping: str) -> str:
+def _unconfirmed(report: dict[str, dict[str, int]], stopping: str, why: str = "") -> str:
     """What the exit flush left: queued items were never sent; items in an export still under way at the
     deadline, to a collector that answers (a slow one), may yet reach it (the process ends right after), so
     they are not called lost."""
     held = [(kind, c["queued"] + c["in_flight"], c.get("under_way", 0)) for kind, c in sorted(report.items())
             if c["queued"] + c["in_flight"]]
     if not held:
-        return f"the last {stopping} export not delivered" if stopping else "an export in flight not delivered"
+        return (f"the last {stopping} export not delivered" if stopping else "an export in flight not delivered") + why
     from cryostorm_run.common.words import counted
 
     text = ", ".join(counted(count, kind) for kind, count, _ in held) + " not confirmed delivered"
     under_way = [counted(flying, kind) for kind, _, flying in held if flying]
+    refused = [counted(report[kind].get("refused", 0), kind) for kind, _, _ in held if report[kind].get("refused")]
+    if refused and not why:  # no failure left to name (later exports succeeded): a retry delay outlasted the exit
+        text += f" ({' and '.join(refused)} of them waiting out a retry delay after a failed attempt)"
     if under_way:
         text += (f" ({' and '.join(under_way)} of them in an export still under way at the deadline: the "
                  "collector may yet have those)")
-    return text
+    return text + why
 
 
 def _flush_on_terminating_signals(at_exit: Any, flush_at_exit: Any, flush_and_go_on: Any) -> None:
