@@ -264,6 +264,26 @@ def test_console_script_of_this_environment() -> None:
     assert finding.status == "ok", finding
 
 
+@pytest.mark.parametrize(("assignment", "problem"), [("export PYTHONPATH=/app/lib", True),
+                                                     ("PYTHONPATH=/app/lib; export PYTHONPATH", True),
+                                                     ("  PYTHONPATH=/srv/lib exec python app.py", True),
+                                                     ("export PYTHONPATH=/app/lib${PYTHONPATH:+:$PYTHONPATH}", False),
+                                                     ('export PYTHONPATH="$PYTHONPATH:/app/lib"', False)])
+def test_a_shell_entrypoint_that_replaces_pythonpath_is_a_problem(tmp_path: Path, assignment: str,
+                                                                  problem: bool) -> None:
+    script = tmp_path / "entrypoint.sh"
+    script.write_text(f"#!/bin/sh\n{assignment}\nexec python app.py\n")
+    script.chmod(0o755)
+    report = diagnose([str(script)], libraries=[])
+    [finding] = [f for f in report.findings if f.section == "command"]
+    if problem:
+        assert (finding.status, finding.fix) == ("problem",
+                                                 "append instead: PYTHONPATH=/app/lib${PYTHONPATH:+:$PYTHONPATH}")
+        assert f"sets PYTHONPATH without keeping the one it was given ({assignment.strip()!r})" in finding.message
+    else:
+        assert finding.status == "info", finding
+
+
 def test_non_python_command_and_missing_command(tmp_path: Path) -> None:
     script = tmp_path / "run.sh"
     script.write_text("#!/bin/sh\nexec python app.py\n")

@@ -259,6 +259,11 @@ def _command_check(report: DoctorReport, command: Sequence[str], environ: Mappin
         report.add("command", "problem", str(exc), "check the command and PATH")
         return
     if found is None:
+        if (line := _pythonpath_replaced(path)) is not None:  # a shell entrypoint's `export PYTHONPATH=/app/lib`
+            report.add("command", "problem", f"{command[0]} ({path}) sets PYTHONPATH without keeping the one it was "
+                       f"given ({line!r}): the Python it starts loses cryostorm's hook and runs NOT instrumented",
+                       "append instead: PYTHONPATH=/app/lib${PYTHONPATH:+:$PYTHONPATH}")
+            return
         report.add("command", "info", f"{command[0]} ({path}) is not a Python program; the hook serves the Python "
                    "programs it starts", "check the python it runs: cryostorm-run doctor -- PYTHON")
         return
@@ -285,6 +290,24 @@ def _command_check(report: DoctorReport, command: Sequence[str], environ: Mappin
                    "install it into the environment" if facts.get("no_user_site") else "reinstall cryostorm-run")
     else:
         report.add("command", "ok", f"{where}: the hook will instrument it")
+
+
+def _pythonpath_replaced(path: str) -> str | None:
+    """The line of a shell script (a `#!` naming sh, bash, dash, ash or zsh) that assigns PYTHONPATH without
+    `$PYTHONPATH` in it, or None."""
+    try:
+        with open(path, "rb") as script:
+            text = script.read(65536).decode("utf-8", "replace")
+    except OSError:
+        return None
+    first = text.split("\n", 1)[0]
+    if not first.startswith("#!") or not re.search(r"\b(sh|bash|dash|ash|zsh)\b", first):
+        return None
+    for line in text.splitlines():
+        found = re.match(r"\s*(?:export\s+)?PYTHONPATH=(\"[^\"]*\"|'[^']*'|[^\s;]*)", line)
+        if found and "PYTHONPATH" not in found.group(1):
+            return line.strip()
+    return None
 
 
 _CONFIG_FIX = "`cryostorm-run check-config` shows every setting, where it came from and how to fix it"
