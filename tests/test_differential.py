@@ -42,7 +42,8 @@ ARGV = ["python3", "-c", "pass"]
 # -- intended differences: (reason, when it applies) ------------------------------------------------
 Raw = Mapping[str, str]
 Rule = Callable[[str, Any, Any, Raw], bool]
-ADDED_RESOURCE = ("telemetry.distro.", "process.", "host.", "service.version", "deployment.environment")
+ADDED_RESOURCE = ("telemetry.distro.", "telemetry.auto.version", "process.", "host.", "service.version",
+                  "deployment.environment")
 SIGNAL_PARTS = {"TRACES": ("traces/", "bsp/", "sampler", "span_limits/"), "METRICS": ("metrics/", "metric_reader/",
                 "exemplar_filter"), "LOGS": ("logs/", "blrp/", "log_processors")}
 
@@ -76,7 +77,8 @@ ALLOWED: dict[str, tuple[str, Rule]] = {
     "default exporter": ("an unset OTEL_<SIGNAL>_EXPORTER is cryostorm's exporter_type, console (output with "
                          "nothing to set up); the plain SDK configurator builds none (opentelemetry-distro sets otlp)",
                          _unset_exporter),
-    "added resource attributes": ("cryostorm describes the process (process.*, host.*, telemetry.distro.*) and "
+    "added resource attributes": ("cryostorm describes the process (process.*, host.*, telemetry.distro.*, and "
+                                  "telemetry.auto.version as opentelemetry-instrument stamps it) and "
                                   "always sends service.version and deployment.environment[.name] (settings defaults)",
                                   lambda path, up, cs, raw: up is MISSING and path.split("/")[-1].startswith(
                                       ADDED_RESOURCE)),

@@ -150,6 +150,9 @@ def test_the_resource_follows_the_semantic_conventions(otlp_receiver: Receiver) 
     for key in ("telemetry.sdk.language", "telemetry.sdk.name", "telemetry.sdk.version"):
         assert resource[key] == upstream[key], key
     assert resource["telemetry.distro.name"] == "cryostorm-run"
+    from opentelemetry.instrumentation.version import __version__ as instrumentation_version
+
+    assert resource["telemetry.auto.version"] == instrumentation_version  # as opentelemetry-instrument stamps it
     assert (resource["service.name"], resource["service.version"]) == ("conventions", "1.2.3")
     assert resource["service.instance.id"] and isinstance(resource["process.pid"], int)
     assert resource["process.runtime.name"] == sys.implementation.name

@@ -83,7 +83,14 @@ def _cheap_detected() -> dict[str, Any]:
     from opentelemetry.sdk.version import __version__ as sdk_version
 
     implementation = sys.implementation
+    try:  # what opentelemetry-instrument stamps (the deprecated name dashboards still query): its release
+        from opentelemetry.instrumentation.version import __version__ as auto_version
+    except ImportError:  # installed with --no-deps, without opentelemetry-instrumentation
+        auto = {}
+    else:
+        auto = {"telemetry.auto.version": auto_version}
     return {
+        **auto,
         "telemetry.sdk.language": "python",
         "telemetry.sdk.name": "opentelemetry",
         "telemetry.sdk.version": sdk_version,
