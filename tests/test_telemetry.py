@@ -12,6 +12,8 @@ import importlib.util
 import inspect
 import io
 import logging
+import os
+import subprocess
 import sys
 import threading
 import time
@@ -722,3 +724,33 @@ def test_a_batch_queue_of_something_else_in_the_process_leaves_the_facades_shutd
     finally:
         release.set()
         other.shutdown(1000)
+
+
+AFTER_SHUTDOWN = """
+import sys
+import subprocess
+from cryostorm_run import Telemetry, TelemetrySettings
+from opentelemetry import trace
+telemetry = Telemetry.from_settings(TelemetrySettings())
+tracer = trace.get_tracer("lib")
+with tracer.start_as_current_span("before"):
+    pass
+telemetry.shutdown()
+for i in range(3):  # the program goes on after its own shutdown()
+    with tracer.start_as_current_span(f"after-{i}"):
+        pass
+print("end", file=sys.stderr)
+"""
+
+
+def test_spans_ended_after_the_programs_own_shutdown_are_told_as_that() -> None:
+    """The facade without the launcher: they were told as ended 'after the exit report above, by a thread still
+    running (a daemon thread)': there was no exit report and no daemon thread."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "CRYOSTORM_", "_CRYOSTORM_"))}
+    env.update({"OTEL_TRACES_EXPORTER": "console", "OTEL_METRICS_EXPORTER": "none", "OTEL_LOGS_EXPORTER": "none"})
+    done = subprocess.run([sys.executable, "-c", AFTER_SHUTDOWN], env=env, capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.startswith(("cryostorm:", "end"))]
+    assert lines == ["cryostorm: spans still ended after Telemetry.shutdown(): not exported (said once)", "end"], \
+        done.stderr

@@ -189,11 +189,14 @@ class Telemetry(TelemetryApi):
         if state.owned:  # what is lost or left said as under cryostorm-run: counts, the last failure, its fix
             from cryostorm_run.hook.exiting import flush_and_report
 
-            return flush_and_report(providers)
+            return flush_and_report(providers, by_the_program=not self._exiting)
         return flush(providers, providers.runtime.shutdown_timeout_ms / 1000)
+
+    _exiting = False  # shutdown() called from the exit hook, not by the program
 
     def _shutdown_at_exit(self) -> None:
         state = self._state
+        self._exiting = True
         if state.providers is not None and not self.shutdown() and not state.owned:
             timeout = state.providers.runtime.shutdown_timeout_ms / 1000
             print(  # the hook's providers, only flushed here: the hook tells the rest at its own exit

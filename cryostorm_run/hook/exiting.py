@@ -105,7 +105,7 @@ def register_exit(providers: Any) -> None:
     _flush_before_os_exit(flush_at_exit)
 
 
-def flush_and_report(providers: Any) -> bool:
+def flush_and_report(providers: Any, by_the_program: bool = False) -> bool:
     """Shut `providers` down within shutdown_timeout_millis and say what was lost or left, and why (also the
     facade's, for providers it built: facade/telemetry.py). False when the deadline passed first."""
     from cryostorm_run.export.providers import loss_report, shutdown
@@ -125,14 +125,15 @@ def flush_and_report(providers: Any) -> bool:
             warn(f"{counted(counts['failed'], kind)} not delivered: the exporter gave up on them (see the errors "
                  f"above){said}")
         if counts["late"]:
-            warn(f"{counted(counts['late'], kind)} ended after telemetry was shut down for the exit, by a thread "
-                 f"still running then (a daemon thread): not exported{said}")
+            warn(f"{counted(counts['late'], kind)} ended after Telemetry.shutdown(): not exported{said}"
+                 if by_the_program else f"{counted(counts['late'], kind)} ended after telemetry was shut down for "
+                 f"the exit, by a thread still running then (a daemon thread): not exported{said}")
     otlp = sys.modules.get("cryostorm_run.export.otlp")  # not loaded: nothing was sent over OTLP
     items = getattr(otlp, "REJECTED_ITEMS", {})
     for sig, count in sorted(getattr(otlp, "REJECTED", {}).items()):
         warn(f"the collector rejected {counted(count, items.get(sig, 'items'))} in total (partial success; see "
              f"above){said}")
-    _arm_after_report(report, said)
+    _arm_after_report(report, said, by_the_program)
     if not flushed:
         targets = ", ".join(f"{k}: {v}" for k, v in providers.exporters.items() if v.startswith("otlp"))
         warn(f"telemetry not fully flushed within {timeout:g} s (shutdown_timeout_millis): "
@@ -141,13 +142,15 @@ def flush_and_report(providers: Any) -> bool:
     return flushed
 
 
-def _arm_after_report(report: dict[str, dict[str, int]], said: str) -> None:
+def _arm_after_report(report: dict[str, dict[str, int]], said: str, by_the_program: bool = False) -> None:
     """What a daemon thread still ends after the report is told, once a queue: by the queue as it comes, or here
-    at once for what came while the report was being said (counted nowhere else)."""
+    at once for what came while the report was being said (counted nowhere else). After the program's own
+    `Telemetry.shutdown()` (it goes on running), what it still ends is told as that."""
     from cryostorm_run.export.batch import BATCH_QUEUES
 
     def say(label: str) -> None:
-        warn(f"{label} still ended after the exit report above, by a thread still running (a daemon thread): lost, "
+        warn(f"{label} still ended after Telemetry.shutdown(): not exported (said once){said}" if by_the_program else
+             f"{label} still ended after the exit report above, by a thread still running (a daemon thread): lost, "
              f"and not counted there{said}")
 
     queues = list(BATCH_QUEUES)
