@@ -109,3 +109,18 @@ def tls_files(folder: Path, names: Iterable[str]) -> dict[str, Path]:
         files[name] = folder / f"{name}.pem"
         files[name].write_text(f"{name} file\n" + (key if "key" in name else cert))
     return files
+
+
+def drain_pty(leader: int) -> bytes:
+    """Everything written to a pseudo-terminal until its other end is closed (then EIO); closes `leader`."""
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # EIO: the terminal's other end is closed
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(leader)
+    return b"".join(chunks)

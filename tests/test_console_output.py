@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CRYOSTORM_RUN, PYTHON, ROOT, child_env, run_launcher
+from conftest import CRYOSTORM_RUN, PYTHON, ROOT, child_env, drain_pty, run_launcher
 from otlp_receiver import Receiver
 
 APPS = ROOT / "tests" / "apps"
@@ -116,19 +116,10 @@ def run_on_a_terminal(args: list[str], env: dict[str, str]) -> tuple[str, str]:
     proc = subprocess.Popen([CRYOSTORM_RUN, *args], env=child_env(env), stdout=subprocess.PIPE, stderr=follower,
                             stdin=subprocess.DEVNULL)
     os.close(follower)
-    chunks = []
-    while True:
-        try:
-            chunk = os.read(leader, 65536)
-        except OSError:  # EIO: the terminal's other end is closed
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    os.close(leader)
+    received = drain_pty(leader)
     stdout, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0
-    return stdout.decode(), b"".join(chunks).decode().replace("\r\n", "\n")
+    return stdout.decode(), received.decode().replace("\r\n", "\n")
 
 
 @pytest.mark.parametrize("exporter", ["console", "pretty"])

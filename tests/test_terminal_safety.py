@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import CRYOSTORM_RUN, child_env, run_launcher
+from conftest import CRYOSTORM_RUN, child_env, drain_pty, run_launcher
 from typer.testing import CliRunner
 
 from cryostorm_run.cli._app import app
@@ -86,19 +86,10 @@ def print_env_on_a_terminal(env: dict[str, str]) -> tuple[bytes, str]:
     proc = subprocess.Popen([CRYOSTORM_RUN, "print-env"], env=child_env(env), stdout=follower,
                             stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
     os.close(follower)
-    chunks = []
-    while True:
-        try:
-            chunk = os.read(leader, 65536)
-        except OSError:  # EIO: the terminal's other end is closed
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    os.close(leader)
+    received = drain_pty(leader)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 0, stderr
-    return b"".join(chunks), stderr.decode()
+    return received, stderr.decode()
 
 
 def test_print_env_on_a_terminal_shows_a_values_escapes_and_says_where_the_exact_bytes_are() -> None:
