@@ -198,9 +198,9 @@ def test_an_install_with_no_deps_says_what_is_missing_never_a_traceback(wheel: P
     venv_pip(venv, "install", "--no-deps", wheel)
     launcher, python = str(venv / "bin" / "cryostorm-run"), str(venv / "bin" / "python")
 
-    def launch(*args: str) -> subprocess.CompletedProcess[str]:
+    def launch(*args: str) -> subprocess.CompletedProcess[str]:  # where no cryostorm.toml or pyproject.toml is
         return subprocess.run([launcher, *args], env=child_env(venv_env(venv, {})), capture_output=True, text=True,
-                              timeout=60, check=False)
+                              timeout=60, check=False, cwd=tmp_path)
 
     for args in (["--", python, "-c", "pass"], ["check-config"], ["doctor"]):
         result = launch(*args)
