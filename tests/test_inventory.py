@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import run_launcher
+from conftest import run_launcher, tls_files
 
 from cryostorm_run.config.inventory import FAMILIES, INVENTORY, MAPPED, Rule, rule_for
 from cryostorm_run.config.loading import ConfigError, load_settings
@@ -56,10 +56,7 @@ Sample = tuple[dict[str, str], str, dict[str, Any], dict[str, Any]]
 
 
 def _samples(tmp: Path) -> dict[str, Sample]:
-    files = {}
-    for stem in ("ca", "cert", "key"):
-        files[stem] = tmp / f"{stem}.pem"
-        files[stem].write_text("not read before exec\n")
+    files = tls_files(tmp, ("ca", "cert", "key"))  # real PEM: the launcher reads them
     s: dict[str, Sample] = {
         "OTEL_SDK_DISABLED": ({}, "true", {"enabled": False}, {"OTEL_SDK_DISABLED": "true"}),
         "OTEL_RESOURCE_ATTRIBUTES": ({}, "service.name=svc-r,service.version=2.5,team=core",

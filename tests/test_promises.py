@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import CRYOSTORM_RUN, PYTHON, ROOT, child_env, run_launcher
+from conftest import CRYOSTORM_RUN, PYTHON, ROOT, child_env, run_launcher, tls_files
 from otlp_receiver import ReceivedSpan, Receiver
 
 from cryostorm_run.launch.plan import hook_dir
@@ -61,9 +61,8 @@ def test_only_one_half_of_the_client_certificate_pair_is_refused(tmp_path: Path,
 
 def test_both_halves_of_the_client_certificate_pair_are_accepted(tmp_path: Path) -> None:
     """The control of the test above: the same files, both given, start the program."""
-    cert, key, marker = tmp_path / "client.pem", tmp_path / "client.key", tmp_path / "program-ran"
-    cert.write_text("cert\n")
-    key.write_text("key\n")
+    cert, key = tls_files(tmp_path, ("client-cert", "client-key")).values()  # real PEM: the launcher reads them
+    marker = tmp_path / "program-ran"
     result = run_launcher(["--quiet", "--", PYTHON, str(APPS / "touch_marker.py"), str(marker)],
                           {"CRYOSTORM_OTLP__CLIENT_CERTIFICATE_FILE": str(cert),
                            "CRYOSTORM_OTLP__CLIENT_KEY_FILE": str(key)})
