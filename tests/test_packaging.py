@@ -8,7 +8,7 @@ import re
 import sys
 from pathlib import Path
 
-from cryostorm_run.common.otel_line import SDK_RANGE
+from cryostorm_run.common.sdkrange import SDK_RANGE
 
 PACKAGE = Path(__file__).resolve().parent.parent / "cryostorm_run"
 

@@ -624,5 +624,7 @@ def test_an_export_refused_and_waiting_out_retry_after_at_the_exit_is_not_told_a
     assert 0 < delivered < 40, result.stderr  # the refused batch waits; the later ones arrived
     assert told_lost(result.stderr, f"{40 - delivered} spans" if 40 - delivered > 1 else "1 span"), result.stderr
     assert "may yet have those" not in result.stderr, result.stderr
-    assert re.search(r"\(\d+ spans? of them waiting out a retry delay after a failed attempt\)", result.stderr), \
-        result.stderr
+    # why: waiting out the delay at the deadline; or, where the exit shuts each queue down in turn (Python 3.12,
+    # README Known limits), given up when its exporter was shut down
+    assert re.search(r"\(\d+ spans? of them waiting out a retry delay after a failed attempt\)|spans? not delivered: "
+                     r"the exporter gave up on them", result.stderr), result.stderr

@@ -21,23 +21,11 @@ import re
 import shlex
 from collections.abc import Iterable
 
-__all__ = ["OWN", "PREFIX", "SDK_RANGE", "disagree_message", "installed_line_command", "line_command",
-           "line_requirements", "normalize", "outside_range"]
+__all__ = ["OWN", "PREFIX", "disagree_message", "installed_line_command", "line_command", "line_requirements",
+           "normalize"]
 
 OWN = "cryostorm-run"
 PREFIX = "opentelemetry-"
-# The SDK releases cryostorm-run supports, as pyproject.toml declares them (tests/test_packaging.py checks it):
-# the hook tells a program that runs on another (an install with --no-deps) before anything fails obscurely.
-SDK_RANGE = ((1, 40), (2, 0))
-
-
-def outside_range(version: str) -> bool:
-    """Is this opentelemetry-sdk version outside SDK_RANGE (an unreadable one is not said to be)?"""
-    try:
-        found = tuple(int(part) for part in version.split(".")[:2])
-    except ValueError:
-        return False
-    return not SDK_RANGE[0] <= found < SDK_RANGE[1]
 _REQUIREMENT = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[[^\]]*\])?\s*(?:\(([^)]*)\)|([^;]*))\s*(;.*)?$")
 
 

@@ -17,8 +17,6 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
-from cryostorm_run.common.faults import too_large
-
 _logger = logging.getLogger("opentelemetry.cryostorm.export.transport")
 
 TRACE_EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
@@ -95,6 +93,8 @@ class GrpcSender:
             code = error.code() if callable(getattr(error, "code", None)) else None
             name = getattr(code, "name", "UNKNOWN")
             details = error.details() if callable(getattr(error, "details", None)) else ""
+            from cryostorm_run.common.faults import too_large  # here: faults imports re, kept out of every start
+
             retry = name in TRANSIENT_CODES and not too_large(details)  # over the receiver's size limit: for good
             return Attempt(False, retry, _retry_info(error), f"gRPC {name}: {details}")
         return Attempt(True, response=response)

@@ -9,7 +9,6 @@ import logging
 import os
 from typing import Any
 
-from cryostorm_run.common.faults import too_large
 from cryostorm_run.common.words import counted
 from cryostorm_run.export.errors import note_transport_error
 from cryostorm_run.export.forkgate import grpc_call
@@ -65,6 +64,8 @@ class _CheckedStub:
         except Exception as error:  # grpc.RpcError: the exporter decides; we note whether to retry later
             code_of = getattr(error, "code", None)
             code = code_of() if callable(code_of) else None
+            from cryostorm_run.common.faults import too_large  # here: faults imports re, kept out of every start
+
             details = getattr(error, "details", None)  # SDK 1.40 logs the code only: keep what it leaves out
             self._state.transient = (getattr(code, "name", "") in TRANSIENT_CODES  # OTLP's retryable codes, but
                                      and not too_large(str(details() if callable(details) else "")))  # never a size

@@ -178,11 +178,15 @@ def _check_versions() -> None:
     from opentelemetry.sdk.version import __version__ as sdk
     from opentelemetry.version import __version__ as api
 
-    from cryostorm_run.common.otel_line import SDK_RANGE, disagree_message, outside_range
+    from cryostorm_run.common.sdkrange import SDK_RANGE, outside_range
 
     if api != sdk:
+        from cryostorm_run.common.otel_line import disagree_message
+
         warn(disagree_message(f"opentelemetry-api {api}, opentelemetry-sdk {sdk}"))
     elif outside_range(sdk):  # cryostorm-run installed with --no-deps beside an older or newer line
+        from cryostorm_run.common.otel_line import disagree_message
+
         low, high = ".".join(map(str, SDK_RANGE[0])), SDK_RANGE[1][0]  # as pyproject says it: >=1.40,<2
         warn(disagree_message(f"opentelemetry-sdk {sdk} is not one cryostorm-run supports (>={low},<{high}), so "
                               "what fails in it is unpredictable"))
