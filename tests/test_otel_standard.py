@@ -192,6 +192,21 @@ def test_a_signal_url_with_credentials_and_the_general_authorization_header_are_
         "keep one of them: remove the credentials from the URL or the authorization header")
 
 
+def test_url_credentials_beside_the_general_authorization_header_are_one_problem_naming_each_signal() -> None:
+    # Every signal meets the same two inputs: told once, not three times; a signal with its own headers
+    # variable is its own problem.
+    with pytest.raises(ConfigError) as info:
+        load_settings({**OTLP, "OTEL_EXPORTER_OTLP_ENDPOINT": "http://user:pw-1234@collector:4317",
+                       "OTEL_EXPORTER_OTLP_HEADERS": "Authorization=Bearer t",
+                       "OTEL_EXPORTER_OTLP_METRICS_HEADERS": "authorization=Bearer m"}, config_dir=None)
+    assert [(p.name, p.message) for p in info.value.problems] == [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "the URL's user:password@ becomes an Authorization: Basic header for "
+                                        "traces and logs, but OTEL_EXPORTER_OTLP_HEADERS sets an authorization header too"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "the URL's user:password@ becomes an Authorization: Basic header for "
+                                        "metrics, but OTEL_EXPORTER_OTLP_METRICS_HEADERS sets an authorization header too")]
+    assert "pw-1234" not in repr(info.value.problems)
+
+
 def test_an_invalid_url_with_credentials_is_reported_without_them() -> None:
     with pytest.raises(ConfigError) as info:
         load_settings({**OTLP, "OTEL_EXPORTER_OTLP_ENDPOINT": "http://user:pw-1234@collector:99999"}, config_dir=None)

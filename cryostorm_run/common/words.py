@@ -7,7 +7,7 @@ Example:
 
 from __future__ import annotations
 
-__all__ = ["counted"]
+__all__ = ["counted", "listed"]
 
 
 def counted(count: int, things: str) -> str:
@@ -15,3 +15,8 @@ def counted(count: int, things: str) -> str:
     follows it in parentheses is kept as it is."""
     noun, space, rest = things.partition(" (")
     return f"{count} {noun[:-1] if count == 1 and noun.endswith('s') else noun}{space}{rest}"
+
+
+def listed(words: list[str]) -> str:
+    """"traces", "traces and logs", "traces, metrics and logs"."""
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]

@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from cryostorm_run.common.words import listed
 from cryostorm_run.config.advice import Advice, advise
 from cryostorm_run.config.configfile import read_config_file
 from cryostorm_run.config.envfile import read_env_file
@@ -254,6 +255,7 @@ def _otlp_conflicts(settings: TelemetryModel, origins: Mapping[Path_, Origin], r
     from cryostorm_run.launch.envmap import SIGNALS, effective_exporters, effective_protocol
 
     problems = []
+    doubled: dict[tuple[str, str], list[str]] = {}  # (URL input, headers input) -> the signals that meet both
     for signal in SIGNALS:
         if ExporterType.OTLP not in effective_exporters(settings, signal):
             continue
@@ -263,11 +265,8 @@ def _otlp_conflicts(settings: TelemetryModel, origins: Mapping[Path_, Origin], r
         headers = own.headers if own.headers is not None else settings.otlp.headers
         collector = own.collector or settings.collector
         if collector.username is not None and any(k.lower() == "authorization" for k in headers):
-            problems.append(Problem(
-                _name(collector_path, origins), None,
-                f"the URL's user:password@ becomes an Authorization: Basic header for {SIGNALS[signal][0].lower()}, "
-                f"but {_name(headers_path, origins)} sets an authorization header too",
-                "keep one of them: remove the credentials from the URL or the authorization header"))
+            doubled.setdefault((_name(collector_path, origins), _name(headers_path, origins)), []).append(
+                SIGNALS[signal][0].lower())
         endpoint_var = f"OTEL_EXPORTER_OTLP_{SIGNALS[signal][0]}_ENDPOINT"
         written = raw.get(endpoint_var, "").strip().rstrip("/")
         if (effective_protocol(settings, signal) is OtlpProtocol.HTTP_PROTOBUF and written
@@ -296,7 +295,11 @@ def _otlp_conflicts(settings: TelemetryModel, origins: Mapping[Path_, Origin], r
                 f"ignored by the OTLP/gRPC exporter for {SIGNALS[signal][0].lower()}, which has its own certificate "
                 f"({_name((signal, 'certificate_file'), origins)}) and no client certificate of its own",
                 f"set OTEL_EXPORTER_OTLP_{SIGNALS[signal][0]}_CLIENT_CERTIFICATE and _CLIENT_KEY too"))
-    return problems
+    # One problem per pair of inputs, naming every signal it touches (not the same lines once per signal)
+    return [Problem(url, None, f"the URL's user:password@ becomes an Authorization: Basic header for "
+                               f"{listed(signals)}, but {header} sets an authorization header too",
+                    "keep one of them: remove the credentials from the URL or the authorization header")
+            for (url, header), signals in doubled.items()] + problems
 
 
 def _dedupe(problems: list[Problem]) -> list[Problem]:
