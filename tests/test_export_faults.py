@@ -374,3 +374,76 @@ def test_grpc_sent_to_an_http_port_is_told_as_the_wrong_protocol() -> None:
     other = classify("Failed parsing HTTP/2 (Expected SETTINGS frame as the first frame, got frame type 72)",
                      Target("http://127.0.0.1:4318", grpc=True))
     assert other is not None and other[0] == "wrong_protocol"
+
+
+@pytest.fixture
+def black_hole() -> Iterator[str]:
+    """A collector address that never completes a TCP connection, as behind a firewall that drops it: a
+    listening socket that accepts nothing, its one-place backlog already taken (Linux then drops the SYNs)."""
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    held = []
+    while True:  # fill the backlog: the first connection that does not complete says it is full
+        probe = socket.socket()
+        probe.settimeout(0.3)
+        try:
+            probe.connect(("127.0.0.1", port))
+        except OSError:
+            probe.close()
+            break
+        held.append(probe)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        for sock in [*held, listener]:
+            sock.close()
+
+
+def test_a_grpc_collector_that_never_accepts_the_connection_is_told_as_no_connection_not_as_slow(
+        black_hole: str, tmp_path: Path) -> None:
+    # gRPC says only "Deadline Exceeded" either way, unless its own connect attempt ended first; a TCP check
+    # after a deadline tells them apart, for cryostorm's span transport and the SDK's metric and log exporters.
+    stderr = run_program(black_hole, "grpc", tmp_path)
+    where = black_hole.removeprefix("http://")
+    said = (r"( failed|: still failing, kept in the queue to be retried): no connection to "
+            rf"{re.escape(where)} in time \((TCP )?connect(\(\))? timed out|tcp handshaker shutdown\); "
+            r"fix: check the host and port, and any firewall in between$")
+    for signal in ("traces", "metrics", "logs"):
+        assert re.search(rf"^cryostorm: \w+: {signal} export to {re.escape(black_hole)}\S*{said}", stderr, re.M), stderr
+    assert "slow or overloaded" not in stderr
+
+
+def test_a_grpc_collector_that_accepts_but_does_not_answer_is_still_told_as_slow(tmp_path: Path) -> None:
+    with Receiver() as rcv:
+        rcv.set_fault(Fault.SLOW, delay=5)
+        stderr = run_program(rcv.grpc_endpoint, "grpc", tmp_path)
+    where = rcv.grpc_endpoint.removeprefix("http://")
+    assert re.search(rf"^cryostorm: \w+: traces export to {re.escape(rcv.grpc_endpoint)}\S*( failed|: still failing, "
+                     rf"kept in the queue to be retried): no answer from {re.escape(where)} in time "
+                     rf"\(DEADLINE_EXCEEDED\); fix: the collector is slow", stderr, re.M), stderr
+    assert "no connection" not in stderr
+
+
+def test_a_grpc_deadline_without_a_connection_is_checked_and_told_apart_from_a_slow_answer(black_hole: str) -> None:
+    from cryostorm_run.export.otlp_send import GrpcSender
+
+    attempt = GrpcSender({"endpoint": black_hole, "timeout": 1}).send(b"", 1)
+    where = black_hole.removeprefix("http://")
+    assert attempt.error.startswith("gRPC DEADLINE_EXCEEDED: Deadline Exceeded; no TCP connection to "), attempt
+    assert classify(attempt.error, Target(black_hole, grpc=True)) == (
+        "timeout", f"no connection to {where} in time (TCP connect timed out)",
+        "check the host and port, and any firewall in between")
+
+
+@pytest.mark.parametrize("text", [  # grpcio's own words when its connect attempt ends before the deadline
+    "gRPC UNAVAILABLE: failed to connect to all addresses; last error: UNKNOWN: ipv4:127.0.0.1:4317: Failed to "
+    "connect to remote host: connect() timed out",
+    "gRPC UNAVAILABLE: failed to connect to all addresses; last error: UNKNOWN: ipv4:127.0.0.1:4317: tcp handshaker "
+    "shutdown"])
+def test_grpcs_own_connect_timeouts_are_told_as_no_connection(text: str) -> None:
+    fault = classify(text, GRPC_PLAIN)
+    assert fault is not None and fault.what.startswith("no connection to 127.0.0.1:4317 in time"), fault

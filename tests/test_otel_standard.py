@@ -199,11 +199,12 @@ def test_url_credentials_beside_the_general_authorization_header_are_one_problem
         load_settings({**OTLP, "OTEL_EXPORTER_OTLP_ENDPOINT": "http://user:pw-1234@collector:4317",
                        "OTEL_EXPORTER_OTLP_HEADERS": "Authorization=Bearer t",
                        "OTEL_EXPORTER_OTLP_METRICS_HEADERS": "authorization=Bearer m"}, config_dir=None)
+    head = "the URL's user:password@ becomes an Authorization: Basic header for "
     assert [(p.name, p.message) for p in info.value.problems] == [
-        ("OTEL_EXPORTER_OTLP_ENDPOINT", "the URL's user:password@ becomes an Authorization: Basic header for "
-                                        "traces and logs, but OTEL_EXPORTER_OTLP_HEADERS sets an authorization header too"),
-        ("OTEL_EXPORTER_OTLP_ENDPOINT", "the URL's user:password@ becomes an Authorization: Basic header for "
-                                        "metrics, but OTEL_EXPORTER_OTLP_METRICS_HEADERS sets an authorization header too")]
+        ("OTEL_EXPORTER_OTLP_ENDPOINT",
+         head + "traces and logs, but OTEL_EXPORTER_OTLP_HEADERS sets an authorization header too"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT",
+         head + "metrics, but OTEL_EXPORTER_OTLP_METRICS_HEADERS sets an authorization header too")]
     assert "pw-1234" not in repr(info.value.problems)
 
 

@@ -130,7 +130,8 @@ _DNS = re.compile(r"Name or service not known|nodename nor servname|Temporary fa
 # "Remote end closed connection"); some answer 400 ("plain HTTP request was sent to HTTPS port").
 _CLOSED = re.compile(r"Socket closed|Connection reset by peer|Remote end closed connection|RemoteDisconnected|"
                      r"plain HTTP request was sent to HTTPS port|Connection aborted", re.I)
-_CONNECT_TIMEOUT = re.compile(r"ConnectTimeout|Connection to \S+ timed out|connect timeout", re.I)
+_CONNECT_TIMEOUT = re.compile(r"ConnectTimeout|Connection to \S+ timed out|connect timeout|TCP connect timed out|"
+                              r"connect\(\) timed out|tcp handshaker shutdown", re.I)  # otlp_send's check; grpcio
 _TIMEOUT = re.compile(r"DEADLINE_EXCEEDED|Deadline Exceeded|ReadTimeout|Read timed out|timed out", re.I)
 
 

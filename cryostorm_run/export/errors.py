@@ -67,12 +67,17 @@ def exporting(signal: str, target: Target | None) -> Iterator[None]:
 LAST_FAULT: dict[str, Fault] = {}
 
 
-def note_transport_error(text: str) -> None:
+def note_transport_error(text: str, check_connection: bool = False) -> None:
     """A failed request: an exception the exporter itself only summarises (the HTTP exporter's "due to
-    timeout" line), or the error of one attempt of cryostorm's span transport."""
+    timeout" line), or the error of one attempt of cryostorm's span transport. `check_connection`: a gRPC
+    deadline, which may mean no connection at all (reach.connection_check)."""
     current = getattr(_CURRENT, "export", None)
     if current is not None:
         signal, target, noted = current
+        if check_connection and target.grpc:
+            from cryostorm_run.export.reach import connection_check
+
+            text += connection_check(target.where, 2.0)
         noted[:] = [text]
         fault = classify(text, target)
         if fault is not None:
@@ -88,7 +93,9 @@ def explain(text: str, logger: str = FAILURE_LOGGERS[1]) -> tuple[str, Fault] | 
     if current is None or not logger.startswith(FAILURE_LOGGERS):
         return None
     signal, target, noted = current
-    fault = classify(text, target) or (classify(noted[0], target) if noted else None)
+    fault = classify(text, target)
+    if noted and (fault is None or fault.kind == "timeout"):  # what the request showed may say more (the
+        fault = classify(noted[0], target) or fault           # connection check after a gRPC deadline)
     if fault is None:
         return None
     return f"{signal} export to {target.endpoint} failed", fault

@@ -17,7 +17,7 @@ from cryostorm_run.common.words import counted
 from cryostorm_run.export.batch import RETRY_LATER
 from cryostorm_run.export.errors import LAST_FAULT, TelemetrySetupError, exporting, fault_target
 from cryostorm_run.export.forkgate import BUILD_BROKEN, exporter_build
-from cryostorm_run.export.otlp_send import reachable
+from cryostorm_run.export.reach import reachable
 from cryostorm_run.export.responses import (  # noqa: F401  (REJECTED, REJECTED_ITEMS: read by the exit report)
     REJECTED,
     REJECTED_ITEMS,

@@ -96,6 +96,10 @@ class GrpcSender:
             from cryostorm_run.common.faults import too_large  # here: faults imports re, kept out of every start
 
             retry = name in TRANSIENT_CODES and not too_large(details)  # over the receiver's size limit: for good
+            if name == "DEADLINE_EXCEEDED":
+                from cryostorm_run.export.reach import connection_check
+
+                details += connection_check(self.target, timeout)
             return Attempt(False, retry, _retry_info(error), f"gRPC {name}: {details}")
         return Attempt(True, response=response)
 
@@ -247,32 +251,3 @@ def span_sender(protocol: str, kwargs: Mapping[str, Any], pool_size: int) -> Any
     if protocol == "grpc":
         return GrpcSender(kwargs)
     return HttpSender(kwargs, pool_size)
-
-
-def host_port(endpoint: str | None) -> tuple[str, int] | None:
-    """(host, port) an endpoint connects to (None: none, or a port that is not a number)."""
-    if not endpoint:
-        return None
-    import urllib.parse
-
-    parsed = urllib.parse.urlsplit(endpoint if "://" in endpoint else f"http://{endpoint}")
-    try:
-        return parsed.hostname or "localhost", parsed.port or (443 if parsed.scheme == "https" else 80)
-    except ValueError:
-        return None
-
-
-def reachable(endpoint: str | None, timeout_s: float) -> bool:
-    """Does the collector accept a TCP connection? (Unknown endpoint: assume so.)"""
-    if not endpoint:
-        return True
-    import socket
-
-    address = host_port(endpoint)
-    if address is None:
-        return False
-    try:
-        with socket.create_connection(address, timeout=timeout_s):
-            return True
-    except (OSError, ValueError):
-        return False

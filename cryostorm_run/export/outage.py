@@ -22,7 +22,7 @@ from typing import Any
 def give_up_on_long_outages(budget_s: float, exporters: Iterable[Any]) -> None:
     """At the start of the exit flush (`budget_s` for all of it): exporters whose collector has failed
     every export for longer than `budget_s` and does not accept a connection now give up at once."""
-    from cryostorm_run.export.otlp_send import host_port, reachable
+    from cryostorm_run.export.reach import host_port, reachable
 
     now = time.monotonic()
     by_collector: dict[tuple[str, int], list[Any]] = {}

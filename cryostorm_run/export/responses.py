@@ -70,7 +70,9 @@ class _CheckedStub:
             self._state.transient = (getattr(code, "name", "") in TRANSIENT_CODES  # OTLP's retryable codes, but
                                      and not too_large(str(details() if callable(details) else "")))  # never a size
             self._state.failing = True
-            note_transport_error(f"gRPC {getattr(code, 'name', '')}: {details() if callable(details) else ''}")
+            name = getattr(code, "name", "")
+            note_transport_error(f"gRPC {name}: {details() if callable(details) else ''}",
+                                 check_connection=name == "DEADLINE_EXCEEDED")
             raise
         self._state.transient = self._state.failing = False
         report_partial_success(self._signal, response)
