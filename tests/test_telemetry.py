@@ -124,6 +124,40 @@ def test_concurrent_first_calls_build_exactly_one_instance(monkeypatch: pytest.M
     assert calls == {"build": 1, "install": 1}
 
 
+@pytest.mark.parametrize("program_first", [True, False], ids=["program-provider-first", "facade-first"])
+def test_with_a_signal_left_to_the_program_the_facades_spans_and_measurements_go_to_the_programs_providers(
+        program_first: bool) -> None:
+    # README's way out for a program with its own providers is tracing.enabled=false / metrics.enabled=false:
+    # the facade's spans and measurements then go where the program's go, not to a no-op.
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    spans, reader = InMemorySpanExporter(), InMemoryMetricReader()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
+
+    def program_sets_up() -> None:
+        trace.set_tracer_provider(tracer_provider)
+        metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+
+    if program_first:
+        program_sets_up()
+    telemetry = Telemetry.from_settings(memory_settings(tracing={"enabled": False}, metrics={"enabled": False}))
+    if not program_first:
+        program_sets_up()
+    with telemetry.start_as_current_span("facade work"):
+        telemetry.meter.create_counter("facade.jobs").add(2)
+    assert [s.name for s in spans.get_finished_spans()] == ["facade work"]
+    assert spans.get_finished_spans()[0].instrumentation_scope.name == "unit"
+    data = reader.get_metrics_data()
+    points = [(m.name, p.value) for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics
+              for p in m.data.data_points]
+    assert points == [("facade.jobs", 2)]
+
+
 def test_before_initialisation_everything_is_a_working_no_op() -> None:
     telemetry = Telemetry.get_instance()
     assert not telemetry.initialized
@@ -156,11 +190,11 @@ def test_before_initialisation_everything_is_a_working_no_op() -> None:
 
 @pytest.mark.parametrize(
     ("overrides", "tracer_type", "meter_type"),
-    [
-        ({"tracing": {"enabled": False}}, trace.NoOpTracer, None),
-        ({"metrics": {"enabled": False}}, None, metrics.NoOpMeter),
+    [  # a signal left to the program: the global API's (a working no-op while the program sets none)
+        ({"tracing": {"enabled": False}}, trace.ProxyTracer, None),
+        ({"metrics": {"enabled": False}}, None, "_ProxyMeter"),
         ({"logging": {"enabled": False}}, None, None),
-        ({"enabled": False}, trace.NoOpTracer, metrics.NoOpMeter),
+        ({"enabled": False}, trace.NoOpTracer, "NoOpMeter"),
     ],
 )
 def test_disabled_signals_give_working_no_ops(overrides: dict[str, Any], tracer_type: Any, meter_type: Any) -> None:
@@ -168,8 +202,9 @@ def test_disabled_signals_give_working_no_ops(overrides: dict[str, Any], tracer_
     assert telemetry.initialized
     if tracer_type is not None:
         assert isinstance(telemetry.tracer, tracer_type)
+        assert not telemetry.tracer.start_span("probe").is_recording()
     if meter_type is not None:
-        assert isinstance(telemetry.meter, meter_type)
+        assert type(telemetry.meter).__name__ == meter_type
     assert isinstance(telemetry.logger, logging.Logger)
     with telemetry.start_as_current_span("s"):
         telemetry.create_counter("c").add(1)

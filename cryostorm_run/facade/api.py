@@ -68,12 +68,16 @@ class TelemetryApi:
 
     @property
     def tracer(self) -> Tracer:
-        """The tracer of this service; OpenTelemetry's `NoOpTracer` when tracing is off."""
+        """The tracer of this service. With cryostorm's tracing off (`tracing.enabled=false`: traces left
+        to the program), the global API's: spans go to the program's own `TracerProvider` once it has set
+        one. Before initialisation, or with telemetry off altogether (`enabled=false`), a `NoOpTracer`."""
         return self._state.tracer
 
     @property
     def meter(self) -> Meter:
-        """The meter of this service; OpenTelemetry's `NoOpMeter` when metrics are off."""
+        """The meter of this service. With cryostorm's metrics off (`metrics.enabled=false`), the global
+        API's: measurements go to the program's own `MeterProvider` once it has set one. Before
+        initialisation, or with telemetry off altogether (`enabled=false`), a `NoOpMeter`."""
         return self._state.meter
 
     @property

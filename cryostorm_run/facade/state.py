@@ -100,12 +100,13 @@ def _launcher_providers() -> Providers | None:
 def _state_for(providers: Providers, *, owned: bool) -> _State:
     rt = providers.runtime
     version = str(rt.resource_attributes.get("service.version", ""))
-    tracer: Tracer = trace.NoOpTracer()
-    if providers.tracer_provider is not None:
-        tracer = providers.tracer_provider.get_tracer(rt.service_name, version, rt.schema_url)
-    meter: Meter = metrics.NoOpMeter(rt.service_name)
-    if providers.meter_provider is not None:
-        meter = providers.meter_provider.get_meter(rt.service_name, version, rt.schema_url)
+    # A signal cryostorm leaves to the program (`tracing.enabled=false`, the way out for a program with its
+    # own provider): the facade's spans and measurements go where the program's go, through OpenTelemetry's
+    # global API (its provider once set, a no-op while none is), not to a no-op of the facade's own.
+    tracer: Tracer = (providers.tracer_provider or trace.get_tracer_provider()).get_tracer(
+        rt.service_name, version, rt.schema_url)
+    meter: Meter = (providers.meter_provider or metrics.get_meter_provider()).get_meter(
+        rt.service_name, version, rt.schema_url)
     # Its own logger, a child of the service's: the program's logger of that name (or the root logger, for
     # a service named "root") keeps its level and filters; the facade only ever sets the level of its own.
     logger = _trace_aware_logger(f"{rt.service_name}.telemetry")
