@@ -200,6 +200,7 @@ def test_facade_under_the_launcher_reuses_the_hooks_providers(otlp_receiver: Rec
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == ["from_launcher True"]
     assert "Overriding" not in proc.stderr
+    assert "not applied" not in proc.stderr  # settings from the same environment: nothing to tell
     assert proc.stderr.count("facade warning") == 1, proc.stderr  # the app's stderr, once (logging.lastResort)
 
     spans = otlp_receiver.wait_for_spans(lambda s: {"facade-outer", "facade-inner"} <= {x.name for x in s})
@@ -213,6 +214,24 @@ def test_facade_under_the_launcher_reuses_the_hooks_providers(otlp_receiver: Rec
     assert [(r.trace_id, r.span_id) for r in logs if r.body == "facade warning"] == [
         (by_name["facade-inner"].trace_id, by_name["facade-inner"].span_id)
     ]
+
+
+def test_settings_passed_in_code_under_the_launcher_are_told_as_not_applied(otlp_receiver: Receiver,
+                                                                           tmp_path: Path) -> None:
+    script = tmp_path / "facade_app.py"
+    script.write_text(UNDER_LAUNCHER.replace(
+        "TelemetrySettings()", "TelemetrySettings(service={'name': 'checkout'}, collector='http://u:pw-1234@other:4317',"
+        " otlp={'headers': {'x-api-key': 'key-5678'}})"))
+    proc = run_launcher(["--quiet", "--", PYTHON, str(script)], env=otlp_env(otlp_receiver, "facade-launched"))
+    assert proc.returncode == 0, proc.stderr
+    told = [line for line in proc.stderr.splitlines() if "not applied" in line]
+    assert told == ["cryostorm: warning: Telemetry.from_settings: under cryostorm-run the launcher's set-up is used "
+                    "and the settings passed are not applied; they differ from it in collector, otlp.headers, "
+                    "service.name. Set them where the launcher reads them (CRYOSTORM_* or OTEL_* variables, "
+                    "cryostorm.toml, [tool.cryostorm])"], proc.stderr
+    assert "pw-1234" not in proc.stderr and "key-5678" not in proc.stderr
+    spans = otlp_receiver.wait_for_spans(lambda s: {"facade-outer", "facade-inner"} <= {x.name for x in s})
+    assert {s.resource["service.name"] for s in spans} == {"facade-launched"}  # the launcher's, as said
 
 
 def span_tree(spans: list[ReceivedSpan]) -> list[str]:

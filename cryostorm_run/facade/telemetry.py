@@ -27,7 +27,7 @@ from __future__ import annotations
 import atexit
 import sys
 import threading
-from typing import TYPE_CHECKING, ClassVar, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, ParamSpec, TypeVar
 
 from cryostorm_run.common.runtime import runtime_from_env
 from cryostorm_run.export.providers import Providers, build_providers, flush, install
@@ -87,10 +87,11 @@ class Telemetry(TelemetryApi):
     def from_settings(cls, settings: TelemetryModel, *, id_generator: IdGenerator | None = None) -> Telemetry:
         """Configure telemetry for this process once and return the process-wide instance.
 
-        Under ``cryostorm-run`` the providers the hook installed are reused and `settings` only
-        serve as a fallback; otherwise the SDK is configured from `settings` the same way the hook
-        does it. Later calls return the same instance and ignore their arguments (use `reset` to
-        start over in tests). Safe to call from many threads at once: one instance, one setup.
+        Under ``cryostorm-run`` the providers the hook installed are reused and `settings` are not
+        applied (a ``cryostorm:`` line names those that differ from the environment's); otherwise the
+        SDK is configured from `settings` the same way the hook does it. Later calls return the same
+        instance and ignore their arguments (use `reset` to start over in tests). Safe to call from
+        many threads at once: one instance, one setup.
 
         `id_generator` replaces the random trace and span ids (see `cryostorm_run.testing`);
         it is ignored when the hook's providers are reused.
@@ -121,6 +122,7 @@ class Telemetry(TelemetryApi):
     def _configure(settings: TelemetryModel, id_generator: IdGenerator | None) -> _State:
         hooked = _launcher_providers()
         if hooked is not None:
+            _tell_settings_not_applied(settings)
             return _state_for(hooked, owned=False)
         if not settings.enabled:
             return _State(initialized=True)
@@ -220,6 +222,32 @@ class Telemetry(TelemetryApi):
             return
         instance.shutdown()
         instance._state = _State()
+
+
+def _tell_settings_not_applied(settings: TelemetryModel) -> None:
+    """Under cryostorm-run the launcher's set-up is the process's: settings passed in code that would set
+    it up otherwise are not applied. Said once, naming what differs from the settings the environment
+    gives (names only: values may be secrets)."""
+    from cryostorm_run.settings import TelemetrySettings
+
+    try:
+        launcher = TelemetrySettings().model_dump(mode="json")
+    except Exception:  # the launcher validated this environment; a program that changed it: say nothing odd
+        return
+    differ = _differences(settings.model_dump(mode="json"), launcher)
+    if differ:
+        print("cryostorm: warning: Telemetry.from_settings: under cryostorm-run the launcher's set-up is used and "
+              f"the settings passed are not applied; they differ from it in {', '.join(differ)}. Set them where "
+              "the launcher reads them (CRYOSTORM_* or OTEL_* variables, cryostorm.toml, [tool.cryostorm])",
+              file=sys.stderr)
+
+
+def _differences(passed: Any, launcher: Any, path: str = "") -> list[str]:
+    leaf = path.endswith(("headers", "attributes", "collector"))  # told whole: no header or URL part named
+    if isinstance(passed, dict) and isinstance(launcher, dict) and not leaf:
+        return [d for key in sorted(passed.keys() | launcher.keys())
+                for d in _differences(passed.get(key), launcher.get(key), f"{path}.{key}" if path else key)]
+    return [path] if passed != launcher else []
 
 
 def _tell_globals_kept(providers: Providers) -> None:
