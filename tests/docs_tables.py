@@ -113,9 +113,11 @@ def otel_out_table() -> str:
     for row in env_rows(example):
         generic = re.sub(r"^(OTEL_EXPORTER_OTLP_|OTEL_|_CRYOSTORM_)(TRACES|METRICS|LOGS)_(?!SAMPLER)", r"\1{SIGNAL}_",
                          row.name)
+        if row.setting == "excluded_paths":
+            generic = "OTEL_PYTHON_{SERVER}_EXCLUDED_URLS"  # one per server instrumentation (envmap.SERVERS)
         setting = re.sub(r"\b(tracing|metrics|logging)\.", "{signal}.", row.setting) if "{SIGNAL}" in generic \
             else row.setting
-        shown = "`****` (secret)" if row.secret else f"`{row.value}`"
+        shown = "`****` (secret)" if row.secret else "`" + row.value.replace("|", "\\|") + "`"
         seen.setdefault(generic, (setting, _unit(generic), shown))
     lines = ["| Variable written for the program | From setting(s) | Unit | Example value |", "|---|---|---|---|"]
     lines += [f"| `{name}` | {setting} | {unit} | {value} |" for name, (setting, unit, value) in seen.items()]

@@ -151,3 +151,17 @@ def test_python_dash_m_works_like_the_console_script() -> None:
                             capture_output=True, text=True, timeout=60, check=False,
                             env={**os.environ, "CRYOSTORM_EXPORTER_TYPE": "otlp"})
     assert (result.returncode, result.stdout) == (0, "otlp\n"), result.stderr
+
+
+def test_an_env_files_opentelemetry_variables_passed_on_as_they_are_reach_the_program(tmp_path: Path) -> None:
+    # Mapped ones become settings; the others (limits, disabled instrumentations, ...) were dropped without a
+    # word. The environment's own value wins over the file's, as for every setting.
+    env_file = tmp_path / "deploy.env"
+    env_file.write_text("OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT=2\nOTEL_PYTHON_DISABLED_INSTRUMENTATIONS=requests\n"
+                        "OTEL_METRICS_EXEMPLAR_FILTER=always_off\n")
+    names = ["OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", "OTEL_METRICS_EXEMPLAR_FILTER"]
+    done = run_launcher(["--quiet", "--env-file", str(env_file), "--", "python3", "-c",
+                         f"import os; print([os.environ.get(n) for n in {names!r}])"],
+                        env={"OTEL_METRICS_EXEMPLAR_FILTER": "trace_based"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "['2', 'requests', 'trace_based']\n"

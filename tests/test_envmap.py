@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 from conftest import tls_files
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cryostorm_run import TelemetrySettings, load_settings
 from cryostorm_run.common.runtime import runtime_from_env
@@ -32,7 +34,9 @@ def test_defaults() -> None:
     assert env["OTEL_TRACES_SAMPLER"] == "parentbased_always_on"
     assert "OTEL_TRACES_SAMPLER_ARG" not in env
     assert env["OTEL_PROPAGATORS"] == "tracecontext,baggage"
-    assert env["OTEL_PYTHON_EXCLUDED_URLS"] == "/health,/metrics,/favicon.ico"
+    assert "OTEL_PYTHON_EXCLUDED_URLS" not in env  # read by client instrumentations too: not cryostorm's to set
+    assert env["OTEL_PYTHON_FLASK_EXCLUDED_URLS"] == env["OTEL_PYTHON_FASTAPI_EXCLUDED_URLS"] == (
+        r"^\w+://[^/]*/health(/|\x3f|$),^\w+://[^/]*/metrics(/|\x3f|$),^\w+://[^/]*/favicon\.ico(/|\x3f|$)")
     assert not any(k.startswith("OTEL_EXPORTER_OTLP") for k in env)
 
 
@@ -267,3 +271,47 @@ def test_program_defaults_say_why_and_yield_to_the_programs_own_values() -> None
     assert program_defaults({"GRPC_TRACE": "tcp"}) == {"OTEL_SEMCONV_STABILITY_OPT_IN": semconv}
     assert program_defaults({"GRPC_TRACE": ""}) == {"OTEL_SEMCONV_STABILITY_OPT_IN": semconv, "GRPC_VERBOSITY": quiet}
     assert program_defaults({"OTEL_SEMCONV_STABILITY_OPT_IN": "", "GRPC_VERBOSITY": "DEBUG"}) == {}
+
+
+# -- excluded_paths: URL paths served, for the server instrumentations only (upstream's matcher the oracle) -----
+
+_SEGMENT = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-_.~%?#,", min_size=1, max_size=8)
+
+
+@settings(max_examples=300, deadline=None)
+@given(path=st.lists(_SEGMENT, min_size=1, max_size=3), extra=st.sampled_from(["", "/", "/live", "?x=1", "?", "care",
+                                                                                "x/y", ".json"]),
+       prefix=st.sampled_from(["", "/api", "/v2/api"]), host=st.sampled_from(["h", "h:8000", "10.0.0.1:80"]))
+def test_excluded_paths_match_a_path_and_below_it_as_upstreams_matcher_reads_them(
+        path: list[str], extra: str, prefix: str, host: str) -> None:
+    from opentelemetry.util.http import parse_excluded_urls
+
+    from cryostorm_run.launch.envmap import excluded_url_patterns
+
+    written = "/" + "/".join(path)
+    matcher = parse_excluded_urls(excluded_url_patterns([written]))  # what each server instrumentation builds
+    url = f"http://{host}{prefix}{written}{extra}"
+    expected = prefix == "" and (extra == "" or extra[0] in "/?")  # that path, or below it; nothing else
+    assert matcher.url_disabled(url) is expected, (written, url)
+
+
+def test_excluded_paths_go_to_the_server_instrumentations_and_the_programs_own_variables_win() -> None:
+    from cryostorm_run.launch.envmap import SERVERS
+    from cryostorm_run.launch.plan import plan_launch
+
+    settings = load_settings({}, config_dir=None).settings
+    servers = {f"OTEL_PYTHON_{s}_EXCLUDED_URLS" for s in SERVERS}
+    env = plan_launch(settings, ["true"], {"PATH": "/usr/bin:/bin"}).env
+    assert servers <= env.keys() and "OTEL_PYTHON_EXCLUDED_URLS" not in env  # the clients' variable: untouched
+    # upstream's shared variable set by the deployment: its choice, with upstream's meaning, replaces the default
+    env = plan_launch(settings, ["true"], {"PATH": "/usr/bin:/bin", "OTEL_PYTHON_EXCLUDED_URLS": "ping"}).env
+    assert env["OTEL_PYTHON_EXCLUDED_URLS"] == "ping" and not servers & env.keys()
+    # one server's own variable: kept as written, the others get excluded_paths
+    env = plan_launch(settings, ["true"], {"PATH": "/usr/bin:/bin", "OTEL_PYTHON_FLASK_EXCLUDED_URLS": "ping"}).env
+    assert env["OTEL_PYTHON_FLASK_EXCLUDED_URLS"] == "ping" and servers <= env.keys()
+    assert env["OTEL_PYTHON_DJANGO_EXCLUDED_URLS"].startswith(r"^\w+://[^/]*/health(")
+    # excluded_paths set explicitly, beside the shared variable: written for the servers, the shared one kept
+    chosen = load_settings({"CRYOSTORM_EXCLUDED_PATHS": "/ready"}, config_dir=None).settings
+    env = plan_launch(chosen, ["true"], {"PATH": "/usr/bin:/bin", "OTEL_PYTHON_EXCLUDED_URLS": "ping"}).env
+    assert env["OTEL_PYTHON_EXCLUDED_URLS"] == "ping"
+    assert env["OTEL_PYTHON_FASTAPI_EXCLUDED_URLS"] == r"^\w+://[^/]*/ready(/|\x3f|$)"

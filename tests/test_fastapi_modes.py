@@ -143,6 +143,21 @@ def test_excluded_urls_of_the_contrib_variable_apply_to_native(otlp_receiver: Re
                                                                      "/items/7")]
 
 
+def test_default_excluded_paths_skip_only_those_routes_never_outgoing_calls(otlp_receiver: Receiver,
+                                                                            tmp_path: Path) -> None:
+    # excluded_paths (/health, /metrics, /favicon.ico) are paths served: /health is not traced, /healthcare
+    # is; an outgoing call to a URL with /metrics in it is traced and carries the trace on. They were written
+    # to OTEL_PYTHON_EXCLUDED_URLS, which the client instrumentations read as regexes searched in URLs.
+    with serving(otlp_receiver, tmp_path) as base:
+        for path in ("/health", "/health/", "/healthcare"):
+            httpx.get(f"{base}{path}", timeout=10)
+        carried = httpx.get(f"{base}/call-daily", timeout=10).json()
+    assert carried["traceparent"] and carried["traceparent"].startswith("00-"), carried
+    paths = sorted(s.attributes["url.path"] for s in server_spans(otlp_receiver))
+    assert paths == ["/api/v2/metrics/daily", "/call-daily", "/healthcare"], paths
+    assert [s.kind for s in otlp_receiver.spans() if s.kind == "CLIENT"] == ["CLIENT"]
+
+
 def test_traces_off_still_pass_the_callers_context_on(otlp_receiver: Receiver, tmp_path: Path) -> None:
     """FastAPI's native telemetry extracts the caller's context only when it traces: with traces off, a service in
     the middle cut its callers' traces (its outgoing calls carried no traceparent and no baggage)."""

@@ -81,8 +81,6 @@ def _samples(tmp: Path) -> dict[str, Sample]:
                                           {"OTEL_EXPORTER_PROMETHEUS_HOST": "0.0.0.0"}),
         "OTEL_EXPORTER_PROMETHEUS_PORT": ({"OTEL_METRICS_EXPORTER": "prometheus"}, "9465",
                                           {"metrics.prometheus_port": 9465}, {"OTEL_EXPORTER_PROMETHEUS_PORT": "9465"}),
-        "OTEL_PYTHON_EXCLUDED_URLS": ({}, "/a,/b", {"excluded_paths": ["/a", "/b"]},
-                                      {"OTEL_PYTHON_EXCLUDED_URLS": "/a,/b"}),
     }
     for prefix, signal in (("OTEL_BSP", "tracing"), ("OTEL_BLRP", "logging")):
         for key, field, value in (("SCHEDULE_DELAY", "schedule_delay_millis", 1234),

@@ -230,3 +230,17 @@ def test_print_env_says_what_it_masked_and_how_to_have_it_whole() -> None:
     whole = subprocess.run([CRYOSTORM_RUN, "print-env", "--show-secrets"], env=env, capture_output=True, text=True,
                            timeout=60, check=False)
     assert (whole.returncode, whole.stderr) == (0, "") and SECRET.replace(" ", "%20") in whole.stdout
+
+
+def test_variables_passed_on_as_they_are_are_listed_with_where_they_came_from(tmp_path: Path) -> None:
+    # The program gets them (span limits, its exemplar filter, upstream's URL exclusions), so the environment
+    # print-env describes has them too: from the environment ("yours, kept") or from the env file.
+    env_file = tmp_path / "deploy.env"
+    env_file.write_text("OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT=2\nOTEL_PYTHON_DISABLED_INSTRUMENTATIONS=requests\n")
+    theirs = {"OTEL_METRICS_EXEMPLAR_FILTER": "always_off", "OTEL_PYTHON_EXCLUDED_URLS": "ping"}
+    found = pairs(print_env("--format", "shell", "--env-file", str(env_file), env={**ENV, **theirs}))
+    assert ("# yours (OTEL_METRICS_EXEMPLAR_FILTER), kept", "export OTEL_METRICS_EXEMPLAR_FILTER=always_off") in found
+    assert ("# yours (OTEL_PYTHON_EXCLUDED_URLS), kept", "export OTEL_PYTHON_EXCLUDED_URLS=ping") in found
+    assert (f"# from OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT in {env_file}",
+            "export OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT=2") in found
+    assert not [line for _, line in found if "_EXCLUDED_URLS=" in line and "OTEL_PYTHON_EXCLUDED_URLS" not in line]

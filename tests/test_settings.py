@@ -187,7 +187,7 @@ def test_otel_variables_map_onto_the_model() -> None:
         "OTEL_EXPORTER_OTLP_TIMEOUT": "2.5",
         "OTEL_PROPAGATORS": "none",
         "OTEL_BSP_MAX_QUEUE_SIZE": "4096",
-        "OTEL_PYTHON_EXCLUDED_URLS": "/ping,/ready",
+        "OTEL_PYTHON_EXCLUDED_URLS": "/ping,/ready",  # passed on as it is (upstream's meaning), not a setting
     }).settings
     assert (s.service.name, s.service.version, s.service.environment.value) == ("checkout", "2.0", "production")
     assert s.service.additional_attributes == {"team": "pay,ments"}
@@ -199,7 +199,7 @@ def test_otel_variables_map_onto_the_model() -> None:
     assert s.otlp.timeout_millis == 2500  # the Python SDK reads this variable in seconds
     assert s.propagation.enabled is False
     assert s.tracing.export_config.max_queue_size == 4096
-    assert s.excluded_paths == ["/ping", "/ready"]
+    assert s.excluded_paths == ["/health", "/metrics", "/favicon.ico"]
 
 
 def test_otel_service_name_outranks_resource_attributes() -> None:

@@ -208,6 +208,7 @@ def print_env(
     """Print the OTEL_* (and PYTHONPATH) environment the program would get, and where each value came from."""
 
     def run() -> int:
+        from cryostorm_run.config.inventory import MAPPED, READ
         from cryostorm_run.config.sources import Problem
         from cryostorm_run.launch.envformat import (
             FORMATS,
@@ -217,7 +218,7 @@ def print_env(
             render_env,
             row_source,
         )
-        from cryostorm_run.launch.envmap import SEMCONV_OPT_IN, env_rows, program_defaults
+        from cryostorm_run.launch.envmap import env_rows, program_defaults, programs_own
         from cryostorm_run.launch.plan import _pythonpath, hook_dir
 
         _refuse_missing_values(ctx)
@@ -233,18 +234,20 @@ def print_env(
                 return value
             return "****" if secret else mask_url(value)  # user:password@ and ?token= of a URL too
 
-        lines = [EnvLine(r.name, shown(r.secret, r.value), row_source(r.setting, loaded.origins))
-                 for r in env_rows(loaded.settings)]
-        masked = sorted(line.name for line, r in zip(lines, env_rows(loaded.settings), strict=True)
-                        if line.value != r.value)
+        staged = {**os.environ, **{name: value for name, (value, _) in loaded.file_env.items()}}
+        theirs = programs_own(staged, loaded.settings)
+        rows = [r for r in env_rows(loaded.settings) if r.name not in theirs]
+        lines = [EnvLine(r.name, shown(r.secret, r.value), row_source(r.setting, loaded.origins)) for r in rows]
+        masked = sorted(line.name for line, r in zip(lines, rows, strict=True) if line.value != r.value)
         if masked:  # `eval "$(cryostorm-run print-env)"` would export **** as the value: an export that fails auth
             warn([f"print-env shows {', '.join(masked)} masked (****): to use the output as the program's "
                   "environment, add --show-secrets"])
         lines += [EnvLine(name, value, f"from {origin.describe()}")  # an OpenTelemetry configuration file's limits
                   for name, (value, origin) in sorted(loaded.file_env.items())]
-        name = SEMCONV_OPT_IN[0]
-        if name in os.environ:
-            lines.append(EnvLine(name, shown(False, os.environ[name]), f"yours ({name}), kept"))
+        written = {line.name for line in lines}
+        lines += [EnvLine(name, shown(False, value), f"yours ({name}), kept")  # passed on as they are
+                  for name, value in sorted(os.environ.items()) if name.startswith("OTEL_") and value
+                  and name not in MAPPED | READ | written and name not in loaded.dropped_env]
         lines += [EnvLine(name, value, why) for name, (value, why) in program_defaults(os.environ).items()]
         pythonpath = _pythonpath(str(hook_dir()), os.environ.get("PYTHONPATH"))
         lines.append(EnvLine("PYTHONPATH", pythonpath, "cryostorm's hook directory, then your PYTHONPATH"))

@@ -94,3 +94,6 @@ class FastAPITelemetry(_StrEnum):
     NATIVE = "native"  # FastAPI's own OpenTelemetry support: one SERVER span per request
     NATIVE_OPERATIONS = "native_operations"  # the same, plus FastAPI's dependency/endpoint/serialization spans
     CONTRIB = "contrib"  # opentelemetry-instrumentation-fastapi's ASGI middleware
+
+
+DEFAULT_EXCLUDED_PATHS = ("/health", "/metrics", "/favicon.ico")  # excluded_paths unless set

@@ -142,7 +142,9 @@ def _inventory() -> dict[str, Rule]:
         "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": _passed("instrumentation", "read by cryostorm's hook in the program"),
         "OTEL_SEMCONV_STABILITY_OPT_IN": _passed("instrumentation", "the program's own value is kept, even empty; "
                                                  "unset, the program gets http"),
-        "OTEL_PYTHON_EXCLUDED_URLS": _mapped("instrumentation", "excluded_paths", "OTEL_PYTHON_EXCLUDED_URLS"),
+        "OTEL_PYTHON_EXCLUDED_URLS": _passed("instrumentation", "read by the contrib instrumentations in the program, "
+                                             "clients included (regexes searched in URLs); set, it replaces the "
+                                             "default excluded_paths"),
         **{f"OTEL_PYTHON_{k}": _refused("instrumentation", _NO_LOGGING_INSTRUMENTATION) for k in (
             "LOG_CORRELATION", "LOG_FORMAT", "LOG_LEVEL", "LOG_CODE_ATTRIBUTES", "LOG_AUTO_INSTRUMENTATION",
             "LOG_HANDLER_LEVEL")},

@@ -149,7 +149,22 @@ def load_settings(
         raise ConfigError(_dedupe([_redacted(_in_quotes(p, environ)) for p in problems]), _switched_off(data, origins))
     warnings = [Advice(code, text) for code, text in notes]
     warnings += advise(settings, origins, environ, files=env_values)
-    return Loaded(settings, origins, tuple(warnings), dropped, file_env)
+    return Loaded(settings, origins, tuple(warnings), dropped, {**_passed_from(env_values, environ), **file_env})
+
+
+def _passed_from(env_values: Sequence[tuple[str, Mapping[str, str]]], environ: Mapping[str, str]) -> FileEnv:
+    """An env file's OpenTelemetry variables that cryostorm passes on as they are (span limits, disabled
+    instrumentations, ...): the program gets them, as it would from `docker run --env-file`; the environment's
+    own value wins, as for every other setting."""
+    from cryostorm_run.config.inventory import rule_for
+
+    found: FileEnv = {}
+    for source, values in env_values:
+        for name, value in values.items():
+            rule = rule_for(name)
+            if rule is not None and rule.kind == "passed" and value.strip() and name not in environ:
+                found[name] = (value, Origin("env_file", name, source))
+    return found
 
 
 def _switched_off(data: Mapping[str, Any], origins: Mapping[Path_, Origin]) -> str | None:

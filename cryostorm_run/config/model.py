@@ -17,6 +17,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, f
 
 from cryostorm_run.common.runtime import parse_pairs
 from cryostorm_run.config.enums import (
+    DEFAULT_EXCLUDED_PATHS,
     ChildPropagation,
     Compression,
     EnvironmentType,
@@ -115,9 +116,8 @@ class ServiceInfo(BaseConfig):
     environment: Annotated[EnvironmentType, BeforeValidator(_lower)] = Field(
         EnvironmentType.DEVELOPMENT, description="deployment.environment.name"
     )
-    additional_attributes: Attributes = Field(
-        default_factory=dict, description="Extra resource attributes, `k=v,k2=v2` or JSON"
-    )
+    additional_attributes: Attributes = Field(default_factory=dict, description="Extra resource attributes, "
+                                              "`k=v,k2=v2` or JSON")
 
     @field_validator("name", "version")
     @classmethod
@@ -381,15 +381,15 @@ class TelemetryModel(BaseConfig):
     otlp: OtlpConfig = Field(default_factory=OtlpConfig)
     schema_url: str = ""
     excluded_paths: Annotated[list[str], BeforeValidator(_split_list)] = Field(
-        default_factory=lambda: ["/health", "/metrics", "/favicon.ico"]
-    )
+        default_factory=lambda: list(DEFAULT_EXCLUDED_PATHS), description="URL paths served and not traced, each "
+        "with what is below it (/health: /health/live, not /healthcare); servers only, never outgoing calls. "
+        "Upstream's OTEL_PYTHON_EXCLUDED_URLS (regexes, clients too), when set, replaces the default")
     propagation: PropagationConfig = Field(default_factory=PropagationConfig)
     tracing: TracingConfig = Field(default_factory=TracingConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
-    shutdown_timeout_millis: Millis = Field(
-        2000, description="Longest wait to flush telemetry at exit (the program exits within ~this)"
-    )
+    shutdown_timeout_millis: Millis = Field(2000, description="Longest wait to flush telemetry at exit (the "
+                                            "program exits within ~this)")
     child_processes: Annotated[ChildPropagation, BeforeValidator(_lower)] = Field(
         ChildPropagation.ALL, description="Instrument Python children of the program: all or none"
     )

@@ -265,7 +265,6 @@ def _otel_table() -> dict[str, Converter]:
         "OTEL_METRIC_EXPORT_TIMEOUT": _to(("metrics", "export_timeout_millis")),
         "OTEL_EXPORTER_PROMETHEUS_HOST": _to(("metrics", "prometheus_host")),
         "OTEL_EXPORTER_PROMETHEUS_PORT": _to(("metrics", "prometheus_port")),
-        "OTEL_PYTHON_EXCLUDED_URLS": _to(("excluded_paths",)),
     }
     for signal, upper in SIGNAL_OTEL.items():
         table[f"OTEL_{upper}_EXPORTER"] = _exporter(signal)

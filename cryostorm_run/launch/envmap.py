@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from cryostorm_run.common.runtime import otlp_first
-from cryostorm_run.config.enums import ExporterType, OtlpProtocol, SamplingStrategy
+from cryostorm_run.config.enums import DEFAULT_EXCLUDED_PATHS, ExporterType, OtlpProtocol, SamplingStrategy
 from cryostorm_run.config.model import CollectorEndpoint, TelemetryModel, _SignalConfig
 
 # Python name of each signal → its OTEL_* spelling and OTLP/HTTP path.
@@ -32,6 +32,38 @@ SEMCONV_OPT_IN = ("OTEL_SEMCONV_STABILITY_OPT_IN", "http")
 # NONE, because ERROR still prints that handshake line on grpcio 1.63 (the floor). The program's own
 # GRPC_VERBOSITY, or a GRPC_TRACE (someone debugging gRPC), is left as it is.
 GRPC_QUIET = ("GRPC_VERBOSITY", "NONE")
+
+
+# The server instrumentations of opentelemetry-python-contrib that read OTEL_PYTHON_<NAME>_EXCLUDED_URLS before
+# the shared OTEL_PYTHON_EXCLUDED_URLS, which the client ones (requests, httpx, urllib...) read too: excluded_paths
+# are URL paths served, so they go to these alone (cryostorm's FastAPI native telemetry reads FASTAPI's).
+SERVERS = ("FASTAPI", "STARLETTE", "FLASK", "DJANGO", "FALCON", "PYRAMID", "TORNADO", "AIOHTTP_SERVER")
+SHARED_EXCLUDED = "OTEL_PYTHON_EXCLUDED_URLS"
+
+
+def excluded_url_patterns(paths: list[str]) -> str:
+    """excluded_paths as the instrumentations' pattern list (each a regex searched in the request's URL): a
+    path and what is below it (/health, /health/live), never a longer name (/healthcare) nor the same words
+    further along a URL (/api/v2/metrics/daily)."""
+    import re
+
+    # "," splits the list; "?" and "#" as such would read as a URL's query in print-env, which masks it.
+    coded = {",": r"\x2c", "?": r"\x3f", "#": r"\x23"}
+
+    def literal(path: str) -> str:
+        return "".join(coded.get(c) or re.escape(c) for c in "/" + path.strip().lstrip("/"))
+
+    return ",".join(r"^\w+://[^/]*" + literal(p) + r"(/|\x3f|$)" for p in paths if p.strip())
+
+
+def programs_own(environ: Mapping[str, str], settings: TelemetryModel) -> set[str]:
+    """Variables of `env_rows` that the program's own value wins over: an OTEL_PYTHON_<NAME>_EXCLUDED_URLS it
+    set, and every one of them when it set upstream's shared OTEL_PYTHON_EXCLUDED_URLS and excluded_paths is
+    cryostorm's default (its choice replaces the default, with upstream's meaning)."""
+    names = {f"OTEL_PYTHON_{server}_EXCLUDED_URLS" for server in SERVERS}
+    if environ.get(SHARED_EXCLUDED) and tuple(settings.excluded_paths) == DEFAULT_EXCLUDED_PATHS:
+        return names
+    return {name for name in names if name in environ}
 
 
 def program_defaults(environ: Mapping[str, str]) -> dict[str, tuple[str, str]]:
@@ -186,7 +218,9 @@ def env_rows(settings: TelemetryModel) -> list[EnvRow]:
     if ExporterType.PROMETHEUS in effective_exporters(s, "metrics"):
         rows.append(EnvRow("OTEL_EXPORTER_PROMETHEUS_HOST", s.metrics.prometheus_host, "metrics.prometheus_host"))
         rows.append(EnvRow("OTEL_EXPORTER_PROMETHEUS_PORT", str(s.metrics.prometheus_port), "metrics.prometheus_port"))
-    rows.append(EnvRow("OTEL_PYTHON_EXCLUDED_URLS", ",".join(s.excluded_paths), "excluded_paths"))
+    if s.excluded_paths:
+        patterns = excluded_url_patterns(s.excluded_paths)
+        rows += [EnvRow(f"OTEL_PYTHON_{server}_EXCLUDED_URLS", patterns, "excluded_paths") for server in SERVERS]
     rows += _cryostorm_rows(s)
     return rows
 

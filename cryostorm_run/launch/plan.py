@@ -86,11 +86,12 @@ class Prepared(NamedTuple):
 def prepare(settings: TelemetryModel, environ: Mapping[str, str]) -> Prepared:
     """The settings' part of a plan: what the program's environment loses and gets."""
     from cryostorm_run.config.inventory import MAPPED, READ
-    from cryostorm_run.launch.envmap import program_defaults, settings_env
+    from cryostorm_run.launch.envmap import program_defaults, programs_own, settings_env
 
     if not settings.enabled:
         return Prepared(False, (), ())
-    put = [*settings_env(settings).items()]
+    theirs = programs_own(environ, settings)
+    put = [(name, value) for name, value in settings_env(settings).items() if name not in theirs]
     put += [(name, value) for name, (value, _) in program_defaults(environ).items()]
     return Prepared(True, tuple(sorted(MAPPED | READ)), tuple(put))
 

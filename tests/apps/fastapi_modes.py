@@ -7,7 +7,7 @@ FastAPI's native telemetry itself would.
 import json
 import os
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 
 own = os.environ.get("OWN_TELEMETRY")
 app = FastAPI(telemetry=json.loads(own)) if own else FastAPI()
@@ -26,6 +26,24 @@ async def boom() -> dict:
 @app.get("/health")
 async def health() -> dict:
     return {"status": "ok"}
+
+
+@app.get("/healthcare")
+async def healthcare() -> dict:  # not /health: traced
+    return {"status": "ok"}
+
+
+@app.get("/api/v2/metrics/daily")
+async def daily(request: Request) -> dict:
+    return {"traceparent": request.headers.get("traceparent")}
+
+
+@app.get("/call-daily")
+def call_daily(request: Request) -> dict:
+    """An outgoing call (instrumented requests) to a URL with /metrics in it: what arrived there."""
+    import requests
+
+    return requests.get(f"{request.base_url}api/v2/metrics/daily", timeout=10).json()
 
 
 @app.get("/outgoing")
