@@ -106,7 +106,7 @@ def otel_out_table() -> str:
     example = load_settings({
         "CRYOSTORM_EXPORTER_TYPE": "otlp", "CRYOSTORM_OTLP__HEADERS": "authorization=Bearer%20x",
         "CRYOSTORM_OTLP__INSECURE": "true", "CRYOSTORM_TRACING__SAMPLING_STRATEGY": "parentbased_traceidratio",
-        "CRYOSTORM_OTLP__COMPRESSION": "gzip",
+        "CRYOSTORM_OTLP__COMPRESSION": "gzip", "CRYOSTORM_OTLP__TIMEOUT_MILLIS": "5000",  # unset: not written
         "CRYOSTORM_SCHEMA_URL": "https://opentelemetry.io/schemas/1.26.0",
     }).settings
     seen: dict[str, tuple[str, str, str]] = {}

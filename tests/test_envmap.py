@@ -207,7 +207,7 @@ def test_mapping_covers_every_setting() -> None:
 
     everything = {
         "CRYOSTORM_EXPORTER_TYPE": "otlp", "CRYOSTORM_OTLP__HEADERS": "a=b", "CRYOSTORM_OTLP__INSECURE": "true",
-        "CRYOSTORM_OTLP__COMPRESSION": "gzip",
+        "CRYOSTORM_OTLP__COMPRESSION": "gzip", "CRYOSTORM_OTLP__TIMEOUT_MILLIS": "2500",
         "CRYOSTORM_SCHEMA_URL": "x", "CRYOSTORM_LOGGING__SCHEDULE_DELAY_MILLIS": "1",
         "CRYOSTORM_LOGGING__MAX_EXPORT_BATCH_SIZE": "1", "CRYOSTORM_LOGGING__EXPORT_TIMEOUT_MILLIS": "1",
         "CRYOSTORM_LOGGING__MAX_QUEUE_SIZE": "1",
@@ -315,3 +315,13 @@ def test_excluded_paths_go_to_the_server_instrumentations_and_the_programs_own_v
     env = plan_launch(chosen, ["true"], {"PATH": "/usr/bin:/bin", "OTEL_PYTHON_EXCLUDED_URLS": "ping"}).env
     assert env["OTEL_PYTHON_EXCLUDED_URLS"] == "ping"
     assert env["OTEL_PYTHON_FASTAPI_EXCLUDED_URLS"] == r"^\w+://[^/]*/ready(/|\x3f|$)"
+
+
+def test_the_default_otlp_timeout_is_not_written_for_the_program() -> None:
+    # Every SDK defaults to 10 s; written, the value is in the Python SDK's seconds ("10"), which the other
+    # SDKs read as milliseconds: a Node, Go or Java child of the program exported with a 10 ms timeout.
+    env = env_for({"OTEL_TRACES_EXPORTER": "otlp", "OTEL_METRICS_EXPORTER": "otlp", "OTEL_LOGS_EXPORTER": "otlp"})
+    assert not [name for name in env if name.endswith("_TIMEOUT") and name.startswith("OTEL_EXPORTER_OTLP")]
+    assert runtime_from_env(env).traces.timeout_s == 10  # the Python SDK's own default, as before
+    env = env_for({"OTEL_TRACES_EXPORTER": "otlp", "CRYOSTORM_OTLP__TIMEOUT_MILLIS": "2500"})
+    assert env["OTEL_EXPORTER_OTLP_TRACES_TIMEOUT"] == "2.5"  # set: in the Python SDK's unit (README, Known limits)

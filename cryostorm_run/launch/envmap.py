@@ -174,6 +174,9 @@ def encode_pairs(pairs: dict[str, str], *, literal_keys: bool = False) -> str:
     return ",".join(f"{key(k)}={urllib.parse.quote(v, safe='')}" for k, v in pairs.items())
 
 
+DEFAULT_OTLP_TIMEOUT_MS = 10_000
+
+
 def _seconds(millis: int) -> str:
     # OTEL_EXPORTER_OTLP_*_TIMEOUT is read in seconds by the Python SDK.
     return f"{millis / 1000:g}"
@@ -233,8 +236,10 @@ def _otlp_rows(s: TelemetryModel, signal: str, upper: str) -> list[EnvRow]:
     rows = [
         EnvRow(var + "ENDPOINT", signal_endpoint(s, signal), f"{signal}.collector, collector"),
         EnvRow(var + "PROTOCOL", protocol.value, f"{signal}.protocol, otlp.protocol"),
-        EnvRow(var + "TIMEOUT", _seconds(timeout), timeout_from),
     ]
+    if timeout != DEFAULT_OTLP_TIMEOUT_MS:  # 10 s is every SDK's default; written, it is in the Python SDK's
+        # seconds, which the other SDKs read as milliseconds: a Node or Go child of the program got 10 ms
+        rows.append(EnvRow(var + "TIMEOUT", _seconds(timeout), timeout_from))
     if str(compression) != "none":  # "none" is left unset (the same: no compression): the SDK's gRPC exporters,
         # which a program may build itself from this environment, raise on the value "none"
         rows.insert(2, EnvRow(var + "COMPRESSION", str(compression), compression_from))
