@@ -22,14 +22,17 @@ class _Resource(Resource):
     Fork: a worker is a new instance with its own pid. Its attributes carry this process's
     identity (`service.instance.id`, `process.pid`), looked up through the public `attributes`
     property, so every provider's resource follows a fork on every SDK release without reaching
-    into the providers. Hash: the OTLP encoders group spans by resource, hashing it for every
-    span; the SDK's hash serialises all attributes to JSON each time (~40 % of the encoding cost of
-    a small span here), so it is kept for the life of the process.
+    into the providers. An identity attribute the user set (`service.instance.id` from
+    OTEL_RESOURCE_ATTRIBUTES, injected by the OpenTelemetry Operator) is kept as written, in every
+    process, as the SDK's Resource.create keeps it. Hash: the OTLP encoders group spans by
+    resource, hashing it for every span; the SDK's hash serialises all attributes to JSON each time
+    (~40 % of the encoding cost of a small span here), so it is kept for the life of the process.
     """
 
     _cryostorm_pid = -1
     _cryostorm_attributes: dict[str, Any] | None = None
     _cryostorm_hash: int | None = None
+    _cryostorm_user: dict[str, Any] = {}  # the identity attributes the user set (never mutated)
 
     @property
     def attributes(self) -> Any:
@@ -37,6 +40,7 @@ class _Resource(Resource):
         if self._cryostorm_pid != pid or self._cryostorm_attributes is None:
             current = dict(super().attributes)
             current.update(_process_identity())
+            current.update(self._cryostorm_user)  # the SDK's fork refresh merges its own id: the user's still wins
             self._cryostorm_attributes, self._cryostorm_hash, self._cryostorm_pid = current, None, pid
         return self._cryostorm_attributes
 
@@ -55,7 +59,9 @@ class _Resource(Resource):
 
     def merge(self, other: Resource) -> Resource:
         merged = super().merge(other)  # the SDK merges at fork on some releases: stay a _Resource
-        return _Resource(merged.attributes, merged.schema_url)
+        out = _Resource(merged.attributes, merged.schema_url)
+        out._cryostorm_user = self._cryostorm_user
+        return out
 
 
 _IDENTITY: tuple[int, dict[str, Any]] = (-1, {})
@@ -112,4 +118,9 @@ def build_resource(rt: Runtime) -> Resource:
         "service.name": rt.service_name,
         **_process_identity(),
     }
-    return _Resource(attrs, rt.schema_url)
+    # The user's `service.instance.id` / `process.pid` win over the generated ones (as the SDK's Resource.create)
+    user = {key: rt.resource_attributes[key] for key in _process_identity() if key in rt.resource_attributes}
+    attrs.update(user)
+    resource = _Resource(attrs, rt.schema_url)
+    resource._cryostorm_user = user
+    return resource
