@@ -329,12 +329,22 @@ def _misspelt_disabled(disabled: set[str], installed: set[str], warn: Callable[[
                  f"so {close[0]!r} stays instrumented: did you mean {close[0]!r}?")
 
 
+def _disabled(entry_points: Sequence[Any], warn: Callable[[str], None]) -> set[str]:
+    """The names OTEL_PYTHON_DISABLED_INSTRUMENTATIONS lists (comma-separated, stripped). `*` is every one,
+    FastAPI's native telemetry too, as in opentelemetry-instrument (its SKIPPED_INSTRUMENTATIONS_WILDCARD)."""
+    names = {n.strip() for n in os.environ.get("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", "").split(",") if n.strip()}
+    installed = {ep.name for ep in entry_points}
+    if "*" in names:
+        return installed | {"fastapi"}
+    _misspelt_disabled(names, installed, warn)
+    return names
+
+
 def instrument(distro: Any, entry_points: Sequence[Any], warn: Callable[[str], None]) -> None:
     """Activate each instrumentor now or when its library is imported."""
     from cryostorm_run.hook.fastapi_native import NATIVE_MODES, mode
 
-    disabled = {n.strip() for n in os.environ.get("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", "").split(",") if n.strip()}
-    _misspelt_disabled(disabled, {ep.name for ep in entry_points}, warn)
+    disabled = _disabled(entry_points, warn)
     FINDER.install()
     native = mode() in NATIVE_MODES and "fastapi" not in disabled
     if native and _installed("fastapi"):
