@@ -282,6 +282,21 @@ def test_a_header_value_with_a_control_character_is_refused_before_the_program_s
     assert_clean(result.stdout, result.stderr)
 
 
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+def test_a_header_value_that_is_not_ascii_is_refused_before_the_program_starts(protocol: str) -> None:
+    # A typographic apostrophe pasted with the token: before, accepted, then every export failed (gRPC
+    # INTERNAL "Invalid metadata", HTTP UnicodeEncodeError). The character is not shown either.
+    env = {**otlp_env("http://collector:4318"), "CRYOSTORM_OTLP__PROTOCOL": protocol}
+    del env["CRYOSTORM_OTLP__HEADERS"]
+    env["OTEL_EXPORTER_OTLP_HEADERS"] = f"authorization=Bearer {CANARY}\u2019"
+    result = run_launcher(["--", sys.executable, "-c", "print('STARTED')"], env=env)
+    assert result.returncode == 2 and "STARTED" not in result.stdout, result.stderr
+    assert "OTEL_EXPORTER_OTLP_HEADERS = 'authorization=****'\n" in result.stderr
+    assert "the value of header 'authorization' has a character that is not ASCII" in result.stderr
+    assert "\u2019" not in result.stderr
+    assert_clean(result.stdout, result.stderr)
+
+
 @pytest.mark.parametrize(
     "headers",
     [f'{{"authorization": " Bearer {CANARY}\\n"}}', f"authorization=%20Bearer%20{CANARY}%0A%20"],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -379,6 +380,40 @@ def test_an_attribute_value_that_is_a_list_is_one_problem_per_attribute(tmp_path
 def test_a_header_problem_never_quotes_a_header_value(headers: str, shown: str, message: str) -> None:
     assert problems({"CRYOSTORM_OTLP__HEADERS": headers}) == [("CRYOSTORM_OTLP__HEADERS", shown, message, "")]
 
+
+
+NOT_ASCII = ("the value of header {!r} has a character that is not ASCII (at position {} of {}): header values must "
+             "be ASCII (visible characters and spaces) over gRPC and HTTP alike (a %XX escape counts as what it "
+             "decodes to); remove the stray character (a typographic quote or a non-breaking space pasted with the "
+             "token?)")
+
+
+@pytest.mark.parametrize(
+    ("variable", "written", "header", "secret", "at", "stray"),
+    [
+        # a typographic apostrophe pasted with the token: gRPC INTERNAL "Invalid metadata", HTTP UnicodeEncodeError
+        ("OTEL_EXPORTER_OTLP_HEADERS", "authorization=Bearer abc\u2019def", "authorization", "abc\u2019def",
+         (11, 14), "\u2019"),
+        # percent-encoded (the SDK decodes it): the same character once decoded
+        ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "x-key=abc%E2%9C%93", "x-key", "abc%E2%9C%93", (4, 4), "\u2713"),
+        # Latin-1: HTTP would send it, gRPC metadata would not (printable ASCII only): one rule for both
+        ("CRYOSTORM_OTLP__HEADERS", '{"x-key": "caf\u00e9-token"}', "x-key", "caf\u00e9-token", (4, 10), "\u00e9"),
+        ("CRYOSTORM_LOGGING__HEADERS", "x-key=non\u00a0breaking", "x-key", "non\u00a0breaking", (4, 12), "\u00a0"),
+    ],
+)
+def test_a_header_value_that_is_not_ascii_is_refused_naming_the_header_not_the_value(
+        variable: str, written: str, header: str, secret: str, at: tuple[int, int], stray: str) -> None:
+    """Before: accepted, then every export failed. Break checked: the check refusing only control characters."""
+    [(name, shown, message, _)] = problems({variable: written})
+    assert (name, message) == (variable, NOT_ASCII.format(header, *at))
+    assert secret not in f"{shown} {message}" and stray not in f"{shown} {message}"
+    assert "****" in str(shown)
+
+
+def test_a_header_value_of_printable_ascii_is_accepted() -> None:
+    visible = "".join(chr(c) for c in range(0x21, 0x7F)).replace(",", "")  # every visible character, spaces inside
+    settings = load_settings({"CRYOSTORM_OTLP__HEADERS": json.dumps({"x-key": f"a b {visible}"})}).settings
+    assert settings.otlp.headers["x-key"].get_secret_value() == f"a b {visible}"
 
 @pytest.mark.parametrize(
     ("name", "value", "hint"),

@@ -29,6 +29,7 @@ from cryostorm_run.config.enums import (
     PropagatorType,
     SamplingStrategy,
 )
+from cryostorm_run.config.headers import check_headers
 
 
 def _lower(value: Any) -> Any:
@@ -79,7 +80,6 @@ ExtraArgs = Annotated[dict[str, Any], BeforeValidator(_split_mapping)]
 
 _HOST = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?)$")
 _BRACKETED = re.compile(r"^(?:[^\[\]]*|\[[^\]]*\](?::[^\[\]]*)?)$")  # host[:port], the host bracketed or not
-_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 
 
 class BaseConfig(BaseModel):
@@ -199,26 +199,6 @@ class CollectorEndpoint(BaseConfig):
         return f"{self.protocol}://{self.host}:{port}{self.path}"
 
 
-def _check_header_names(value: dict[str, SecretStr] | None) -> dict[str, SecretStr] | None:
-    """Header names HTTP can send, and values without what neither HTTP nor gRPC can send (a control
-    character: a newline pasted with a token). Values are stripped of surrounding whitespace, as the SDK
-    does when it reads OTEL_EXPORTER_OTLP_HEADERS. Never quotes a value: it is a secret."""
-    if not value:
-        return value
-    checked = {}
-    for name, secret in value.items():
-        if not _HEADER_NAME.match(name):
-            raise ValueError(f"invalid header name {name!r}: use letters, digits and !#$%&'*+-.^_`|~ only")
-        text = secret.get_secret_value().strip()
-        bad = next((i for i, char in enumerate(text) if ord(char) < 0x20 or ord(char) == 0x7F), None)
-        if bad is not None:
-            raise ValueError(f"the value of header {name!r} has a control character ({text[bad]!r} at position "
-                             f"{bad + 1} of {len(text)}): headers cannot carry it; remove it (a line break "
-                             "copied with a token?)")
-        checked[name] = SecretStr(text)
-    return checked
-
-
 def _check_file(value: Path | None) -> Path | None:
     if value is None:
         return value
@@ -255,7 +235,7 @@ class OtlpConfig(BaseConfig):
     client_certificate_file: Path | None = Field(None, description="Client certificate for mTLS")
     client_key_file: Path | None = Field(None, description="Client key for mTLS")
 
-    _header_names = field_validator("headers")(_check_header_names)
+    _header_names = field_validator("headers")(check_headers)
     _file_exists = field_validator("certificate_file", "client_certificate_file", "client_key_file")(_check_file)
 
     @model_validator(mode="after")
@@ -320,7 +300,7 @@ class _SignalConfig(BaseConfig):
     client_key_file: Path | None = Field(None, description="Overrides otlp.client_key_file")
     additional_exporter_args: ExtraArgs = Field(default_factory=dict)
 
-    _header_names = field_validator("headers")(_check_header_names)
+    _header_names = field_validator("headers")(check_headers)
     _file_exists = field_validator("certificate_file", "client_certificate_file", "client_key_file")(_check_file)
 
     @model_validator(mode="after")
