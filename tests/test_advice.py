@@ -115,6 +115,27 @@ def test_timeout_that_looks_like_milliseconds() -> None:
     assert warnings_for({**OTLP, "OTEL_EXPORTER_OTLP_TIMEOUT": "10000", "CRYOSTORM_OTLP__TIMEOUT_MILLIS": "5000"}) == []
 
 
+
+def test_a_per_signal_timeout_that_looks_like_milliseconds(tmp_path: Path) -> None:
+    """The per-signal variables are read in seconds too. Break checked: only otlp.timeout_millis looked at."""
+    assert warnings_for({**OTLP, "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT": "5000"}) == [
+        "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT=5000 is read as 5000 seconds (about 1.4 hours) by the Python SDK; "
+        "if you meant milliseconds, use OTEL_EXPORTER_OTLP_TRACES_TIMEOUT=5 or CRYOSTORM_TRACING__TIMEOUT_MILLIS=5000"
+    ]
+    env_file = tmp_path / ".env"
+    env_file.write_text("OTEL_EXPORTER_OTLP_LOGS_TIMEOUT=30000\n")
+    assert warnings_for({**OTLP, "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT": "1000"}, env_file=env_file) == [
+        "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT=1000 is read as 1000 seconds (about 16.7 minutes) by the Python SDK; "
+        "if you meant milliseconds, use OTEL_EXPORTER_OTLP_METRICS_TIMEOUT=1 or CRYOSTORM_METRICS__TIMEOUT_MILLIS=1000",
+        f"OTEL_EXPORTER_OTLP_LOGS_TIMEOUT=30000 (in {env_file}) is read as 30000 seconds (about 8.3 hours) by the "
+        "Python SDK; if you meant milliseconds, use OTEL_EXPORTER_OTLP_LOGS_TIMEOUT=30 or "
+        "CRYOSTORM_LOGGING__TIMEOUT_MILLIS=30000",
+    ]
+    assert warnings_for({**OTLP, "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT": "999"}) == []
+    # Overridden by the CRYOSTORM_* setting: the OTEL value is not what will be used.
+    assert warnings_for({**OTLP, "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT": "5000",
+                         "CRYOSTORM_TRACING__TIMEOUT_MILLIS": "5000"}) == []
+
 def test_endpoint_set_while_the_exporter_is_console() -> None:
     assert warnings_for({"CRYOSTORM_COLLECTOR": "http://collector:4317"}) == [
         "collector is set (from CRYOSTORM_COLLECTOR) but no signal using it exports with OTLP (traces: console, "

@@ -22,6 +22,7 @@ from cryostorm_run.config.enums import ExporterType, OtlpProtocol, SamplingStrat
 from cryostorm_run.config.inventory import INVENTORY, rule_for
 from cryostorm_run.config.model import TelemetryModel
 from cryostorm_run.config.sources import DEFAULT, DELIMITER, OTEL_TABLE, PREFIX, Origin, Path_, origin_of
+from cryostorm_run.config.timeouts import seconds_meant_as_millis
 from cryostorm_run.launch.envmap import (
     SIGNALS,
     effective_collector,
@@ -206,22 +207,9 @@ def _path_problems(ctx: _Context) -> Iterator[Advice]:
                      f"use the base URL {base[: -len(suffix)]}")
 
 
-def _duration(seconds: float) -> str:
-    for unit, size in (("days", 86400), ("hours", 3600), ("minutes", 60)):
-        if seconds >= size:
-            return f"about {seconds / size:.1f} {unit}"
-    return f"{seconds:g} seconds"
-
-
 def _timeout_in_millis(ctx: _Context) -> Iterator[Advice]:
-    origin = ctx.origin(("otlp", "timeout_millis"))
-    seconds = ctx.settings.otlp.timeout_millis / 1000
-    if origin.name == "OTEL_EXPORTER_OTLP_TIMEOUT" and seconds >= 1000:
-        where = f" (in {origin.file})" if origin.file else ""
-        yield Advice("timeout-looks-like-millis",
-                     f"OTEL_EXPORTER_OTLP_TIMEOUT={seconds:g}{where} is read as {seconds:g} seconds "
-                     f"({_duration(seconds)}) by the Python SDK; if you meant milliseconds, use "
-                     f"OTEL_EXPORTER_OTLP_TIMEOUT={seconds / 1000:g} or CRYOSTORM_OTLP__TIMEOUT_MILLIS={seconds:g}")
+    for message in seconds_meant_as_millis(ctx.settings, ctx.origins):
+        yield Advice("timeout-looks-like-millis", message)
 
 
 def _endpoint_unused(ctx: _Context) -> Iterator[Advice]:
