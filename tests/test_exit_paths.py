@@ -42,6 +42,36 @@ def test_a_forked_child_leaving_through_os_exit_delivers_its_spans(otlp_receiver
     assert names == {f"child-{i}" for i in range(20)}, done.stderr
 
 
+OS_EXIT_AS_CALLED = """
+import os
+from opentelemetry import trace
+with trace.get_tracer("exit").start_as_current_span("before-exit"):
+    pass
+for args, kwargs in [((), {}), ((1, 2), {}), ((), {"status": 1, "x": 2}), ((), {"code": 1}), (("1",), {}),
+                     ((2**40,), {}), ((None,), {})]:
+    try:
+        os._exit(*args, **kwargs)
+    except (TypeError, OverflowError) as exc:
+        print(type(exc).__name__, exc, flush=True)
+os._exit(status=4)
+"""
+
+
+def test_os_exit_takes_what_the_original_takes_and_refuses_the_same(otlp_receiver: Receiver) -> None:
+    """`os._exit(status=4)` ends the process with 4 (its status may be passed by name), a call the original refuses
+    raises its very error and leaves telemetry going; the exit still flushes first."""
+    env = child_env({"CRYOSTORM_EXPORTER_TYPE": "otlp", "CRYOSTORM_COLLECTOR": otlp_receiver.grpc_endpoint,
+                     "CRYOSTORM_SERVICE__NAME": "os-exit",
+                     "CRYOSTORM_TRACING__EXPORT_CONFIG__SCHEDULE_DELAY_MILLIS": "60000"})  # only a flush delivers it
+    bare = subprocess.run([sys.executable, "-c", OS_EXIT_AS_CALLED], env=env, capture_output=True, text=True,
+                          timeout=60, check=False)
+    done = subprocess.run([CRYOSTORM_RUN, "--quiet", "--", sys.executable, "-c", OS_EXIT_AS_CALLED], env=env,
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert (bare.returncode, bare.stderr, len(bare.stdout.splitlines())) == (4, "", 7), bare
+    assert (done.returncode, done.stdout, done.stderr) == (4, bare.stdout, "")
+    assert [s.name for s in otlp_receiver.wait_for_spans(1, timeout=20)] == ["before-exit"], done.stderr
+
+
 SLEEPER = """
 import time
 from opentelemetry import trace

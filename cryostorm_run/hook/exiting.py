@@ -268,18 +268,33 @@ def _flush_before_os_exit(flush_at_exit: Any) -> None:
     if getattr(original, "cryostorm", False):
         return
 
-    def _exit(status: int, /) -> NoReturn:
+    def _exit(*args: Any, **kwargs: Any) -> NoReturn:
+        # Whatever the original takes (`os._exit(4)`, `os._exit(status=4)`) and the same error for what it
+        # does not: the call is passed on as made; only a call that will end the process flushes first.
         try:
-            queues = getattr(sys.modules.get("cryostorm_run.export.batch"), "BATCH_QUEUES", [])  # none: nothing queued
-            if any(batch.queue or batch.in_flight or batch.dropped or batch.failed for batch in list(queues)):
-                flush_at_exit()
+            if _an_exit_status(args, kwargs):
+                queues = getattr(sys.modules.get("cryostorm_run.export.batch"), "BATCH_QUEUES", [])  # none: none queued
+                if any(batch.queue or batch.in_flight or batch.dropped or batch.failed for batch in list(queues)):
+                    flush_at_exit()
         except BaseException:  # never stand between the program and its exit
             pass
-        original(status)
+        original(*args, **kwargs)
 
     _exit.cryostorm = True  # type: ignore[attr-defined]
     _exit.__wrapped__ = original  # type: ignore[attr-defined]
-    os._exit = _exit  # type: ignore[assignment]  # positional-only status, as the original
+    os._exit = _exit
+
+
+def _an_exit_status(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    """Whether `os._exit(*args, **kwargs)` ends the process: one status, by position or as `status=`, that is a C
+    int. A call it refuses (TypeError, OverflowError) leaves the program running, its telemetry untouched."""
+    if len(args) + len(kwargs) != 1 or (kwargs and "status" not in kwargs):
+        return False
+    status = args[0] if args else kwargs["status"]
+    try:
+        return -(2**31) <= status.__index__() < 2**31
+    except Exception:
+        return False
 
 
 def _flush_before_a_reraised_signal(flush_at_exit: Any) -> None:
