@@ -135,3 +135,41 @@ def test_a_python_child_the_program_kills_with_sigkill_is_told_as_lost() -> None
     assert len(lines) == 1 and lines[0].startswith("cryostorm: the program killed its Python child 'python"), lines
     assert lines[0].endswith("with SIGKILL: whatever telemetry that child had not exported yet is lost, and cannot "
                              "be counted"), lines
+
+
+EXEC_BY_NAME = """
+import os, sys
+probe = "import sys; print('cryostorm_run.hook.bootstrap' in sys.modules)"
+for call in ("os.execv(path=sys.executable, argv=[sys.executable])", "os.execve(sys.executable, [sys.executable])",
+             "os.execve(sys.executable, [sys.executable], {}, env={})", "os.execv(sys.executable, [], {})"):
+    try:
+        eval(call)
+    except TypeError as exc:
+        print(type(exc).__name__, exc, flush=True)
+if os.fork() == 0:
+    os.execve(sys.executable, [sys.executable, "-c", probe], env=dict(os.environ))
+print("waited", os.waitstatus_to_exitcode(os.wait()[1]), flush=True)
+os.execve(argv=[sys.executable, "-c", probe], env={"PATH": os.environ["PATH"]}, path=sys.executable)
+"""
+
+
+def test_exec_takes_the_arguments_by_name_as_the_original_does() -> None:
+    """`os.execve(path=..., argv=..., env=...)` / `os.execve(p, a, env=...)` exec as without cryostorm (a child
+    that loses the hook so is told); a call the original refuses raises its very error."""
+    import subprocess
+
+    from conftest import child_env
+
+    env = {"CRYOSTORM_SERVICE__NAME": "kids", "CRYOSTORM_EXPORTER_TYPE": "none"}
+    bare = subprocess.run([PYTHON, "-c", EXEC_BY_NAME], env=child_env(env), capture_output=True, text=True,
+                          timeout=60, check=False)
+    done = run_launcher(["--quiet", "--", PYTHON, "-c", EXEC_BY_NAME], env)
+    errors = bare.stdout.splitlines()[:4]
+    assert [line.split()[0] for line in errors] == ["TypeError"] * 4, bare
+    assert (bare.returncode, bare.stdout.splitlines()[4:]) == (0, ["False", "waited 0", "False"]), bare
+    assert (done.returncode, done.stdout.splitlines()) == (0, [*errors, "True", "waited 0", "False"]), done.stderr
+    python = os.path.basename(PYTHON)
+    assert done.stderr.splitlines() == [
+        f"cryostorm: child process '{python} -c import sys; print('cryostorm_run.hook.bootstrap' in sys.modules)' "
+        "will have no telemetry: "
+        f"{LOST_ENV} (if that is meant: CRYOSTORM_CHILD_PROCESSES=none)"], done.stderr

@@ -167,15 +167,35 @@ def signal_module() -> Any:
 
 
 def _watch_exec(hook_dir: str, warn: Callable[[str], None]) -> None:
-    for name, with_env in (("execv", False), ("execve", True)):
+    """`os.execv(path, argv, /)` and `os.execve(path, argv, env)` (whose arguments may be passed by name too): the
+    wrapper takes whatever the original takes and passes the call on as made; a call the original refuses is
+    not checked, and raises the original's own error."""
+    for name in ("execv", "execve"):
         original = getattr(os, name, None)
-        if original is None or getattr(original, "cryostorm", False):
-            continue
+        if original is not None and not getattr(original, "cryostorm", False):
+            setattr(os, name, _exec_wrapper(original, name == "execve", hook_dir, warn))
 
-        def exec_(path: Any, args: Any, *env: Any, _original: Any = original, _with_env: bool = with_env) -> Any:
-            _check(args, path, env[0] if _with_env and env else None, hook_dir, warn)
-            return _original(path, args, *env)
 
-        exec_.cryostorm = True  # type: ignore[attr-defined]
-        exec_.__wrapped__ = original  # type: ignore[attr-defined]
-        setattr(os, name, exec_)
+def _exec_wrapper(original: Any, with_env: bool, hook_dir: str, warn: Callable[[str], None]) -> Any:
+    def exec_(*args: Any, **kwargs: Any) -> Any:
+        called = _exec_arguments(args, kwargs, with_env)
+        if called is not None:
+            _check(*called, hook_dir, warn)
+        return original(*args, **kwargs)
+
+    exec_.cryostorm = True  # type: ignore[attr-defined]
+    exec_.__wrapped__ = original  # type: ignore[attr-defined]
+    return exec_
+
+
+def _exec_arguments(args: tuple[Any, ...], kwargs: dict[str, Any], with_env: bool) -> tuple[Any, Any, Any] | None:
+    """(argv, path, env) of an `os.execv`/`os.execve` call the original takes as to its arguments' names and
+    number, else None."""
+    if not with_env:
+        return (args[1], args[0], None) if len(args) == 2 and not kwargs else None
+    names = ("path", "argv", "env")
+    bound = dict(zip(names, args))
+    if len(args) > len(names) or set(bound) & set(kwargs) or {*bound, *kwargs} != set(names):
+        return None
+    bound.update(kwargs)
+    return bound["argv"], bound["path"], bound["env"]
