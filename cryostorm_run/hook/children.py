@@ -194,7 +194,7 @@ def _exec_arguments(args: tuple[Any, ...], kwargs: dict[str, Any], with_env: boo
     if not with_env:
         return (args[1], args[0], None) if len(args) == 2 and not kwargs else None
     names = ("path", "argv", "env")
-    bound = dict(zip(names, args))
+    bound = dict(zip(names, args, strict=False))
     if len(args) > len(names) or set(bound) & set(kwargs) or {*bound, *kwargs} != set(names):
         return None
     bound.update(kwargs)

@@ -292,9 +292,10 @@ def _an_exit_status(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
         return False
     status = args[0] if args else kwargs["status"]
     try:
-        return -(2**31) <= status.__index__() < 2**31
+        index: int = type(status).__index__(status)  # what the original's int conversion calls
     except Exception:
         return False
+    return -(2**31) <= index < 2**31
 
 
 def _flush_before_a_reraised_signal(flush_at_exit: Any) -> None:
