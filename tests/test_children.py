@@ -173,3 +173,30 @@ def test_exec_takes_the_arguments_by_name_as_the_original_does() -> None:
         f"cryostorm: child process '{python} -c import sys; print('cryostorm_run.hook.bootstrap' in sys.modules)' "
         "will have no telemetry: "
         f"{LOST_ENV} (if that is meant: CRYOSTORM_CHILD_PROCESSES=none)"], done.stderr
+
+
+ONE_SHOT_ARGV = """
+import subprocess, sys
+done = subprocess.run((a for a in [sys.executable, "-c", "print('from a generator')"]))
+print(done.returncode, type(done.args).__name__, list(done.args), flush=True)
+print(subprocess.check_call(map(str, [sys.executable, "-c", "print('from map')"])), flush=True)
+bare = {"PATH": "/usr/bin:/bin"}
+print(subprocess.run(iter([sys.executable, "-c", "print('own env')"]), env=bare).returncode, flush=True)
+"""
+
+
+def test_a_one_shot_iterable_as_argv_is_left_to_subprocess() -> None:
+    """`subprocess.run(<generator>)`, `check_call(map(str, cmd))`: the check never consumes the program's iterable
+    (was IndexError in subprocess: the child got an empty argv); what subprocess returns is the same, and such a
+    child is not looked at (nothing said even when it loses the hook)."""
+    import subprocess
+
+    from conftest import child_env
+
+    env = {"CRYOSTORM_SERVICE__NAME": "kids", "CRYOSTORM_EXPORTER_TYPE": "none"}
+    bare = subprocess.run([PYTHON, "-c", ONE_SHOT_ARGV], env=child_env(env), capture_output=True, text=True,
+                          timeout=60, check=False)
+    done = run_launcher(["--quiet", "--", PYTHON, "-c", ONE_SHOT_ARGV], env)
+    expected = "from a generator\n0 generator []\nfrom map\n0\nown env\n0\n"
+    assert (bare.returncode, bare.stdout, bare.stderr) == (0, expected, ""), bare
+    assert (done.returncode, done.stdout, done.stderr) == (0, expected, "")

@@ -89,6 +89,8 @@ def _check(argv: Any, executable: Any, env: Any, hook_dir: str, warn: Callable[[
     """Told if the child will run without the hook; True when it is a Python child of this environment that
     runs it (its telemetry is buffered in it: a SIGKILL from the program loses it, see `_watch_popen`)."""
     try:
+        if not isinstance(argv, (str, bytes, os.PathLike, list, tuple)):
+            return False  # an iterator (a generator, `map(str, cmd)`) is the program's to consume, once: not looked at
         if isinstance(argv, (str, bytes, os.PathLike)):
             import shlex
 
