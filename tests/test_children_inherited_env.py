@@ -54,6 +54,7 @@ def test_an_exec_after_pythonpath_was_removed_is_told(tmp_path: Path) -> None:
 
 
 def test_nothing_is_said_when_children_are_meant_to_run_without_it(tmp_path: Path) -> None:
-    done = _run(tmp_path, REPLACES, CRYOSTORM_CHILD_PROCESSES="none")
+    # A PYTHONPATH of the program's own to add to: with none it gets exactly its own back (unset when unset).
+    done = _run(tmp_path, REPLACES, CRYOSTORM_CHILD_PROCESSES="none", PYTHONPATH="/no/such/lib")
     assert (done.returncode, done.stderr) == (0, ""), done.stderr
     assert done.stdout.endswith("no hook\nparent done\n")

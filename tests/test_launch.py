@@ -232,3 +232,51 @@ def test_the_other_python_line_reads_when_python_knows_no_executable() -> None:
     assert (result.returncode, result.stdout) == (0, "''\n"), result.stderr
     assert result.stderr.startswith(f"cryostorm: NOT instrumented: its python (prefix {sys.base_prefix}) is not"), \
         result.stderr
+
+
+SHOW_PATH = """
+import json, os, subprocess, sys
+try:
+    import here  # only in the working directory: found through an empty PYTHONPATH entry alone
+    found = True
+except ImportError:
+    found = False
+print(json.dumps([found, sys.path, os.environ.get("PYTHONPATH")]), flush=True)
+if len(sys.argv) > 1:
+    subprocess.run([sys.executable, sys.argv[0]], check=True)
+"""
+
+
+@pytest.mark.parametrize("children", ["all", "none"])
+@pytest.mark.parametrize("pythonpath", ["/no/such/lib:", ":/no/such/lib", "/no/a::/no/b", "::", None])
+def test_empty_pythonpath_entries_stay_the_current_directory(tmp_path: Path, pythonpath: str | None,
+                                                              children: str) -> None:
+    """An empty PYTHONPATH entry is the current directory to Python: kept as written after the hook's own entry,
+    so the program and its Python children import from there as without cryostorm; with child_processes=none
+    the program's children get its PYTHONPATH back exactly (the hook's entry removed, nothing else; unset when it
+    was: it was left set and empty)."""
+    import json
+
+    from conftest import child_env
+
+    (tmp_path / "cwd").mkdir()
+    (tmp_path / "cwd" / "here.py").write_text("")
+    (tmp_path / "prog").mkdir()
+    (tmp_path / "prog" / "show.py").write_text(SHOW_PATH)
+    command = [PYTHON, str(tmp_path / "prog" / "show.py"), "child"]
+    env = {"CRYOSTORM_EXPORTER_TYPE": "none", "CRYOSTORM_CHILD_PROCESSES": children}
+    if pythonpath is not None:
+        env["PYTHONPATH"] = pythonpath
+    bare = subprocess.run(command, env=child_env(env), cwd=tmp_path / "cwd", capture_output=True, text=True,
+                          timeout=60, check=False)
+    done = run_launcher(["--quiet", "--", *command], env, cwd=tmp_path / "cwd")
+    assert (bare.returncode, bare.stderr) == (0, ""), bare.stderr
+    assert (done.returncode, done.stderr) == (0, ""), done.stderr
+    hook = str(hook_dir())
+    expected = [json.loads(line) for line in bare.stdout.splitlines()]  # the program's, then its child's
+    assert [found for found, _, _ in expected] == [pythonpath is not None] * 2, bare.stdout
+    if children == "all":  # the hook's own entry first, for the children: then the program's, as written
+        ours = hook if pythonpath is None else f"{hook}:{pythonpath}"
+        expected = [[found, path, ours] for found, path, _ in expected]
+    seen = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [[found, [p for p in path if p != hook], env] for found, path, env in seen] == expected

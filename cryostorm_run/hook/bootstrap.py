@@ -38,8 +38,14 @@ def helper_role(argv: list[str]) -> tuple[str | None, bool]:
     return None, True
 
 
-def _without(path_list: str, entry: str) -> str:
-    return os.pathsep.join(p for p in path_list.split(os.pathsep) if p and os.path.abspath(p) != entry)
+def _without(path_list: str, entry: str) -> str | None:
+    """PYTHONPATH as the program had it before the launcher put `entry` first (launch/plan.py `_pythonpath`),
+    exactly, its empty entries (the current directory) too; None: it had none."""
+    if path_list == entry:
+        return None
+    if path_list.startswith(entry + os.pathsep):
+        return path_list[len(entry) + 1:]
+    return os.pathsep.join(p for p in path_list.split(os.pathsep) if not p or os.path.abspath(p) != entry)
 
 
 GROUPS = ("opentelemetry_distro", "opentelemetry_configurator", "opentelemetry_instrumentor")
@@ -77,7 +83,11 @@ def initialize() -> None:
     pythonpath = os.environ.get("PYTHONPATH")
     # While initialising, children must not run the hook again (no recursion).
     if pythonpath is not None and hook_dir:
-        os.environ["PYTHONPATH"] = _without(pythonpath, hook_dir)
+        programs = _without(pythonpath, hook_dir)
+        if programs is None:
+            del os.environ["PYTHONPATH"]
+        else:
+            os.environ["PYTHONPATH"] = programs
     role, emits = helper_role(list(getattr(sys, "orig_argv", sys.argv)))
     try:
         if not emits:

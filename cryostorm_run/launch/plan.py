@@ -189,7 +189,10 @@ def resolve_command(command: str, search_path: str | None) -> str:
 
 
 def _pythonpath(hook: str, current: str | None) -> str:
-    kept = [p for p in (current or "").split(os.pathsep) if p and os.path.abspath(p) != hook]
+    """The hook's directory first, then the program's PYTHONPATH exactly as written, its empty entries too (the
+    current directory, to Python: `/opt/lib:`, `a::b`); only the hook's own entry (a nested launcher's) is not
+    repeated. An unset or empty PYTHONPATH adds nothing (`hook:` would add the current directory)."""
+    kept = [p for p in current.split(os.pathsep) if not p or os.path.abspath(p) != hook] if current else []
     return os.pathsep.join([hook, *kept])
 
 
