@@ -347,6 +347,53 @@ def test_unconfigured_logging_warning_printed_once_as_without_cryostorm(
     otlp_receiver.wait_for_logs("careful")  # and the record was exported too
 
 
+UNFORMATTABLE = """
+import logging, sys
+class Unprintable:
+    def __str__(self):
+        raise ValueError("no str")
+handler = logging.StreamHandler(sys.stderr)
+handler.setLevel(logging.WARNING)
+logging.basicConfig(level=logging.INFO, handlers=[handler])
+log = logging.getLogger("app")
+log.info("user %s logged in from %s", "bob")  # below the program's handler: only the bridge formats it
+log.warning("bad %d", "x")  # the program's handler prints Python's own "--- Logging error ---"
+log.info(Unprintable())
+log.info("fine %s", "record")
+print("done", flush=True)
+"""
+
+
+def _without_call_stacks(stderr: str) -> list[str]:
+    """Python's "--- Logging error ---" blocks without their "Call stack:" part (under the hook it also shows the
+    frame of cryostorm's `Logger.callHandlers`, README Known limits)."""
+    kept, skipping = [], False
+    for line in stderr.splitlines():
+        skipping = line == "Call stack:" or (skipping and not line.startswith("Message: "))
+        if not skipping:
+            kept.append(line)
+    return kept
+
+
+def test_a_record_whose_message_cannot_be_formatted_gets_no_traceback_of_cryostorms(otlp_receiver: Receiver) -> None:
+    """Bad %-arguments or a `__str__` that raises: the program's own handler prints Python's "--- Logging error ---"
+    exactly as without cryostorm, and nothing more; the bridge exports the message unformatted (a string) or
+    skips the record, and says so on one rate-limited line (was one more full traceback per record)."""
+    plain = subprocess.run([PYTHON, "-c", UNFORMATTABLE], env=child_env(), capture_output=True, text=True, timeout=60,
+                           check=False)
+    assert (plain.returncode, plain.stdout, plain.stderr.count("--- Logging error ---")) == (0, "done\n", 1), plain
+    env = otlp_env(otlp_receiver, CRYOSTORM_SERVICE__ENVIRONMENT="production")
+    result = run_launcher(["--quiet", "--", PYTHON, "-c", UNFORMATTABLE], env)
+    assert (result.returncode, result.stdout) == (0, "done\n"), result.stderr
+    ours = [line for line in result.stderr.splitlines() if line.startswith("cryostorm: ")]
+    assert ours == ["cryostorm: a log record of logger 'app' (<string>:10) has a message that cannot be formatted "
+                    "(TypeError: not enough arguments for format string): exported with its message unformatted"]
+    theirs = "".join(line for line in result.stderr.splitlines(keepends=True) if not line.startswith("cryostorm: "))
+    assert _without_call_stacks(theirs) == _without_call_stacks(plain.stderr), result.stderr
+    bodies = [log.body for log in otlp_receiver.wait_for_logs("fine record")]
+    assert bodies == ["user %s logged in from %s", "bad %d", "fine record"], bodies
+
+
 def test_basic_config_still_works_under_the_hook(otlp_receiver: Receiver) -> None:
     script = str(APPS / "log_basic.py")
     # production: log records are not also echoed to the console as JSON (development's aid, seed 3.10)

@@ -57,8 +57,9 @@ class OtelLogHandler(logging.Handler):
         token = _EMITTING.set(True)
         try:
             self._emit(record)
-        except Exception:
-            self.handleError(record)
+        except Exception as exc:  # never a "--- Logging error ---" traceback of ours: one line, rate-limited
+            _say("not exported", f"a log record of logger {record.name!r} ({_where(record)}) was not exported: "
+                         f"{type(exc).__name__}: {_text(exc)}")
         finally:
             _EMITTING.reset(token)
 
@@ -69,8 +70,11 @@ class OtelLogHandler(logging.Handler):
         from opentelemetry._logs import LogRecord
         from opentelemetry.context import get_current
 
+        body = _body(record)
+        if body is None:
+            return
         attributes = {
-            k: v if isinstance(v, (str, bool, int, float)) else repr(v)
+            k: v if isinstance(v, (str, bool, int, float)) else _text(v, repr)
             for k, v in vars(record).items()
             if k not in _RESERVED and k not in _CONTEXT_FIELDS and not k.startswith("_")
         }
@@ -81,7 +85,7 @@ class OtelLogHandler(logging.Handler):
             import traceback
 
             attributes["exception.type"] = record.exc_info[0].__name__
-            attributes["exception.message"] = str(record.exc_info[1])
+            attributes["exception.message"] = _text(record.exc_info[1])
             attributes["exception.stacktrace"] = "".join(traceback.format_exception(*record.exc_info))
         logger.emit(
             LogRecord(
@@ -90,7 +94,7 @@ class OtelLogHandler(logging.Handler):
                 context=get_current(),
                 severity_text=_SEVERITY_TEXT.get(record.levelname, record.levelname),
                 severity_number=_severity(record.levelno),
-                body=record.getMessage(),
+                body=body,
                 attributes=attributes,
             )
         )
@@ -100,6 +104,49 @@ class OtelLogHandler(logging.Handler):
         # exporting them through the failing exporter would feed the failure with its own errors.
         exported = record.levelno >= self.export_level and not record.name.startswith("opentelemetry.")
         return bool(super().handle(record)) if exported else False
+
+
+def _body(record: logging.LogRecord) -> str | None:
+    """The record's message; one that cannot be formatted (`log.info("%d", "x")`, a `__str__` that raises) is
+    exported with its message unformatted, or not at all when that is no string, and told (the program's own
+    handlers print Python's "--- Logging error ---" for it, as without cryostorm, when they format it)."""
+    try:
+        return record.getMessage()
+    except Exception as exc:
+        kept = record.msg if isinstance(record.msg, str) else None
+        _say("unformatted", f"a log record of logger {record.name!r} ({_where(record)}) has a message that cannot be "
+                     f"formatted ({type(exc).__name__}: {_text(exc)}): "
+                     + ("exported with its message unformatted" if kept is not None else "not exported"))
+        return kept
+
+
+def _text(value: object, show: Any = str) -> str:
+    try:
+        return str(show(value))
+    except Exception:
+        return f"<{type(value).__name__} object>"
+
+
+def _where(record: logging.LogRecord) -> str:
+    return f"{record.filename}:{record.lineno}"
+
+
+_WINDOW: list[Any] = []  # the bridge's own lines: each kind at most once per window, the rest counted (sdk_warnings)
+
+
+def _say(kind: str, line: str) -> None:
+    """A `cryostorm:` line on stderr, never an exception into the program's logging call."""
+    try:
+        from cryostorm_run.hook.say import warn, whose
+        from cryostorm_run.hook.sdk_warnings import WINDOW_S, _Window
+
+        if not _WINDOW:
+            _WINDOW.append(_Window(WINDOW_S))
+        suffix = _WINDOW[0].admit(("log bridge", kind))
+        if suffix is not None:
+            warn(f"{line}{suffix}{whose()}")
+    except Exception:  # nothing better to do: stderr is where it would have gone
+        pass
 
 
 _ATTACHED: list[OtelLogHandler] = []  # bridges attached and not yet detached
