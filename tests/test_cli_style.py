@@ -46,6 +46,12 @@ def test_documented_names_and_values() -> None:
         assert not re.search(rf"│ {python_literal}\b", text), python_literal
 
 
+def test_pairs_are_shown_as_the_variable_writes_them_not_ambiguously() -> None:
+    # k2's value holds a comma and k3's an equals sign: shown plain, they read as another key.
+    rows = cells(table({"OTEL_RESOURCE_ATTRIBUTES": "k2=c%2Cd,k3=x=y,k4=50%25"}, 200))
+    assert rows["service.additional_attributes"][0] == "k2=c%2Cd,k3=x%3Dy,k4=50%25"
+
+
 def test_long_values_wrap_instead_of_being_cut() -> None:
     text = table({"CRYOSTORM_SERVICE__NAME": LONG}, 60)
     assert "…" not in text

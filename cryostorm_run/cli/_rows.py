@@ -86,8 +86,13 @@ def shown_value(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, list):
         return ",".join(map(shown_value, value)) if value else "[]"
-    if isinstance(value, dict):
-        return ",".join(f"{k}={shown_value(v)}" for k, v in value.items()) if value else "{}"
+    if isinstance(value, dict):  # as OTEL_RESOURCE_ATTRIBUTES writes it: a , = or % inside percent-encoded
+        return ",".join(f"{_pair_part(str(k))}={_pair_part(shown_value(v))}" for k, v in value.items()) \
+            if value else "{}"
     if isinstance(value, (int, float, str)):
         return str(value) if value != "" else '""'  # set, and empty: not the same as unset
     return json.dumps(value)
+
+
+def _pair_part(text: str) -> str:
+    return text.replace("%", "%25").replace(",", "%2C").replace("=", "%3D")
