@@ -153,6 +153,28 @@ def test_a_directory_says_so_and_a_script_with_a_missing_interpreter_names_it(tm
                              "names /no/such/interpreter, which does not exist)\n")
 
 
+def test_a_script_without_a_hashbang_runs_with_sh_as_execvp_runs_it(tmp_path: Path) -> None:
+    # env, nohup, timeout, tini and shells run it with /bin/sh (execvp's ENOEXEC rule); it was refused, exit 126.
+    script = tmp_path / "start.sh"
+    script.write_text('echo "ran $# $1"\nexit 5\n')
+    script.chmod(0o755)
+    expected = subprocess.run(["env", str(script), "a b"], check=False, capture_output=True, text=True)
+    result = run_launcher(["--quiet", "--", str(script), "a b"])
+    assert (result.returncode, result.stdout, result.stderr) == (expected.returncode, expected.stdout, "") == (
+        5, "ran 1 a b\n", "")
+
+
+def test_a_hashbang_line_with_windows_line_endings_is_named_with_the_fix(tmp_path: Path) -> None:
+    script = tmp_path / "start.sh"
+    script.write_bytes(b"#!/bin/sh\r\necho hi\r\n")
+    script.chmod(0o755)
+    result = run_launcher(["--quiet", "--", str(script)])
+    assert result.returncode == 127, result.stderr
+    assert result.stderr == (f"cryostorm-run: {script}: cannot execute: No such file or directory (its #! line ends "
+                             "in a carriage return: the file has Windows line endings; convert it, e.g. dos2unix or "
+                             "sed -i 's/\\r$//')\n")
+
+
 def _other_python() -> str:
     """The base interpreter this venv was made from: another environment's python."""
     other = os.path.realpath(Path(sys.base_prefix) / "bin" / f"python{sys.version_info.major}.{sys.version_info.minor}")

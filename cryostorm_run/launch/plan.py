@@ -10,6 +10,7 @@ Example:
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -277,7 +278,13 @@ def exec_plan(plan: LaunchPlan) -> NoReturn:
 
         env[STDERR_VAR] = stderr_identity()
     try:
-        os.execve(plan.executable, list(plan.argv), env)
+        try:
+            os.execve(plan.executable, list(plan.argv), env)
+        except OSError as exc:
+            if exc.errno != errno.ENOEXEC:
+                raise
+            # No #! line: a shell script, which execvp (env, nohup, timeout, tini, a shell) runs with /bin/sh
+            os.execve("/bin/sh", ["/bin/sh", plan.executable, *plan.argv[1:]], env)
     except OSError as exc:
         for signum, action in restored:  # the launcher goes on to print its error: as Python started it
             _signals_module().signal(signum, action)
@@ -317,5 +324,8 @@ def _interpreter_missing(executable: str) -> str:
         return ""
     if not first.startswith(b"#!"):
         return ""
+    if first.rstrip(b"\n").endswith(b"\r"):  # saved with Windows line endings: the kernel looks for "sh\r"
+        return (" (its #! line ends in a carriage return: the file has Windows line endings; convert it, e.g. "
+                "dos2unix or sed -i 's/\\r$//')")
     interpreter = first[2:].strip().split(b" ")[0].decode("utf-8", "replace")
     return "" if os.path.exists(interpreter) else f" (its #! line names {interpreter}, which does not exist)"
