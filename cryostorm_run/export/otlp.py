@@ -109,11 +109,16 @@ class _Lazy:
 
     def note_outcome(self, ok: bool, started: float) -> None:
         """An export (or one request of it) that began at `started` succeeded or failed."""
+        from cryostorm_run.export.outage import note_outage
+
         if ok:
+            if self._failing_since is not None or not self.answered_once:
+                note_outage(self.endpoint, None)  # the program's other processes: it is back
             self._failing_since, self.answered_once = None, True
             LAST_FAULT.pop(str(self.fault_target[0]), None)
         elif self._failing_since is None:
             self._failing_since = started
+            note_outage(self.endpoint, started)
 
     def give_up(self) -> None:
         """The collector is in a long outage at exit (export/outage.py): stop retrying, fail what comes.
