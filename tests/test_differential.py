@@ -113,6 +113,7 @@ ALLOWED: dict[str, tuple[str, Rule]] = {
 # name -> (the variable it names, phrases of the message): every problem of a refusal must be one of these.
 REFUSALS = {
     "HTTP endpoint path": ("_ENDPOINT", ("does not end in /v1/",)),
+    "header value not ASCII (gRPC metadata cannot carry it)": ("_HEADERS", ("has a character that is not ASCII",)),
     "endpoint without a port": ("_ENDPOINT", ("an http URL without a port",)),
     "ignored client certificate": ("_CLIENT_", ("ignored by the OTLP/gRPC exporter",)),
     "batch larger than queue": ("_MAX_", ("must not exceed max_queue_size",)),

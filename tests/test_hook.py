@@ -381,7 +381,8 @@ def test_a_record_whose_message_cannot_be_formatted_gets_no_traceback_of_cryosto
     skips the record, and says so on one rate-limited line (was one more full traceback per record)."""
     plain = subprocess.run([PYTHON, "-c", UNFORMATTABLE], env=child_env(), capture_output=True, text=True, timeout=60,
                            check=False)
-    assert (plain.returncode, plain.stdout, plain.stderr.count("--- Logging error ---")) == (0, "done\n", 1), plain
+    assert (plain.returncode, plain.stdout) == (0, "done\n"), plain
+    assert plain.stderr.count("--- Logging error ---") >= 1, plain  # 3.13 prints one more than 3.11
     env = otlp_env(otlp_receiver, CRYOSTORM_SERVICE__ENVIRONMENT="production")
     result = run_launcher(["--quiet", "--", PYTHON, "-c", UNFORMATTABLE], env)
     assert (result.returncode, result.stdout) == (0, "done\n"), result.stderr

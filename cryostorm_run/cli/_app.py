@@ -208,7 +208,7 @@ def print_env(
     """Print the OTEL_* (and PYTHONPATH) environment the program would get, and where each value came from."""
 
     def run() -> int:
-        from cryostorm_run.config.inventory import MAPPED, READ
+        from cryostorm_run.config.inventory import MAPPED, READ, rule_for
         from cryostorm_run.config.sources import Problem
         from cryostorm_run.launch.envformat import (
             FORMATS,
@@ -247,7 +247,8 @@ def print_env(
         written = {line.name for line in lines}
         lines += [EnvLine(name, shown(False, value), f"yours ({name}), kept")  # passed on as they are
                   for name, value in sorted(os.environ.items()) if name.startswith("OTEL_") and value
-                  and name not in MAPPED | READ | written and name not in loaded.dropped_env]
+                  and name not in MAPPED | READ | written and name not in loaded.dropped_env
+                  and getattr(rule_for(name), "kind", None) == "passed"]  # not a misspelt one (warned, ignored)
         lines += [EnvLine(name, value, why) for name, (value, why) in program_defaults(os.environ).items()]
         pythonpath = _pythonpath(str(hook_dir()), os.environ.get("PYTHONPATH"))
         lines.append(EnvLine("PYTHONPATH", pythonpath, "cryostorm's hook directory, then your PYTHONPATH"))
