@@ -42,6 +42,39 @@ def test_a_forked_child_leaving_through_os_exit_delivers_its_spans(otlp_receiver
     assert names == {f"child-{i}" for i in range(20)}, done.stderr
 
 
+OWN_HANDLER_THEN_KILL_SELF = """
+import os, signal, sys
+from opentelemetry import trace
+tracer = trace.get_tracer("kill")
+def cleanup(signum, frame):
+    print("cleaned up", flush=True)
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)  # re-raised with the default action: the idiom from before signal.raise_signal
+signal.signal(signal.SIGTERM, cleanup)
+for i in range(10):
+    with tracer.start_as_current_span(f"work-{i}"):
+        pass
+os.kill(os.getpid(), signal.SIGTERM)
+signal.pause()
+"""
+
+
+def test_a_signal_re_raised_with_os_kill_of_its_own_pid_flushes_first(otlp_receiver: Receiver) -> None:
+    # Wrapped like signal.raise_signal: the process still dies by the signal (status 143, as without cryostorm),
+    # and what it queued is delivered. Was: every span lost, not a word.
+    env = {"CRYOSTORM_EXPORTER_TYPE": "otlp", "CRYOSTORM_COLLECTOR": otlp_receiver.grpc_endpoint,
+           "CRYOSTORM_SERVICE__NAME": "kill-self", "CRYOSTORM_SERVICE__ENVIRONMENT": "production",
+           "CRYOSTORM_TRACING__EXPORT_CONFIG__SCHEDULE_DELAY_MILLIS": "60000"}  # only a flush can deliver them
+    plain = subprocess.run([sys.executable, "-c", OWN_HANDLER_THEN_KILL_SELF], env=child_env(), capture_output=True,
+                           text=True, timeout=60, check=False)
+    done = subprocess.run([CRYOSTORM_RUN, "--quiet", "--", sys.executable, "-c", OWN_HANDLER_THEN_KILL_SELF],
+                          env=child_env(env), capture_output=True, text=True, timeout=60, check=False)
+    assert (done.returncode, done.stdout, done.stderr) == (plain.returncode, plain.stdout, plain.stderr) == (
+        -signal.SIGTERM, "cleaned up\n", ""), done
+    names = {s.name for s in otlp_receiver.wait_for_spans(10, timeout=20)}
+    assert names == {f"work-{i}" for i in range(10)}, done.stderr
+
+
 OS_EXIT_AS_CALLED = """
 import os
 from opentelemetry import trace

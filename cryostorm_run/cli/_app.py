@@ -234,8 +234,7 @@ def print_env(
                 return value
             return "****" if secret else mask_url(value)  # user:password@ and ?token= of a URL too
 
-        staged = {**os.environ, **{name: value for name, (value, _) in loaded.file_env.items()}}
-        theirs = programs_own(staged, loaded.settings)
+        theirs = programs_own({**os.environ, **{n: v for n, (v, _) in loaded.file_env.items()}}, loaded.settings)
         rows = [r for r in env_rows(loaded.settings) if r.name not in theirs]
         lines = [EnvLine(r.name, shown(r.secret, r.value), row_source(r.setting, loaded.origins)) for r in rows]
         masked = sorted(line.name for line, r in zip(lines, rows, strict=True) if line.value != r.value)
@@ -250,8 +249,8 @@ def print_env(
                   and name not in MAPPED | READ | written and name not in loaded.dropped_env
                   and getattr(rule_for(name), "kind", None) == "passed"]  # not a misspelt one (warned, ignored)
         lines += [EnvLine(name, value, why) for name, (value, why) in program_defaults(os.environ).items()]
-        pythonpath = _pythonpath(str(hook_dir()), os.environ.get("PYTHONPATH"))
-        lines.append(EnvLine("PYTHONPATH", pythonpath, "cryostorm's hook directory, then your PYTHONPATH"))
+        lines.append(EnvLine("PYTHONPATH", _pythonpath(str(hook_dir()), os.environ.get("PYTHONPATH")),
+                             "cryostorm's hook directory, then your PYTHONPATH"))
         try:
             text = render_env(lines, fmt)
         except Unrepresentable as exc:

@@ -1,11 +1,8 @@
 """How a process with telemetry leaves: the exit flush and what starts it (atexit, SIGTERM, a re-raised
 signal, `os._exit`, multiprocessing and celery pool children; a terminated multiprocessing child told again
-until it has ended: hook/terminate.py), the exporters built before the interpreter
-shuts down, a SIGTERM that comes during that work, and an exit by Ctrl-C that stays one.
-
-Part of the hook (imported by `bootstrap` once telemetry is configured); every line it prints goes
-through `hook.say.warn`.
-"""
+until it has ended: hook/terminate.py), the exporters built before the interpreter shuts down, a SIGTERM
+that comes during that work, and an exit by Ctrl-C that stays one. Part of the hook (imported by
+`bootstrap` once telemetry is configured); every line it prints goes through `hook.say.warn`."""
 
 from __future__ import annotations
 
@@ -22,9 +19,9 @@ if TYPE_CHECKING:
 
 
 # The exit work under way in this process (its pid while the exporters are built for the exit or the exit
-# flush runs) and a terminating signal that came meanwhile: it is acted on once that work is done.
+# flush runs) and a terminating signal that came meanwhile: it is acted on once that work is done. And a
+# terminating signal the program is raising itself (`signal.raise_signal`) right now.
 _EXITING: dict[str, int | None] = {"pid": None, "signal": None}
-# A terminating signal the program is raising itself (`signal.raise_signal`) right now.
 _RAISING: dict[str, int | None] = {"signal": None}
 _TOLD_PID_1: list[int] = []  # the signal a PID 1 program was told about (once per process)
 # Signals whose default action ends the process without atexit, sent from outside: the terminal closed
@@ -272,7 +269,9 @@ def _flush_before_os_exit(flush_at_exit: Any) -> None:
         # Whatever the original takes (`os._exit(4)`, `os._exit(status=4)`) and the same error for what it
         # does not: the call is passed on as made; only a call that will end the process flushes first.
         try:
-            if _an_exit_status(args, kwargs):
+            from cryostorm_run.hook.terminate import an_exit_status
+
+            if an_exit_status(args, kwargs):
                 queues = getattr(sys.modules.get("cryostorm_run.export.batch"), "BATCH_QUEUES", [])  # none: none queued
                 if any(batch.queue or batch.in_flight or batch.dropped or batch.failed for batch in list(queues)):
                     flush_at_exit()
@@ -280,22 +279,8 @@ def _flush_before_os_exit(flush_at_exit: Any) -> None:
             pass
         original(*args, **kwargs)
 
-    _exit.cryostorm = True  # type: ignore[attr-defined]
-    _exit.__wrapped__ = original  # type: ignore[attr-defined]
+    _exit.cryostorm, _exit.__wrapped__ = True, original  # type: ignore[attr-defined]
     os._exit = _exit
-
-
-def _an_exit_status(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
-    """Whether `os._exit(*args, **kwargs)` ends the process: one status, by position or as `status=`, that is a C
-    int. A call it refuses (TypeError, OverflowError) leaves the program running, its telemetry untouched."""
-    if len(args) + len(kwargs) != 1 or (kwargs and "status" not in kwargs):
-        return False
-    status = args[0] if args else kwargs["status"]
-    try:
-        index: int = type(status).__index__(status)  # what the original's int conversion calls
-    except Exception:
-        return False
-    return -(2**31) <= index < 2**31
 
 
 def _flush_before_a_reraised_signal(flush_at_exit: Any) -> None:
@@ -304,28 +289,37 @@ def _flush_before_a_reraised_signal(flush_at_exit: Any) -> None:
     die by the signal: no atexit, no flush. `signal.raise_signal` is wrapped so that raising a
     terminating signal whose action is the default flushes first (bounded), then raises it as asked:
     the process still ends the way the server intends, with the same status. Not as PID 1, where the signal
-    does nothing: the program goes on, its telemetry on, and its exit flushes."""
+    does nothing: the program goes on, its telemetry on, and its exit flushes. Likewise `os.kill` of the
+    process's own PID (the re-raise idiom from before `raise_signal`, after resetting the handler)."""
     fatal = {getattr(signal, name) for name in _TERMINATING if hasattr(signal, name)}
-    original = signal.raise_signal
+    original, original_kill = signal.raise_signal, os.kill
     if getattr(original, "cryostorm", False):
         return
 
-    def raise_signal(signum: int, /) -> None:
+    def flush_first(signum: int) -> None:
         try:
             if signum in fatal and signal.getsignal(signum) is signal.SIG_DFL and os.getpid() != 1:
                 atexit.unregister(flush_at_exit)  # (at_exit is what atexit holds; flushing twice is a no-op)
                 flush_at_exit()
         except Exception as exc:  # never stand between the program and its signal
             warn(f"flush before signal {signum}: {type(exc).__name__}: {exc}")
+
+    def kill(pid: int, signum: int, /) -> None:
+        if pid == os.getpid():
+            flush_first(signum)
+        original_kill(pid, signum)
+
+    def raise_signal(signum: int, /) -> None:
+        flush_first(signum)
         _RAISING["signal"] = signum  # (its handler runs within the call, in the main thread)
         try:
             original(signum)
         finally:
             _RAISING["signal"] = None
 
-    raise_signal.cryostorm = True  # type: ignore[attr-defined]
-    raise_signal.__wrapped__ = original  # type: ignore[attr-defined]
-    signal.raise_signal = raise_signal
+    raise_signal.cryostorm = kill.cryostorm = True  # type: ignore[attr-defined]
+    raise_signal.__wrapped__, kill.__wrapped__ = original, original_kill  # type: ignore[attr-defined]
+    signal.raise_signal, os.kill = raise_signal, kill
 
 
 def after_first_build(providers: Any) -> None:

@@ -97,3 +97,16 @@ def _until_gone(pidfd: int, pid: int, first_wait_s: float) -> None:
         warn(f"watching terminated child {pid}: {type(exc).__name__}: {exc}")
     finally:
         os.close(pidfd)
+
+
+def an_exit_status(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    """Whether `os._exit(*args, **kwargs)` ends the process: one status, by position or as `status=`, that is a C
+    int. A call it refuses (TypeError, OverflowError) leaves the program running, its telemetry untouched."""
+    if len(args) + len(kwargs) != 1 or (kwargs and "status" not in kwargs):
+        return False
+    status = args[0] if args else kwargs["status"]
+    try:
+        index: int = type(status).__index__(status)  # what the original's int conversion calls
+    except Exception:
+        return False
+    return -(2**31) <= index < 2**31
