@@ -60,7 +60,8 @@ def deployments(draw: st.DrawFn, certs: Mapping[str, str]) -> dict[str, str]:
     env["OTEL_EXPORTER_OTLP_PROTOCOL"] = draw(_optional("grpc", "http/protobuf"))
     env["OTEL_EXPORTER_OTLP_ENDPOINT"] = draw(_optional(*bases))
     headers = ["authorization", "x-tenant", "api-key", "X-Mixed-Case"]
-    header_values = ["Bearer abc", "t1", "a=b,c", "caf\u00e9", "x y"]
+    # ASCII only: a value gRPC metadata cannot carry is refused before the program starts (test_settings.py)
+    header_values = ["Bearer abc", "t1", "a=b,c", "50%/x", "x y"]
     env["OTEL_EXPORTER_OTLP_HEADERS"] = draw(_pairs(headers, header_values))
     env["OTEL_EXPORTER_OTLP_TIMEOUT"] = draw(_optional("1", "2.5", "10", "30"))
     env["OTEL_EXPORTER_OTLP_COMPRESSION"] = draw(_optional("gzip", "gzip", "none"))
