@@ -15,6 +15,7 @@ from contextlib import contextmanager
 
 from cryostorm_run.common.faults import Fault, Target, classify
 from cryostorm_run.common.runtime import SignalRuntime
+from cryostorm_run.export.reach import connection_check
 
 # The loggers whose records say that an export failed: the SDK's exporters, cryostorm's span transport
 # (not partial success or other records logged during an export, whose text is the collector's).
@@ -75,8 +76,6 @@ def note_transport_error(text: str, check_connection: bool = False) -> None:
     if current is not None:
         signal, target, noted = current
         if check_connection and target.grpc:
-            from cryostorm_run.export.reach import connection_check
-
             text += connection_check(target.where, 2.0)
         noted[:] = [text]
         fault = classify(text, target)

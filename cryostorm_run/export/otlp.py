@@ -17,7 +17,8 @@ from cryostorm_run.common.words import counted
 from cryostorm_run.export.batch import RETRY_LATER
 from cryostorm_run.export.errors import LAST_FAULT, TelemetrySetupError, exporting, fault_target
 from cryostorm_run.export.forkgate import BUILD_BROKEN, exporter_build
-from cryostorm_run.export.reach import reachable
+from cryostorm_run.export.outage import note_outage  # here, not at first use: a fork then leaves a child the
+from cryostorm_run.export.reach import reachable  # import lock of a thread it does not have (test_grpc_fork)
 from cryostorm_run.export.responses import (  # noqa: F401  (REJECTED, REJECTED_ITEMS: read by the exit report)
     REJECTED,
     REJECTED_ITEMS,
@@ -109,8 +110,6 @@ class _Lazy:
 
     def note_outcome(self, ok: bool, started: float) -> None:
         """An export (or one request of it) that began at `started` succeeded or failed."""
-        from cryostorm_run.export.outage import note_outage
-
         if ok:
             if self._failing_since is not None or not self.answered_once:
                 note_outage(self.endpoint, None)  # the program's other processes: it is back

@@ -17,6 +17,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
+from cryostorm_run.export.reach import connection_check
+
 _logger = logging.getLogger("opentelemetry.cryostorm.export.transport")
 
 TRACE_EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
@@ -97,8 +99,6 @@ class GrpcSender:
 
             retry = name in TRANSIENT_CODES and not too_large(details)  # over the receiver's size limit: for good
             if name == "DEADLINE_EXCEEDED":
-                from cryostorm_run.export.reach import connection_check
-
                 details += connection_check(self.target, timeout)
             return Attempt(False, retry, _retry_info(error), f"gRPC {name}: {details}")
         return Attempt(True, response=response)

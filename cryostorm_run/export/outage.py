@@ -24,6 +24,8 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from cryostorm_run.export.reach import host_port, reachable
+
 _PREFIX = "cryostorm-outage-"
 
 
@@ -49,8 +51,6 @@ def _started(pid: str) -> str | None:
 
 def _note(endpoint: str | None) -> str | None:
     """The shared note of `endpoint`'s outage for this program, or None (not launched; no /proc)."""
-    from cryostorm_run.export.reach import host_port
-
     program, key = _program(), host_port(endpoint)
     if program is None or key is None:
         return None
@@ -95,8 +95,6 @@ def _shared_since(endpoint: str | None) -> float | None:
 def give_up_on_long_outages(budget_s: float, exporters: Iterable[Any]) -> None:
     """At the start of the exit flush (`budget_s` for all of it): exporters whose collector has failed
     every export for longer than `budget_s` and does not accept a connection now give up at once."""
-    from cryostorm_run.export.reach import host_port, reachable
-
     now = time.monotonic()
     by_collector: dict[tuple[str, int], list[Any]] = {}
     for exporter in exporters:

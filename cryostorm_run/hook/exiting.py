@@ -12,6 +12,7 @@ import signal
 import sys
 
 from cryostorm_run.hook.say import warn, whose
+from cryostorm_run.hook.terminate import an_exit_status  # not at os._exit: a forked child may hold no import lock
 
 TYPE_CHECKING = False  # not typing's: the hook keeps typing out of every process
 if TYPE_CHECKING:
@@ -269,8 +270,6 @@ def _flush_before_os_exit(flush_at_exit: Any) -> None:
         # Whatever the original takes (`os._exit(4)`, `os._exit(status=4)`) and the same error for what it
         # does not: the call is passed on as made; only a call that will end the process flushes first.
         try:
-            from cryostorm_run.hook.terminate import an_exit_status
-
             if an_exit_status(args, kwargs):
                 queues = getattr(sys.modules.get("cryostorm_run.export.batch"), "BATCH_QUEUES", [])  # none: none queued
                 if any(batch.queue or batch.in_flight or batch.dropped or batch.failed for batch in list(queues)):
